@@ -1,0 +1,154 @@
+"""User-facing argument checks and their messages.
+
+Every public entry point validates its arguments here before doing any work, so that a bad
+argument produces a ``ValueError`` (wrong value) or ``TypeError`` (wrong type) that names the
+argument, states the requirement and shows what was received, instead of a traceback from deep
+inside numpy or scipy.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "check_array",
+    "check_bool",
+    "check_choice",
+    "check_float",
+    "check_int",
+    "check_random_state",
+    "describe",
+]
+
+
+def describe(value: Any) -> str:
+    """Short, safe description of a received value for error messages."""
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape} and dtype {value.dtype}"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def check_int(
+    name: str, value: Any, *, min_value: int | None = None, max_value: int | None = None
+) -> int:
+    """Return ``value`` as ``int`` after checking type and range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an int; got {describe(value)}.")
+    value = int(value)
+    if min_value is not None and value < min_value:
+        raise ValueError(f"`{name}` must be an int >= {min_value}; got {value}.")
+    if max_value is not None and value > max_value:
+        raise ValueError(f"`{name}` must be an int <= {max_value}; got {value}.")
+    return value
+
+
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    min_value: float | None = None,
+    max_value: float | None = None,
+    min_inclusive: bool = True,
+    max_inclusive: bool = True,
+    allow_none: bool = False,
+) -> float | None:
+    """Return ``value`` as a finite ``float`` after checking type and range."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a real number; got {describe(value)}.")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"`{name}` must be finite; got {value}.")
+    if min_value is not None:
+        bad = value < min_value if min_inclusive else value <= min_value
+        if bad:
+            op = ">=" if min_inclusive else ">"
+            raise ValueError(f"`{name}` must be {op} {min_value}; got {value}.")
+    if max_value is not None:
+        bad = value > max_value if max_inclusive else value >= max_value
+        if bad:
+            op = "<=" if max_inclusive else "<"
+            raise ValueError(f"`{name}` must be {op} {max_value}; got {value}.")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` after checking that it is a bool."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"`{name}` must be True or False; got {describe(value)}.")
+    return bool(value)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """Return ``value`` after checking that it is one of ``choices``."""
+    choices = list(choices)
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable or incomparable value
+        ok = False
+    if not ok:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"`{name}` must be one of {allowed}; got {describe(value)}.")
+    return value
+
+
+def check_array(
+    name: str,
+    value: Any,
+    *,
+    ndim: int | None = None,
+    shape: tuple[int | None, ...] | None = None,
+    finite: bool = True,
+    dtype: type | np.dtype = np.float64,
+    copy: bool = False,
+) -> np.ndarray:
+    """Convert ``value`` to a numeric array and check its dimensions, shape and finiteness."""
+    if value is None:
+        raise TypeError(f"`{name}` must be an array; got None.")
+    try:
+        arr = np.array(value, dtype=dtype, copy=True) if copy else np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"`{name}` must be array-like of real numbers; got {describe(value)}."
+        ) from err
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"`{name}` must be {ndim}-dimensional; got shape {arr.shape}.")
+    if shape is not None:
+        expected = tuple("*" if s is None else s for s in shape)
+        if arr.ndim != len(shape) or any(
+            s is not None and s != a for s, a in zip(shape, arr.shape, strict=True)
+        ):
+            raise ValueError(
+                f"`{name}` must have shape {expected}; got shape {arr.shape}."
+            )
+    if finite and arr.size and not np.all(np.isfinite(arr)):
+        n_bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise ValueError(f"`{name}` must be finite; it has {n_bad} NaN or infinite value(s).")
+    return arr
+
+
+def check_random_state(random_state: Any, name: str = "random_state") -> np.random.Generator:
+    """Turn ``None``, an int seed or a ``Generator`` into a fresh ``Generator``.
+
+    Global numpy random state is never used.
+    """
+    if random_state is None or (
+        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+    ):
+        if random_state is not None and int(random_state) < 0:
+            raise ValueError(f"`{name}` must be a non-negative int seed; got {random_state}.")
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    raise TypeError(
+        f"`{name}` must be None, an int seed or a numpy.random.Generator; "
+        f"got {describe(random_state)}."
+    )
