@@ -162,7 +162,8 @@ class Ratings:
                 f"the ratings contain {int(dup.sum())} duplicate (row, column) pair(s), "
                 f"first at {where}; aggregate them (e.g. keep the last or the mean) first."
             )
-        for name, ids, size in (("row_ids", self.row_ids, n_rows), ("col_ids", self.col_ids, n_cols)):
+        id_maps = (("row_ids", self.row_ids, n_rows), ("col_ids", self.col_ids, n_cols))
+        for name, ids, size in id_maps:
             if ids is not None and len(ids) != size:
                 raise ValueError(f"`{name}` must have length {size}; got {len(ids)}.")
         for name, arr in (("rows", rows), ("cols", cols), ("values", values), ("weights", weights)):
