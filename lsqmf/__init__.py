@@ -1,15 +1,35 @@
-"""lsqmf: low-rank matrix factorization with missing data as nonlinear least squares."""
+"""lsqmf: low-rank matrix factorization with missing data as nonlinear least squares.
 
+The core is :func:`solve`, which writes the factorization as a residual vector with a sparse,
+Kronecker-structured Jacobian and hands it to ``scipy.optimize.least_squares``.
+"""
+
+from .gradcheck import JacobianCheck, JacobianCheckError, check_jacobian
+from .problem import FORMULATIONS, Problem, build_problem, kron_jacobian
 from .ratings import Ratings, as_ratings
-from .result import ConvergenceWarning, FitResult, History
+from .result import ConvergenceWarning, FitResult, History, IterationInfo
+from .solve import LOSSES, METHODS, TR_SOLVERS, NonFiniteResidualError, solve
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FORMULATIONS",
+    "LOSSES",
+    "METHODS",
+    "TR_SOLVERS",
     "ConvergenceWarning",
     "FitResult",
     "History",
+    "IterationInfo",
+    "JacobianCheck",
+    "JacobianCheckError",
+    "NonFiniteResidualError",
+    "Problem",
     "Ratings",
     "__version__",
     "as_ratings",
+    "build_problem",
+    "check_jacobian",
+    "kron_jacobian",
+    "solve",
 ]

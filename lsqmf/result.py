@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -21,12 +21,47 @@ if TYPE_CHECKING:
     import pandas as pd
     from scipy.optimize import OptimizeResult
 
-__all__ = ["COLD_START_POLICIES", "ConvergenceWarning", "FitResult", "History"]
+__all__ = [
+    "COLD_START_POLICIES",
+    "STATUS_MESSAGES",
+    "ConvergenceWarning",
+    "FitResult",
+    "History",
+    "IterationInfo",
+]
 
 #: How to predict a pair whose user or item has no factor (not seen in training):
 #: ``'bias'`` falls back to the bias model (global mean + known biases), ``'nan'`` returns NaN,
 #: ``'raise'`` raises ``ValueError``.
 COLD_START_POLICIES = ("bias", "nan", "raise")
+
+
+#: Termination status -> message. 1..4, 0 and -1 are scipy's ``least_squares`` statuses; the
+#: negative ones below -1 are lsqmf's early stops, shared by every solver.
+STATUS_MESSAGES: dict[int, str] = {
+    4: "Both `ftol` and `xtol` termination conditions are satisfied.",
+    3: "`xtol` termination condition is satisfied.",
+    2: "`ftol` termination condition is satisfied.",
+    1: "`gtol` termination condition is satisfied.",
+    0: "The maximum number of function evaluations (or iterations) is exceeded.",
+    -1: "Improper input parameters status returned from `leastsq`.",
+    -3: "Stopped because the callback returned True.",
+    -4: "Stopped because the time budget `max_time` was exhausted.",
+    -5: "Interrupted (KeyboardInterrupt).",
+}
+
+
+class IterationInfo(NamedTuple):
+    """What a solver's ``callback`` receives after each evaluation or iteration.
+
+    ``step`` counts from 0 (the starting point), ``cost`` is the objective there and ``time``
+    the seconds since the solver started. A callback that returns True stops the run; the
+    solver returns its best point with ``success=False``.
+    """
+
+    step: int
+    cost: float
+    time: float
 
 
 class ConvergenceWarning(UserWarning):
