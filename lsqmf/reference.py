@@ -58,7 +58,7 @@ imported only when the fast function is called. The two share only the argument 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -136,7 +136,7 @@ def matrix_factorization(
     >>> P_out is P and Q_out is Q
     True
     >>> P.ravel().round(6)
-    array([0.5024  , 0.500875])
+    array([0.501496, 0.500749])
     """
     R, P, Q, K, max_steps, alpha, beta, epsilon = _check_arguments(
         R, P, Q, K, max_steps, alpha, beta, epsilon
@@ -282,8 +282,7 @@ def _check_arguments(
     if np.shares_memory(P, Q):
         raise ValueError("`P` and `Q` must not share memory; pass separate arrays.")
     max_steps = check_int("max_steps", max_steps, min_value=0)
-    alpha = check_float("alpha", alpha, min_value=0.0)
-    beta = check_float("beta", beta, min_value=0.0)
-    epsilon = check_float("epsilon", epsilon, min_value=0.0)
-    assert alpha is not None and beta is not None and epsilon is not None
+    alpha = cast(float, check_float("alpha", alpha, min_value=0.0))
+    beta = cast(float, check_float("beta", beta, min_value=0.0))
+    epsilon = cast(float, check_float("epsilon", epsilon, min_value=0.0))
     return R, P, Q, K, max_steps, alpha, beta, epsilon

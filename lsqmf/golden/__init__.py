@@ -28,9 +28,11 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -355,7 +357,7 @@ def generate_golden(
     for name in names:
         data = run_case(name)
         path = out / f"{name}.npz"
-        _atomic_write(path, lambda f, d=data: _save_npz(f, d))  # type: ignore[misc]
+        _atomic_write(path, partial(_save_npz, data=data))
         entries[name] = {
             "description": CASES[name].description,
             "shape": list(data.R.shape),
@@ -385,9 +387,9 @@ def generate_golden(
     return written
 
 
-def _save_npz(f: object, data: GoldenData) -> None:
+def _save_npz(f: BinaryIO, data: GoldenData) -> None:
     np.savez(
-        f,  # type: ignore[arg-type]
+        f,
         R=data.R,
         P0=data.P0,
         Q0=data.Q0,
@@ -402,12 +404,13 @@ def _save_npz(f: object, data: GoldenData) -> None:
     )
 
 
-def _atomic_write(path: Path, write: Callable[[object], object]) -> None:
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write ``path`` through a temporary file in the same directory, then rename it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0o600; these are shipped data files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -432,7 +435,7 @@ def _environment() -> dict[str, str]:
     }
 
 
-def _read_manifest(directory: Path) -> dict | None:  # type: ignore[type-arg]
+def _read_manifest(directory: Path) -> dict[str, Any] | None:
     path = directory / MANIFEST_NAME
     if not path.is_file():
         return None

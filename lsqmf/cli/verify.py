@@ -1,0 +1,177 @@
+"""``lsqmf verify`` (check a candidate against the golden outputs) and ``lsqmf golden``.
+
+``lsqmf verify MODULE:FUNCTION [--atol 1e-8] [--rtol 0] [--no-check-mutation] [--case NAME ...]``
+prints one row per golden case and exits 0 when every case passes, 1 when a case fails, and 2
+when the candidate cannot be imported or raises.
+
+``lsqmf golden [--out DIR] [--force]`` regenerates the golden outputs by running the reference
+loop (default: into the directory shipped with lsqmf); it refuses to overwrite existing files
+without ``--force`` (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``verify`` and ``golden`` subcommands to ``subparsers``."""
+    p = subparsers.add_parser(
+        "verify",
+        help="check a rewrite of the reference loop against the golden outputs",
+        description=(
+            "Run a candidate with the reference's signature, "
+            "candidate(R, P, Q, K, max_steps, alpha, beta, epsilon) -> (P, Q), on every "
+            "golden case and compare with the stored outputs of "
+            "lsqmf.reference.matrix_factorization. Exit status: 0 all cases pass, 1 a case "
+            "fails, 2 the candidate cannot be imported or raises."
+        ),
+    )
+    p.add_argument(
+        "candidate",
+        metavar="MODULE:FUNCTION",
+        help="e.g. mypkg.fast:factorize or path/to/file.py:factorize (the current directory "
+        "is importable)",
+    )
+    p.add_argument("--atol", type=float, default=1e-8, help="absolute tolerance (default 1e-8)")
+    p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
+    p.add_argument(
+        "--no-check-mutation",
+        dest="check_mutation",
+        action="store_false",
+        help="do not require the reference's in-place update of the caller's P and Q",
+    )
+    p.add_argument(
+        "--case",
+        dest="cases",
+        metavar="NAME",
+        nargs="+",
+        action="extend",
+        default=None,
+        help="run only these golden cases (repeatable; default all)",
+    )
+    p.set_defaults(func=run_verify)
+
+    g = subparsers.add_parser(
+        "golden",
+        help="regenerate the golden outputs of the reference loop",
+        description=(
+            "Run lsqmf.reference.matrix_factorization on every golden case and write one .npz "
+            "per case plus manifest.json (inputs, parameters, outputs, versions). Refuses to "
+            "overwrite existing files unless --force is given."
+        ),
+    )
+    g.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="output directory (default: the golden directory inside the lsqmf package)",
+    )
+    g.add_argument("--force", action="store_true", help="overwrite existing golden files")
+    g.set_defaults(func=run_golden)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Body of ``lsqmf verify``; returns the exit code."""
+    from ..verify import load_candidate, verify
+
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)  # like `python -m`: modules in the current directory import
+    try:
+        candidate = load_candidate(args.candidate)
+    except (ImportError, TypeError, ValueError) as err:
+        reason = f"{type(err).__name__}: {err}"
+        if err.__cause__ is not None:
+            reason += f" (caused by {type(err.__cause__).__name__}: {err.__cause__})"
+        print(f"lsqmf verify: cannot load candidate {args.candidate!r}: {reason}",
+              file=sys.stderr)
+        return 2
+    report = verify(
+        candidate,
+        atol=args.atol,
+        rtol=args.rtol,
+        check_mutation=args.check_mutation,
+        cases=args.cases,
+    )
+    print(_format_report(report))
+    if report.errored:
+        return 2
+    return 0 if report.passed else 1
+
+
+def _format_report(report: Any) -> str:
+    header = ("case", "max|dP|", "max|dQ|", "in place", "result")
+    rows = []
+    for r in report.results:
+        if not report.check_mutation:
+            mutation = "off"
+        elif r.mutation_ok is None:
+            mutation = "n/a"
+        else:
+            mutation = "ok" if r.mutation_ok else "WRONG"
+        result = "pass" if r.passed else ("ERROR" if r.error else "FAIL")
+        rows.append((r.case, _num(r.max_abs_diff_P), _num(r.max_abs_diff_Q), mutation, result))
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    lines = [
+        f"candidate: {report.candidate}",
+        f"tolerance: |actual - expected| <= {report.atol:g} + {report.rtol:g} * |expected|"
+        + ("" if report.check_mutation else "  (in-place check off)"),
+        "",
+        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows]
+    problems = [r for r in report.results if not r.passed]
+    if problems:
+        lines.append("")
+        for r in problems:
+            detail = r.error if r.error else r.reason
+            lines.append(f"{r.case}: {detail}")
+    n = len(report.results)
+    lines.append("")
+    if report.errored:
+        n_err = sum(r.error is not None for r in report.results)
+        lines.append(f"ERROR: the candidate raised on {n_err} of {n} case(s)")
+    elif report.passed:
+        lines.append(f"OK: all {n} case(s) pass")
+    else:
+        lines.append(f"FAILED: {report.n_failed} of {n} case(s)")
+    return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    if math.isnan(x):
+        return "-"
+    return f"{x:.3e}"
+
+
+def run_golden(args: argparse.Namespace) -> int:
+    """Body of ``lsqmf golden``; returns the exit code."""
+    from ..golden import GOLDEN_DIR, generate_golden
+
+    out = GOLDEN_DIR if args.out is None else args.out
+    command = "lsqmf golden" + ("" if args.out is None else f" --out {args.out}") + (
+        " --force" if args.force else ""
+    )
+
+    def report(data: Any, path: Path) -> None:
+        stop = " (stopped on epsilon)" if data.n_steps < data.max_steps else ""
+        print(f"wrote {path}  steps: {data.n_steps}/{data.max_steps}{stop}")
+
+    try:
+        written = generate_golden(out, force=args.force, command=command, callback=report)
+    except FileExistsError as err:
+        print(f"lsqmf golden: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {written[-1]}")
+    return 0
