@@ -236,8 +236,8 @@ def matrix_factorization_fast(
     return P, Q
 
 
-def _check_factor(name: str, value: Any, shape: tuple[int | None, int | None]) -> np.ndarray:
-    """``value`` must be a writable float64 ndarray of ``shape`` with finite entries."""
+def _check_factor(name: str, value: Any, n_rows: int, of: str) -> np.ndarray:
+    """``value`` must be a writable 2-D float64 ndarray with ``n_rows`` finite rows."""
     if not isinstance(value, np.ndarray):
         raise TypeError(
             f"`{name}` must be a numpy ndarray of float64 (it is updated in place); "
@@ -249,12 +249,19 @@ def _check_factor(name: str, value: Any, shape: tuple[int | None, int | None]) -
             f"{value.dtype}. Pass np.asarray({name}, dtype=np.float64) and use the returned "
             "array."
         )
+    if value.ndim != 2:
+        raise ValueError(f"`{name}` must be 2-dimensional; got shape {value.shape}.")
+    if value.shape[0] != n_rows:
+        raise ValueError(
+            f"`{name}` must have {n_rows} rows (the number of {of} of `R`); got shape "
+            f"{value.shape}."
+        )
     if not value.flags.writeable:
         raise ValueError(
             f"`{name}` must be writable (it is updated in place); got a read-only array of "
             f"shape {value.shape}."
         )
-    check_array(name, value, shape=shape)
+    check_array(name, value)  # finiteness
     return value
 
 
@@ -272,8 +279,8 @@ def _check_arguments(
     R = check_array("R", R, ndim=2)
     N, M = R.shape
     K = check_int("K", K, min_value=1)
-    P = _check_factor("P", P, (N, None))
-    Q = _check_factor("Q", Q, (M, None))
+    P = _check_factor("P", P, N, "rows")
+    Q = _check_factor("Q", Q, M, "columns")
     if P.shape[1] != K or Q.shape[1] != K:
         raise ValueError(
             f"`K` must equal the number of columns of `P` and of `Q`; got K={K}, P of shape "
