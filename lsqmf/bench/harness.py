@@ -1,0 +1,555 @@
+"""Run a benchmark grid: time every selected cell, append rows as they finish, resume.
+
+Files written into the output directory
+---------------------------------------
+``raw.csv``
+    One row per (cell, repeat), appended and flushed as soon as the solve finishes. It is the
+    run's log: a rerun with the same output directory reads it and skips every (cell, repeat)
+    already there, so an interrupted run (Ctrl-C, a killed process) loses at most the cell
+    that was running. A half-written last line (a hard kill) is dropped on the next run.
+``results.csv``
+    One row per cell: the repeat with the smallest ``dur`` (best of), with ``repeats`` (how
+    many repeats were run) and ``n_failed``. Rewritten at the end of every run, also after an
+    interrupt.
+``run.json``
+    The run header: versions, BLAS library and thread counts, CPU count, platform, command
+    line, start and end time, grid file and fingerprint, and a ``warnings`` list (e.g. BLAS
+    threads > 1). One entry per session in ``sessions``.
+
+Columns
+-------
+The grid's problem columns (e.g. ``sparsity, k_factor, n, m, k``), its configuration columns
+(``solver, method, tr_solver, loss``, ...), then ``nnz`` (observed entries), ``dur`` (seconds
+of the solver call, ``time.perf_counter``; NaN when the call failed), ``nfev``, ``njev``,
+``cost``, ``success``, ``status``, ``error`` (``"LinAlgError: ..."``; empty when none),
+``warning`` (warnings the call emitted, e.g. :class:`~lsqmf.ConvergenceWarning`), and
+``cell_id``. ``movielens`` grids add ``fit_s``, ``rmse`` and ``mae``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._validation import check_int
+from .grid import Grid, ProblemData, select_cells
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "RAW_CSV",
+    "RESULTS_CSV",
+    "RESULT_COLUMNS",
+    "RUN_JSON",
+    "aggregate",
+    "blas_info",
+    "read_raw",
+    "resolve_solver",
+    "run_grid",
+]
+
+logger = logging.getLogger(__name__)
+
+RAW_CSV = "raw.csv"
+RESULTS_CSV = "results.csv"
+RUN_JSON = "run.json"
+
+#: Measured columns of every row, after the cell's own columns.
+RESULT_COLUMNS = [
+    "nnz", "dur", "nfev", "njev", "cost", "success", "status", "error", "warning",
+]
+_CV_COLUMNS = ["fit_s", "rmse", "mae"]
+
+
+# ---------------------------------------------------------------------------- solvers
+def resolve_solver(name: str) -> Callable[..., Any]:
+    """The solver function registered as ``name`` in :data:`lsqmf.solvers.SOLVERS`.
+
+    While the registry is not importable, ``"lsq"`` falls back to :func:`lsqmf.solve` and
+    any other name raises ``ValueError``.
+    """
+    try:
+        from ..solvers import get_solver
+    except ImportError:
+        get_solver = None
+    if get_solver is not None:
+        return get_solver(name)
+    if name == "lsq":
+        from ..solve import solve
+
+        return solve
+    raise ValueError(
+        f"solver {name!r} cannot be resolved: the solver registry lsqmf.solvers is not "
+        "available in this installation."
+    )
+
+
+# ---------------------------------------------------------------------------- one cell
+@dataclass
+class _Task:
+    kind: str  # 'fit' or 'cv'
+    solver: str
+    params: dict[str, Any]
+    data: ProblemData
+    columns: dict[str, Any]
+    repeat: int
+
+
+def _err_text(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".replace("\n", " ").strip()
+    return text[:500]
+
+
+def _warning_text(caught: list[warnings.WarningMessage]) -> str:
+    seen: list[str] = []
+    for w in caught:
+        text = f"{w.category.__name__}: {w.message}".replace("\n", " ")[:300]
+        if text not in seen:
+            seen.append(text)
+    return " || ".join(seen)
+
+
+def _run_task(task: _Task) -> dict[str, Any]:
+    """Time one (cell, repeat); never raises except KeyboardInterrupt."""
+    row: dict[str, Any] = {**task.columns, "repeat": task.repeat, **task.data.stats}
+    row.update(dur=math.nan, nfev=None, njev=None, cost=math.nan, success=False, status=None,
+               error="", warning="")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fn = resolve_solver(task.solver)
+            if task.kind == "cv":
+                from ..evaluation import fit_and_score
+
+                t0 = time.perf_counter()
+                score = fit_and_score(fn, *task.data.args, **task.params)
+                dur = time.perf_counter() - t0
+                _fill_cv(row, score, dur)
+            else:
+                t0 = time.perf_counter()
+                res = fn(*task.data.args, **task.data.kwargs, **task.params)
+                dur = time.perf_counter() - t0
+                if getattr(res, "status", None) == -5:  # lsqmf.solve swallowed a Ctrl-C
+                    raise KeyboardInterrupt
+                row["dur"] = dur
+                _fill_fit(row, res)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # a failing cell is a row, not the end of the run
+            row["error"] = _err_text(err)
+            row["dur"] = math.nan
+            row["success"] = False
+    row["warning"] = _warning_text(caught)
+    return row
+
+
+def _fill_fit(row: dict[str, Any], res: Any) -> None:
+    for key in ("nfev", "njev", "cost", "success", "status"):
+        value = getattr(res, key, None)
+        if isinstance(value, np.generic):
+            value = value.item()
+        row[key] = value
+    if row["cost"] is None:
+        row["cost"] = math.nan
+
+
+def _fill_cv(row: dict[str, Any], score: Any, dur: float) -> None:
+    get = score.get if isinstance(score, Mapping) else lambda k, d=None: getattr(score, k, d)
+    fit_s = get("fit_s", None)
+    row["fit_s"] = float(fit_s) if fit_s is not None else dur
+    row["dur"] = row["fit_s"]
+    for key in ("rmse", "mae"):
+        value = get(key, None)
+        row[key] = math.nan if value is None else float(value)
+    result = get("result", None) or get("fit", None)
+    if result is not None:
+        _fill_fit(row, result)
+        row["dur"] = row["fit_s"]
+    else:
+        success = get("success", None)
+        row["success"] = True if success is None else bool(success)
+
+
+# ---------------------------------------------------------------------------- CSV I/O
+def _columns(grid: Grid) -> list[str]:
+    cols = grid.problem_columns + grid.config_columns + ["repeat"] + RESULT_COLUMNS
+    if grid.problems == "movielens":
+        cols += _CV_COLUMNS
+    return [*cols, "cell_id"]
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return str(value)
+
+
+class _RowWriter:
+    """Appends rows to a CSV, one flushed line per row."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.columns = columns
+        new = not path.exists() or path.stat().st_size == 0
+        self.fh = path.open("a", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.fh)
+        if new:
+            self.writer.writerow(columns)
+            self.fh.flush()
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        self.writer.writerow([_format(row.get(c)) for c in self.columns])
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _repair(path: Path, columns: list[str]) -> None:
+    """Drop rows of ``path`` with the wrong number of fields (a line cut by a hard kill)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        text = fh.read()
+    if not text:
+        return
+    rows = list(csv.reader(text.splitlines()))
+    header, body = rows[0], rows[1:]
+    if header != columns:
+        raise ValueError(
+            f"{path} has columns {header}, not those of this grid ({columns}); use another "
+            "--out directory."
+        )
+    good = [r for r in body if len(r) == len(columns)]
+    if len(good) != len(body) or not text.endswith("\n"):
+        logger.warning("%s: dropped %d incomplete row(s)", path, len(body) - len(good))
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            w.writerows(good)
+
+
+def read_raw(path: str | Path) -> pd.DataFrame:
+    """Read a ``raw.csv`` (or ``results.csv``) into a DataFrame with ``error`` as text."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, keep_default_na=False, na_values={"dur": [""], "cost": [""]})
+    for col in ("dur", "cost", "fit_s", "rmse", "mae"):
+        if col in frame:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    for col in ("nnz", "nfev", "njev", "status", "repeat", "repeats", "n_failed"):
+        if col in frame:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
+    if "success" in frame:
+        frame["success"] = frame["success"].astype(str).str.lower().eq("true")
+    return frame
+
+
+def aggregate(raw: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
+    """Best of the repeats per cell: the row with the smallest ``dur``.
+
+    Adds ``repeats`` (rows of the cell) and ``n_failed`` (rows with an error); when some but
+    not all repeats failed, ``error`` says so. Cells whose every repeat failed keep their
+    first row (``dur`` NaN). ``order`` lists cell ids in the grid's order.
+    """
+    import pandas as pd
+
+    if raw.empty:
+        cols = [c for c in raw.columns if c != "repeat"] + ["repeats", "n_failed"]
+        return pd.DataFrame(columns=cols)
+    raw = raw.drop_duplicates(["cell_id", "repeat"], keep="first")
+    rows = []
+    for _, g in raw.groupby("cell_id", sort=False):
+        failed = g["error"].astype(str).str.len() > 0
+        ok = g[g["dur"].notna()]
+        best = ok.loc[ok["dur"].idxmin()].copy() if len(ok) else g.iloc[0].copy()
+        best["repeats"] = len(g)
+        best["n_failed"] = int(failed.sum())
+        if failed.any() and not best["error"]:
+            first = g.loc[failed, "error"].iloc[0]
+            best["error"] = f"{int(failed.sum())} of {len(g)} repeats failed: {first}"
+        rows.append(best.drop(labels=["repeat"]))
+    out = pd.DataFrame(rows).reset_index(drop=True)
+    if order is not None:
+        rank = {cid: i for i, cid in enumerate(order)}
+        out = out.sort_values("cell_id", key=lambda s: s.map(rank).fillna(len(rank)))
+        out = out.reset_index(drop=True)
+    return out
+
+
+# ---------------------------------------------------------------------------- run header
+def blas_info() -> dict[str, Any]:
+    """BLAS/LAPACK libraries and their thread counts.
+
+    Uses ``threadpoolctl`` when installed; otherwise ``numpy.show_config`` for the library and,
+    on Linux, asks the loaded OpenBLAS libraries for their thread count through ``ctypes``.
+    ``max_threads`` is the largest count found (None when unknown).
+    """
+    import scipy.linalg  # noqa: F401  (load scipy's BLAS too)
+
+    libs: list[dict[str, Any]] = []
+    source = "threadpoolctl"
+    try:
+        from threadpoolctl import threadpool_info
+
+        for info in threadpool_info():
+            libs.append({k: info.get(k) for k in
+                         ("user_api", "internal_api", "version", "num_threads", "filepath")})
+    except ImportError:
+        source = "numpy.show_config"
+        try:
+            config = np.show_config(mode="dicts")["Build Dependencies"]  # type: ignore[func-returns-value,index]
+            for api in ("blas", "lapack"):
+                entry = config.get(api, {})
+                libs.append({"user_api": api, "name": entry.get("name"),
+                             "version": entry.get("version"), "num_threads": None})
+        except Exception as err:  # older numpy: no dict mode
+            logger.info("numpy.show_config(mode='dicts') failed: %s", err)
+        libs += _openblas_threads()
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                      "MKL_NUM_THREADS", "BLIS_NUM_THREADS") if k in os.environ}
+    counts = [lib["num_threads"] for lib in libs if lib.get("num_threads")]
+    return {"source": source, "libraries": libs, "env": env,
+            "max_threads": max(counts) if counts else None}
+
+
+def _openblas_threads() -> list[dict[str, Any]]:
+    import ctypes
+
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        return []
+    paths = sorted({line.split()[-1] for line in maps.read_text().splitlines()
+                    if "openblas" in line.lower() and ".so" in line})
+    out = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for sym in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                    "scipy_openblas_get_num_threads", "openblas_get_num_threads"):
+            fn = getattr(lib, sym, None)
+            if fn is not None:
+                fn.restype = ctypes.c_int
+                out.append({"user_api": "blas", "internal_api": "openblas",
+                            "num_threads": int(fn()), "filepath": path})
+                break
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import joblib
+    import pandas as pd
+    import scipy
+
+    from .. import __version__
+
+    return {"python": platform.python_version(), "lsqmf": __version__,
+            "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
+            "joblib": joblib.__version__}
+
+
+def _session_header(grid: Grid, *, repeats: int, where: str | None, jobs: int,
+                    command: str | None, preset: str | None) -> dict[str, Any]:
+    blas = blas_info()
+    warn = []
+    if blas["max_threads"] is None or blas["max_threads"] > 1:
+        msg = (
+            f"BLAS may use {blas['max_threads'] or 'an unknown number of'} threads: dense "
+            "(exact/lm) cells get a multithreaded speed-up that other cells do not, and timings "
+            "depend on machine load; set OPENBLAS_NUM_THREADS=1 (or OMP_NUM_THREADS=1) for "
+            "comparable single-thread timings."
+        )
+        warn.append(msg)
+        logger.warning(msg)
+    if jobs != 1:
+        msg = f"cells ran in parallel (jobs={jobs}); timings of concurrent cells interfere."
+        warn.append(msg)
+        logger.warning(msg)
+    return {
+        "start_time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command if command is not None else " ".join(sys.argv),
+        "preset": preset,
+        "grid_file": grid.source,
+        "grid_name": grid.name,
+        "grid_fingerprint": grid.fingerprint(),
+        "repeats": repeats,
+        "where": where,
+        "jobs": jobs,
+        "versions": _versions(),
+        "blas": blas,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "warnings": warn,
+    }
+
+
+# ---------------------------------------------------------------------------- the run
+def _tasks(grid: Grid, selected: list[dict[str, Any]], repeats: int,
+           done: set[tuple[str, int]]) -> Iterator[_Task]:
+    by_problem: dict[int, list[dict[str, Any]]] = {}
+    for cell in selected:
+        by_problem.setdefault(cell["_problem"], []).append(cell)
+    kind = "cv" if grid.problems == "movielens" else "fit"
+    folds: list[Any] | None = None
+    for r, i, data in grid.iter_problems(repeats):  # consumes the RNG stream in full
+        todo = [c for c in by_problem.get(i, []) if (c["cell_id"], r) not in done]
+        if not todo:
+            continue
+        if kind == "cv":
+            if folds is None:
+                folds = _load_folds(grid)
+            data = ProblemData(args=folds[i])
+        elif data is not None and not isinstance(data, ProblemData):
+            data = data.build()  # a lazily generated problem
+        assert data is not None
+        for cell in todo:
+            columns = {k: v for k, v in cell.items() if not k.startswith("_")}
+            yield _Task(kind, cell["solver"], grid.params(cell["_config"]), data, columns, r)
+
+
+def _load_folds(grid: Grid) -> list[Any]:
+    from ..datasets import load_builtin
+    from ..evaluation import kfold
+
+    p = grid.problem
+    ratings = load_builtin(p["dataset"])
+    return [tuple(f) for f in kfold(ratings, p["n_splits"], p["random_state"])]
+
+
+def run_grid(
+    grid: Grid,
+    out: str | Path,
+    *,
+    repeats: int | None = None,
+    where: str | None = None,
+    jobs: int = 1,
+    progress: bool = False,
+    command: str | None = None,
+    preset: str | None = None,
+) -> pd.DataFrame:
+    """Run (or resume) the cells of ``grid`` selected by ``where``; write CSVs into ``out``.
+
+    Parameters
+    ----------
+    grid : Grid
+        From :func:`~lsqmf.bench.grid.load_grid`.
+    out : str or Path
+        Output directory; created if needed. Rows already in its ``raw.csv`` are skipped.
+    repeats : int, optional
+        Best-of count (default ``grid.repeats``).
+    where : str, optional
+        A pandas query over the cell columns, e.g. ``"tr_solver == 'lsmr' and n <= 10"``.
+    jobs : int, default=1
+        Cells run in parallel with joblib when > 1 (timings then interfere; 1 is serial).
+    progress : bool, default=False
+        Show a tqdm progress bar on stderr.
+    command, preset : str, optional
+        Recorded in ``run.json``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The best-of rows of every selected cell run so far (also written to ``results.csv``).
+
+    Raises
+    ------
+    ValueError
+        For a bad ``repeats``/``jobs``/``where``, or an ``out`` holding another grid's results.
+    KeyboardInterrupt
+        Re-raised after ``raw.csv``, ``results.csv`` and ``run.json`` are consistent.
+    """
+    import pandas as pd
+
+    repeats = grid.repeats if repeats is None else check_int("repeats", repeats, min_value=1)
+    jobs = check_int("jobs", jobs, min_value=1)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = grid.cells()
+    selected = select_cells(cells, where)
+    columns = _columns(grid)
+    raw_path, json_path = out / RAW_CSV, out / RUN_JSON
+
+    header: dict[str, Any] = {}
+    if json_path.exists():
+        header = json.loads(json_path.read_text(encoding="utf-8"))
+        if header.get("grid_fingerprint") not in (None, grid.fingerprint()):
+            raise ValueError(
+                f"`out` directory {str(out)!r} holds results of another grid "
+                f"({header.get('grid_file')}, fingerprint {header.get('grid_fingerprint')}); "
+                "use another --out directory."
+            )
+    session = _session_header(grid, repeats=repeats, where=where, jobs=jobs,
+                              command=command, preset=preset)
+    sessions = [*header.get("sessions", []), session]
+    header = {**session, "sessions": sessions, "status": "running"}
+    json_path.write_text(json.dumps(header, indent=2, default=str), encoding="utf-8")
+
+    done: set[tuple[str, int]] = set()
+    if raw_path.exists() and raw_path.stat().st_size:
+        _repair(raw_path, columns)
+        prev = read_raw(raw_path)
+        done = set(zip(prev["cell_id"].astype(str), prev["repeat"].astype(int), strict=True))
+    n_todo = sum(1 for c in selected for r in range(repeats) if (c["cell_id"], r) not in done)
+    logger.info("%d cells selected x %d repeats; %d to run, %d already done",
+                len(selected), repeats, n_todo, len(selected) * repeats - n_todo)
+    session.update(n_cells=len(cells), n_selected=len(selected), n_run=0)
+
+    writer = _RowWriter(raw_path, columns)
+    status = "interrupted"
+    bar = None
+    try:
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n_todo, desc=f"bench {grid.name}", unit="cell", file=sys.stderr)
+        tasks = _tasks(grid, selected, repeats, done)
+        if jobs == 1:
+            results: Iterator[dict[str, Any]] = (_run_task(t) for t in tasks)
+        else:
+            from joblib import Parallel, delayed
+
+            results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
+                delayed(_run_task)(t) for t in tasks
+            )
+        for row in results:
+            writer.write(row)
+            session["n_run"] += 1
+            if bar is not None:
+                bar.update()
+        status = "complete"
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+        raw = read_raw(raw_path)
+        keep = {c["cell_id"] for c in selected}
+        raw = raw[raw["cell_id"].astype(str).isin(keep)]
+        result = aggregate(raw, order=[c["cell_id"] for c in cells])
+        all_raw = read_raw(raw_path)
+        aggregate(all_raw, order=[c["cell_id"] for c in cells]).to_csv(
+            out / RESULTS_CSV, index=False
+        )
+        session["end_time"] = datetime.now(UTC).isoformat(timespec="seconds")
+        session["status"] = status
+        header = {**session, "sessions": sessions, "status": status}
+        json_path.write_text(json.dumps(header, indent=2, default=str), encoding="utf-8")
+    assert isinstance(result, pd.DataFrame)
+    return result
