@@ -389,7 +389,7 @@ class _LazySynthetic:
         p, key = self.p, self.key
         rng = np.random.default_rng([p["random_state"], self.repeat, self.index])
         n, m, k = key["n"], key["m"], key["k"]
-        nnz = max(1, int(round(key["density"] * n * m)))
+        nnz = max(1, round(key["density"] * n * m))
         P = rng.random((n, k)) / np.sqrt(k)
         Q = rng.random((k, m)) / np.sqrt(k)
         flat = rng.choice(n * m, size=nnz, replace=False)
