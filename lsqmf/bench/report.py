@@ -1,0 +1,318 @@
+"""The Markdown report of a seed-style timing study, written from its ``results.csv``.
+
+Every number in the report is computed here from the data: the fastest configuration per
+panel (geometric mean of the time over ``n``, and at the largest ``n``) and by what factor, the
+LSMR / exact time ratio per panel (median over method x loss x n, and at the largest ``n``),
+how the final costs compare, and which cells failed or did not converge. The run header
+(``run.json`` next to the CSV) supplies the repeats, BLAS threads and the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["lsmr_exact_ratios", "panel_summary", "render_report", "write_report"]
+
+_PANELS = ("k_factor", "sparsity")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "–" if math.isnan(v) else f"{v:.3g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _gmean(x: pd.Series) -> float:
+    x = x[x > 0]
+    return float(np.exp(np.log(x).mean())) if len(x) else math.nan
+
+
+def _prepare(results: pd.DataFrame) -> pd.DataFrame:
+    need = {"n", "method", "tr_solver", "loss", "dur", *_PANELS}
+    missing = need - set(results.columns)
+    if missing:
+        raise ValueError(
+            f"`results` lacks column(s) {sorted(missing)}; the report needs a seed-style grid."
+        )
+    frame = results.copy()
+    frame["tr_solver"] = frame["tr_solver"].astype(str)
+    frame["config"] = frame["method"] + "-" + frame["tr_solver"] + "-" + frame["loss"]
+    frame["config"] = frame["config"].str.replace("lm-none-linear", "lm", regex=False)
+    return frame
+
+
+def panel_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Per (k_factor, sparsity) panel: the fastest configuration overall and at the largest n.
+
+    "Overall" ranks configurations by the geometric mean of ``dur`` over the ``n`` values
+    (only configurations timed at every ``n`` of the panel). Factors are slowest / fastest
+    and runner-up / fastest.
+    """
+    import pandas as pd
+
+    frame = _prepare(results)
+    ok = frame[frame["dur"].notna() & (frame["dur"] > 0)]
+    rows = []
+    for keys, g in ok.groupby(list(_PANELS), sort=True):
+        n_values = g["n"].nunique()
+        per = g.groupby("config")["dur"].agg([_gmean, "count"])
+        per = per[per["count"] == n_values].sort_values("_gmean")
+        n_max = g["n"].max()
+        last = g[g["n"] == n_max].sort_values("dur")
+        rows.append({
+            "k_factor": keys[0], "sparsity": keys[1],
+            "fastest": per.index[0], "gmean_s": per["_gmean"].iloc[0],
+            "runner_up": per.index[1] if len(per) > 1 else "",
+            "x_runner_up": per["_gmean"].iloc[1] / per["_gmean"].iloc[0]
+            if len(per) > 1 else math.nan,
+            "slowest": per.index[-1], "x_slowest": per["_gmean"].iloc[-1] / per["_gmean"].iloc[0],
+            "n_max": int(n_max),
+            "fastest_at_n_max": last["config"].iloc[0], "dur_at_n_max": last["dur"].iloc[0],
+            "runner_up_at_n_max": last["config"].iloc[1] if len(last) > 1 else "",
+            "x_runner_up_at_n_max": last["dur"].iloc[1] / last["dur"].iloc[0]
+            if len(last) > 1 else math.nan,
+            "x_slowest_at_n_max": last["dur"].iloc[-1] / last["dur"].iloc[0],
+        })
+    return pd.DataFrame(rows)
+
+
+def lsmr_exact_ratios(results: pd.DataFrame) -> pd.DataFrame:
+    """``dur(lsmr) / dur(exact)`` and ``cost(lsmr) / cost(exact)`` for every matched pair.
+
+    Pairs share the panel, ``n``, ``method`` and ``loss``; a ratio below 1 means LSMR was
+    faster. Pairs where either side failed are left out.
+    """
+    frame = _prepare(results)
+    keys = [*_PANELS, "n", "method", "loss"]
+    cols = [*keys, "dur", "cost"]
+    exact = frame[frame["tr_solver"] == "exact"][cols]
+    lsmr = frame[frame["tr_solver"] == "lsmr"][cols]
+    pairs = lsmr.merge(exact, on=keys, suffixes=("_lsmr", "_exact"))
+    pairs = pairs[pairs["dur_lsmr"].notna() & pairs["dur_exact"].notna()].copy()
+    pairs["time_ratio"] = pairs["dur_lsmr"] / pairs["dur_exact"]
+    pairs["cost_ratio"] = pairs["cost_lsmr"] / pairs["cost_exact"]
+    return pairs
+
+
+def _panel_name(kf: float, sp: float) -> str:
+    return f"k = {kf:g}·n, {sp:.0%} missing"
+
+
+def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *,
+                  figures: Sequence[str] = (), results_name: str = "results.csv") -> str:
+    """The report as Markdown (see the module docstring)."""
+    header = header or {}
+    frame = _prepare(results)
+    n_cells = len(frame)
+    err = frame["error"].fillna("").astype(str) if "error" in frame else None
+    n_err = int((err.str.len() > 0).sum()) if err is not None else 0
+    success = frame["success"] if "success" in frame else None
+    n_nc = int((~success.astype(bool)).sum()) - n_err if success is not None else 0
+    reps = frame["repeats"] if "repeats" in frame else None
+    reps_text = (f"{int(reps.min())}" if reps is not None and reps.min() == reps.max()
+                 else f"{int(reps.min())}–{int(reps.max())}" if reps is not None else "unknown")
+    blas = header.get("blas", {})
+    threads = blas.get("max_threads")
+    env = blas.get("env", {})
+    cmd = header.get("command", "")
+    summary = panel_summary(frame)
+    pairs = lsmr_exact_ratios(frame)
+    n_max = int(frame["n"].max())
+
+    out: list[str] = []
+    out.append(f"# Solver timing study: `{header.get('grid_name', 'seed')}` grid\n")
+    out.append(
+        f"Generated by `lsqmf report {results_name}` from `{results_name}` "
+        f"({n_cells} cells; best of **{reps_text}** repeat(s) per cell). "
+        f"Cells were timed with `{cmd}`" + (f" on {header.get('start_time')}" if
+                                            header.get("start_time") else "") + ".\n"
+        if cmd else
+        f"Generated by `lsqmf report {results_name}` ({n_cells} cells; best of "
+        f"**{reps_text}** repeat(s) per cell).\n"
+    )
+    versions = header.get("versions", {})
+    if versions:
+        out.append(
+            "Environment: " + ", ".join(f"{k} {v}" for k, v in versions.items())
+            + f"; {header.get('cpu_count', '?')} CPUs; {header.get('platform', '')}; "
+            f"BLAS threads: {threads if threads is not None else 'unknown'}"
+            + (f" ({', '.join(f'{k}={v}' for k, v in env.items())})" if env else "") + ".\n"
+        )
+    for w in header.get("warnings", []):
+        out.append(f"> **Warning:** {w}\n")
+    for fig in figures:
+        out.append(f"![{Path(fig).stem}]({fig})\n")
+
+    # ---------------------------------------------------------------- conclusion first
+    out.append("## Conclusion\n")
+    if len(pairs):
+        med_all = float(pairs["time_ratio"].median())
+        at_max = pairs[pairs["n"] == n_max]
+        med_max = float(at_max["time_ratio"].median()) if len(at_max) else math.nan
+        frac_max = float((at_max["time_ratio"] < 1).mean()) if len(at_max) else math.nan
+        frac_all = float((pairs["time_ratio"] < 1).mean())
+        small = pairs[pairs["n"] == pairs["n"].min()]
+        med_small = float(small["time_ratio"].median())
+        by_method = at_max.groupby("method")["time_ratio"].median()
+        method_text = ", ".join(f"{m} {v:.2f}" for m, v in by_method.items())
+        if med_max <= 0.5 and frac_max >= 0.8:
+            verdict = "**Confirmed at the largest size.**"
+        elif med_max < 1:
+            verdict = "**Partly confirmed: LSMR wins at the largest size, but not uniformly.**"
+        else:
+            verdict = "**Refuted at the largest size.**"
+        para = (
+            f"The seed concluded that `tr_solver='lsmr'` is strongly preferred. {verdict} "
+            f"At n = {n_max} LSMR takes a median {med_max:.2f}× the time of the exact "
+            f"trust-region solver and is faster in {frac_max:.0%} of the method×loss×panel "
+            f"pairs there (median ratio by method: {method_text}). Over all sizes the median "
+            f"lsmr/exact time ratio is {med_all:.2f} (LSMR faster in {frac_all:.0%} of "
+            f"{len(pairs)} pairs); at the smallest size (n = {int(small['n'].iloc[0])}) it is "
+            f"{med_small:.2f}" + (", i.e. exact is faster on tiny problems." if med_small > 1
+                                  else ".")
+        )
+        cost = pairs["cost_ratio"].replace([np.inf, -np.inf], np.nan).dropna()
+        if len(cost):
+            para += (
+                f" Both reach the same optimum: median cost(lsmr)/cost(exact) = "
+                f"{cost.median():.3f} (5th–95th percentile {cost.quantile(0.05):.3f}–"
+                f"{cost.quantile(0.95):.3f})."
+            )
+        out.append(para + "\n")
+        counts = summary["fastest_at_n_max"].value_counts()
+        out.append(
+            f"Fastest configuration at n = {n_max}, per panel: "
+            + "; ".join(f"{_panel_name(r.k_factor, r.sparsity)}: `{r.fastest_at_n_max}` "
+                        f"({r.x_runner_up_at_n_max:.2f}× ahead of `{r.runner_up_at_n_max}`)"
+                        for r in summary.itertuples())
+            + (f" (`{counts.index[0]}` in {counts.iloc[0]} of {len(summary)} panels)."
+               if len(counts) else ".") + "\n"
+        )
+        if "lm" in set(frame["method"]):
+            lm = frame[(frame["method"] == "lm") & frame["dur"].notna()]
+            rest = frame[(frame["method"] != "lm") & frame["dur"].notna()]
+            best_rest = rest.groupby([*_PANELS, "n"])["dur"].min()
+            lm_t = lm.set_index([*_PANELS, "n"])["dur"]
+            ratio = (lm_t / best_rest).dropna()
+            if len(ratio):
+                out.append(
+                    f"MINPACK `lm` (dense QR, linear loss only) takes a median "
+                    f"{ratio.median():.2f}× the time of the fastest trf/dogbox configuration "
+                    f"of the same problem (range {ratio.min():.2f}–{ratio.max():.2f}).\n"
+                )
+
+    # ---------------------------------------------------------------- fastest per panel
+    out.append("## Fastest configuration per panel\n")
+    out.append(
+        "Configurations are `method-tr_solver-loss` (`lm` = `lm` with the linear loss). "
+        "*Overall* ranks by the geometric mean of the time over all n of the panel; factors "
+        "are how many times slower the runner-up and the slowest configuration are.\n"
+    )
+    rows = [
+        [_panel_name(r.k_factor, r.sparsity), f"`{r.fastest}`", f"{r.gmean_s * 1e3:.3g} ms",
+         f"{r.x_runner_up:.2f}× (`{r.runner_up}`)", f"{r.x_slowest:.1f}× (`{r.slowest}`)",
+         f"`{r.fastest_at_n_max}` {r.dur_at_n_max * 1e3:.3g} ms",
+         f"{r.x_runner_up_at_n_max:.2f}× (`{r.runner_up_at_n_max}`)",
+         f"{r.x_slowest_at_n_max:.1f}×"]
+        for r in summary.itertuples()
+    ]
+    out.append(_table(
+        ["panel", "fastest overall", "geo-mean time", "runner-up", "slowest",
+         f"fastest at n = {n_max}", "runner-up", "slowest"], rows) + "\n")
+
+    # ---------------------------------------------------------------- lsmr vs exact
+    if len(pairs):
+        out.append("## LSMR vs exact\n")
+        out.append(
+            "Ratio dur(lsmr) / dur(exact) for the same problem, method and loss (< 1: LSMR "
+            "faster); medians over method × loss (× n for the first column).\n"
+        )
+        rows = []
+        for (kf, sp), g in pairs.groupby(list(_PANELS)):
+            gm = g[g["n"] == n_max]
+            by_n = g.groupby("n")["time_ratio"].median()
+            rows.append([
+                _panel_name(kf, sp), float(g["time_ratio"].median()),
+                float(gm["time_ratio"].median()) if len(gm) else math.nan,
+                f"{(gm['time_ratio'] < 1).mean():.0%}" if len(gm) else "–",
+                ", ".join(f"{int(n)}: {v:.2f}" for n, v in by_n.items()),
+            ])
+        out.append(_table(
+            ["panel", "median ratio (all n)", f"median ratio at n = {n_max}",
+             f"LSMR faster at n = {n_max}", "median ratio by n"], rows) + "\n")
+        by_method = pairs[pairs["n"] == n_max].groupby("method")["time_ratio"].median()
+        if len(by_method):
+            out.append(f"At n = {n_max} by method: " + ", ".join(
+                f"{m} {v:.2f}" for m, v in by_method.items()) + ".\n")
+
+    # ---------------------------------------------------------------- method x tr_solver
+    out.append(f"## Median time at n = {n_max} by method-tr_solver (over losses)\n")
+    last = frame[(frame["n"] == n_max) & frame["dur"].notna()]
+    last = last.assign(mt=last["method"] + "-" + last["tr_solver"])
+    piv = last.groupby([*_PANELS, "mt"])["dur"].median().unstack("mt")
+    rows = [[_panel_name(kf, sp), *[f"{v * 1e3:.3g} ms" if not math.isnan(v) else "–"
+                                     for v in piv.loc[(kf, sp)]]] for kf, sp in piv.index]
+    out.append(_table(["panel", *piv.columns], rows) + "\n")
+
+    # ---------------------------------------------------------------- failures
+    out.append("## Failures and non-converged cells\n")
+    out.append(
+        f"{n_err} cell(s) raised an error and {max(n_nc, 0)} returned without success "
+        "(ConvergenceWarning, recorded in the `success` and `warning` columns).\n"
+    )
+    if n_err and err is not None:
+        bad = frame[err.str.len() > 0]
+        rows = [[_panel_name(r.k_factor, r.sparsity), int(r.n), f"`{r.config}`",
+                 str(r.error)[:120]] for r in bad.itertuples()]
+        out.append(_table(["panel", "n", "configuration", "error"], rows) + "\n")
+    out.append(
+        "Timings are wall-clock (`time.perf_counter`) of the whole `lsqmf.solve` call on a "
+        "shared machine; treat factors below ~1.3× as noise.\n"
+    )
+    return "\n".join(out)
+
+
+def write_report(results: str | Path, out: str | Path | None = None) -> Path:
+    """Write the Markdown report of ``results`` (a results CSV) and return its path.
+
+    ``out`` defaults to ``README.md`` next to the CSV. ``run.json`` and the figures
+    (``timings.png``, ``convergence.png``) next to the CSV are used when present.
+    """
+    from .harness import RUN_JSON, read_raw
+
+    results = Path(results)
+    if not results.is_file():
+        raise FileNotFoundError(f"`results` file {str(results)!r} does not exist.")
+    out = results.parent / "README.md" if out is None else Path(out)
+    header_path = results.parent / RUN_JSON
+    header = json.loads(header_path.read_text(encoding="utf-8")) if header_path.exists() else {}
+    figures = []
+    for name in ("timings.png", "convergence.png"):
+        if (results.parent / name).exists():
+            rel = Path(_relpath(results.parent / name, out.parent))
+            figures.append(rel.as_posix())
+    text = render_report(read_raw(results), header, figures=figures,
+                         results_name=_relpath(results, out.parent))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def _relpath(path: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(path.resolve(), start.resolve())
