@@ -23,7 +23,9 @@ Kernels
     order (used by :func:`lsqmf.reference.matrix_factorization_fast`).
 ``sgd_epoch``
     One epoch of Funk-style SGD over the observed entries of a sparse matrix (for the ``sgd``
-    solver).
+    solver). Call it through :func:`sgd_epoch`, which documents the update, accepts None for
+    absent weights and biases and scalars for uniform regularization, and does O(1) shape
+    checks.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KERNELS", "get_kernel", "require_numba"]
+__all__ = ["KERNELS", "get_kernel", "require_numba", "sgd_epoch"]
 
 _INSTALL_HINT = (
     "lsqmf's compiled kernels need numba, which is not installed; install lsqmf[fast] "
@@ -117,6 +119,226 @@ def _tutorial_mf(
 
 
 # --------------------------------------------------------------------------------------------
+# sgd_epoch
+
+
+def _sgd_epoch(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    order: np.ndarray,
+    P: np.ndarray,
+    Q: np.ndarray,
+    row_bias: np.ndarray,
+    col_bias: np.ndarray,
+    mu: float,
+    lr: float,
+    reg_P: np.ndarray,
+    reg_Q: np.ndarray,
+    reg_row_bias: np.ndarray,
+    reg_col_bias: np.ndarray,
+    fit_biases: bool,
+) -> float:
+    """One SGD epoch over the observed entries listed in ``order``; see :func:`sgd_epoch`."""
+    rank = P.shape[1]
+    weighted = weights.shape[0] > 0
+    loss = 0.0
+    for s in range(order.shape[0]):
+        t = order[s]
+        u = rows[t]
+        i = cols[t]
+        w = weights[t] if weighted else 1.0
+        pred = mu
+        if fit_biases:
+            pred += row_bias[u] + col_bias[i]
+        for k in range(rank):
+            pred += P[u, k] * Q[k, i]
+        err = values[t] - pred
+        loss += w * err * err
+        werr = w * err
+        if fit_biases:
+            row_bias[u] += lr * (werr - reg_row_bias[u] * row_bias[u])
+            col_bias[i] += lr * (werr - reg_col_bias[i] * col_bias[i])
+        for k in range(rank):
+            p = P[u, k]
+            q = Q[k, i]
+            P[u, k] = p + lr * (werr * q - reg_P[u] * p)
+            Q[k, i] = q + lr * (werr * p - reg_Q[i] * q)
+    return loss
+
+
+def sgd_epoch(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray | None,
+    order: np.ndarray,
+    P: np.ndarray,
+    Q: np.ndarray,
+    row_bias: np.ndarray | None,
+    col_bias: np.ndarray | None,
+    mu: float,
+    lr: float,
+    reg_P: float | np.ndarray,
+    reg_Q: float | np.ndarray,
+    reg_row_bias: float | np.ndarray = 0.0,
+    reg_col_bias: float | np.ndarray = 0.0,
+    fit_biases: bool = False,
+) -> float:
+    r"""One epoch of Funk-style SGD over observed entries, updating factors in place.
+
+    Visits the observed entries ``t = order[0], order[1], ...`` in that order -- never the
+    dense matrix: time is O(len(order) * rank) and no ``(n_rows, n_cols)`` array exists. For
+    entry ``t`` with ``u = rows[t]``, ``i = cols[t]``, value ``v = values[t]`` and weight
+    ``w = weights[t]`` (1 without weights):
+
+    .. math::
+
+        e &= v - (\mu + b_u + c_i + 	extstyle\sum_{k} P_{uk} Q_{ki}) \
+        b_u &\leftarrow b_u + \mathrm{lr}\,(w e - \lambda^b_u b_u), \qquad
+        c_i \leftarrow c_i + \mathrm{lr}\,(w e - \lambda^c_i c_i) \
+        P_{uk} &\leftarrow P_{uk} + \mathrm{lr}\,(w e\, Q_{ki} - \lambda^P_u P_{uk}), \qquad
+        Q_{ki} \leftarrow Q_{ki} + \mathrm{lr}\,(w e\, P_{uk} - \lambda^Q_i Q_{ki})
+
+    where every right-hand side uses the values from *before* this entry's update (a plain
+    gradient step on the entry's term
+    :math:`	frac12 w e^2 + 	frac12 \lambda^P_u\|p_u\|^2 + 	frac12 \lambda^Q_i\|q_i\|^2
+    + 	frac12 \lambda^b_u b_u^2 + 	frac12 \lambda^c_i c_i^2`). Without ``fit_biases`` the
+    bias terms are absent (neither read nor written). ``mu`` is a fixed offset.
+
+    Regularization is applied at every visit, so the total regularization a row receives per
+    epoch is its weight times its number of visits: to minimize
+    :math:`	frac12[\sum w e^2 + \lambda \sum_u s_u\|p_u\|^2 + \dots]` pass
+    ``reg_P[u] = lam * s_u / n_u`` with ``n_u`` the number of observed entries of row ``u``
+    (``reg_P = lam`` when ``s_u = n_u``, the count-scaled convention of Funk's SVD).
+
+    Parameters
+    ----------
+    rows, cols : ndarray of int64, shape (nnz,)
+        Row and column index of each observed entry; must lie inside ``P`` and ``Q``.
+    values : ndarray of float64, shape (nnz,)
+        Observed values.
+    weights : ndarray of float64, shape (nnz,), or None
+        Per-entry weights of the data term; None for unit weights.
+    order : ndarray of int64, shape (n_visits,)
+        Entry indices in ``[0, nnz)`` in visiting order: ``np.arange(nnz)`` for the stored
+        order, ``rng.permutation(nnz)`` for a shuffled epoch (draw it with a
+        ``numpy.random.Generator`` in the caller; the kernel is deterministic).
+    P : ndarray of float64, shape (n_rows, rank)
+        Row factors, updated in place.
+    Q : ndarray of float64, shape (rank, n_cols)
+        Column factors -- rank x n_cols, the lsqmf layout -- updated in place.
+    row_bias : ndarray of float64, shape (n_rows,), or None
+        Row biases, updated in place when ``fit_biases``; ignored (may be None) otherwise.
+    col_bias : ndarray of float64, shape (n_cols,), or None
+        Column biases, likewise.
+    mu : float
+        Global offset (not updated).
+    lr : float
+        Learning rate.
+    reg_P : float or ndarray of float64, shape (n_rows,)
+        Per-visit L2 weight of each row's factors (a scalar applies to every row).
+    reg_Q : float or ndarray of float64, shape (n_cols,)
+        Per-visit L2 weight of each column's factors.
+    reg_row_bias : float or ndarray of float64, shape (n_rows,), default=0.0
+        Per-visit L2 weight of each row bias (used only with ``fit_biases``).
+    reg_col_bias : float or ndarray of float64, shape (n_cols,), default=0.0
+        Per-visit L2 weight of each column bias (used only with ``fit_biases``).
+    fit_biases : bool, default=False
+        Include and update the biases.
+
+    Returns
+    -------
+    float
+        :math:`\sum_t w_t e_t^2` over the visited entries, each error taken just before its
+        update (a running estimate of the data term; NaN or inf means the step diverged --
+        lower ``lr``).
+
+    Raises
+    ------
+    ImportError
+        If numba is not installed.
+    TypeError, ValueError
+        If an array updated in place is not float64 or the shapes disagree (O(1) checks only:
+        index ranges are the caller's responsibility, and are not checked -- an index out of
+        range is undefined behaviour).
+
+    Notes
+    -----
+    The caller validates the data once (e.g. with :class:`lsqmf.Ratings`, whose indices are
+    in range) and calls this once per epoch; the per-call cost beyond the epoch itself is a
+    few O(1) checks and, for scalar regularization weights, one O(n_rows + n_cols)
+    broadcast.
+    """
+    kernel = get_kernel("sgd_epoch")
+    for name, arr in (("P", P), ("Q", Q)):
+        _check_in_place(name, arr, 2)
+    rank, n_rows, n_cols = P.shape[1], P.shape[0], Q.shape[1]
+    if Q.shape[0] != rank:
+        raise ValueError(
+            f"`Q` must have shape (rank, n_cols) = ({rank}, n_cols) to match `P` of shape "
+            f"{P.shape}; got shape {Q.shape}."
+        )
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    order = np.asarray(order, dtype=np.int64)
+    nnz = values.shape[0]
+    if rows.shape != (nnz,) or cols.shape != (nnz,) or order.ndim != 1:
+        raise ValueError(
+            "`rows`, `cols` and `values` must be 1-D of one length and `order` 1-D; got "
+            f"shapes {rows.shape}, {cols.shape}, {values.shape} and {order.shape}."
+        )
+    if weights is None:
+        weights = np.empty(0, dtype=np.float64)
+    else:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (nnz,):
+            raise ValueError(f"`weights` must have shape ({nnz},); got shape {weights.shape}.")
+    if fit_biases:
+        _check_in_place("row_bias", row_bias, 1, (n_rows,))
+        _check_in_place("col_bias", col_bias, 1, (n_cols,))
+    else:
+        row_bias = col_bias = np.empty(0, dtype=np.float64)
+    return float(
+        kernel(
+            rows, cols, values, weights, order, P, Q, row_bias, col_bias,
+            float(mu), float(lr),
+            _per_index("reg_P", reg_P, n_rows),
+            _per_index("reg_Q", reg_Q, n_cols),
+            _per_index("reg_row_bias", reg_row_bias, n_rows),
+            _per_index("reg_col_bias", reg_col_bias, n_cols),
+            bool(fit_biases),
+        )
+    )
+
+
+def _check_in_place(
+    name: str, arr: Any, ndim: int, shape: tuple[int, ...] | None = None
+) -> None:
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.float64 or arr.ndim != ndim:
+        raise TypeError(
+            f"`{name}` must be a {ndim}-D float64 ndarray (it is updated in place); got "
+            f"{type(arr).__name__} {getattr(arr, 'dtype', '')} of shape "
+            f"{getattr(arr, 'shape', None)}."
+        )
+    if shape is not None and arr.shape != shape:
+        raise ValueError(f"`{name}` must have shape {shape}; got shape {arr.shape}.")
+    if not arr.flags.writeable:
+        raise ValueError(f"`{name}` must be writable (it is updated in place).")
+
+
+def _per_index(name: str, value: Any, n: int) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise ValueError(f"`{name}` must be a scalar or have shape ({n},); got {arr.shape}.")
+    return arr
+
+
+# --------------------------------------------------------------------------------------------
 # lookup table and lazy compilation
 
 #: Kernel name -> (plain Python function, numba signature) that :func:`get_kernel` compiles.
@@ -126,6 +348,12 @@ KERNELS: dict[str, tuple[Callable[..., Any], str]] = {
     "tutorial_mf": (
         _tutorial_mf,
         "int64(float64[:, :], float64[:, :], float64[:, :], int64, float64, float64, float64)",
+    ),
+    "sgd_epoch": (
+        _sgd_epoch,
+        "float64(int64[:], int64[:], float64[:], float64[:], int64[:], float64[:, :], "
+        "float64[:, :], float64[:], float64[:], float64, float64, float64[:], float64[:], "
+        "float64[:], float64[:], boolean)",
     ),
 }
 

@@ -96,3 +96,215 @@ def test_fast_matches_reference_on_random_small_cases(
     matrix_factorization_fast(R, P, Q, K, max_steps, alpha, beta, epsilon)
     assert_allclose(P, P_ref, rtol=0, atol=1e-12)
     assert_allclose(Q, Q_ref, rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# sgd_epoch against a plain-Python loop
+
+
+def sgd_epoch_oracle(rows, cols, values, weights, order, P, Q, row_bias, col_bias, mu, lr,
+                     reg_P, reg_Q, reg_row_bias, reg_col_bias, fit_biases):
+    """The documented update, on Python floats and lists; returns new arrays and the loss."""
+    P, Q = P.tolist(), Q.tolist()  # P[u][k], Q[k][i]
+    b = list(row_bias) if fit_biases else None
+    c = list(col_bias) if fit_biases else None
+    rank = len(P[0])
+    loss = 0.0
+    for t in order:
+        u, i, v = int(rows[t]), int(cols[t]), float(values[t])
+        w = 1.0 if weights is None else float(weights[t])
+        pred = mu
+        if fit_biases:
+            pred += b[u] + c[i]
+        for k in range(rank):
+            pred += P[u][k] * Q[k][i]
+        e = v - pred
+        loss += w * e * e
+        if fit_biases:
+            b[u], c[i] = (b[u] + lr * (w * e - reg_row_bias[u] * b[u]),
+                          c[i] + lr * (w * e - reg_col_bias[i] * c[i]))
+        old_p = [P[u][k] for k in range(rank)]
+        old_q = [Q[k][i] for k in range(rank)]
+        for k in range(rank):
+            P[u][k] = old_p[k] + lr * (w * e * old_q[k] - reg_P[u] * old_p[k])
+            Q[k][i] = old_q[k] + lr * (w * e * old_p[k] - reg_Q[i] * old_q[k])
+    out_b = None if b is None else np.array(b)
+    out_c = None if c is None else np.array(c)
+    return np.array(P), np.array(Q), out_b, out_c, loss
+
+
+def random_problem(seed, n_rows, n_cols, nnz, rank, *, weighted, biased):
+    rng = np.random.default_rng(seed)
+    flat = rng.choice(n_rows * n_cols, size=nnz, replace=False)
+    rows, cols = np.divmod(flat, n_cols)
+    return {
+        "rows": rows.astype(np.int64),
+        "cols": cols.astype(np.int64),
+        "values": rng.integers(1, 6, size=nnz).astype(float),
+        "weights": rng.random(nnz) + 0.5 if weighted else None,
+        "order": rng.permutation(nnz),
+        "P": rng.normal(0, 0.3, (n_rows, rank)),
+        "Q": rng.normal(0, 0.3, (rank, n_cols)),
+        "row_bias": rng.normal(0, 0.1, n_rows) if biased else None,
+        "col_bias": rng.normal(0, 0.1, n_cols) if biased else None,
+        "mu": 3.0,
+        "lr": 0.02,
+        "reg_P": rng.random(n_rows) * 0.1,
+        "reg_Q": rng.random(n_cols) * 0.1,
+        "reg_row_bias": rng.random(n_rows) * 0.1,
+        "reg_col_bias": rng.random(n_cols) * 0.1,
+        "fit_biases": biased,
+    }
+
+
+def run_both(problem, epochs=1):
+    """Run the kernel (in place, on copies) and the oracle for ``epochs`` epochs."""
+    def copy(d):
+        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
+
+    fast, slow = copy(problem), copy(problem)
+    fast_losses, slow_losses = [], []
+    for _ in range(epochs):
+        fast_losses.append(_compiled.sgd_epoch(**fast))
+        P, Q, b, c, loss = sgd_epoch_oracle(**slow)
+        slow = slow | {"P": P, "Q": Q, "row_bias": b, "col_bias": c}
+        slow_losses.append(loss)
+    return fast, slow, fast_losses, slow_losses
+
+
+def test_sgd_epoch_single_entry_by_hand():
+    P = np.array([[1.0, 0.0]])
+    Q = np.array([[2.0], [1.0]])  # (rank, n_cols)
+    b, c = np.array([0.5]), np.array([-0.5])
+    loss = _compiled.sgd_epoch(
+        np.array([0]), np.array([0]), np.array([4.0]), np.array([2.0]), np.array([0]),
+        P, Q, b, c, mu=1.0, lr=0.1, reg_P=0.5, reg_Q=0.25, reg_row_bias=1.0,
+        reg_col_bias=0.0, fit_biases=True,
+    )
+    # pred = 1 + 0.5 - 0.5 + 1*2 + 0*1 = 3; e = 1; w e = 2; loss = w e^2 = 2
+    assert loss == 2.0
+    assert_allclose(b, [0.5 + 0.1 * (2 - 1.0 * 0.5)], rtol=1e-15)  # 0.65
+    assert_allclose(c, [-0.5 + 0.1 * 2], rtol=1e-15)  # -0.3
+    # P uses the old Q and Q the old P
+    assert_allclose(P, [[1 + 0.1 * (2 * 2 - 0.5 * 1), 0 + 0.1 * (2 * 1 - 0)]], rtol=1e-15)
+    assert_allclose(Q, [[2 + 0.1 * (2 * 1 - 0.25 * 2)], [1 + 0.1 * (2 * 0 - 0.25 * 1)]],
+                    rtol=1e-15)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("biased", [False, True], ids=["no-biases", "biases"])
+def test_sgd_epoch_matches_python_oracle(weighted, biased):
+    problem = random_problem(0, 7, 9, 30, 3, weighted=weighted, biased=biased)
+    fast, slow, fast_losses, slow_losses = run_both(problem, epochs=3)
+    assert_allclose(fast["P"], slow["P"], rtol=0, atol=1e-12)
+    assert_allclose(fast["Q"], slow["Q"], rtol=0, atol=1e-12)
+    assert_allclose(fast_losses, slow_losses, rtol=1e-12)
+    if biased:
+        assert_allclose(fast["row_bias"], slow["row_bias"], rtol=0, atol=1e-12)
+        assert_allclose(fast["col_bias"], slow["col_bias"], rtol=0, atol=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    n_rows=st.integers(1, 6),
+    n_cols=st.integers(1, 6),
+    rank=st.integers(1, 4),
+    fill=st.floats(0.05, 1.0),
+    weighted=st.booleans(),
+    biased=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_sgd_epoch_matches_oracle_on_random_problems(
+    n_rows, n_cols, rank, fill, weighted, biased, seed
+):
+    nnz = max(1, int(fill * n_rows * n_cols))
+    problem = random_problem(seed, n_rows, n_cols, nnz, rank, weighted=weighted, biased=biased)
+    fast, slow, fast_losses, slow_losses = run_both(problem, epochs=2)
+    assert_allclose(fast["P"], slow["P"], rtol=0, atol=1e-12)
+    assert_allclose(fast["Q"], slow["Q"], rtol=0, atol=1e-12)
+    assert_allclose(fast_losses, slow_losses, rtol=1e-12, atol=1e-300)
+
+
+def test_sgd_epoch_visiting_order_matters_and_is_followed():
+    problem = random_problem(1, 5, 5, 12, 2, weighted=False, biased=True)
+    forward = run_both(problem | {"order": np.arange(12)})[0]
+    backward = run_both(problem | {"order": np.arange(12)[::-1].copy()})[0]
+    assert not np.allclose(forward["P"], backward["P"])
+    # a partial order visits only the listed entries
+    only_first = run_both(problem | {"order": np.array([0])})[0]
+    touched = np.flatnonzero(np.any(only_first["P"] != problem["P"], axis=1))
+    assert_array_equal(touched, [problem["rows"][0]])
+
+
+def test_sgd_epoch_touches_only_observed_rows_and_columns():
+    problem = random_problem(2, 10, 10, 6, 2, weighted=True, biased=True)
+    fast = run_both(problem)[0]
+    unseen_rows = np.setdiff1d(np.arange(10), problem["rows"])
+    unseen_cols = np.setdiff1d(np.arange(10), problem["cols"])
+    assert unseen_rows.size and unseen_cols.size
+    assert_array_equal(fast["P"][unseen_rows], problem["P"][unseen_rows])
+    assert_array_equal(fast["Q"][:, unseen_cols], problem["Q"][:, unseen_cols])
+    assert_array_equal(fast["row_bias"][unseen_rows], problem["row_bias"][unseen_rows])
+
+
+def test_sgd_epoch_without_biases_ignores_them():
+    problem = random_problem(3, 4, 4, 8, 2, weighted=False, biased=False)
+    b, c = np.ones(4), np.ones(4)
+    no_bias = _compiled.sgd_epoch(**(problem | {"P": problem["P"].copy(),
+                                                "Q": problem["Q"].copy()}))
+    with_arrays = _compiled.sgd_epoch(**(problem | {"row_bias": b, "col_bias": c}))
+    assert no_bias == with_arrays
+    assert_array_equal(b, 1.0)
+
+
+def test_sgd_epoch_never_builds_the_dense_matrix():
+    # a 200_000 x 300_000 dense float64 matrix would need 480 GB
+    n_rows, n_cols, rank = 200_000, 300_000, 2
+    rows = np.array([0, 199_999, 12_345], dtype=np.int64)
+    cols = np.array([299_999, 0, 777], dtype=np.int64)
+    P = np.full((n_rows, rank), 0.1)
+    Q = np.full((rank, n_cols), 0.1)
+    loss = _compiled.sgd_epoch(rows, cols, np.array([3.0, 4.0, 5.0]), None, np.arange(3),
+                               P, Q, None, None, 0.0, 0.01, 0.0, 0.0)
+    assert np.isfinite(loss)
+    assert np.count_nonzero(P != 0.1) == 3 * rank
+
+
+def test_sgd_epochs_reduce_the_error_on_a_low_rank_matrix():
+    rng = np.random.default_rng(4)
+    A, B = rng.random((8, 2)), rng.random((2, 7))
+    rows, cols = np.nonzero(np.ones((8, 7)))
+    values = (A @ B)[rows, cols]
+    P, Q = rng.random((8, 2)) * 0.5, rng.random((2, 7)) * 0.5
+    losses = [
+        _compiled.sgd_epoch(rows, cols, values, None, rng.permutation(values.size), P, Q,
+                            None, None, 0.0, 0.05, 0.0, 0.0)
+        for _ in range(300)
+    ]
+    assert losses[-1] < 1e-3 * losses[0]
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "match"),
+    [
+        ({"Q": np.zeros((4, 2))}, ValueError, r"`Q` must have shape \(rank, n_cols\)"),
+        ({"P": np.zeros((4, 2), np.float32)}, TypeError, "`P` must be a 2-D float64 ndarray"),
+        ({"row_bias": None}, TypeError, "`row_bias` must be a 1-D float64 ndarray"),
+        ({"col_bias": np.zeros(3)}, ValueError, r"`col_bias` must have shape \(4,\)"),
+        ({"weights": np.ones(3)}, ValueError, r"`weights` must have shape \(8,\)"),
+        ({"cols": np.zeros(3, int)}, ValueError, "must be 1-D of one length"),
+        ({"reg_Q": np.ones(3)}, ValueError, r"`reg_Q` must be a scalar or have shape \(4,\)"),
+    ],
+    ids=["Q-layout", "P-dtype", "bias-missing", "bias-length", "weights", "cols", "reg_Q"],
+)
+def test_sgd_epoch_shape_checks(changes, error, match):
+    problem = random_problem(5, 4, 4, 8, 2, weighted=False, biased=True)
+    with pytest.raises(error, match=match):
+        _compiled.sgd_epoch(**(problem | changes))
+
+
+def test_sgd_epoch_missing_numba(monkeypatch):
+    problem = random_problem(6, 3, 3, 4, 1, weighted=False, biased=False)
+    monkeypatch.setitem(sys.modules, "numba", None)
+    with pytest.raises(ImportError, match=r"install lsqmf\[fast\]"):
+        _compiled.sgd_epoch(**problem)
