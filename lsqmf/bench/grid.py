@@ -179,7 +179,7 @@ def _check_param(source: str, key: str, value: Any, spec: _Spec) -> Any:
     for v in items:
         if not _type_ok(base, v):
             raise GridError(
-                f"{where} must be {'a list of ' if kind.startswith('list:') else 'a'} {base}; "
+                f"{where} must be {'a list of' if kind.startswith('list:') else 'a'} {base}; "
                 f"got {v!r} ({type(v).__name__})."
             )
         if base == "float" and not math.isfinite(v):
