@@ -48,6 +48,7 @@ STATUS_MESSAGES: dict[int, str] = {
     -3: "Stopped because the callback returned True.",
     -4: "Stopped because the time budget `max_time` was exhausted.",
     -5: "Interrupted (KeyboardInterrupt).",
+    -6: "Stopped because the residuals became non-finite.",
 }
 
 

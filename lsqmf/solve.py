@@ -112,6 +112,15 @@ class _Stop(Exception):
         self.status = status
 
 
+class _NonFinite(Exception):
+    """Raised inside the residual wrapper at the first non-finite residual vector."""
+
+    def __init__(self, step: int, n_bad: int) -> None:
+        super().__init__(step)
+        self.step = step
+        self.n_bad = n_bad
+
+
 class _Recorder:
     """Wraps the residual: counts evaluations, records the cost history and the best point."""
 
@@ -134,22 +143,20 @@ class _Recorder:
         self.njev = 0
         self.best_x: np.ndarray | None = None
         self.best_cost = np.inf
-        self.first_nonfinite: int | None = None
 
     def fun(self, x: np.ndarray) -> np.ndarray:
         r = self.problem.residual(x)
         step = self.nfev
         self.nfev += 1
         elapsed = time.perf_counter() - self.start
-        if np.all(np.isfinite(r)):
-            cost = self.cost_of(r)
-            if cost < self.best_cost:
-                self.best_cost, self.best_x = cost, np.array(x, copy=True)
-        else:
-            cost = np.nan
-            if self.first_nonfinite is None:
-                self.first_nonfinite = step
-                logger.warning("non-finite residuals at evaluation %d", step)
+        finite = np.isfinite(r)
+        if not finite.all():
+            # scipy's solvers do not recover reliably (trf can fail inside its own code,
+            # dogbox loops to max_nfev, lm may report success): stop here, keep the best point.
+            raise _NonFinite(step, int(np.count_nonzero(~finite)))
+        cost = self.cost_of(r)
+        if cost < self.best_cost:
+            self.best_cost, self.best_x = cost, np.array(x, copy=True)
         self.steps.append(step)
         self.costs.append(cost)
         self.times.append(elapsed)
@@ -555,6 +562,7 @@ def solve(
 
     # ---------------------------------------------------------------- run
     stop_status: int | None = None
+    nonfinite: _NonFinite | None = None
     opt = None
     try:
         opt = least_squares(
@@ -565,6 +573,8 @@ def solve(
         )
     except _Stop as stop:
         stop_status = stop.status
+    except _NonFinite as err:
+        nonfinite = err
     except KeyboardInterrupt:
         stop_status = -5
     except np.linalg.LinAlgError as err:
@@ -584,38 +594,39 @@ def solve(
         P, Q, b, c = problem.unpack(np.array(x, copy=True))
         return FitResult(P=P, Q=Q, row_bias=b, col_bias=c, **common, **kw)  # type: ignore[arg-type]
 
+    if nonfinite is not None:
+        partial = None
+        if recorder.best_x is not None:
+            partial = result_at(
+                recorder.best_x, success=False, status=-6, message=STATUS_MESSAGES[-6],
+                nfev=recorder.nfev, njev=recorder.njev, cost=recorder.best_cost,
+            )
+        raise NonFiniteResidualError(
+            f"the residuals became non-finite at evaluation {nonfinite.step} "
+            f"({nonfinite.n_bad} of {n_res} NaN or infinite; method={method!r}, "
+            f"loss={options['loss']!r}): the factors diverged. Try method='trf', "
+            "stronger regularization (larger `beta` or `reg`), bounds, a smaller `init_scale`, "
+            "x_scale='jac', or scaling the ratings. The best finite point evaluated is in the "
+            "error's `partial_result`.",
+            partial,
+        )
+
     if stop_status is not None or opt is None:
         assert stop_status is not None
-        if recorder.best_x is None:
-            raise NonFiniteResidualError(
-                "the run stopped before any finite evaluation; nothing to return."
-            )
         message = STATUS_MESSAGES[stop_status]
+        assert recorder.best_x is not None  # x0 was evaluated and is finite
         result = result_at(
             recorder.best_x, success=False, status=stop_status, message=message,
             nfev=recorder.nfev, njev=recorder.njev, cost=recorder.best_cost,
         )
         warn_not_converged(
-            f"lsqmf.solve: {message} after {recorder.nfev} evaluations; returning the best "
-            f"point evaluated (cost {recorder.best_cost:.6g}).",
+            f"lsqmf.solve stopped early (status {stop_status}: {message}) after "
+            f"{recorder.nfev} evaluations; returning the best point evaluated (cost "
+            f"{recorder.best_cost:.6g}).",
         )
         return result
 
     njev = opt.njev if opt.njev is not None else recorder.njev
-    if not (np.all(np.isfinite(opt.x)) and np.isfinite(opt.cost)):
-        partial = None
-        if recorder.best_x is not None:
-            partial = result_at(
-                recorder.best_x, success=False, status=opt.status, message=str(opt.message),
-                nfev=recorder.nfev, njev=njev, cost=recorder.best_cost,
-            )
-        raise NonFiniteResidualError(
-            f"the residuals became non-finite at evaluation {recorder.first_nonfinite} "
-            f"(method={method!r}); the factors diverged. Try method='trf', a robust loss or a "
-            "smaller f_scale, stronger regularization (beta or reg), bounds, or a smaller "
-            "init_scale. The best finite point is in `partial_result`.",
-            partial,
-        )
     result = result_at(
         opt.x, success=bool(opt.success), status=int(opt.status), message=str(opt.message),
         nfev=int(opt.nfev), njev=None if njev is None else int(njev), cost=float(opt.cost),
@@ -623,8 +634,9 @@ def solve(
     )
     if not opt.success:
         warn_not_converged(
-            f"lsqmf.solve: {opt.message} (status {opt.status}); returning the factors reached "
-            f"after {opt.nfev} evaluations, cost {opt.cost:.6g}.",
+            f"lsqmf.solve did not converge (status {opt.status}: {opt.message}); returning "
+            f"the factors reached after {opt.nfev} evaluations (cost {opt.cost:.6g}). Raise "
+            "`max_nfev` or loosen `ftol`/`xtol`/`gtol`.",
         )
     return result
 

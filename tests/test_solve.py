@@ -1,0 +1,436 @@
+"""lsqmf.solve: seed parity, every scipy combination, oracles agreeing, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import itertools
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import lsqmf
+from lsqmf import ConvergenceWarning, NonFiniteResidualError, solve
+from lsqmf.gradcheck import JacobianCheckError
+from lsqmf.problem import Problem
+
+from .conftest import SEED_MASK, random_observed
+
+METHODS = ["trf", "dogbox", "lm"]
+TR_SOLVERS = [None, "exact", "lsmr"]
+LOSSES = ["linear", "soft_l1", "huber", "cauchy", "arctan"]
+
+
+# --------------------------------------------------------------------------- seed parity
+@pytest.mark.parametrize(
+    ("method", "tr_solver"),
+    list(itertools.product(METHODS, TR_SOLVERS)),
+    ids=[f"{m}-{t}" for m, t in itertools.product(METHODS, TR_SOLVERS)],
+)
+def test_seed_parity(seed_problem, method: str, tr_solver: str | None) -> None:
+    R, P, Q = seed_problem
+    fit = solve(R, P0=P, Q0=Q, missing=0, method=method, tr_solver=tr_solver)
+    assert fit.success
+    assert fit.P.shape == (5, 2) and fit.Q.shape == (2, 4)
+    assert np.all(np.abs(fit.P - P) <= 0.1)
+    assert np.all(np.abs(fit.Q - Q) <= 0.1)
+    assert np.all(np.abs(fit.P @ fit.Q - R)[SEED_MASK] <= 0.01)
+    # the caller's priors are untouched
+    np.testing.assert_array_equal(P, seed_problem[1])
+
+
+def test_seed_defaults_match_the_seed_formulation(seed_problem) -> None:
+    R, P, Q = seed_problem
+    fit = solve(R, P0=P, Q0=Q, missing=0)
+    opts = fit.options
+    assert (opts["alpha"], opts["beta"], opts["ftol"], opts["x_scale"]) == (0.9, 0.1, 1e-3, "jac")
+    assert opts["formulation"] == "prior" and opts["method"] == "trf"
+
+
+# --------------------------------------------------------------------------- every loss
+@pytest.mark.parametrize(
+    ("method", "tr_solver", "loss"),
+    [
+        *itertools.product(["trf", "dogbox"], ["exact", "lsmr", None], LOSSES),
+        ("lm", None, "linear"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_every_permitted_combination_fits_the_seed_problem(seed_problem, method, tr_solver, loss):
+    R, P, Q = seed_problem
+    fit = solve(R, P0=P, Q0=Q, missing=0, method=method, tr_solver=tr_solver, loss=loss)
+    assert fit.success
+    assert np.all(np.isfinite(fit.P)) and np.all(np.isfinite(fit.Q))
+    assert np.all(np.abs(fit.P @ fit.Q - R)[SEED_MASK] <= 0.05)
+    assert fit.cost <= fit.history.cost[0]
+
+
+@pytest.mark.parametrize("loss", LOSSES[1:])
+def test_robust_losses_resist_outliers(loss: str) -> None:
+    R = random_observed(20, 15, 0.5, seed=1, rank=2)
+    observed = np.argwhere(~np.isnan(R))
+    outliers = observed[::10]
+    corrupted = R.copy()
+    corrupted[outliers[:, 0], outliers[:, 1]] += 5.0
+    inliers = ~np.isnan(R)
+    inliers[outliers[:, 0], outliers[:, 1]] = False
+
+    def inlier_error(loss_name: str) -> float:
+        fit = solve(corrupted, 2, formulation="l2", reg=1e-3, loss=loss_name, f_scale=0.1,
+                    random_state=0, ftol=1e-5, tr_solver="exact", max_nfev=100)
+        return float(np.median(np.abs(fit.P @ fit.Q - R)[inliers]))
+
+    with warnings.catch_warnings():  # a capped robust fit may stop at max_nfev; fine here
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        robust, plain = inlier_error(loss), inlier_error("linear")
+    assert robust < 0.5 * plain
+
+
+# --------------------------------------------------------------------------- Jacobian kinds
+@pytest.mark.parametrize("jac", ["sparse", "dense", "operator", "kron", "2-point", "3-point"])
+def test_jacobian_kinds_reach_the_same_solution(jac: str) -> None:
+    R = random_observed(15, 10, 0.5, seed=2, rank=2)
+    tight = dict(ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=2000)
+    ref = solve(R, 2, formulation="l2", reg=0.01, random_state=0, tr_solver="lsmr", **tight)
+    fit = solve(R, 2, formulation="l2", reg=0.01, random_state=0, tr_solver="lsmr", jac=jac,
+                **tight)
+    assert fit.options["jac"] == jac
+    assert fit.cost == pytest.approx(ref.cost, rel=1e-8)
+    np.testing.assert_allclose(fit.P @ fit.Q, ref.P @ ref.Q, atol=1e-5)
+
+
+def test_dense_exact_and_sparse_lsmr_agree() -> None:
+    R = random_observed(12, 9, 0.6, seed=3, rank=2)
+    tight = dict(ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=2000)
+    a = solve(R, 2, formulation="l2", reg=0.05, random_state=1, tr_solver="exact", **tight)
+    b = solve(R, 2, formulation="l2", reg=0.05, random_state=1, tr_solver="lsmr", **tight)
+    assert a.options["jac"] == "dense" and b.options["jac"] == "sparse"
+    assert a.cost == pytest.approx(b.cost, rel=1e-8)
+    np.testing.assert_allclose(a.P @ a.Q, b.P @ b.Q, atol=1e-5)
+
+
+def test_methods_agree_on_an_exactly_low_rank_problem() -> None:
+    rng = np.random.default_rng(5)
+    R = rng.random((8, 2)) @ rng.random((2, 6))
+    preds = []
+    for method in METHODS:
+        fit = solve(R, 2, formulation="none", method=method, random_state=0, ftol=1e-12,
+                    xtol=1e-12, gtol=1e-12, max_nfev=5000)
+        preds.append(fit.P @ fit.Q)
+        np.testing.assert_allclose(fit.P @ fit.Q, R, atol=1e-6)
+    np.testing.assert_allclose(preds[0], preds[2], atol=1e-6)
+
+
+# --------------------------------------------------------------------------- model options
+def test_bounds_give_non_negative_factors() -> None:
+    R = random_observed(10, 8, 0.6, seed=4, rank=2)
+    for method in ("trf", "dogbox"):
+        fit = solve(R, 2, formulation="l2", reg=0.01, bounds=(0, np.inf), method=method,
+                    random_state=0)
+        assert fit.P.min() >= 0 and fit.Q.min() >= 0
+
+
+def test_full_length_bounds_array() -> None:
+    R = random_observed(6, 5, 0.8, seed=4, rank=1)
+    n_params = 6 * 1 + 1 * 5
+    lb = np.full(n_params, 0.0)
+    ub = np.full(n_params, 0.5)
+    fit = solve(R, 1, formulation="l2", reg=0.01, bounds=(lb, ub), random_state=0)
+    assert fit.P.max() <= 0.5 and fit.Q.max() <= 0.5 and fit.P.min() >= 0
+
+
+def test_biases_are_fitted_and_predict() -> None:
+    rng = np.random.default_rng(6)
+    n, m = 20, 15
+    b, c = rng.normal(0, 0.5, n), rng.normal(0, 0.5, m)
+    full = 3.0 + b[:, None] + c[None, :] + 0.3 * rng.random((n, 1)) @ rng.random((1, m))
+    R = np.where(rng.random((n, m)) < 0.7, full, np.nan)
+    fit = solve(R, 1, formulation="l2", reg=1e-4, biases=True, random_state=0, ftol=1e-10)
+    assert fit.has_biases and fit.row_bias.shape == (n,) and fit.col_bias.shape == (m,)
+    obs = np.argwhere(~np.isnan(R))
+    pred = fit.predict(obs[:, 0], obs[:, 1])
+    np.testing.assert_allclose(pred, R[obs[:, 0], obs[:, 1]], atol=0.02)
+    assert fit.mu == pytest.approx(np.nanmean(R))
+
+
+def test_zero_weight_equals_dropping_the_entry() -> None:
+    R = random_observed(7, 6, 0.7, seed=7, rank=2)
+    W = np.ones_like(R)
+    i, j = np.argwhere(~np.isnan(R))[3]
+    W[i, j] = 0.0
+    dropped = R.copy()
+    dropped[i, j] = np.nan
+    kw = dict(formulation="l2", reg=0.1, random_state=0, ftol=1e-12, xtol=1e-12, gtol=1e-12,
+              tr_solver="exact")
+    a = solve(R, 2, weights=W, **kw)
+    b = solve(dropped, 2, **kw)
+    assert a.cost == pytest.approx(b.cost, rel=1e-10)
+    np.testing.assert_allclose(a.P, b.P, atol=1e-6)
+    np.testing.assert_allclose(a.Q, b.Q, atol=1e-6)
+
+
+def test_count_scaled_regularization_runs_and_differs() -> None:
+    R = random_observed(10, 8, 0.5, seed=8, rank=2)
+    kw = dict(formulation="l2", reg=0.1, random_state=0)
+    a = solve(R, 2, count_scaled=True, **kw)
+    b = solve(R, 2, count_scaled=False, **kw)
+    assert a.success and b.success
+    assert not np.allclose(a.P @ a.Q, b.P @ b.Q)
+
+
+def test_dataframe_input_keeps_raw_ids() -> None:
+    df = pd.DataFrame(
+        {
+            "user": ["u1", "u1", "u2", "u3", "u3", "u2"],
+            "item": ["a", "b", "b", "a", "c", "c"],
+            "rating": [5.0, 3.0, 4.0, 1.0, 2.0, 4.5],
+        }
+    )
+    fit = solve(df, 2, formulation="l2", reg=0.01, random_state=0, ftol=1e-10)
+    assert list(fit.row_ids) == ["u1", "u2", "u3"]
+    assert list(fit.col_ids) == ["a", "b", "c"]
+    np.testing.assert_allclose(fit.predict_ids(["u1", "u2"], ["a", "c"]), [5.0, 4.5], atol=0.2)
+    # unknown ids are cold-start pairs
+    assert np.isnan(fit.predict_ids(["nobody"], ["a"], cold_start="nan")[0])
+    with pytest.raises(ValueError, match="not seen in training"):
+        fit.predict_ids(["nobody"], ["a"], cold_start="raise")
+
+
+def test_sparse_input() -> None:
+    R = random_observed(9, 7, 0.5, seed=9, rank=2)
+    obs = np.argwhere(~np.isnan(R))
+    S = sp.csr_array((R[obs[:, 0], obs[:, 1]], (obs[:, 0], obs[:, 1])), shape=R.shape)
+    a = solve(S, 2, formulation="l2", reg=0.1, random_state=0)
+    b = solve(R, 2, formulation="l2", reg=0.1, random_state=0)
+    np.testing.assert_array_equal(a.P, b.P)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers() -> None:
+    R = random_observed(10, 8, 0.5, seed=10, rank=2)
+    a = solve(R, 2, formulation="l2", reg=0.1, random_state=42)
+    b = solve(R, 2, formulation="l2", reg=0.1, random_state=42)
+    c = solve(R, 2, formulation="l2", reg=0.1, random_state=43)
+    np.testing.assert_array_equal(a.P, b.P)
+    np.testing.assert_array_equal(a.Q, b.Q)
+    assert not np.array_equal(a.P, c.P)
+    g = solve(R, 2, formulation="l2", reg=0.1, random_state=np.random.default_rng(42))
+    np.testing.assert_array_equal(a.P, g.P)
+
+
+def test_result_is_frozen_and_complete(seed_problem) -> None:
+    R, P, Q = seed_problem
+    fit = solve(R, P0=P, Q0=Q, missing=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fit.P = P  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        _ = fit.costs  # type: ignore[attr-defined]
+    assert fit.optimize_result is not None and fit.nfev == fit.optimize_result.nfev
+    assert fit.cost == pytest.approx(fit.optimize_result.cost)
+    assert len(fit.history) >= 1 and np.all(np.diff(fit.history.time) >= 0)
+    assert fit.history.cost.min() == pytest.approx(fit.cost)
+    assert fit.wall_time > 0 and fit.solver == "lsq"
+    assert "solver: lsq" in fit.summary()
+
+
+# --------------------------------------------------------------------------- early stops
+def test_max_nfev_returns_factors_with_a_warning() -> None:
+    R = random_observed(10, 8, 0.5, seed=11, rank=2)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        fit = solve(R, 2, formulation="l2", reg=0.1, random_state=0, max_nfev=3, ftol=1e-15)
+    assert not fit.success and fit.status == 0
+    assert np.all(np.isfinite(fit.P))
+    assert fit.cost < fit.history.cost[0]  # progress was kept
+
+
+def test_callback_stops_and_returns_best_point() -> None:
+    R = random_observed(10, 8, 0.5, seed=12, rank=2)
+    seen = []
+
+    def callback(info: lsqmf.IterationInfo) -> bool:
+        seen.append(info)
+        return info.step >= 4
+
+    with pytest.warns(ConvergenceWarning, match="callback"):
+        fit = solve(R, 2, formulation="l2", reg=0.1, random_state=0, callback=callback,
+                    ftol=1e-15)
+    assert fit.status == -3 and not fit.success
+    assert [s.step for s in seen] == [0, 1, 2, 3, 4]
+    assert fit.cost == pytest.approx(min(s.cost for s in seen))
+
+
+def test_keyboard_interrupt_returns_what_was_computed() -> None:
+    R = random_observed(10, 8, 0.5, seed=13, rank=2)
+
+    def interrupt(info: lsqmf.IterationInfo) -> None:
+        if info.step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.warns(ConvergenceWarning, match="Interrupted"):
+        fit = solve(R, 2, formulation="l2", reg=0.1, random_state=0, callback=interrupt,
+                    ftol=1e-15)
+    assert fit.status == -5 and fit.nfev == 4
+    assert fit.cost <= fit.history.cost[0]
+
+
+def test_time_budget() -> None:
+    R = random_observed(10, 8, 0.5, seed=14, rank=2)
+    with pytest.warns(ConvergenceWarning, match="time budget"):
+        fit = solve(R, 2, formulation="l2", reg=0.1, random_state=0, max_time=0.0)
+    assert fit.status == -4 and fit.nfev == 1
+
+
+def test_non_finite_residuals_raise_with_the_evaluation_and_keep_the_best_point(
+    monkeypatch,
+) -> None:
+    R = random_observed(8, 6, 0.6, seed=15, rank=2)
+    original = Problem.residual
+    calls = {"n": 0}
+
+    def poisoned(self, x):
+        calls["n"] += 1
+        r = original(self, x)
+        if calls["n"] > 4:  # 1 check at the start, then evaluations 0, 1, 2 are finite
+            r = r.copy()
+            r[0] = np.nan
+        return r
+
+    monkeypatch.setattr(Problem, "residual", poisoned)
+    for method in METHODS:
+        calls["n"] = 0
+        with pytest.raises(NonFiniteResidualError, match="non-finite at evaluation 3") as info:
+            solve(R, 2, formulation="l2", reg=0.1, random_state=0, method=method)
+        partial = info.value.partial_result
+        assert partial is not None and partial.status == -6
+        assert np.all(np.isfinite(partial.P))
+
+
+def test_non_finite_start_is_a_clear_error() -> None:
+    R = np.array([[1.0, 2.0], [3.0, np.nan]])
+    with pytest.raises(ValueError, match="starting point are not finite"):
+        solve(R, P0=np.full((2, 1), 1e200), Q0=np.full((1, 2), 1e200))
+
+
+def test_linalg_error_is_explained(monkeypatch) -> None:
+    solve_module = importlib.import_module("lsqmf.solve")
+
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(solve_module, "least_squares", broken)
+    with pytest.raises(np.linalg.LinAlgError, match="try tr_solver='lsmr'"):
+        solve(np.array([[1.0, 2.0]]), 1, formulation="l2", random_state=0)
+
+
+# --------------------------------------------------------------------------- gradient check
+def test_check_jacobian_passes_on_the_analytic_jacobian(seed_problem) -> None:
+    R, P, Q = seed_problem
+    fit = solve(R, P0=P, Q0=Q, missing=0, check_jacobian=1e-7)
+    assert fit.success
+
+
+def test_check_jacobian_catches_a_wrong_jacobian(seed_problem, monkeypatch) -> None:
+    R, P, Q = seed_problem
+    original = Problem.jacobian
+
+    def wrong(self, x):
+        J = original(self, x).copy()
+        J.data[0] *= 1.01
+        return J
+
+    monkeypatch.setattr(Problem, "jacobian", wrong)
+    with pytest.raises(JacobianCheckError, match="differs from finite differences"):
+        solve(R, P0=P, Q0=Q, missing=0, check_jacobian=1e-7)
+
+
+# --------------------------------------------------------------------------- bad input
+SEED = (np.where(SEED_MASK, 1.0, np.nan), np.ones((5, 2)), np.ones((2, 4)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"rank": 0}, ValueError, r"`rank` must be an int >= 1; got 0"),
+        ({"rank": "2"}, TypeError, r"`rank` must be an int"),
+        ({"rank": 2.0}, TypeError, r"`rank` must be an int"),
+        ({"method": "newton"}, ValueError, r"`method` must be one of 'trf', 'dogbox', 'lm'"),
+        ({"tr_solver": "cg"}, ValueError, r"`tr_solver` must be one of None, 'exact', 'lsmr'"),
+        ({"loss": "l1"}, ValueError, r"`loss` must be one of 'linear', 'soft_l1'"),
+        ({"method": "lm", "loss": "huber"}, ValueError, r"method='lm' supports only"),
+        ({"method": "lm", "bounds": (0, 1)}, ValueError, r"method='lm' does not support"),
+        ({"tr_solver": "exact", "jac": "operator"}, ValueError, r"needs a dense Jacobian"),
+        ({"method": "lm", "jac": "sparse"}, ValueError, r"method='lm' needs a dense"),
+        ({"jac": "analytic"}, ValueError, r"`jac` must be one of"),
+        ({"f_scale": 0.0}, ValueError, r"`f_scale` must be > 0"),
+        ({"f_scale": np.nan}, ValueError, r"`f_scale` must be finite"),
+        ({"ftol": -1.0}, ValueError, r"`ftol` must be >= 0"),
+        ({"ftol": 0.0, "xtol": 0.0, "gtol": 0.0}, ValueError, r"at least one of"),
+        ({"method": "lm", "ftol": None}, ValueError, r"`ftol` must be a float > 0 for"),
+        ({"max_nfev": 0}, ValueError, r"`max_nfev` must be an int >= 1"),
+        ({"tr_options": {"foo": 1}}, ValueError, r"`tr_options` has key\(s\) \['foo'\]"),
+        ({"tr_options": [1]}, TypeError, r"`tr_options` must be a dict"),
+        ({"random_state": "seed"}, TypeError, r"`random_state` must be None, an int seed"),
+        ({"random_state": -1}, ValueError, r"`random_state` must be a non-negative"),
+        ({"x_scale": "auto"}, ValueError, r"`x_scale` must be 'jac'"),
+        ({"x_scale": -1.0}, ValueError, r"`x_scale` must be 'jac'"),
+        ({"bounds": (1, 0)}, ValueError, r"lower < upper"),
+        ({"bounds": (np.zeros(3), 1)}, ValueError, r"length n_params"),
+        ({"bounds": 0}, TypeError, r"`bounds` must be a pair"),
+        ({"callback": 3}, TypeError, r"`callback` must be callable"),
+        ({"formulation": "ridge"}, ValueError, r"`formulation` must be one of"),
+        ({"alpha": 0.0}, ValueError, r"`alpha` must be > 0"),
+        ({"beta": -0.1}, ValueError, r"`beta` must be >= 0"),
+        ({"biases": "yes"}, TypeError, r"`biases` must be True or False"),
+        ({"check_jacobian": 0.0}, ValueError, r"`check_jacobian` must be > 0"),
+        ({"init_scale": 0}, ValueError, r"`init_scale` must be > 0"),
+        ({"max_time": -1}, ValueError, r"`max_time` must be >= 0"),
+    ],
+    ids=lambda v: ",".join(f"{k}={v[k]!r}"[:30] for k in v) if isinstance(v, dict) else "",
+)
+def test_bad_arguments(kwargs, error, match) -> None:
+    R, P, Q = SEED
+    base = {"P0": P, "Q0": Q}
+    if "rank" in kwargs:
+        base = {}
+    with pytest.raises(error, match=match):
+        solve(R, **{**base, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"P0": np.ones((4, 2)), "Q0": np.ones((2, 4))}, r"`P0` must have shape \(n_rows, rank\)"),
+        ({"P0": np.ones((5, 2)), "Q0": np.ones((3, 4))}, r"`Q0` must have shape \(rank, n_cols\)"),
+        ({"P0": np.ones((5, 2)), "rank": 3}, r"`P0` must have shape"),
+        ({"P0": np.full((5, 2), np.nan), "Q0": np.ones((2, 4))}, r"`P0` must be finite"),
+        ({"P0": np.ones(5)}, r"`P0` must be 2-dimensional"),
+        ({}, r"`rank` is required"),
+    ],
+)
+def test_bad_factor_shapes(kwargs, match) -> None:
+    R = SEED[0]
+    with pytest.raises(ValueError, match=match):
+        solve(R, **kwargs)
+
+
+def test_lm_with_too_few_residuals_is_refused() -> None:
+    R = np.array([[1.0, 2.0], [3.0, np.nan]])
+    with pytest.raises(ValueError, match="at least as many residuals as unknowns"):
+        solve(R, 2, formulation="none", method="lm", random_state=0)
+
+
+def test_dense_jacobian_too_large_is_refused(monkeypatch) -> None:
+    solve_module = importlib.import_module("lsqmf.solve")
+
+    monkeypatch.setattr(solve_module, "MAX_DENSE_JACOBIAN_BYTES", 1000)
+    with pytest.raises(ValueError, match="use method='trf' or 'dogbox' with tr_solver='lsmr'"):
+        solve(SEED[0], P0=SEED[1], Q0=SEED[2], tr_solver="exact")
+
+
+def test_lm_ignores_tr_solver_like_scipy(seed_problem) -> None:
+    R, P, Q = seed_problem
+    a = solve(R, P0=P, Q0=Q, missing=0, method="lm", tr_solver="lsmr")
+    b = solve(R, P0=P, Q0=Q, missing=0, method="lm")
+    np.testing.assert_array_equal(a.P, b.P)
