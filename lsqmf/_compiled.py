@@ -68,6 +68,9 @@ def _tutorial_mf(
 ) -> int:
     """The reference loop on checked arguments; returns the number of steps run.
 
+    A negative return value ``-s`` means the error ``e`` was not finite after step ``s`` (the
+    iteration diverged); the caller raises.
+
     Parameters
     ----------
     R : ndarray of float64, shape (N, M)
@@ -113,6 +116,8 @@ def _tutorial_mf(
                     e += (r - dot) * (r - dot)
                     for k in range(K):
                         e += half_beta * (P[i, k] * P[i, k] + Qt[k, j] * Qt[k, j])
+        if not np.isfinite(e):
+            return -(step + 1)
         if e < epsilon:
             return step + 1
     return max_steps

@@ -42,7 +42,9 @@ After each step the loop evaluates
         + \\sum_k \\tfrac{\\beta}{2}\\,(p_{ik}^2 + q_{jk}^2) \\Big]
 
 (summed in the same ``i, j, k`` order) and stops when ``e < epsilon``; otherwise it runs
-``max_steps`` steps.
+``max_steps`` steps. If ``e`` is not finite (the iteration diverged: ``alpha`` is too large
+for the data), it raises :class:`FloatingPointError` naming the step, where the tutorial would
+carry on with NaN until ``max_steps``; the golden outputs are unaffected.
 
 In place
 --------
@@ -115,6 +117,9 @@ def matrix_factorization(
     ValueError
         If shapes disagree, a value is out of range or not finite, ``P`` or ``Q`` is read-only,
         or ``P`` and ``Q`` share memory.
+    FloatingPointError
+        If the iteration diverges (``e`` is not finite after a step); ``P`` and ``Q`` then hold
+        the non-finite values of that step.
 
     Notes
     -----
@@ -159,30 +164,41 @@ def _tutorial_loop(
     """The loop itself, on checked arguments; returns the number of steps it ran."""
     Q = Q.T  # (K, M) view of the caller's array: writes go to the caller's Q
     N, M = R.shape
-    for step in range(max_steps):
-        for i in range(N):
-            for j in range(M):
-                if R[i, j] > 0:
-                    dot = 0.0
-                    for k in range(K):
-                        dot = dot + P[i, k] * Q[k, j]
-                    eij = 2.0 * (R[i, j] - dot)
-                    for k in range(K):
-                        P[i, k] = P[i, k] + alpha * (eij * Q[k, j] - beta * P[i, k])
-                        Q[k, j] = Q[k, j] + alpha * (eij * P[i, k] - beta * Q[k, j])
-        e = 0.0
-        for i in range(N):
-            for j in range(M):
-                if R[i, j] > 0:
-                    dot = 0.0
-                    for k in range(K):
-                        dot = dot + P[i, k] * Q[k, j]
-                    e = e + (R[i, j] - dot) * (R[i, j] - dot)
-                    for k in range(K):
-                        e = e + (beta / 2) * (P[i, k] * P[i, k] + Q[k, j] * Q[k, j])
-        if e < epsilon:
-            return step + 1
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
+        for step in range(max_steps):
+            for i in range(N):
+                for j in range(M):
+                    if R[i, j] > 0:
+                        dot = 0.0
+                        for k in range(K):
+                            dot = dot + P[i, k] * Q[k, j]
+                        eij = 2.0 * (R[i, j] - dot)
+                        for k in range(K):
+                            P[i, k] = P[i, k] + alpha * (eij * Q[k, j] - beta * P[i, k])
+                            Q[k, j] = Q[k, j] + alpha * (eij * P[i, k] - beta * Q[k, j])
+            e = 0.0
+            for i in range(N):
+                for j in range(M):
+                    if R[i, j] > 0:
+                        dot = 0.0
+                        for k in range(K):
+                            dot = dot + P[i, k] * Q[k, j]
+                        e = e + (R[i, j] - dot) * (R[i, j] - dot)
+                        for k in range(K):
+                            e = e + (beta / 2) * (P[i, k] * P[i, k] + Q[k, j] * Q[k, j])
+            if not np.isfinite(e):
+                raise _diverged(step + 1, max_steps, alpha)
+            if e < epsilon:
+                return step + 1
     return max_steps
+
+
+def _diverged(step: int, max_steps: int, alpha: float) -> FloatingPointError:
+    return FloatingPointError(
+        f"the iteration diverged: the error e is not finite after step {step} of at most "
+        f"{max_steps}, and P and Q now hold non-finite values; use a smaller `alpha` (got "
+        f"{alpha})."
+    )
 
 
 def matrix_factorization_fast(
@@ -217,8 +233,8 @@ def matrix_factorization_fast(
     ------
     ImportError
         If numba is not installed (``pip install 'lsqmf[fast]'``).
-    TypeError, ValueError
-        As in :func:`matrix_factorization`.
+    TypeError, ValueError, FloatingPointError
+        As in :func:`matrix_factorization`, with the same messages.
 
     Notes
     -----
@@ -232,6 +248,8 @@ def matrix_factorization_fast(
 
     kernel = get_kernel("tutorial_mf")
     n_steps = kernel(R, P, Q.T, max_steps, alpha, beta, epsilon)
+    if n_steps < 0:  # the kernel's signal that e became non-finite after step -n_steps
+        raise _diverged(-n_steps, max_steps, alpha)
     logger.debug("matrix_factorization_fast: ran %d of at most %d steps", n_steps, max_steps)
     return P, Q
 

@@ -73,13 +73,23 @@ def test_fast_accepts_any_memory_layout():
     assert np.all(P_big[:, 1::2] == 0.0)
 
 
+def outcome(function, R, P0, Q0, *args):
+    """``("ok", P, Q)`` or ``("diverged", message)``."""
+    P, Q = P0.copy(), Q0.copy()
+    try:
+        function(R, P, Q, *args)
+    except FloatingPointError as err:
+        return ("diverged", str(err))
+    return ("ok", P, Q)
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     n=st.integers(1, 5),
     m=st.integers(1, 5),
     K=st.integers(1, 3),
     max_steps=st.integers(0, 30),
-    alpha=st.floats(1e-4, 0.05),
+    alpha=st.floats(1e-4, 0.2),
     beta=st.floats(0.0, 0.2),
     epsilon=st.sampled_from([0.0, 1e-3, 0.5, 5.0]),
     seed=st.integers(0, 2**32 - 1),
@@ -87,15 +97,33 @@ def test_fast_accepts_any_memory_layout():
 def test_fast_matches_reference_on_random_small_cases(
     n, m, K, max_steps, alpha, beta, epsilon, seed
 ):
+    # large alpha makes some runs diverge: then both must raise the same error
     rng = np.random.default_rng(seed)
     R = rng.integers(-1, 6, size=(n, m)).astype(float) * rng.random((n, m)) * 2
     P0, Q0 = rng.random((n, K)), rng.random((m, K))
-    P_ref, Q_ref = P0.copy(), Q0.copy()
-    matrix_factorization(R, P_ref, Q_ref, K, max_steps, alpha, beta, epsilon)
-    P, Q = P0.copy(), Q0.copy()
-    matrix_factorization_fast(R, P, Q, K, max_steps, alpha, beta, epsilon)
-    assert_allclose(P, P_ref, rtol=0, atol=1e-12)
-    assert_allclose(Q, Q_ref, rtol=0, atol=1e-12)
+    args = (K, max_steps, alpha, beta, epsilon)
+    expected = outcome(matrix_factorization, R, P0, Q0, *args)
+    actual = outcome(matrix_factorization_fast, R, P0, Q0, *args)
+    assert actual[0] == expected[0]
+    if expected[0] == "ok":
+        assert_allclose(actual[1], expected[1], rtol=0, atol=1e-12)
+        assert_allclose(actual[2], expected[2], rtol=0, atol=1e-12)
+    else:
+        assert actual[1] == expected[1]
+
+
+@pytest.mark.parametrize(
+    "function", [matrix_factorization, matrix_factorization_fast], ids=["oracle", "fast"]
+)
+def test_divergence_raises_at_the_same_step(function):
+    # R = [[100]], p = q = 1, alpha = 0.5: the factors grow without bound
+    P, Q = np.ones((1, 1)), np.ones((1, 1))
+    with pytest.raises(
+        FloatingPointError, match=r"diverged: the error e is not finite after step 4 of at "
+        r"most 100.*smaller `alpha` \(got 0.5\)"
+    ):
+        function(np.array([[100.0]]), P, Q, 1, 100, 0.5, 0.0, 1e-3)
+    assert not np.isfinite(P[0, 0]) or not np.isfinite(Q[0, 0])
 
 
 # --------------------------------------------------------------------------------------------
