@@ -121,7 +121,7 @@ solver = "lsq"
 def test_list_values_expand_and_none_maps_to_none() -> None:
     grid = parse_grid(TINY + '\n[[configs]]\nmethod = "lm"\ntr_solver = "none"\n')
     assert len(grid.configs) == 3
-    assert grid.configs[2] == {"solver": "lsq", "method": "lm", "tr_solver": None}
+    assert grid.configs[2] == {"solver": "solve", "method": "lm", "tr_solver": None}
     assert [c["tr_solver"] for c in grid.cells()][:3] == ["exact", "lsmr", "none"]
 
 

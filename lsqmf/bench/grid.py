@@ -20,10 +20,16 @@ Top-level keys::
     missing = 0
 
     [[configs]]                   # one or more solver configurations
-    solver = "lsq"                # a name in lsqmf.solvers.SOLVERS; default "lsq"
+    solver = "solve"              # "solve" (lsqmf.solve, the default) or a registry name
     method = ["trf", "dogbox"]    # any other key is a solver keyword argument;
     tr_solver = ["exact", "lsmr"] # a list expands into one configuration per value
     loss = "linear"               # (Cartesian product over the listed keys)
+
+``solver = "solve"`` is :func:`lsqmf.solve` itself with its own defaults (the seed
+formulation ``'prior'``, ``ftol=1e-3``); any other name (``"lsq"``, ``"als"``, ``"gd"``,
+``"sgd"``, ...) is looked up in :data:`lsqmf.solvers.SOLVERS`, whose functions take
+``(ratings, rank, **options)``. An unknown name is not an error when the grid is loaded: its
+cells become rows with the error, so a grid can name a solver another build does not ship.
 
 Values are strings, numbers or booleans (or lists of them, which expand). TOML has no null: the
 string ``"none"`` stands for Python ``None`` (e.g. ``tr_solver = "none"`` with ``method =
@@ -470,11 +476,11 @@ def parse_grid(text_or_dict: str | Mapping[str, Any], source: str = "<string>") 
     configs: list[dict[str, Any]] = []
     for j, table in enumerate(raw_configs):
         params = _solver_params(source, f"configs[{j}]", table)
-        solver = params.pop("solver", "lsq")
+        solver = params.pop("solver", "solve")
         if not isinstance(solver, str):
             raise GridError(
-                f"{source}: key `configs[{j}].solver` must be a string (a name in "
-                f"lsqmf.solvers.SOLVERS); got {solver!r}."
+                f"{source}: key `configs[{j}].solver` must be a string (\"solve\" or a name "
+                f"in lsqmf.solvers.SOLVERS); got {solver!r}."
             )
         keys = list(params)
         lists = [v if isinstance(v, list) else [v] for v in params.values()]

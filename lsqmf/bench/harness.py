@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "CORE_SOLVER",
     "RAW_CSV",
     "RESULTS_CSV",
     "RESULT_COLUMNS",
@@ -77,26 +78,34 @@ _CV_COLUMNS = ["fit_s", "rmse", "mae"]
 
 
 # ---------------------------------------------------------------------------- solvers
-def resolve_solver(name: str) -> Callable[..., Any]:
-    """The solver function registered as ``name`` in :data:`lsqmf.solvers.SOLVERS`.
+#: The grid solver name of the core entry point :func:`lsqmf.solve` itself (its own defaults:
+#: ``formulation='prior'``, ``ftol=1e-3``, ...), as opposed to the registry's ``'lsq'`` adapter.
+CORE_SOLVER = "solve"
 
-    While the registry is not importable, ``"lsq"`` falls back to :func:`lsqmf.solve` and
-    any other name raises ``ValueError``.
+
+def resolve_solver(name: str) -> Callable[..., Any]:
+    """The function a grid's ``solver`` name stands for.
+
+    ``"solve"`` is :func:`lsqmf.solve`; every other name is looked up in the solver registry
+    :data:`lsqmf.solvers.SOLVERS` (through :func:`lsqmf.solvers.get_solver`).
+
+    Raises
+    ------
+    ValueError
+        If the name is not registered (or the registry is not available).
     """
-    try:
-        from ..solvers import get_solver
-    except ImportError:
-        get_solver = None
-    if get_solver is not None:
-        return get_solver(name)
-    if name == "lsq":
+    if name == CORE_SOLVER:
         from ..solve import solve
 
         return solve
-    raise ValueError(
-        f"solver {name!r} cannot be resolved: the solver registry lsqmf.solvers is not "
-        "available in this installation."
-    )
+    try:
+        from ..solvers import get_solver
+    except ImportError as err:
+        raise ValueError(
+            f"solver {name!r} cannot be resolved: the solver registry lsqmf.solvers is not "
+            f"available ({err})."
+        ) from err
+    return get_solver(name)
 
 
 # ---------------------------------------------------------------------------- one cell

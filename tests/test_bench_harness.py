@@ -1,0 +1,246 @@
+"""The benchmark harness: rows, resume after an interrupt, failures, warnings, filtering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lsqmf
+from lsqmf.bench import harness
+from lsqmf.bench.grid import load_grid, parse_grid
+from lsqmf.bench.harness import RAW_CSV, RESULTS_CSV, RUN_JSON, aggregate, read_raw, run_grid
+
+TINY = """
+name = "tiny"
+problems = "seed"
+[problem]
+n = [4, 6]
+k_factor = [0.5]
+sparsity = [0.25]
+[solve]
+missing = 0
+[[configs]]
+method = "trf"
+tr_solver = ["exact", "lsmr"]
+loss = ["linear", "huber"]
+"""
+N_TINY = 8  # 2 problems x 4 configurations
+
+
+@pytest.fixture
+def grid() -> Any:
+    return parse_grid(TINY, source="tiny.toml")
+
+
+class Recorder:
+    """Stands in for the solver: records calls, can fail or interrupt."""
+
+    def __init__(self, interrupt_after: int | None = None, fail_when: dict | None = None):
+        self.calls: list[dict[str, Any]] = []
+        self.interrupt_after = interrupt_after
+        self.fail_when = fail_when or {}
+
+    def __call__(self, R: np.ndarray, **kwargs: Any) -> lsqmf.FitResult:
+        if self.interrupt_after is not None and len(self.calls) >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.calls.append({"R": R, **kwargs})
+        if all(kwargs.get(k) == v for k, v in self.fail_when.items()) and self.fail_when:
+            raise np.linalg.LinAlgError("SVD did not converge")
+        return lsqmf.solve(R, **kwargs)
+
+
+def patch_solver(monkeypatch: pytest.MonkeyPatch, fake: Any) -> None:
+    monkeypatch.setattr(harness, "resolve_solver", lambda name: fake)
+
+
+def test_run_writes_one_row_per_cell_and_the_header(grid: Any, tmp_path: Path) -> None:
+    result = run_grid(grid, tmp_path, repeats=2, command="test")
+    assert len(result) == N_TINY
+    for col in ["sparsity", "k_factor", "n", "method", "tr_solver", "loss", "dur", "m", "k",
+                "nnz", "nfev", "njev", "cost", "success", "error", "repeats"]:
+        assert col in result.columns, col
+    assert (result["repeats"] == 2).all()
+    assert result["success"].all()
+    assert (result["dur"] > 0).all()
+    assert (result["error"] == "").all()
+    on_disk = read_raw(tmp_path / RESULTS_CSV)
+    assert list(on_disk["cell_id"]) == list(result["cell_id"])
+    raw = read_raw(tmp_path / RAW_CSV)
+    assert len(raw) == 2 * N_TINY
+    # best of repeats
+    best = raw.groupby("cell_id")["dur"].min()
+    np.testing.assert_allclose(result.set_index("cell_id")["dur"], best[result["cell_id"]])
+    header = json.loads((tmp_path / RUN_JSON).read_text())
+    for key in ("versions", "blas", "cpu_count", "platform", "command", "start_time",
+                "end_time", "grid_file", "warnings"):
+        assert key in header, key
+    assert header["status"] == "complete"
+    assert header["grid_file"] == "tiny.toml"
+    assert {"lsqmf", "numpy", "scipy"} <= set(header["versions"])
+
+
+def test_interrupted_run_resumes_without_redoing_cells(
+    grid: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = Recorder(interrupt_after=3)
+    patch_solver(monkeypatch, first)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, tmp_path, repeats=1)
+    raw = read_raw(tmp_path / RAW_CSV)
+    assert len(raw) == 3  # finished cells are on disk, as valid CSV
+    assert len(read_raw(tmp_path / RESULTS_CSV)) == 3
+    assert json.loads((tmp_path / RUN_JSON).read_text())["status"] == "interrupted"
+
+    second = Recorder()
+    patch_solver(monkeypatch, second)
+    result = run_grid(grid, tmp_path, repeats=1)
+    assert len(second.calls) == N_TINY - 3
+    assert len(result) == N_TINY
+    final = read_raw(tmp_path / RESULTS_CSV)
+    assert sorted(final["cell_id"]) == sorted(c["cell_id"] for c in grid.cells())
+    assert final["cell_id"].is_unique
+    header = json.loads((tmp_path / RUN_JSON).read_text())
+    assert [s["status"] for s in header["sessions"]] == ["interrupted", "complete"]
+
+    third = Recorder()
+    patch_solver(monkeypatch, third)
+    run_grid(grid, tmp_path, repeats=1)
+    assert third.calls == []
+
+
+def test_lsqmf_swallowed_ctrl_c_is_an_interrupt(
+    grid: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lsqmf.solve turns Ctrl-C into status -5; the harness must not record that cell."""
+
+    def interrupted(R: np.ndarray, **kwargs: Any) -> lsqmf.FitResult:
+        P0 = kwargs["P0"]
+        return lsqmf.FitResult(P=P0, Q=kwargs["Q0"], success=False, status=-5)
+
+    patch_solver(monkeypatch, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, tmp_path, repeats=1)
+    assert len(read_raw(tmp_path / RAW_CSV)) == 0
+
+
+def test_truncated_last_row_is_dropped_and_redone(grid: Any, tmp_path: Path) -> None:
+    run_grid(grid, tmp_path, repeats=1, where="n == 4")
+    raw_path = tmp_path / RAW_CSV
+    lines = raw_path.read_text().splitlines(keepends=True)
+    assert len(lines) == 1 + 4
+    raw_path.write_text("".join(lines[:-1]) + lines[-1][:25])  # a hard kill mid-write
+    result = run_grid(grid, tmp_path, repeats=1)
+    assert len(result) == N_TINY
+    raw = read_raw(raw_path)
+    assert len(raw) == N_TINY
+    assert raw["cell_id"].is_unique
+
+
+def test_extra_repeats_top_up_an_existing_run(grid: Any, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    run_grid(grid, tmp_path, repeats=1)
+    rec = Recorder()
+    patch_solver(monkeypatch, rec)
+    result = run_grid(grid, tmp_path, repeats=2)
+    assert len(rec.calls) == N_TINY
+    assert (result["repeats"] == 2).all()
+
+
+def test_failing_cell_is_a_row_and_the_run_goes_on(
+    grid: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = Recorder(fail_when={"tr_solver": "exact"})
+    patch_solver(monkeypatch, rec)
+    result = run_grid(grid, tmp_path, repeats=1)
+    assert len(result) == N_TINY
+    failed = result[result["tr_solver"] == "exact"]
+    assert len(failed) == 4
+    assert failed["error"].str.startswith("LinAlgError: SVD did not converge").all()
+    assert failed["dur"].isna().all()
+    assert (~failed["success"]).all()
+    ok = result[result["tr_solver"] == "lsmr"]
+    assert (ok["error"] == "").all() and ok["success"].all()
+
+
+def test_convergence_warning_is_recorded_not_raised(tmp_path: Path) -> None:
+    grid = parse_grid(TINY.replace("missing = 0", "missing = 0\nmax_nfev = 1"))
+    result = run_grid(grid, tmp_path, repeats=1)  # filterwarnings=error would fail here
+    assert (~result["success"]).all()
+    assert result["warning"].str.contains("ConvergenceWarning").all()
+    assert (result["error"] == "").all()
+    assert result["dur"].notna().all()
+
+
+def test_unknown_solver_is_an_error_row(tmp_path: Path) -> None:
+    grid = parse_grid(TINY + '\n[[configs]]\nsolver = "no-such-solver"\n')
+    result = run_grid(grid, tmp_path, repeats=1, where="solver != 'solve'")
+    assert len(result) == 2
+    assert result["error"].str.contains("no-such-solver").all()
+
+
+def test_where_selects_a_subset_and_times_the_full_runs_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid = load_grid(preset="seed")
+    where = "tr_solver == 'lsmr' and loss == 'linear' and method == 'trf' and n <= 10"
+    rec = Recorder()
+    patch_solver(monkeypatch, rec)
+    result = run_grid(grid, tmp_path, repeats=2, where=where)
+    assert len(result) == 8  # 2 n x 2 k_factor x 2 sparsity
+    assert (result["tr_solver"] == "lsmr").all() and (result["n"] <= 10).all()
+    assert len(rec.calls) == 16
+    # the problems are those of the full run: same RNG stream
+    full = {(r, i): d for r, i, d in grid.iter_problems(2)}
+    for call, (r, i) in zip(rec.calls, [(r, i) for r in range(2) for i in range(8)],
+                            strict=True):
+        np.testing.assert_array_equal(call["R"], full[(r, i)].args[0])
+        np.testing.assert_array_equal(call["P0"], full[(r, i)].kwargs["P0"])
+
+
+def test_other_grid_in_the_same_out_dir_is_refused(grid: Any, tmp_path: Path) -> None:
+    run_grid(grid, tmp_path, repeats=1, where="n == 4 and tr_solver == 'lsmr'")
+    other = parse_grid(TINY.replace('loss = ["linear", "huber"]', 'loss = "cauchy"'))
+    with pytest.raises(ValueError, match="holds results of another grid"):
+        run_grid(other, tmp_path, repeats=1)
+
+
+def test_bad_arguments(grid: Any, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="`repeats` must be an int >= 1"):
+        run_grid(grid, tmp_path, repeats=0)
+    with pytest.raises(TypeError, match="`jobs` must be an int"):
+        run_grid(grid, tmp_path, jobs=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`where` query"):
+        run_grid(grid, tmp_path, where="n >")
+
+
+def test_parallel_cells(grid: Any, tmp_path: Path) -> None:
+    result = run_grid(grid, tmp_path, repeats=1, jobs=2)
+    assert len(result) == N_TINY and result["success"].all()
+    assert any("parallel" in w for w in json.loads((tmp_path / RUN_JSON).read_text())["warnings"])
+
+
+def test_aggregate_best_of_and_partial_failures() -> None:
+    raw = pd.DataFrame({
+        "cell_id": ["a", "a", "a", "b", "b"],
+        "repeat": [0, 1, 2, 0, 1],
+        "dur": [3.0, 1.0, np.nan, np.nan, np.nan],
+        "nfev": [5, 4, 0, 0, 0],
+        "error": ["", "", "LinAlgError: x", "ValueError: y", "ValueError: y"],
+    })
+    out = aggregate(raw, order=["b", "a"]).set_index("cell_id")
+    assert list(out.index) == ["b", "a"]
+    assert out.loc["a", "dur"] == 1.0 and out.loc["a", "nfev"] == 4
+    assert out.loc["a", "repeats"] == 3 and out.loc["a", "n_failed"] == 1
+    assert out.loc["a", "error"] == "1 of 3 repeats failed: LinAlgError: x"
+    assert np.isnan(out.loc["b", "dur"]) and out.loc["b", "error"] == "ValueError: y"
+
+
+def test_blas_info_reports_threads() -> None:
+    info = harness.blas_info()
+    assert {"source", "libraries", "max_threads", "env"} <= set(info)
+    assert info["max_threads"] is None or info["max_threads"] >= 1
