@@ -119,7 +119,7 @@ def matrix_factorization(
         or ``P`` and ``Q`` share memory.
     FloatingPointError
         If the iteration diverges (``e`` is not finite after a step); ``P`` and ``Q`` then hold
-        the non-finite values of that step.
+        the (huge or non-finite) values of that step.
 
     Notes
     -----
@@ -196,8 +196,8 @@ def _tutorial_loop(
 def _diverged(step: int, max_steps: int, alpha: float) -> FloatingPointError:
     return FloatingPointError(
         f"the iteration diverged: the error e is not finite after step {step} of at most "
-        f"{max_steps}, and P and Q now hold non-finite values; use a smaller `alpha` (got "
-        f"{alpha})."
+        f"{max_steps} (P and Q hold the diverged values of that step); use a smaller `alpha` "
+        f"(got {alpha})."
     )
 
 
