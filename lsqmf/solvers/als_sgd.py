@@ -1,0 +1,106 @@
+r"""Hybrid: exact ridge solve for the users, one SGD epoch for the items, per iteration.
+
+Design
+------
+Each iteration
+
+1. replaces the user block :math:`(P, b)` by its exact minimizer given :math:`(Q, c)` -- the
+   batched ridge solve of :mod:`lsqmf.solvers.als` (users are usually fewer, so this solve is
+   the cheap one: :math:`O(N k^2 + n k^3)`);
+2. runs one Funk SGD epoch (:mod:`lsqmf.solvers.sgd`) that updates only the item block
+   :math:`(Q, c)`, visiting the observed entries in a seeded random order, with the same
+   per-rating split of the regularization as ``sgd``.
+
+Step 1 can only decrease the objective; step 2 decreases it in expectation. The item side --
+the large one on MovieLens-like data (many more items than users) -- thus never needs the
+:math:`O(m k^3)` batched solve, while the user side is solved exactly. The reported cost is
+``problem.cost(x)`` after each iteration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_float
+from ..result import FitResult, IterationInfo
+from ._common import prepare, run_iterations
+from .als import update_users, user_side
+from .sgd import EpochRunner, sgd_epoch_kernel
+
+__all__ = ["als_sgd"]
+
+
+def als_sgd(
+    R: Any,
+    rank: int,
+    *,
+    reg: float = 0.1,
+    reg_bias: float | None = None,
+    count_scaled: bool = False,
+    biases: bool = False,
+    weights: Any = None,
+    random_state: int | np.random.Generator | None = None,
+    max_iter: int = 30,
+    tol: float = 1e-5,
+    max_time: float | None = None,
+    callback: Callable[[IterationInfo], Any] | None = None,
+    P0: Any = None,
+    Q0: Any = None,
+    init_scale: float = 0.1,
+    learning_rate: float = 0.005,
+    decay: float = 1.0,
+) -> FitResult:
+    r"""Fit the ``'l2'`` objective by exact user solves alternating with item SGD epochs.
+
+    Parameters
+    ----------
+    R, rank, reg, reg_bias, count_scaled, biases, weights, random_state, max_iter, tol,
+    max_time, callback, P0, Q0, init_scale
+        As in :func:`lsqmf.solvers.als`; ``max_iter`` counts iterations (one user solve and
+        one item epoch each).
+    learning_rate, decay : float
+        As in :func:`lsqmf.solvers.sgd`, for the item epochs.
+
+    Returns
+    -------
+    FitResult
+        ``solver='als_sgd'``.
+
+    Raises
+    ------
+    ImportError
+        If numba is not installed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lsqmf.solvers import als_sgd
+    >>> R = np.random.default_rng(0).random((6, 5))
+    >>> fit = als_sgd(R, 2, reg=0.01, max_iter=100, learning_rate=0.05, random_state=0)
+    >>> bool(fit.history.cost[-1] < fit.history.cost[0])
+    True
+    """
+    lr = check_float("learning_rate", learning_rate, min_value=0.0, min_inclusive=False)
+    decay = check_float("decay", decay, min_value=0.0, max_value=1.0, min_inclusive=False)
+    assert lr is not None and decay is not None
+    sgd_epoch_kernel()
+    setup = prepare(
+        "als_sgd", R, rank, reg=reg, reg_bias=reg_bias, count_scaled=count_scaled,
+        biases=biases, weights=weights, random_state=random_state, max_iter=max_iter, tol=tol,
+        max_time=max_time, callback=callback, P0=P0, Q0=Q0, init_scale=init_scale,
+    )
+    users = user_side(setup)
+    runner = EpochRunner(setup, lr, decay)
+
+    def step(x: np.ndarray, j: int) -> np.ndarray:
+        x = update_users(setup, users, x)
+        return runner.epoch(x, j, update_rows=False)
+
+    return run_iterations(
+        setup, step,
+        hint="lower `learning_rate` (or set `decay` < 1) or increase `reg`.",
+        options={"learning_rate": lr, "decay": decay},
+    )

@@ -1,0 +1,256 @@
+r"""Funk SGD: one pass per epoch over the observed entries, in a seeded random order.
+
+The ``'l2'`` objective (see :mod:`lsqmf.solvers._common`) is written as a sum over the
+observed entries, :math:`F = \sum_{t} f_t`, by sharing each user's and item's
+regularization equally among its ratings:
+
+.. math::
+
+    f_t = \tfrac12 w_t e_t^2 + \tfrac{\lambda s_u}{2 n_u}\|p_u\|^2
+          + \tfrac{\lambda t_i}{2 n_i}\|q_i\|^2
+          + \tfrac{\lambda_b s_u}{2 n_u} b_u^2 + \tfrac{\lambda_b t_i}{2 n_i} c_i^2,
+    \qquad e_t = \mu + b_u + c_i + p_u^\top q_i - v_t,
+
+with :math:`(u, i)` the entry ``t`` and :math:`n_u, n_i` the rating counts (so with
+``count_scaled=True`` the per-rating weight is just :math:`\lambda`, Funk's and Surprise's
+rule). Each visit takes a step along :math:`-\nabla f_t` with step ``learning_rate``
+(multiplied by ``decay`` after every epoch):
+
+.. math::
+
+    b_u \mathrel{-}= \eta(w_t e_t + \rho^b_u b_u),\quad
+    c_i \mathrel{-}= \eta(w_t e_t + \rho^b_i c_i),\quad
+    p_u \mathrel{-}= \eta(w_t e_t q_i + \rho_u p_u),\quad
+    q_i \mathrel{-}= \eta(w_t e_t p_u + \rho_i q_i),
+
+(the ``p_u`` and ``q_i`` updates both use the values from before the visit). Since
+:math:`\sum_t \nabla f_t = \nabla F`, a uniformly random visit is an unbiased estimate of
+:math:`\nabla F / N`: SGD minimizes :math:`F` in expectation, and with a constant step it
+hovers near the minimizer rather than converging to it. The solver reports ``problem.cost(x)``
+-- the exact :math:`F` -- at the end of each epoch.
+
+The epoch loop is compiled with numba (``pip install lsqmf[fast]``); the visiting order is drawn
+with the caller's seeded ``numpy.random.Generator`` and passed in, so the kernel is
+deterministic.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_float
+from ..result import FitResult, IterationInfo
+from ._common import Setup, prepare, run_iterations
+
+__all__ = ["sgd", "sgd_epoch_kernel"]
+
+_INSTALL_HINT = (
+    "the 'sgd' and 'als_sgd' solvers need numba, which is not installed; install it with "
+    "pip install lsqmf[fast] (or pip install numba)."
+)
+
+
+def _sgd_epoch(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    order: np.ndarray,
+    P: np.ndarray,
+    Qt: np.ndarray,
+    row_bias: np.ndarray,
+    col_bias: np.ndarray,
+    reg_row: np.ndarray,
+    reg_col: np.ndarray,
+    reg_row_bias: np.ndarray,
+    reg_col_bias: np.ndarray,
+    mu: float,
+    learning_rate: float,
+    use_biases: bool,
+    update_rows: bool,
+    update_cols: bool,
+) -> None:
+    """One epoch of Funk SGD, in place.
+
+    Parameters
+    ----------
+    rows, cols : ndarray of int64, shape (nnz,)
+    values, weights : ndarray of float64, shape (nnz,)
+    order : ndarray of int64, shape (nnz,)
+        Visiting order (a permutation of ``0..nnz-1``).
+    P : ndarray of float64, shape (n_rows, rank)
+    Qt : ndarray of float64, shape (n_cols, rank)
+        The item factors, transposed (one contiguous row per item).
+    row_bias, col_bias : ndarray of float64, shape (n_rows,) / (n_cols,)
+    reg_row, reg_col, reg_row_bias, reg_col_bias : ndarray of float64
+        Per-visit regularization weights :math:`\\rho` (see the module docstring).
+    mu, learning_rate : float
+    use_biases, update_rows, update_cols : bool
+        Whether biases are fitted, and which side is updated (``als_sgd`` updates items only).
+    """
+    k = P.shape[1]
+    for s in range(order.shape[0]):
+        t = order[s]
+        u = rows[t]
+        i = cols[t]
+        pred = mu
+        if use_biases:
+            pred += row_bias[u] + col_bias[i]
+        for l in range(k):
+            pred += P[u, l] * Qt[i, l]
+        e = weights[t] * (pred - values[t])
+        if use_biases:
+            if update_rows:
+                row_bias[u] -= learning_rate * (e + reg_row_bias[u] * row_bias[u])
+            if update_cols:
+                col_bias[i] -= learning_rate * (e + reg_col_bias[i] * col_bias[i])
+        for l in range(k):
+            p = P[u, l]
+            q = Qt[i, l]
+            if update_rows:
+                P[u, l] = p - learning_rate * (e * q + reg_row[u] * p)
+            if update_cols:
+                Qt[i, l] = q - learning_rate * (e * p + reg_col[i] * q)
+
+
+_SIGNATURE = (
+    "void(int64[:], int64[:], float64[:], float64[:], int64[:], float64[:, :], float64[:, :], "
+    "float64[:], float64[:], float64[:], float64[:], float64[:], float64[:], float64, float64, "
+    "boolean, boolean, boolean)"
+)
+_compiled: list[Callable[..., None]] = []
+_lock = threading.Lock()
+
+
+def sgd_epoch_kernel() -> Callable[..., None]:
+    """The compiled epoch kernel (compiled with numba on first use, then cached).
+
+    Raises
+    ------
+    ImportError
+        If numba is not installed (the message says ``pip install lsqmf[fast]``).
+    """
+    try:
+        import numba
+    except ImportError as err:
+        raise ImportError(_INSTALL_HINT) from err
+    with _lock:
+        if not _compiled:
+            _compiled.append(numba.njit(_SIGNATURE, cache=False, nogil=True)(_sgd_epoch))
+    return _compiled[0]
+
+
+class EpochRunner:
+    """Holds the contiguous arrays and per-visit weights of SGD epochs for one problem."""
+
+    def __init__(self, setup: Setup, learning_rate: float, decay: float) -> None:
+        self.kernel = sgd_epoch_kernel()
+        self.setup = setup
+        r = setup.ratings
+        # writeable contiguous copies: the kernel's signature takes mutable arrays
+        self.rows = np.array(r.rows, dtype=np.int64)
+        self.cols = np.array(r.cols, dtype=np.int64)
+        self.values = np.array(r.values, dtype=np.float64)
+        self.weights = np.ones(r.nnz) if r.weights is None else np.array(r.weights)
+        n_u = np.maximum(r.row_counts(), 1).astype(float)
+        n_i = np.maximum(r.col_counts(), 1).astype(float)
+        self.reg_row = setup.reg_row / n_u
+        self.reg_col = setup.reg_col / n_i
+        self.reg_row_bias = setup.reg_row_bias / n_u
+        self.reg_col_bias = setup.reg_col_bias / n_i
+        self.learning_rate = learning_rate
+        self.decay = decay
+
+    def epoch(self, x: np.ndarray, j: int, *, update_rows: bool = True) -> np.ndarray:
+        """``x`` after epoch ``j`` (1-based), a new array."""
+        problem = self.setup.problem
+        P, Q, b, c = problem.unpack(x.copy())
+        P = np.ascontiguousarray(P)
+        Qt = np.ascontiguousarray(Q.T)
+        row_bias = np.zeros(problem.n_rows) if b is None else np.ascontiguousarray(b)
+        col_bias = np.zeros(problem.n_cols) if c is None else np.ascontiguousarray(c)
+        order = self.setup.rng.permutation(len(self.values)).astype(np.int64)
+        lr = self.learning_rate * self.decay ** (j - 1)
+        self.kernel(
+            self.rows, self.cols, self.values, self.weights, order, P, Qt, row_bias, col_bias,
+            self.reg_row, self.reg_col, self.reg_row_bias, self.reg_col_bias,
+            float(problem.mu), float(lr), bool(problem.biases), bool(update_rows), True,
+        )
+        if problem.biases:
+            return problem.pack(P, Qt.T, row_bias, col_bias)
+        return problem.pack(P, Qt.T)
+
+
+def sgd(
+    R: Any,
+    rank: int,
+    *,
+    reg: float = 0.1,
+    reg_bias: float | None = None,
+    count_scaled: bool = False,
+    biases: bool = False,
+    weights: Any = None,
+    random_state: int | np.random.Generator | None = None,
+    max_iter: int = 30,
+    tol: float = 1e-5,
+    max_time: float | None = None,
+    callback: Callable[[IterationInfo], Any] | None = None,
+    P0: Any = None,
+    Q0: Any = None,
+    init_scale: float = 0.1,
+    learning_rate: float = 0.005,
+    decay: float = 1.0,
+) -> FitResult:
+    r"""Fit the ``'l2'`` objective by Funk SGD over the observed entries.
+
+    Parameters
+    ----------
+    R, rank, reg, reg_bias, count_scaled, biases, weights, random_state, max_iter, tol,
+    max_time, callback, P0, Q0, init_scale
+        As in :func:`lsqmf.solvers.als`; ``max_iter`` counts epochs, ``random_state`` seeds
+        the initial factors and every epoch's shuffle.
+    learning_rate : float, default=0.005
+        Step size of each per-rating update.
+    decay : float, default=1.0
+        The step size is multiplied by ``decay`` after each epoch (``0 < decay <= 1``).
+
+    Returns
+    -------
+    FitResult
+        ``solver='sgd'``; ``history.cost`` is the exact objective after each epoch.
+
+    Raises
+    ------
+    ImportError
+        If numba is not installed.
+    NonFiniteResidualError
+        When the iterates diverge (``learning_rate`` too large).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lsqmf.solvers import sgd
+    >>> R = np.random.default_rng(0).random((6, 5))
+    >>> fit = sgd(R, 2, reg=0.01, max_iter=200, learning_rate=0.05, random_state=0)
+    >>> bool(fit.history.cost[-1] < fit.history.cost[0])
+    True
+    """
+    lr = check_float("learning_rate", learning_rate, min_value=0.0, min_inclusive=False)
+    decay = check_float("decay", decay, min_value=0.0, max_value=1.0, min_inclusive=False)
+    assert lr is not None and decay is not None
+    sgd_epoch_kernel()  # fail early, with the install hint, when numba is missing
+    setup = prepare(
+        "sgd", R, rank, reg=reg, reg_bias=reg_bias, count_scaled=count_scaled, biases=biases,
+        weights=weights, random_state=random_state, max_iter=max_iter, tol=tol,
+        max_time=max_time, callback=callback, P0=P0, Q0=Q0, init_scale=init_scale,
+    )
+    runner = EpochRunner(setup, lr, decay)
+    return run_iterations(
+        setup, runner.epoch,
+        hint="lower `learning_rate` (or set `decay` < 1) or increase `reg`.",
+        options={"learning_rate": lr, "decay": decay},
+    )

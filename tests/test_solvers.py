@@ -1,0 +1,288 @@
+"""Comparison solvers: one objective, one result type, the same optimum, the shared rules."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+
+import numpy as np
+import pytest
+
+import lsqmf
+from lsqmf import ConvergenceWarning, FitResult, IterationInfo, build_problem
+from lsqmf.solve import NonFiniteResidualError
+from lsqmf.solvers import SOLVER_DEFAULTS, SOLVERS, get_solver
+
+NAMES = list(SOLVERS)
+ITERATIVE = [n for n in NAMES if n != "lsq"]
+
+#: Options under which each solver reaches the optimum of the small problems below.
+CONVERGE = {
+    "lsq": {"max_iter": 500, "tol": 1e-12},
+    "als": {"max_iter": 2000, "tol": 1e-11},
+    "gd": {"max_iter": 2000, "tol": 1e-11, "learning_rate": 0.01},
+    "als_gd": {"max_iter": 2000, "tol": 1e-11},
+    "als_sgd": {"max_iter": 1500, "tol": 1e-11, "learning_rate": 0.05, "decay": 0.999},
+    "sgd": {"max_iter": 1500, "tol": 1e-11, "learning_rate": 0.05, "decay": 0.999},
+}
+
+
+def _low_rank(n: int = 12, m: int = 10, rank: int = 2, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.random((n, rank)) @ rng.random((rank, m))
+
+
+def _x(problem: lsqmf.Problem, fit: FitResult) -> np.ndarray:
+    return problem.pack(fit.P, fit.Q, fit.row_bias, fit.col_bias)
+
+
+def _quiet(name: str, R: object, rank: int, **kw: object) -> FitResult:
+    """Run a solver, ignoring a ConvergenceWarning (tests that want it use pytest.warns)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return SOLVERS[name](R, rank, **kw)
+
+
+# ------------------------------------------------------------------ lookup table
+
+
+def test_table_names() -> None:
+    assert set(SOLVERS) == {"lsq", "als", "gd", "als_gd", "als_sgd", "sgd"}
+    assert set(SOLVER_DEFAULTS) == set(SOLVERS)
+    assert get_solver("als") is SOLVERS["als"]
+
+
+def test_get_solver_unknown_lists_names() -> None:
+    with pytest.raises(ValueError, match=r"`solver` must be one of 'lsq', 'als'.*got 'nope'"):
+        get_solver("nope")
+
+
+# ------------------------------------------------------------------ one objective
+
+
+@pytest.mark.parametrize("biases", [False, True], ids=["plain", "biases"])
+@pytest.mark.parametrize("count_scaled", [False, True], ids=["reg", "count_scaled"])
+@pytest.mark.parametrize("name", NAMES)
+def test_reported_cost_is_problem_cost(name: str, count_scaled: bool, biases: bool) -> None:
+    R = _low_rank() + 0.05 * np.random.default_rng(1).standard_normal((12, 10))
+    R[np.random.default_rng(2).random(R.shape) < 0.3] = np.nan
+    w = np.where(np.isnan(R), 0.0, 1.0 + np.arange(R.size).reshape(R.shape) % 3)
+    kw = dict(reg=0.05, reg_bias=0.02, count_scaled=count_scaled, biases=biases, max_iter=5,
+              random_state=0)
+    fit = _quiet(name, R, 2, weights=w, **kw)
+    ratings = lsqmf.as_ratings(R, weights=w)
+    problem = build_problem(
+        ratings, 2, formulation="l2", reg=0.05, reg_bias=0.02, count_scaled=count_scaled,
+        biases=biases,
+    )
+    assert fit.solver == name
+    assert fit.cost == pytest.approx(problem.cost(_x(problem, fit)), rel=1e-12)
+    assert fit.history.cost[-1] == pytest.approx(fit.cost, rel=1e-12)
+    assert len(fit.history.step) == len(fit.history.time) == len(fit.history.cost)
+    assert np.all(np.diff(fit.history.time) >= 0)
+    assert fit.P.shape == (12, 2) and fit.Q.shape == (2, 10)
+    assert fit.has_biases == biases
+    if biases:
+        assert fit.mu == pytest.approx(ratings.mean())
+
+
+@pytest.mark.parametrize("biases", [False, True], ids=["plain", "biases"])
+@pytest.mark.parametrize("name", NAMES)
+def test_same_optimum_on_exact_low_rank(name: str, biases: bool) -> None:
+    """Fully observed, exactly rank-2 matrix, small reg: every solver reaches lsq's optimum.
+
+    Tolerances: cost within 0.1% of the ``lsq`` optimum (SGD with a decaying step ends within
+    ~1e-5 of it, the others within ~1e-10), and the completed matrix within 0.01 of ``lsq``'s
+    and 0.05 of the truth (entries are O(1); reg=0.1 shrinks the fit slightly).
+    """
+    T = _low_rank()
+    ref = _quiet("lsq", T, 2, reg=0.1, biases=biases, random_state=1, **CONVERGE["lsq"])
+    fit = _quiet(name, T, 2, reg=0.1, biases=biases, random_state=1, **CONVERGE[name])
+    grid = np.indices(T.shape).reshape(2, -1)
+    assert fit.cost == pytest.approx(ref.cost, rel=1e-3)
+    assert fit.cost >= ref.cost * (1 - 1e-6)
+    np.testing.assert_allclose(fit.predict(*grid), ref.predict(*grid), atol=1e-2)
+    np.testing.assert_allclose(fit.predict(*grid), T.ravel(), atol=5e-2)
+
+
+@pytest.mark.parametrize("name", ["als", "als_gd"])
+def test_monotone_cost(name: str) -> None:
+    R = _low_rank(15, 12, 3)
+    R[np.random.default_rng(0).random(R.shape) < 0.4] = np.nan
+    fit = _quiet(name, R, 3, reg=0.1, biases=True, max_iter=30, random_state=0)
+    assert np.all(np.diff(fit.history.cost) <= 1e-9 * fit.history.cost[0])
+
+
+@pytest.mark.parametrize("name", ITERATIVE)
+def test_seeded_runs_are_reproducible(name: str) -> None:
+    R = _low_rank()
+    a = _quiet(name, R, 2, reg=0.1, max_iter=5, random_state=3)
+    b = _quiet(name, R, 2, reg=0.1, max_iter=5, random_state=np.random.default_rng(3))
+    np.testing.assert_array_equal(a.P, b.P)
+    np.testing.assert_array_equal(a.Q, b.Q)
+
+
+def test_als_block_sizes_do_not_change_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    als_module = importlib.import_module("lsqmf.solvers.als")
+
+    R = _low_rank(30, 25, 3)
+    R[np.random.default_rng(0).random(R.shape) < 0.5] = np.nan
+    ref = _quiet("als", R, 3, reg=0.1, biases=True, max_iter=3, random_state=0)
+    monkeypatch.setattr(als_module, "_BLOCK_ELEMENTS", 40)
+    small = _quiet("als", R, 3, reg=0.1, biases=True, max_iter=3, random_state=0)
+    np.testing.assert_allclose(small.P, ref.P, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(small.col_bias, ref.col_bias, rtol=1e-10, atol=1e-12)
+
+
+def test_empty_rows_get_zero_factors() -> None:
+    R = _low_rank(6, 5)
+    R[2] = np.nan
+    ratings = lsqmf.as_ratings(R)
+    fit = _quiet("als", ratings, 2, reg=0.1, max_iter=3, random_state=0)
+    assert np.all(fit.P[2] == 0)
+
+
+# ------------------------------------------------------------------ stopping rules
+
+
+@pytest.mark.parametrize("name", ITERATIVE)
+def test_max_iter_warns_and_returns(name: str) -> None:
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        fit = SOLVERS[name](_low_rank(), 2, reg=0.1, max_iter=2, tol=0.0, random_state=0)
+    assert fit.status == 0 and not fit.success and fit.nfev == 2
+    assert list(fit.history.step) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_callback_stops_without_warning(name: str) -> None:
+    seen: list[IterationInfo] = []
+
+    def cb(info: IterationInfo) -> bool:
+        seen.append(info)
+        return len(seen) >= 2
+
+    fit = SOLVERS[name](_low_rank(), 2, reg=0.1, max_iter=50, tol=1e-14, callback=cb,
+                        random_state=0)
+    assert fit.status == -3 and not fit.success
+    assert isinstance(seen[0], IterationInfo)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_time_budget(name: str) -> None:
+    fit = SOLVERS[name](_low_rank(), 2, reg=0.1, max_iter=10_000, tol=1e-15, max_time=0.0,
+                        random_state=0)
+    assert fit.status == -4 and not fit.success
+
+
+@pytest.mark.parametrize("name", ITERATIVE)
+def test_tol_reached_is_success(name: str) -> None:
+    fit = SOLVERS[name](_low_rank(), 2, reg=0.1, max_iter=10_000, tol=0.5, random_state=0)
+    assert fit.status == 2 and fit.success
+    assert fit.message == lsqmf.result.STATUS_MESSAGES[2]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("gd", {"optimizer": "fixed", "learning_rate": 10.0}), ("sgd", {"learning_rate": 50.0})],
+    ids=["gd-fixed", "sgd"],
+)
+def test_divergence_names_iteration_and_remedy(name: str, options: dict) -> None:
+    R = 5 * _low_rank(20, 15)
+    with (
+        np.errstate(all="ignore"),
+        pytest.raises(NonFiniteResidualError, match=r"iteration \d+.*learning_rate"),
+    ):
+        SOLVERS[name](R, 2, reg=0.0, max_iter=500, tol=0.0, random_state=0, **options)
+
+
+def test_start_points_are_used() -> None:
+    T = _low_rank()
+    ref = _quiet("lsq", T, 2, reg=0.1, random_state=1, **CONVERGE["lsq"])
+    fit = _quiet("gd", T, 2, reg=0.1, P0=ref.P, Q0=ref.Q, max_iter=1, learning_rate=1e-9)
+    assert fit.history.cost[0] == pytest.approx(ref.cost, rel=1e-9)
+
+
+# ------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize("name", ITERATIVE)
+@pytest.mark.parametrize(
+    ("kw", "exc", "match"),
+    [
+        ({"rank": 0}, ValueError, r"`rank` must be an int >= 1; got 0"),
+        ({"reg": -1.0}, ValueError, r"`reg` must be >= 0.0; got -1.0"),
+        ({"max_iter": 0}, ValueError, r"`max_iter` must be an int >= 1; got 0"),
+        ({"tol": "x"}, TypeError, r"`tol` must be a real number"),
+        ({"biases": 1}, TypeError, r"`biases` must be True or False"),
+        ({"callback": 3}, TypeError, r"`callback` must be callable"),
+        ({"random_state": "a"}, TypeError, r"`random_state` must be None"),
+        ({"P0": np.zeros((2, 2))}, ValueError, r"`P0` must have shape \(12, 2\)"),
+    ],
+    ids=["rank", "reg", "max_iter", "tol", "biases", "callback", "random_state", "P0"],
+)
+def test_invalid_arguments(name: str, kw: dict, exc: type, match: str) -> None:
+    args = {"rank": 2, **kw}
+    rank = args.pop("rank")
+    with pytest.raises(exc, match=match):
+        SOLVERS[name](_low_rank(), rank, **args)
+
+
+@pytest.mark.parametrize(
+    ("name", "kw", "match"),
+    [
+        ("gd", {"optimizer": "sgd"}, r"`optimizer` must be one of 'adam', 'fixed'"),
+        ("gd", {"learning_rate": 0.0}, r"`learning_rate` must be > 0.0; got 0.0"),
+        ("sgd", {"decay": 1.5}, r"`decay` must be <= 1.0; got 1.5"),
+        ("als_gd", {"inner_steps": 0}, r"`inner_steps` must be an int >= 1; got 0"),
+    ],
+    ids=["optimizer", "learning_rate", "decay", "inner_steps"],
+)
+def test_invalid_solver_options(name: str, kw: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SOLVERS[name](_low_rank(), 2, **kw)
+
+
+def test_lsq_adapter_rejects_its_own_translations() -> None:
+    with pytest.raises(TypeError, match="`ftol` is set by the 'lsq' adapter"):
+        SOLVERS["lsq"](_low_rank(), 2, ftol=1e-3)
+
+
+def test_lsq_adapter_passes_options() -> None:
+    fit = _quiet("lsq", _low_rank(), 2, reg=0.1, max_iter=3, tol=1e-10, random_state=0)
+    assert fit.options["tr_solver"] == "lsmr"
+    assert fit.options["formulation"] == "l2"
+    assert fit.options["max_nfev"] == 3
+
+
+def test_missing_numba_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    sgd_module = importlib.import_module("lsqmf.solvers.sgd")
+
+    real_import = builtins.__import__
+
+    def fake_import(name: str, *args: object, **kwargs: object) -> object:
+        if name == "numba":
+            raise ImportError("no numba")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setattr(sgd_module, "_compiled", [])
+    with pytest.raises(ImportError, match=r"pip install lsqmf\[fast\]"):
+        sgd_module.sgd(_low_rank(), 2)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_defaults_fit_movielens_like(name: str) -> None:
+    """The table's defaults run on 0.5-5 star data and beat the global mean."""
+    from lsqmf.datasets import make_low_rank
+
+    ratings, _ = make_low_rank(60, 80, 3, density=0.3, noise=0.3, random_state=0,
+                               scale=(0.5, 5.0))
+    opts = {**SOLVER_DEFAULTS[name], "rank": 5}
+    if name == "lsq":
+        opts["max_iter"] = 20
+    fit = _quiet(name, ratings, opts.pop("rank"), random_state=0, **opts)
+    pred = fit.predict(ratings.rows, ratings.cols)
+    rmse = np.sqrt(np.mean((pred - ratings.values) ** 2))
+    assert rmse < np.std(ratings.values)
