@@ -33,13 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import check_float, check_int, check_random_state, describe
+from ._validation import check_choice, check_float, check_int, check_random_state, describe
 from .ratings import Ratings
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "BUILTIN_DATASETS",
     "BUILTIN_NAME",
     "builtin_path",
     "detect_format",
@@ -265,11 +266,21 @@ def load_ratings(source: Any) -> Ratings:
     return load_movielens(source)
 
 
-def load_builtin() -> Ratings:
+#: Names of the built-in data sets.
+BUILTIN_DATASETS = ("ml-latest-small",)
+
+
+def load_builtin(name: str = "ml-latest-small") -> Ratings:
     """The vendored MovieLens latest-small ratings (610 users, 9,724 rated movies).
 
     See ``lsqmf/data/ml-latest-small/README.txt`` for the data set's license and citation.
+
+    Parameters
+    ----------
+    name : {'ml-latest-small'}, default='ml-latest-small'
+        The built-in data set (only one ships with lsqmf).
     """
+    check_choice("name", name, BUILTIN_DATASETS)
     return load_movielens(builtin_path("ratings"))
 
 
