@@ -144,6 +144,8 @@ def _sgd_epoch(
     reg_row_bias: np.ndarray,
     reg_col_bias: np.ndarray,
     fit_biases: bool,
+    update_rows: bool,
+    update_cols: bool,
 ) -> float:
     """One SGD epoch over the observed entries listed in ``order``; see :func:`sgd_epoch`."""
     rank = P.shape[1]
@@ -163,13 +165,17 @@ def _sgd_epoch(
         loss += w * err * err
         werr = w * err
         if fit_biases:
-            row_bias[u] += lr * (werr - reg_row_bias[u] * row_bias[u])
-            col_bias[i] += lr * (werr - reg_col_bias[i] * col_bias[i])
+            if update_rows:
+                row_bias[u] += lr * (werr - reg_row_bias[u] * row_bias[u])
+            if update_cols:
+                col_bias[i] += lr * (werr - reg_col_bias[i] * col_bias[i])
         for k in range(rank):
             p = P[u, k]
             q = Q[k, i]
-            P[u, k] = p + lr * (werr * q - reg_P[u] * p)
-            Q[k, i] = q + lr * (werr * p - reg_Q[i] * q)
+            if update_rows:
+                P[u, k] = p + lr * (werr * q - reg_P[u] * p)
+            if update_cols:
+                Q[k, i] = q + lr * (werr * p - reg_Q[i] * q)
     return loss
 
 
@@ -190,6 +196,9 @@ def sgd_epoch(
     reg_row_bias: float | np.ndarray = 0.0,
     reg_col_bias: float | np.ndarray = 0.0,
     fit_biases: bool = False,
+    *,
+    update_rows: bool = True,
+    update_cols: bool = True,
 ) -> float:
     r"""One epoch of Funk-style SGD over observed entries, updating factors in place.
 
@@ -233,7 +242,9 @@ def sgd_epoch(
     P : ndarray of float64, shape (n_rows, rank)
         Row factors, updated in place.
     Q : ndarray of float64, shape (rank, n_cols)
-        Column factors -- rank x n_cols, the lsqmf layout -- updated in place.
+        Column factors -- rank x n_cols, the lsqmf layout -- updated in place. Any strides
+        are accepted, so a caller that keeps an item-major ``(n_cols, rank)`` array for
+        locality passes its transposed view ``Qt.T``.
     row_bias : ndarray of float64, shape (n_rows,), or None
         Row biases, updated in place when ``fit_biases``; ignored (may be None) otherwise.
     col_bias : ndarray of float64, shape (n_cols,), or None
@@ -252,6 +263,9 @@ def sgd_epoch(
         Per-visit L2 weight of each column bias (used only with ``fit_biases``).
     fit_biases : bool, default=False
         Include and update the biases.
+    update_rows, update_cols : bool, default=True
+        Update the row side (``P``, ``row_bias``) and the column side (``Q``, ``col_bias``);
+        switch one off to fit one side with the other held fixed (as ``als_sgd`` does).
 
     Returns
     -------
@@ -315,6 +329,8 @@ def sgd_epoch(
             _per_index("reg_row_bias", reg_row_bias, n_rows),
             _per_index("reg_col_bias", reg_col_bias, n_cols),
             bool(fit_biases),
+            bool(update_rows),
+            bool(update_cols),
         )
     )
 
@@ -358,7 +374,7 @@ KERNELS: dict[str, tuple[Callable[..., Any], str]] = {
         _sgd_epoch,
         "float64(int64[:], int64[:], float64[:], float64[:], int64[:], float64[:, :], "
         "float64[:, :], float64[:], float64[:], float64, float64, float64[:], float64[:], "
-        "float64[:], float64[:], boolean)",
+        "float64[:], float64[:], boolean, boolean, boolean)",
     ),
 }
 

@@ -132,7 +132,8 @@ def test_divergence_raises_at_the_same_step(function):
 
 
 def sgd_epoch_oracle(rows, cols, values, weights, order, P, Q, row_bias, col_bias, mu, lr,
-                     reg_P, reg_Q, reg_row_bias, reg_col_bias, fit_biases):
+                     reg_P, reg_Q, reg_row_bias, reg_col_bias, fit_biases,
+                     update_rows=True, update_cols=True):
     """The documented update, on Python floats and lists; returns new arrays and the loss."""
     P, Q = P.tolist(), Q.tolist()  # P[u][k], Q[k][i]
     b = list(row_bias) if fit_biases else None
@@ -149,14 +150,17 @@ def sgd_epoch_oracle(rows, cols, values, weights, order, P, Q, row_bias, col_bia
             pred += P[u][k] * Q[k][i]
         e = v - pred
         loss += w * e * e
-        if fit_biases:
-            b[u], c[i] = (b[u] + lr * (w * e - reg_row_bias[u] * b[u]),
-                          c[i] + lr * (w * e - reg_col_bias[i] * c[i]))
+        if fit_biases and update_rows:
+            b[u] = b[u] + lr * (w * e - reg_row_bias[u] * b[u])
+        if fit_biases and update_cols:
+            c[i] = c[i] + lr * (w * e - reg_col_bias[i] * c[i])
         old_p = [P[u][k] for k in range(rank)]
         old_q = [Q[k][i] for k in range(rank)]
         for k in range(rank):
-            P[u][k] = old_p[k] + lr * (w * e * old_q[k] - reg_P[u] * old_p[k])
-            Q[k][i] = old_q[k] + lr * (w * e * old_p[k] - reg_Q[i] * old_q[k])
+            if update_rows:
+                P[u][k] = old_p[k] + lr * (w * e * old_q[k] - reg_P[u] * old_p[k])
+            if update_cols:
+                Q[k][i] = old_q[k] + lr * (w * e * old_p[k] - reg_Q[i] * old_q[k])
     out_b = None if b is None else np.array(b)
     out_c = None if c is None else np.array(c)
     return np.array(P), np.array(Q), out_b, out_c, loss
@@ -252,6 +256,33 @@ def test_sgd_epoch_matches_oracle_on_random_problems(
     assert_allclose(fast["P"], slow["P"], rtol=0, atol=1e-12)
     assert_allclose(fast["Q"], slow["Q"], rtol=0, atol=1e-12)
     assert_allclose(fast_losses, slow_losses, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize(
+    ("update_rows", "update_cols"), [(True, False), (False, True)], ids=["rows-only", "cols-only"]
+)
+def test_sgd_epoch_one_side_only(update_rows, update_cols):
+    problem = random_problem(7, 6, 5, 15, 2, weighted=True, biased=True) | {
+        "update_rows": update_rows, "update_cols": update_cols,
+    }
+    fast, slow, fast_losses, slow_losses = run_both(problem, epochs=2)
+    for key in ("P", "Q", "row_bias", "col_bias"):
+        assert_allclose(fast[key], slow[key], rtol=0, atol=1e-12)
+    assert_allclose(fast_losses, slow_losses, rtol=1e-12)
+    fixed = ("Q", "col_bias") if update_rows else ("P", "row_bias")
+    for key in fixed:
+        assert_array_equal(fast[key], problem[key])
+
+
+def test_sgd_epoch_accepts_an_item_major_transposed_view():
+    problem = random_problem(8, 6, 5, 15, 3, weighted=False, biased=True)
+    expected = run_both(problem)[0]
+    Qt = np.ascontiguousarray(problem["Q"].T)  # (n_cols, rank), one row per item
+    args = problem | {"P": problem["P"].copy(), "row_bias": problem["row_bias"].copy(),
+                      "col_bias": problem["col_bias"].copy(), "Q": Qt.T}
+    _compiled.sgd_epoch(**args)
+    assert_array_equal(Qt.T, expected["Q"])
+    assert_array_equal(args["P"], expected["P"])
 
 
 def test_sgd_epoch_visiting_order_matters_and_is_followed():
