@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GridSearchResult",
+    "align_pairs",
     "cross_validate",
     "fit_and_score",
     "grid_search",
@@ -59,6 +60,7 @@ __all__ = [
     "predict_pairs",
     "resolve_solver",
     "rmse",
+    "top_n",
     "user_holdout",
 ]
 
@@ -241,6 +243,79 @@ def _resolve_clip(clip: Any, train: Ratings) -> tuple[float, float] | None:
     return float(clip[0]), float(clip[1])
 
 
+def align_pairs(train: Ratings, test: Ratings) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices *in train's indexing* of every test entry (-1: unknown id).
+
+    When both have the same shape and id maps (a split), these are ``test.rows`` and
+    ``test.cols``. When both have id maps that differ (separately loaded files), the test's
+    raw ids are looked up in train's maps. Otherwise the shapes must match.
+    """
+    same_ids = (
+        train.shape == test.shape
+        and _same(train.row_ids, test.row_ids)
+        and _same(train.col_ids, test.col_ids)
+    )
+    if same_ids:
+        return test.rows, test.cols
+    if train.row_ids is not None and test.row_ids is not None and (
+        train.col_ids is not None and test.col_ids is not None
+    ):
+        return (train.row_index(test.row_ids[test.rows]),
+                train.col_index(test.col_ids[test.cols]))
+    raise ValueError(
+        f"`train` and `test` must share a shape and id maps, or both have id maps; got "
+        f"shapes {train.shape} and {test.shape}."
+    )
+
+
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a is b or (len(a) == len(b) and bool(np.all(a == b)))
+
+
+def top_n(
+    model: FitResult,
+    row: int,
+    n: int = 10,
+    *,
+    exclude: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` columns (items) with the highest predicted score for row (user) ``row``.
+
+    Parameters
+    ----------
+    model : FitResult
+    row : int
+        Row index of the user.
+    n : int, default=10
+    exclude : array_like of int, optional
+        Column indices never recommended (e.g. the items the user has rated).
+
+    Returns
+    -------
+    cols, scores : ndarray
+        Column indices and predicted scores, best first. Costs O(n_cols * rank).
+    """
+    n = check_int("n", n, min_value=1)
+    n_rows, n_cols = model.shape
+    row = check_int("row", row, min_value=0, max_value=n_rows - 1)
+    scores = model.P[row] @ model.Q + model.mu
+    if model.row_bias is not None and model.col_bias is not None:
+        scores = scores + model.row_bias[row] + model.col_bias
+    allowed = np.ones(n_cols, dtype=bool)
+    if exclude is not None:
+        ex = np.asarray(exclude, dtype=np.int64)
+        allowed[ex[(ex >= 0) & (ex < n_cols)]] = False
+    cand = np.flatnonzero(allowed)
+    k = min(n, len(cand))
+    if k == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    part = cand[np.argpartition(-scores[cand], k - 1)[:k]]
+    order = part[np.lexsort((part, -scores[part]))]
+    return order, scores[order]
+
+
 # ------------------------------------------------------------------ fit and score
 
 
@@ -276,7 +351,9 @@ def fit_and_score(
         A name in :data:`lsqmf.solvers.SOLVERS` (missing parameters come from
         :data:`~lsqmf.solvers.SOLVER_DEFAULTS`) or a function ``f(train, rank, **params)``.
     train, test : Ratings
-        Sharing shape and id maps (as the splits here produce).
+        Sharing shape and id maps (as the splits here produce), or both with id maps (e.g.
+        two files), in which case ``test`` is matched to ``train`` by raw id
+        (:func:`align_pairs`).
     cold_start : {'bias', 'nan', 'raise'}, default='bias'
     clip : 'auto', (low, high) or None, default='auto'
     return_model : bool, default=False
@@ -295,10 +372,7 @@ def fit_and_score(
     """
     train = _check_ratings(train)
     test = _check_ratings(test)
-    if train.shape != test.shape:
-        raise ValueError(
-            f"`train` and `test` must share a shape; got {train.shape} and {test.shape}."
-        )
+    test_rows, test_cols = align_pairs(train, test)
     check_choice("cold_start", cold_start, COLD_START_POLICIES)
     name, fn, params = resolve_solver(solver, params)
     params = dict(params)
@@ -311,7 +385,7 @@ def fit_and_score(
             warnings.simplefilter("ignore", ConvergenceWarning)
         model = fn(train, rank, **params)
     fit_s = time.perf_counter() - t0
-    pred, n_cold = predict_pairs(model, train, test.rows, test.cols, cold_start=cold_start,
+    pred, n_cold = predict_pairs(model, train, test_rows, test_cols, cold_start=cold_start,
                                  clip=clip)
     ok = np.isfinite(pred)
     train_pred = model._predict(train.rows, train.cols, clip=_resolve_clip(clip, train))[0]

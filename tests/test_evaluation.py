@@ -17,6 +17,7 @@ from lsqmf.evaluation import (
     mae,
     predict_pairs,
     rmse,
+    top_n,
     user_holdout,
 )
 from lsqmf.solvers import SOLVERS
@@ -137,7 +138,7 @@ def test_fit_and_score_uses_defaults_and_validates(ratings: Ratings) -> None:
     with pytest.raises(ValueError, match="`solver` must be one of"):
         fit_and_score("svd", train, test, rank=3)
     short = Ratings.from_triplets([0], [0], [1.0], (1, 1))
-    with pytest.raises(ValueError, match="share a shape"):
+    with pytest.raises(ValueError, match="share a shape and id maps"):
         fit_and_score("als", train, short, rank=3)
 
 
@@ -187,3 +188,24 @@ def test_plot_cv_heatmap(ratings: Ratings, tmp_path) -> None:
                      progress=False, refit=False, **FAST)
     out = plot_cv_heatmap(gs.results, tmp_path / "cv.png")
     assert out.exists() and out.stat().st_size > 1000
+
+
+def test_fit_and_score_matches_separate_files_by_id() -> None:
+    train = Ratings.from_frame(pd.DataFrame({"user": [1, 1, 2, 3], "item": [5, 6, 5, 6],
+                                             "rating": [4.0, 2.0, 3.0, 1.0]}))
+    test = Ratings.from_frame(pd.DataFrame({"user": [2, 9], "item": [6, 5],
+                                            "rating": [2.0, 3.0]}))
+    out = fit_and_score("als", train, test, rank=1, max_iter=3)
+    assert out["n_cold_start"] == 1 and out["n_test"] == 2
+
+
+def test_top_n_excludes_and_orders() -> None:
+    from lsqmf import FitResult
+
+    model = FitResult(P=np.array([[1.0], [0.0]]), Q=np.array([[3.0, 1.0, 2.0, 5.0]]))
+    cols, scores = top_n(model, 0, 2, exclude=[3])
+    assert list(cols) == [0, 2] and list(scores) == [3.0, 2.0]
+    cols, _ = top_n(model, 0, 10)
+    assert list(cols) == [3, 0, 2, 1]
+    with pytest.raises(ValueError, match="`row` must be an int <= 1; got 5"):
+        top_n(model, 5)
