@@ -180,7 +180,7 @@ def plot_timings(
             ax.set_title(_panel_title(keys), fontsize=10)
             ax.set_xlabel("n (rows)" if x == "n" else x)
             ax.set_ylabel("solve time [s]" if y == "dur" else y)
-            ax.grid(True, which="both", alpha=0.3)
+            ax.grid(True, which="major", alpha=0.3)
             if handles_ax is None:
                 handles_ax = ax
     if handles_ax is not None and handles_ax.get_legend() is not None:

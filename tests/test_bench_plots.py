@@ -1,0 +1,84 @@
+"""Benchmark figures on tiny inputs: files exist and are non-empty PNG/SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+
+from lsqmf.bench.plots import (
+    config_label,
+    convergence_study,
+    plot_convergence,
+    plot_timings,
+)
+
+
+def _tiny_results() -> pd.DataFrame:
+    rows = []
+    rng = np.random.default_rng(0)
+    for kf in (0.4, 0.8):
+        for sp in (0.25, 0.75):
+            for n in (5, 10):
+                for method, tr in (("trf", "exact"), ("trf", "lsmr"), ("lm", "none")):
+                    for loss in (("linear", "huber") if method != "lm" else ("linear",)):
+                        rows.append({"sparsity": sp, "k_factor": kf, "n": n, "solver": "solve",
+                                     "method": method, "tr_solver": tr, "loss": loss,
+                                     "dur": float(rng.random() * n / 100), "error": ""})
+    frame = pd.DataFrame(rows)
+    frame.loc[0, "dur"] = np.nan  # a failed cell is skipped
+    frame.loc[0, "error"] = "LinAlgError: x"
+    return frame
+
+
+def _check(paths: list[Path], stem: str, out: Path) -> None:
+    assert paths == [out / f"{stem}.png", out / f"{stem}.svg"]
+    png, svg = paths
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert svg.stat().st_size > 1000 and b"<svg" in svg.read_bytes()[:2000]
+
+
+def test_plot_timings_from_a_frame(tmp_path: Path) -> None:
+    _check(plot_timings(_tiny_results(), tmp_path), "timings", tmp_path)
+
+
+def test_plot_timings_from_a_csv_with_style(tmp_path: Path) -> None:
+    csv = tmp_path / "results.csv"
+    _tiny_results().to_csv(csv, index=False)
+    _check(plot_timings(csv, tmp_path / "figs", style="loss", stem="t"), "t", tmp_path / "figs")
+
+
+def test_plot_timings_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no column 'dur'"):
+        plot_timings(pd.DataFrame({"n": [1]}), tmp_path)
+    with pytest.raises(ValueError, match="`style` column 'colour'"):
+        plot_timings(_tiny_results(), tmp_path, style="colour")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        plot_timings(tmp_path / "nope.csv", tmp_path)
+
+
+def test_config_label_uses_varying_columns() -> None:
+    labels = config_label(_tiny_results())
+    assert set(labels) == {"trf-exact", "trf-lsmr", "lm-none"}
+
+
+def test_convergence_study_and_plot(tmp_path: Path) -> None:
+    history = convergence_study(12, 10, 2, 0.5, max_time=None)
+    assert set(history["configuration"]) == {"trf-exact", "trf-lsmr", "dogbox-exact",
+                                             "dogbox-lsmr", "lm-none"}
+    assert (history["error"] == "").all()
+    first = history.groupby("configuration")["cost"].first()
+    last = history.groupby("configuration")["cost"].min()
+    assert (last <= first).all()
+    _check(plot_convergence(history, tmp_path), "convergence", tmp_path)
+
+
+def test_convergence_failure_is_a_row() -> None:
+    history = convergence_study(6, 5, 2, 0.5, configs=[{"method": "lm", "loss": "huber"}])
+    assert len(history) == 1
+    assert history["error"].iloc[0].startswith("ValueError: method='lm' supports only")
