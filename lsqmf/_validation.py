@@ -122,7 +122,7 @@ def check_array(
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"`{name}` must be {ndim}-dimensional; got shape {arr.shape}.")
     if shape is not None:
-        expected = tuple("*" if s is None else s for s in shape)
+        expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         if arr.ndim != len(shape) or any(
             s is not None and s != a for s, a in zip(shape, arr.shape, strict=True)
         ):
