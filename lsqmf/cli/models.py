@@ -1,0 +1,295 @@
+"""``lsqmf fit | predict | evaluate | cv | recommend``: fitted models from the command line.
+
+RATINGS arguments accept any MovieLens ratings file (``u.data``, ``ratings.dat``,
+``ratings.csv``, optionally gzipped) or the word ``builtin`` for the vendored MovieLens
+latest-small set. Solver names and their defaults come from :data:`lsqmf.solvers.SOLVERS` and
+:data:`lsqmf.solvers.SOLVER_DEFAULTS`; options given on the command line override them.
+
+Examples::
+
+    lsqmf fit builtin --solver als --rank 20 --reg 0.05 --out model.npz
+    lsqmf predict model.npz --user 1 --item 1
+    lsqmf evaluate train.csv test.csv --solver als --rank 20 --json
+    lsqmf cv builtin --solver als --rank 5 10 20 --reg 0.01 0.1 --folds 5 --out cv/
+    lsqmf recommend model.npz --user 1 -n 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _add_solver_options(p: argparse.ArgumentParser, *, multi: bool = False) -> None:
+    from ..solvers import SOLVERS
+
+    p.add_argument("--solver", choices=list(SOLVERS), default="als",
+                   help="solver name (default: als)")
+    if multi:
+        p.add_argument("--rank", type=int, nargs="+", required=True, metavar="K",
+                       help="ranks to try")
+        p.add_argument("--reg", type=float, nargs="+", default=None, metavar="R",
+                       help="regularization weights to try (default: the solver's)")
+    else:
+        p.add_argument("--rank", type=int, default=None, metavar="K",
+                       help="number of factors (default: the solver's)")
+        p.add_argument("--reg", type=float, default=None, metavar="R",
+                       help="L2 weight (default: the solver's)")
+    p.add_argument("--biases", action=argparse.BooleanOptionalAction, default=None,
+                   help="fit global mean + user and item biases (default: the solver's)")
+    p.add_argument("--count-scaled", action=argparse.BooleanOptionalAction, default=None,
+                   help="scale reg by each user's/item's rating count (default: the solver's)")
+    p.add_argument("--max-iter", type=int, default=None, metavar="N",
+                   help="iterations / epochs / evaluations (default: the solver's)")
+    p.add_argument("--tol", type=float, default=None, metavar="T",
+                   help="relative-decrease tolerance (default: the solver's)")
+    p.add_argument("--learning-rate", type=float, default=None, metavar="LR",
+                   help="step size of gd / sgd / als_sgd")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def _solver_params(args: argparse.Namespace, *, grid: bool = False) -> dict[str, Any]:
+    params: dict[str, Any] = {"random_state": args.seed}
+    names = ["biases", "count_scaled", "max_iter", "tol", "learning_rate"]
+    if not grid:
+        names += ["rank", "reg"]
+    for name in names:
+        value = getattr(args, name)
+        if value is not None:
+            params[name] = value
+    if "learning_rate" in params and args.solver not in ("gd", "sgd", "als_sgd"):
+        raise ValueError(
+            f"--learning-rate applies to the gd, sgd and als_sgd solvers; got "
+            f"--solver {args.solver}."
+        )
+    return params
+
+
+def _source(arg: str) -> str:
+    """What to record as the ratings source of a model: 'builtin' or an absolute path."""
+    from ..datasets import BUILTIN_NAME
+
+    return arg if arg == BUILTIN_NAME else str(Path(arg).resolve())
+
+
+def _parse_id(text: str, ids: Any) -> Any:
+    """A raw id from the command line, typed like the model's id map."""
+    if ids is not None and getattr(ids, "dtype", None) is not None and ids.dtype.kind in "iu":
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    return text
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``fit``, ``predict``, ``evaluate``, ``cv`` and ``recommend`` subcommands."""
+    f = subparsers.add_parser(
+        "fit", help="fit a model on a ratings file and save it",
+        description="Fit a solver on RATINGS (a MovieLens file or 'builtin') and save the model "
+        "(factors, biases, id maps, options; no training data) to an .npz file.",
+    )
+    f.add_argument("ratings", metavar="RATINGS")
+    _add_solver_options(f)
+    f.add_argument("--out", type=Path, required=True, metavar="MODEL", help="output .npz")
+    f.set_defaults(func=run_fit)
+
+    p = subparsers.add_parser(
+        "predict", help="predict ratings with a saved model",
+        description="Predict the rating of (user, item) pairs, by raw id. Pairs whose user or "
+        "item the model has not seen follow --cold-start.",
+    )
+    p.add_argument("model", type=Path, metavar="MODEL")
+    p.add_argument("--user", default=None, metavar="ID")
+    p.add_argument("--item", default=None, metavar="ID")
+    p.add_argument("--pairs", type=Path, default=None, metavar="FILE",
+                   help="file with one 'user item' pair per line (whitespace or comma)")
+    p.add_argument("--cold-start", choices=["bias", "nan", "raise"], default="bias")
+    p.add_argument("--no-clip", dest="clip", action="store_false",
+                   help="do not clip to the training rating scale")
+    p.set_defaults(func=run_predict)
+
+    e = subparsers.add_parser(
+        "evaluate", help="fit on TRAIN, score on TEST",
+        description="Fit a solver on TRAIN and report RMSE and MAE on TEST (matched by raw "
+        "user/item id; unseen ids are cold-start pairs predicted by the bias model).",
+    )
+    e.add_argument("train", metavar="TRAIN")
+    e.add_argument("test", metavar="TEST")
+    _add_solver_options(e)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=run_evaluate)
+
+    c = subparsers.add_parser(
+        "cv", help="cross-validate a grid of rank x reg",
+        description="K-fold cross-validation of every (rank, reg) combination; prints the "
+        "summary and the best configuration, and with --out writes cv_results.csv, "
+        "cv_summary.csv and cv_heatmap.png.",
+    )
+    c.add_argument("ratings", metavar="RATINGS")
+    _add_solver_options(c, multi=True)
+    c.add_argument("--folds", type=int, default=5, metavar="K")
+    c.add_argument("--jobs", type=int, default=1, metavar="N", help="joblib workers")
+    c.add_argument("--out", type=Path, default=None, metavar="DIR")
+    c.add_argument("--no-progress", dest="progress", action="store_false")
+    c.set_defaults(func=run_cv)
+
+    r = subparsers.add_parser(
+        "recommend", help="top-N unrated items for a user",
+        description="The N items with the highest predicted rating for a user, excluding the "
+        "items the user rated in the ratings file (--ratings, default: the file the model "
+        "was fitted on). Titles are shown when a movies file is at hand (--movies, or the "
+        "built-in one for models fitted on 'builtin').",
+    )
+    r.add_argument("model", type=Path, metavar="MODEL")
+    r.add_argument("--user", required=True, metavar="ID")
+    r.add_argument("-n", type=int, default=10, metavar="N")
+    r.add_argument("--ratings", default=None, metavar="FILE")
+    r.add_argument("--movies", type=Path, default=None, metavar="FILE")
+    r.set_defaults(func=run_recommend)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from ..datasets import load_ratings
+    from ..evaluation import resolve_solver
+    from ..model_io import save_model
+
+    ratings = load_ratings(args.ratings)
+    name, fn, params = resolve_solver(args.solver, _solver_params(args))
+    rank = params.pop("rank")
+    model = fn(ratings, rank, **params)
+    meta = {"ratings": _source(args.ratings),
+            "rating_scale": [float(ratings.values.min()), float(ratings.values.max())]}
+    path = save_model(model, args.out, metadata=meta)
+    print(model.summary())
+    print(f"saved {name} model to {path}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..model_io import load_model
+
+    model, meta = load_model(args.model)
+    if args.pairs is not None:
+        if args.user is not None or args.item is not None:
+            raise ValueError("give either --pairs or --user and --item, not both.")
+        pairs = []
+        for lineno, line in enumerate(args.pairs.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.replace(",", " ").split()
+            if len(parts) != 2:
+                raise ValueError(
+                    f"{str(args.pairs)!r}, line {lineno}: expected 'user item'; got {line!r}."
+                )
+            pairs.append(parts)
+    elif args.user is not None and args.item is not None:
+        pairs = [[args.user, args.item]]
+    else:
+        raise ValueError("give --user ID and --item ID, or --pairs FILE.")
+    users = [_parse_id(u, model.row_ids) for u, _ in pairs]
+    items = [_parse_id(i, model.col_ids) for _, i in pairs]
+    clip = tuple(meta["rating_scale"]) if args.clip and "rating_scale" in meta else None
+    pred = model.predict_ids(np.array(users), np.array(items), cold_start=args.cold_start,
+                             clip=clip)
+    for u, i, v in zip(users, items, pred, strict=True):
+        print(f"{u}\t{i}\t{v:.4f}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ..datasets import load_ratings
+    from ..evaluation import fit_and_score
+
+    train = load_ratings(args.train)
+    test = load_ratings(args.test)
+    out = fit_and_score(args.solver, train, test, **_solver_params(args))
+    if args.json:
+        print(json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}))
+    else:
+        print(f"solver {out['solver']}  rank {out['rank']}  reg {out.get('reg')}")
+        print(f"RMSE {out['rmse']:.4f}  MAE {out['mae']:.4f}  fit {out['fit_s']:.2f} s  "
+              f"test pairs {out['n_test']} ({out['n_cold_start']} cold start)")
+    return 0
+
+
+def run_cv(args: argparse.Namespace) -> int:
+    from ..datasets import load_ratings
+    from ..evaluation import grid_search
+    from ..solvers import SOLVER_DEFAULTS
+
+    ratings = load_ratings(args.ratings)
+    regs = args.reg if args.reg is not None else [SOLVER_DEFAULTS[args.solver]["reg"]]
+    fixed = _solver_params(args, grid=True)
+    fixed.pop("random_state")  # --seed seeds the folds; each fold's fit is seeded by its number
+    gs = grid_search(
+        ratings, args.solver, {"rank": args.rank, "reg": regs}, n_splits=args.folds,
+        random_state=args.seed, n_jobs=args.jobs, progress=args.progress, refit=False,
+        **fixed,
+    )
+    cols = ["rank", "reg", "rmse_mean", "rmse_std", "mae_mean", "fit_s_mean", "n_cold_start"]
+    print(gs.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"best: rank={gs.best_params['rank']} reg={gs.best_params['reg']} "
+          f"(mean validation RMSE {gs.best_score:.4f} over {args.folds} folds)")
+    if args.out is not None:
+        from ..bench.plots_cv import plot_cv_heatmap
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        gs.results.to_csv(args.out / "cv_results.csv", index=False)
+        gs.summary.to_csv(args.out / "cv_summary.csv", index=False)
+        plot_cv_heatmap(gs.results, args.out / "cv_heatmap.png",
+                        title=f"{args.solver}: mean validation RMSE ({args.folds}-fold)")
+        print(f"wrote {args.out / 'cv_results.csv'}, cv_summary.csv and cv_heatmap.png")
+    return 0
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..datasets import BUILTIN_NAME, load_builtin_movies, load_movies, load_ratings
+    from ..evaluation import top_n
+    from ..model_io import load_model
+    from ..ratings import lookup_ids
+
+    model, meta = load_model(args.model)
+    source = args.ratings if args.ratings is not None else meta.get("ratings")
+    if source is None:
+        raise ValueError(
+            "the model does not record its ratings file; pass --ratings FILE so that the "
+            "user's rated items can be excluded."
+        )
+    if model.row_ids is None or model.col_ids is None:
+        raise ValueError("the model has no id maps; it was not fitted on a ratings file.")
+    user = _parse_id(args.user, model.row_ids)
+    row = int(lookup_ids(model.row_ids, [user], model.shape[0])[0])
+    if row < 0:
+        raise ValueError(f"`--user` {args.user!r} is not a user of this model.")
+    ratings = load_ratings(source)
+    seen = int(ratings.row_index([user])[0])
+    exclude = np.empty(0, dtype=np.int64)
+    if seen >= 0 and ratings.col_ids is not None:
+        rated = ratings.col_ids[ratings.cols[ratings.rows == seen]]
+        exclude = lookup_ids(model.col_ids, rated, model.shape[1])
+    cols, scores = top_n(model, row, args.n, exclude=exclude)
+    titles: dict[Any, str] = {}
+    movies = None
+    if args.movies is not None:
+        movies = load_movies(args.movies)
+    elif source == BUILTIN_NAME:
+        movies = load_builtin_movies()
+    if movies is not None:
+        titles = dict(zip(movies["item"].tolist(), movies["title"].tolist(), strict=True))
+    print(f"top {len(cols)} for user {user} ({len(exclude)} rated items excluded):")
+    for rank, (c, s) in enumerate(zip(cols, scores, strict=True), start=1):
+        item = model.col_ids[c].item() if hasattr(model.col_ids[c], "item") else model.col_ids[c]
+        title = titles.get(item, "")
+        print(f"{rank:3d}. {item}\t{s:.3f}\t{title}".rstrip())
+    sys.stdout.flush()
+    return 0
