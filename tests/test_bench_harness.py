@@ -244,3 +244,34 @@ def test_blas_info_reports_threads() -> None:
     info = harness.blas_info()
     assert {"source", "libraries", "max_threads", "env"} <= set(info)
     assert info["max_threads"] is None or info["max_threads"] >= 1
+
+
+def test_movielens_grid_runs_fit_and_score_per_fold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lsqmf.evaluation import kfold
+
+    rng = np.random.default_rng(0)
+    R = np.where(rng.random((12, 10)) < 0.6, rng.integers(1, 6, (12, 10)).astype(float), np.nan)
+    monkeypatch.setattr(harness, "_load_folds",
+                        lambda grid: kfold(R, grid.problem["n_splits"], 0))
+    grid = parse_grid("""
+name = "cv"
+problems = "movielens"
+[problem]
+n_splits = 3
+[solve]
+rank = 2
+random_state = 0
+[[configs]]
+solver = ["als", "no-such-solver"]
+max_iter = 3
+""")
+    result = run_grid(grid, tmp_path, repeats=1)
+    assert len(result) == 6
+    als = result[result["solver"] == "als"]
+    assert list(als["fold"]) == [0, 1, 2]
+    assert (als["error"] == "").all()
+    assert (als["rmse"] > 0).all() and (als["mae"] > 0).all()
+    np.testing.assert_allclose(als["dur"], als["fit_s"])
+    assert result[result["solver"] != "als"]["error"].str.contains("no-such-solver").all()

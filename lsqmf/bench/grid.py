@@ -476,16 +476,18 @@ def parse_grid(text_or_dict: str | Mapping[str, Any], source: str = "<string>") 
     configs: list[dict[str, Any]] = []
     for j, table in enumerate(raw_configs):
         params = _solver_params(source, f"configs[{j}]", table)
-        solver = params.pop("solver", "solve")
-        if not isinstance(solver, str):
-            raise GridError(
-                f"{source}: key `configs[{j}].solver` must be a string (\"solve\" or a name "
-                f"in lsqmf.solvers.SOLVERS); got {solver!r}."
-            )
-        keys = list(params)
-        lists = [v if isinstance(v, list) else [v] for v in params.values()]
+        solvers = params.pop("solver", "solve")
+        for solver in solvers if isinstance(solvers, list) else [solvers]:
+            if not isinstance(solver, str):
+                raise GridError(
+                    f"{source}: key `configs[{j}].solver` must be a string (\"solve\" or a "
+                    f"name in lsqmf.solvers.SOLVERS) or a list of them; got {solver!r}."
+                )
+        keys = ["solver", *params]
+        lists = [solvers if isinstance(solvers, list) else [solvers]]
+        lists += [v if isinstance(v, list) else [v] for v in params.values()]
         for combo in itertools.product(*lists):
-            configs.append({"solver": solver, **dict(zip(keys, combo, strict=True))})
+            configs.append(dict(zip(keys, combo, strict=True)))
     return Grid(
         name=raw["name"],
         description=raw.get("description", ""),

@@ -141,15 +141,19 @@ def _run_task(task: _Task) -> dict[str, Any]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fn = resolve_solver(task.solver)
             if task.kind == "cv":
                 from ..evaluation import fit_and_score
 
+                # a registry name lets fit_and_score fill in lsqmf.solvers.SOLVER_DEFAULTS
+                solver: Any = task.solver
+                if solver == CORE_SOLVER:
+                    solver = resolve_solver(solver)
                 t0 = time.perf_counter()
-                score = fit_and_score(fn, *task.data.args, **task.params)
+                score = fit_and_score(solver, *task.data.args, **task.params)
                 dur = time.perf_counter() - t0
                 _fill_cv(row, score, dur)
             else:
+                fn = resolve_solver(task.solver)
                 t0 = time.perf_counter()
                 res = fn(*task.data.args, **task.data.kwargs, **task.params)
                 dur = time.perf_counter() - t0
@@ -177,21 +181,17 @@ def _fill_fit(row: dict[str, Any], res: Any) -> None:
         row["cost"] = math.nan
 
 
-def _fill_cv(row: dict[str, Any], score: Any, dur: float) -> None:
-    get = score.get if isinstance(score, Mapping) else lambda k, d=None: getattr(score, k, d)
-    fit_s = get("fit_s", None)
-    row["fit_s"] = float(fit_s) if fit_s is not None else dur
+def _fill_cv(row: dict[str, Any], score: Mapping[str, Any], dur: float) -> None:
+    """Copy :func:`lsqmf.evaluation.fit_and_score`'s dict into the row (``dur = fit_s``)."""
+    fit_s = score.get("fit_s")
+    row["fit_s"] = dur if fit_s is None else float(fit_s)
     row["dur"] = row["fit_s"]
-    for key in ("rmse", "mae"):
-        value = get(key, None)
+    for key in ("rmse", "mae", "cost"):
+        value = score.get(key)
         row[key] = math.nan if value is None else float(value)
-    result = get("result", None) or get("fit", None)
-    if result is not None:
-        _fill_fit(row, result)
-        row["dur"] = row["fit_s"]
-    else:
-        success = get("success", None)
-        row["success"] = True if success is None else bool(success)
+    row["nfev"] = score.get("n_iter")
+    row["status"] = score.get("status")
+    row["success"] = bool(score.get("success", True))
 
 
 # ---------------------------------------------------------------------------- CSV I/O
