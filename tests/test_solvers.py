@@ -267,9 +267,9 @@ def test_missing_numba_message(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    monkeypatch.setattr(sgd_module, "_compiled", [])
-    with pytest.raises(ImportError, match=r"pip install lsqmf\[fast\]"):
-        sgd_module.sgd(_low_rank(), 2)
+    for fn in (sgd_module.sgd, SOLVERS["als_sgd"]):
+        with pytest.raises(ImportError, match=r"pip install 'lsqmf\[fast\]'"):
+            fn(_low_rank(), 2)
 
 
 @pytest.mark.parametrize("name", NAMES)

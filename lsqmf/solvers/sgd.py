@@ -29,14 +29,14 @@ rule). Each visit takes a step along :math:`-\nabla f_t` with step ``learning_ra
 hovers near the minimizer rather than converging to it. The solver reports ``problem.cost(x)``
 -- the exact :math:`F` -- at the end of each epoch.
 
-The epoch loop is compiled with numba (``pip install lsqmf[fast]``); the visiting order is drawn
-with the caller's seeded ``numpy.random.Generator`` and passed in, so the kernel is
-deterministic.
+The epoch loop is the compiled kernel :func:`lsqmf._compiled.sgd_epoch` (numba,
+``pip install 'lsqmf[fast]'``); the visiting order is drawn with the solver's seeded
+``numpy.random.Generator`` and passed in, so the kernel is deterministic. Item factors are kept
+item-major (``Qt``, one contiguous row per item) and passed as the view ``Qt.T``.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -48,100 +48,18 @@ from ._common import Setup, prepare, run_iterations
 
 __all__ = ["sgd", "sgd_epoch_kernel"]
 
-_INSTALL_HINT = (
-    "the 'sgd' and 'als_sgd' solvers need numba, which is not installed; install it with "
-    "pip install lsqmf[fast] (or pip install numba)."
-)
-
-
-def _sgd_epoch(
-    rows: np.ndarray,
-    cols: np.ndarray,
-    values: np.ndarray,
-    weights: np.ndarray,
-    order: np.ndarray,
-    P: np.ndarray,
-    Qt: np.ndarray,
-    row_bias: np.ndarray,
-    col_bias: np.ndarray,
-    reg_row: np.ndarray,
-    reg_col: np.ndarray,
-    reg_row_bias: np.ndarray,
-    reg_col_bias: np.ndarray,
-    mu: float,
-    learning_rate: float,
-    use_biases: bool,
-    update_rows: bool,
-    update_cols: bool,
-) -> None:
-    """One epoch of Funk SGD, in place.
-
-    Parameters
-    ----------
-    rows, cols : ndarray of int64, shape (nnz,)
-    values, weights : ndarray of float64, shape (nnz,)
-    order : ndarray of int64, shape (nnz,)
-        Visiting order (a permutation of ``0..nnz-1``).
-    P : ndarray of float64, shape (n_rows, rank)
-    Qt : ndarray of float64, shape (n_cols, rank)
-        The item factors, transposed (one contiguous row per item).
-    row_bias, col_bias : ndarray of float64, shape (n_rows,) / (n_cols,)
-    reg_row, reg_col, reg_row_bias, reg_col_bias : ndarray of float64
-        Per-visit regularization weights :math:`\\rho` (see the module docstring).
-    mu, learning_rate : float
-    use_biases, update_rows, update_cols : bool
-        Whether biases are fitted, and which side is updated (``als_sgd`` updates items only).
-    """
-    k = P.shape[1]
-    for s in range(order.shape[0]):
-        t = order[s]
-        u = rows[t]
-        i = cols[t]
-        pred = mu
-        if use_biases:
-            pred += row_bias[u] + col_bias[i]
-        for l in range(k):
-            pred += P[u, l] * Qt[i, l]
-        e = weights[t] * (pred - values[t])
-        if use_biases:
-            if update_rows:
-                row_bias[u] -= learning_rate * (e + reg_row_bias[u] * row_bias[u])
-            if update_cols:
-                col_bias[i] -= learning_rate * (e + reg_col_bias[i] * col_bias[i])
-        for l in range(k):
-            p = P[u, l]
-            q = Qt[i, l]
-            if update_rows:
-                P[u, l] = p - learning_rate * (e * q + reg_row[u] * p)
-            if update_cols:
-                Qt[i, l] = q - learning_rate * (e * p + reg_col[i] * q)
-
-
-_SIGNATURE = (
-    "void(int64[:], int64[:], float64[:], float64[:], int64[:], float64[:, :], float64[:, :], "
-    "float64[:], float64[:], float64[:], float64[:], float64[:], float64[:], float64, float64, "
-    "boolean, boolean, boolean)"
-)
-_compiled: list[Callable[..., None]] = []
-_lock = threading.Lock()
-
-
-def sgd_epoch_kernel() -> Callable[..., None]:
-    """The compiled epoch kernel (compiled with numba on first use, then cached).
+def sgd_epoch_kernel() -> Callable[..., float]:
+    """:func:`lsqmf._compiled.sgd_epoch`, after checking that numba is importable.
 
     Raises
     ------
     ImportError
-        If numba is not installed (the message says ``pip install lsqmf[fast]``).
+        If numba is not installed (the message says ``pip install 'lsqmf[fast]'``).
     """
-    try:
-        import numba
-    except ImportError as err:
-        raise ImportError(_INSTALL_HINT) from err
-    with _lock:
-        if not _compiled:
-            _compiled.append(numba.njit(_SIGNATURE, cache=False, nogil=True)(_sgd_epoch))
-    return _compiled[0]
+    from .._compiled import require_numba, sgd_epoch
+
+    require_numba()
+    return sgd_epoch
 
 
 class EpochRunner:
@@ -151,7 +69,7 @@ class EpochRunner:
         self.kernel = sgd_epoch_kernel()
         self.setup = setup
         r = setup.ratings
-        # writeable contiguous copies: the kernel's signature takes mutable arrays
+        # contiguous int64 / float64 copies, as the kernel expects
         self.rows = np.array(r.rows, dtype=np.int64)
         self.cols = np.array(r.cols, dtype=np.int64)
         self.values = np.array(r.values, dtype=np.float64)
@@ -176,9 +94,10 @@ class EpochRunner:
         order = self.setup.rng.permutation(len(self.values)).astype(np.int64)
         lr = self.learning_rate * self.decay ** (j - 1)
         self.kernel(
-            self.rows, self.cols, self.values, self.weights, order, P, Qt, row_bias, col_bias,
-            self.reg_row, self.reg_col, self.reg_row_bias, self.reg_col_bias,
-            float(problem.mu), float(lr), bool(problem.biases), bool(update_rows), True,
+            self.rows, self.cols, self.values, self.weights, order, P, Qt.T, row_bias,
+            col_bias, float(problem.mu), float(lr), self.reg_row, self.reg_col,
+            self.reg_row_bias, self.reg_col_bias, bool(problem.biases),
+            update_rows=bool(update_rows), update_cols=True,
         )
         if problem.biases:
             return problem.pack(P, Qt.T, row_bias, col_bias)
