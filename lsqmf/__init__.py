@@ -9,6 +9,7 @@ from .problem import FORMULATIONS, Problem, build_problem, kron_jacobian
 from .ratings import Ratings, as_ratings
 from .result import ConvergenceWarning, FitResult, History, IterationInfo
 from .solve import LOSSES, METHODS, TR_SOLVERS, NonFiniteResidualError, solve
+from .solvers import SOLVER_DEFAULTS, SOLVERS, get_solver
 
 __version__ = "0.1.0"
 
@@ -16,6 +17,8 @@ __all__ = [
     "FORMULATIONS",
     "LOSSES",
     "METHODS",
+    "SOLVERS",
+    "SOLVER_DEFAULTS",
     "TR_SOLVERS",
     "ConvergenceWarning",
     "FitResult",
@@ -30,6 +33,7 @@ __all__ = [
     "as_ratings",
     "build_problem",
     "check_jacobian",
+    "get_solver",
     "kron_jacobian",
     "solve",
 ]
