@@ -321,7 +321,9 @@ def blas_info() -> dict[str, Any]:
     except ImportError:
         source = "numpy.show_config"
         try:
-            config = np.show_config(mode="dicts")["Build Dependencies"]  # type: ignore[func-returns-value,index]
+            config: dict[str, Any] = np.show_config(  # type: ignore[func-returns-value,index,assignment]
+                mode="dicts"
+            )["Build Dependencies"]
             for api in ("blas", "lapack"):
                 entry = config.get(api, {})
                 libs.append({"user_api": api, "name": entry.get("name"),

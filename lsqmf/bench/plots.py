@@ -207,7 +207,7 @@ def convergence_study(
     *,
     configs: Sequence[dict[str, Any]] = DEFAULT_CONVERGENCE_CONFIGS,
     random_state: int = 0,
-    max_time: float | None = 60.0,
+    max_time: float | None = 120.0,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Record the cost history of each configuration on one seed-style problem.

@@ -123,8 +123,16 @@ def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *
     success = frame["success"] if "success" in frame else None
     n_nc = int((~success.astype(bool)).sum()) - n_err if success is not None else 0
     reps = frame["repeats"] if "repeats" in frame else None
-    reps_text = (f"{int(reps.min())}" if reps is not None and reps.min() == reps.max()
-                 else f"{int(reps.min())}–{int(reps.max())}" if reps is not None else "unknown")
+    if reps is None:
+        reps_text = "unknown"
+    elif reps.min() == reps.max():
+        reps_text = f"{int(reps.min())}"
+    else:
+        by_n = frame.groupby("n")["repeats"].agg(["min", "max"])
+        reps_text = ", ".join(
+            f"n = {int(n)}: {int(r['min'])}" + (f"–{int(r['max'])}" if r["max"] != r["min"] else "")
+            for n, r in by_n.iterrows()
+        )
     blas = header.get("blas", {})
     threads = blas.get("max_threads")
     env = blas.get("env", {})
@@ -222,7 +230,7 @@ def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *
         "*Overall* ranks by the geometric mean of the time over all n of the panel; factors "
         "are how many times slower the runner-up and the slowest configuration are.\n"
     )
-    rows = [
+    rows: list[list[Any]] = [
         [_panel_name(r.k_factor, r.sparsity), f"`{r.fastest}`", f"{r.gmean_s * 1e3:.3g} ms",
          f"{r.x_runner_up:.2f}× (`{r.runner_up}`)", f"{r.x_slowest:.1f}× (`{r.slowest}`)",
          f"`{r.fastest_at_n_max}` {r.dur_at_n_max * 1e3:.3g} ms",
@@ -276,9 +284,11 @@ def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *
     )
     if n_err and err is not None:
         bad = frame[err.str.len() > 0]
-        rows = [[_panel_name(r.k_factor, r.sparsity), int(r.n), f"`{r.config}`",
-                 str(r.error)[:120]] for r in bad.itertuples()]
-        out.append(_table(["panel", "n", "configuration", "error"], rows) + "\n")
+        err_rows: list[list[Any]] = [
+            [_panel_name(r.k_factor, r.sparsity), int(r.n), f"`{r.config}`", str(r.error)[:120]]
+            for r in bad.itertuples()
+        ]
+        out.append(_table(["panel", "n", "configuration", "error"], err_rows) + "\n")
     out.append(
         "Timings are wall-clock (`time.perf_counter`) of the whole `lsqmf.solve` call on a "
         "shared machine; treat factors below ~1.3× as noise.\n"
