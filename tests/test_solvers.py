@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lsqmf
 from lsqmf import ConvergenceWarning, FitResult, IterationInfo, build_problem
@@ -286,3 +288,42 @@ def test_defaults_fit_movielens_like(name: str) -> None:
     pred = fit.predict(ratings.rows, ratings.cols)
     rmse = np.sqrt(np.mean((pred - ratings.values) ** 2))
     assert rmse < np.std(ratings.values)
+
+
+# ------------------------------------------------------------------ ALS half-steps are exact
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(2, 9), m=st.integers(2, 9), rank=st.integers(1, 4),
+    density=st.floats(0.2, 1.0), biases=st.booleans(), count_scaled=st.booleans(),
+    weighted=st.booleans(), seed=st.integers(0, 2**16),
+)
+def test_als_half_steps_zero_the_block_gradient(
+    n: int, m: int, rank: int, density: float, biases: bool, count_scaled: bool,
+    weighted: bool, seed: int,
+) -> None:
+    """Oracle: after the user (item) solve, the gradient of F w.r.t. that block vanishes."""
+    from lsqmf.solvers._common import prepare
+    from lsqmf.solvers.als import item_side, update_items, update_users, user_side
+
+    rng = np.random.default_rng(seed)
+    R = rng.standard_normal((n, m))
+    R[rng.random((n, m)) > density] = np.nan
+    R[0, 0] = 1.0  # at least one observed entry
+    w = rng.random((n, m)) + 0.5 if weighted else None
+    setup = prepare(
+        "als", R, rank, reg=0.3, reg_bias=0.2, count_scaled=count_scaled, biases=biases,
+        weights=w, random_state=seed, max_iter=1, tol=0.0, max_time=None, callback=None,
+        P0=None, Q0=None, init_scale=0.5,
+    )
+    problem = setup.problem
+    k = rank
+    o = n * k + k * m
+    user_idx = np.r_[0 : n * k, o : o + n] if biases else np.r_[0 : n * k]
+    item_idx = np.setdiff1d(np.arange(problem.n_params), user_idx)
+    x = update_users(setup, user_side(setup), setup.x0)
+    scale = 1.0 + np.abs(problem.gradient(setup.x0)).max()
+    np.testing.assert_allclose(problem.gradient(x)[user_idx], 0.0, atol=1e-9 * scale)
+    x = update_items(setup, item_side(setup), x)
+    np.testing.assert_allclose(problem.gradient(x)[item_idx], 0.0, atol=1e-9 * scale)
