@@ -17,7 +17,7 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 #: Subcommand modules, in the order ``lsqmf --help`` lists them.
-_COMMAND_MODULES = ("solve", "verify", "bench", "models")
+_COMMAND_MODULES = ("solve", "verify", "bench", "models", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
