@@ -156,7 +156,7 @@ def kfold(
     --------
     >>> import numpy as np
     >>> from lsqmf.evaluation import kfold
-    >>> folds = kfold(np.arange(20.0).reshape(4, 5), n_splits=4, random_state=0)
+    >>> folds = kfold(np.arange(1.0, 21.0).reshape(4, 5), n_splits=4, random_state=0)
     >>> [(tr.nnz, te.nnz) for tr, te in folds]
     [(15, 5), (15, 5), (15, 5), (15, 5)]
     """

@@ -68,7 +68,7 @@ def als_gd(
     >>> import numpy as np
     >>> from lsqmf.solvers import als_gd
     >>> R = np.random.default_rng(0).random((6, 5))
-    >>> fit = als_gd(R, 2, reg=0.01, max_iter=50, random_state=0)
+    >>> fit = als_gd(R, 2, reg=0.01, max_iter=1000, tol=1e-4, random_state=0)
     >>> bool(np.all(np.diff(fit.history.cost) <= 1e-12))
     True
     """

@@ -83,9 +83,9 @@ def gd(
     >>> import numpy as np
     >>> from lsqmf.solvers import gd
     >>> R = np.random.default_rng(0).random((6, 5))
-    >>> fit = gd(R, 2, reg=0.01, max_iter=300, learning_rate=0.05, random_state=0)
-    >>> bool(fit.history.cost[-1] < fit.history.cost[0])
-    True
+    >>> fit = gd(R, 2, reg=0.01, max_iter=2000, tol=1e-4, learning_rate=0.05, random_state=0)
+    >>> fit.status, bool(fit.history.cost[-1] < fit.history.cost[0])
+    (2, True)
     """
     check_choice("optimizer", optimizer, OPTIMIZERS)
     lr = check_float("learning_rate", learning_rate, min_value=0.0, min_inclusive=False)

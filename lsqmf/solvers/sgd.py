@@ -154,9 +154,9 @@ def sgd(
     >>> import numpy as np
     >>> from lsqmf.solvers import sgd
     >>> R = np.random.default_rng(0).random((6, 5))
-    >>> fit = sgd(R, 2, reg=0.01, max_iter=200, learning_rate=0.05, random_state=0)
-    >>> bool(fit.history.cost[-1] < fit.history.cost[0])
-    True
+    >>> fit = sgd(R, 2, reg=0.01, max_iter=2000, tol=1e-4, learning_rate=0.05, random_state=0)
+    >>> fit.status, bool(fit.history.cost[-1] < fit.history.cost[0])
+    (2, True)
     """
     lr = check_float("learning_rate", learning_rate, min_value=0.0, min_inclusive=False)
     decay = check_float("decay", decay, min_value=0.0, max_value=1.0, min_inclusive=False)
