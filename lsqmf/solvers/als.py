@@ -39,8 +39,8 @@ from ._common import Setup, prepare, run_iterations
 
 __all__ = ["als"]
 
-#: Largest temporary (in float64 elements) built while forming Gram matrices.
-_BLOCK_ELEMENTS = 4_000_000
+#: Largest temporary (in float64 elements, 64 MiB) built while forming Gram matrices.
+_BLOCK_ELEMENTS = 8_388_608
 
 
 class SideSolver:
@@ -123,7 +123,8 @@ class SideSolver:
             nonempty = self.counts[start:end] > 0
             if not nonempty.any():
                 continue  # no observed entry: the minimizer is 0
-            W_block = self.W[start:end]
+            whole = start == 0 and end == self.n_own
+            W_block = self.W if whole else self.W[start:end]
             if O is not None:
                 G = np.asarray(W_block @ O).reshape(end - start, k1, k1)
             else:
@@ -134,15 +135,20 @@ class SideSolver:
                     O_chunk = (F[o0:o1, :, None] * F[o0:o1, None, :]).reshape(o1 - o0, -1)
                     G += np.asarray(W_csc[:, o0:o1] @ O_chunk)
                 G = G.reshape(end - start, k1, k1)
-            G = G[nonempty]
-            G[:, diag, diag] += lam[start:end][nonempty]
-            rhs = h[start:end][nonempty]
+            all_rows = bool(nonempty.all())
+            if not all_rows:
+                G = G[nonempty]
+            G[:, diag, diag] += lam[start:end] if all_rows else lam[start:end][nonempty]
+            rhs = h[start:end] if all_rows else h[start:end][nonempty]
             try:
                 z = np.linalg.solve(G, rhs[:, :, None])[:, :, 0]
             except np.linalg.LinAlgError:
                 # singular systems happen only with reg = 0: take the minimum-norm solution
                 z = np.einsum("nij,nj->ni", np.linalg.pinv(G), rhs)
-            out[np.arange(start, end)[nonempty]] = z
+            if all_rows:
+                out[start:end] = z
+            else:
+                out[np.arange(start, end)[nonempty]] = z
         return out
 
 
