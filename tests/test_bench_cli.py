@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,8 @@ def test_bench_runs_plots_and_resumes(grid_file: Path, tmp_path: Path,
     assert len(results) == N_CELLS and results["cell_id"].is_unique
     assert _png_ok(out / "timings.png") and _svg_ok(out / "timings.svg")
     header = json.loads((out / "run.json").read_text())
-    assert "bench" in header["command"] or header["command"]
+    assert header["command"] == (f"lsqmf bench --grid {grid_file} --repeats 1 --out {out} "
+                                 "--no-progress")
     # a rerun finds every cell done
     assert main(argv) == 0
     assert len(read_raw(out / "raw.csv")) == N_CELLS
@@ -72,6 +74,9 @@ def test_bench_where_selects_cells(grid_file: Path, tmp_path: Path) -> None:
     assert main(["bench", "--grid", str(grid_file), "--out", str(out), "--where",
                  "tr_solver == 'lsmr' and n <= 4", "--no-progress", "--no-plots"]) == 0
     results = read_raw(out / "results.csv")
+    header = json.loads((out / "run.json").read_text())
+    argv = shlex.split(header["command"])
+    assert argv[argv.index("--where") + 1] == "tr_solver == 'lsmr' and n <= 4"
     assert len(results) == 2 * 2 * 2  # sparsity x method x loss
     assert set(results["tr_solver"]) == {"lsmr"} and set(results["n"]) == {4}
     assert not (out / "timings.png").exists()

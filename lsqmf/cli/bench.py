@@ -14,6 +14,7 @@ CSV (default: README.md next to the CSV).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -96,12 +97,30 @@ def _draw(results: Any, out: Path, *, style: str | None, convergence: bool,
     return files
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The ``lsqmf bench`` command equivalent to ``args`` (for the run header)."""
+    parts = ["lsqmf", "bench"]
+    parts += ["--preset", args.preset] if args.preset else ["--grid", str(args.grid)]
+    if args.repeats is not None:
+        parts += ["--repeats", str(args.repeats)]
+    parts += ["--out", str(args.out)]
+    if args.where:
+        parts += ["--where", args.where]
+    if args.jobs != 1:
+        parts += ["--jobs", str(args.jobs)]
+    for flag, on in (("--no-progress", not args.progress), ("--no-plots", not args.plots),
+                     ("--convergence", args.convergence)):
+        if on:
+            parts.append(flag)
+    return shlex.join(parts)
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from ..bench.grid import load_grid
     from ..bench.harness import RESULTS_CSV, run_grid
 
     grid = load_grid(args.grid, preset=args.preset)
-    command = "lsqmf " + " ".join(sys.argv[1:]) if sys.argv else None
+    command = _command_line(args)
     try:
         result = run_grid(grid, args.out, repeats=args.repeats, where=args.where,
                           jobs=args.jobs, progress=args.progress, command=command,
