@@ -174,10 +174,10 @@ def _loss_cost(loss: str | Callable, f_scale: float) -> Callable[[np.ndarray], f
     """scipy's cost ``0.5 * f_scale**2 * sum(rho(r**2 / f_scale**2))`` for the given loss."""
     if loss == "linear":
         return lambda r: 0.5 * float(r @ r)
-    if callable(loss):
-        return lambda r: 0.5 * float(np.sum(loss(r**2)[0]))
-    rho = LOSSES[loss]
     c2 = f_scale**2
+    if callable(loss):
+        return lambda r: 0.5 * c2 * float(np.sum(np.asarray(loss(r**2 / c2))[0]))
+    rho = LOSSES[loss]
     return lambda r: 0.5 * c2 * float(np.sum(rho(r**2 / c2)))
 
 

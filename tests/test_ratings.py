@@ -196,3 +196,22 @@ def test_subset_keeps_shape_and_ids() -> None:
     s = r.subset(np.array([True, False, True]))
     assert s.shape == r.shape and s.nnz == 2
     assert list(s.row_ids) == ["a", "b", "c"]
+
+
+def test_from_triplets_default_shape_and_to_sparse() -> None:
+    r = Ratings.from_triplets([2, 0], [1, 3], [4.0, 0.0])
+    assert r.shape == (3, 4)
+    S = r.to_sparse()
+    assert S.shape == (3, 4) and S.nnz == 2  # the explicit zero is kept
+    assert S[2, 1] == 4.0
+    assert r.density == pytest.approx(2 / 12)
+    np.testing.assert_array_equal(r.row_counts(), [1, 0, 1])
+    np.testing.assert_array_equal(r.col_counts(), [0, 1, 0, 1])
+
+
+def test_weighted_mean_and_with_weights() -> None:
+    r = Ratings.from_triplets([0, 1], [0, 0], [1.0, 3.0])
+    assert r.mean() == 2.0
+    w = r.with_weights([3.0, 1.0])
+    assert w.mean() == pytest.approx(1.5)
+    assert "weighted" in repr(w)
