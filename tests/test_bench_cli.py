@@ -120,8 +120,16 @@ def test_plot_and_report_from_a_csv(grid_file: Path, tmp_path: Path) -> None:
     figs = tmp_path / "figs"
     assert main(["plot", str(out / "results.csv"), "--out", str(figs), "--style", "loss"]) == 0
     assert _png_ok(figs / "timings.png") and _svg_ok(figs / "timings.svg")
+    from lsqmf.bench.plots import convergence_study
+
+    convergence_study(8, 6, 2, 0.6, max_time=None).to_csv(out / "convergence.csv", index=False)
+    assert main(["plot", str(out / "results.csv"), "--out", str(out), "--convergence",
+                 str(out / "convergence.csv")]) == 0
+    assert _png_ok(out / "convergence.png") and _svg_ok(out / "convergence.svg")
     assert main(["report", str(out / "results.csv")]) == 0
     text = (out / "README.md").read_text()
+    assert "## Convergence on a larger problem (n = 8, m = 6, rank 2" in text
+    assert "![convergence](convergence.png)" in text
     assert "## Conclusion" in text and "lsmr" in text and "best of **1**" in text
     assert "Fastest configuration per panel" in text
 

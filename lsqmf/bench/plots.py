@@ -220,8 +220,10 @@ def convergence_study(
     Returns
     -------
     pandas.DataFrame
-        Columns ``configuration, method, tr_solver, step, cost, time, success, error``; one
-        row per residual evaluation (a failed configuration has one row with its error).
+        Columns ``configuration, method, tr_solver, step, cost, time, success, error`` and the
+        problem's ``n, m, rank, density``; one row per residual evaluation (a failed
+        configuration has one row with its error). A run stopped by ``max_time`` has
+        ``success=False``.
     """
     import pandas as pd
 
@@ -272,8 +274,9 @@ def convergence_study(
     if bar is not None:
         bar.close()
     out = pd.concat(frames, ignore_index=True)
-    out.attrs.update(n=n, m=m, rank=rank, density=density)
-    cols = ["configuration", "method", "tr_solver", "step", "cost", "time", "success", "error"]
+    out["n"], out["m"], out["rank"], out["density"] = n, m, rank, density
+    cols = ["configuration", "method", "tr_solver", "step", "cost", "time", "success", "error",
+            "n", "m", "rank", "density"]
     return out[cols]
 
 
@@ -290,32 +293,37 @@ def plot_convergence(history: Any, out: str | Path, *, stem: str = "convergence"
     missing = {"configuration", "step", "cost", "time"} - set(frame.columns)
     if missing:
         raise ValueError(f"`history` lacks column(s) {sorted(missing)}.")
-    frame = frame[frame["cost"].notna()]
+    frame = frame[frame["cost"].notna()].copy()
     if frame.empty:
         raise ValueError("`history` has no finite cost to plot.")
+    if "success" in frame:
+        ok = frame.groupby("configuration")["success"].transform(
+            lambda v: v.astype(str).str.lower().eq("true").all())
+        frame.loc[~ok, "configuration"] = frame.loc[~ok, "configuration"] + " (stopped early)"
     fig = Figure(figsize=(12, 4.2), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, sharey=True)
     order = sorted(frame["configuration"].unique())
+    timed = frame[frame["time"] > 0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (FutureWarning, UserWarning))
         sns.lineplot(data=frame, x="step", y="cost", hue="configuration", hue_order=order,
-                     marker=".", ax=ax1, estimator=None, legend=False)
-        sns.lineplot(data=frame, x="time", y="cost", hue="configuration", hue_order=order,
-                     marker=".", ax=ax2, estimator=None)
+                     marker="o", ax=ax1, estimator=None, legend=False)
+        sns.lineplot(data=timed, x="time", y="cost", hue="configuration", hue_order=order,
+                     marker="o", ax=ax2, estimator=None)
     for ax in (ax1, ax2):
         ax.set_yscale("log")
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, which="major", alpha=0.3)
     ax1.set_xlabel("residual evaluations")
     ax1.set_ylabel("cost")
-    ax2.set_xscale("symlog", linthresh=1e-2)
+    ax2.set_xscale("log")
     ax2.set_xlabel("time since start [s]")
     if ax2.get_legend() is not None:
         ax2.get_legend().set_title("method-tr_solver")
     if title is None:
-        a = frame.attrs
-        title = "Convergence" + (
-            f" (n={a['n']}, m={a['m']}, rank {a['rank']}, {a['density']:.0%} observed)"
-            if {"n", "m", "rank", "density"} <= set(a) else ""
-        )
+        title = "Convergence"
+        if {"n", "m", "rank", "density"} <= set(frame.columns):
+            r = frame.iloc[0]
+            title += (f" (n={int(r['n'])}, m={int(r['m'])}, rank {int(r['rank'])}, "
+                      f"{float(r['density']):.0%} observed)")
     fig.suptitle(title, fontsize=11)
     return _save(fig, Path(out), stem)

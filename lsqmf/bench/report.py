@@ -141,7 +141,8 @@ def _panel_name(kf: float, sp: float) -> str:
 
 def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *,
                   figures: Sequence[str] = (), results_name: str = "results.csv",
-                  command: str | None = None) -> str:
+                  command: str | None = None,
+                  convergence: pd.DataFrame | None = None) -> str:
     """The report as Markdown (see the module docstring)."""
     header = header or {}
     frame = _prepare(results)
@@ -323,6 +324,8 @@ def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *
             for r in bad.itertuples()
         ]
         out.append(_table(["panel", "n", "configuration", "error"], err_rows) + "\n")
+    if convergence is not None and len(convergence):
+        out.append(_convergence_section(convergence))
     out.append(
         "Timings are wall-clock (`time.perf_counter`) of the whole `lsqmf.solve` call on a "
         "shared machine; treat factors below ~1.3× as noise.\n"
@@ -330,11 +333,44 @@ def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *
     return "\n".join(out)
 
 
+def _convergence_section(conv: pd.DataFrame) -> str:
+    """Time and evaluations each configuration needs to get within 1% of the best cost."""
+    conv = conv[conv["cost"].notna()]
+    best = float(conv["cost"].min())
+    target = best * 1.01
+    title = "## Convergence on a larger problem"
+    if {"n", "m", "rank", "density"} <= set(conv.columns):
+        r = conv.iloc[0]
+        title += (f" (n = {int(r['n'])}, m = {int(r['m'])}, rank {int(r['rank'])}, "
+                  f"{float(r['density']):.0%} observed)")
+    rows: list[list[Any]] = []
+    for name, g in conv.groupby("configuration", sort=True):
+        hit = g[g["cost"] <= target]
+        success = str(g["success"].iloc[0]).lower() == "true"
+        rows.append([
+            f"`{name}`", int(g["step"].max()) + 1, f"{float(g['cost'].min()):.6g}",
+            _dur(float(hit["time"].iloc[0])) if len(hit) else "never",
+            int(hit["step"].iloc[0]) if len(hit) else "–",
+            _dur(float(g["time"].max())),
+            "yes" if success else "no (stopped by the time budget)",
+        ])
+    return "\n".join([
+        title + "\n",
+        "From `convergence.csv` (`lsqmf.bench.plots.convergence_study`, linear loss, the seed "
+        "formulation, time budget `max_time` per configuration, 120 s by default); *to 1%* is "
+        "the first evaluation whose "
+        "cost is within 1% of the best cost of any configuration.\n",
+        _table(["configuration", "evaluations", "final cost", "time to 1%", "evaluation",
+                "total time", "converged"], rows) + "\n",
+    ])
+
+
 def write_report(results: str | Path, out: str | Path | None = None) -> Path:
     """Write the Markdown report of ``results`` (a results CSV) and return its path.
 
     ``out`` defaults to ``README.md`` next to the CSV. ``run.json`` and the figures
-    (``timings.png``, ``convergence.png``) next to the CSV are used when present.
+    (``timings.png``, ``convergence.png``) and ``convergence.csv`` next to the CSV are used
+    when present.
     """
     from .harness import RUN_JSON, read_raw
 
@@ -349,9 +385,17 @@ def write_report(results: str | Path, out: str | Path | None = None) -> Path:
         if (results.parent / name).exists():
             rel = Path(_relpath(results.parent / name, out.parent))
             figures.append(rel.as_posix())
+    conv_path = results.parent / "convergence.csv"
+    conv = None
+    if conv_path.exists():
+        import pandas as pd
+
+        conv = pd.read_csv(conv_path, keep_default_na=False, na_values={"cost": [""]})
+        conv["cost"] = pd.to_numeric(conv["cost"], errors="coerce")
+        conv["time"] = pd.to_numeric(conv["time"], errors="coerce")
     text = render_report(read_raw(results), header, figures=figures,
                          results_name=_relpath(results, out.parent),
-                         command=f"lsqmf report {results}")
+                         command=f"lsqmf report {results}", convergence=conv)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return out

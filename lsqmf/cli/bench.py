@@ -4,8 +4,9 @@
 [--jobs N] [--no-progress] [--no-plots] [--convergence]`` runs (or resumes) the grid, writes
 ``raw.csv``, ``results.csv`` and ``run.json`` into DIR, then the figures.
 
-``lsqmf plot RESULTS.csv [--out DIR] [--style loss] [--convergence]`` draws the timing grid
-(and the convergence figure) from a results CSV.
+``lsqmf plot RESULTS.csv [--out DIR] [--style loss] [--convergence [CSV]]`` draws the timing
+grid (and the convergence figure: from a saved ``convergence.csv``, or after running the study)
+from a results CSV.
 
 ``lsqmf report RESULTS.csv [--out FILE]`` writes the Markdown report of a seed-style results
 CSV (default: README.md next to the CSV).
@@ -68,8 +69,9 @@ def register(subparsers: Any) -> None:
                    help="output directory (default: the CSV's directory)")
     p.add_argument("--style", default=None, metavar="COLUMN",
                    help="column for the line style, e.g. loss (default: none)")
-    p.add_argument("--convergence", action="store_true",
-                   help="also run and draw the convergence study")
+    p.add_argument("--convergence", nargs="?", const=True, default=False, metavar="CSV",
+                   help="also draw the convergence figure: from CSV (a convergence.csv) when "
+                   "given, else run the convergence study first")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
     p.set_defaults(func=run_plot)
@@ -85,15 +87,17 @@ def register(subparsers: Any) -> None:
     r.set_defaults(func=run_report)
 
 
-def _draw(results: Any, out: Path, *, style: str | None, convergence: bool,
+def _draw(results: Any, out: Path, *, style: str | None, convergence: bool | str,
           progress: bool) -> list[Path]:
     from ..bench import plots
 
     files = plots.plot_timings(results, out, style=style)
-    if convergence:
+    if convergence is True:
         frame = plots.convergence_study(progress=progress)
         frame.to_csv(out / "convergence.csv", index=False)
         files += plots.plot_convergence(frame, out)
+    elif convergence:
+        files += plots.plot_convergence(Path(convergence), out)
     return files
 
 
