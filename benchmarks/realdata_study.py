@@ -229,18 +229,25 @@ def write_report(out: Path, selection: pd.DataFrame, cv: pd.DataFrame, r20: pd.D
         sel_md.append(f"| {rank} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
     als20 = r20[r20["solver"] == "als"]
     lsq20 = r20[r20["solver"] == "lsq"]
-    reach = []
+    reach_md = ["| fold | als final | lsq final | common level | als time (s) | lsq time (s) | "
+                "lsq / als | als to ≤ 0.86 (s) | lsq to ≤ 0.86 (s) |",
+                "|---|---|---|---|---|---|---|---|---|"]
+    ratios, near = [], []
     for f in range(N_SPLITS):
-        level = float(als20.loc[als20["fold"] == f, "rmse"].iloc[0])
-        t_lsq = time_to_reach(r20_curves, "lsq", f, level + 1e-4)
-        t_als = float(als20.loc[als20["fold"] == f, "fit_s"].iloc[0])
-        reach.append((f, level, t_als, t_lsq))
-    reach_md = ["| fold | als final RMSE | als fit s | lsq time to reach it (s) | ratio |",
-                "|---|---|---|---|---|"]
-    for f, level, ta, tl in reach:
-        ratio = f"{tl / ta:.0f}x" if np.isfinite(tl) else "not reached"
-        tl_s = f"{tl:.1f}" if np.isfinite(tl) else "—"
-        reach_md.append(f"| {f} | {level:.4f} | {ta:.2f} | {tl_s} | {ratio} |")
+        a = float(als20.loc[als20["fold"] == f, "rmse"].iloc[0])
+        q = float(lsq20.loc[lsq20["fold"] == f, "rmse"].iloc[0])
+        level = max(a, q) + 1e-4  # both runs reach it
+        ta = time_to_reach(r20_curves, "als", f, level)
+        tl = time_to_reach(r20_curves, "lsq", f, level)
+        ratios.append(tl / ta)
+        near.append(time_to_reach(r20_curves, "als", f, a + 1e-3))
+        ta86 = time_to_reach(r20_curves, "als", f, TARGET_RMSE)
+        tl86 = time_to_reach(r20_curves, "lsq", f, TARGET_RMSE)
+        reach_md.append(f"| {f} | {a:.4f} | {q:.4f} | {level:.4f} | {ta:.2f} | {tl:.2f} | "
+                        f"{tl / ta:.1f}x | {ta86:.2f} | {tl86:.2f} |")
+    per_eval_lsq = (lsq20["fit_s"] / lsq20["n_iter"]).mean()
+    per_sweep_als = (als20["fit_s"] / als20["n_iter"]).mean()
+    cost_als, cost_lsq = als20["cost"].mean(), lsq20["cost"].mean()
     best_rmse = cv.groupby("solver")["rmse"].mean()
     text = f"""# MovieLens latest-small: lsqmf solvers on one objective
 
@@ -278,9 +285,17 @@ Per-fold rows: `cv.csv`; validation RMSE of the iterates: `cv_curves.csv`.
 
 {_table(r20)}
 
-Time for `lsq` to reach the final validation RMSE of `als` on the same fold:
+Wall time (from the recorded iterates) for each solver to reach the worse of the two final
+validation RMSEs of the fold (+1e-4), and to reach RMSE ≤ {TARGET_RMSE}:
 
 {chr(10).join(reach_md)}
+
+`lsq` needs {np.median(ratios):.1f}x (median over folds) the wall time of `als` to reach the
+same validation RMSE. Per unit of work: one `lsq` residual evaluation (with its Jacobian and
+LSMR trust-region solve) took {per_eval_lsq:.2f} s, one `als` sweep {per_sweep_als:.2f} s.
+Final objective (mean over folds): `als` {cost_als:.1f} after {als20['n_iter'].mean():.0f}
+sweeps, `lsq` {cost_lsq:.1f} at `ftol=1e-4`. `als` gets within 0.001 of its final RMSE after
+{np.median(near):.2f} s (median over folds).
 
 Figure `rmse_vs_time.png`: validation RMSE of each solver's iterates against wall time
 (fold 0 of section 2; `lsq` and `als` at rank 20 from section 3).
@@ -289,12 +304,17 @@ Figure `rmse_vs_time.png`: validation RMSE of each solver's iterates against wal
 
 - Best 5-fold RMSE ≤ {TARGET_RMSE}: best solver {best_rmse.idxmin()} with
   {best_rmse.min():.4f} → {'met' if best_rmse.min() <= TARGET_RMSE else 'NOT met'}.
-- `als` at rank 20 under 1 s per fold: mean {als20['fit_s'].mean():.2f} s
-  (min {als20['fit_s'].min():.2f} s) → {'met' if als20['fit_s'].mean() < 1 else 'NOT met'}.
+- `als` at rank 20 under 1 s per fold: the full 20-sweep fit takes mean
+  {als20['fit_s'].mean():.2f} s (min {als20['fit_s'].min():.2f} s) →
+  {'met' if als20['fit_s'].mean() < 1 else 'NOT met'} for the fit as configured; it is within
+  0.001 RMSE of its final value after {np.median(near):.2f} s (median).
 - `lsq` vs `als` validation RMSE at rank 20: `lsq` {lsq20['rmse'].mean():.4f} vs `als`
   {als20['rmse'].mean():.4f} (mean over folds), `lsq` {lsq20['fit_s'].mean():.1f} s vs
   `als` {als20['fit_s'].mean():.2f} s per fold.
 """
+    discussion = out / "discussion.md"  # hand-written reading of the numbers, if present
+    if discussion.exists():
+        text += "\n" + discussion.read_text()
     (out / "README.md").write_text(text)
 
 
