@@ -66,7 +66,7 @@ SOLVER_DEFAULTS: dict[str, dict[str, Any]] = {
     "als": {**_MOVIELENS_OBJECTIVE, "max_iter": 15, "tol": 1e-3},
     "gd": {**_MOVIELENS_OBJECTIVE, "max_iter": 300, "tol": 1e-5, "optimizer": "adam",
            "learning_rate": 0.01},
-    "als_gd": {**_MOVIELENS_OBJECTIVE, "max_iter": 100, "tol": 1e-4, "inner_steps": 3},
+    "als_gd": {**_MOVIELENS_OBJECTIVE, "max_iter": 40, "tol": 1e-4, "inner_steps": 2},
     "als_sgd": {**_MOVIELENS_OBJECTIVE, "max_iter": 30, "tol": 1e-4, "learning_rate": 0.01},
     "sgd": {**_MOVIELENS_OBJECTIVE, "max_iter": 30, "tol": 1e-4, "learning_rate": 0.01},
 }
