@@ -327,3 +327,27 @@ def test_als_half_steps_zero_the_block_gradient(
     np.testing.assert_allclose(problem.gradient(x)[user_idx], 0.0, atol=1e-9 * scale)
     x = update_items(setup, item_side(setup), x)
     np.testing.assert_allclose(problem.gradient(x)[item_idx], 0.0, atol=1e-9 * scale)
+
+
+@pytest.mark.parametrize("biases", [False, True], ids=["plain", "biases"])
+def test_als_single_rating_rows_closed_form(biases: bool) -> None:
+    """Rows and columns with one rating take the Sherman-Morrison path; still exact."""
+    from lsqmf.solvers._common import prepare
+    from lsqmf.solvers.als import item_side, update_items, update_users, user_side
+
+    rng = np.random.default_rng(0)
+    R = np.full((6, 8), np.nan)
+    R[np.arange(6), np.arange(6)] = rng.random(6) + 1  # items 0-5: one rating each
+    R[:, 6] = rng.random(6)  # item 6: six ratings
+    w = np.where(np.isnan(R), 0.0, rng.random(R.shape) + 0.5)
+    setup = prepare(
+        "als", R, 2, reg=0.2, reg_bias=0.05, count_scaled=False, biases=biases, weights=w,
+        random_state=0, max_iter=1, tol=0.0, max_time=None, callback=None, P0=None, Q0=None,
+        init_scale=0.5,
+    )
+    problem = setup.problem
+    x = update_items(setup, item_side(setup), update_users(setup, user_side(setup), setup.x0))
+    _, Qg, _, cg = problem.unpack(problem.gradient(x))
+    np.testing.assert_allclose(Qg, 0.0, atol=1e-12)
+    if biases:
+        np.testing.assert_allclose(cg, 0.0, atol=1e-12)
