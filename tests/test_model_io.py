@@ -24,7 +24,7 @@ def _fit(biases: bool, ids: str) -> tuple:
 @pytest.mark.parametrize("ids", ["str", "int"])
 @pytest.mark.parametrize("biases", [False, True], ids=["plain", "biases"])
 def test_round_trip(tmp_path: Path, biases: bool, ids: str) -> None:
-    r, model = _fit(biases, ids)
+    _, model = _fit(biases, ids)
     path = save_model(model, tmp_path / "m", metadata={"ratings": "builtin"})
     assert path.suffix == ".npz"
     loaded, meta = load_model(path)
@@ -54,5 +54,5 @@ def test_errors(tmp_path: Path) -> None:
     np.savez(other, a=np.zeros(2))
     with pytest.raises(ValueError, match=r"missing \['P', 'Q', 'info', 'mu'\]"):
         load_model(other)
-    with pytest.raises(TypeError, match="`model` must be lsqmf.FitResult"):
+    with pytest.raises(TypeError, match=r"`model` must be lsqmf\.FitResult"):
         save_model({"P": 1}, tmp_path / "x.npz")
