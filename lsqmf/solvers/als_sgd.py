@@ -85,8 +85,10 @@ def als_sgd(
     (2, True)
     """
     lr = check_float("learning_rate", learning_rate, min_value=0.0, min_inclusive=False)
-    decay = check_float("decay", decay, min_value=0.0, max_value=1.0, min_inclusive=False)
-    assert lr is not None and decay is not None
+    decay_checked = check_float("decay", decay, min_value=0.0, max_value=1.0,
+                                min_inclusive=False)
+    assert lr is not None and decay_checked is not None
+    decay = decay_checked
     sgd_epoch_kernel()
     setup = prepare(
         "als_sgd", R, rank, reg=reg, reg_bias=reg_bias, count_scaled=count_scaled,
