@@ -186,3 +186,22 @@ def test_make_low_rank_large_sparse_is_cheap() -> None:
 def test_make_low_rank_invalid(kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make_low_rank(5, 5, 1, **kw)
+
+
+@pytest.mark.slow
+def test_wheel_ships_builtin_data(tmp_path: Path) -> None:
+    """`pip wheel` includes the vendored data and its README (license)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps",
+         "-q", "-w", str(tmp_path)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("lsqmf-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("ratings.csv.gz", "movies.csv.gz", "README.txt"):
+        assert f"lsqmf/data/ml-latest-small/{name}" in names
