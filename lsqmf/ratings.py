@@ -157,7 +157,8 @@ class Ratings:
             r, c = int(rows[t]), int(cols[t])
             where = f"row {r}, column {c}"
             if self.row_ids is not None and self.col_ids is not None:
-                where = f"user {self.row_ids[r]!r}, item {self.col_ids[c]!r}"
+                user, item = (_plain(ids[i]) for ids, i in ((self.row_ids, r), (self.col_ids, c)))
+                where = f"user {user!r}, item {item!r}"
             raise ValueError(
                 f"the ratings contain {int(dup.sum())} duplicate (row, column) pair(s), "
                 f"first at {where}; aggregate them (e.g. keep the last or the mean) first."
@@ -401,6 +402,11 @@ class Ratings:
         return (
             f"Ratings(shape={self.shape}, nnz={self.nnz}, density={self.density:.4g}{w}{ids})"
         )
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for messages)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _encode(column: Any, universe: Any, what: str) -> tuple[np.ndarray, np.ndarray]:

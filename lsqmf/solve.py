@@ -96,6 +96,10 @@ _TR_OPTION_KEYS = {
 }
 
 
+#: Statuses of stops the caller asked for (callback, time budget): no ConvergenceWarning.
+_REQUESTED_STOPS = (-3, -4)
+
+
 class NonFiniteResidualError(FloatingPointError):
     """Residuals became NaN or infinite; ``partial_result`` holds the best finite point."""
 
@@ -619,11 +623,15 @@ def solve(
             recorder.best_x, success=False, status=stop_status, message=message,
             nfev=recorder.nfev, njev=recorder.njev, cost=recorder.best_cost,
         )
-        warn_not_converged(
+        text = (
             f"lsqmf.solve stopped early (status {stop_status}: {message}) after "
             f"{recorder.nfev} evaluations; returning the best point evaluated (cost "
-            f"{recorder.best_cost:.6g}).",
+            f"{recorder.best_cost:.6g})."
         )
+        if stop_status in _REQUESTED_STOPS:
+            logger.info(text)
+        else:
+            warn_not_converged(text)
         return result
 
     njev = opt.njev if opt.njev is not None else recorder.njev

@@ -13,13 +13,12 @@ budget returns its factors silently with ``success=False``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..result import ConvergenceWarning, FitResult, IterationInfo
+from ..result import FitResult, IterationInfo
 from ..solve import solve
 
 __all__ = ["lsq"]
@@ -73,17 +72,10 @@ def lsq(
                 f"`{name}` is set by the 'lsq' adapter (formulation='l2', max_iter -> "
                 f"max_nfev, tol -> ftol); got {name}={kwargs[name]!r}."
             )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        result = solve(
-            R, rank, P0=P0, Q0=Q0, weights=weights, formulation="l2", reg=reg,
-            reg_bias=reg_bias, count_scaled=count_scaled, biases=biases, method=method,
-            tr_solver=None if method == "lm" else tr_solver, max_nfev=max_iter, ftol=tol,
-            init_scale=init_scale, random_state=random_state, max_time=max_time,
-            callback=callback, **kwargs,
-        )
-    for w in caught:
-        if issubclass(w.category, ConvergenceWarning) and result.status in (-3, -4):
-            continue  # a requested stop, not a non-convergence
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return result
+    return solve(
+        R, rank, P0=P0, Q0=Q0, weights=weights, formulation="l2", reg=reg,
+        reg_bias=reg_bias, count_scaled=count_scaled, biases=biases, method=method,
+        tr_solver=None if method == "lm" else tr_solver, max_nfev=max_iter, ftol=tol,
+        init_scale=init_scale, random_state=random_state, max_time=max_time,
+        callback=callback, **kwargs,
+    )
