@@ -32,6 +32,7 @@ names resolve through :data:`lsqmf.solvers.SOLVERS`; parameters not given are ta
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 import warnings
@@ -218,16 +219,12 @@ def predict_pairs(
     fitted). Returns ``(predictions, n_cold_start)``.
     """
     check_choice("cold_start", cold_start, COLD_START_POLICIES)
-    rows = np.asarray(rows, dtype=np.int64)
-    cols = np.asarray(cols, dtype=np.int64)
-    warm_rows = train.row_counts() > 0
-    warm_cols = train.col_counts() > 0
-    in_r = (rows >= 0) & (rows < train.shape[0])
-    in_c = (cols >= 0) & (cols < train.shape[1])
-    r = np.where(in_r & warm_rows[np.where(in_r, rows, 0)], rows, -1)
-    c = np.where(in_c & warm_cols[np.where(in_c, cols, 0)], cols, -1)
-    pred, n_cold = model._predict(r, c, cold_start=cold_start, clip=_resolve_clip(clip, train))
-    return pred, n_cold
+    if model.row_counts is None or model.col_counts is None:
+        # a result built without training counts: take them from `train`
+        model = dataclasses.replace(
+            model, row_counts=train.row_counts(), col_counts=train.col_counts()
+        )
+    return model._predict(rows, cols, cold_start=cold_start, clip=_resolve_clip(clip, train))
 
 
 def _resolve_clip(clip: Any, train: Ratings) -> tuple[float, float] | None:

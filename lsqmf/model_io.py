@@ -94,6 +94,9 @@ def save_model(
     if model.row_bias is not None and model.col_bias is not None:
         arrays["row_bias"] = np.asarray(model.row_bias, dtype=np.float64)
         arrays["col_bias"] = np.asarray(model.col_bias, dtype=np.float64)
+    for name, counts in (("row_counts", model.row_counts), ("col_counts", model.col_counts)):
+        if counts is not None:
+            arrays[name] = np.asarray(counts, dtype=np.int64)
     for name, ids in (("row_ids", model.row_ids), ("col_ids", model.col_ids)):
         arr = _ids_array(ids)
         if arr is not None:
@@ -153,6 +156,8 @@ def load_model(path: str | os.PathLike) -> tuple[FitResult, dict[str, Any]]:
         options=info["options"],
         solver=str(info["solver"]),
         row_ids=arrays.get("row_ids"),
+        row_counts=arrays.get("row_counts"),
+        col_counts=arrays.get("col_counts"),
         col_ids=arrays.get("col_ids"),
     )
     return model, dict(info.get("metadata", {}))

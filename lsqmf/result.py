@@ -134,6 +134,9 @@ class FitResult:
         scipy's full record (``lsq`` only).
     row_ids, col_ids : ndarray or None
         Raw user and item ids of each row and column index, when the ratings had them.
+    row_counts, col_counts : ndarray of int or None
+        Training ratings per row and per column. A row or column with none was never fitted:
+        :meth:`predict` treats it as cold-start.
     """
 
     P: np.ndarray
@@ -157,6 +160,8 @@ class FitResult:
     optimize_result: OptimizeResult | None = None
     row_ids: np.ndarray | None = None
     col_ids: np.ndarray | None = None
+    row_counts: np.ndarray | None = None
+    col_counts: np.ndarray | None = None
 
     @property
     def rank(self) -> int:
@@ -185,8 +190,8 @@ class FitResult:
         Parameters
         ----------
         rows, cols : array_like of int, shape (n,)
-            Indices; an index outside ``[0, n_rows)`` / ``[0, n_cols)`` (such as -1) is a
-            cold-start pair.
+            Indices. A pair is cold-start when its row or column index is outside
+            ``[0, n_rows)`` / ``[0, n_cols)`` (such as -1) or had no training rating.
         cold_start : {'bias', 'nan', 'raise'}, default='bias'
             What to predict for a cold-start pair: the bias model (global mean plus whichever
             bias is known; the global mean alone without biases), NaN, or raise.
@@ -234,6 +239,10 @@ class FitResult:
         n_rows, n_cols = self.shape
         row_ok = (rows >= 0) & (rows < n_rows)
         col_ok = (cols >= 0) & (cols < n_cols)
+        if self.row_counts is not None:
+            row_ok &= self.row_counts[np.where(row_ok, rows, 0)] > 0
+        if self.col_counts is not None:
+            col_ok &= self.col_counts[np.where(col_ok, cols, 0)] > 0
         warm = row_ok & col_ok
         n_cold = int(np.count_nonzero(~warm))
         if n_cold and cold_start == "raise":

@@ -592,6 +592,7 @@ def solve(
     common = dict(
         mu=problem.mu, history=recorder.history(), wall_time=wall, options=options,
         solver="lsq", row_ids=ratings.row_ids, col_ids=ratings.col_ids,
+        row_counts=ratings.row_counts(), col_counts=ratings.col_counts(),
     )
 
     def result_at(x: np.ndarray, **kw: Any) -> FitResult:

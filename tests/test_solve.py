@@ -217,6 +217,21 @@ def test_dataframe_input_keeps_raw_ids() -> None:
         fit.predict_ids(["nobody"], ["a"], cold_start="raise")
 
 
+def test_rows_without_training_ratings_are_cold_start() -> None:
+    R = random_observed(6, 5, 0.8, seed=22, rank=2)
+    R[2, :] = np.nan  # user 2 has no rating: its factors are never fitted
+    R[:, 4] = np.nan  # nor are item 4's
+    fit = solve(R, 2, formulation="l2", reg=0.1, biases=True, random_state=0)
+    np.testing.assert_array_equal(fit.row_counts, np.sum(~np.isnan(R), axis=1))
+    pred, n_cold = fit._predict([2, 0, 0], [0, 4, 0])
+    assert n_cold == 2
+    assert pred[0] == pytest.approx(fit.mu + fit.col_bias[0])  # bias model, no factors
+    assert pred[1] == pytest.approx(fit.mu + fit.row_bias[0])
+    assert np.isnan(fit.predict([2], [0], cold_start="nan")[0])
+    with pytest.raises(ValueError, match="not seen in training"):
+        fit.predict([0], [4], cold_start="raise")
+
+
 def test_sparse_input() -> None:
     R = random_observed(9, 7, 0.5, seed=9, rank=2)
     obs = np.argwhere(~np.isnan(R))

@@ -211,6 +211,7 @@ def run_iterations(
         history=History.from_lists(steps, costs, times),
         wall_time=time.perf_counter() - t0, options=all_options, solver=setup.name,
         row_ids=setup.ratings.row_ids, col_ids=setup.ratings.col_ids,
+        row_counts=setup.ratings.row_counts(), col_counts=setup.ratings.col_counts(),
     )
     if status == 0:
         warn_not_converged(
