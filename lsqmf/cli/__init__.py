@@ -16,6 +16,10 @@ from collections.abc import Sequence
 
 __all__ = ["build_parser", "main"]
 
+#: Commands that time solvers: BLAS runs on one thread unless ``--blas-threads`` says otherwise
+#: (multi-threaded BLAS on small matrices and a busy machine distorts timings many-fold).
+_SINGLE_THREAD_COMMANDS = ("bench", "demo")
+
 #: Subcommand modules, in the order ``lsqmf --help`` lists them.
 _COMMAND_MODULES = ("solve", "verify", "bench", "models", "demo")
 
@@ -30,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lsqmf {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "--blas-threads", type=int, default=None, metavar="N",
+        help="limit BLAS/LAPACK threads (threadpoolctl); 'bench' and 'demo' default to 1 for "
+        "comparable timings, other commands leave the library default",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -51,8 +60,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    threads = args.blas_threads
+    if threads is None and args.command in _SINGLE_THREAD_COMMANDS:
+        threads = 1
+    if threads is not None and threads < 1:
+        print(f"lsqmf: error: --blas-threads must be >= 1; got {threads}", file=sys.stderr)
+        return 2
     try:
-        return int(args.func(args))
+        if threads is None:
+            return int(args.func(args))
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads, user_api="blas"):
+            return int(args.func(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
