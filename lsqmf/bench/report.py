@@ -68,7 +68,8 @@ def _sessions_text(header: dict[str, Any]) -> str:
     done = [x for x in sessions if x.get("n_run", 1)]
     if len(done) <= 1:
         x = done[0] if done else header
-        return f"Cells were timed with `{x.get('command')}` on {x.get('start_time')}.\n"
+        when = f" on {x['start_time']}" if x.get("start_time") else ""
+        return f"Cells were timed with `{x.get('command')}`{when}.\n"
     lines = [f"Cells were timed in {len(done)} sessions (a rerun skips finished cells and a "
              "larger `--repeats` tops them up):\n"]
     lines += [f"- `{x.get('command')}` ({x.get('start_time')}, {x.get('n_run')} cell repeats)"
