@@ -383,8 +383,9 @@ def _session_header(grid: Grid, *, repeats: int, where: str | None, jobs: int,
         msg = (
             f"BLAS may use {blas['max_threads'] or 'an unknown number of'} threads: dense "
             "(exact/lm) cells get a multithreaded speed-up that other cells do not, and timings "
-            "depend on machine load; set OPENBLAS_NUM_THREADS=1 (or OMP_NUM_THREADS=1) for "
-            "comparable single-thread timings."
+            "depend on machine load; use `lsqmf --blas-threads 1 bench` (the default), "
+            "threadpoolctl.threadpool_limits(1) or OPENBLAS_NUM_THREADS=1 for comparable "
+            "single-thread timings."
         )
         warn.append(msg)
         logger.warning(msg)
