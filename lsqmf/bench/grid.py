@@ -506,16 +506,22 @@ def benchmarks_dir() -> Path:
 
 
 def preset_path(name: str) -> Path:
-    """The TOML file of preset ``name``."""
+    """The TOML file of preset ``name``.
+
+    Installed from a wheel, the presets are in ``lsqmf/bench/presets/``; in a source checkout
+    (or an editable install) they are the files in the repository's ``benchmarks/``.
+    """
     if name not in PRESETS:
         raise ValueError(f"`preset` must be one of {', '.join(map(repr, PRESETS))}; got {name!r}.")
-    path = benchmarks_dir() / PRESETS[name]
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"preset {name!r} expects {path}, which does not exist (the presets ship with the "
-            "source tree, not the wheel); pass the grid file with --grid FILE instead."
-        )
-    return path
+    candidates = [Path(__file__).resolve().parent / "presets" / PRESETS[name],
+                  benchmarks_dir() / PRESETS[name]]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"preset {name!r} was found neither in {candidates[0].parent} nor in "
+        f"{candidates[1].parent}; pass the grid file with --grid FILE instead."
+    )
 
 
 def load_grid(grid: str | Path | None = None, *, preset: str | None = None) -> Grid:
