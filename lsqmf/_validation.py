@@ -145,7 +145,7 @@ def check_random_state(random_state: Any, name: str = "random_state") -> np.rand
     ):
         if random_state is not None and int(random_state) < 0:
             raise ValueError(f"`{name}` must be a non-negative int seed; got {random_state}.")
-        return np.random.default_rng(random_state)
+        return np.random.default_rng(None if random_state is None else int(random_state))
     if isinstance(random_state, np.random.Generator):
         return random_state
     raise TypeError(

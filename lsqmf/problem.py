@@ -239,8 +239,9 @@ class Problem:
         per_row = 2 * k + (2 if self.biases else 0)
         n_idx = N * per_row + (self.n_params if self.has_reg else 0)
         itype = np.int32 if max(n_idx, self.n_params) < np.iinfo(np.int32).max else np.int64
-        ar = np.arange(k, dtype=itype)
-        r_idx, c_idx = rows.astype(itype)[:, None], cols.astype(itype)[:, None]
+        ar: np.ndarray = np.arange(k, dtype=itype)
+        r_idx: np.ndarray = rows.astype(itype)[:, None]
+        c_idx: np.ndarray = cols.astype(itype)[:, None]
         blocks = [r_idx * k + ar, n * k + ar * m + c_idx]
         if self.biases:
             o = n * k + k * m
@@ -460,8 +461,10 @@ def build_problem(
     else:
         data_scale = sqrt_w
         if formulation == "l2":
-            reg = check_float("reg", reg, min_value=0.0)  # type: ignore[assignment]
-            reg_b = reg if reg_bias is None else check_float("reg_bias", reg_bias, min_value=0.0)
+            reg = float(check_float("reg", reg, min_value=0.0))  # type: ignore[arg-type]
+            reg_b = reg if reg_bias is None else float(
+                check_float("reg_bias", reg_bias, min_value=0.0)  # type: ignore[arg-type]
+            )
             row_c = ratings.row_counts().astype(float) if count_scaled else np.ones(n)
             col_c = ratings.col_counts().astype(float) if count_scaled else np.ones(m)
             P_scale, Q_scale = np.sqrt(reg * row_c), np.sqrt(reg * col_c)
