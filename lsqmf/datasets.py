@@ -26,6 +26,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import warnings
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -138,13 +139,16 @@ def _first_bad_line(path: Path, fmt: str, header: bool) -> ValueError:
     """Scan the file line by line and describe its first malformed line."""
     n_fields: int | None = None
     seen = False
+    n_data = 0
     for lineno, line in _lines(path):
         if header and not seen and line.strip():
             seen = True
+            n_fields = len(_split(line, fmt))  # every data line has the header's fields
             continue
         if not line.strip():
             continue
         seen = True
+        n_data += 1
         parts = _split(line, fmt)
         if n_fields is None:
             n_fields = len(parts)
@@ -171,7 +175,7 @@ def _first_bad_line(path: Path, fmt: str, header: bool) -> ValueError:
                 f"{str(path)!r}, line {lineno}: the rating must be a finite number; got "
                 f"{parts[2]!r}."
             )
-    if not seen or (header and n_fields is None):
+    if n_data == 0:
         return ValueError(f"{str(path)!r} has no rating lines: there is no rating to read.")
     return ValueError(f"{str(path)!r}: could not parse the file as MovieLens {fmt!r} ratings.")
 
@@ -190,12 +194,19 @@ def _read_frame(path: Path, fmt: str, header: bool) -> pd.DataFrame | None:
                 return None
             raw = raw.iloc[:, 0::2]
         else:
-            raw = pd.read_csv(path, sep=_SEPARATORS[fmt], header=0 if header else None,
-                              dtype=str, engine="c", compression=compression,
-                              encoding="latin-1")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            with warnings.catch_warnings():
+                # a line longer than the header: pandas would take the first field as the
+                # index and shift the others (ParserWarning with index_col=False)
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                raw = pd.read_csv(path, sep=_SEPARATORS[fmt], header=0 if header else None,
+                                  dtype=str, engine="c", compression=compression,
+                                  encoding="latin-1", index_col=False)
+    except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError,
+            UnicodeDecodeError):
         return None
     if raw.shape[1] not in (3, 4) or len(raw) == 0:
+        return None
+    if raw.isna().to_numpy().any():  # a short line (pandas pads it with NaN): diagnose it
         return None
     users, items = raw.iloc[:, 0].str.strip(), raw.iloc[:, 1].str.strip()
     ratings = pd.to_numeric(raw.iloc[:, 2], errors="coerce")

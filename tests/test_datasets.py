@@ -205,3 +205,26 @@ def test_wheel_ships_builtin_data(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("ratings.csv.gz", "movies.csv.gz", "README.txt"):
         assert f"lsqmf/data/ml-latest-small/{name}" in names
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("userId,movieId,rating,timestamp\n1,10,4.0,1\n1,20,3.5\n", 3),  # missing timestamp
+        ("userId,movieId,rating,timestamp\n1,10,4.0\n1,20,3.5\n", 2),  # every line short
+        ("userId,movieId,rating\n1,10,4.0,1\n", 2),  # more fields than the header
+    ],
+    ids=["one-short-line", "all-short", "longer-than-header"],
+)
+def test_lines_must_have_the_headers_field_count(tmp_path: Path, text: str, line: int) -> None:
+    path = tmp_path / "ratings.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"line {line}: expected \d fields"):
+        load_movielens(path)
+
+
+def test_windows_line_endings(tmp_path: Path) -> None:
+    path = tmp_path / "ratings.dat"
+    path.write_bytes(b"1::10::4.5::97\r\n1::20::3::97\r\n2::10::5::97\r\n")
+    r = load_movielens(path)
+    assert r.nnz == 3 and sorted(r.values.tolist()) == [3.0, 4.5, 5.0]
