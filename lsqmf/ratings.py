@@ -90,6 +90,8 @@ class Ratings:
     def __post_init__(self) -> None:
         rows = _as_index_array("rows", self.rows)
         cols = _as_index_array("cols", self.cols)
+        if np.iscomplexobj(self.values):
+            raise TypeError("rating values must be real numbers; got complex values.")
         try:
             values = np.asarray(self.values, dtype=np.float64)
         except (TypeError, ValueError) as err:
@@ -216,6 +218,8 @@ class Ratings:
         weights : array_like, shape (n_rows, n_cols), optional
             Weight of each entry; read only at observed entries.
         """
+        if np.iscomplexobj(array):
+            raise TypeError("`R` must hold real numbers; got a complex array.")
         try:
             arr = np.asarray(array, dtype=np.float64)
         except (TypeError, ValueError) as err:
@@ -269,6 +273,8 @@ class Ratings:
             raise TypeError(f"`R` must be a scipy.sparse matrix; got {describe(matrix)}.")
         if matrix.ndim != 2:
             raise ValueError(f"`R` must be 2-dimensional; got shape {matrix.shape}.")
+        if np.iscomplexobj(matrix.data):
+            raise TypeError("`R` must hold real numbers; got a complex sparse matrix.")
         coo = matrix.tocoo()
         w = None
         if weights is not None:

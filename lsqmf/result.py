@@ -105,7 +105,7 @@ class History:
         return pd.DataFrame({"step": self.step, "cost": self.cost, "time": self.time})
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class FitResult:
     """A fitted low-rank model and the record of how it was fitted.
 
@@ -265,6 +265,14 @@ class FitResult:
             lo, hi = clip
             pred = np.clip(pred, lo, hi)
         return pred, n_cold
+
+    def __repr__(self) -> str:
+        n, m = self.shape
+        return (
+            f"FitResult(solver={self.solver!r}, shape=({n}, {m}), rank={self.rank}, "
+            f"biases={self.has_biases}, success={self.success}, status={self.status}, "
+            f"cost={self.cost:.6g}, nfev={self.nfev})"
+        )
 
     def summary(self) -> str:
         """A few lines describing the fit."""

@@ -111,6 +111,9 @@ def test_weights_dense_aligned() -> None:
                      id="missing-with-sparse"),
         pytest.param("ratings.csv", {}, TypeError, "must be a dense array", id="str"),
         pytest.param(None, {}, TypeError, "must be a dense array", id="none"),
+        pytest.param(np.array([[1 + 1j, 2.0]]), {}, TypeError, "complex", id="complex-dense"),
+        pytest.param(sp.csr_array(np.array([[1 + 1j, 0]])), {}, TypeError, "complex",
+                     id="complex-sparse"),
     ],
 )
 def test_bad_input_is_a_clear_error(R, kwargs, error, match) -> None:

@@ -266,6 +266,8 @@ def test_result_is_frozen_and_complete(seed_problem) -> None:
     assert fit.history.cost.min() == pytest.approx(fit.cost)
     assert fit.wall_time > 0 and fit.solver == "lsq"
     assert "solver: lsq" in fit.summary()
+    assert repr(fit).startswith("FitResult(solver='lsq', shape=(5, 4), rank=2")
+    assert len(repr(fit)) < 200
 
 
 # --------------------------------------------------------------------------- early stops
