@@ -292,7 +292,8 @@ def top_n(
     Returns
     -------
     cols, scores : ndarray
-        Column indices and predicted scores, best first. Costs O(n_cols * rank).
+        Column indices and predicted scores, best first. Costs O(n_cols * rank). Columns that
+        had no training rating (their factors were never fitted) are not recommended.
     """
     n = check_int("n", n, min_value=1)
     n_rows, n_cols = model.shape
@@ -300,7 +301,7 @@ def top_n(
     scores = model.P[row] @ model.Q + model.mu
     if model.row_bias is not None and model.col_bias is not None:
         scores = scores + model.row_bias[row] + model.col_bias
-    allowed = np.ones(n_cols, dtype=bool)
+    allowed = np.ones(n_cols, dtype=bool) if model.col_counts is None else model.col_counts > 0
     if exclude is not None:
         ex = np.asarray(exclude, dtype=np.int64)
         allowed[ex[(ex >= 0) & (ex < n_cols)]] = False

@@ -209,3 +209,13 @@ def test_top_n_excludes_and_orders() -> None:
     assert list(cols) == [3, 0, 2, 1]
     with pytest.raises(ValueError, match="`row` must be an int <= 1; got 5"):
         top_n(model, 5)
+
+
+def test_top_n_skips_items_never_fitted() -> None:
+    from lsqmf import FitResult
+
+    model = FitResult(P=np.array([[1.0]]), Q=np.array([[3.0, 1.0, 9.0, 5.0]]),
+                      row_counts=np.array([3]), col_counts=np.array([1, 1, 0, 1]))
+    cols, scores = top_n(model, 0, 3)
+    assert cols.tolist() == [3, 0, 1]  # item 2 scores highest but has no training rating
+    np.testing.assert_array_equal(scores, [5.0, 3.0, 1.0])

@@ -286,6 +286,8 @@ def run_recommend(args: argparse.Namespace) -> int:
         movies = load_builtin_movies()
     if movies is not None:
         titles = dict(zip(movies["item"].tolist(), movies["title"].tolist(), strict=True))
+    if "rating_scale" in meta:  # ranked by the model's score, shown on the rating scale
+        scores = np.clip(scores, *meta["rating_scale"])
     print(f"top {len(cols)} for user {user} ({len(exclude)} rated items excluded):")
     for rank, (c, s) in enumerate(zip(cols, scores, strict=True), start=1):
         item = model.col_ids[c].item() if hasattr(model.col_ids[c], "item") else model.col_ids[c]
