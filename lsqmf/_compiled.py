@@ -26,6 +26,10 @@ Kernels
     solver). Call it through :func:`sgd_epoch`, which documents the update, accepts None for
     absent weights and biases and scalars for uniform regularization, and does O(1) shape
     checks.
+``als_rows``
+    One exact ALS half-step: for every row of the solving side, accumulate its ridge normal
+    equations and solve them by Cholesky, rows in parallel (``numba.prange``; compiled with
+    ``parallel=True``). Used by :mod:`lsqmf.solvers.als` when numba is importable.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ from typing import Any
 import numpy as np
 
 __all__ = ["KERNELS", "get_kernel", "require_numba", "sgd_epoch"]
+
+#: ``range`` in plain Python; :func:`get_kernel` rebinds it to ``numba.prange`` before
+#: compiling a kernel listed in :data:`_PARALLEL` (which is how numba finds the parallel loop).
+_prange: Any = range
 
 _INSTALL_HINT = (
     "lsqmf's compiled kernels need numba, which is not installed; install lsqmf[fast] "
@@ -360,6 +368,130 @@ def _per_index(name: str, value: Any, n: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
+# als_rows
+
+#: A Cholesky pivot at most this fraction of its diagonal entry marks the row's system as
+#: numerically singular; the caller then solves that row with its dense fallback.
+_CHOL_RTOL = 1e-13
+
+
+def _als_rows(
+    indptr: np.ndarray,
+    other: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    F: np.ndarray,
+    reg_factor: np.ndarray,
+    reg_bias: np.ndarray,
+    with_bias: bool,
+    out: np.ndarray,
+    failed: np.ndarray,
+) -> int:
+    r"""Exact ridge solve of every row of one ALS side; returns the number of failed rows.
+
+    For row ``r`` with entries ``t`` in ``indptr[r]:indptr[r+1]`` and features
+    :math:`a_t = [F_{j}; 1]` (``j = other[t]``; the constant 1 only when ``with_bias``),
+    solves :math:`(\Lambda_r + \sum_t w_t a_t a_t^\top) z = \sum_t w_t y_t a_t` with
+    :math:`\Lambda_r = \mathrm{diag}(\mathrm{reg\_factor}_r, \dots,
+    \mathrm{reg\_bias}_r)` by an in-place Cholesky factorization, and writes ``z`` to
+    ``out[r]``. Rows without entries get 0. A row whose factorization meets a pivot that is
+    not above ``_CHOL_RTOL`` times its diagonal entry (singular or not finite: possible only
+    with zero regularization or non-finite data) gets ``failed[r] = True`` and ``out[r] = 0``;
+    the caller solves it another way.
+
+    Parameters
+    ----------
+    indptr : ndarray of int64, shape (n_own + 1,)
+        Row ``r``'s entries are ``indptr[r]:indptr[r+1]`` (entries sorted by row).
+    other : ndarray of int64, shape (nnz,)
+        Row of ``F`` (index on the fixed side) of each entry.
+    y : ndarray of float64, shape (nnz,)
+        Target of each entry (the value minus any fixed offset).
+    weights : ndarray of float64, shape (nnz,)
+    F : ndarray of float64, shape (n_other, k)
+        Factors of the fixed side (without the constant column).
+    reg_factor, reg_bias : ndarray of float64, shape (n_own,)
+        Diagonal of :math:`\Lambda_r` (``reg_bias`` used only with ``with_bias``).
+    with_bias : bool
+    out : ndarray of float64, shape (n_own, k [+1])
+        Written in place.
+    failed : ndarray of bool, shape (n_own,)
+        Written in place.
+
+    Notes
+    -----
+    Rows are independent and each is computed by one thread in a fixed order, so the result
+    does not depend on the number of threads. Time :math:`O(N k^2 + n k^3)`.
+    """
+    n_own = indptr.shape[0] - 1
+    k = F.shape[1]
+    k1 = k + 1 if with_bias else k
+    n_failed = 0
+    for r in _prange(n_own):
+        start = indptr[r]
+        end = indptr[r + 1]
+        failed[r] = False
+        for p in range(k1):
+            out[r, p] = 0.0
+        if start == end:
+            continue
+        G = np.zeros((k1, k1))
+        h = np.zeros(k1)
+        a = np.empty(k1)
+        z = np.empty(k1)
+        # lower triangle of G = sum_t w a a^T, and h = sum_t (w y) a
+        for t in range(start, end):
+            j = other[t]
+            for p in range(k):
+                a[p] = F[j, p]
+            if with_bias:
+                a[k] = 1.0
+            w = weights[t]
+            wy = w * y[t]
+            for p in range(k1):
+                h[p] += wy * a[p]
+                wa = w * a[p]
+                for q in range(p + 1):
+                    G[p, q] += wa * a[q]
+        for p in range(k):
+            G[p, p] += reg_factor[r]
+        if with_bias:
+            G[k, k] += reg_bias[r]
+        # in-place Cholesky G = L L^T (L in the lower triangle)
+        ok = True
+        for p in range(k1):
+            d = G[p, p]
+            for s in range(p):
+                d -= G[p, s] * G[p, s]
+            if not d > _CHOL_RTOL * G[p, p]:  # also catches NaN
+                ok = False
+                break
+            d = np.sqrt(d)
+            G[p, p] = d
+            for q in range(p + 1, k1):
+                v = G[q, p]
+                for s in range(p):
+                    v -= G[q, s] * G[p, s]
+                G[q, p] = v / d
+        if not ok:
+            failed[r] = True
+            n_failed += 1
+            continue
+        # L z = h, then L^T x = z
+        for p in range(k1):
+            v = h[p]
+            for s in range(p):
+                v -= G[p, s] * z[s]
+            z[p] = v / G[p, p]
+        for p in range(k1 - 1, -1, -1):
+            v = z[p]
+            for s in range(p + 1, k1):
+                v -= G[s, p] * out[r, s]
+            out[r, p] = v / G[p, p]
+    return n_failed
+
+
+# --------------------------------------------------------------------------------------------
 # lookup table and lazy compilation
 
 #: Kernel name -> (plain Python function, numba signature) that :func:`get_kernel` compiles.
@@ -376,7 +508,15 @@ KERNELS: dict[str, tuple[Callable[..., Any], str]] = {
         "float64[:, :], float64[:], float64[:], float64, float64, float64[:], float64[:], "
         "float64[:], float64[:], boolean, boolean, boolean)",
     ),
+    "als_rows": (
+        _als_rows,
+        "int64(int64[:], int64[:], float64[:], float64[:], float64[:, :], float64[:], "
+        "float64[:], boolean, float64[:, :], boolean[:])",
+    ),
 }
+
+#: Kernels compiled with ``parallel=True`` (their row loop is a ``_prange``).
+_PARALLEL = frozenset({"als_rows"})
 
 _compiled: dict[str, Callable[..., Any]] = {}
 _lock = threading.Lock()
@@ -403,6 +543,11 @@ def get_kernel(name: str) -> Callable[..., Any]:
         kernel = _compiled.get(name)
         if kernel is None:
             function, signature = KERNELS[name]
-            kernel = numba.njit(signature, cache=False, fastmath=False, nogil=True)(function)
+            parallel = name in _PARALLEL
+            if parallel:
+                globals()["_prange"] = numba.prange  # plain `range` when called from Python
+            kernel = numba.njit(
+                signature, cache=False, fastmath=False, nogil=True, parallel=parallel
+            )(function)
             _compiled[name] = kernel
     return kernel

@@ -126,6 +126,7 @@ def test_seeded_runs_are_reproducible(name: str) -> None:
 
 def test_als_block_sizes_do_not_change_result(monkeypatch: pytest.MonkeyPatch) -> None:
     als_module = importlib.import_module("lsqmf.solvers.als")
+    monkeypatch.setattr(als_module, "_use_compiled", False)  # the blocked numpy path
 
     R = _low_rank(30, 25, 3)
     R[np.random.default_rng(0).random(R.shape) < 0.5] = np.nan

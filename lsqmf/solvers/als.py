@@ -27,6 +27,15 @@ product :math:`G = W O` (``W`` the weights at the observed entries, ``O`` the ou
 :math:`h = W_y F`, and the ``(n, k+1, k+1)`` stack is solved with one batched
 ``np.linalg.solve``. Blocks are sized so that no temporary exceeds a few million floats.
 Time per sweep is :math:`O(N k^2 + (n + m) k^3)`.
+
+Compiled half-step
+------------------
+When numba is importable (``pip install 'lsqmf[fast]'``), each half-step instead runs the
+kernel ``als_rows`` of :mod:`lsqmf._compiled`: rows in parallel, each accumulating its own
+:math:`G_u + \Lambda_u` and :math:`h_u` and solving by Cholesky -- the same normal equations,
+so the same minimizer up to rounding, without the :math:`(n, (k+1)^2)` temporaries. A row
+whose Cholesky factorization breaks down (singular: only with ``reg = 0``) is solved by the
+numpy path above, with its semantics. Without numba the numpy path is used throughout.
 """
 
 from __future__ import annotations
@@ -44,6 +53,34 @@ __all__ = ["als"]
 
 #: Largest temporary (in float64 elements, 64 MiB) built while forming Gram matrices.
 _BLOCK_ELEMENTS = 8_388_608
+
+#: Use the compiled half-step: None decides on first use (True iff numba imports), after
+#: which it holds the decision; tests set it to compare the two paths. Private.
+_use_compiled: bool | None = None
+
+
+def _compiled_kernel() -> Callable[..., Any] | None:
+    """The compiled ``als_rows`` kernel, or None when the numpy path is to be used.
+
+    Raises
+    ------
+    ImportError
+        If ``_use_compiled`` is True and numba is not installed.
+    """
+    global _use_compiled
+    if _use_compiled is False:
+        return None
+    from .._compiled import get_kernel
+
+    try:
+        kernel = get_kernel("als_rows")
+    except ImportError:
+        if _use_compiled:
+            raise
+        _use_compiled = False
+        return None
+    _use_compiled = True
+    return kernel
 
 
 class SideSolver:
@@ -90,6 +127,13 @@ class SideSolver:
         self.W = sp.csr_matrix((self.weights, self.other, self.indptr), shape=(n_own, n_other))
         self.reg_factor = reg_factor
         self.reg_bias = reg_bias
+        self._kernel = _compiled_kernel()
+        if self._kernel is not None:
+            self._indptr64 = np.ascontiguousarray(self.indptr, dtype=np.int64)
+            self._other64 = np.ascontiguousarray(self.other, dtype=np.int64)
+            self._weights64 = np.ascontiguousarray(self.weights, dtype=np.float64)
+            self._reg_factor64 = np.ascontiguousarray(reg_factor, dtype=np.float64)
+            self._reg_bias64 = np.ascontiguousarray(reg_bias, dtype=np.float64)
 
     def solve(
         self, features: np.ndarray, offset: np.ndarray | None, with_bias: bool
@@ -102,7 +146,28 @@ class SideSolver:
             Factors of the fixed side (a constant-1 column is appended when ``with_bias``).
         offset : ndarray, shape (n_other,) or None
             Subtracted from the values: :math:`\\mu + c_i` for the user side (None: 0).
+        with_bias : bool
+            Append the constant-1 coordinate (solve for the bias too).
         """
+        if self._kernel is None:
+            return self.solve_numpy(features, offset, with_bias)
+        y = self.values if offset is None else self.values - offset[self.other]
+        k1 = features.shape[1] + (1 if with_bias else 0)
+        out = np.empty((self.n_own, k1))
+        failed = np.empty(self.n_own, dtype=bool)
+        n_failed = self._kernel(
+            self._indptr64, self._other64, np.ascontiguousarray(y, dtype=np.float64),
+            self._weights64, np.ascontiguousarray(features, dtype=np.float64),
+            self._reg_factor64, self._reg_bias64, bool(with_bias), out, failed,
+        )
+        if n_failed:  # singular rows (reg = 0): the numpy path's answer for them
+            out[failed] = self.solve_numpy(features, offset, with_bias)[failed]
+        return out
+
+    def solve_numpy(
+        self, features: np.ndarray, offset: np.ndarray | None, with_bias: bool
+    ) -> np.ndarray:
+        """:meth:`solve` by sparse products and a batched ``np.linalg.solve`` (no numba)."""
         n_other, k = features.shape
         F = np.hstack([features, np.ones((n_other, 1))]) if with_bias else features
         F = np.ascontiguousarray(F)
