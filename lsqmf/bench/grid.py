@@ -59,8 +59,9 @@ Problem generators (``problems``) and their ``[problem]`` keys
 ``default_rng([random_state, repeat, index])``: ``n`` (list of int), ``m_factor`` (float,
 default 0.8), ``rank`` (int, default 10), ``density`` (list of float in (0, 1]: fraction
 observed), ``noise`` (float >= 0, default 0.1: std of Gaussian noise added to ``P @ Q``),
-``random_state`` (int, default 0). Hidden factors are ``rng.random`` scaled by
-``1/sqrt(rank)``; observed positions are uniform without replacement. Solved as
+``random_state`` (int, default 0). Drawn by :func:`lsqmf.datasets.make_low_rank` (standard
+normal hidden factors scaled by ``1/sqrt(rank)``, observed positions uniform without
+replacement, no n x m array). Solved as
 ``solver(ratings, rank, **params)``. Cell columns: ``n, m, k, density``.
 
 ``"movielens"`` -- cross-validation on a built-in dataset: ``dataset`` (str, default
@@ -390,21 +391,15 @@ class _LazySynthetic:
         self.p, self.repeat, self.index, self.key = dict(p), repeat, index, dict(key)
 
     def build(self) -> ProblemData:
-        from ..ratings import Ratings
+        from ..datasets import make_low_rank
 
         p, key = self.p, self.key
         rng = np.random.default_rng([p["random_state"], self.repeat, self.index])
-        n, m, k = key["n"], key["m"], key["k"]
-        nnz = max(1, round(key["density"] * n * m))
-        P = rng.random((n, k)) / np.sqrt(k)
-        Q = rng.random((k, m)) / np.sqrt(k)
-        flat = rng.choice(n * m, size=nnz, replace=False)
-        rows, cols = np.divmod(flat, m)
-        values = np.einsum("ij,ji->i", P[rows], Q[:, cols])
-        if p["noise"] > 0:
-            values = values + p["noise"] * rng.standard_normal(nnz)
-        ratings = Ratings.from_triplets(rows, cols, values, shape=(n, m))
-        return ProblemData(args=(ratings, k), stats={"nnz": nnz})
+        ratings, _ = make_low_rank(
+            key["n"], key["m"], key["k"], density=key["density"], noise=p["noise"],
+            random_state=rng, cover=False,
+        )
+        return ProblemData(args=(ratings, key["k"]), stats={"nnz": ratings.nnz})
 
 
 # ---------------------------------------------------------------------------- parsing

@@ -94,6 +94,7 @@ def register(subparsers: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from .. import ConvergenceWarning, solve
+    from ..evaluation import rmse
 
     ratings = read_ratings_file(args.file, missing=args.missing)
     with warnings.catch_warnings(record=True) as caught:
@@ -105,8 +106,7 @@ def _run(args: argparse.Namespace) -> int:
             jac=args.jac, ftol=args.ftol, max_nfev=args.max_nfev, max_time=args.max_time,
             random_state=args.seed, check_jacobian=args.check_jacobian,
         )
-    residual = fit.predict(ratings.rows, ratings.cols) - ratings.values
-    train_rmse = float((residual @ residual / len(residual)) ** 0.5)
+    train_rmse = rmse(ratings.values, fit.predict(ratings.rows, ratings.cols))
     if args.json:
         out = {
             "file": args.file, "n_rows": fit.shape[0], "n_cols": fit.shape[1],
