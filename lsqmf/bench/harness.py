@@ -302,65 +302,23 @@ def aggregate(raw: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame
 
 # ---------------------------------------------------------------------------- run header
 def blas_info() -> dict[str, Any]:
-    """BLAS/LAPACK libraries and their thread counts.
+    """BLAS/LAPACK libraries and their thread counts (from ``threadpoolctl``).
 
-    Uses ``threadpoolctl`` when installed; otherwise ``numpy.show_config`` for the library and,
-    on Linux, asks the loaded OpenBLAS libraries for their thread count through ``ctypes``.
     ``max_threads`` is the largest count found (None when unknown).
     """
     import scipy.linalg  # noqa: F401  (load scipy's BLAS too)
+    from threadpoolctl import threadpool_info
 
-    libs: list[dict[str, Any]] = []
-    source = "threadpoolctl"
-    try:
-        from threadpoolctl import threadpool_info
-
-        for info in threadpool_info():
-            libs.append({k: info.get(k) for k in
-                         ("user_api", "internal_api", "version", "num_threads", "filepath")})
-    except ImportError:
-        source = "numpy.show_config"
-        try:
-            config: dict[str, Any] = np.show_config(  # type: ignore[func-returns-value,index,assignment]
-                mode="dicts"
-            )["Build Dependencies"]
-            for api in ("blas", "lapack"):
-                entry = config.get(api, {})
-                libs.append({"user_api": api, "name": entry.get("name"),
-                             "version": entry.get("version"), "num_threads": None})
-        except Exception as err:  # older numpy: no dict mode
-            logger.info("numpy.show_config(mode='dicts') failed: %s", err)
-        libs += _openblas_threads()
+    libs = [
+        {k: info.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
+                                  "filepath")}
+        for info in threadpool_info()
+    ]
     env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                       "MKL_NUM_THREADS", "BLIS_NUM_THREADS") if k in os.environ}
     counts = [lib["num_threads"] for lib in libs if lib.get("num_threads")]
-    return {"source": source, "libraries": libs, "env": env,
+    return {"source": "threadpoolctl", "libraries": libs, "env": env,
             "max_threads": max(counts) if counts else None}
-
-
-def _openblas_threads() -> list[dict[str, Any]]:
-    import ctypes
-
-    maps = Path("/proc/self/maps")
-    if not maps.exists():
-        return []
-    paths = sorted({line.split()[-1] for line in maps.read_text().splitlines()
-                    if "openblas" in line.lower() and ".so" in line})
-    out = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for sym in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                    "scipy_openblas_get_num_threads", "openblas_get_num_threads"):
-            fn = getattr(lib, sym, None)
-            if fn is not None:
-                fn.restype = ctypes.c_int
-                out.append({"user_api": "blas", "internal_api": "openblas",
-                            "num_threads": int(fn()), "filepath": path})
-                break
-    return out
 
 
 def _versions() -> dict[str, str]:
