@@ -123,7 +123,7 @@ def test_clip() -> None:
 
 def test_fit_and_score(ratings: Ratings) -> None:
     train, test = kfold(ratings, 4, random_state=0)[0]
-    out = fit_and_score("als", train, test, rank=2, reg=0.1, **FAST)
+    out = fit_and_score("als", train, test, rank=2, reg=0.1, random_state=0, **FAST)
     for key in ("rmse", "mae", "fit_s", "n_cold_start", "n_test", "status", "train_rmse"):
         assert key in out
     assert out["solver"] == "als" and out["rank"] == 2 and out["reg"] == 0.1
@@ -195,7 +195,7 @@ def test_fit_and_score_matches_separate_files_by_id() -> None:
                                              "rating": [4.0, 2.0, 3.0, 1.0]}))
     test = Ratings.from_frame(pd.DataFrame({"user": [2, 9], "item": [6, 5],
                                             "rating": [2.0, 3.0]}))
-    out = fit_and_score("als", train, test, rank=1, max_iter=3)
+    out = fit_and_score("als", train, test, rank=1, max_iter=3, random_state=0)
     assert out["n_cold_start"] == 1 and out["n_test"] == 2
 
 
