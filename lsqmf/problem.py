@@ -74,6 +74,7 @@ Nothing here allocates an ``n x m`` array except :func:`kron_jacobian`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -300,8 +301,81 @@ class Problem:
         object.__setattr__(self, "_incidence_cache", (A_row, A_col))
         return A_row, A_col
 
+    def _kernel_index(self) -> tuple[np.ndarray, ...]:
+        """Index arrays of the compiled products (cached): rows, cols, row and column pointers,
+        the entries in column order and their rows, and the data scales, as C-contiguous
+        int64/float64 arrays."""
+        cached = self.__dict__.get("_kernel_index_cache")
+        if cached is not None:
+            return cached
+        # writable copies: numba types read-only arrays apart from the kernels' signatures
+        rows = np.array(self.ratings.rows, dtype=np.int64)
+        cols = np.array(self.ratings.cols, dtype=np.int64)
+        # Ratings are sorted by row, so a row's entries are contiguous.
+        row_ptr = np.searchsorted(rows, np.arange(self.n_rows + 1)).astype(np.int64)
+        col_order = np.argsort(cols, kind="stable").astype(np.int64)
+        col_ptr = np.searchsorted(cols[col_order], np.arange(self.n_cols + 1)).astype(np.int64)
+        col_rows = rows[col_order]
+        d = np.array(self.data_scale, dtype=np.float64)
+        cached = (rows, cols, row_ptr, col_ptr, col_order, col_rows, d)
+        object.__setattr__(self, "_kernel_index_cache", cached)
+        return cached
+
     def operator(self, x: np.ndarray) -> LinearOperator:
-        """Matrix-free Jacobian at ``x``: a ``LinearOperator`` with O(nnz*rank) products."""
+        """Matrix-free Jacobian at ``x``: a ``LinearOperator`` with O(nnz*rank) products.
+
+        When numba is importable the products run in the compiled kernels ``jac_matvec`` and
+        ``jac_rmatvec`` of :mod:`lsqmf._compiled` (no per-entry temporaries; entries, rows and
+        columns in parallel); otherwise in numpy. Both compute the same sums, so they agree to
+        rounding.
+        """
+        kernels = _compiled_kernels()
+        if kernels is None:
+            return self._numpy_operator(x)
+        matvec_kernel, rmatvec_kernel = kernels
+        P, Q, _, _ = self.unpack(np.asarray(x, dtype=np.float64))
+        P = np.ascontiguousarray(P)
+        Qt = np.ascontiguousarray(Q.T)
+        n, m, k = self.n_rows, self.n_cols, self.rank
+        rows, cols, row_ptr, col_ptr, col_order, col_rows, d = self._kernel_index()
+        N = self.ratings.nnz
+        reg_diag = self._reg_diagonal() if self.has_reg else None
+        o = n * k + k * m
+        biases = self.biases
+        n_res, n_par = self.n_residuals, self.n_params
+        empty = np.empty(0)
+
+        def matvec(v: np.ndarray) -> np.ndarray:
+            v = np.ascontiguousarray(np.ravel(v), dtype=np.float64)
+            vP = v[: n * k].reshape(n, k)
+            vQt = np.ascontiguousarray(v[n * k : o].reshape(k, m).T)
+            vb, vc = (v[o : o + n], v[o + n :]) if biases else (empty, empty)
+            out = np.empty(n_res)
+            matvec_kernel(rows, cols, d, P, Qt, vP, vQt, vb, vc, biases, out[:N])
+            if reg_diag is not None:
+                np.multiply(reg_diag, v, out=out[N:])
+            return out
+
+        def rmatvec(y: np.ndarray) -> np.ndarray:
+            y = np.ravel(y)
+            dy = np.multiply(d, y[:N], dtype=np.float64)
+            g = np.empty(n_par)
+            gP = g[: n * k].reshape(n, k)
+            gQt = np.empty((m, k))
+            gb, gc = (g[o : o + n], g[o + n :]) if biases else (empty, empty)
+            rmatvec_kernel(
+                row_ptr, cols, col_ptr, col_order, col_rows, dy, P, Qt, biases, gP, gQt, gb, gc
+            )
+            g[n * k : o] = gQt.T.ravel()
+            if reg_diag is not None:
+                g += reg_diag * y[N:]
+            return g
+
+        return _operator(n_res, n_par, matvec, rmatvec)
+
+    def _numpy_operator(self, x: np.ndarray) -> LinearOperator:
+        """:meth:`operator` in numpy: gathers the factor rows of every entry once, then sums
+        with sparse 0/1 incidence matrices (the path without numba, and its oracle)."""
         P, Q, _, _ = self.unpack(np.array(x, dtype=np.float64))
         n, m, k = self.n_rows, self.n_cols, self.rank
         rows, cols = self.ratings.rows, self.ratings.cols
@@ -340,16 +414,7 @@ class Problem:
                 g += reg_diag * y[N:]
             return g
 
-        def matmat(V: np.ndarray) -> np.ndarray:
-            return np.column_stack([matvec(V[:, j]) for j in range(V.shape[1])])
-
-        def rmatmat(Y: np.ndarray) -> np.ndarray:
-            return np.column_stack([rmatvec(Y[:, j]) for j in range(Y.shape[1])])
-
-        return LinearOperator(
-            (n_res, n_par), matvec=matvec, rmatvec=rmatvec, matmat=matmat, rmatmat=rmatmat,
-            dtype=np.float64,
-        )
+        return _operator(n_res, n_par, matvec, rmatvec)
 
     def column_norms(self, x: np.ndarray) -> np.ndarray:
         """Euclidean norm of each Jacobian column at ``x`` in O(nnz*rank), without forming J.
@@ -370,6 +435,56 @@ class Problem:
         if self.has_reg:
             sq += self._reg_diagonal() ** 2
         return np.sqrt(sq)
+
+
+#: Use the compiled Jacobian products: None decides on first use (True iff numba imports),
+#: after which it holds the decision; tests set it to compare the two paths. Private.
+_use_compiled: bool | None = None
+
+
+def _compiled_kernels() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """The compiled ``(jac_matvec, jac_rmatvec)`` kernels, or None for the numpy path.
+
+    Raises
+    ------
+    ImportError
+        If ``_use_compiled`` is True and numba is not installed.
+    """
+    global _use_compiled
+    if _use_compiled is False:
+        return None
+    from ._compiled import get_kernel
+
+    try:
+        kernels = (get_kernel("jac_matvec"), get_kernel("jac_rmatvec"))
+    except ImportError:
+        if _use_compiled:
+            raise
+        _use_compiled = False
+        return None
+    _use_compiled = True
+    return kernels
+
+
+def _operator(
+    n_res: int,
+    n_par: int,
+    matvec: Callable[[np.ndarray], np.ndarray],
+    rmatvec: Callable[[np.ndarray], np.ndarray],
+) -> LinearOperator:
+    """A float64 ``LinearOperator`` whose block products apply ``matvec``/``rmatvec`` per
+    column."""
+
+    def matmat(V: np.ndarray) -> np.ndarray:
+        return np.column_stack([matvec(V[:, j]) for j in range(V.shape[1])])
+
+    def rmatmat(Y: np.ndarray) -> np.ndarray:
+        return np.column_stack([rmatvec(Y[:, j]) for j in range(Y.shape[1])])
+
+    return LinearOperator(
+        (n_res, n_par), matvec=matvec, rmatvec=rmatvec, matmat=matmat, rmatmat=rmatmat,
+        dtype=np.float64,
+    )
 
 
 def kron_jacobian(problem: Problem, x: np.ndarray) -> sp.csr_matrix:
