@@ -333,8 +333,7 @@ class Problem:
         if kernels is None:
             return self._numpy_operator(x)
         matvec_kernel, rmatvec_kernel = kernels
-        P, Q, _, _ = self.unpack(np.asarray(x, dtype=np.float64))
-        P = np.ascontiguousarray(P)
+        P, Q, _, _ = self.unpack(np.array(x, dtype=np.float64))  # a copy: J stays at this x
         Qt = np.ascontiguousarray(Q.T)
         n, m, k = self.n_rows, self.n_cols, self.rank
         rows, cols, row_ptr, col_ptr, col_order, col_rows, d = self._kernel_index()
