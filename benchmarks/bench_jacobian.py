@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_jacobian.py            # writes reports/jacobian/
     python benchmarks/bench_jacobian.py --quick    # smaller sizes, for a smoke run
+    python benchmarks/bench_jacobian.py --report-only   # README.md from the saved results
 
 Each case runs in a fresh subprocess (so that peak RSS belongs to that case):
 
@@ -280,7 +281,7 @@ def write_report(rows: list[dict], head: dict, out: Path) -> str:
         k = g[g.jac == "kron"].iloc[0]
         f = g[g.jac == "sparse"].iloc[0]
         lines.append(
-            f"| {n} | {f.nnz} | {f.jac_nnz} | {k.seconds:.4f} | {f.seconds:.4f} | "
+            f"| {n} | {f.nnz} | {int(f.jac_nnz)} | {k.seconds:.4f} | {f.seconds:.4f} | "
             f"**{k.seconds / f.seconds:.0f}x** | {k.tracemalloc_peak_mb:.1f} | "
             f"{f.tracemalloc_peak_mb:.1f} |"
         )
@@ -335,9 +336,18 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--blas-threads", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "reports" / "jacobian"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite README.md from the results.csv and run.json in --out")
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))))
+        return 0
+    if args.report_only:
+        import pandas as pd
+
+        out = Path(args.out)
+        saved = pd.read_csv(out / "results.csv").to_dict("records")
+        print(write_report(saved, json.loads((out / "run.json").read_text()), out))
         return 0
 
     out = Path(args.out)
