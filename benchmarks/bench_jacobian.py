@@ -102,6 +102,8 @@ def run_case(spec: dict) -> dict:
             build()
             out["tracemalloc_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
+        elif spec["kind"] == "products":
+            out.update(_time_products(ratings, spec, P0, Q0, out))
         else:
             if spec["jac"] == "operator":
                 out["compiled"] = _warm_up(out)
@@ -138,6 +140,37 @@ def run_case(spec: dict) -> dict:
                     tracemalloc.stop()
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
+
+
+def _time_products(ratings, spec: dict, P0: np.ndarray, Q0: np.ndarray, out: dict) -> dict:
+    """Best-of time of one product J v and one J^T y: CSR Jacobian vs matrix-free operator."""
+    from lsqmf.problem import build_problem
+
+    out["compiled"] = _warm_up(out)
+    problem = build_problem(ratings, spec["rank"], P_prior=P0, Q_prior=Q0)
+    x = problem.pack(P0, Q0)
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal(problem.n_params)
+    y = rng.standard_normal(problem.n_residuals)
+    J = problem.jacobian(x)
+    op = problem.operator(x)
+
+    def best(f) -> float:
+        f()
+        times = []
+        for _ in range(spec["repeats"]):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    return {
+        "csr_matvec_ms": 1e3 * best(lambda: J @ v),
+        "csr_rmatvec_ms": 1e3 * best(lambda: J.T @ y),
+        "operator_matvec_ms": 1e3 * best(lambda: op.matvec(v)),
+        "operator_rmatvec_ms": 1e3 * best(lambda: op.rmatvec(y)),
+        "jac_nnz": int(J.nnz),
+    }
 
 
 def _warm_up(out: dict) -> bool:
@@ -285,6 +318,21 @@ def write_report(rows: list[dict], head: dict, out: Path) -> str:
             f"**{k.seconds / f.seconds:.0f}x** | {k.tracemalloc_peak_mb:.1f} | "
             f"{f.tracemalloc_peak_mb:.1f} |"
         )
+    products = df[df.kind == "products"]
+    if len(products):
+        r = products.iloc[0]
+        op_name = "compiled operator" if r.get("compiled") else "numpy operator"
+        lines += [
+            "",
+            f"## One product with J at n = {int(r.n)} ({int(r.jac_nnz):,} nonzeros), best of "
+            f"{int(r.repeats)}",
+            "",
+            f"| product | CSR ms | {op_name} ms | CSR / operator |",
+            "|---|---|---|---|",
+        ]
+        for name, key in (("J v", "matvec"), ("J^T y", "rmatvec")):
+            c, o = r[f"csr_{key}_ms"], r[f"operator_{key}_ms"]
+            lines.append(f"| {name} | {c:.2f} | {o:.2f} | **{c / o:.1f}x** |")
     large = df[df.kind == "large"]
     if len(large):
         r = large.iloc[0]
@@ -387,6 +435,7 @@ def main() -> int:
                 if ref is not None:
                     diff = answers[r["jac"], r["scaling"]] - ref
                     r["answer_diff"] = float(np.max(np.abs(diff)))
+    rows.append(spawn({**base, "jac": "operator", "kind": "products", "repeats": 50}))
     if args.quick:
         large = dict(n=2000, m=1500, rank=10, density=0.02, max_nfev=5, lsmr_maxiter=50)
     else:
