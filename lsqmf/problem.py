@@ -67,7 +67,20 @@ builds this CSR matrix straight from the observed indices in :math:`O(Nk)` time 
 index arrays are fixed at construction and only its values depend on ``x``.
 :func:`kron_jacobian` is the literal Kronecker-product construction (an oracle for small sizes:
 it forms :math:`nm` rows), and :meth:`Problem.operator` is the matrix-free
-``LinearOperator`` with :math:`Jv` and :math:`J^\top y` in :math:`O(Nk)`.
+``LinearOperator`` with :math:`Jv` and :math:`J^\top y` in :math:`O(Nk)`:
+
+.. math::
+
+    (Jv)_t = d_t\,(\delta p_{u_t}^\top q_{i_t} + p_{u_t}^\top \delta q_{i_t}
+              [+ \delta b_{u_t} + \delta c_{i_t}]),\qquad
+    (J^\top y)_{p_u} = \sum_{t: u_t = u} d_t y_t\, q_{i_t},\quad
+    (J^\top y)_{q_i} = \sum_{t: i_t = i} d_t y_t\, p_{u_t}
+
+(plus the diagonal regularization block). With numba these sums run in compiled kernels that
+read the factors in place, in parallel over entries (:math:`Jv`) or over rows and columns
+(:math:`J^\top y`, each output row summed by one thread in a fixed order). That is several
+times cheaper than a product with the stored CSR matrix, whose :math:`2k` values and column
+indices per entry must be streamed from memory.
 
 Nothing here allocates an ``n x m`` array except :func:`kron_jacobian`.
 """
