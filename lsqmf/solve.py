@@ -15,9 +15,16 @@ Jacobian kinds (``jac=``)
     With numba installed (``pip install 'lsqmf[fast]'``) its products run in compiled kernels,
     several times faster than a product with the CSR Jacobian, which makes it the fastest
     choice for ``lsmr`` on large problems (the kernels compile once per process, in about 2
-    s). scipy refuses ``x_scale='jac'`` with an operator, so lsqmf passes the inverse column
-    norms at the start (what ``'jac'`` computes there) as ``x_scale``; ``'jac'`` would update
-    them at every iteration, so the iterates differ slightly from ``jac='sparse'``.
+    s). scipy refuses ``x_scale='jac'`` with an operator (``'jac'`` rescales the variables by
+    the running maximum of the Jacobian's column norms at every iteration), so lsqmf emulates
+    it: it passes the inverse column norms at the start as a fixed ``x_scale`` and, whenever a
+    column norm at a new iterate exceeds :data:`RESCALE_FACTOR` (2) times its scale, restarts
+    ``least_squares`` from that iterate with the running maximum. Every evaluation is counted
+    and kept; a restart resets scipy's trust radius. The number of restarts is
+    ``result.options['x_scale_restarts']``. Scales fixed at a small random start can be off
+    by an order of magnitude once the factors have grown: on MovieLens latest-small (l2,
+    reg 0.1, rank 10, biases) the solve took 201 s with them and 13 s with the emulation
+    (12 restarts; ``jac='sparse'``, where scipy applies ``'jac'`` itself: 27 s).
 ``'kron'``
     The seed-style literal Kronecker construction (:func:`~lsqmf.problem.kron_jacobian`),
     O(n*m*rank): for oracles and benchmarks only.
@@ -70,6 +77,7 @@ __all__ = [
     "LOSSES",
     "MAX_DENSE_JACOBIAN_BYTES",
     "METHODS",
+    "RESCALE_FACTOR",
     "TR_SOLVERS",
     "NonFiniteResidualError",
     "solve",
@@ -118,6 +126,19 @@ class _Stop(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status
+
+
+class _Rescale(Exception):
+    """Raised inside the Jacobian wrapper when the operator path's column scaling is stale."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        super().__init__()
+        self.x = x
+
+
+#: With ``jac='operator'`` and ``x_scale='jac'``, restart ``least_squares`` with fresh column
+#: scales once a Jacobian column norm exceeds this multiple of its current scale.
+RESCALE_FACTOR = 2.0
 
 
 class _NonFinite(Exception):
@@ -187,6 +208,13 @@ def _loss_cost(loss: str | Callable, f_scale: float) -> Callable[[np.ndarray], f
         return lambda r: 0.5 * c2 * float(np.sum(np.asarray(loss(r**2 / c2))[0]))
     rho = LOSSES[loss]
     return lambda r: 0.5 * c2 * float(np.sum(rho(r**2 / c2)))
+
+
+def _column_scale(problem: Problem, x: np.ndarray) -> np.ndarray:
+    """Jacobian column norms at ``x`` with zeros replaced by 1: scipy's ``'jac'`` scale."""
+    norms = problem.column_norms(x)
+    norms[norms == 0] = 1.0
+    return norms
 
 
 def _check_tolerance(name: str, value: Any, method: str) -> float | None:
@@ -528,6 +556,8 @@ def solve(
     to_dense = method == "lm" or tr_solver == "exact"
     scipy_jac: Any
     jac_sparsity = None
+    emulate_jac_scale = False
+    scale_inv = np.ones(n_par)
     if jac_kind == "sparse":
         scipy_jac = lambda x: problem.jacobian(x)  # noqa: E731
     elif jac_kind == "dense":
@@ -540,9 +570,9 @@ def solve(
     elif jac_kind == "operator":
         scipy_jac = problem.operator
         if isinstance(x_scale_checked, str):
-            norms = problem.column_norms(x0)
-            norms[norms == 0] = 1.0
-            x_scale_checked = 1.0 / norms
+            scale_inv = _column_scale(problem, x0)
+            x_scale_checked = 1.0 / scale_inv
+            emulate_jac_scale = True
     else:
         scipy_jac = jac_kind
         if not to_dense:
@@ -551,7 +581,14 @@ def solve(
     cost_of = _loss_cost(loss, f_scale)
     recorder = _Recorder(problem, cost_of, callback, max_time)
 
+    stage = {"first_jac": True}
+
     def counted_jac(x: np.ndarray) -> Any:
+        if emulate_jac_scale and not stage["first_jac"]:
+            budget_left = max_nfev is None or max_nfev - recorder.nfev >= 2
+            if budget_left and np.any(_column_scale(problem, x) > RESCALE_FACTOR * scale_inv):
+                raise _Rescale(np.array(x, copy=True))
+        stage["first_jac"] = False
         recorder.njev += 1
         return scipy_jac(x)
 
@@ -572,25 +609,41 @@ def solve(
     stop_status: int | None = None
     nonfinite: _NonFinite | None = None
     opt = None
-    try:
-        opt = least_squares(
-            recorder.fun, x0, jac=jac_arg, bounds=(lb, ub), method=method,
-            ftol=ftol, xtol=xtol, gtol=gtol, x_scale=x_scale_checked, loss=loss,
-            f_scale=f_scale, max_nfev=max_nfev, jac_sparsity=jac_sparsity,
-            tr_solver=None if method == "lm" else tr_solver, tr_options=dict(tr_options),
-        )
-    except _Stop as stop:
-        stop_status = stop.status
-    except _NonFinite as err:
-        nonfinite = err
-    except KeyboardInterrupt:
-        stop_status = -5
-    except np.linalg.LinAlgError as err:
-        raise np.linalg.LinAlgError(
-            f"the linear algebra of method={method!r}, tr_solver={tr_solver!r} failed after "
-            f"{recorder.nfev} evaluations ({err}); try tr_solver='lsmr', a regularized "
-            "formulation, or another method."
-        ) from err
+    restarts = 0
+    x_start = x0
+    while True:
+        stage["first_jac"] = True
+        stage_nfev = None if max_nfev is None else max_nfev - recorder.nfev
+        try:
+            opt = least_squares(
+                recorder.fun, x_start, jac=jac_arg, bounds=(lb, ub), method=method,
+                ftol=ftol, xtol=xtol, gtol=gtol, x_scale=x_scale_checked, loss=loss,
+                f_scale=f_scale, max_nfev=stage_nfev, jac_sparsity=jac_sparsity,
+                tr_solver=None if method == "lm" else tr_solver, tr_options=dict(tr_options),
+            )
+        except _Rescale as rescale:
+            # x_scale='jac' emulated for the operator: continue from the accepted iterate with
+            # the running maximum of the column norms, as scipy's 'jac' keeps.
+            restarts += 1
+            scale_inv = np.maximum(scale_inv, _column_scale(problem, rescale.x))
+            x_scale_checked = 1.0 / scale_inv
+            x_start = rescale.x
+            logger.info("x_scale restart %d after %d evaluations", restarts, recorder.nfev)
+            continue
+        except _Stop as stop:
+            stop_status = stop.status
+        except _NonFinite as err:
+            nonfinite = err
+        except KeyboardInterrupt:
+            stop_status = -5
+        except np.linalg.LinAlgError as err:
+            raise np.linalg.LinAlgError(
+                f"the linear algebra of method={method!r}, tr_solver={tr_solver!r} failed "
+                f"after {recorder.nfev} evaluations ({err}); try tr_solver='lsmr', a "
+                "regularized formulation, or another method."
+            ) from err
+        break
+    options["x_scale_restarts"] = restarts
 
     wall = time.perf_counter() - t_start
     common = dict(
@@ -640,9 +693,12 @@ def solve(
         return result
 
     njev = opt.njev if opt.njev is not None else recorder.njev
+    nfev = opt.nfev
+    if restarts:  # scipy's counts cover the last stage only
+        nfev, njev = recorder.nfev, recorder.njev
     result = result_at(
         opt.x, success=bool(opt.success), status=int(opt.status), message=str(opt.message),
-        nfev=int(opt.nfev), njev=None if njev is None else int(njev), cost=float(opt.cost),
+        nfev=int(nfev), njev=None if njev is None else int(njev), cost=float(opt.cost),
         optimality=float(opt.optimality), optimize_result=opt,
     )
     if not opt.success:

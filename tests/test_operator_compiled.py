@@ -146,3 +146,45 @@ def test_missing_numba_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(problem_module, "_use_compiled", True)
     with pytest.raises(ImportError, match=r"pip install 'lsqmf\[fast\]'"):
         problem.operator(x)
+
+
+def _growing_problem():
+    """l2 without count scaling from a tiny random start: the Jacobian's column norms grow
+    several-fold as the factors grow, so scales fixed at the start go stale."""
+    rng = np.random.default_rng(6)
+    R = rng.random((60, 3)) @ rng.random((3, 50)) * 2 + 0.5
+    R[rng.random(R.shape) < 0.6] = np.nan
+    return R, dict(rank=3, formulation="l2", reg=0.05, tr_solver="lsmr", init_scale=0.01,
+                   random_state=0)
+
+
+def test_operator_emulates_jac_scaling_by_restarts() -> None:
+    R, kw = _growing_problem()
+    tight = dict(ftol=1e-12, xtol=1e-12, gtol=1e-10)
+    fit = lsqmf.solve(R, jac="operator", **kw, **tight)
+    ref = lsqmf.solve(R, jac="sparse", **kw, **tight)  # scipy's own x_scale='jac'
+    assert fit.options["x_scale_restarts"] >= 1
+    assert ref.options["x_scale_restarts"] == 0
+    assert fit.success
+    np.testing.assert_allclose(fit.cost, ref.cost, rtol=1e-8)
+    np.testing.assert_allclose(fit.P @ fit.Q, ref.P @ ref.Q, atol=1e-5)
+    # every evaluation of every stage is counted and recorded, in order
+    assert fit.nfev == len(fit.history)
+    np.testing.assert_array_equal(fit.history.step, np.arange(fit.nfev))
+    assert fit.njev >= fit.options["x_scale_restarts"] + 1
+
+
+def test_operator_restarts_respect_max_nfev() -> None:
+    R, kw = _growing_problem()
+    with pytest.warns(lsqmf.ConvergenceWarning):
+        fit = lsqmf.solve(R, jac="operator", max_nfev=20, ftol=1e-12, **kw)
+    assert fit.nfev <= 20
+    assert not fit.success
+    assert fit.options["x_scale_restarts"] >= 1
+
+
+def test_explicit_x_scale_with_operator_never_restarts() -> None:
+    R, kw = _growing_problem()
+    fit = lsqmf.solve(R, jac="operator", x_scale=1.0, **kw)
+    assert fit.options["x_scale_restarts"] == 0
+    assert fit.nfev == fit.optimize_result.nfev
