@@ -478,6 +478,12 @@ def _compiled_kernels() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
     return kernels
 
 
+def compiled_operator() -> bool:
+    """Whether :meth:`Problem.operator` runs its products in the compiled numba kernels (True
+    iff numba is importable; the first call compiles them, about 2-3 s)."""
+    return _compiled_kernels() is not None
+
+
 def _operator(
     n_res: int,
     n_par: int,

@@ -20,11 +20,14 @@ Jacobian kinds (``jac=``)
     it: it passes the inverse column norms at the start as a fixed ``x_scale`` and, whenever a
     column norm at a new iterate exceeds :data:`RESCALE_FACTOR` (2) times its scale, restarts
     ``least_squares`` from that iterate with the running maximum. Every evaluation is counted
-    and kept; a restart resets scipy's trust radius. The number of restarts is
-    ``result.options['x_scale_restarts']``. Scales fixed at a small random start can be off
-    by an order of magnitude once the factors have grown: on MovieLens latest-small (l2,
-    reg 0.1, rank 10, biases) the solve took 201 s with them and 13 s with the emulation
-    (12 restarts; ``jac='sparse'``, where scipy applies ``'jac'`` itself: 27 s).
+    and kept (``nfev``, ``njev`` and the history cover all stages; ``optimize_result`` is the
+    last stage's); a restart resets scipy's trust radius. The number of restarts is
+    ``result.options['x_scale_restarts']``. Scales fixed at a small random start go stale as
+    the factors grow: on MovieLens latest-small (l2, reg 0.1, rank 10, biases) the solve took
+    32 s with them, 13.5 s with the emulation (12 restarts) and 22.7 s with ``jac='sparse'``,
+    where scipy applies ``'jac'`` itself (``benchmarks/bench_operator_scaling.py``). While
+    the compiled operator runs, BLAS is limited to one thread (its spinning threads and
+    numba's contend for the cores).
 ``'kron'``
     The seed-style literal Kronecker construction (:func:`~lsqmf.problem.kron_jacobian`),
     O(n*m*rank): for oracles and benchmarks only.
@@ -43,6 +46,7 @@ alternatives.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
 import time
@@ -51,6 +55,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
+from threadpoolctl import threadpool_limits
 
 from . import gradcheck
 from ._validation import (
@@ -62,7 +67,7 @@ from ._validation import (
     check_random_state,
     describe,
 )
-from .problem import FORMULATIONS, Problem, build_problem, kron_jacobian
+from .problem import FORMULATIONS, Problem, build_problem, compiled_operator, kron_jacobian
 from .ratings import as_ratings
 from .result import (
     STATUS_MESSAGES,
@@ -129,11 +134,13 @@ class _Stop(Exception):
 
 
 class _Rescale(Exception):
-    """Raised inside the Jacobian wrapper when the operator path's column scaling is stale."""
+    """Raised inside the Jacobian wrapper when the operator path's column scaling is stale;
+    carries the accepted iterate and the column scale there."""
 
-    def __init__(self, x: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, scale: np.ndarray) -> None:
         super().__init__()
         self.x = x
+        self.scale = scale
 
 
 #: With ``jac='operator'`` and ``x_scale='jac'``, restart ``least_squares`` with fresh column
@@ -586,8 +593,9 @@ def solve(
     def counted_jac(x: np.ndarray) -> Any:
         if emulate_jac_scale and not stage["first_jac"]:
             budget_left = max_nfev is None or max_nfev - recorder.nfev >= 2
-            if budget_left and np.any(_column_scale(problem, x) > RESCALE_FACTOR * scale_inv):
-                raise _Rescale(np.array(x, copy=True))
+            scale = _column_scale(problem, x) if budget_left else scale_inv
+            if np.any(scale > RESCALE_FACTOR * scale_inv):
+                raise _Rescale(np.array(x, copy=True), scale)
         stage["first_jac"] = False
         recorder.njev += 1
         return scipy_jac(x)
@@ -611,38 +619,49 @@ def solve(
     opt = None
     restarts = 0
     x_start = x0
-    while True:
-        stage["first_jac"] = True
-        stage_nfev = None if max_nfev is None else max_nfev - recorder.nfev
-        try:
-            opt = least_squares(
-                recorder.fun, x_start, jac=jac_arg, bounds=(lb, ub), method=method,
-                ftol=ftol, xtol=xtol, gtol=gtol, x_scale=x_scale_checked, loss=loss,
-                f_scale=f_scale, max_nfev=stage_nfev, jac_sparsity=jac_sparsity,
-                tr_solver=None if method == "lm" else tr_solver, tr_options=dict(tr_options),
-            )
-        except _Rescale as rescale:
-            # x_scale='jac' emulated for the operator: continue from the accepted iterate with
-            # the running maximum of the column norms, as scipy's 'jac' keeps.
-            restarts += 1
-            scale_inv = np.maximum(scale_inv, _column_scale(problem, rescale.x))
-            x_scale_checked = 1.0 / scale_inv
-            x_start = rescale.x
-            logger.info("x_scale restart %d after %d evaluations", restarts, recorder.nfev)
-            continue
-        except _Stop as stop:
-            stop_status = stop.status
-        except _NonFinite as err:
-            nonfinite = err
-        except KeyboardInterrupt:
-            stop_status = -5
-        except np.linalg.LinAlgError as err:
-            raise np.linalg.LinAlgError(
-                f"the linear algebra of method={method!r}, tr_solver={tr_solver!r} failed "
-                f"after {recorder.nfev} evaluations ({err}); try tr_solver='lsmr', a "
-                "regularized formulation, or another method."
-            ) from err
-        break
+    # The compiled operator's threads (numba, OpenMP) and OpenBLAS's threads both spin while
+    # waiting for work: on 2 cores, LSMR's BLAS-1 vector operations between the products made
+    # a solve 10x slower (4.0 s vs 0.35 s on the n = 1600 benchmark problem). Those vector
+    # operations gain nothing from threads, so BLAS runs on one thread during this solve.
+    blas_guard: Any = (
+        threadpool_limits(limits=1, user_api="blas")
+        if jac_kind == "operator" and compiled_operator()
+        else contextlib.nullcontext()
+    )
+    with blas_guard:
+        while True:
+            stage["first_jac"] = True
+            stage_nfev = None if max_nfev is None else max_nfev - recorder.nfev
+            try:
+                opt = least_squares(
+                    recorder.fun, x_start, jac=jac_arg, bounds=(lb, ub), method=method,
+                    ftol=ftol, xtol=xtol, gtol=gtol, x_scale=x_scale_checked, loss=loss,
+                    f_scale=f_scale, max_nfev=stage_nfev, jac_sparsity=jac_sparsity,
+                    tr_solver=None if method == "lm" else tr_solver, tr_options=dict(tr_options),
+                )
+            except _Rescale as rescale:
+                # x_scale='jac' emulated for the operator: continue from the accepted iterate with
+                # the running maximum of the column norms, as scipy's 'jac' keeps.
+                restarts += 1
+                scale_inv = np.maximum(scale_inv, rescale.scale)
+                x_scale_checked = 1.0 / scale_inv
+                x_start = rescale.x
+                logger.info("x_scale restart %d after %d evaluations", restarts, recorder.nfev)
+                continue
+            except _Stop as stop:
+                stop_status = stop.status
+            except _NonFinite as err:
+                nonfinite = err
+            except KeyboardInterrupt:
+                stop_status = -5
+            except np.linalg.LinAlgError as err:
+                raise np.linalg.LinAlgError(
+                    f"the linear algebra of method={method!r}, tr_solver={tr_solver!r} failed "
+                    f"after {recorder.nfev} evaluations ({err}); try tr_solver='lsmr', a "
+                    "regularized formulation, or another method."
+                ) from err
+            break
+
     options["x_scale_restarts"] = restarts
 
     wall = time.perf_counter() - t_start

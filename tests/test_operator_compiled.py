@@ -188,3 +188,23 @@ def test_explicit_x_scale_with_operator_never_restarts() -> None:
     fit = lsqmf.solve(R, jac="operator", x_scale=1.0, **kw)
     assert fit.options["x_scale_restarts"] == 0
     assert fit.nfev == fit.optimize_result.nfev
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_compiled_operator_solve_runs_blas_on_one_thread() -> None:
+    """numba's and OpenBLAS's spinning threads contend on a small machine: the operator solve
+    limits BLAS to one thread while it runs, and restores the caller's setting."""
+    from threadpoolctl import threadpool_limits
+
+    R, kw = _growing_problem()
+    seen: list[list[int]] = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        outside = _blas_threads()
+        lsqmf.solve(R, jac="operator", callback=lambda info: seen.append(_blas_threads()), **kw)
+        assert _blas_threads() == outside
+    assert seen and all(threads and max(threads) == 1 for threads in seen)
