@@ -20,9 +20,9 @@ Each case runs in a fresh subprocess (so that peak RSS belongs to that case):
 
    Scaling: ``x_scale='jac'`` (the default) is refused by scipy for a ``LinearOperator``, so
    the three constructions are compared with one fixed ``x_scale`` for all: the inverse column
-   norms of J at the start, which is what ``'jac'`` uses at the first iteration (and what
-   ``solve`` passes for ``jac='operator'``). Only the construction then differs; the answers
-   are compared. ``kron`` vs ``sparse`` is also run with ``x_scale='jac'``.
+   norms of J at the start, which is what ``'jac'`` uses at the first iteration (and where
+   ``solve``'s emulation of ``'jac'`` for the operator starts). Only the construction then
+   differs; the answers are compared. ``kron`` vs ``sparse`` is also run with ``x_scale='jac'``.
    Wall time is the best of ``--repeats`` (one run for ``kron`` at n >= 1600), after a warm-up
    that compiles the numba kernels (their compile time is reported separately); tracemalloc
    peak of numpy allocations and peak RSS are recorded.
@@ -289,14 +289,14 @@ def write_report(rows: list[dict], head: dict, out: Path) -> str:
         "Every row is `solve` (trf + lsmr, seed formulation, alpha 0.9, beta 0.1, ftol 1e-3) on "
         "the same problem from the same start; only the Jacobian construction differs. Time is "
         "the best of the repeats, measured after the numba kernels were compiled"
-        + (f" (compiling them took {compile_s:.1f} s once per process)." if compile_s else ".")
-        ,
+        + (f" (compiling them took {compile_s:.1f} s once per process)." if compile_s else "."),
         "",
         "## Same scaling for every construction (the comparison the target is judged on)",
         "",
         "scipy refuses `x_scale='jac'` with a `LinearOperator`, so all three get one fixed "
         "`x_scale`: the inverse column norms of J at the start (what `'jac'` uses at the first "
-        "iteration, and what `solve` passes for `jac='operator'`).",
+        "iteration, and where `solve`'s emulation of `'jac'` for `jac='operator'` starts; it "
+        "does not restart here, since every construction gets this explicit `x_scale`).",
         "",
         *_solve_table(solves, "start", ["sparse", "operator"]),
         "",
