@@ -46,7 +46,6 @@ alternatives.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import numbers
 import time
@@ -55,9 +54,9 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
-from threadpoolctl import threadpool_limits
 
 from . import gradcheck
+from ._threads import blas_single_thread
 from ._validation import (
     check_array,
     check_bool,
@@ -619,16 +618,9 @@ def solve(
     opt = None
     restarts = 0
     x_start = x0
-    # The compiled operator's threads (numba, OpenMP) and OpenBLAS's threads both spin while
-    # waiting for work: on 2 cores, LSMR's BLAS-1 vector operations between the products made
-    # a solve 10x slower (4.0 s vs 0.35 s on the n = 1600 benchmark problem). Those vector
-    # operations gain nothing from threads, so BLAS runs on one thread during this solve.
-    blas_guard: Any = (
-        threadpool_limits(limits=1, user_api="blas")
-        if jac_kind == "operator" and compiled_operator()
-        else contextlib.nullcontext()
-    )
-    with blas_guard:
+    # LSMR's vector operations alternate with the compiled products: one BLAS thread (see
+    # blas_single_thread; 10x faster on 2 cores).
+    with blas_single_thread(jac_kind == "operator" and compiled_operator()):
         while True:
             stage["first_jac"] = True
             stage_nfev = None if max_nfev is None else max_nfev - recorder.nfev

@@ -158,3 +158,24 @@ def test_missing_numba_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(als_module, "_use_compiled", True)
     with pytest.raises(ImportError, match=r"pip install 'lsqmf\[fast\]'"):
         SOLVERS["als"](R, 2, max_iter=1)
+
+
+def test_compiled_als_runs_blas_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba's and OpenBLAS's spinning threads contend on a small machine: the compiled ALS
+    limits BLAS to one thread while it runs, and restores the caller's setting."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    monkeypatch.setattr(als_module, "_use_compiled", True)
+    R = np.arange(1.0, 13.0).reshape(3, 4)
+    seen: list[list[int]] = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        outside = blas_threads()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            SOLVERS["als"](R, 2, max_iter=3, random_state=0,
+                           callback=lambda info: seen.append(blas_threads()))
+        assert blas_threads() == outside
+    assert seen and all(threads and max(threads) == 1 for threads in seen)
