@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from typing import Any
 
-__all__ = ["blas_single_thread"]
+__all__ = ["blas_single_thread", "numba_available"]
+
+
+def numba_available() -> bool:
+    """Whether numba can be imported (without importing it)."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def blas_single_thread(active: bool = True) -> contextlib.AbstractContextManager[Any]:

@@ -160,9 +160,12 @@ def test_missing_numba_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> N
         SOLVERS["als"](R, 2, max_iter=1)
 
 
-def test_compiled_als_runs_blas_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    """numba's and OpenBLAS's spinning threads contend on a small machine: the compiled ALS
-    limits BLAS to one thread while it runs, and restores the caller's setting."""
+@pytest.mark.parametrize("solver", ["als", "gd", "als_gd", "als_sgd", "sgd"])
+def test_comparison_solvers_run_blas_on_one_thread(
+    monkeypatch: pytest.MonkeyPatch, solver: str
+) -> None:
+    """numba's and OpenBLAS's spinning threads contend on a small machine: with numba installed
+    the iterations run BLAS on one thread, and the caller's setting is restored after."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     def blas_threads() -> list[int]:
@@ -175,7 +178,7 @@ def test_compiled_als_runs_blas_on_one_thread(monkeypatch: pytest.MonkeyPatch) -
         outside = blas_threads()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            SOLVERS["als"](R, 2, max_iter=3, random_state=0,
-                           callback=lambda info: seen.append(blas_threads()))
+            SOLVERS[solver](R, 2, max_iter=3, random_state=0,
+                            callback=lambda info: seen.append(blas_threads()))
         assert blas_threads() == outside
     assert seen and all(threads and max(threads) == 1 for threads in seen)

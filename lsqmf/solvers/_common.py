@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from .._threads import blas_single_thread, numba_available
 from .._validation import (
     check_array,
     check_bool,
@@ -180,29 +181,32 @@ def run_iterations(
     steps, costs, times = [0], [cost], [time.perf_counter() - t0]
     status = 0
     j = 0
-    for j in range(1, setup.max_iter + 1):
-        x = step(x, j)
-        new_cost = problem.cost(x) if np.all(np.isfinite(x)) else float("nan")
-        elapsed = time.perf_counter() - t0
-        if not np.isfinite(new_cost):
-            raise NonFiniteResidualError(
-                f"lsqmf.solvers.{setup.name}: the factors became non-finite (NaN or infinite) "
-                f"at iteration {j} (last finite cost {cost:.6g}); {hint}"
-            )
-        steps.append(j)
-        costs.append(new_cost)
-        times.append(elapsed)
-        change = abs(cost - new_cost)
-        cost = new_cost
-        if setup.callback is not None and setup.callback(IterationInfo(j, cost, elapsed)):
-            status = -3
-            break
-        if change <= setup.tol * max(abs(costs[-2]), np.finfo(float).tiny):
-            status = 2
-            break
-        if setup.max_time is not None and elapsed > setup.max_time:
-            status = -4
-            break
+    # the steps alternate numpy work with numba's parallel kernels (ALS half-steps, Jacobian
+    # products) when numba is installed: one BLAS thread, see blas_single_thread
+    with blas_single_thread(numba_available()):
+        for j in range(1, setup.max_iter + 1):
+            x = step(x, j)
+            new_cost = problem.cost(x) if np.all(np.isfinite(x)) else float("nan")
+            elapsed = time.perf_counter() - t0
+            if not np.isfinite(new_cost):
+                raise NonFiniteResidualError(
+                    f"lsqmf.solvers.{setup.name}: the factors became non-finite (NaN or "
+                    f"infinite) at iteration {j} (last finite cost {cost:.6g}); {hint}"
+                )
+            steps.append(j)
+            costs.append(new_cost)
+            times.append(elapsed)
+            change = abs(cost - new_cost)
+            cost = new_cost
+            if setup.callback is not None and setup.callback(IterationInfo(j, cost, elapsed)):
+                status = -3
+                break
+            if change <= setup.tol * max(abs(costs[-2]), np.finfo(float).tiny):
+                status = 2
+                break
+            if setup.max_time is not None and elapsed > setup.max_time:
+                status = -4
+                break
     P, Q, b, c = problem.unpack(x)
     all_options = {**setup.options, **(options or {})}
     result = FitResult(

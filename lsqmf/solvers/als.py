@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .._threads import blas_single_thread
 from ..result import FitResult, IterationInfo
 from ._common import Setup, prepare, run_iterations
 
@@ -317,11 +316,10 @@ def als(
         max_time=max_time, callback=callback, P0=P0, Q0=Q0, init_scale=init_scale,
     )
     step = als_step_factory(setup)
-    with blas_single_thread(_compiled_kernel() is not None):
-        return run_iterations(
-            setup, step,
-            hint="increase `reg` (or use biases and count_scaled=True) and check the ratings.",
-        )
+    return run_iterations(
+        setup, step,
+        hint="increase `reg` (or use biases and count_scaled=True) and check the ratings.",
+    )
 
 
 def user_side(setup: Setup) -> SideSolver:
