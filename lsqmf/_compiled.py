@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KERNELS", "get_kernel", "require_numba", "sgd_epoch"]
+__all__ = ["KERNELS", "get_kernel", "optional_kernels", "require_numba", "sgd_epoch"]
 
 #: ``range`` in plain Python; :func:`get_kernel` rebinds it to ``numba.prange`` before
 #: compiling a kernel listed in :data:`_PARALLEL` (which is how numba finds the parallel loop).
@@ -676,6 +676,30 @@ _FASTMATH: dict[str, set[str]] = {"jac_matvec": {"reassoc", "contract"}}
 
 _compiled: dict[str, Callable[..., Any]] = {}
 _lock = threading.Lock()
+
+
+def optional_kernels(
+    names: tuple[str, ...], use: bool | None
+) -> tuple[tuple[Callable[..., Any], ...] | None, bool]:
+    """The compiled kernels ``names`` if they are to be used, and the decision to remember.
+
+    ``use`` is a caller's stored choice: None decides now (compiled iff numba imports), True
+    requires numba, False means the caller's numpy path. Returns ``(kernels or None, use)``.
+
+    Raises
+    ------
+    ImportError
+        If ``use`` is True and numba is not installed.
+    """
+    if use is False:
+        return None, False
+    try:
+        kernels = tuple(get_kernel(name) for name in names)
+    except ImportError:
+        if use:
+            raise
+        return None, False
+    return kernels, True
 
 
 def get_kernel(name: str) -> Callable[..., Any]:

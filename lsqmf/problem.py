@@ -463,19 +463,10 @@ def _compiled_kernels() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
         If ``_use_compiled`` is True and numba is not installed.
     """
     global _use_compiled
-    if _use_compiled is False:
-        return None
-    from ._compiled import get_kernel
+    from ._compiled import optional_kernels  # lazily: numba is optional
 
-    try:
-        kernels = (get_kernel("jac_matvec"), get_kernel("jac_rmatvec"))
-    except ImportError:
-        if _use_compiled:
-            raise
-        _use_compiled = False
-        return None
-    _use_compiled = True
-    return kernels
+    kernels, _use_compiled = optional_kernels(("jac_matvec", "jac_rmatvec"), _use_compiled)
+    return None if kernels is None else (kernels[0], kernels[1])
 
 
 def compiled_operator() -> bool:

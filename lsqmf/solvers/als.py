@@ -68,19 +68,10 @@ def _compiled_kernel() -> Callable[..., Any] | None:
         If ``_use_compiled`` is True and numba is not installed.
     """
     global _use_compiled
-    if _use_compiled is False:
-        return None
-    from .._compiled import get_kernel
+    from .._compiled import optional_kernels
 
-    try:
-        kernel = get_kernel("als_rows")
-    except ImportError:
-        if _use_compiled:
-            raise
-        _use_compiled = False
-        return None
-    _use_compiled = True
-    return kernel
+    kernels, _use_compiled = optional_kernels(("als_rows",), _use_compiled)
+    return None if kernels is None else kernels[0]
 
 
 class SideSolver:
