@@ -20,7 +20,8 @@ def blas_single_thread(active: bool = True) -> contextlib.AbstractContextManager
     numba's parallel kernels (OpenMP threads) and OpenBLAS's threads both spin while waiting
     for work, so on a small machine, alternating the two makes both slow: a matrix-free solve
     with the Jacobian kernels took 4.0 s with two BLAS threads and 0.35 s with one on 2 cores
-    (ALS sweeps: 1.0 s vs 0.7 s). The numpy work between kernel calls (vector operations,
+    (the n = 1600 problem of ``benchmarks/bench_jacobian.py``), and 20 ALS sweeps at rank 20 on
+    MovieLens latest-small 1.0 s vs 0.7 s. The numpy work between kernel calls (vector operations,
     small products) gains little from BLAS threads, so callers that alternate with parallel
     kernels limit BLAS for the duration; the caller's setting is restored on exit.
     """
