@@ -378,7 +378,7 @@ class Problem:
             rmatvec_kernel(
                 row_ptr, cols, col_ptr, col_order, col_rows, dy, P, Qt, biases, gP, gQt, gb, gc
             )
-            g[n * k : o] = gQt.T.ravel()
+            g[n * k : o].reshape(k, m)[:] = gQt.T
             if reg_diag is not None:
                 g += reg_diag * y[N:]
             return g

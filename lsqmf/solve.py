@@ -590,9 +590,10 @@ def solve(
     stage = {"first_jac": True}
 
     def counted_jac(x: np.ndarray) -> Any:
-        if emulate_jac_scale and not stage["first_jac"]:
-            budget_left = max_nfev is None or max_nfev - recorder.nfev >= 2
-            scale = _column_scale(problem, x) if budget_left else scale_inv
+        # a restart needs room for at least two more evaluations under max_nfev
+        budget_left = max_nfev is None or max_nfev - recorder.nfev >= 2
+        if emulate_jac_scale and not stage["first_jac"] and budget_left:
+            scale = _column_scale(problem, x)
             if np.any(scale > RESCALE_FACTOR * scale_inv):
                 raise _Rescale(np.array(x, copy=True), scale)
         stage["first_jac"] = False
