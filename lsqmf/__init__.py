@@ -7,7 +7,7 @@ Kronecker-structured Jacobian and hands it to ``scipy.optimize.least_squares``.
 from .gradcheck import JacobianCheck, JacobianCheckError, check_jacobian
 from .problem import FORMULATIONS, Problem, build_problem, kron_jacobian
 from .ratings import Ratings, as_ratings
-from .result import ConvergenceWarning, FitResult, History, IterationInfo
+from .result import ConvergenceWarning, FitResult, History, IterationInfo, Status
 from .solve import LOSSES, METHODS, TR_SOLVERS, NonFiniteResidualError, solve
 from .solvers import SOLVER_DEFAULTS, SOLVERS, get_solver
 
@@ -29,6 +29,7 @@ __all__ = [
     "NonFiniteResidualError",
     "Problem",
     "Ratings",
+    "Status",
     "__version__",
     "as_ratings",
     "build_problem",

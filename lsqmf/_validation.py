@@ -152,3 +152,21 @@ def check_random_state(random_state: Any, name: str = "random_state") -> np.rand
         f"`{name}` must be None, an int seed or a numpy.random.Generator; "
         f"got {describe(random_state)}."
     )
+
+
+def resolve_seed(
+    random_state: Any, name: str = "random_state"
+) -> tuple[np.random.Generator, int | None]:
+    """A fresh ``Generator`` and the int seed that replays it.
+
+    ``None`` draws a seed from the operating system's entropy and returns it, so that the
+    caller can record it and any run can be replayed; an int is its own seed; a ``Generator``
+    is used as it is and has no seed to record (``None``).
+    """
+    if random_state is None:
+        seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+        return np.random.default_rng(seed), seed
+    rng = check_random_state(random_state, name)
+    if isinstance(random_state, np.random.Generator):
+        return rng, None
+    return rng, int(random_state)

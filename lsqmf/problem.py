@@ -204,6 +204,12 @@ class Problem:
             pred += self.mu + b[rows] + c[cols]
         return pred
 
+    def rms(self, x: np.ndarray) -> float:
+        """Root mean square of the model error on the observed entries (unweighted, no
+        regularization): ``sqrt(mean((prediction - value)**2))``."""
+        err = self.predict_observed(x) - self.ratings.values
+        return float(np.sqrt(np.mean(err**2))) if err.size else float("nan")
+
     def residual(self, x: np.ndarray) -> np.ndarray:
         """The residual vector ``r(x)``, shape (n_residuals,)."""
         data = self.data_scale * (self.predict_observed(x) - self.ratings.values)

@@ -7,6 +7,7 @@ A fitted model predicts entry ``(u, i)`` as ``mu + row_bias[u] + col_bias[i] + P
 
 from __future__ import annotations
 
+import enum
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ __all__ = [
     "FitResult",
     "History",
     "IterationInfo",
+    "Status",
 ]
 
 #: How to predict a pair whose user or item has no factor (not seen in training):
@@ -36,19 +38,41 @@ __all__ = [
 COLD_START_POLICIES = ("bias", "nan", "raise")
 
 
-#: Termination status -> message. 1..4, 0 and -1 are scipy's ``least_squares`` statuses; the
-#: negative ones below -1 are lsqmf's early stops, shared by every solver.
+class Status(enum.IntEnum):
+    """Termination statuses shared by :func:`lsqmf.solve` and every solver.
+
+    1..4, 0, -1 and -2 are ``scipy.optimize.least_squares``'s codes (scipy 1.16+ uses -2 for a
+    stop requested by the callback); the codes below -2 are lsqmf's own early stops. Positive
+    codes are successes. ``FTOL`` also stands for the iterative solvers' relative cost change
+    below ``tol``; ``VALIDATION`` for a validation score that stopped improving.
+    """
+
+    GTOL = 1
+    FTOL = 2
+    XTOL = 3
+    FTOL_XTOL = 4
+    VALIDATION = 5
+    MAX_ITER = 0
+    IMPROPER_INPUT = -1
+    CALLBACK = -2
+    MAX_TIME = -4
+    INTERRUPTED = -5
+    NON_FINITE = -6
+
+
+#: Termination status -> message (one entry per :class:`Status`).
 STATUS_MESSAGES: dict[int, str] = {
-    4: "Both `ftol` and `xtol` termination conditions are satisfied.",
-    3: "`xtol` termination condition is satisfied.",
-    2: "`ftol` termination condition is satisfied.",
-    1: "`gtol` termination condition is satisfied.",
-    0: "The maximum number of function evaluations (or iterations) is exceeded.",
-    -1: "Improper input parameters status returned from `leastsq`.",
-    -3: "Stopped because the callback returned True.",
-    -4: "Stopped because the time budget `max_time` was exhausted.",
-    -5: "Interrupted (KeyboardInterrupt).",
-    -6: "Stopped because the residuals became non-finite.",
+    Status.FTOL_XTOL: "Both `ftol` and `xtol` termination conditions are satisfied.",
+    Status.XTOL: "`xtol` termination condition is satisfied.",
+    Status.FTOL: "`ftol` termination condition is satisfied.",
+    Status.GTOL: "`gtol` termination condition is satisfied.",
+    Status.VALIDATION: "The validation score stopped improving; the best iterate is returned.",
+    Status.MAX_ITER: "The maximum number of function evaluations (or iterations) is exceeded.",
+    Status.IMPROPER_INPUT: "Improper input parameters status returned from `leastsq`.",
+    Status.CALLBACK: "Stopped because the callback returned True.",
+    Status.MAX_TIME: "Stopped because the time budget `max_time` was exhausted.",
+    Status.INTERRUPTED: "Interrupted (KeyboardInterrupt).",
+    Status.NON_FINITE: "Stopped because the residuals became non-finite.",
 }
 
 
@@ -137,6 +161,10 @@ class FitResult:
     row_counts, col_counts : ndarray of int or None
         Training ratings per row and per column. A row or column with none was never fitted:
         :meth:`predict` treats it as cold-start.
+    rms : float or None
+        Root mean square of the model error over the observed entries,
+        ``sqrt(mean((prediction - value)**2))``: unweighted and without regularization (the
+        figure structure-from-motion papers quote), next to ``cost``.
     """
 
     P: np.ndarray
@@ -162,6 +190,7 @@ class FitResult:
     col_ids: np.ndarray | None = None
     row_counts: np.ndarray | None = None
     col_counts: np.ndarray | None = None
+    rms: float | None = None
 
     @property
     def rank(self) -> int:

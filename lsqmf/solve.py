@@ -73,6 +73,7 @@ from .result import (
     FitResult,
     History,
     IterationInfo,
+    Status,
     warn_not_converged,
 )
 
@@ -113,7 +114,7 @@ _TR_OPTION_KEYS = {
 
 
 #: Statuses of stops the caller asked for (callback, time budget): no ConvergenceWarning.
-_REQUESTED_STOPS = (-3, -4)
+_REQUESTED_STOPS = (Status.CALLBACK, Status.MAX_TIME)
 
 
 class NonFiniteResidualError(FloatingPointError):
@@ -196,9 +197,9 @@ class _Recorder:
         self.costs.append(cost)
         self.times.append(elapsed)
         if self.callback is not None and self.callback(IterationInfo(step, cost, elapsed)):
-            raise _Stop(-3)
+            raise _Stop(Status.CALLBACK)
         if self.max_time is not None and elapsed > self.max_time:
-            raise _Stop(-4)
+            raise _Stop(Status.MAX_TIME)
         return r
 
     def history(self) -> History:
@@ -646,7 +647,7 @@ def solve(
             except _NonFinite as err:
                 nonfinite = err
             except KeyboardInterrupt:
-                stop_status = -5
+                stop_status = Status.INTERRUPTED
             except np.linalg.LinAlgError as err:
                 raise np.linalg.LinAlgError(
                     f"the linear algebra of method={method!r}, tr_solver={tr_solver!r} failed "
@@ -672,7 +673,8 @@ def solve(
         partial = None
         if recorder.best_x is not None:
             partial = result_at(
-                recorder.best_x, success=False, status=-6, message=STATUS_MESSAGES[-6],
+                recorder.best_x, success=False, status=Status.NON_FINITE,
+                message=STATUS_MESSAGES[Status.NON_FINITE],
                 nfev=recorder.nfev, njev=recorder.njev, cost=recorder.best_cost,
             )
         raise NonFiniteResidualError(

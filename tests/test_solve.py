@@ -292,7 +292,7 @@ def test_callback_stops_and_returns_best_point() -> None:
         warnings.simplefilter("error")  # a requested stop is not a non-convergence
         fit = solve(R, 2, formulation="l2", reg=0.1, random_state=0, callback=callback,
                     ftol=1e-15)
-    assert fit.status == -3 and not fit.success
+    assert fit.status == lsqmf.Status.CALLBACK and not fit.success
     assert [s.step for s in seen] == [0, 1, 2, 3, 4]
     assert fit.cost == pytest.approx(min(s.cost for s in seen))
 

@@ -166,7 +166,7 @@ def test_callback_stops_without_warning(name: str) -> None:
 
     fit = SOLVERS[name](_low_rank(), 2, reg=0.1, max_iter=50, tol=1e-14, callback=cb,
                         random_state=0)
-    assert fit.status == -3 and not fit.success
+    assert fit.status == lsqmf.Status.CALLBACK and not fit.success
     assert isinstance(seen[0], IterationInfo)
 
 

@@ -20,8 +20,9 @@ After iteration ``j`` with cost :math:`F_j`:
 
 - status 2 when :math:`|F_{j-1} - F_j| \le \mathrm{tol}\cdot F_{j-1}` (relative change below
   ``tol``; ``success=True``);
-- status -3 when ``callback(IterationInfo(j, F_j, time))`` returns True;
-- status -4 when the elapsed time exceeds ``max_time``;
+- status -2 (``Status.CALLBACK``) when ``callback(IterationInfo(j, F_j, time))`` returns
+  True;
+- status -4 (``Status.MAX_TIME``) when the elapsed time exceeds ``max_time``;
 - status 0 after ``max_iter`` iterations (``success=False`` and a
   :class:`~lsqmf.ConvergenceWarning`: the only early stop that is a real non-convergence).
 
@@ -50,7 +51,14 @@ from .._validation import (
 )
 from ..problem import Problem, build_problem
 from ..ratings import Ratings, as_ratings
-from ..result import STATUS_MESSAGES, FitResult, History, IterationInfo, warn_not_converged
+from ..result import (
+    STATUS_MESSAGES,
+    FitResult,
+    History,
+    IterationInfo,
+    Status,
+    warn_not_converged,
+)
 from ..solve import NonFiniteResidualError
 
 __all__ = ["Setup", "prepare", "run_iterations"]
@@ -199,13 +207,13 @@ def run_iterations(
             change = abs(cost - new_cost)
             cost = new_cost
             if setup.callback is not None and setup.callback(IterationInfo(j, cost, elapsed)):
-                status = -3
+                status = Status.CALLBACK
                 break
             if change <= setup.tol * max(abs(costs[-2]), np.finfo(float).tiny):
                 status = 2
                 break
             if setup.max_time is not None and elapsed > setup.max_time:
-                status = -4
+                status = Status.MAX_TIME
                 break
     P, Q, b, c = problem.unpack(x)
     all_options = {**setup.options, **(options or {})}
