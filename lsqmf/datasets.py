@@ -1,19 +1,50 @@
-"""Rating data: MovieLens files (every format), the built-in latest-small set, synthetic data.
+"""Rating data: one reader for every input file, MovieLens formats, built-in and synthetic data.
 
-MovieLens formats, detected from the file's content (not its name)
-------------------------------------------------------------------
-=================================== ============ ============================================
-release                             file         line format
-=================================== ============ ============================================
-ml-100k                             ``u.data``   ``user<TAB>item<TAB>rating<TAB>timestamp``
+:func:`read_input` is the one reader behind every ``lsqmf`` subcommand. It decides what a file
+holds from its content (not its name):
+
+================================ ==================================================================
+content                          read as
+================================ ==================================================================
+``\\x93NUMPY`` (``.npy``)         a dense matrix (NaN, or ``missing``, marks unobserved entries)
+zip (``.npz``)                   a ``scipy.sparse.save_npz`` matrix, or one dense array
+gzip                             its decompressed content, by the rules of this table
+text                             ratings lines (the MovieLens formats below); a dense matrix of
+                                 numbers only with ``dense=True`` (``--dense`` on the CLI)
+================================ ==================================================================
+
+MovieLens formats, detected from the first non-blank line
+---------------------------------------------------------
+=================================== =============== ============================================
+release                             file            line format
+=================================== =============== ============================================
+ml-100k                             ``u.data``      ``user<TAB>item<TAB>rating<TAB>timestamp``
 ml-1m, ml-10m                       ``ratings.dat`` ``user::item::rating::timestamp``
 ml-latest, ml-latest-small, ml-25m  ``ratings.csv`` header ``userId,movieId,rating,timestamp``
-=================================== ============ ============================================
+=================================== =============== ============================================
 
-Gzip-compressed files are read transparently. Raw user and item ids are mapped to row and
-column indices (sorted ids) and kept in the :class:`~lsqmf.Ratings` id maps. Blank lines are
-skipped; any other malformed line (wrong number of fields, a rating that is not a finite
-number, an empty id) raises ``ValueError`` naming the file and the line number.
+Ids
+    Id fields are read as text, never through a float. When every id of a column is a canonical
+    integer (``0``, ``-12``, ``196``; no sign ``+``, no leading zeros, no ``1.0``) that fits in
+    int64, the ids become int64; otherwise every id of the column stays the exact string of the
+    file (so ``100000000000000000001`` and ``100000000000000000002`` stay two users, and
+    ``007`` is not ``7``). Raw ids are mapped to row and column indices in sorted order and kept
+    in the :class:`~lsqmf.Ratings` id maps.
+Text
+    UTF-8 (a byte-order mark is dropped; UTF-16 with a byte-order mark is decoded), falling back
+    to latin-1 for files that are not valid UTF-8. A file with NUL bytes is binary and refused
+    with a message saying what it looks like.
+Header
+    ``header=None`` (default) reads the first non-blank line as a header only when its rating
+    field (the third) is not a number and its user and item fields are not both numbers; the
+    choice is logged (logger ``lsqmf.datasets``, level INFO). ``header=True`` / ``False`` forces
+    it. A first line whose ids are numbers but whose rating is not is a malformed data line,
+    not a header, and is reported as such (no data row is dropped silently).
+Errors
+    Blank lines are skipped; any other malformed line (wrong number of fields, a rating that is
+    not a finite number, an empty id, a (user, item) pair rated twice) raises ``ValueError``
+    naming the file and the line number; a truncated or corrupt gzip file, a binary file given
+    as text and an unreadable ``.npy``/``.npz`` raise ``ValueError`` naming the file.
 
 The MovieLens latest-small set (100,836 ratings of 9,742 movies by 610 users; GroupLens,
 University of Minnesota) ships with lsqmf under ``lsqmf/data/ml-latest-small/`` with its
@@ -24,10 +55,11 @@ commercial use without permission): :func:`load_builtin` and :func:`load_builtin
 from __future__ import annotations
 
 import gzip
-import io
+import logging
 import os
-import warnings
-from collections.abc import Iterator
+import re
+import zipfile
+import zlib
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +75,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUILTIN_DATASETS",
     "BUILTIN_NAME",
+    "INPUT_FORMATS",
     "builtin_path",
     "detect_format",
     "load_builtin",
@@ -51,12 +84,26 @@ __all__ = [
     "load_movies",
     "load_ratings",
     "make_low_rank",
+    "parse_ids",
+    "read_input",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: The word that names the built-in data set where a ratings path is expected (CLI).
 BUILTIN_NAME = "builtin"
 
+#: Values of ``format`` in :func:`read_input`.
+INPUT_FORMATS = ("auto", "csv", "tab", "dat", "npy", "npz")
+
 _SEPARATORS = {"tab": "\t", "dat": "::", "csv": ","}
+_GZIP_MAGIC = b"\x1f\x8b"
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+_EMPTY_ZIP = b"PK\x05\x06"
+_QUOTE = 80  # characters of a bad line quoted in an error message
+_CANONICAL_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def builtin_path(kind: str = "ratings") -> Path:
@@ -67,29 +114,145 @@ def builtin_path(kind: str = "ratings") -> Path:
     return Path(str(resources.files("lsqmf") / "data" / "ml-latest-small" / names[kind]))
 
 
-def _check_path(path: Any) -> Path:
+def _check_path(path: Any, what: str = "ratings") -> Path:
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"`path` must be a file path; got {describe(path)}.")
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{str(p)!r} is a directory, not a {what} file.")
     if not p.is_file():
-        raise FileNotFoundError(f"no such ratings file: {str(p)!r}")
+        raise FileNotFoundError(f"no such {what} file: {str(p)!r}")
     return p
 
 
-def _open_text(path: Path, encoding: str = "latin-1") -> io.TextIOBase:
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding, newline="")
-    return open(path, encoding=encoding, newline="")
+def _quote(line: str) -> str:
+    return repr(line if len(line) <= _QUOTE else line[:_QUOTE] + "...")
 
 
-def _lines(path: Path, encoding: str = "latin-1") -> Iterator[tuple[int, str]]:
-    with _open_text(path, encoding) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            yield lineno, line.rstrip("\r\n")
+# ------------------------------------------------------------------------------- raw bytes
+def _read_bytes(path: Path) -> bytes:
+    """The file's content, gunzipped when it is gzip-compressed."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ValueError(f"{str(path)!r}: cannot read the file ({err.strerror or err}).") from err
+    if data[:2] == _GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
+            raise ValueError(
+                f"{str(path)!r} is a truncated or corrupt gzip file ({err}); re-download or "
+                "re-compress it."
+            ) from err
+    return data
 
 
+def _binary_kind(head: bytes) -> str | None:
+    """What a binary file looks like, or None for text."""
+    if head.startswith(_NPY_MAGIC):
+        return "a NumPy .npy file"
+    if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP)):
+        return "a zip archive (e.g. an .npz file)"
+    if head.startswith(_GZIP_MAGIC):
+        return "a gzip file inside a gzip file"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None  # UTF-16 with a byte-order mark
+    if b"\x00" in head:
+        return "a binary file"
+    return None
+
+
+def _decode(data: bytes, path: Path) -> str:
+    """Text of a file: BOM dropped, UTF-8 or UTF-16 (with BOM), else latin-1."""
+    kind = _binary_kind(data[:8192])
+    if kind is not None:
+        raise ValueError(
+            f"{str(path)!r} is {kind}, not a text file; ratings text is expected here (.npy and "
+            ".npz inputs are read by lsqmf.datasets.read_input and every lsqmf subcommand)."
+        )
+    if data.startswith(b"\xef\xbb\xbf"):
+        logger.info("%s: UTF-8 byte-order mark dropped", path)
+        data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{str(path)!r}: invalid UTF-16 text ({err}).") from err
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        logger.info("%s: not valid UTF-8; read as latin-1", path)
+        return data.decode("latin-1")
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The file's lines (gunzipped, decoded), without line endings; index + 1 is the line."""
+    text = _decode(_read_bytes(path), path)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+# ------------------------------------------------------------------------------- ids
+def _is_number(text: str) -> bool:
+    return _NUMBER.fullmatch(text.strip()) is not None
+
+
+def parse_ids(ids: Any) -> np.ndarray:
+    """Raw ids read as text -> int64 when every one is a canonical integer in int64, else str.
+
+    Parameters
+    ----------
+    ids : array_like of str
+
+    Returns
+    -------
+    ndarray
+        ``int64`` when every id matches ``-?(0|[1-9][0-9]*)`` and fits in int64; otherwise an
+        object array of the unchanged strings. No id ever goes through a float, so the
+        conversion is exact and reversible (``str(int_id)`` gives back the text).
+
+    Examples
+    --------
+    >>> parse_ids(["196", "-3"]).tolist()
+    [196, -3]
+    >>> parse_ids(["100000000000000000001", "100000000000000000002"]).tolist()
+    ['100000000000000000001', '100000000000000000002']
+    >>> parse_ids(["7", "007"]).tolist()
+    ['7', '007']
+    """
+    arr = np.asarray(ids, dtype=object)
+    texts = [str(v) for v in arr.ravel()]
+    if texts and all(_CANONICAL_INT.fullmatch(t) for t in texts):
+        if all(len(t.lstrip("-")) <= 18 for t in texts):
+            return np.array([int(t) for t in texts], dtype=np.int64).reshape(arr.shape)
+        values = [int(t) for t in texts]
+        info = np.iinfo(np.int64)
+        if all(info.min <= v <= info.max for v in values):
+            return np.array(values, dtype=np.int64).reshape(arr.shape)
+        logger.info(
+            "ids beyond int64 (e.g. %s): every id of the column kept as a string",
+            next(t for t, v in zip(texts, values, strict=True) if not info.min <= v <= info.max),
+        )
+    out = np.empty(arr.shape, dtype=object)
+    out.ravel()[:] = texts if arr.size else []
+    return out
+
+
+def _index_ids(column: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (indices into the sorted unique ids) and the sorted unique ids, parsed."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(np.asarray(column, dtype=object), sort=False)
+    ids = parse_ids(np.asarray(uniques, dtype=object))
+    order = np.argsort(ids, kind="stable")  # ints numerically, strings by code point
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank[np.asarray(codes, dtype=np.int64)], ids[order]
+
+
+# ------------------------------------------------------------------------------- ratings text
 def detect_format(path: Any) -> str:
     """The MovieLens ratings format of a file: ``'tab'``, ``'dat'`` or ``'csv'``.
 
@@ -98,10 +261,14 @@ def detect_format(path: Any) -> str:
     Raises
     ------
     ValueError
-        If the file is empty or its first line matches no format.
+        If the file is empty, binary, or its first line matches no format.
     """
     p = _check_path(path)
-    for lineno, line in _lines(p):
+    return _detect(_text_lines(p), p)
+
+
+def _detect(lines: list[str], path: Path) -> str:
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         if "::" in line:
@@ -111,146 +278,163 @@ def detect_format(path: Any) -> str:
         if "," in line:
             return "csv"
         raise ValueError(
-            f"{str(p)!r}, line {lineno}: not a MovieLens ratings line (expected fields "
-            f"separated by '::', tabs or commas); got {line[:80]!r}."
+            f"{str(path)!r}, line {lineno}: not a MovieLens ratings line (expected fields "
+            f"separated by '::', tabs or commas); got {_quote(line)}."
         )
-    raise ValueError(f"{str(p)!r} is empty: there is no rating to read.")
+    raise ValueError(f"{str(path)!r} is empty: there is no rating to read.")
 
 
-def _has_header(path: Path, fmt: str) -> bool:
-    if fmt != "csv":
-        return False
-    for _, line in _lines(path):
-        if line.strip():
-            first = line.split(",")[2].strip() if line.count(",") >= 2 else ""
-            try:
-                float(first)
-            except ValueError:
-                return True
-            return False
+def _looks_like_header(fields: list[str]) -> bool:
+    """A first line is a header when its rating field is not a number and its ids are not
+    both numbers (a line ``1,2,x`` is a malformed data line)."""
+    if len(fields) < 3:
+        return not any(_is_number(f) for f in fields)
+    rating = fields[2].strip()
+    try:
+        float(rating)
+    except ValueError:
+        return not (_is_number(fields[0]) and _is_number(fields[1]))
     return False
 
 
-def _split(line: str, fmt: str) -> list[str]:
-    return line.split(_SEPARATORS[fmt])
+def _bad(path: Path, lineno: int, message: str) -> ValueError:
+    return ValueError(f"{str(path)!r}, line {lineno}: {message}")
 
 
-def _first_bad_line(path: Path, fmt: str, header: bool) -> ValueError:
-    """Scan the file line by line and describe its first malformed line."""
-    n_fields: int | None = None
-    seen = False
-    n_data = 0
-    for lineno, line in _lines(path):
-        if header and not seen and line.strip():
-            seen = True
-            n_fields = len(_split(line, fmt))  # every data line has the header's fields
-            continue
-        if not line.strip():
-            continue
-        seen = True
-        n_data += 1
-        parts = _split(line, fmt)
-        if n_fields is None:
-            n_fields = len(parts)
-            if n_fields not in (3, 4):
-                return ValueError(
-                    f"{str(path)!r}, line {lineno}: expected 3 or 4 fields (user, item, rating"
-                    f"[, timestamp]) separated by {_SEPARATORS[fmt]!r}; got {len(parts)} in "
-                    f"{line[:80]!r}."
-                )
-        if len(parts) != n_fields:
-            return ValueError(
-                f"{str(path)!r}, line {lineno}: expected {n_fields} fields separated by "
-                f"{_SEPARATORS[fmt]!r} (as on the first line); got {len(parts)} in "
-                f"{line[:80]!r}."
+def _parse_ratings(
+    lines: list[str], path: Path, fmt: str, header: bool | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(line numbers, user texts, item texts, ratings) of the data lines, checked."""
+    sep = _SEPARATORS[fmt]
+    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+    if not numbered:
+        raise ValueError(f"{str(path)!r} is empty: there is no rating to read.")
+    first_no, first = numbered[0]
+    first_fields = first.split(sep)
+    if header is None:
+        header = _looks_like_header(first_fields)
+        if header:
+            logger.info(
+                "%s: line %d %s read as a header (its rating field is not a number); "
+                "pass header=False to read it as data",
+                path,
+                first_no,
+                _quote(first),
             )
-        if not parts[0].strip() or not parts[1].strip():
-            return ValueError(f"{str(path)!r}, line {lineno}: empty user or item id in {line!r}.")
+        else:
+            logger.debug("%s: no header line", path)
+    n_fields: int | None = None
+    where = ""
+    if header:
+        if len(first_fields) not in (3, 4):
+            raise _bad(
+                path,
+                first_no,
+                f"expected a header of 3 or 4 fields (user, item, rating[, timestamp]) "
+                f"separated by {sep!r}; got {len(first_fields)} in {_quote(first)}.",
+            )
+        n_fields = len(first_fields)
+        where = f" (as in the header on line {first_no})"
+        numbered = numbered[1:]
+    if not numbered:
+        raise ValueError(f"{str(path)!r} has no rating lines: there is no rating to read.")
+    if n_fields is None:
+        lineno, line = numbered[0]
+        n_fields = len(line.split(sep))
+        where = f" (as on line {lineno})"
+        if n_fields not in (3, 4):
+            hint = ""
+            if n_fields > 4 and all(_is_number(f) or not f.strip() for f in line.split(sep)):
+                hint = " (a dense matrix of numbers? read it with dense=True, --dense on the CLI)"
+            raise _bad(
+                path,
+                lineno,
+                f"expected 3 or 4 fields (user, item, rating[, timestamp]) separated by "
+                f"{sep!r}; got {n_fields} in {_quote(line)}{hint}.",
+            )
+    linenos = np.empty(len(numbered), dtype=np.int64)
+    users: list[str] = []
+    items: list[str] = []
+    ratings = np.empty(len(numbered), dtype=np.float64)
+    for t, (lineno, line) in enumerate(numbered):
+        parts = line.split(sep)
+        if len(parts) != n_fields:
+            raise _bad(
+                path,
+                lineno,
+                f"expected {n_fields} fields separated by {sep!r}{where}; "
+                f"got {len(parts)} in {_quote(line)}.",
+            )
+        user, item, text = parts[0].strip(), parts[1].strip(), parts[2].strip()
+        if not user or not item:
+            raise _bad(path, lineno, f"empty user or item id in {_quote(line)}.")
         try:
-            value = float(parts[2])
-        except ValueError:
+            value = float(text) if _is_number(text) else float("nan")
+        except ValueError:  # pragma: no cover - the pattern only admits floats
             value = float("nan")
         if not np.isfinite(value):
-            return ValueError(
-                f"{str(path)!r}, line {lineno}: the rating must be a finite number; got "
-                f"{parts[2]!r}."
-            )
-    if n_data == 0:
-        return ValueError(f"{str(path)!r} has no rating lines: there is no rating to read.")
-    return ValueError(f"{str(path)!r}: could not parse the file as MovieLens {fmt!r} ratings.")
+            hint = ""
+            if t == 0 and not header:
+                hint = " (if this line is a header, pass header=True)"
+            raise _bad(path, lineno, f"the rating must be a finite number; got {text!r}{hint}.")
+        linenos[t] = lineno
+        users.append(user)
+        items.append(item)
+        ratings[t] = value
+    return linenos, np.array(users, dtype=object), np.array(items, dtype=object), ratings
 
 
-def _read_frame(path: Path, fmt: str, header: bool) -> pd.DataFrame | None:
-    """Fast parse with pandas; None when the file needs the line-by-line diagnosis."""
-    import pandas as pd
-
-    with open(path, "rb") as fh:
-        compression = "gzip" if fh.read(2) == b"\x1f\x8b" else None
-    try:
-        if fmt == "dat":  # 'a::b::c::d' split on ':' gives empty fields at odd positions
-            raw = pd.read_csv(path, sep=":", header=None, dtype=str, engine="c",
-                              compression=compression, encoding="latin-1")
-            if raw.shape[1] not in (5, 7) or raw.iloc[:, 1::2].notna().to_numpy().any():
-                return None
-            raw = raw.iloc[:, 0::2]
-        else:
-            with warnings.catch_warnings():
-                # a line longer than the header: pandas would take the first field as the
-                # index and shift the others (ParserWarning with index_col=False)
-                warnings.simplefilter("error", pd.errors.ParserWarning)
-                raw = pd.read_csv(path, sep=_SEPARATORS[fmt], header=0 if header else None,
-                                  dtype=str, engine="c", compression=compression,
-                                  encoding="latin-1", index_col=False)
-    except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError,
-            UnicodeDecodeError):
-        return None
-    if raw.shape[1] not in (3, 4) or len(raw) == 0:
-        return None
-    if raw.isna().to_numpy().any():  # a short line (pandas pads it with NaN): diagnose it
-        return None
-    users, items = raw.iloc[:, 0].str.strip(), raw.iloc[:, 1].str.strip()
-    ratings = pd.to_numeric(raw.iloc[:, 2], errors="coerce")
-    if raw.iloc[:, :3].isna().to_numpy().any() or not np.all(np.isfinite(ratings)):
-        return None
-    if (users == "").any() or (items == "").any():
-        return None
-    users = _maybe_int(users)
-    items = _maybe_int(items)
-    return pd.DataFrame({"user": users, "item": items, "rating": ratings.astype(np.float64)})
+def _ratings_from_lines(lines: list[str], path: Path, fmt: str, header: bool | None) -> Ratings:
+    linenos, users, items, values = _parse_ratings(lines, path, fmt, header)
+    rows, row_ids = _index_ids(users)
+    cols, col_ids = _index_ids(items)
+    key = rows * len(col_ids) + cols
+    order = np.argsort(key, kind="stable")
+    same = np.flatnonzero(key[order][1:] == key[order][:-1])
+    if same.size:
+        pairs = [(int(order[s]), int(order[s + 1])) for s in same]
+        a, b = min(pairs, key=lambda ab: linenos[ab[1]])
+        raise _bad(
+            path,
+            int(linenos[b]),
+            f"duplicate (user, item) pair: user {users[b]!r}, item {items[b]!r} was "
+            f"already rated on line {int(linenos[a])} ({same.size} duplicate pair(s) in "
+            "all); aggregate them (e.g. keep the last or the mean) first.",
+        )
+    return Ratings(
+        rows, cols, values, (len(row_ids), len(col_ids)), row_ids=row_ids, col_ids=col_ids
+    )
 
 
-def _maybe_int(column: pd.Series) -> pd.Series:
-    import pandas as pd
-
-    as_int = pd.to_numeric(column, errors="coerce")
-    if as_int.notna().all() and np.all(as_int == np.round(as_int)):
-        return as_int.astype(np.int64)
-    return column
-
-
-def load_movielens(path: Any) -> Ratings:
-    """Read a MovieLens ratings file of any release into :class:`~lsqmf.Ratings`.
+def load_movielens(path: Any, *, format: str = "auto", header: bool | None = None) -> Ratings:
+    """Read a ratings text file of any MovieLens release into :class:`~lsqmf.Ratings`.
 
     Parameters
     ----------
     path : str or path-like
         ``u.data`` (ml-100k), ``ratings.dat`` (ml-1m, ml-10m) or ``ratings.csv`` (ml-latest,
-        ml-latest-small, ml-25m), possibly gzip-compressed; the format is detected from the
-        content (:func:`detect_format`).
+        ml-latest-small, ml-25m), or any file of ``user, item, rating[, timestamp]`` lines in
+        one of these layouts, possibly gzip-compressed.
+    format : {'auto', 'csv', 'tab', 'dat'}, default='auto'
+        The separator layout; ``'auto'`` detects it from the content (:func:`detect_format`).
+    header : bool or None, default=None
+        Whether the first non-blank line is a header; None decides (see the module docstring)
+        and logs the decision.
 
     Returns
     -------
     Ratings
         Rows are users and columns items, indexed by sorted raw id; ``row_ids`` and
-        ``col_ids`` hold the raw ids (int where the ids are integers).
+        ``col_ids`` hold the raw ids (int64 where every id of the column is a canonical
+        integer that fits, else the exact strings).
 
     Raises
     ------
     FileNotFoundError
         If the file does not exist.
     ValueError
-        For an empty file or a malformed line (the message names the file and line number),
-        or a (user, item) pair rated twice.
+        For an empty, binary or corrupt file, or a malformed line (the message names the file
+        and line number), or a (user, item) pair rated twice (both lines named).
 
     Examples
     --------
@@ -259,22 +443,233 @@ def load_movielens(path: Any) -> Ratings:
     Ratings(shape=(610, 9724), nnz=100836, density=0.017, with id maps)
     """
     p = _check_path(path)
-    fmt = detect_format(p)
-    header = _has_header(p, fmt)
-    frame = _read_frame(p, fmt, header)
-    if frame is None:
-        raise _first_bad_line(p, fmt, header)
+    check_choice("format", format, ("auto", *_SEPARATORS))
+    if header is not None and not isinstance(header, bool):
+        raise TypeError(f"`header` must be True, False or None; got {describe(header)}.")
+    lines = _text_lines(p)
+    fmt = _detect(lines, p) if format == "auto" else format
+    return _ratings_from_lines(lines, p, fmt, header)
+
+
+# ------------------------------------------------------------------------------- dense text
+def _dense_from_lines(lines: list[str], path: Path, header: bool | None) -> np.ndarray:
+    """A dense matrix from text: one row per line, fields separated by commas, tabs or
+    whitespace; empty fields, ``nan`` and ``NA`` are missing (NaN)."""
+    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+    if not numbered:
+        raise ValueError(f"{str(path)!r} is empty: there is no matrix to read.")
+    first = numbered[0][1]
+    sep: str | None = "," if "," in first else ("\t" if "\t" in first else None)
+
+    def fields(line: str) -> list[str]:
+        return [f.strip() for f in (line.split(sep) if sep else line.split())]
+
+    missing_words = {"", "nan", "na", "null"}
+    first_fields = fields(first)
+    if header is None:
+        header = not all(_is_number(f) or f.lower() in missing_words for f in first_fields)
+        if header:
+            logger.info("%s: line %d read as a header (not all numbers)", path, numbered[0][0])
+    if header:
+        numbered = numbered[1:]
+    if not numbered:
+        raise ValueError(f"{str(path)!r} has no matrix rows.")
+    width = len(fields(numbered[0][1]))
+    out = np.empty((len(numbered), width), dtype=np.float64)
+    for r, (lineno, line) in enumerate(numbered):
+        row = fields(line)
+        if len(row) != width:
+            raise _bad(
+                path,
+                lineno,
+                f"expected {width} fields (as on line {numbered[0][0]}); "
+                f"got {len(row)} in {_quote(line)}.",
+            )
+        for c, f in enumerate(row):
+            if f.lower() in missing_words:
+                out[r, c] = np.nan
+            elif _is_number(f):
+                out[r, c] = float(f)
+            else:
+                raise _bad(
+                    path, lineno, f"field {c + 1} must be a number or empty (missing); got {f!r}."
+                )
+    return out
+
+
+# ------------------------------------------------------------------------------- binary
+def _dense_ratings(arr: Any, path: Path, missing: float | None, what: str) -> Ratings:
+    from .ratings import as_ratings
+
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
+        kind = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise ValueError(f"{str(path)!r}: {what} must hold a numeric matrix; got dtype {kind}.")
+    if arr.ndim != 2:
+        raise ValueError(f"{str(path)!r}: {what} must hold a 2-D matrix; got shape {arr.shape}.")
     try:
-        return Ratings.from_frame(frame)
+        return as_ratings(arr, missing=missing)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{str(path)!r}: {err}") from err
+
+
+def _read_npy(path: Path, missing: float | None) -> Ratings:
+    try:
+        arr = np.load(path, allow_pickle=False)
     except ValueError as err:
-        raise ValueError(f"{str(p)!r}: {err}") from err
+        if "allow_pickle" in str(err):
+            raise ValueError(
+                f"{str(path)!r} holds Python objects (pickled); only numeric "
+                "arrays are read, never pickles."
+            ) from err
+        raise ValueError(f"{str(path)!r} is not a readable .npy file ({err}).") from err
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{str(path)!r} is not a readable .npy file ({err}).") from err
+    return _dense_ratings(arr, path, missing, "the .npy file")
 
 
-def load_ratings(source: Any) -> Ratings:
-    """A ratings file path (any MovieLens format) or the word ``'builtin'`` -> Ratings."""
+#: Largest uncompressed member of an input .npz archive (bytes).
+_MAX_NPZ_MEMBER = 8 * 2**30
+
+
+def _read_npz(path: Path, missing: float | None) -> Ratings:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise ValueError(f"{str(path)!r} is not a readable .npz (zip) file ({err}).") from err
+    names = sorted(i.filename.removesuffix(".npy") for i in infos)
+    for info in infos:
+        if info.file_size > _MAX_NPZ_MEMBER:
+            raise ValueError(
+                f"{str(path)!r}: member {info.filename!r} claims "
+                f"{info.file_size} bytes, over the {_MAX_NPZ_MEMBER} byte limit."
+            )
+    if {"P", "Q", "info"} <= set(names):
+        raise ValueError(f"{str(path)!r} is an lsqmf model file, not ratings.")
+    try:
+        if {"format", "shape", "data"} <= set(names):
+            import scipy.sparse as sp
+
+            from .ratings import as_ratings
+
+            if missing is not None:
+                raise ValueError(
+                    "`missing` applies to dense inputs; in a sparse .npz every "
+                    "stored entry is observed."
+                )
+            return as_ratings(sp.load_npz(path))
+        if len(names) != 1:
+            raise ValueError(
+                "expected a scipy.sparse.save_npz matrix (members format, shape, data, ...) or "
+                f"one dense array; got members {names}."
+            )
+        with np.load(path, allow_pickle=False) as data:
+            arr = data[data.files[0]]
+    except ValueError as err:
+        if str(err).startswith(f"{str(path)!r}"):
+            raise
+        if "allow_pickle" in str(err):
+            raise ValueError(
+                f"{str(path)!r} holds Python objects (pickled); only numeric "
+                "arrays are read, never pickles."
+            ) from err
+        raise ValueError(f"{str(path)!r}: {err}") from err
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, zlib.error) as err:
+        raise ValueError(f"{str(path)!r} is not a readable .npz file ({err}).") from err
+    return _dense_ratings(arr, path, missing, "the .npz file")
+
+
+# ------------------------------------------------------------------------------- one reader
+def _sniff(path: Path) -> str:
+    """'npy', 'npz' or 'text' from the first bytes (gzip is text, decompressed later)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as err:
+        raise ValueError(f"{str(path)!r}: cannot read the file ({err.strerror or err}).") from err
+    if head.startswith(_NPY_MAGIC):
+        return "npy"
+    if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP)):
+        return "npz"
+    return "text"
+
+
+def read_input(
+    source: Any,
+    *,
+    format: str = "auto",
+    dense: bool = False,
+    missing: float | None = None,
+    header: bool | None = None,
+) -> Ratings:
+    """Read any input file of lsqmf (the reader behind every ``lsqmf`` subcommand).
+
+    Parameters
+    ----------
+    source : str or path-like
+        A file, or the word ``'builtin'`` for the vendored MovieLens latest-small ratings.
+    format : {'auto', 'csv', 'tab', 'dat', 'npy', 'npz'}, default='auto'
+        ``'auto'`` decides from the content (module docstring table); the others force it.
+    dense : bool, default=False
+        Read a text file as a dense matrix (one row per line; commas, tabs or whitespace;
+        empty, ``nan`` or ``NA`` fields are missing) instead of ratings lines.
+    missing : float, optional
+        The value marking unobserved entries of a dense input (besides NaN).
+    header : bool or None, default=None
+        Whether a text file's first non-blank line is a header (None: decide and log).
+
+    Returns
+    -------
+    Ratings
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        For a malformed, truncated, corrupt or binary-where-text-is-expected file (the file,
+        and for text the line, is named), or options that do not apply to the file.
+    TypeError
+        If ``source`` is not a path or an option has the wrong type.
+
+    Examples
+    --------
+    >>> from lsqmf.datasets import read_input
+    >>> read_input("builtin")
+    Ratings(shape=(610, 9724), nnz=100836, density=0.017, with id maps)
+    """
+    check_choice("format", format, INPUT_FORMATS)
+    if not isinstance(dense, bool):
+        raise TypeError(f"`dense` must be True or False; got {describe(dense)}.")
+    if header is not None and not isinstance(header, bool):
+        raise TypeError(f"`header` must be True, False or None; got {describe(header)}.")
+    if missing is not None:
+        missing = check_float("missing", missing)
     if isinstance(source, str) and source == BUILTIN_NAME:
+        if dense or missing is not None or format != "auto":
+            raise ValueError("the built-in data set takes no `format`, `dense` or `missing`.")
         return load_builtin()
-    return load_movielens(source)
+    p = _check_path(source)
+    kind = _sniff(p) if format == "auto" else format
+    if kind in ("npy", "npz"):
+        if dense:
+            raise ValueError(f"`dense` applies to text files; {str(p)!r} is read as .{kind}.")
+        return _read_npy(p, missing) if kind == "npy" else _read_npz(p, missing)
+    lines = _text_lines(p)
+    if dense:
+        return _dense_ratings(_dense_from_lines(lines, p, header), p, missing, "the text file")
+    if missing is not None:
+        raise ValueError(
+            f"`missing` applies to dense inputs (.npy, .npz, or text with dense=True); "
+            f"{str(p)!r} is read as ratings lines."
+        )
+    fmt = _detect(lines, p) if kind == "text" else kind
+    return _ratings_from_lines(lines, p, fmt, header)
+
+
+def load_ratings(source: Any, **options: Any) -> Ratings:
+    """A ratings file path or the word ``'builtin'`` -> Ratings (:func:`read_input`)."""
+    return read_input(source, **options)
 
 
 #: Names of the built-in data sets.
@@ -313,55 +708,54 @@ def load_movies(path: Any) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``item`` (the raw movie id), ``title`` and ``genres`` (``''`` for ``u.item``).
+        Columns ``item`` (the raw movie id, parsed as ratings ids are: :func:`parse_ids`),
+        ``title`` and ``genres`` (``''`` for ``u.item``).
 
     Raises
     ------
     ValueError
-        For an empty file or a line without an id and a title (file and line number named).
+        For an empty or binary file or a line without an id and a title (file and line
+        number named).
     """
     import csv
 
     import pandas as pd
 
-    p = _check_path(path)
-    first = ""
-    for _, line in _lines(p, "latin-1"):
-        if line.strip():
-            first = line
-            break
+    p = _check_path(path, "movies")
+    lines = _text_lines(p)
+    first = next((line for line in lines if line.strip()), "")
     if not first:
         raise ValueError(f"{str(p)!r} is empty: there is no movie to read.")
-    records: list[tuple[Any, str, str]] = []
+    records: list[tuple[str, str, str]] = []
     if first.lower().startswith("movieid,"):
-        with _open_text(p, "utf-8") as fh:
-            reader = csv.reader(fh)
-            for lineno, row in enumerate(reader, start=1):
-                if lineno == 1 or not row:
-                    continue
-                if len(row) < 2 or not row[0].strip():
-                    raise ValueError(
-                        f"{str(p)!r}, line {reader.line_num}: expected movieId,title,genres; "
-                        f"got {row!r}."
-                    )
-                records.append((row[0].strip(), row[1], row[2] if len(row) > 2 else ""))
+        reader = csv.reader(lines)
+        for row in reader:
+            if reader.line_num == 1 or not row:
+                continue
+            if len(row) < 2 or not row[0].strip():
+                raise ValueError(
+                    f"{str(p)!r}, line {reader.line_num}: expected movieId,title,genres; "
+                    f"got {_quote(','.join(row))}."
+                )
+            records.append((row[0].strip(), row[1], row[2] if len(row) > 2 else ""))
     else:
         sep = "::" if "::" in first else "|"
-        for lineno, line in _lines(p, "latin-1"):
+        for lineno, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             parts = line.split(sep)
             if len(parts) < 2 or not parts[0].strip():
                 raise ValueError(
-                    f"{str(p)!r}, line {lineno}: expected id{sep}title{sep}...; got "
-                    f"{line[:80]!r}."
+                    f"{str(p)!r}, line {lineno}: expected id{sep}title{sep}...; got {_quote(line)}."
                 )
             genres = parts[2] if sep == "::" and len(parts) > 2 else ""
             records.append((parts[0].strip(), parts[1], genres))
     if not records:
         raise ValueError(f"{str(p)!r} has no movie lines.")
     frame = pd.DataFrame(records, columns=["item", "title", "genres"])
-    frame["item"] = _maybe_int(frame["item"])
+    frame["item"] = pd.Series(parse_ids(frame["item"].to_numpy(dtype=object)), dtype=object)
+    if frame["item"].map(type).eq(int).all():
+        frame["item"] = frame["item"].astype(np.int64)
     return frame
 
 
