@@ -14,16 +14,36 @@ on fresh copies of the stored inputs and checks
 
 A candidate that raises gets a row with the exception in ``error``; :func:`verify` itself
 raises only for its own bad arguments.
+
+Isolation
+---------
+Given a spec (``"MODULE:FUNCTION"`` or ``"path/to/file.py:FUNCTION"``, as ``lsqmf verify``
+does), the candidate is imported and run in a child process (``subprocess``, a fresh
+interpreter) with a time limit (``timeout``, default 600 s for the whole run). The child only
+runs the candidate on the stored inputs and writes the arrays it got back (``.npz`` files in a
+private temporary directory, read here with ``allow_pickle=False``); the golden outputs are
+read and every comparison is made in this process, which never imports the candidate, so a
+candidate that patches lsqmf (or numpy) cannot change the verdict. A child that exits
+(``sys.exit``, ``os._exit``), crashes or is killed before reporting gives
+``outcome='crashed'``; one that runs out of time is killed (with its process group) and gives
+``outcome='timeout'``; an import failure gives ``outcome='load_error'``. Each has its own exit
+code in ``lsqmf verify``. A callable candidate runs in this process, without these guards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import json
 import logging
 import os
+import signal
+import subprocess
 import sys
+import tempfile
 import traceback
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +54,14 @@ import numpy as np
 from ._validation import check_bool, check_float, describe
 from .golden import GoldenData, case_names, load_case
 
-__all__ = ["CaseResult", "VerifyReport", "load_candidate", "verify"]
+__all__ = ["DEFAULT_TIMEOUT", "OUTCOMES", "CaseResult", "VerifyReport", "load_candidate", "verify"]
+
+#: Time limit (seconds) of an isolated run, for all its cases together.
+DEFAULT_TIMEOUT = 600.0
+
+#: How an isolated run ended: every case ran; the candidate could not be imported; the
+#: child process ended (exit, crash, signal) before reporting every case; it ran out of time.
+OUTCOMES = ("completed", "load_error", "crashed", "timeout")
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +112,12 @@ class VerifyReport:
     check_mutation : bool
         Whether in-place behaviour was checked.
     results : tuple of CaseResult
-        Per-case rows, in golden-case order.
+        Per-case rows, in golden-case order (for an isolated run that did not complete, the
+        cases it never reported are rows with ``reason`` saying so).
+    outcome : {'completed', 'load_error', 'crashed', 'timeout'}
+        How the run ended (:data:`OUTCOMES`); always ``'completed'`` for a callable.
+    detail : str
+        What went wrong when ``outcome`` is not ``'completed'`` (empty otherwise).
     """
 
     candidate: str
@@ -93,11 +125,15 @@ class VerifyReport:
     rtol: float
     check_mutation: bool
     results: tuple[CaseResult, ...]
+    outcome: str = "completed"
+    detail: str = ""
 
     @property
     def passed(self) -> bool:
-        """Every case passed."""
-        return all(r.passed for r in self.results)
+        """The run completed and every case passed."""
+        return self.outcome == "completed" and bool(self.results) and all(
+            r.passed for r in self.results
+        )
 
     @property
     def errored(self) -> bool:
@@ -125,20 +161,24 @@ class VerifyReport:
 
 
 def verify(
-    candidate: Callable[..., Any],
+    candidate: Callable[..., Any] | str,
     *,
     atol: float = 1e-8,
     rtol: float = 0.0,
     check_mutation: bool = True,
     cases: Iterable[str] | None = None,
     golden_dir: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
 ) -> VerifyReport:
     """Run ``candidate`` on every golden case and compare with the stored outputs.
 
     Parameters
     ----------
-    candidate : callable
-        Called as ``candidate(R, P, Q, K, max_steps, alpha, beta, epsilon)`` on copies of the
+    candidate : callable or str
+        A spec ``"MODULE:FUNCTION"`` / ``"path/to/file.py:FUNCTION"`` (see
+        :func:`load_candidate`): imported and run in a child process, compared here (see
+        *Isolation* in the module docstring). Or a callable, run in this process. Either is
+        called as ``candidate(R, P, Q, K, max_steps, alpha, beta, epsilon)`` on copies of the
         stored inputs (``R`` (N, M), ``P`` (N, K), ``Q`` (M, K), float64, C-contiguous,
         writable; ``K`` and ``max_steps`` int; the others float); must return ``(P, Q)`` with
         ``P`` (N, K) and ``Q`` (M, K).
@@ -153,6 +193,9 @@ def verify(
         Golden case names to run; default all, in stored order.
     golden_dir : path, optional
         Directory of golden files; default the ones shipped with lsqmf.
+    timeout : float, optional
+        Seconds the child process may run (all cases together), > 0; default
+        :data:`DEFAULT_TIMEOUT`. Only for a spec candidate.
 
     Returns
     -------
@@ -161,9 +204,10 @@ def verify(
     Raises
     ------
     TypeError
-        If ``candidate`` is not callable or an option has the wrong type.
+        If ``candidate`` is neither a str nor callable, or an option has the wrong type.
     ValueError
-        If a tolerance is negative or not finite, or a case name is unknown.
+        If a tolerance is negative or not finite, a case name is unknown, ``timeout`` is not
+        > 0, or ``timeout`` is given with a callable.
     FileNotFoundError
         If the golden files are missing.
 
@@ -175,8 +219,17 @@ def verify(
     >>> report.passed
     True
     """
-    if not callable(candidate):
-        raise TypeError(f"`candidate` must be callable; got {describe(candidate)}.")
+    if not callable(candidate) and not isinstance(candidate, str):
+        raise TypeError(
+            f"`candidate` must be callable or a 'MODULE:FUNCTION' spec; got {describe(candidate)}."
+        )
+    if timeout is not None:
+        timeout = cast(float, check_float("timeout", timeout, min_value=0.0, min_inclusive=False))
+        if not isinstance(candidate, str):
+            raise ValueError(
+                "`timeout` applies to a candidate given as a 'MODULE:FUNCTION' spec (run in a "
+                "child process); a callable runs in this process."
+            )
     atol = cast(float, check_float("atol", atol, min_value=0.0))
     rtol = cast(float, check_float("rtol", rtol, min_value=0.0))
     check_mutation = check_bool("check_mutation", check_mutation)
@@ -193,6 +246,11 @@ def verify(
             )
         if not names:
             raise ValueError("`cases` must name at least one golden case; got none.")
+    if isinstance(candidate, str):
+        return _verify_isolated(
+            candidate, list(names), atol, rtol, check_mutation, golden_dir,
+            DEFAULT_TIMEOUT if timeout is None else timeout,
+        )
     results = tuple(
         _run_case(candidate, load_case(name, golden_dir), atol, rtol, check_mutation)
         for name in names
@@ -352,3 +410,255 @@ def _import_file(target: str) -> Any:
         sys.modules.pop(name, None)
         raise
     return module
+
+
+# --------------------------------------------------------------------------------------------
+# isolated runs: the candidate in a child process, the comparison here
+
+_CHILD_CODE = (
+    "import sys\n"
+    "from lsqmf.verify import _child_main\n"
+    "sys.exit(_child_main(sys.argv[1]))\n"
+)
+#: Exit code the child uses after it reported everything it was asked for.
+_CHILD_DONE = 0
+#: Largest result file the parent reads from the child (bytes), beyond the golden arrays.
+_RESULT_SLACK = 2**20
+
+
+def _scalar_text(value: str) -> np.ndarray:
+    return np.asarray(str(value))
+
+
+def _write_npz(path: Path, **arrays: Any) -> None:
+    """Write ``arrays`` to ``path`` all at once (the parent never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def _child_main(workdir: str) -> int:
+    """Body of the child process: import the candidate, run it on each case's inputs, write
+    what it returned. Compares nothing."""
+    work = Path(workdir)
+    config = json.loads((work / "config.json").read_text())
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)  # like `python -m`: modules in the current directory import
+    try:
+        candidate = load_candidate(config["spec"])
+    except SystemExit as err:
+        _write_npz(work / "load.npz", kind=_scalar_text("exit"),
+                   message=_scalar_text(f"the candidate called sys.exit({err.code!r}) while "
+                                        "being imported"))
+        return _CHILD_DONE
+    except BaseException as err:
+        reason = f"{type(err).__name__}: {err}"
+        if err.__cause__ is not None:
+            reason += f" (caused by {type(err.__cause__).__name__}: {err.__cause__})"
+        _write_npz(work / "load.npz", kind=_scalar_text("load_error"),
+                   message=_scalar_text(reason))
+        return _CHILD_DONE
+    for index, name in enumerate(config["cases"]):
+        golden = load_case(name, config["golden_dir"])
+        R = np.array(golden.R, dtype=np.float64, order="C")
+        P = np.array(golden.P0, dtype=np.float64, order="C")
+        Q = np.array(golden.Q0, dtype=np.float64, order="C")
+        arrays: dict[str, Any] = {}
+        try:
+            out = candidate(
+                R, P, Q, golden.K, golden.max_steps, golden.alpha, golden.beta, golden.epsilon
+            )
+        except SystemExit as err:
+            _write_npz(work / f"case{index}.npz", status=_scalar_text("exited"),
+                       message=_scalar_text(f"the candidate called sys.exit({err.code!r})"))
+            return _CHILD_DONE
+        except BaseException as err:
+            arrays = {"status": _scalar_text("raised"),
+                      "message": _scalar_text(f"{type(err).__name__}: {err}")}
+        else:
+            arrays = _returned_arrays(out)
+            arrays.update(P_after=P, Q_after=Q, R_after=R)
+        _write_npz(work / f"case{index}.npz", **arrays)
+    _write_npz(work / "done.npz", n_cases=np.asarray(len(config["cases"])))
+    return _CHILD_DONE
+
+
+def _returned_arrays(out: Any) -> dict[str, Any]:
+    """What the candidate returned, as float64 arrays or a description of why not."""
+    try:
+        P_out, Q_out = out
+    except (TypeError, ValueError):
+        return {"status": _scalar_text("bad_return"),
+                "message": _scalar_text(f"expected a pair (P, Q) to be returned; got "
+                                        f"{describe(out)}")}
+    arrays: dict[str, Any] = {"status": _scalar_text("returned")}
+    for key, value in (("P_out", P_out), ("Q_out", Q_out)):
+        try:
+            arrays[key] = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            arrays[f"{key}_what"] = _scalar_text(describe(value))
+    return arrays
+
+
+def _verify_isolated(
+    spec: str,
+    names: list[str],
+    atol: float,
+    rtol: float,
+    check_mutation: bool,
+    golden_dir: str | os.PathLike[str] | None,
+    timeout: float,
+) -> VerifyReport:
+    goldens = [load_case(name, golden_dir) for name in names]  # read here, not in the child
+    with tempfile.TemporaryDirectory(prefix="lsqmf-verify-") as tmp:
+        work = Path(tmp)
+        (work / "config.json").write_text(json.dumps({
+            "spec": spec, "cases": names,
+            "golden_dir": None if golden_dir is None else str(Path(golden_dir).resolve()),
+        }))
+        returncode, timed_out, output = _run_child(work, timeout)
+        load = _read_result(work / "load.npz", 2**20)
+        if load is not None:
+            outcome = "crashed" if str(load["kind"]) == "exit" else "load_error"
+            return _incomplete(spec, names, atol, rtol, check_mutation, outcome,
+                               str(load["message"]), [])
+        results: list[CaseResult] = []
+        for index, golden in enumerate(goldens):
+            limit = 4 * (golden.R.nbytes + golden.P.nbytes + golden.Q.nbytes) + _RESULT_SLACK
+            data = _read_result(work / f"case{index}.npz", limit)
+            if data is None:
+                break
+            if str(data["status"]) == "exited":
+                return _incomplete(spec, names, atol, rtol, check_mutation, "crashed",
+                                   f"{data['message']} during case {golden.name!r}", results)
+            results.append(_judge(golden, data, atol, rtol, check_mutation))
+        done = (work / "done.npz").is_file()
+    if timed_out:
+        running = names[len(results)] if len(results) < len(names) else names[-1]
+        detail = (f"the candidate did not finish within {timeout:g} s (still running case "
+                  f"{running!r}); its process was killed")
+        return _incomplete(spec, names, atol, rtol, check_mutation, "timeout", detail, results)
+    if not done or len(results) < len(names):
+        running = names[len(results)] if len(results) < len(names) else names[-1]
+        how = (f"was killed by signal {_signal_name(-returncode)}" if returncode < 0
+               else f"exited with code {returncode}")
+        detail = (f"the candidate process {how} during case {running!r}, before reporting "
+                  "its result (os._exit, a crash or a kill)")
+        if output:
+            detail += f"; its last output: {output!r}"
+        return _incomplete(spec, names, atol, rtol, check_mutation, "crashed", detail, results)
+    return VerifyReport(candidate=spec, atol=atol, rtol=rtol, check_mutation=check_mutation,
+                        results=tuple(results))
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _run_child(work: Path, timeout: float) -> tuple[int, bool, str]:
+    """Run the child; (return code, timed out, the tail of its output)."""
+    log_path = work / "output.txt"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD_CODE, str(work)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a timeout kills all of it
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        except BaseException:  # Ctrl-C here: take the child down too
+            _kill_group(proc)
+            raise
+        finally:
+            _kill_group(proc)  # whatever the candidate left running
+    with open(log_path, "rb") as fh:
+        fh.seek(max(0, log_path.stat().st_size - 300))
+        tail = fh.read().decode("utf-8", "replace").strip()
+    lines = [line for line in tail.splitlines() if line.strip()]
+    return int(proc.returncode), timed_out, lines[-1] if lines else ""
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    if hasattr(os, "killpg"):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    elif proc.poll() is None:  # pragma: no cover - non-POSIX
+        proc.kill()
+    proc.wait()
+
+
+def _read_result(path: Path, limit: int) -> dict[str, np.ndarray] | None:
+    """A result file of the child (None if absent); arrays only, sizes checked first."""
+    if not path.is_file():
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+        if total > limit:
+            raise ValueError(f"result file claims {total} bytes (limit {limit})")
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
+        return {"status": _scalar_text("raised"),
+                "message": _scalar_text(f"unreadable result from the candidate process: {err}"),
+                "kind": _scalar_text("load_error")}
+
+
+def _judge(golden: GoldenData, data: dict[str, np.ndarray], atol: float, rtol: float,
+           check_mutation: bool) -> CaseResult:
+    """Compare what the child reported for one case with the golden outputs (parent side)."""
+    nan = float("nan")
+    status = str(data.get("status", ""))
+    message = str(data.get("message", ""))
+    if status == "raised":
+        return CaseResult(golden.name, nan, nan, None, False, error=message,
+                          reason="the candidate raised")
+    if status != "returned":
+        return CaseResult(golden.name, nan, nan, None, False, reason=message or
+                          "the candidate process reported nothing usable")
+    reasons: list[str] = []
+    diffs = []
+    for key, label, expected in (("P_out", "P", golden.P), ("Q_out", "Q", golden.Q)):
+        if key in data:
+            diffs.append(_compare(label, data[key], expected, atol, rtol, reasons))
+        else:
+            reasons.append(f"{label} is not a numeric array: {data.get(key + '_what', '?')}")
+            diffs.append((nan, False))
+    (diff_P, ok_P), (diff_Q, ok_Q) = diffs
+    mutation_ok: bool | None = None
+    if check_mutation:
+        mutation_reasons: list[str] = []
+        for key, label, expected in (("P_after", "P (caller's array)", golden.P),
+                                     ("Q_after", "Q (caller's array)", golden.Q)):
+            _compare(label, data.get(key), expected, atol, rtol, mutation_reasons)
+        R_after = data.get("R_after")
+        if R_after is None or not np.array_equal(R_after, golden.R):
+            mutation_reasons.append("R was modified")
+        mutation_ok = not mutation_reasons
+        if mutation_reasons:
+            reasons.append(
+                "in-place check: " + "; ".join(mutation_reasons)
+                + " (the reference updates the caller's P and Q in place)"
+            )
+    passed = ok_P and ok_Q and mutation_ok is not False
+    return CaseResult(golden.name, diff_P, diff_Q, mutation_ok, passed, reason="; ".join(reasons))
+
+
+def _incomplete(spec: str, names: list[str], atol: float, rtol: float, check_mutation: bool,
+                outcome: str, detail: str, done: list[CaseResult]) -> VerifyReport:
+    nan = float("nan")
+    rows = list(done)
+    for name in names[len(done):]:
+        rows.append(CaseResult(name, nan, nan, None, False,
+                               reason=f"not completed: {outcome.replace('_', ' ')}"))
+    logger.info("verify %s: %s: %s", spec, outcome, detail)
+    return VerifyReport(candidate=spec, atol=atol, rtol=rtol, check_mutation=check_mutation,
+                        results=tuple(rows), outcome=outcome, detail=detail)

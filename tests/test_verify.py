@@ -372,8 +372,16 @@ def test_verify_argument_checks(kwargs, error, match):
 
 
 def test_verify_rejects_non_callable():
-    with pytest.raises(TypeError, match="`candidate` must be callable; got 'lsqmf"):
-        verify("lsqmf.reference:matrix_factorization")
+    with pytest.raises(TypeError, match="`candidate` must be callable or a 'MODULE:FUNCTION' "
+                       "spec; got 42"):
+        verify(42)
+
+
+def test_verify_spec_runs_in_a_child_process():
+    # a str is a spec (it used to be refused): imported and run in a child process
+    report = verify("lsqmf.reference:matrix_factorization", cases=["one_step", "rank1_tiny"])
+    assert report.passed and report.outcome == "completed"
+    assert report.candidate == "lsqmf.reference:matrix_factorization"
 
 
 def test_case_result_is_frozen():

@@ -1,8 +1,17 @@
 """``lsqmf verify`` (check a candidate against the golden outputs) and ``lsqmf golden``.
 
-``lsqmf verify MODULE:FUNCTION [--atol 1e-8] [--rtol 0] [--no-check-mutation] [--case NAME ...]``
-prints one row per golden case and exits 0 when every case passes, 1 when a case fails, and 2
-when the candidate cannot be imported or raises.
+``lsqmf verify MODULE:FUNCTION [--atol 1e-8] [--rtol 0] [--no-check-mutation] [--case NAME ...]
+[--timeout SECONDS]`` runs the candidate in a child process (the comparison runs in this one,
+see :mod:`lsqmf.verify`), prints one row per golden case and exits with
+
+== ===========================================================================================
+0  every case passes
+1  a case fails (wrong values, shapes, non-finite output, in-place behaviour)
+2  the candidate cannot be imported, is not callable, or raises; or a bad option
+3  the candidate's process ended before reporting every case (``sys.exit``, ``os._exit``,
+   crash, signal)
+4  the candidate ran out of time (``--timeout``, default 600 s for the whole run); it was killed
+== ===========================================================================================
 
 ``lsqmf golden [--out DIR] [--force]`` regenerates the golden outputs by running the reference
 loop (default: into the directory shipped with lsqmf); it refuses to overwrite existing files
@@ -13,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,8 +38,14 @@ def register(subparsers: Any) -> None:
             "Run a candidate with the reference's signature, "
             "candidate(R, P, Q, K, max_steps, alpha, beta, epsilon) -> (P, Q), on every "
             "golden case and compare with the stored outputs of "
-            "lsqmf.reference.matrix_factorization. Exit status: 0 all cases pass, 1 a case "
-            "fails, 2 the candidate cannot be imported or raises."
+            "lsqmf.reference.matrix_factorization. The candidate runs in a child process "
+            "with a time limit; the comparison runs in this one."
+        ),
+        epilog=(
+            "exit status: 0 all cases pass; 1 a case fails; 2 the candidate cannot be imported "
+            "or raises, or a bad option; 3 the candidate's process exited or crashed before "
+            "reporting (sys.exit, os._exit, a signal); 4 it ran out of time (--timeout); 130 "
+            "interrupted (Ctrl-C)."
         ),
     )
     p.add_argument(
@@ -57,6 +71,13 @@ def register(subparsers: Any) -> None:
         default=None,
         help="run only these golden cases (repeatable; default all)",
     )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="time limit of the candidate's process for all cases together (default 600)",
+    )
     p.set_defaults(func=run_verify)
 
     g = subparsers.add_parser(
@@ -79,30 +100,30 @@ def register(subparsers: Any) -> None:
     g.set_defaults(func=run_golden)
 
 
+#: Exit codes of ``lsqmf verify`` by how the run ended (a completed run: 0 pass, 1 fail, 2 raised).
+EXIT_CODES = {"load_error": 2, "crashed": 3, "timeout": 4}
+
+
 def run_verify(args: argparse.Namespace) -> int:
     """Body of ``lsqmf verify``; returns the exit code."""
-    from ..verify import load_candidate, verify
+    from ..verify import verify
 
-    cwd = os.getcwd()
-    if "" not in sys.path and cwd not in sys.path:
-        sys.path.insert(0, cwd)  # like `python -m`: modules in the current directory import
-    try:
-        candidate = load_candidate(args.candidate)
-    except (ImportError, TypeError, ValueError) as err:
-        reason = f"{type(err).__name__}: {err}"
-        if err.__cause__ is not None:
-            reason += f" (caused by {type(err.__cause__).__name__}: {err.__cause__})"
-        print(f"lsqmf verify: cannot load candidate {args.candidate!r}: {reason}",
-              file=sys.stderr)
-        return 2
     report = verify(
-        candidate,
+        args.candidate,
         atol=args.atol,
         rtol=args.rtol,
         check_mutation=args.check_mutation,
         cases=args.cases,
+        timeout=args.timeout,
     )
+    if report.outcome == "load_error":
+        print(f"lsqmf verify: cannot load candidate {args.candidate!r}: {report.detail}",
+              file=sys.stderr)
+        return EXIT_CODES["load_error"]
     print(_format_report(report))
+    if report.outcome != "completed":
+        print(f"lsqmf verify: {report.outcome}: {report.detail}", file=sys.stderr)
+        return EXIT_CODES[report.outcome]
     if report.errored:
         return 2
     return 0 if report.passed else 1
@@ -119,6 +140,8 @@ def _format_report(report: Any) -> str:
         else:
             mutation = "ok" if r.mutation_ok else "WRONG"
         result = "pass" if r.passed else ("ERROR" if r.error else "FAIL")
+        if r.reason.startswith("not completed"):
+            result = "not run"
         rows.append((r.case, _num(r.max_abs_diff_P), _num(r.max_abs_diff_Q), mutation, result))
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
     lines = [
@@ -139,7 +162,11 @@ def _format_report(report: Any) -> str:
             lines.append(f"{r.case}: {detail}")
     n = len(report.results)
     lines.append("")
-    if report.errored:
+    if report.outcome == "crashed":
+        lines.append(f"CRASHED: {report.detail}")
+    elif report.outcome == "timeout":
+        lines.append(f"TIMEOUT: {report.detail}")
+    elif report.errored:
         n_err = sum(r.error is not None for r in report.results)
         lines.append(f"ERROR: the candidate raised on {n_err} of {n} case(s)")
     elif report.passed:
