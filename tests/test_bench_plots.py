@@ -12,6 +12,9 @@ import pytest
 matplotlib.use("Agg")
 
 from lsqmf.bench.plots import (
+    _label_order,
+    _line_styles,
+    _ratio_note,
     config_label,
     convergence_study,
     plot_convergence,
@@ -53,11 +56,46 @@ def test_plot_timings_from_a_csv_with_style(tmp_path: Path) -> None:
     _check(plot_timings(csv, tmp_path / "figs", style="loss", stem="t"), "t", tmp_path / "figs")
 
 
+def test_plot_timings_facet(tmp_path: Path) -> None:
+    _check(plot_timings(_tiny_results(), tmp_path, facet="loss", stem="f"), "f", tmp_path)
+
+
+def test_every_line_looks_different() -> None:
+    frame = _tiny_results()
+    frame.loc[len(frame)] = {**frame.iloc[1].to_dict(), "method": "dogbox"}
+    frame.loc[len(frame)] = {**frame.iloc[1].to_dict(), "method": "dogbox", "tr_solver": "lsmr"}
+    frame["configuration"] = config_label(frame)
+    labels = _label_order(frame)
+    assert labels == ["trf-lsmr", "dogbox-lsmr", "trf-exact", "dogbox-exact", "lm-none"]
+    styles = _line_styles(frame, labels)
+    looks = {(s["color"], s["linestyle"], s["marker"]) for s in styles.values()}
+    assert len(looks) == len(labels)
+    assert len({s["color"] for s in styles.values()}) == len(labels)
+    assert styles["trf-lsmr"]["linestyle"] == "-" and styles["dogbox-lsmr"]["linestyle"] == "--"
+
+
+def test_panel_note_matches_the_report() -> None:
+    frame = _tiny_results().dropna(subset=["dur"])
+    frame.loc[frame["tr_solver"] == "lsmr", "dur"] = frame["n"] / 1000
+    frame.loc[frame["tr_solver"] == "exact", "dur"] = frame["n"] ** 3 / 1000
+    sel = frame[(frame["k_factor"] == 0.4) & (frame["sparsity"] == 0.25)]
+    # ratio lsmr/exact = 1/n^2: 0.04 at n = 5, 0.01 at n = 10
+    assert _ratio_note(sel, "n") == "n = 10: LSMR 100× faster than exact\nLSMR faster at every n"
+    frame.loc[(frame["tr_solver"] == "lsmr") & (frame["n"] == 5), "dur"] = 1.0
+    sel = frame[(frame["k_factor"] == 0.4) & (frame["sparsity"] == 0.25)]
+    assert _ratio_note(sel, "n").endswith("LSMR faster from n = 10; exact below")
+    assert _ratio_note(sel[sel["tr_solver"] != "exact"], "n") is None
+
+
 def test_plot_timings_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no column 'dur'"):
         plot_timings(pd.DataFrame({"n": [1]}), tmp_path)
     with pytest.raises(ValueError, match="`style` column 'colour'"):
         plot_timings(_tiny_results(), tmp_path, style="colour")
+    with pytest.raises(ValueError, match="`facet` column 'colour'"):
+        plot_timings(_tiny_results(), tmp_path, facet="colour")
+    with pytest.raises(ValueError, match="must differ"):
+        plot_timings(_tiny_results(), tmp_path, style="loss", facet="loss")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         plot_timings(tmp_path / "nope.csv", tmp_path)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lsqmf.bench.report import lsmr_exact_ratios, panel_summary, render_report
+from lsqmf.bench.report import lsmr_exact_ratios, lsmr_verdict, panel_summary, render_report
 
 
 def _results(lsmr_factor: float, repeats: int = 1) -> pd.DataFrame:
@@ -42,9 +42,11 @@ def test_ratios_and_fastest_per_panel() -> None:
 
 @pytest.mark.parametrize(
     ("factor", "verdict", "ratio"),
-    [(0.1, "**Confirmed at the largest size.**", "0.1 (LSMR 10× faster)"),
-     (0.8, "**Partly confirmed", "0.8"),
-     (3.0, "**Refuted at the largest size.**", "3 (exact 3.0× faster)")],
+    [(0.1, "**Confirmed at every size of this run (n = 5 to 40), in every panel.**",
+      "0.1 (LSMR 10× faster)"),
+     (0.8, "**Partly confirmed: at n = 40 LSMR is faster, but only 1.25× (median).**", "0.8"),
+     (3.0, "**Not confirmed in this run: at the largest size (n = 40) exact is faster, by a "
+      "median 3×.**", "3 (exact 3.0× faster)")],
     ids=["confirmed", "partly", "refuted"],
 )
 def test_verdict_follows_the_data(factor: float, verdict: str, ratio: str) -> None:
@@ -70,3 +72,23 @@ def test_costs_compared_within_a_repeat() -> None:
 def test_report_needs_seed_columns() -> None:
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['k_factor'"):
         render_report(pd.DataFrame({"n": [1], "dur": [1.0]}), {})
+
+
+def test_verdict_by_size_when_exact_wins_small_problems() -> None:
+    res = _results(1.0)
+    lsmr = res["tr_solver"] == "lsmr"
+    res.loc[lsmr & (res["n"] == 5), "dur"] *= 3.0   # exact 3x faster at n = 5
+    res.loc[lsmr & (res["n"] == 40), "dur"] *= 0.1  # LSMR 10x faster at n = 40
+    text = render_report(res, {})
+    verdict = ("**Confirmed from n = 40 on (in every panel); below that the dense solvers are "
+               "faster.**")
+    assert verdict in text
+    assert "n = 5: 3 (exact 3.0× faster), n = 40: 0.1 (LSMR 10× faster)" in text
+    assert "over all sizes" not in text  # no all-sizes median next to the per-size verdict
+    assert lsmr_verdict(res) == verdict.replace("**", "")
+
+
+def test_report_note_follows_the_conclusion() -> None:
+    text = render_report(_results(0.1), {}, note="This run stops at n = 40.")
+    assert text.index("## Conclusion") < text.index("This run stops at n = 40.") < text.index(
+        "## Fastest configuration per panel")

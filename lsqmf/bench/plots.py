@@ -7,8 +7,10 @@ state or needs a display.
 
 :func:`plot_timings`
     One panel per (k_factor, sparsity) (or per density for ``synthetic`` grids): x = ``n``,
-    y = ``dur``, both log scale, hue = method-tr_solver; without ``style`` the line is the
-    median over the losses and the band their min-max range. PNG and SVG.
+    y = ``dur``, both log scale, one line per method-tr_solver: the median over the losses,
+    the band their min-max range; LSMR blue, exact red, ``lm`` black, ``trf`` solid and
+    ``dogbox`` dashed; each seed panel states its LSMR/exact ratio at the largest ``n``.
+    ``facet='loss'`` draws one row of panels per loss instead of medians. PNG and SVG.
 :func:`convergence_study` and :func:`plot_convergence`
     Cost against evaluations and against time (from :attr:`FitResult.history`) of each solver
     configuration on one larger seed-style problem (default n=200, m=160, rank 10, 10%
@@ -94,16 +96,104 @@ def _panel_title(keys: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+#: Colour families by ``tr_solver`` (dark to light), line style and marker by ``method``: the
+#: LSMR lines are blue, the dense (exact) ones red, MINPACK ``lm`` black, and ``trf`` and
+#: ``dogbox`` of one family differ in shade, dash and marker, so no two lines look alike.
+_FAMILY_COLOURS = {
+    "lsmr": ("#08519c", "#4292c6", "#9ecae1"),
+    "exact": ("#a50f15", "#fb6a4a", "#fcae91"),
+    "none": ("#252525", "#737373", "#bdbdbd"),
+}
+_OTHER_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+_METHOD_STYLE = {"trf": ("-", "o"), "dogbox": ("--", "s"), "lm": (":", "^")}
+_DASHES: tuple[Any, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)),
+                            (0, (8, 2)))
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _line_styles(frame: pd.DataFrame, labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Colour, line style and marker of each configuration label (see ``_FAMILY_COLOURS``)."""
+    styles: dict[str, dict[str, Any]] = {}
+    used: dict[str, int] = {}
+    other = 0
+    for k, label in enumerate(labels):
+        first = frame[frame["configuration"] == label].iloc[0]
+        tr = str(first["tr_solver"]) if "tr_solver" in frame else ""
+        method = str(first["method"]) if "method" in frame else ""
+        tr = "none" if tr in ("nan", "None", "") else tr
+        if tr in _FAMILY_COLOURS and used.get(tr, 0) < len(_FAMILY_COLOURS[tr]):
+            colour = _FAMILY_COLOURS[tr][used.get(tr, 0)]
+            used[tr] = used.get(tr, 0) + 1
+        else:
+            colour = _OTHER_COLOURS[other % len(_OTHER_COLOURS)]
+            other += 1
+        dash, marker = _METHOD_STYLE.get(method, (_DASHES[k % len(_DASHES)],
+                                                  _MARKERS[k % len(_MARKERS)]))
+        styles[label] = {"color": colour, "linestyle": dash, "marker": marker}
+    return styles
+
+
+def _label_order(frame: pd.DataFrame) -> list[str]:
+    """Labels grouped by tr_solver family (lsmr, exact, none, others), trf before dogbox."""
+    family = {"lsmr": 0, "exact": 1, "none": 2}
+    method = {"trf": 0, "dogbox": 1, "lm": 2}
+
+    def key(label: str) -> tuple[int, int, str]:
+        first = frame[frame["configuration"] == label].iloc[0]
+        tr = str(first["tr_solver"]) if "tr_solver" in frame else ""
+        tr = "none" if tr in ("nan", "None", "") else tr
+        m = str(first["method"]) if "method" in frame else ""
+        return family.get(tr, 3), method.get(m, 3), label
+
+    return sorted(frame["configuration"].unique(), key=key)
+
+
+def _ratio_note(sel: pd.DataFrame, x: str) -> str | None:
+    """The panel's LSMR/exact verdict, computed as the report computes it (matched pairs)."""
+    from .report import _crossover, lsmr_exact_ratios
+
+    if x != "n" or not {"tr_solver", "method", "loss", "k_factor", "sparsity"} <= set(sel):
+        return None
+    trs = set(sel["tr_solver"].astype(str))
+    if not {"lsmr", "exact"} <= trs:
+        return None
+    pairs = lsmr_exact_ratios(sel if "cost" in sel else sel.assign(cost=np.nan))
+    if pairs.empty:
+        return None
+    by_n = pairs.groupby("n")["time_ratio"].median()
+    n_max, r = int(by_n.index[-1]), float(by_n.iloc[-1])
+    if r < 1:
+        head = f"n = {n_max}: LSMR {1 / r:.3g}× faster than exact"
+    else:
+        head = f"n = {n_max}: exact {r:.3g}× faster than LSMR"
+    cross = _crossover(by_n)
+    if cross is None:
+        tail = "LSMR not faster at the largest n"
+    elif cross == int(by_n.index[0]):
+        tail = "LSMR faster at every n"
+    else:
+        tail = f"LSMR faster from n = {cross}; exact below"
+    return f"{head}\n{tail}"
+
+
 def plot_timings(
     results: Any,
     out: str | Path,
     *,
     style: str | None = None,
+    facet: str | None = None,
     x: str = "n",
     y: str = "dur",
     stem: str = "timings",
 ) -> list[Path]:
     """Draw the timing grid of a results table and save it as PNG and SVG.
+
+    One panel per (k_factor, sparsity) (or per density); one line per method-tr_solver, the
+    median over the other configuration columns (the losses of the seed grid), with a band from
+    their minimum to their maximum. LSMR lines are blue, exact red, ``lm`` black; ``trf`` is
+    solid with circles, ``dogbox`` dashed with squares. Seed-style panels carry the LSMR/exact
+    time ratio at the largest ``n`` and the size from which LSMR is faster, computed as in the
+    report (:func:`lsqmf.bench.report.lsmr_exact_ratios`).
 
     Parameters
     ----------
@@ -113,8 +203,12 @@ def plot_timings(
     out : str or Path
         Directory for ``{stem}.png`` and ``{stem}.svg``.
     style : str, optional
-        Column for the line style (e.g. ``'loss'``); without it each line is the median over
-        the other configuration columns (the band spans their min to max).
+        Column drawn as separate lines, told apart by line style and marker (colour stays the
+        configuration's), instead of the median over it. With the five losses of the seed grid
+        this draws 21 lines per panel; ``facet`` is usually more readable.
+    facet : str, optional
+        Column with one row of panels per value (e.g. ``'loss'``): the lines are then the
+        single cells of that value, not medians.
     x, y : str, default='n', 'dur'
         Columns on the axes (both log scale).
     stem : str, default='timings'
@@ -125,16 +219,19 @@ def plot_timings(
     list of Path
         The files written.
     """
-    import seaborn as sns
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import NullFormatter
 
     frame = _as_frame(results)
     for col in (x, y):
         if col not in frame:
             raise ValueError(f"`results` has no column {col!r}; columns: {list(frame.columns)}.")
-    if style is not None and style not in frame:
-        raise ValueError(f"`style` column {style!r} is not in `results`.")
+    for name, column in (("style", style), ("facet", facet)):
+        if column is not None and column not in frame:
+            raise ValueError(f"`{name}` column {column!r} is not in `results`.")
+    if style is not None and style == facet:
+        raise ValueError(f"`style` and `facet` must differ; both are {style!r}.")
     frame = frame[frame[y].notna() & (frame[y] > 0)].copy()
     if frame.empty:
         raise ValueError("`results` has no row with a positive duration to plot.")
@@ -142,59 +239,96 @@ def plot_timings(
     panel_cols = [c for c in ("k_factor", "sparsity") if c in frame]
     if not panel_cols:
         panel_cols = [c for c in ("density",) if c in frame]
-    row_vals = sorted(frame[panel_cols[0]].unique()) if panel_cols else [None]
-    col_vals = sorted(frame[panel_cols[1]].unique()) if len(panel_cols) > 1 else [None]
-    hue_order = sorted(frame["configuration"].unique())
-    palette = dict(zip(hue_order, sns.color_palette("tab10", len(hue_order)), strict=True))
+    panels: list[dict[str, Any]] = [{}]
+    for col in panel_cols:
+        panels = [{**p, col: v} for p in panels for v in sorted(frame[col].unique())]
+    labels = _label_order(frame)
+    line_style = _line_styles(frame, labels)
+    style_vals = list(dict.fromkeys(frame[style])) if style is not None else [None]
+    style_marks = {v: (_DASHES[k % len(_DASHES)], _MARKERS[k % len(_MARKERS)])
+                   for k, v in enumerate(style_vals)}
+    facet_vals = list(dict.fromkeys(frame[facet])) if facet is not None else [None]
 
-    nr, nc = len(row_vals), len(col_vals)
-    fig = Figure(figsize=(5.2 * nc + 2.2, 3.9 * nr), layout="constrained")
-    axes = np.atleast_2d(np.array(fig.subplots(nr, nc, sharex=True, sharey=True, squeeze=False)))
-    handles_ax = None
-    for i, rv in enumerate(row_vals):
-        for j, cv in enumerate(col_vals):
-            ax = axes[i, j]
+    if facet is None and len(panel_cols) == 2:
+        n_rows = frame[panel_cols[0]].nunique()
+        n_cols = frame[panel_cols[1]].nunique()
+    else:
+        n_rows, n_cols = len(facet_vals), len(panels)
+    fig = Figure(figsize=(4.6 * n_cols + 2.4, 3.6 * n_rows + 0.4), layout="constrained")
+    axes = np.array(fig.subplots(n_rows, n_cols, sharex=True, sharey=True, squeeze=False))
+    ns = sorted(frame[x].unique())
+    for f_idx, fv in enumerate(facet_vals):
+        for p_idx, keys in enumerate(panels):
+            ax = axes.flat[p_idx] if facet is None else axes[f_idx, p_idx]
             sel = frame
-            keys: dict[str, Any] = {}
-            if rv is not None:
-                sel = sel[sel[panel_cols[0]] == rv]
-                keys[panel_cols[0]] = rv
-            if cv is not None:
-                sel = sel[sel[panel_cols[1]] == cv]
-                keys[panel_cols[1]] = cv
-            if sel.empty:
-                ax.set_title(_panel_title(keys) + " (no data)", fontsize=10)
-                continue
-            kwargs: dict[str, Any] = {}
-            if style is None:
-                kwargs.update(estimator="median", errorbar=("pi", 100))
-            else:
-                kwargs.update(style=style, estimator=None, units=None)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", (FutureWarning, UserWarning))
-                sns.lineplot(data=sel, x=x, y=y, hue="configuration", hue_order=hue_order,
-                             palette=palette, marker="o", ax=ax, legend=handles_ax is None,
-                             **kwargs)
+            for col, val in keys.items():
+                sel = sel[sel[col] == val]
+            if facet is not None:
+                sel = sel[sel[facet] == fv]
+            title = _panel_title(keys) if keys else ""
+            if facet is not None:
+                title = f"{facet} = {fv}" + (f"\n{title}" if title else "")
+            ax.set_title(title + (" (no data)" if sel.empty else ""), fontsize=10)
+            for label in labels:
+                for sv in style_vals:
+                    g = sel[sel["configuration"] == label]
+                    if style is not None:
+                        g = g[g[style] == sv]
+                    if g.empty:
+                        continue
+                    stats = g.groupby(x)[y].agg(["median", "min", "max"]).sort_index()
+                    kw = dict(line_style[label])
+                    if style is not None:
+                        kw["linestyle"], kw["marker"] = style_marks[sv]
+                    ax.plot(stats.index, stats["median"], lw=1.8, ms=5, **kw)
+                    if (stats["max"] > stats["min"]).any():
+                        ax.fill_between(stats.index, stats["min"], stats["max"],
+                                        color=kw["color"], alpha=0.15, lw=0)
+            note = _ratio_note(sel, x) if not sel.empty and style is None else None
+            if note:
+                ax.text(0.03, 0.97, note, transform=ax.transAxes, va="top", ha="left",
+                        fontsize=8.5, bbox={"boxstyle": "round,pad=0.3", "fc": "white",
+                                            "ec": "0.7", "alpha": 0.9})
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_title(_panel_title(keys), fontsize=10)
-            ax.set_xlabel("n (rows)" if x == "n" else x)
-            ax.set_ylabel("solve time [s]" if y == "dur" else y)
             ax.grid(True, which="major", alpha=0.3)
-            if handles_ax is None:
-                handles_ax = ax
-    if handles_ax is not None and handles_ax.get_legend() is not None:
-        handles, labels = handles_ax.get_legend_handles_labels()
-        handles_ax.get_legend().remove()
-        fig.legend(handles, labels, loc="outside right center", fontsize=9,
-                   title="method-tr_solver" if style is None else None)
-    ns = sorted(frame[x].unique())
-    if len(ns) > 1:
-        for ax in axes.flat:
-            ax.set_xticks(ns, [str(v) for v in ns])
-            ax.xaxis.set_minor_formatter(NullFormatter())
-    subtitle = "median over losses, band = min..max" if style is None else f"style = {style}"
-    fig.suptitle(f"Solve time (best of repeats) vs problem size; {subtitle}", fontsize=11)
+            if len(ns) > 1:
+                ax.set_xticks(ns, [str(v) for v in ns])
+                ax.xaxis.set_minor_formatter(NullFormatter())
+    for ax in axes[-1, :]:
+        ax.set_xlabel("n (rows)" if x == "n" else x)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("solve time [s]" if y == "dur" else y)
+
+    if style is None:
+        handles = [Line2D([], [], lw=1.8, ms=5, **line_style[lab]) for lab in labels]
+    else:  # line style and marker tell the `style` values apart: colour only here
+        handles = [Line2D([], [], lw=3, color=line_style[lab]["color"]) for lab in labels]
+    legend = fig.legend(handles, labels, loc="outside right center", fontsize=9,
+                        title="method-tr_solver")
+    if style is not None:
+        style_handles = [Line2D([], [], color="0.3", lw=1.5, linestyle=style_marks[v][0],
+                                marker=style_marks[v][1]) for v in style_vals]
+        fig.legend(style_handles, [str(v) for v in style_vals], loc="outside right lower",
+                   fontsize=9, title=str(style))
+    legend.set_in_layout(True)
+    reps = ""
+    if "repeats" in frame and frame["repeats"].notna().any():
+        lo, hi = int(frame["repeats"].min()), int(frame["repeats"].max())
+        reps = f"best of {lo} repeat{'s' if lo > 1 else ''}" if lo == hi else \
+            f"best of {lo}–{hi} repeats"
+    spread = [c for c in ("loss", "jac", "solver") if c in frame and frame[c].nunique() > 1
+              and c not in (style, facet)]
+    if style is None and facet is None:
+        names = {"loss": "losses", "jac": "Jacobians", "solver": "solvers"}
+        over = " and ".join(f"the {frame[c].nunique()} {names[c]}" for c in spread)
+        what = f"line = median over {over or 'repeated rows'}, band = min–max"
+    elif facet is not None:
+        what = f"one row of panels per {facet}"
+    else:
+        what = f"line style = {style}"
+    fig.suptitle("Solve time vs problem size" + (f" ({reps})" if reps else "") + f"; {what}",
+                 fontsize=11)
     return _save(fig, Path(out), stem)
 
 

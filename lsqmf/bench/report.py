@@ -20,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["lsmr_exact_ratios", "panel_summary", "render_report", "write_report"]
+__all__ = ["lsmr_exact_ratios", "lsmr_verdict", "panel_summary", "render_report", "write_report"]
 
 _PANELS = ("k_factor", "sparsity")
 
@@ -153,12 +153,127 @@ def _panel_name(kf: float, sp: float) -> str:
     return f"k = {kf:g}·n, {sp:.0%} missing"
 
 
+def lsmr_verdict(results: pd.DataFrame) -> str:
+    """One plain sentence: from which ``n`` LSMR beats the exact solver in this run.
+
+    The bold verdict of the report's conclusion, without Markdown (``lsqmf demo`` prints it).
+    """
+    return _verdict(lsmr_exact_ratios(results)).replace("**", "")
+
+
+def _verdict(pairs: pd.DataFrame) -> str:
+    """The seed's claim (LSMR strongly preferred) judged per size, from matched pairs."""
+    if pairs.empty:
+        return "No LSMR/exact pairs were timed."
+    by_n = pairs.groupby("n")["time_ratio"].median()
+    n_min, n_max = int(by_n.index[0]), int(by_n.index[-1])
+    at_max = pairs[pairs["n"] == n_max]
+    med_max = float(at_max["time_ratio"].median())
+    frac_max = float((at_max["time_ratio"] < 1).mean())
+    cross = {keys: _crossover(g.groupby("n")["time_ratio"].median())
+             for keys, g in pairs.groupby(list(_PANELS))}
+    if med_max <= 0.5 and frac_max >= 0.8 and all(c is not None for c in cross.values()):
+        c_max = max(c for c in cross.values() if c is not None)
+        if c_max == n_min:
+            return (f"**Confirmed at every size of this run (n = {n_min} to {n_max}), in every "
+                    "panel.**")
+        if by_n.iloc[0] > 1:
+            return (f"**Confirmed from n = {c_max} on (in every panel); below that the dense "
+                    "solvers are faster.**")
+        return f"**Confirmed from n = {c_max} on (in every panel).**"
+    if med_max < 1:
+        why = (f"only {1 / med_max:.3g}× (median)" if med_max > 0.5 else
+               f"in only {frac_max:.0%} of the pairs" if frac_max < 0.8 else
+               "not from one size on in every panel")
+        return (f"**Partly confirmed: at n = {n_max} LSMR is faster, but {why}.**")
+    return (f"**Not confirmed in this run: at the largest size (n = {n_max}) exact is faster, "
+            f"by a median {med_max:.3g}×.**")
+
+
+def _conclusion(frame: pd.DataFrame, pairs: pd.DataFrame, summary: pd.DataFrame,
+                raw: pd.DataFrame | None) -> str:
+    """The conclusion: verdict, ratio by size, per-panel crossover, costs, fastest, lm."""
+    n_max = int(pairs["n"].max())
+    at_max = pairs[pairs["n"] == n_max]
+    med_max = float(at_max["time_ratio"].median())
+    frac_max = float((at_max["time_ratio"] < 1).mean())
+    by_n = pairs.groupby("n")["time_ratio"].median()
+    by_method = at_max.groupby("method")["time_ratio"].median()
+    by_rank = at_max.groupby("k_factor")["time_ratio"].median()
+    cross = []
+    for (kf, sp), g in pairs.groupby(list(_PANELS)):
+        c = _crossover(g.groupby("n")["time_ratio"].median())
+        cross.append(f"{_panel_name(kf, sp)}: " + (f"n ≥ {c}" if c is not None else "never"))
+    para = (
+        "The seed (the original code lsqmf started from) concluded that `tr_solver='lsmr'` is "
+        f"strongly preferred over `'exact'`. {_verdict(pairs)} "
+        "Median lsmr/exact time ratio by size (over panels × method × loss; below 1 LSMR is "
+        "faster): " + ", ".join(f"n = {int(n)}: {_ratio(float(v))}" for n, v in by_n.items())
+        + f". At n = {n_max} the median lsmr/exact time ratio is {_ratio(med_max)} and LSMR is "
+        f"faster in {frac_max:.0%} of the method×loss×panel pairs there (median ratio by "
+        "method: " + ", ".join(f"{m} {v:.3g}" for m, v in by_method.items())
+        + "; by rank: " + ", ".join(f"k = {kf:g}·n {v:.3g}" for kf, v in by_rank.items())
+        + "). LSMR is faster (median over method × loss) from: " + "; ".join(cross) + "."
+    )
+    # costs are only comparable on the same problem: with repeats > 1 each repeat draws
+    # new data, so match lsmr and exact within a repeat (raw rows) when they are given
+    cost_pairs = pairs
+    if raw is not None and "repeat" in raw:
+        rp = _prepare(raw)
+        keys = [*_PANELS, "n", "method", "loss", "repeat"]
+        cost_pairs = rp[rp["tr_solver"] == "lsmr"][[*keys, "cost"]].merge(
+            rp[rp["tr_solver"] == "exact"][[*keys, "cost"]], on=keys,
+            suffixes=("_lsmr", "_exact"))
+        cost_pairs["cost_ratio"] = cost_pairs["cost_lsmr"] / cost_pairs["cost_exact"]
+    cost = cost_pairs["cost_ratio"].replace([np.inf, -np.inf], np.nan).dropna()
+    if len(cost):
+        para += (
+            f" Both reach the same optimum: on the same problem, median cost(lsmr)/"
+            f"cost(exact) = {cost.median():.3f} (5th–95th percentile "
+            f"{cost.quantile(0.05):.3f}–{cost.quantile(0.95):.3f}, {len(cost)} pairs)."
+        )
+    parts = [para + "\n"]
+    counts = summary["fastest_at_n_max"].value_counts()
+    parts.append(
+        f"Fastest configuration at n = {n_max}, per panel: "
+        + "; ".join(f"{_panel_name(r.k_factor, r.sparsity)}: `{r.fastest_at_n_max}` "
+                    f"({r.x_runner_up_at_n_max:.2f}× ahead of `{r.runner_up_at_n_max}`)"
+                    for r in summary.itertuples())
+        + (f" (`{counts.index[0]}` in {counts.iloc[0]} of {len(summary)} panels)."
+           if len(counts) else ".")
+        + " Losses of one method-tr_solver differ by little; factors below ~1.3× are noise.\n"
+    )
+    if "lm" in set(frame["method"]):
+        lm = frame[(frame["method"] == "lm") & frame["dur"].notna()]
+        rest = frame[(frame["method"] != "lm") & frame["dur"].notna()]
+        best_rest = rest.groupby([*_PANELS, "n"])["dur"].min()
+        lm_t = lm.set_index([*_PANELS, "n"])["dur"]
+        ratio = (lm_t / best_rest).dropna()
+        if len(ratio):
+            lm_by_n = ratio.groupby(level="n").median()
+            faster = [int(n) for n, v in lm_by_n.items() if v < 1]
+            if len(faster) == len(lm_by_n):
+                where = "it is the fastest choice at every size here"
+            elif faster:
+                where = (f"it is the fastest choice up to n = {max(faster)} and slower than "
+                         "the best trf/dogbox configuration above")
+            else:
+                where = "it is never the fastest choice here"
+            parts.append(
+                "MINPACK `lm` (dense QR, linear loss only), as a multiple of the time of the "
+                "fastest trf/dogbox configuration of the same problem (median by size): "
+                + ", ".join(f"n = {int(n)}: {v:.3g}×" for n, v in lm_by_n.items())
+                + f"; {where}.\n"
+            )
+    return "\n".join(parts)
+
+
 def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *,
                   figures: Sequence[str] = (), results_name: str = "results.csv",
                   command: str | None = None,
                   convergence: pd.DataFrame | None = None,
-                  raw: pd.DataFrame | None = None) -> str:
-    """The report as Markdown (see the module docstring)."""
+                  raw: pd.DataFrame | None = None, note: str | None = None) -> str:
+    """The report as Markdown (see the module docstring); ``note`` follows the conclusion."""
     header = header or {}
     frame = _prepare(results)
     n_cells = len(frame)
@@ -212,82 +327,18 @@ def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *
     # ---------------------------------------------------------------- conclusion first
     out.append("## Conclusion\n")
     if len(pairs):
-        med_all = float(pairs["time_ratio"].median())
-        at_max = pairs[pairs["n"] == n_max]
-        med_max = float(at_max["time_ratio"].median()) if len(at_max) else math.nan
-        frac_max = float((at_max["time_ratio"] < 1).mean()) if len(at_max) else math.nan
-        frac_all = float((pairs["time_ratio"] < 1).mean())
-        small = pairs[pairs["n"] == pairs["n"].min()]
-        med_small = float(small["time_ratio"].median())
-        by_method = at_max.groupby("method")["time_ratio"].median()
-        method_text = ", ".join(f"{m} {v:.3g}" for m, v in by_method.items())
-        if med_max <= 0.5 and frac_max >= 0.8:
-            verdict = "**Confirmed at the largest size.**"
-        elif med_max < 1:
-            verdict = "**Partly confirmed: LSMR wins at the largest size, but not uniformly.**"
-        else:
-            verdict = "**Refuted at the largest size.**"
-        cross = []
-        for (kf, sp), g in pairs.groupby(list(_PANELS)):
-            c = _crossover(g.groupby("n")["time_ratio"].median())
-            cross.append(f"{_panel_name(kf, sp)}: " + (f"n ≥ {c}" if c is not None else "never"))
-        para = (
-            f"The seed concluded that `tr_solver='lsmr'` is strongly preferred. {verdict} "
-            f"At n = {n_max} the median lsmr/exact time ratio is {_ratio(med_max)} and LSMR "
-            f"is faster in {frac_max:.0%} of the method×loss×panel pairs there (median ratio "
-            f"by method: {method_text}). The advantage grows with size and rank: over all "
-            f"sizes the median ratio is {med_all:.2f} (LSMR faster in {frac_all:.0%} of "
-            f"{len(pairs)} pairs), and at the smallest size (n = {int(small['n'].iloc[0])}) "
-            f"it is {_ratio(med_small)}"
-            + (", i.e. exact is faster on tiny problems." if med_small > 1 else ".")
-            + " LSMR is faster (median over method × loss) from: " + "; ".join(cross) + "."
-        )
-        # costs are only comparable on the same problem: with repeats > 1 each repeat draws
-        # new data, so match lsmr and exact within a repeat (raw rows) when they are given
-        cost_pairs = pairs
-        if raw is not None and "repeat" in raw:
-            rp = _prepare(raw)
-            keys = [*_PANELS, "n", "method", "loss", "repeat"]
-            cost_pairs = rp[rp["tr_solver"] == "lsmr"][[*keys, "cost"]].merge(
-                rp[rp["tr_solver"] == "exact"][[*keys, "cost"]], on=keys,
-                suffixes=("_lsmr", "_exact"))
-            cost_pairs["cost_ratio"] = cost_pairs["cost_lsmr"] / cost_pairs["cost_exact"]
-        cost = cost_pairs["cost_ratio"].replace([np.inf, -np.inf], np.nan).dropna()
-        if len(cost):
-            para += (
-                f" Both reach the same optimum: on the same problem, median cost(lsmr)/"
-                f"cost(exact) = {cost.median():.3f} (5th–95th percentile "
-                f"{cost.quantile(0.05):.3f}–{cost.quantile(0.95):.3f}, {len(cost)} pairs)."
-            )
-        out.append(para + "\n")
-        counts = summary["fastest_at_n_max"].value_counts()
-        out.append(
-            f"Fastest configuration at n = {n_max}, per panel: "
-            + "; ".join(f"{_panel_name(r.k_factor, r.sparsity)}: `{r.fastest_at_n_max}` "
-                        f"({r.x_runner_up_at_n_max:.2f}× ahead of `{r.runner_up_at_n_max}`)"
-                        for r in summary.itertuples())
-            + (f" (`{counts.index[0]}` in {counts.iloc[0]} of {len(summary)} panels)."
-               if len(counts) else ".") + "\n"
-        )
-        if "lm" in set(frame["method"]):
-            lm = frame[(frame["method"] == "lm") & frame["dur"].notna()]
-            rest = frame[(frame["method"] != "lm") & frame["dur"].notna()]
-            best_rest = rest.groupby([*_PANELS, "n"])["dur"].min()
-            lm_t = lm.set_index([*_PANELS, "n"])["dur"]
-            ratio = (lm_t / best_rest).dropna()
-            if len(ratio):
-                out.append(
-                    f"MINPACK `lm` (dense QR, linear loss only) takes a median "
-                    f"{ratio.median():.2f}× the time of the fastest trf/dogbox configuration "
-                    f"of the same problem (range {ratio.min():.2f}–{ratio.max():.2f}).\n"
-                )
+        out.append(_conclusion(frame, pairs, summary, raw).rstrip("\n") + "\n")
+    if note:
+        out.append(note + "\n")
 
     # ---------------------------------------------------------------- fastest per panel
     out.append("## Fastest configuration per panel\n")
     out.append(
         "Configurations are `method-tr_solver-loss` (`lm` = `lm` with the linear loss). "
-        "*Overall* ranks by the geometric mean of the time over all n of the panel; factors "
-        "are how many times slower the runner-up and the slowest configuration are.\n"
+        "*Overall* ranks by the geometric mean of the time over all n of the panel, which "
+        "weighs the small problems (where the dense solvers win) as much as the large ones; "
+        "the columns *at n = max* show the large problems. Factors are how many times slower "
+        "the runner-up and the slowest configuration are.\n"
     )
     rows: list[list[Any]] = [
         [_panel_name(r.k_factor, r.sparsity), f"`{r.fastest}`", _dur(r.gmean_s),
@@ -389,10 +440,12 @@ def _convergence_section(conv: pd.DataFrame) -> str:
     ])
 
 
-def write_report(results: str | Path, out: str | Path | None = None) -> Path:
+def write_report(results: str | Path, out: str | Path | None = None, *,
+                 note: str | None = None) -> Path:
     """Write the Markdown report of ``results`` (a results CSV) and return its path.
 
-    ``out`` defaults to ``README.md`` next to the CSV. ``run.json`` and the figures
+    ``out`` defaults to ``README.md`` next to the CSV; ``note`` (Markdown) is printed after
+    the conclusion. ``run.json`` and the figures
     (``timings.png``, ``convergence.png``) and ``convergence.csv`` next to the CSV are used
     when present.
     """
@@ -421,7 +474,8 @@ def write_report(results: str | Path, out: str | Path | None = None) -> Path:
         conv["time"] = pd.to_numeric(conv["time"], errors="coerce")
     text = render_report(read_raw(results), header, figures=figures,
                          results_name=_relpath(results, out.parent),
-                         command=f"lsqmf report {results}", convergence=conv, raw=raw)
+                         command=f"lsqmf report {results}", convergence=conv, raw=raw,
+                         note=note)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return out
