@@ -2,8 +2,21 @@
 
 Each subcommand lives in a module of this package that defines ``register(subparsers)``; the
 registered parser sets ``func`` to a function taking the parsed arguments and returning the
-exit code. Exit codes: 0 success, 1 a check failed (e.g. ``verify`` found a mismatch),
-2 bad usage or input.
+exit code. :func:`main` turns every error into one line on stderr (``lsqmf COMMAND: error:
+...``) and an exit code (:data:`EXIT_CODES`); ``-v`` or ``--traceback`` adds the traceback.
+
+==== ========================================================================================
+code meaning
+==== ========================================================================================
+0    success
+1    a check failed (``verify`` found a mismatch, ``--check-jacobian`` disagreed)
+2    bad usage or input: a bad option or value, a missing/unreadable/malformed file (named
+     with its line), a non-finite residual, a problem too large for memory
+3    ``verify``: the candidate's process exited or crashed before reporting
+4    ``verify``: the candidate ran out of time
+70   an unexpected internal error (a bug: please report it with ``--traceback``)
+130  interrupted (Ctrl-C); what was finished is saved first (models, benchmark rows, CV folds)
+==== ========================================================================================
 """
 
 from __future__ import annotations
@@ -12,9 +25,29 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_CODES", "build_parser", "main"]
+
+#: Exit codes of ``lsqmf`` (documented in ``lsqmf --help`` and the README).
+EXIT_CODES = {
+    "ok": 0,
+    "check_failed": 1,
+    "bad_input": 2,
+    "verify_crashed": 3,
+    "verify_timeout": 4,
+    "internal_error": 70,
+    "interrupted": 130,
+}
+
+_EPILOG = (
+    "exit status: 0 success; 1 a check failed (verify mismatch, --check-jacobian); 2 bad usage "
+    "or input (bad option, missing or malformed file, non-finite residual, out of memory); "
+    "3 verify: the candidate's process exited or crashed; 4 verify: the candidate timed out; "
+    "70 internal error; 130 interrupted (Ctrl-C; finished work is saved first). Errors are one "
+    "line on stderr; -v or --traceback shows the traceback."
+)
 
 #: Commands that time solvers: BLAS runs on one thread unless ``--blas-threads`` says otherwise
 #: (multi-threaded BLAS on small matrices and a busy machine distorts timings many-fold).
@@ -31,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lsqmf",
         description="Low-rank matrix factorization with missing data as nonlinear least squares.",
+        epilog=_EPILOG,
     )
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the full traceback of an error")
     parser.add_argument("--version", action="version", version=f"lsqmf {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument(
@@ -52,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code (:data:`EXIT_CODES`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -66,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threads is not None and threads < 1:
         print(f"lsqmf: error: --blas-threads must be >= 1; got {threads}", file=sys.stderr)
         return 2
+    show_traceback = bool(args.verbose or getattr(args, "traceback", False))
     try:
         if threads is None:
             return int(args.func(args))
@@ -73,9 +110,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with threadpool_limits(limits=threads, user_api="blas"):
             return int(args.func(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"lsqmf {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except BaseException as err:  # every failure becomes one line and an exit code
+        if isinstance(err, SystemExit):
+            raise
+        code, line = describe_error(err)
+        if show_traceback:
+            traceback.print_exc(file=sys.stderr)
+        print(f"lsqmf {args.command}: {line}", file=sys.stderr)
+        return code
+
+
+def describe_error(err: BaseException) -> tuple[int, str]:
+    """The exit code and the one-line message of an error reaching the command line."""
+    text = " ".join(str(err).split()) or type(err).__name__  # one line
+    if isinstance(err, KeyboardInterrupt):
+        return EXIT_CODES["interrupted"], "interrupted" + (f": {text}" if str(err) else "")
+    if isinstance(err, MemoryError):
+        return EXIT_CODES["bad_input"], (
+            "error: out of memory" + (f" ({text})" if str(err) else "")
+            + "; try a smaller rank, a sparse or matrix-free method (--tr-solver lsmr), or "
+            "a subset of the data"
+        )
+    if isinstance(err, FileNotFoundError | FileExistsError | IsADirectoryError
+                  | NotADirectoryError | PermissionError):
+        where = f"{err.filename!r}: " if getattr(err, "filename", None) else ""
+        reason = err.strerror if where and err.strerror else text
+        return EXIT_CODES["bad_input"], f"error: {where}{reason}"
+    if isinstance(err, ValueError | TypeError | ArithmeticError | OSError
+                  | ImportError | NotImplementedError):
+        name = type(err).__name__
+        label = "" if type(err) in (ValueError, TypeError, FileNotFoundError) else f"{name}: "
+        return EXIT_CODES["bad_input"], f"error: {label}{text}"
+    return EXIT_CODES["internal_error"], (
+        f"internal error: {type(err).__name__}: {text} (a bug; rerun with --traceback and "
+        "report it)"
+    )
