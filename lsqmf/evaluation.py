@@ -33,11 +33,14 @@ names resolve through :data:`lsqmf.solvers.SOLVERS`; parameters not given are ta
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import logging
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,8 +52,11 @@ from .result import COLD_START_POLICIES, ConvergenceWarning, FitResult
 if TYPE_CHECKING:
     import pandas as pd
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "GridSearchResult",
+    "SearchInterrupted",
     "align_pairs",
     "cross_validate",
     "fit_and_score",
@@ -162,14 +168,7 @@ def kfold(
     [(15, 5), (15, 5), (15, 5), (15, 5)]
     """
     ratings = _check_ratings(ratings)
-    n_splits = check_int("n_splits", n_splits, min_value=2)
-    if n_splits > ratings.nnz:
-        raise ValueError(
-            f"`n_splits` must be at most the number of ratings ({ratings.nnz}); got {n_splits}."
-        )
-    rng = check_random_state(random_state)
-    perm = rng.permutation(ratings.nnz)
-    return [_complement(ratings, part) for part in np.array_split(perm, n_splits)]
+    return [_complement(ratings, part) for part in _kfold_parts(ratings, n_splits, random_state)]
 
 
 def user_holdout(
@@ -412,6 +411,250 @@ def _scalar(v: Any) -> bool:
     return v is None or isinstance(v, bool | int | float | str | np.number)
 
 
+def _kfold_parts(ratings: Ratings, n_splits: int, random_state: Any) -> list[np.ndarray]:
+    """The test indices of every fold of :func:`kfold` (one seeded permutation, cut)."""
+    n_splits = check_int("n_splits", n_splits, min_value=2)
+    if n_splits > ratings.nnz:
+        raise ValueError(
+            f"`n_splits` must be at most the number of ratings ({ratings.nnz}); got {n_splits}."
+        )
+    rng = check_random_state(random_state)
+    perm = rng.permutation(ratings.nnz)
+    return list(np.array_split(perm, n_splits))
+
+
+# ------------------------------------------------------------------ cells: CV and grid search
+#: Fields of :func:`fit_and_score`'s dict before the solver's parameters, in its order.
+_SCORE_FIELDS = ["solver", "rmse", "mae", "fit_s", "n_test", "n_scored", "n_cold_start",
+                 "train_rmse", "cost", "n_iter", "status", "success", "rank"]
+#: Float fields of a cell row (NaN in a failed row).
+_FLOAT_FIELDS = ["rmse", "mae", "fit_s", "train_rmse", "cost"]
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`cross_validate` or :func:`grid_search`.
+
+    Attributes
+    ----------
+    results : pandas.DataFrame
+        The rows of every cell finished before the interrupt (also in ``out`` when given),
+        in cell order.
+    n_cells : int
+        How many cells the run has in all.
+    """
+
+    def __init__(self, results: pd.DataFrame, n_cells: int) -> None:
+        super().__init__(f"interrupted after {len(results)} of {n_cells} cells")
+        self.results = results
+        self.n_cells = n_cells
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One (configuration, fold) fit: what a worker needs besides the shared data."""
+
+    index: int
+    config: int
+    fold: int
+    params: dict[str, Any]
+    cell_id: str
+
+
+class _CellData:
+    """Shared by every cell (sent once to each worker): the ratings, the folds' test indices,
+    the solver and the scoring options. Folds are built on first use and kept."""
+
+    def __init__(self, ratings: Ratings, parts: list[np.ndarray], solver: Any,
+                 cold_start: str, clip: Any) -> None:
+        self.ratings = ratings
+        self.parts = parts
+        self.solver = solver
+        self.cold_start = cold_start
+        self.clip = clip
+        self._folds: dict[int, tuple[Ratings, Ratings]] = {}
+
+    def fold(self, f: int) -> tuple[Ratings, Ratings]:
+        if f not in self._folds:
+            self._folds[f] = _complement(self.ratings, self.parts[f])
+        return self._folds[f]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_folds": {}}
+
+
+def _score_cell(data: _CellData, cell: _Cell) -> dict[str, Any]:
+    """fit_and_score on one cell; an exception becomes the row's ``error`` (never raised)."""
+    train, test = data.fold(cell.fold)
+    try:
+        row = fit_and_score(data.solver, train, test, cold_start=data.cold_start,
+                            clip=data.clip, **cell.params)
+    except Exception as err:
+        return {"error": f"{type(err).__name__}: {err}".replace("\n", " ").strip()[:500]}
+    return {**row, "error": ""}
+
+
+def _fingerprint(ratings: Ratings, parts: list[np.ndarray], solver: Any, cold_start: str,
+                 clip: Any) -> hashlib.blake2b:
+    h = hashlib.blake2b(digest_size=8)
+    h.update(repr((ratings.shape, ratings.nnz, _solver_name(solver), cold_start,
+                   repr(clip))).encode())
+    for a in (ratings.rows, ratings.cols, ratings.values, *parts):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h
+
+
+def _solver_name(solver: Any) -> str:
+    return solver if isinstance(solver, str) else getattr(solver, "__name__", "custom")
+
+
+def _make_cells(data: _CellData, configs: list[dict[str, Any]],
+                params_of: Callable[[dict[str, Any], int], dict[str, Any]]) -> list[_Cell]:
+    base = _fingerprint(data.ratings, data.parts, data.solver, data.cold_start, data.clip)
+    cells: list[_Cell] = []
+    for c, cfg in enumerate(configs):
+        for f in range(len(data.parts)):
+            params = params_of(cfg, f)
+            h = base.copy()
+            h.update(repr((f, sorted((k, repr(v)) for k, v in params.items()))).encode())
+            cells.append(_Cell(len(cells), c, f, params, h.hexdigest()))
+    return cells
+
+
+def _columns(head: list[str], data: _CellData, cell: _Cell) -> list[str]:
+    """Columns of a cell row: ``head``, fit_and_score's fields, ``error``, ``cell_id``."""
+    if isinstance(data.solver, str):
+        try:
+            params = resolve_solver(data.solver, cell.params)[2]
+        except (ValueError, TypeError, KeyError):
+            params = dict(cell.params)
+    else:
+        params = dict(cell.params)
+    cols = list(head)
+    for k in [*_SCORE_FIELDS, *(k for k, v in params.items() if _scalar(v))]:
+        if k not in cols:
+            cols.append(k)
+    return [*cols, "error", "cell_id"]
+
+
+def _failed_text(frame: pd.DataFrame, keys: list[str]) -> str:
+    bad = frame[frame["error"].astype(str).str.len() > 0]
+    parts = []
+    for _, r in bad.head(5).iterrows():
+        where = ", ".join(f"{k}={_py(r[k])}" for k in keys)
+        parts.append(f"fold {r['fold']}{' (' + where + ')' if where else ''}: {r['error']}")
+    more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return "; ".join(parts) + more
+
+
+def _read_frame(path: Path, columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype={"error": str, "cell_id": str, "solver": str})
+    frame["error"] = frame["error"].fillna("")
+    return frame[columns]
+
+
+def _run_cells(
+    data: _CellData,
+    cells: list[_Cell],
+    head_of: Callable[[_Cell], dict[str, Any]],
+    columns: list[str],
+    *,
+    n_jobs: int,
+    scheduler: Any,
+    out: Any,
+    progress: bool,
+    desc: str,
+) -> pd.DataFrame:
+    """Run (or resume) the cells; one row per cell in cell order; rows written as they finish.
+
+    With ``out``, the finished cells of an earlier run with the same data, folds, solver and
+    parameters are kept (failed ones run again) and every new row is appended at once.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from ._checkpoint import RowWriter, parse_bool, parse_float, parse_int, read_checkpoint
+    from .parallel import map_tasks, plan_backend
+
+    path = None if out is None else Path(out)
+    by_id = {c.cell_id: c for c in cells}
+    done: set[str] = set()
+    if path is not None:
+        if path.is_dir():
+            raise ValueError(f"`out` must be a CSV file path; got the directory {str(path)!r}.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size:
+            parsers: dict[str, Callable[[str], Any]] = {
+                **dict.fromkeys(_FLOAT_FIELDS, parse_float),
+                **dict.fromkeys(["n_test", "n_scored", "n_cold_start", "fold"], parse_int),
+                "success": lambda s: s == "" or parse_bool(s),
+            }
+            rows = read_checkpoint(path, columns, known=by_id, parsers=parsers,
+                                   keep=lambda r: r["error"] == "", what=desc)
+            done = {r["cell_id"] for r in rows}
+            logger.info("%s: %d of %d cells already done in %s", desc, len(done), len(cells),
+                        path)
+    todo = [c for c in cells if c.cell_id not in done]
+    backend = plan_backend(n_jobs, scheduler)  # connects (or fails) before any work
+    rows_by_index: dict[int, dict[str, Any]] = {}
+    writer = RowWriter(path, columns) if path is not None else None
+    bar = tqdm(total=len(cells), initial=len(done), disable=not progress, desc=desc,
+               unit="fit")
+    extra_seen: set[str] = set()
+
+    def frame() -> pd.DataFrame:
+        if path is not None:
+            table = _read_frame(path, columns)
+            order = table["cell_id"].map({cid: c.index for cid, c in by_id.items()})
+            return table.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(
+                drop=True
+            )
+        rows = [rows_by_index[i] for i in sorted(rows_by_index)]
+        return pd.DataFrame(rows, columns=columns)
+
+    try:
+        for outcome in map_tasks(_score_cell, todo, shared=data, backend=backend,
+                                 label=desc.replace(" ", "-")):
+            cell: _Cell = outcome.task
+            value = outcome.value if outcome.ok else {"error": outcome.error}
+            row = {**head_of(cell), **value, "cell_id": cell.cell_id}
+            row.setdefault("solver", _solver_name(data.solver))
+            for k in _FLOAT_FIELDS:
+                row.setdefault(k, float("nan"))
+            extra = set(row) - set(columns) - extra_seen
+            if extra:
+                extra_seen |= extra
+                logger.warning("%s: fields %s are not recorded", desc, sorted(extra))
+            rows_by_index[cell.index] = row
+            if writer is not None:
+                writer.write(row)
+            bar.update(1)
+    except KeyboardInterrupt:
+        if writer is not None:
+            writer.close()
+            writer = None
+        bar.close()
+        raise SearchInterrupted(frame(), len(cells)) from None
+    finally:
+        if writer is not None:
+            writer.close()
+        bar.close()
+        backend.close()
+    return frame()
+
+
+def _warn_failures(results: pd.DataFrame, keys: list[str], what: str) -> None:
+    n_bad = int((results["error"].astype(str).str.len() > 0).sum())
+    if n_bad:
+        warnings.warn(
+            f"{n_bad} of {len(results)} {what} cells failed (their rows have the error and NaN "
+            f"scores): {_failed_text(results, keys)}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def cross_validate(
     ratings: Any,
     *,
@@ -420,19 +663,34 @@ def cross_validate(
     random_state: int | np.random.Generator | None = 0,
     cold_start: str = "bias",
     clip: Any = "auto",
+    n_jobs: int = 1,
+    scheduler: Any = None,
+    out: str | Path | None = None,
+    progress: bool = False,
     **params: Any,
 ) -> pd.DataFrame:
     """K-fold cross-validation of one solver configuration.
 
     The folds come from :func:`kfold` with ``random_state``; the solver's own
     ``random_state`` (initial factors, shuffles) is ``params['random_state']`` if given, else
-    the fold number.
+    the fold number. The folds run in parallel as :func:`grid_search`'s cells do.
+
+    Parameters
+    ----------
+    n_jobs, scheduler, out, progress
+        As in :func:`grid_search`.
 
     Returns
     -------
     pandas.DataFrame
-        One row per fold: ``fold``, ``fit_s``, ``rmse``, ``mae``, ``n_cold_start`` and the other
-        fields of :func:`fit_and_score`.
+        One row per fold: ``fold``, ``fit_s``, ``rmse``, ``mae``, ``n_cold_start``, the other
+        fields of :func:`fit_and_score`, ``error`` (empty unless the fold failed: then the
+        scores are NaN and a :class:`RuntimeWarning` names it) and ``cell_id``.
+
+    Raises
+    ------
+    SearchInterrupted
+        On Ctrl-C (a ``KeyboardInterrupt``), with the finished folds in ``results``.
 
     Examples
     --------
@@ -444,18 +702,18 @@ def cross_validate(
     >>> list(cv["fold"]), bool((cv["rmse"] < 0.5).all())
     ([0, 1, 2], True)
     """
-    import pandas as pd
-
     ratings = _check_ratings(ratings)
-    rows = []
-    for f, (train, test) in enumerate(kfold(ratings, n_splits, random_state)):
-        p = dict(params)
-        p.setdefault("random_state", f)
-        row = fit_and_score(solver, train, test, cold_start=cold_start, clip=clip, **p)
-        rows.append({"fold": f, **row})
-    frame = pd.DataFrame(rows)
+    check_choice("cold_start", cold_start, COLD_START_POLICIES)
+    data = _CellData(ratings, _kfold_parts(ratings, n_splits, random_state), solver,
+                     cold_start, clip)
+    cells = _make_cells(data, [{}], lambda cfg, f: {"random_state": f, **params})
     first = ["fold", "solver", "fit_s", "rmse", "mae", "n_cold_start"]
-    return frame[first + [c for c in frame.columns if c not in first]]
+    columns = _columns(first, data, cells[0])
+    results = _run_cells(data, cells, lambda c: {"fold": c.fold}, columns, n_jobs=n_jobs,
+                         scheduler=scheduler, out=out, progress=progress,
+                         desc="cross-validation")
+    _warn_failures(results, [], "cross-validation")
+    return results
 
 
 @dataclass(frozen=True)
@@ -465,13 +723,15 @@ class GridSearchResult:
     Attributes
     ----------
     results : pandas.DataFrame
-        One row per (configuration, fold): the grid parameters, ``config`` (index of the
-        configuration), ``fold`` and the :func:`fit_and_score` fields.
+        One row per (configuration, fold), in that order: ``config`` (index of the
+        configuration), ``fold``, the grid parameters, the :func:`fit_and_score` fields,
+        ``error`` (empty unless the cell failed) and ``cell_id``.
     summary : pandas.DataFrame
         One row per configuration: the grid parameters, mean and std of validation RMSE and
-        MAE, mean fit time, total cold-start pairs; sorted by mean RMSE.
+        MAE (NaN unless every fold finished), mean fit time, total cold-start pairs,
+        ``n_failed``; sorted by mean RMSE.
     best_params : dict
-        The configuration with the lowest mean validation RMSE.
+        The configuration with the lowest mean validation RMSE (empty if none finished).
     best_score : float
         Its mean validation RMSE.
     best_model : FitResult or None
@@ -503,11 +763,28 @@ def _expand_grid(param_grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
-def _run_cell(
-    solver: Any, train: Ratings, test: Ratings, params: dict[str, Any], cold_start: str,
-    clip: Any,
-) -> dict[str, Any]:
-    return fit_and_score(solver, train, test, cold_start=cold_start, clip=clip, **params)
+def _mean_all(s: pd.Series) -> float:
+    return float(s.mean(skipna=False))
+
+
+def _summarize(results: pd.DataFrame, configs: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
+    res = results.assign(failed=results["error"].astype(str).str.len() > 0)
+    summary = (
+        res.groupby("config")
+        .agg(
+            rmse_mean=("rmse", _mean_all), rmse_std=("rmse", "std"),
+            mae_mean=("mae", _mean_all), mae_std=("mae", "std"),
+            fit_s_mean=("fit_s", "mean"), n_cold_start=("n_cold_start", "sum"),
+            n_failed=("failed", "sum"),
+        )
+        .reset_index()
+    )
+    params_frame = pd.DataFrame(configs)
+    params_frame["config"] = range(len(configs))
+    summary = params_frame.merge(summary, on="config").sort_values("rmse_mean", kind="stable")
+    return summary.reset_index(drop=True)
 
 
 def grid_search(
@@ -518,6 +795,8 @@ def grid_search(
     n_splits: int = 5,
     random_state: int | np.random.Generator | None = 0,
     n_jobs: int = 1,
+    scheduler: Any = None,
+    out: str | Path | None = None,
     progress: bool = True,
     refit: bool = True,
     cold_start: str = "bias",
@@ -525,6 +804,10 @@ def grid_search(
     **fixed: Any,
 ) -> GridSearchResult:
     """Cross-validate every combination of ``param_grid`` and refit the best on all data.
+
+    Every (configuration, fold) *cell* is one fit; cells run serially, on local processes
+    or on a Dask cluster (:mod:`lsqmf.parallel`) with the same seeds, so the results are the
+    same rows in the same order on every backend.
 
     Parameters
     ----------
@@ -534,9 +817,20 @@ def grid_search(
         E.g. ``{'rank': [10, 20, 50], 'reg': [0.02, 0.05, 0.1]}``.
     n_splits : int, default=5
     random_state : int, Generator or None, default=0
-        Seeds the folds (one permutation shared by every configuration).
+        Seeds the folds (one permutation shared by every configuration). Each fit is seeded
+        by ``fixed['random_state']`` if given, else by its fold number.
     n_jobs : int, default=1
-        joblib workers over the (configuration, fold) cells; -1 uses every core.
+        Local worker processes (joblib) over the cells; -1 uses every core; 1 is serial.
+    scheduler : str, distributed.Client or cluster, optional
+        Run the cells on a Dask cluster (``'tcp://host:8786'``; needs ``lsqmf[cluster]``); the
+        ratings are sent to each worker once. Also used: an enclosing
+        ``joblib.parallel_config(backend='dask')``. An unreachable scheduler raises
+        :class:`~lsqmf.parallel.SchedulerUnreachableError` before any work.
+    out : str or Path, optional
+        A CSV checkpoint: every finished cell is appended at once, and a rerun with the same
+        path (same data, folds, solver and parameters) keeps the finished cells and runs the
+        others (failed cells run again). Rows that are broken or belong to other cells are
+        dropped with a warning.
     progress : bool, default=True
         Show a tqdm progress bar (on stderr).
     refit : bool, default=True
@@ -549,54 +843,42 @@ def grid_search(
     Returns
     -------
     GridSearchResult
-    """
-    import pandas as pd
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+        A cell that raised is a row with its ``error`` and NaN scores (a
+        :class:`RuntimeWarning` names the failures); its configuration is not eligible as the
+        best.
 
+    Raises
+    ------
+    SearchInterrupted
+        On Ctrl-C (a ``KeyboardInterrupt``), with the finished cells in ``results`` (and in
+        ``out``).
+    """
     ratings = _check_ratings(ratings)
     configs = _expand_grid(param_grid if param_grid is not None else {})
-    n_jobs = check_int("n_jobs", n_jobs, min_value=-1)
-    if n_jobs == 0:
-        raise ValueError("`n_jobs` must be >= 1 or -1 (all cores); got 0.")
-    folds = kfold(ratings, n_splits, random_state)
-    cells = [
-        (c, f, {**fixed, "random_state": fixed.get("random_state", f), **cfg})
-        for c, cfg in enumerate(configs)
-        for f in range(len(folds))
-    ]
-    jobs = (
-        delayed(_run_cell)(solver, folds[f][0], folds[f][1], params, cold_start, clip)
-        for _, f, params in cells
+    check_choice("cold_start", cold_start, COLD_START_POLICIES)
+    data = _CellData(ratings, _kfold_parts(ratings, n_splits, random_state), solver,
+                     cold_start, clip)
+    cells = _make_cells(
+        data, configs,
+        lambda cfg, f: {**fixed, "random_state": fixed.get("random_state", f), **cfg},
     )
-    bar = tqdm(total=len(cells), disable=not progress, desc="grid search", unit="fit")
-    rows: list[dict[str, Any]] = []
-    for (c, f, _), out in zip(
-        cells,
-        Parallel(n_jobs=n_jobs, return_as="generator")(jobs),
-        strict=True,
-    ):
-        rows.append({"config": c, "fold": f, **configs[c], **out})
-        bar.update(1)
-    bar.close()
-    results = pd.DataFrame(rows)
     keys = list(configs[0])
-    summary = (
-        results.groupby("config")
-        .agg(
-            rmse_mean=("rmse", "mean"), rmse_std=("rmse", "std"), mae_mean=("mae", "mean"),
-            mae_std=("mae", "std"), fit_s_mean=("fit_s", "mean"),
-            n_cold_start=("n_cold_start", "sum"),
-        )
-        .reset_index()
+    columns = _columns(["config", "fold", *keys], data, cells[0])
+    results = _run_cells(
+        data, cells, lambda c: {"config": c.config, "fold": c.fold, **configs[c.config]},
+        columns, n_jobs=n_jobs, scheduler=scheduler, out=out, progress=progress,
+        desc="grid search",
     )
-    params_frame = pd.DataFrame(configs)
-    params_frame["config"] = range(len(configs))
-    summary = params_frame.merge(summary, on="config").sort_values("rmse_mean")
-    summary = summary.reset_index(drop=True)
+    _warn_failures(results, keys, "grid search")
+    summary = _summarize(results, configs)
+    best_model = None
+    if not np.isfinite(summary.loc[0, "rmse_mean"]):
+        warnings.warn("no configuration finished every fold: there is no best one.",
+                      RuntimeWarning, stacklevel=2)
+        return GridSearchResult(results=results, summary=summary, best_params={},
+                                best_score=float("nan"), best_model=None)
     best_cfg = configs[int(summary.loc[0, "config"])]
     best_params = {k: _py(best_cfg[k]) for k in keys}
-    best_model = None
     if refit:
         _, fn, params = resolve_solver(solver, {**fixed, **best_cfg})
         rank = params.pop("rank")
