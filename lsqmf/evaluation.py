@@ -214,8 +214,10 @@ def predict_pairs(
 ) -> tuple[np.ndarray, int]:
     """Predict held-out pairs by index, with the cold-start policy and clipping.
 
-    A pair is cold when its row or column has no entry in ``train`` (its factors were never
-    fitted). Returns ``(predictions, n_cold_start)``.
+    ``rows`` and ``cols`` are indices in ``train``'s indexing, -1 for an id that ``train``
+    does not know (as :func:`align_pairs` returns them). A pair is cold when its row or
+    column has no entry in ``train`` (its factors were never fitted) or is -1. Returns
+    ``(predictions, n_cold_start)``.
     """
     check_choice("cold_start", cold_start, COLD_START_POLICIES)
     if model.row_counts is None or model.col_counts is None:
@@ -223,7 +225,9 @@ def predict_pairs(
         model = dataclasses.replace(
             model, row_counts=train.row_counts(), col_counts=train.col_counts()
         )
-    return model._predict(rows, cols, cold_start=cold_start, clip=_resolve_clip(clip, train))
+    out = model.predict(rows, cols, cold_start=cold_start, clip=_resolve_clip(clip, train),
+                        return_cold_start=True, allow_unknown=True)
+    return out.values, out.n_cold_start
 
 
 def _resolve_clip(clip: Any, train: Ratings) -> tuple[float, float] | None:
@@ -385,7 +389,7 @@ def fit_and_score(
     pred, n_cold = predict_pairs(model, train, test_rows, test_cols, cold_start=cold_start,
                                  clip=clip)
     ok = np.isfinite(pred)
-    train_pred = model._predict(train.rows, train.cols, clip=_resolve_clip(clip, train))[0]
+    train_pred = model.predict(train.rows, train.cols, clip=_resolve_clip(clip, train))
     out: dict[str, Any] = {
         "solver": name,
         "rmse": rmse(test.values[ok], pred[ok]) if ok.any() else float("nan"),
