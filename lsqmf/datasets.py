@@ -121,7 +121,7 @@ def _check_path(path: Any, what: str = "ratings") -> Path:
     if p.is_dir():
         raise ValueError(f"{str(p)!r} is a directory, not a {what} file.")
     if not p.is_file():
-        raise FileNotFoundError(f"no such {what} file: {str(p)!r}")
+        raise FileNotFoundError(f"no such {what} file: {str(p)!r} (it does not exist)")
     return p
 
 
@@ -560,8 +560,8 @@ def _read_npz(path: Path, missing: float | None) -> Ratings:
             return as_ratings(sp.load_npz(path))
         if len(names) != 1:
             raise ValueError(
-                "expected a scipy.sparse.save_npz matrix (members format, shape, data, ...) or "
-                f"one dense array; got members {names}."
+                "not a scipy.sparse .npz matrix (scipy.sparse.save_npz: members format, shape, "
+                f"data, ...) nor one dense array; got members {names}."
             )
         with np.load(path, allow_pickle=False) as data:
             arr = data[data.files[0]]
@@ -576,7 +576,9 @@ def _read_npz(path: Path, missing: float | None) -> Ratings:
         raise ValueError(f"{str(path)!r}: {err}") from err
     except (zipfile.BadZipFile, OSError, EOFError, KeyError, zlib.error) as err:
         raise ValueError(f"{str(path)!r} is not a readable .npz file ({err}).") from err
-    return _dense_ratings(arr, path, missing, "the .npz file")
+    return _dense_ratings(
+        arr, path, missing, "not a scipy.sparse .npz matrix; as one dense array, the .npz file"
+    )
 
 
 # ------------------------------------------------------------------------------- one reader

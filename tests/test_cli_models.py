@@ -109,15 +109,26 @@ def test_recommend_excludes_rated_and_shows_titles(
 ) -> None:
     capsys.readouterr()
     assert main(["recommend", str(model), "--user", "1", "-n", "5",
-                 "--movies", str(files["movies"])]) == 0
+                 "--ratings", str(files["ratings"]), "--movies", str(files["movies"])]) == 0
     out = capsys.readouterr().out
     assert "3 rated items excluded" in out
     lines = [ln for ln in out.splitlines() if ln.strip()[:2].rstrip(".").isdigit()]
     assert len(lines) == 1 and "Forty (2003)" in lines[0]
 
 
+def test_recommend_never_opens_the_path_a_model_records(
+    model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the model records its ratings file, but a path inside a model file is never opened
+    capsys.readouterr()
+    assert main(["recommend", str(model), "--user", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "pass --ratings FILE" in err and "ratings.csv" not in err
+
+
 def test_recommend_errors(model: Path, files: dict[str, Path]) -> None:
-    assert main(["recommend", str(model), "--user", "77"]) == 2
+    assert main(["recommend", str(model), "--user", "77", "--ratings",
+                 str(files["ratings"])]) == 2
     assert main(["recommend", str(files["dir"] / "nope.npz"), "--user", "1"]) == 2
 
 

@@ -27,8 +27,9 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["EXIT_CODES", "build_parser", "main"]
+__all__ = ["EXIT_CODES", "add_input_options", "build_parser", "input_options", "main"]
 
 #: Exit codes of ``lsqmf`` (documented in ``lsqmf --help`` and the README).
 EXIT_CODES = {
@@ -55,6 +56,26 @@ _SINGLE_THREAD_COMMANDS = ("bench", "demo")
 
 #: Subcommand modules, in the order ``lsqmf --help`` lists them.
 _COMMAND_MODULES = ("solve", "verify", "bench", "models", "demo")
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """``--dense`` and ``--header/--no-header``: how :func:`lsqmf.datasets.read_input` reads
+    a subcommand's input files."""
+    parser.add_argument(
+        "--dense", action="store_true",
+        help="read a text input as a dense matrix (one row per line; empty or nan = missing) "
+        "instead of user,item,rating lines",
+    )
+    parser.add_argument(
+        "--header", action=argparse.BooleanOptionalAction, default=None,
+        help="whether a text input's first line is a header (default: decided from the line "
+        "and logged with -v)",
+    )
+
+
+def input_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of :func:`lsqmf.datasets.read_input` from ``add_input_options``."""
+    return {"dense": bool(getattr(args, "dense", False)), "header": getattr(args, "header", None)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,6 +89,8 @@ def _parse_id(text: str, ids: Any) -> Any:
 
 def register(subparsers: Any) -> None:
     """Add the ``fit``, ``predict``, ``evaluate``, ``cv`` and ``recommend`` subcommands."""
+    from . import add_input_options
+
     f = subparsers.add_parser(
         "fit", help="fit a model on a ratings file and save it",
         description="Fit a solver on RATINGS (a MovieLens file or 'builtin') and save the model "
@@ -97,6 +99,8 @@ def register(subparsers: Any) -> None:
     f.add_argument("ratings", metavar="RATINGS")
     _add_solver_options(f)
     f.add_argument("--out", type=Path, required=True, metavar="MODEL", help="output .npz")
+    f.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    add_input_options(f)
     f.set_defaults(func=run_fit)
 
     p = subparsers.add_parser(
@@ -123,6 +127,7 @@ def register(subparsers: Any) -> None:
     e.add_argument("test", metavar="TEST")
     _add_solver_options(e)
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    add_input_options(e)
     e.set_defaults(func=run_evaluate)
 
     c = subparsers.add_parser(
@@ -137,13 +142,15 @@ def register(subparsers: Any) -> None:
     c.add_argument("--jobs", type=int, default=1, metavar="N", help="joblib workers")
     c.add_argument("--out", type=Path, default=None, metavar="DIR")
     c.add_argument("--no-progress", dest="progress", action="store_false")
+    add_input_options(c)
     c.set_defaults(func=run_cv)
 
     r = subparsers.add_parser(
         "recommend", help="top-N unrated items for a user",
         description="The N items with the highest predicted rating for a user, excluding the "
-        "items the user rated in the ratings file (--ratings, default: the file the model "
-        "was fitted on). Titles are shown when a movies file is at hand (--movies, or the "
+        "items the user rated in the ratings file (--ratings; required unless the model was "
+        "fitted on 'builtin': paths inside a model file are never opened). Titles are shown "
+        "when a movies file is at hand (--movies, or the "
         "built-in one for models fitted on 'builtin').",
     )
     r.add_argument("model", type=Path, metavar="MODEL")
@@ -158,16 +165,20 @@ def run_fit(args: argparse.Namespace) -> int:
     from ..datasets import load_ratings
     from ..evaluation import resolve_solver
     from ..model_io import save_model
+    from . import input_options
 
-    ratings = load_ratings(args.ratings)
+    ratings = load_ratings(args.ratings, **input_options(args))
     name, fn, params = resolve_solver(args.solver, _solver_params(args))
     rank = params.pop("rank")
     model = fn(ratings, rank, **params)
     meta = {"ratings": _source(args.ratings),
             "rating_scale": [float(ratings.values.min()), float(ratings.values.max())]}
-    path = save_model(model, args.out, metadata=meta)
+    path = save_model(model, args.out, metadata=meta, force=args.force)
     print(model.summary())
     print(f"saved {name} model to {path}")
+    if int(model.status) == -5:  # Status.INTERRUPTED: saved what was fitted, then exit 130
+        print("lsqmf fit: interrupted; the model saved is the last iterate", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -207,9 +218,10 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..datasets import load_ratings
     from ..evaluation import fit_and_score
+    from . import input_options
 
-    train = load_ratings(args.train)
-    test = load_ratings(args.test)
+    train = load_ratings(args.train, **input_options(args))
+    test = load_ratings(args.test, **input_options(args))
     out = fit_and_score(args.solver, train, test, **_solver_params(args))
     if args.json:
         print(json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}))
@@ -224,8 +236,9 @@ def run_cv(args: argparse.Namespace) -> int:
     from ..datasets import load_ratings
     from ..evaluation import grid_search
     from ..solvers import SOLVER_DEFAULTS
+    from . import input_options
 
-    ratings = load_ratings(args.ratings)
+    ratings = load_ratings(args.ratings, **input_options(args))
     regs = args.reg if args.reg is not None else [SOLVER_DEFAULTS[args.solver]["reg"]]
     fixed = _solver_params(args, grid=True)
     fixed.pop("random_state")  # --seed seeds the folds; each fold's fit is seeded by its number
@@ -259,11 +272,13 @@ def run_recommend(args: argparse.Namespace) -> int:
     from ..ratings import lookup_ids
 
     model, meta = load_model(args.model)
-    source = args.ratings if args.ratings is not None else meta.get("ratings")
+    source = args.ratings
+    if source is None and meta.get("ratings") == BUILTIN_NAME:
+        source = BUILTIN_NAME  # the built-in set, not a path: the only source a model may name
     if source is None:
         raise ValueError(
-            "the model does not record its ratings file; pass --ratings FILE so that the "
-            "user's rated items can be excluded."
+            "pass --ratings FILE (the ratings whose items the user has rated are excluded); "
+            "lsqmf never opens a path recorded inside a model file."
         )
     if model.row_ids is None or model.col_ids is None:
         raise ValueError("the model has no id maps; it was not fitted on a ratings file.")

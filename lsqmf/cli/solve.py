@@ -6,46 +6,24 @@ import argparse
 import json
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 __all__ = ["read_ratings_file", "register"]
 
 
-def read_ratings_file(path: str, *, missing: float | None = None) -> Any:
-    """Load the ratings named on the command line.
+def read_ratings_file(
+    path: str, *, missing: float | None = None, dense: bool = False, header: bool | None = None
+) -> Any:
+    """Load the ratings named on the command line with :func:`lsqmf.datasets.read_input`.
 
     ``builtin`` is the vendored MovieLens latest-small set; ``.npy`` is a dense matrix (NaN, or
-    ``missing``, marks unobserved entries); ``.npz`` is a ``scipy.sparse.save_npz`` matrix;
-    anything else is read as a MovieLens-format ratings file (``u.data``, ``ratings.dat``,
-    ``ratings.csv``).
+    ``missing``, marks unobserved entries); ``.npz`` is a ``scipy.sparse.save_npz`` matrix or
+    one dense array; a text file is MovieLens-format ratings (``u.data``, ``ratings.dat``,
+    ``ratings.csv``, gzipped or not), or a dense matrix with ``dense=True`` (``--dense``).
     """
-    from .. import as_ratings
+    from ..datasets import read_input
 
-    if path == "builtin":
-        from ..datasets import load_builtin
-
-        return load_builtin()
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"ratings file {path!r} does not exist.")
-    if p.suffix == ".npy":
-        import numpy as np
-
-        return as_ratings(np.load(p, allow_pickle=False), missing=missing)
-    if p.suffix == ".npz":
-        import scipy.sparse as sp
-
-        try:
-            matrix = sp.load_npz(p)
-        except (ValueError, OSError, KeyError) as err:
-            raise ValueError(
-                f"{path}: not a scipy.sparse .npz file (write one with scipy.sparse.save_npz)."
-            ) from err
-        return as_ratings(matrix)
-    from ..datasets import load_movielens
-
-    return load_movielens(p)
+    return read_input(path, missing=missing, dense=dense, header=header)
 
 
 def _tr_solver(value: str) -> str | None:
@@ -55,13 +33,14 @@ def _tr_solver(value: str) -> str | None:
 def register(subparsers: Any) -> None:
     """Add the ``solve`` subcommand."""
     from ..solve import JAC_KINDS, LOSSES, METHODS
+    from . import add_input_options
 
     p = subparsers.add_parser(
         "solve",
         help="fit a factorization with scipy.optimize.least_squares",
         description="Fit R ~ P @ Q on the observed entries of a ratings file with lsqmf.solve "
         "and print a summary. FILE: 'builtin', a MovieLens ratings file, a dense .npy (NaN = "
-        "missing) or a scipy.sparse .npz.",
+        "missing), a scipy.sparse .npz, or a dense text matrix with --dense.",
     )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--rank", type=int, required=True, help="number of factors")
@@ -85,7 +64,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--ftol", type=float, default=1e-3)
     p.add_argument("--max-nfev", type=int, default=None)
     p.add_argument("--max-time", type=float, default=None, help="time budget in seconds")
-    p.add_argument("--missing", type=float, default=None, help="value marking missing (.npy)")
+    p.add_argument("--missing", type=float, default=None,
+                   help="value marking missing entries of a dense input (.npy, --dense)")
+    add_input_options(p)
     p.add_argument("--seed", type=int, default=0, help="random_state of the initial factors")
     p.add_argument("--check-jacobian", type=float, default=None, metavar="TOL")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -95,8 +76,9 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from .. import ConvergenceWarning, solve
     from ..evaluation import rmse
+    from . import input_options
 
-    ratings = read_ratings_file(args.file, missing=args.missing)
+    ratings = read_ratings_file(args.file, missing=args.missing, **input_options(args))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         fit = solve(
@@ -123,4 +105,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"train RMSE: {train_rmse:.4f}")
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+    if int(fit.status) == -5:  # Status.INTERRUPTED: Ctrl-C stopped the solve; report, exit 130
+        print("lsqmf solve: interrupted; the result above is the last accepted iterate",
+              file=sys.stderr)
+        return 130
     return 0
