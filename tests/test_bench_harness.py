@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +137,9 @@ def test_truncated_last_row_is_dropped_and_redone(grid: Any, tmp_path: Path) -> 
     lines = raw_path.read_text().splitlines(keepends=True)
     assert len(lines) == 1 + 4
     raw_path.write_text("".join(lines[:-1]) + lines[-1][:25])  # a hard kill mid-write
-    result = run_grid(grid, tmp_path, repeats=1)
+    with pytest.warns(RuntimeWarning, match=r"dropped 1 broken row\(s\) of 4 \(1 with a wrong "
+                      r"number of fields\)"):
+        result = run_grid(grid, tmp_path, repeats=1)
     assert len(result) == N_TINY
     raw = read_raw(raw_path)
     assert len(raw) == N_TINY
@@ -275,3 +280,103 @@ max_iter = 3
     assert (als["rmse"] > 0).all() and (als["mae"] > 0).all()
     np.testing.assert_allclose(als["dur"], als["fit_s"])
     assert result[result["solver"] != "als"]["error"].str.contains("no-such-solver").all()
+
+
+def _set_field(header: str, line: str, name: str, value: str) -> str:
+    cols = header.strip().split(",")
+    fields = line.rstrip("\n").split(",")
+    fields[cols.index(name)] = value
+    return ",".join(fields) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        pytest.param(lambda h, rows: [*rows[:-1], rows[-1][:-3] + "\n"], "unknown cell_id",
+                     id="truncated-last-field"),
+        pytest.param(lambda h, rows: [*rows, "\x00\x01garbage;;\n"], "wrong number of fields",
+                     id="garbage-row"),
+        pytest.param(lambda h, rows: [*rows, _set_field(h, rows[0], "cell_id", "no-such-cell")],
+                     "unknown cell_id", id="unknown-cell-id"),
+        pytest.param(lambda h, rows: [_set_field(h, rows[0], "dur", "1.2.3"), *rows[1:]],
+                     "that does not parse", id="unparsable-dur"),
+        pytest.param(lambda h, rows: [_set_field(h, rows[0], "repeat", "-1"), *rows[1:]],
+                     "that does not parse", id="negative-repeat"),
+    ],
+)
+def test_resume_validates_every_row(grid: Any, tmp_path: Path, damage: Any, reason: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    run_grid(grid, tmp_path, repeats=1, where="n == 4")
+    raw_path = tmp_path / RAW_CSV
+    header, *rows = raw_path.read_text().splitlines(keepends=True)
+    raw_path.write_text(header + "".join(damage(header, rows)))
+    rec = Recorder()
+    patch_solver(monkeypatch, rec)
+    with pytest.warns(RuntimeWarning, match=rf"dropped 1 broken row\(s\).*{reason}"):
+        result = run_grid(grid, tmp_path, repeats=1)
+    # the broken row's cell (if it was one of the 4) runs again with the other 4 cells
+    assert len(rec.calls) in (4, 5)
+    raw = read_raw(raw_path)
+    assert len(result) == N_TINY and len(raw) == N_TINY and raw["cell_id"].is_unique
+    assert set(raw["cell_id"]) == {c["cell_id"] for c in grid.cells()}
+
+
+def test_lock_refuses_a_second_run_on_the_same_out(grid: Any, tmp_path: Path) -> None:
+    lock = tmp_path / harness.LOCK_FILE
+    lock.write_text(f"{os.getppid()} {socket.gethostname()}\n")  # a live process: our parent
+    with pytest.raises(ValueError, match=r"is in use by another run \(pid \d+, lock file"):
+        run_grid(grid, tmp_path, repeats=1)
+    assert not (tmp_path / RAW_CSV).exists()  # refused before anything was written
+    assert lock.exists()  # not ours to remove
+
+
+def test_stale_lock_of_a_dead_run_is_taken_over(grid: Any, tmp_path: Path) -> None:
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid is now free (reuse within the test is practically impossible)
+    lock = tmp_path / harness.LOCK_FILE
+    lock.write_text(f"{child.pid} {socket.gethostname()}\n")
+    result = run_grid(grid, tmp_path, repeats=1, where="n == 4")
+    assert len(result) == 4
+    assert not lock.exists()  # released at the end
+
+
+def test_lock_is_released_after_an_interrupt(grid: Any, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    patch_solver(monkeypatch, Recorder(interrupt_after=1))
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, tmp_path, repeats=1)
+    assert not (tmp_path / harness.LOCK_FILE).exists()
+
+
+def test_concurrent_runs_on_one_out_do_not_duplicate_rows(grid: Any, tmp_path: Path) -> None:
+    """Two processes start on the same --out: one runs, the other is refused."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys, time
+        import lsqmf
+        from lsqmf.bench import harness
+        from lsqmf.bench.grid import parse_grid
+
+        def slow(R, **kwargs):  # holds the directory for a few seconds
+            time.sleep(0.5)
+            return lsqmf.solve(R, **kwargs)
+
+        harness.resolve_solver = lambda name: slow
+        try:
+            harness.run_grid(parse_grid({TINY!r}), {str(tmp_path)!r}, repeats=1)
+        except ValueError as err:
+            print(err)
+            sys.exit(3)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate()[0] for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 3], outputs
+    assert any("is in use by another run" in o for o in outputs)
+    raw = read_raw(tmp_path / RAW_CSV)
+    assert len(raw) == N_TINY and not raw.duplicated(["cell_id", "repeat"]).any()

@@ -6,7 +6,13 @@ Files written into the output directory
     One row per (cell, repeat), appended and flushed as soon as the solve finishes. It is the
     run's log: a rerun with the same output directory reads it and skips every (cell, repeat)
     already there, so an interrupted run (Ctrl-C, a killed process) loses at most the cell
-    that was running. A half-written last line (a hard kill) is dropped on the next run.
+    that was running. On resume every row is validated (one field per column, numbers that
+    parse, a cell id of this grid); broken rows -- a line cut by a hard kill, garbage -- are
+    dropped with a warning that counts them, and their cells run again.
+``.lock``
+    The pid (and host) of the run using the directory, created exclusively (``O_EXCL``): a
+    second run on the same directory is refused while the first is alive; a lock left by a
+    killed run (its pid is gone) is taken over.
 ``results.csv``
     One row per cell: the repeat with the smallest ``dur`` (best of), with ``repeats`` (how
     many repeats were run) and ``n_failed``. Rewritten at the end of every run, also after an
@@ -24,6 +30,15 @@ of the solver call, ``time.perf_counter``; NaN when the call failed), ``nfev``, 
 ``cost``, ``success``, ``status``, ``error`` (``"LinAlgError: ..."``; empty when none),
 ``warning`` (warnings the call emitted, e.g. :class:`~lsqmf.ConvergenceWarning`), and
 ``cell_id``. ``movielens`` grids add ``fit_s``, ``rmse`` and ``mae``.
+
+Parallel runs
+-------------
+``jobs > 1`` runs cells on local processes, ``scheduler=`` on a Dask cluster (through
+:func:`lsqmf.parallel.map_tasks`); rows are appended as cells finish (in completion order)
+and ``results.csv`` is in grid order, so a parallel or cluster run, and its resume, give the
+same rows as a serial one. A ``movielens`` grid sends its folds to each worker once; other
+grids send each problem with its cells. A cell whose worker died is a row with the reason in
+``error``.
 """
 
 from __future__ import annotations
@@ -45,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._checkpoint import FileLock, parse_bool, parse_float, parse_int, read_checkpoint
 from .._validation import check_int
 from .grid import Grid, ProblemData, select_cells
 
@@ -53,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CORE_SOLVER",
+    "LOCK_FILE",
     "RAW_CSV",
     "RESULTS_CSV",
     "RESULT_COLUMNS",
@@ -69,6 +86,7 @@ logger = logging.getLogger(__name__)
 RAW_CSV = "raw.csv"
 RESULTS_CSV = "results.csv"
 RUN_JSON = "run.json"
+LOCK_FILE = ".lock"
 
 #: Measured columns of every row, after the cell's own columns.
 RESULT_COLUMNS = [
@@ -114,9 +132,27 @@ class _Task:
     kind: str  # 'fit' or 'cv'
     solver: str
     params: dict[str, Any]
-    data: ProblemData
+    data: ProblemData | None  # None: fold `fold` of the shared folds
     columns: dict[str, Any]
     repeat: int
+    fold: int | None = None
+
+
+def _run_cell(folds: list[Any] | None, task: _Task) -> dict[str, Any]:
+    """:func:`_run_task` with the fold taken from the shared folds (sent once per worker)."""
+    if task.data is None:
+        assert folds is not None and task.fold is not None
+        task = _Task(task.kind, task.solver, task.params, ProblemData(args=tuple(folds[task.fold])),
+                     task.columns, task.repeat)
+    return _run_task(task)
+
+
+def _failed_row(task: _Task, error: str) -> dict[str, Any]:
+    """The row of a cell that has no result (its worker died)."""
+    stats = task.data.stats if task.data is not None else {}
+    return {**task.columns, "repeat": task.repeat, **stats, "dur": math.nan, "nfev": None,
+            "njev": None, "cost": math.nan, "success": False, "status": None,
+            "error": error[:500], "warning": ""}
 
 
 def _err_text(err: BaseException) -> str:
@@ -135,6 +171,7 @@ def _warning_text(caught: list[warnings.WarningMessage]) -> str:
 
 def _run_task(task: _Task) -> dict[str, Any]:
     """Time one (cell, repeat); never raises except KeyboardInterrupt."""
+    assert task.data is not None
     row: dict[str, Any] = {**task.columns, "repeat": task.repeat, **task.data.stats}
     row.update(dur=math.nan, nfev=None, njev=None, cost=math.nan, success=False, status=None,
                error="", warning="")
@@ -230,26 +267,45 @@ class _RowWriter:
         self.fh.close()
 
 
-def _repair(path: Path, columns: list[str]) -> None:
-    """Drop rows of ``path`` with the wrong number of fields (a line cut by a hard kill)."""
-    with path.open(newline="", encoding="utf-8") as fh:
-        text = fh.read()
-    if not text:
-        return
-    rows = list(csv.reader(text.splitlines()))
-    header, body = rows[0], rows[1:]
-    if header != columns:
-        raise ValueError(
-            f"{path} has columns {header}, not those of this grid ({columns}); use another "
-            "--out directory."
-        )
-    good = [r for r in body if len(r) == len(columns)]
-    if len(good) != len(body) or not text.endswith("\n"):
-        logger.warning("%s: dropped %d incomplete row(s)", path, len(body) - len(good))
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            w.writerows(good)
+def _nonneg_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"negative: {text!r}")
+    return value
+
+
+#: How every measured field of a raw.csv row must parse.
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "repeat": _nonneg_int,
+    "nnz": parse_int,
+    "dur": parse_float,
+    "nfev": parse_int,
+    "njev": parse_int,
+    "cost": parse_float,
+    "success": parse_bool,
+    "status": parse_int,
+    "fit_s": parse_float,
+    "rmse": parse_float,
+    "mae": parse_float,
+}
+
+
+def _repair(path: Path, columns: list[str], known: set[str]) -> set[tuple[str, int]]:
+    """Validate every row of ``path`` (a raw.csv) and drop the broken ones (with a warning).
+
+    A row is kept when it has one field per column, every measured field parses and its cell
+    id belongs to the grid. Returns the finished ``(cell_id, repeat)`` pairs.
+
+    Raises
+    ------
+    ValueError
+        If the header is not that of this grid.
+    """
+    try:
+        rows = read_checkpoint(path, columns, known=known, parsers=_PARSERS, what="grid")
+    except ValueError as err:
+        raise ValueError(f"{err} (use another --out directory)") from None
+    return {(r["cell_id"], int(r["repeat"])) for r in rows}
 
 
 def read_raw(path: str | Path) -> pd.DataFrame:
@@ -373,7 +429,7 @@ def _session_header(grid: Grid, *, repeats: int, where: str | None, jobs: int,
 
 # ---------------------------------------------------------------------------- the run
 def _tasks(grid: Grid, selected: list[dict[str, Any]], repeats: int,
-           done: set[tuple[str, int]]) -> Iterator[_Task]:
+           done: set[tuple[str, int]], shared_folds: bool = False) -> Iterator[_Task]:
     by_problem: dict[int, list[dict[str, Any]]] = {}
     for cell in selected:
         by_problem.setdefault(cell["_problem"], []).append(cell)
@@ -383,16 +439,21 @@ def _tasks(grid: Grid, selected: list[dict[str, Any]], repeats: int,
         todo = [c for c in by_problem.get(i, []) if (c["cell_id"], r) not in done]
         if not todo:
             continue
+        fold = None
         if kind == "cv":
-            if folds is None:
-                folds = _load_folds(grid)
-            data = ProblemData(args=folds[i])
+            if shared_folds:  # the folds travel once, as the map's shared data
+                data, fold = None, i
+            else:
+                if folds is None:
+                    folds = _load_folds(grid)
+                data = ProblemData(args=folds[i])
         elif data is not None and not isinstance(data, ProblemData):
             data = data.build()  # a lazily generated problem
-        assert data is not None
+        assert data is not None or fold is not None
         for cell in todo:
             columns = {k: v for k, v in cell.items() if not k.startswith("_")}
-            yield _Task(kind, cell["solver"], grid.params(cell["_config"]), data, columns, r)
+            yield _Task(kind, cell["solver"], grid.params(cell["_config"]), data, columns, r,
+                        fold)
 
 
 def _load_folds(grid: Grid) -> list[Any]:
@@ -411,6 +472,7 @@ def run_grid(
     repeats: int | None = None,
     where: str | None = None,
     jobs: int = 1,
+    scheduler: Any = None,
     progress: bool = False,
     command: str | None = None,
     preset: str | None = None,
@@ -428,7 +490,11 @@ def run_grid(
     where : str, optional
         A pandas query over the cell columns, e.g. ``"tr_solver == 'lsmr' and n <= 10"``.
     jobs : int, default=1
-        Cells run in parallel with joblib when > 1 (timings then interfere; 1 is serial).
+        Cells run in parallel on local processes when > 1 (timings then interfere; 1 is
+        serial).
+    scheduler : str, distributed.Client or cluster, optional
+        Run the cells on a Dask cluster (see :func:`lsqmf.parallel.plan_backend`); ``jobs`` is
+        then ignored. An unreachable scheduler is an error before anything is written.
     progress : bool, default=False
         Show a tqdm progress bar on stderr.
     command, preset : str, optional
@@ -442,18 +508,41 @@ def run_grid(
     Raises
     ------
     ValueError
-        For a bad ``repeats``/``jobs``/``where``, or an ``out`` holding another grid's results.
+        For a bad ``repeats``/``jobs``/``where``/``scheduler``, an ``out`` holding another
+        grid's results, or an ``out`` in use by another run (its lock file).
     KeyboardInterrupt
         Re-raised after ``raw.csv``, ``results.csv`` and ``run.json`` are consistent.
     """
-    import pandas as pd
+    from ..parallel import plan_backend
 
     repeats = grid.repeats if repeats is None else check_int("repeats", repeats, min_value=1)
     jobs = check_int("jobs", jobs, min_value=1)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     cells = grid.cells()
     selected = select_cells(cells, where)
+    backend = plan_backend(jobs, scheduler)  # reach the cluster before writing anything
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(out / LOCK_FILE, f"`out` directory {str(out)!r}")
+        lock.acquire()
+    except BaseException:
+        backend.close()
+        raise
+    try:
+        return _run_locked(grid, out, cells, selected, repeats=repeats, where=where,
+                           jobs=jobs, backend=backend, progress=progress, command=command,
+                           preset=preset)
+    finally:
+        lock.release()
+        backend.close()
+
+
+def _run_locked(grid: Grid, out: Path, cells: list[dict[str, Any]],
+                selected: list[dict[str, Any]], *, repeats: int, where: str | None, jobs: int,
+                backend: Any, progress: bool, command: str | None,
+                preset: str | None) -> pd.DataFrame:
+    from ..parallel import map_tasks
+
     columns = _columns(grid)
     raw_path, json_path = out / RAW_CSV, out / RUN_JSON
 
@@ -466,17 +555,23 @@ def run_grid(
                 f"({header.get('grid_file')}, fingerprint {header.get('grid_fingerprint')}); "
                 "use another --out directory."
             )
+    where_run = backend.address if backend.kind == "dask" else None
     session = _session_header(grid, repeats=repeats, where=where, jobs=jobs,
                               command=command, preset=preset)
+    session["backend"] = backend.kind
+    if where_run is not None:
+        session["scheduler"] = where_run
+        msg = (f"cells ran on the Dask cluster at {where_run}; timings of concurrent cells "
+               "interfere.")
+        session["warnings"].append(msg)
+        logger.warning(msg)
     sessions = [*header.get("sessions", []), session]
     header = {**session, "sessions": sessions, "status": "running"}
     json_path.write_text(json.dumps(header, indent=2, default=str), encoding="utf-8")
 
     done: set[tuple[str, int]] = set()
     if raw_path.exists() and raw_path.stat().st_size:
-        _repair(raw_path, columns)
-        prev = read_raw(raw_path)
-        done = set(zip(prev["cell_id"].astype(str), prev["repeat"].astype(int), strict=True))
+        done = _repair(raw_path, columns, {c["cell_id"] for c in cells})
     n_todo = sum(1 for c in selected for r in range(repeats) if (c["cell_id"], r) not in done)
     logger.info("%d cells selected x %d repeats; %d to run, %d already done",
                 len(selected), repeats, n_todo, len(selected) * repeats - n_todo)
@@ -490,16 +585,12 @@ def run_grid(
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n_todo, desc=f"bench {grid.name}", unit="cell", file=sys.stderr)
-        tasks = _tasks(grid, selected, repeats, done)
-        if jobs == 1:
-            results: Iterator[dict[str, Any]] = (_run_task(t) for t in tasks)
-        else:
-            from joblib import Parallel, delayed
-
-            results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-                delayed(_run_task)(t) for t in tasks
-            )
-        for row in results:
+        shared = backend.kind != "serial" and grid.problems == "movielens"
+        tasks = _tasks(grid, selected, repeats, done, shared_folds=shared)
+        folds = _load_folds(grid) if shared else None
+        for outcome in map_tasks(_run_cell, tasks, shared=folds, backend=backend,
+                                 label=f"bench-{grid.name}"):
+            row = outcome.value if outcome.ok else _failed_row(outcome.task, str(outcome.error))
             writer.write(row)
             session["n_run"] += 1
             if bar is not None:
@@ -521,5 +612,4 @@ def run_grid(
         session["status"] = status
         header = {**session, "sessions": sessions, "status": status}
         json_path.write_text(json.dumps(header, indent=2, default=str), encoding="utf-8")
-    assert isinstance(result, pd.DataFrame)
     return result
