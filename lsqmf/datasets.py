@@ -102,7 +102,7 @@ _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP = b"PK\x05\x06"
 _QUOTE = 80  # characters of a bad line quoted in an error message
-_CANONICAL_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
@@ -188,10 +188,12 @@ def _decode(data: bytes, path: Path) -> str:
 def _text_lines(path: Path) -> list[str]:
     """The file's lines (gunzipped, decoded), without line endings; index + 1 is the line."""
     text = _decode(_read_bytes(path), path)
+    if "\r" in text:  # Windows (CRLF) and classic Mac (CR) line endings
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines
 
 
 # ------------------------------------------------------------------------------- ids
@@ -209,7 +211,7 @@ def parse_ids(ids: Any) -> np.ndarray:
     Returns
     -------
     ndarray
-        ``int64`` when every id matches ``-?(0|[1-9][0-9]*)`` and fits in int64; otherwise an
+        ``int64`` when every id matches ``0|-?[1-9][0-9]*`` and fits in int64; otherwise an
         object array of the unchanged strings. No id ever goes through a float, so the
         conversion is exact and reversible (``str(int_id)`` gives back the text).
 

@@ -144,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def describe_error(err: BaseException) -> tuple[int, str]:
     """The exit code and the one-line message of an error reaching the command line."""
     text = " ".join(str(err).split()) or type(err).__name__  # one line
+    from ..gradcheck import JacobianCheckError
+
+    if isinstance(err, JacobianCheckError):
+        return EXIT_CODES["check_failed"], f"error: JacobianCheckError: {text}"
     if isinstance(err, KeyboardInterrupt):
         return EXIT_CODES["interrupted"], "interrupted" + (f": {text}" if str(err) else "")
     if isinstance(err, MemoryError):
