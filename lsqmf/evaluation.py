@@ -65,6 +65,7 @@ __all__ = [
     "kfold",
     "mae",
     "predict_pairs",
+    "ranking_metrics",
     "resolve_solver",
     "rmse",
     "top_n",
@@ -317,6 +318,153 @@ def top_n(
     return order, scores[order]
 
 
+# ------------------------------------------------------------------ ranking metrics
+
+#: Largest score block (users x columns, float64 elements) that :func:`ranking_metrics` holds.
+_RANKING_BLOCK_ELEMENTS = 2_097_152
+
+
+def ranking_metrics(
+    model: FitResult,
+    train: Any,
+    test: Any,
+    *,
+    k: int = 10,
+    threshold: float = 4.0,
+) -> dict[str, Any]:
+    r"""Top-``k`` ranking quality of ``model`` on a test split: precision, recall, MAP, NDCG.
+
+    For every user (row) the candidates are the items (columns) the model has a factor for
+    (a training rating) minus the items the user rated in ``train``; they are ranked by the
+    model's score :math:`c_i + p_u^\top q_i` (ties by column index) and the first ``k`` are
+    the recommendations. An item is *relevant* to a user when its test rating is
+    ``>= threshold``. With :math:`h_j \in \{0, 1\}` the relevance of the ``j``-th
+    recommendation and :math:`R_u` the number of relevant test items of the user,
+
+    .. math::
+
+        \mathrm{P@k} = \tfrac1k\sum_{j\le k} h_j,\quad
+        \mathrm{R@k} = \tfrac1{R_u}\sum_{j\le k} h_j,\quad
+        \mathrm{AP@k} = \tfrac{1}{\min(k, R_u)}\sum_{j\le k} h_j\,\mathrm{P@j},\quad
+        \mathrm{NDCG@k} = \frac{\sum_{j\le k} h_j/\log_2(j+1)}
+                               {\sum_{j\le \min(k, R_u)} 1/\log_2(j+1)}
+
+    (binary gains, as ``sklearn.metrics.ndcg_score`` with 0/1 relevance), each averaged over
+    the evaluated users (MAP is the mean of AP).
+
+    Users with no relevant test item are not evaluated (every metric would be 0 or
+    undefined for them); nor are users the model has no factor for (no training rating, or a
+    test user id unknown to ``train``). Both are counted in the result. Relevant test items
+    the model cannot rank (items without a training rating, or unknown ids) stay in
+    :math:`R_u`: they are misses.
+
+    Scores are computed for blocks of users (about two million scores at a time), so memory
+    stays bounded for any number of users; time is :math:`O(n\,m\,k_{\rm rank})`.
+
+    Parameters
+    ----------
+    model : FitResult
+        Fitted on ``train`` (same shape).
+    train, test : Ratings
+        As for :func:`fit_and_score` (a split, or two files matched by raw id).
+    k : int, default=10
+    threshold : float, default=4.0
+        Relevance threshold on the test ratings.
+
+    Returns
+    -------
+    dict
+        ``precision@k``, ``recall@k``, ``map@k``, ``ndcg@k`` (NaN when no user is evaluated),
+        ``n_ranked_users`` (users evaluated), ``n_users_no_relevant``, ``n_users_cold`` and
+        ``relevance_threshold``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lsqmf import FitResult, Ratings
+    >>> from lsqmf.evaluation import ranking_metrics
+    >>> model = FitResult(P=np.ones((1, 1)), Q=np.array([[0.9, 0.8, 0.7, 0.6, 0.5]]),
+    ...                   row_counts=np.ones(1, int), col_counts=np.ones(5, int))
+    >>> train = Ratings(np.array([0]), np.array([1]), np.array([3.0]), (1, 5))
+    >>> test = Ratings(np.array([0, 0, 0]), np.array([0, 3, 4]), np.array([5.0, 4.0, 2.0]),
+    ...                (1, 5))
+    >>> out = ranking_metrics(model, train, test, k=3)
+    >>> [round(out[m], 4) for m in ("precision@3", "recall@3", "map@3", "ndcg@3")]
+    [0.6667, 1.0, 0.8333, 0.9197]
+    """
+    if not isinstance(model, FitResult):
+        raise TypeError(f"`model` must be lsqmf.FitResult; got {describe(model)}.")
+    train = _check_ratings(train)
+    test = _check_ratings(test)
+    k = check_int("k", k, min_value=1)
+    threshold = check_float("threshold", threshold)  # type: ignore[assignment]
+    if not np.isfinite(threshold):
+        raise ValueError(f"`threshold` must be finite; got {threshold}.")
+    if model.shape != train.shape:
+        raise ValueError(
+            f"`model` must be fitted on `train`: shapes {model.shape} and {train.shape} differ."
+        )
+    n_rows, n_cols = model.shape
+    t_rows, t_cols = align_pairs(train, test)
+    known_user = t_rows >= 0
+    relevant = (test.values >= threshold) & known_user
+    n_rel = np.bincount(t_rows[relevant], minlength=n_rows)
+    in_test = np.bincount(t_rows[known_user], minlength=n_rows) > 0
+    row_counts = model.row_counts if model.row_counts is not None else train.row_counts()
+    col_counts = model.col_counts if model.col_counts is not None else train.col_counts()
+    warm = row_counts > 0
+    users = np.flatnonzero(warm & (n_rel > 0))
+    keys = [f"precision@{k}", f"recall@{k}", f"map@{k}", f"ndcg@{k}"]
+    sums = np.zeros(4)
+    train_csr = train.to_sparse().tocsr()
+    rel_mask = relevant & (t_cols >= 0)
+    import scipy.sparse as sp
+
+    rel_csr = sp.csr_matrix(
+        (np.ones(int(rel_mask.sum()), dtype=bool), (t_rows[rel_mask], t_cols[rel_mask])),
+        shape=(n_rows, n_cols),
+    )
+    blocked = np.flatnonzero(col_counts <= 0)
+    kk = min(k, n_cols)
+    discount = 1.0 / np.log2(np.arange(2, kk + 2))
+    ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
+    block = max(1, _RANKING_BLOCK_ELEMENTS // n_cols)
+    for start in range(0, len(users), block):
+        ub = users[start : start + block]
+        scores = model.P[ub] @ model.Q
+        if model.col_bias is not None:
+            scores += model.col_bias
+        scores[:, blocked] = -np.inf
+        seen = train_csr[ub]
+        scores[np.repeat(np.arange(len(ub)), np.diff(seen.indptr)), seen.indices] = -np.inf
+        top = np.sort(np.argpartition(-scores, kk - 1, axis=1)[:, :kk], axis=1)
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        valid = np.isfinite(np.take_along_axis(top_scores, order, axis=1))
+        hits = (rel_csr[ub].toarray()[np.arange(len(ub))[:, None], top] & valid).astype(float)
+        n_hits = hits.sum(axis=1)
+        r_u = n_rel[ub].astype(float)
+        prec_at = np.cumsum(hits, axis=1) / np.arange(1, kk + 1)
+        sums += [
+            np.sum(n_hits / k),
+            np.sum(n_hits / r_u),
+            np.sum((prec_at * hits).sum(axis=1) / np.minimum(k, r_u)),
+            np.sum((hits @ discount) / ideal[np.minimum(k, n_rel[ub])]),
+        ]
+    n_users = len(users)
+    means = sums / n_users if n_users else np.full(4, np.nan)
+    out: dict[str, Any] = {key: float(v) for key, v in zip(keys, means, strict=True)}
+    out.update(
+        n_ranked_users=n_users,
+        n_users_no_relevant=int(np.count_nonzero(in_test & (n_rel == 0))),
+        n_users_cold=int(np.count_nonzero(~warm & (n_rel > 0)))
+        + len(np.unique(test.rows[~known_user])),
+        relevance_threshold=float(threshold),
+    )
+    return out
+
+
 # ------------------------------------------------------------------ fit and score
 
 
@@ -342,6 +490,7 @@ def fit_and_score(
     clip: Any = "auto",
     return_model: bool = False,
     quiet: bool = True,
+    ranking: Mapping[str, Any] | None = None,
     **params: Any,
 ) -> dict[str, Any]:
     """Fit ``solver`` on ``train`` and score its predictions of ``test``.
@@ -361,6 +510,10 @@ def fit_and_score(
         Also return the fitted model under ``'model'``.
     quiet : bool, default=True
         Silence :class:`~lsqmf.ConvergenceWarning` (the status is reported in the dict).
+    ranking : dict, optional
+        Also compute the ranking metrics of :func:`ranking_metrics` with these options
+        (``{}`` for the defaults, ``{'k': 20, 'threshold': 3.5}``); their fields join the
+        result. :func:`cross_validate` and :func:`grid_search` pass it through.
     **params
         Solver options (``rank``, ``reg``, ...).
 
@@ -369,7 +522,8 @@ def fit_and_score(
     dict
         ``solver``, ``rmse``, ``mae``, ``fit_s`` (wall seconds of the fit), ``n_test``,
         ``n_scored`` (pairs with a finite prediction), ``n_cold_start``, ``train_rmse``,
-        ``cost``, ``n_iter``, ``status``, ``success``, and the parameters used.
+        ``cost``, ``n_iter``, ``status``, ``success``, the parameters used, and with
+        ``ranking`` the fields of :func:`ranking_metrics`.
     """
     train = _check_ratings(train)
     test = _check_ratings(test)
@@ -406,9 +560,22 @@ def fit_and_score(
         "rank": rank,
         **{k: v for k, v in params.items() if _scalar(v)},
     }
+    if ranking is not None:
+        out.update(_ranking_fields(model, train, test, ranking))
     if return_model:
         out["model"] = model
     return out
+
+
+def _ranking_fields(
+    model: FitResult, train: Ratings, test: Ratings, ranking: Any
+) -> dict[str, Any]:
+    if not isinstance(ranking, Mapping) or not set(ranking) <= {"k", "threshold"}:
+        raise TypeError(
+            f"`ranking` must be a dict with keys among 'k' and 'threshold'; got "
+            f"{describe(ranking)}."
+        )
+    return ranking_metrics(model, train, test, **ranking)
 
 
 def _scalar(v: Any) -> bool:
