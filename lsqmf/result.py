@@ -500,7 +500,7 @@ def check_indices(
         if bad.any():
             t = int(np.flatnonzero(bad.ravel())[0])
             raise ValueError(
-                f"`{name}` must be integer {what} indices; got {arr.ravel()[t]!r} at "
+                f"`{name}` must be integer {what} indices; got {float(arr.ravel()[t])!r} at "
                 f"position {t}."
             )
         frac = arr != np.round(arr)

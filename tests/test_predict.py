@@ -1,0 +1,101 @@
+"""FitResult.predict / predict_ids: the Predictions record and the cold-start policy."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from lsqmf import FitResult
+from lsqmf.result import ColdStartWarning, Predictions
+
+
+def _model(*, biases: bool, train_mean: float | None = 3.5) -> FitResult:
+    P = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    Q = np.array([[1.0, 2.0, 0.0], [3.0, 4.0, 0.0]])
+    extra = dict(row_bias=np.array([0.1, 0.2, 0.0]), col_bias=np.array([-0.1, 0.3, 0.0]),
+                 mu=3.0) if biases else {}
+    return FitResult(P=P, Q=Q, row_counts=np.array([2, 2, 0]), col_counts=np.array([2, 2, 0]),
+                     row_ids=np.array(["u", "v", "w"]), col_ids=np.array([7, 8, 9]),
+                     train_mean=train_mean, **extra)  # type: ignore[arg-type]
+
+
+def test_predictions_record() -> None:
+    out = _model(biases=False).predict([0, 1, 2, 0], [1, 0, 0, 2], return_cold_start=True)
+    assert isinstance(out, Predictions)
+    np.testing.assert_allclose(out.values, [2.0, 3.0, 3.5, 3.5])
+    assert out.cold_start.tolist() == [False, False, True, True]
+    assert out.n_cold_start == 2
+    values, cold = out  # unpacks like a pair
+    assert values is out.values and cold is out.cold_start
+    assert not out.cold_start.flags.writeable
+    with pytest.raises(AttributeError):
+        _ = out.n_cold  # type: ignore[attr-defined]  # a misspelt field is an error
+
+
+def test_bare_array_by_default() -> None:
+    pred = _model(biases=False).predict([0], [1])
+    assert isinstance(pred, np.ndarray) and pred.tolist() == [2.0]
+
+
+@pytest.mark.parametrize(
+    ("biases", "expected"),
+    [(False, [3.5, 3.5, 3.5]), (True, [3.0 - 0.1, 3.0 + 0.1, 3.0])],
+    ids=["no-biases-train-mean", "biases-bias-model"],
+)
+def test_bias_policy_fallbacks(biases: bool, expected: list[float]) -> None:
+    # (cold row, warm column), (warm row, cold column), (cold, cold)
+    out = _model(biases=biases).predict([2, 0, 2], [0, 2, 2], return_cold_start=True)
+    np.testing.assert_allclose(out.values, expected)
+    assert out.n_cold_start == 3
+
+
+def test_no_bias_model_without_train_mean_warns_and_gives_nan() -> None:
+    model = _model(biases=False, train_mean=None)
+    with pytest.warns(ColdStartWarning, match=r"^2 cold-start pair\(s\) predicted as NaN: this "
+                                              r"model has no biases and records no training "
+                                              r"mean"):
+        out = model.predict([0, 2, 0], [0, 0, 2], return_cold_start=True)
+    assert out.values[0] == 1.0 and np.isnan(out.values[1:]).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(model.predict([2], [0], cold_start="nan")).all()  # no warning
+
+
+def test_never_a_silent_zero_for_unknown_ids() -> None:
+    model = _model(biases=False)
+    out = model.predict_ids(["u", "nobody"], [8, 8], return_cold_start=True)
+    assert out.values.tolist() == [2.0, 3.5]
+    assert out.cold_start.tolist() == [False, True]
+
+
+def test_nan_and_raise_policies() -> None:
+    model = _model(biases=True)
+    assert np.isnan(model.predict([2], [0], cold_start="nan")).all()
+    with pytest.raises(ValueError, match=r"^1 pair\(s\) have a row or column not seen in "
+                                         r"training, first \(2, 0\); pass cold_start='bias' "
+                                         r"or 'nan' to predict them\.$"):
+        model.predict([0, 2], [0, 0], cold_start="raise")
+
+
+def test_shape_is_kept_and_empty_input_gives_empty_output() -> None:
+    model = _model(biases=True)
+    out = model.predict(np.array([[0, 1], [2, 0]]), np.array([[1, 0], [0, 2]]),
+                        return_cold_start=True)
+    assert out.values.shape == (2, 2) and out.cold_start.tolist() == [[False, False],
+                                                                       [True, True]]
+    np.testing.assert_allclose(out.values[0], [3.0 + 0.1 + 0.3 + 2.0, 3.0 + 0.2 - 0.1 + 3.0])
+    empty = model.predict([], [], return_cold_start=True)
+    assert empty.values.shape == (0,) and empty.n_cold_start == 0
+
+
+def test_clip() -> None:
+    model = _model(biases=True)
+    np.testing.assert_allclose(model.predict([0, 1], [1, 1], clip=(1.0, 5.0)), [5.0, 5.0])
+
+
+def test_cold_start_value() -> None:
+    assert _model(biases=True).cold_start_value == 3.0
+    assert _model(biases=False).cold_start_value == 3.5
+    assert _model(biases=False, train_mean=None).cold_start_value is None
