@@ -56,8 +56,10 @@ def model(files: dict[str, Path]) -> Path:
 def test_fit_and_predict(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["predict", str(model), "--user", "1", "--item", "40"]) == 0
-    line = capsys.readouterr().out.strip().split("\t")
-    assert line[:2] == ["1", "40"] and 1.0 <= float(line[2]) <= 5.0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split("\t") == ["user", "item", "prediction", "cold_start"]
+    line = row.split("\t")
+    assert line[:2] == ["1", "40"] and 1.0 <= float(line[2]) <= 5.0 and line[3] == "no"
 
 
 def test_predict_pairs_file_and_cold_start(model: Path, files: dict[str, Path],
@@ -66,8 +68,10 @@ def test_predict_pairs_file_and_cold_start(model: Path, files: dict[str, Path],
     pairs.write_text("1 40\n9,10\n")
     capsys.readouterr()
     assert main(["predict", str(model), "--pairs", str(pairs), "--cold-start", "nan"]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 2 and out[1].endswith("nan")
+    captured = capsys.readouterr()
+    out = captured.out.strip().splitlines()
+    assert len(out) == 3 and out[2].endswith("nan\tyes") and out[1].endswith("\tno")
+    assert "1 of 2 pair(s) cold-start (--cold-start nan)" in captured.err
     assert main(["predict", str(model), "--user", "9", "--item", "10",
                  "--cold-start", "raise"]) == 2
 

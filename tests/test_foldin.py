@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -184,3 +186,91 @@ def test_model_without_id_map_refuses_ratings_by_id() -> None:
     with pytest.raises(ValueError, match=r"name their columns by id but the model has no "
                                          r"column id map"):
         model.fold_in(new)
+
+
+# ------------------------------------------------------------------ lsqmf recommend (CLI)
+
+RATINGS = """userId,movieId,rating,timestamp
+1,10,4.0,0
+1,20,3.5,0
+1,30,5.0,0
+2,10,2.0,0
+2,40,3.0,0
+3,20,4.5,0
+3,30,4.0,0
+3,40,1.0,0
+4,10,3.0,0
+4,30,2.5,0
+5,20,5.0,0
+5,40,2.0,0
+5,30,4.5,0
+"""
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> dict[str, Path]:
+    from lsqmf.cli import main
+
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text(RATINGS)
+    new = tmp_path / "new.csv"  # user 77 is new; 88 rated only an item the model lacks
+    new.write_text("userId,movieId,rating,timestamp\n77,10,5.0,0\n77,40,1.0,0\n"
+                   "77,999,3.0,0\n88,999,4.0,0\n")
+    model = tmp_path / "model.npz"
+    assert main(["fit", str(ratings), "--solver", "als", "--rank", "2", "--reg", "0.1",
+                 "--biases", "--max-iter", "50", "--tol", "1e-6", "--out", str(model)]) == 0
+    return {"ratings": ratings, "new": new, "model": model}
+
+
+def _ranked(out: str) -> list[list[str]]:
+    return [ln.split() for ln in out.splitlines() if ln.strip()[:2].rstrip(".").isdigit()]
+
+
+def test_cli_recommend_folds_in_a_new_user(
+    saved: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lsqmf.cli import main
+    from lsqmf.model_io import load_model
+
+    capsys.readouterr()
+    assert main(["recommend", str(saved["model"]), "--ratings", str(saved["new"]),
+                 "--user", "77", "-n", "5"]) == 0
+    out = capsys.readouterr().out
+    assert ("top 2 for user 77 (2 rated items excluded; folded in from 2 ratings, 1 rating(s) "
+            "of unknown items ignored):") in out
+    ranked = _ranked(out)
+    assert [r[1] for r in ranked] in (["20", "30"], ["30", "20"])
+    # unclipped model scores with four decimals, equal to the API's fold-in
+    model, _ = load_model(saved["model"])
+    new = pd.DataFrame({"user": [77, 77, 77], "item": [10, 40, 999], "rating": [5.0, 1.0, 3.0]})
+    folded = model.fold_in(new)
+    expected = folded.predict_ids([77], [int(ranked[0][1])])[0]
+    assert ranked[0][2] == f"{expected:.4f}"
+
+
+def test_cli_recommend_cold_user_is_marked(
+    saved: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lsqmf.cli import main
+
+    capsys.readouterr()
+    assert main(["recommend", str(saved["model"]), "--ratings", str(saved["new"]),
+                 "--user", "88", "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert ("cold start: none of their 1 rated items is known to the model, ranked by the "
+            "bias model") in out
+    assert len(_ranked(out)) == 2
+
+
+def test_cli_recommend_min_ratings(
+    saved: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lsqmf.cli import main
+
+    capsys.readouterr()
+    # items 10, 20, 30, 40 have 3, 3, 4, 3 training ratings; user 2 rated 10 and 40
+    assert main(["recommend", str(saved["model"]), "--ratings", str(saved["ratings"]),
+                 "--user", "2", "--min-ratings", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "items with < 4 ratings left out" in out
+    assert [r[1] for r in _ranked(out)] == ["30"]

@@ -105,8 +105,11 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "predict", help="predict ratings with a saved model",
-        description="Predict the rating of (user, item) pairs, by raw id. Pairs whose user or "
-        "item the model has not seen follow --cold-start.",
+        description="Predict the rating of (user, item) pairs, by raw id. Prints a header and "
+        "one tab-separated line 'user item prediction cold_start' per pair; cold_start is 'yes' "
+        "when the model has no factor for the user or the item (unknown id or no training "
+        "rating): such a pair follows --cold-start (bias: the bias model, or the training mean "
+        "for a model without biases; nan; raise).",
     )
     p.add_argument("model", type=Path, metavar="MODEL")
     p.add_argument("--user", default=None, metavar="ID")
@@ -147,17 +150,21 @@ def register(subparsers: Any) -> None:
 
     r = subparsers.add_parser(
         "recommend", help="top-N unrated items for a user",
-        description="The N items with the highest predicted rating for a user, excluding the "
+        description="The N items with the highest predicted score for a user, excluding the "
         "items the user rated in the ratings file (--ratings; required unless the model was "
-        "fitted on 'builtin': paths inside a model file are never opened). Titles are shown "
-        "when a movies file is at hand (--movies, or the "
-        "built-in one for models fitted on 'builtin').",
+        "fitted on 'builtin': paths inside a model file are never opened). A user the model "
+        "does not know is folded in from their ratings in that file (their factor is solved "
+        "against the model's items, without refitting). Scores are the model's, unclipped. "
+        "Titles are shown when a movies file is at hand (--movies, or the built-in one for "
+        "models fitted on 'builtin').",
     )
     r.add_argument("model", type=Path, metavar="MODEL")
     r.add_argument("--user", required=True, metavar="ID")
     r.add_argument("-n", type=int, default=10, metavar="N")
     r.add_argument("--ratings", default=None, metavar="FILE")
     r.add_argument("--movies", type=Path, default=None, metavar="FILE")
+    r.add_argument("--min-ratings", type=int, default=1, metavar="N",
+                   help="recommend only items with at least N training ratings (default 1)")
     r.set_defaults(func=run_recommend)
 
 
@@ -208,10 +215,14 @@ def run_predict(args: argparse.Namespace) -> int:
     users = [_parse_id(u, model.row_ids) for u, _ in pairs]
     items = [_parse_id(i, model.col_ids) for _, i in pairs]
     clip = tuple(meta["rating_scale"]) if args.clip and "rating_scale" in meta else None
-    pred = model.predict_ids(np.array(users), np.array(items), cold_start=args.cold_start,
-                             clip=clip)
-    for u, i, v in zip(users, items, pred, strict=True):
-        print(f"{u}\t{i}\t{v:.4f}")
+    out = model.predict_ids(np.array(users), np.array(items), cold_start=args.cold_start,
+                            clip=clip, return_cold_start=True)
+    print("user\titem\tprediction\tcold_start")
+    for u, i, v, cold in zip(users, items, out.values, out.cold_start, strict=True):
+        print(f"{u}\t{i}\t{v:.4f}\t{'yes' if cold else 'no'}")
+    if out.n_cold_start:
+        print(f"{out.n_cold_start} of {len(users)} pair(s) cold-start (--cold-start "
+              f"{args.cold_start})", file=sys.stderr)
     return 0
 
 
@@ -282,17 +293,15 @@ def run_recommend(args: argparse.Namespace) -> int:
         )
     if model.row_ids is None or model.col_ids is None:
         raise ValueError("the model has no id maps; it was not fitted on a ratings file.")
-    user = _parse_id(args.user, model.row_ids)
-    row = int(lookup_ids(model.row_ids, [user], model.shape[0])[0])
-    if row < 0:
-        raise ValueError(f"`--user` {args.user!r} is not a user of this model.")
     ratings = load_ratings(source)
+    user, row, model, note = _recommend_user(model, ratings, args.user, source)
     seen = int(ratings.row_index([user])[0])
     exclude = np.empty(0, dtype=np.int64)
     if seen >= 0 and ratings.col_ids is not None:
         rated = ratings.col_ids[ratings.cols[ratings.rows == seen]]
         exclude = lookup_ids(model.col_ids, rated, model.shape[1])
-    cols, scores = top_n(model, row, args.n, exclude=exclude)
+        exclude = exclude[exclude >= 0]
+    cols, scores = top_n(model, row, args.n, exclude=exclude, min_count=args.min_ratings)
     titles: dict[Any, str] = {}
     movies = None
     if args.movies is not None:
@@ -301,12 +310,54 @@ def run_recommend(args: argparse.Namespace) -> int:
         movies = load_builtin_movies()
     if movies is not None:
         titles = dict(zip(movies["item"].tolist(), movies["title"].tolist(), strict=True))
-    if "rating_scale" in meta:  # ranked by the model's score, shown on the rating scale
-        scores = np.clip(scores, *meta["rating_scale"])
-    print(f"top {len(cols)} for user {user} ({len(exclude)} rated items excluded):")
+    limit = f"; items with < {args.min_ratings} ratings left out" if args.min_ratings > 1 else ""
+    print(f"top {len(cols)} for user {user} ({len(exclude)} rated items excluded{limit}"
+          f"{note}):")
     for rank, (c, s) in enumerate(zip(cols, scores, strict=True), start=1):
         item = model.col_ids[c].item() if hasattr(model.col_ids[c], "item") else model.col_ids[c]
         title = titles.get(item, "")
-        print(f"{rank:3d}. {item}\t{s:.3f}\t{title}".rstrip())
+        print(f"{rank:3d}. {item}\t{s:.4f}\t{title}".rstrip())
     sys.stdout.flush()
     return 0
+
+
+def _recommend_user(model: Any, ratings: Any, text: str, source: str) -> tuple[Any, int, Any, str]:
+    """``(user id, row, model, note)``: the user's row in ``model``, or in the model folded in
+    from the user's ratings in ``ratings`` when ``model`` has no factor for them."""
+    import numpy as np
+
+    from ..ratings import Ratings, lookup_ids
+
+    user = _parse_id(text, model.row_ids)
+    row = int(lookup_ids(model.row_ids, [user], model.shape[0])[0])
+    if row >= 0 and (model.row_counts is None or model.row_counts[row] > 0):
+        return user, row, model, ""
+    user = _parse_id(text, ratings.row_ids)
+    seen = int(ratings.row_index([user])[0])
+    if seen < 0:
+        raise ValueError(
+            f"`--user` {text!r} is neither a user of this model nor in {source!r}: there are "
+            "no ratings to fold in."
+        )
+    mine = ratings.rows == seen
+    one = Ratings(
+        np.zeros(int(mine.sum()), dtype=np.int64), ratings.cols[mine], ratings.values[mine],
+        (1, ratings.shape[1]), weights=None if ratings.weights is None else ratings.weights[mine],
+        row_ids=np.array([user]), col_ids=ratings.col_ids,
+    )
+    folded = model.fold_in(one)
+    info = folded.options["fold_in"]
+    assert folded.row_counts is not None
+    if folded.row_counts[0] == 0:
+        if not folded.has_biases:
+            raise ValueError(
+                f"`--user` {text!r} is cold-start: none of their {info['n_ignored']} rated "
+                "items is known to the model, and a model without biases cannot rank items "
+                "for them."
+            )
+        note = (f"; cold start: none of their {info['n_ignored']} rated items is known to "
+                "the model, ranked by the bias model")
+    else:
+        note = (f"; folded in from {info['n_ratings']} ratings, {info['n_ignored']} "
+                "rating(s) of unknown items ignored")
+    return user, 0, folded, note
