@@ -281,6 +281,7 @@ def top_n(
     n: int = 10,
     *,
     exclude: Any = None,
+    min_count: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``n`` columns (items) with the highest predicted score for row (user) ``row``.
 
@@ -292,20 +293,34 @@ def top_n(
     n : int, default=10
     exclude : array_like of int, optional
         Column indices never recommended (e.g. the items the user has rated).
+    min_count : int, default=1
+        Recommend only columns with at least this many training ratings
+        (``model.col_counts``); the default leaves out the columns that had none (their
+        factors were never fitted). A higher value keeps rarely rated items, whose scores
+        rest on a handful of ratings, off the list.
 
     Returns
     -------
     cols, scores : ndarray
-        Column indices and predicted scores, best first. Costs O(n_cols * rank). Columns that
-        had no training rating (their factors were never fitted) are not recommended.
+        Column indices and predicted scores (unclipped), best first, ties by column index.
+        Costs O(n_cols * rank).
     """
     n = check_int("n", n, min_value=1)
+    min_count = check_int("min_count", min_count, min_value=1)
     n_rows, n_cols = model.shape
     row = check_int("row", row, min_value=0, max_value=n_rows - 1)
+    if model.col_counts is None and min_count > 1:
+        raise ValueError(
+            f"`min_count`={min_count} needs the model's column counts (`col_counts`), which "
+            "this model does not record."
+        )
     scores = model.P[row] @ model.Q + model.mu
     if model.row_bias is not None and model.col_bias is not None:
         scores = scores + model.row_bias[row] + model.col_bias
-    allowed = np.ones(n_cols, dtype=bool) if model.col_counts is None else model.col_counts > 0
+    allowed = (
+        np.ones(n_cols, dtype=bool) if model.col_counts is None
+        else model.col_counts >= min_count
+    )
     if exclude is not None:
         ex = np.asarray(exclude, dtype=np.int64)
         allowed[ex[(ex >= 0) & (ex < n_cols)]] = False
