@@ -4,10 +4,19 @@ The core is :func:`solve`, which writes the factorization as a residual vector w
 Kronecker-structured Jacobian and hands it to ``scipy.optimize.least_squares``.
 """
 
+from .foldin import fold_in
 from .gradcheck import JacobianCheck, JacobianCheckError, check_jacobian
 from .problem import FORMULATIONS, Problem, build_problem, kron_jacobian
 from .ratings import Ratings, as_ratings
-from .result import ConvergenceWarning, FitResult, History, IterationInfo, Status
+from .result import (
+    ColdStartWarning,
+    ConvergenceWarning,
+    FitResult,
+    History,
+    IterationInfo,
+    Predictions,
+    Status,
+)
 from .solve import LOSSES, METHODS, TR_SOLVERS, NonFiniteResidualError, solve
 from .solvers import SOLVER_DEFAULTS, SOLVERS, get_solver
 
@@ -20,6 +29,7 @@ __all__ = [
     "SOLVERS",
     "SOLVER_DEFAULTS",
     "TR_SOLVERS",
+    "ColdStartWarning",
     "ConvergenceWarning",
     "FitResult",
     "History",
@@ -27,6 +37,7 @@ __all__ = [
     "JacobianCheck",
     "JacobianCheckError",
     "NonFiniteResidualError",
+    "Predictions",
     "Problem",
     "Ratings",
     "Status",
@@ -34,6 +45,7 @@ __all__ = [
     "as_ratings",
     "build_problem",
     "check_jacobian",
+    "fold_in",
     "get_solver",
     "kron_jacobian",
     "solve",
