@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +168,23 @@ def test_fit_and_score_hook_adds_the_ranking_fields() -> None:
     with pytest.raises(TypeError, match=r"^`ranking` must be a dict with keys among 'k' and "
                                         r"'threshold'; got \{'n': 3\} \(dict\)\.$"):
         ev.fit_and_score(fixed, train, test, rank=1, ranking={"n": 3})
+
+
+def test_cli_evaluate_top_k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lsqmf.cli import main
+
+    train = tmp_path / "train.csv"
+    train.write_text("userId,movieId,rating,timestamp\n1,10,4.0,0\n1,20,3.5,0\n2,10,2.0,0\n"
+                     "2,40,3.0,0\n3,20,4.5,0\n3,30,4.0,0\n4,30,2.5,0\n4,40,5.0,0\n")
+    test = tmp_path / "test.csv"
+    test.write_text("userId,movieId,rating,timestamp\n1,30,5.0,0\n2,30,1.0,0\n3,40,4.0,0\n")
+    capsys.readouterr()
+    assert main(["evaluate", str(train), str(test), "--solver", "als", "--rank", "1",
+                 "--max-iter", "5", "--tol", "0.5", "--top-k", "2", "--relevance", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "(2 users with a rating >= 4 in TEST)" in out and "NDCG@2 " in out
+    assert main(["evaluate", str(train), str(test), "--solver", "als", "--rank", "1",
+                 "--max-iter", "5", "--tol", "0.5", "--top-k", "2", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["n_ranked_users"] == 2 and 0.0 <= record["ndcg@2"] <= 1.0
+    assert record["relevance_threshold"] == 4.0

@@ -130,6 +130,11 @@ def register(subparsers: Any) -> None:
     e.add_argument("test", metavar="TEST")
     _add_solver_options(e)
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--top-k", type=int, default=None, metavar="K",
+                   help="also report precision/recall/MAP/NDCG at K (lsqmf.evaluation."
+                   "ranking_metrics; training items excluded)")
+    e.add_argument("--relevance", type=float, default=4.0, metavar="T",
+                   help="test ratings >= T are relevant for --top-k (default 4.0)")
     add_input_options(e)
     e.set_defaults(func=run_evaluate)
 
@@ -233,13 +238,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     train = load_ratings(args.train, **input_options(args))
     test = load_ratings(args.test, **input_options(args))
-    out = fit_and_score(args.solver, train, test, **_solver_params(args))
+    ranking = None if args.top_k is None else {"k": args.top_k, "threshold": args.relevance}
+    out = fit_and_score(args.solver, train, test, ranking=ranking, **_solver_params(args))
     if args.json:
         print(json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}))
     else:
         print(f"solver {out['solver']}  rank {out['rank']}  reg {out.get('reg')}")
         print(f"RMSE {out['rmse']:.4f}  MAE {out['mae']:.4f}  fit {out['fit_s']:.2f} s  "
               f"test pairs {out['n_test']} ({out['n_cold_start']} cold start)")
+        if ranking is not None:
+            k = args.top_k
+            print(f"precision@{k} {out[f'precision@{k}']:.4f}  recall@{k} "
+                  f"{out[f'recall@{k}']:.4f}  MAP@{k} {out[f'map@{k}']:.4f}  NDCG@{k} "
+                  f"{out[f'ndcg@{k}']:.4f}  ({out['n_ranked_users']} users with a rating >= "
+                  f"{args.relevance:g} in TEST)")
     return 0
 
 
