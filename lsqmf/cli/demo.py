@@ -21,6 +21,12 @@ __all__ = ["register"]
 
 QUICK_WHERE = "n <= 20"
 
+#: What the demo says on stderr before each MovieLens fit.
+_FIT_NOTE = {
+    "lsq": "least squares, trf + lsmr over ~220k unknowns: the slower one, 10-60 s",
+    "als": "alternating least squares; seconds",
+}
+
 _DESCRIPTION = """\
 Run lsqmf end to end on built-in data, writing everything to OUT:
 
@@ -58,7 +64,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default="lsqmf-demo", help="output directory (default lsqmf-demo)")
     p.add_argument("--full", action="store_true",
                    help="run the whole seed grid (336 cells, n up to 40; minutes)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar or progress lines (on stderr)")
     p.add_argument("--skip-movielens", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_run)
 
@@ -84,6 +91,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{'solver':8} {'rank':>4} {'RMSE':>7} {'MAE':>7} {'fit s':>7} {'cold':>5}")
         for name in ("lsq", "als"):
             params = dict(SOLVER_DEFAULTS[name])
+            if not args.no_progress:  # a fit takes seconds to a minute: say what is running
+                print(f"fitting {name} ({_FIT_NOTE[name]}) ...", file=sys.stderr, flush=True)
             score = fit_and_score(name, train, test, random_state=0, **params)
             print(
                 f"{name:8} {params['rank']:>4} {score['rmse']:>7.4f} {score['mae']:>7.4f} "
