@@ -33,8 +33,6 @@ code in ``lsqmf verify``. A callable candidate runs in this process, without the
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -52,6 +50,7 @@ from typing import Any, cast
 import numpy as np
 
 from ._validation import check_bool, check_float, describe
+from ._verify_child import load_candidate
 from .golden import GoldenData, case_names, load_case
 
 __all__ = ["DEFAULT_TIMEOUT", "OUTCOMES", "CaseResult", "VerifyReport", "load_candidate", "verify"]
@@ -343,163 +342,19 @@ def _callable_name(candidate: Callable[..., Any]) -> str:
     return f"{module}:{qualname}" if module else qualname
 
 
-def load_candidate(spec: str) -> Callable[..., Any]:
-    """Import the callable named by ``spec``.
-
-    Parameters
-    ----------
-    spec : str
-        ``"MODULE:FUNCTION"`` (an importable module, e.g. ``"mypkg.fast:factorize"``) or
-        ``"path/to/file.py:FUNCTION"`` (a Python file, loaded as a fresh module).
-        ``FUNCTION`` may be dotted (``"Class.method"``).
-
-    Returns
-    -------
-    callable
-
-    Raises
-    ------
-    ValueError
-        If ``spec`` is not of the form ``MODULE:FUNCTION``.
-    ImportError
-        If the module or file cannot be imported (whatever the module raised is chained) or
-        has no such attribute.
-    TypeError
-        If ``spec`` is not a str or the attribute is not callable.
-    """
-    if not isinstance(spec, str):
-        raise TypeError(f"`spec` must be a str 'MODULE:FUNCTION'; got {describe(spec)}.")
-    target, sep, attr = spec.rpartition(":")
-    if not sep or not target or not attr:
-        raise ValueError(
-            f"`spec` must be 'MODULE:FUNCTION' or 'path/to/file.py:FUNCTION'; got {spec!r}."
-        )
-    is_file = target.endswith(".py") or os.sep in target or "/" in target
-    try:
-        module = _import_file(target) if is_file else importlib.import_module(target)
-    except ImportError:
-        raise
-    except Exception as err:  # a module that fails at import time
-        raise ImportError(
-            f"could not import {target!r}: {type(err).__name__}: {err}"
-        ) from err
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ImportError(f"{target!r} has no attribute {attr!r}.") from None
-    if not callable(obj):
-        raise TypeError(f"{spec!r} is not callable; got {describe(obj)}.")
-    return obj  # type: ignore[no-any-return]
-
-
-def _import_file(target: str) -> Any:
-    path = Path(target)
-    if not path.is_file():
-        raise ImportError(f"could not import {target!r}: no such file.")
-    name = f"_lsqmf_candidate_{path.stem}_{abs(hash(str(path.resolve()))):x}"
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    if module_spec is None or module_spec.loader is None:
-        raise ImportError(f"could not import {target!r}: not a Python source file.")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module  # so that dataclasses, pickling and numba can find it
-    try:
-        module_spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
-
-
 # --------------------------------------------------------------------------------------------
 # isolated runs: the candidate in a child process, the comparison here
 
+#: The child runs ``_verify_child.py`` as a script: it imports numpy, not lsqmf (quicker to
+#: start, and nothing of lsqmf's is in the child unless the candidate imports it).
 _CHILD_CODE = (
-    "import sys\n"
-    "from lsqmf.verify import _child_main\n"
-    "sys.exit(_child_main(sys.argv[1]))\n"
+    "import runpy, sys\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
 )
-#: Exit code the child uses after it reported everything it was asked for.
-_CHILD_DONE = 0
+_CHILD_SCRIPT = str(Path(__file__).with_name("_verify_child.py"))
 #: Largest result file the parent reads from the child (bytes), beyond the golden arrays.
 _RESULT_SLACK = 2**20
-
-
-def _scalar_text(value: str) -> np.ndarray:
-    return np.asarray(str(value))
-
-
-def _write_npz(path: Path, **arrays: Any) -> None:
-    """Write ``arrays`` to ``path`` all at once (the parent never sees half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
-
-
-def _child_main(workdir: str) -> int:
-    """Body of the child process: import the candidate, run it on each case's inputs, write
-    what it returned. Compares nothing."""
-    work = Path(workdir)
-    config = json.loads((work / "config.json").read_text())
-    cwd = os.getcwd()
-    if "" not in sys.path and cwd not in sys.path:
-        sys.path.insert(0, cwd)  # like `python -m`: modules in the current directory import
-    try:
-        candidate = load_candidate(config["spec"])
-    except SystemExit as err:
-        _write_npz(work / "load.npz", kind=_scalar_text("exit"),
-                   message=_scalar_text(f"the candidate called sys.exit({err.code!r}) while "
-                                        "being imported"))
-        return _CHILD_DONE
-    except BaseException as err:
-        reason = f"{type(err).__name__}: {err}"
-        if err.__cause__ is not None:
-            reason += f" (caused by {type(err.__cause__).__name__}: {err.__cause__})"
-        _write_npz(work / "load.npz", kind=_scalar_text("load_error"),
-                   message=_scalar_text(reason))
-        return _CHILD_DONE
-    for index, name in enumerate(config["cases"]):
-        golden = load_case(name, config["golden_dir"])
-        R = np.array(golden.R, dtype=np.float64, order="C")
-        P = np.array(golden.P0, dtype=np.float64, order="C")
-        Q = np.array(golden.Q0, dtype=np.float64, order="C")
-        arrays: dict[str, Any] = {}
-        try:
-            out = candidate(
-                R, P, Q, golden.K, golden.max_steps, golden.alpha, golden.beta, golden.epsilon
-            )
-        except SystemExit as err:
-            _write_npz(work / f"case{index}.npz", status=_scalar_text("exited"),
-                       message=_scalar_text(f"the candidate called sys.exit({err.code!r})"))
-            return _CHILD_DONE
-        except BaseException as err:
-            arrays = {"status": _scalar_text("raised"),
-                      "message": _scalar_text(f"{type(err).__name__}: {err}")}
-        else:
-            arrays = _returned_arrays(out)
-            arrays.update(P_after=P, Q_after=Q, R_after=R)
-        _write_npz(work / f"case{index}.npz", **arrays)
-    _write_npz(work / "done.npz", n_cases=np.asarray(len(config["cases"])))
-    return _CHILD_DONE
-
-
-def _returned_arrays(out: Any) -> dict[str, Any]:
-    """What the candidate returned, as float64 arrays or a description of why not."""
-    try:
-        P_out, Q_out = out
-    except (TypeError, ValueError):
-        return {"status": _scalar_text("bad_return"),
-                "message": _scalar_text(f"expected a pair (P, Q) to be returned; got "
-                                        f"{describe(out)}")}
-    arrays: dict[str, Any] = {"status": _scalar_text("returned")}
-    for key, value in (("P_out", P_out), ("Q_out", Q_out)):
-        try:
-            arrays[key] = np.array(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            arrays[f"{key}_what"] = _scalar_text(describe(value))
-    return arrays
 
 
 def _verify_isolated(
@@ -514,10 +369,11 @@ def _verify_isolated(
     goldens = [load_case(name, golden_dir) for name in names]  # read here, not in the child
     with tempfile.TemporaryDirectory(prefix="lsqmf-verify-") as tmp:
         work = Path(tmp)
-        (work / "config.json").write_text(json.dumps({
-            "spec": spec, "cases": names,
-            "golden_dir": None if golden_dir is None else str(Path(golden_dir).resolve()),
-        }))
+        (work / "config.json").write_text(json.dumps({"spec": spec, "n_cases": len(names)}))
+        for index, golden in enumerate(goldens):  # only the inputs go to the child
+            np.savez(work / f"input{index}.npz", R=golden.R, P0=golden.P0, Q0=golden.Q0,
+                     K=golden.K, max_steps=golden.max_steps, alpha=golden.alpha,
+                     beta=golden.beta, epsilon=golden.epsilon)
         returncode, timed_out, output = _run_child(work, timeout)
         load = _read_result(work / "load.npz", 2**20)
         if load is not None:
@@ -565,7 +421,7 @@ def _run_child(work: Path, timeout: float) -> tuple[int, bool, str]:
     log_path = work / "output.txt"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD_CODE, str(work)],
+            [sys.executable, "-c", _CHILD_CODE, _CHILD_SCRIPT, str(work)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: a timeout kills all of it
         )
@@ -607,9 +463,8 @@ def _read_result(path: Path, limit: int) -> dict[str, np.ndarray] | None:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
-        return {"status": _scalar_text("raised"),
-                "message": _scalar_text(f"unreadable result from the candidate process: {err}"),
-                "kind": _scalar_text("load_error")}
+        text = np.asarray(f"unreadable result from the candidate process: {err}")
+        return {"status": np.asarray("raised"), "message": text, "kind": np.asarray("load_error")}
 
 
 def _judge(golden: GoldenData, data: dict[str, np.ndarray], atol: float, rtol: float,
