@@ -582,6 +582,13 @@ def fit_and_score(
     return out
 
 
+def _ranking_field_names(ranking: Mapping[str, Any]) -> list[str]:
+    """The fields ``fit_and_score(..., ranking=ranking)`` adds, in order."""
+    k = ranking.get("k", 10)
+    return [f"precision@{k}", f"recall@{k}", f"map@{k}", f"ndcg@{k}", "n_ranked_users",
+            "n_users_no_relevant", "n_users_cold", "relevance_threshold"]
+
+
 def _ranking_fields(
     model: FitResult, train: Ratings, test: Ratings, ranking: Any
 ) -> dict[str, Any]:
@@ -716,7 +723,9 @@ def _columns(head: list[str], data: _CellData, cell: _Cell) -> list[str]:
     else:
         params = dict(cell.params)
     cols = list(head)
-    for k in [*_SCORE_FIELDS, *(k for k, v in params.items() if _scalar(v))]:
+    ranking = params.get("ranking")
+    ranked = _ranking_field_names(ranking) if isinstance(ranking, Mapping) else []
+    for k in [*_SCORE_FIELDS, *(k for k, v in params.items() if _scalar(v)), *ranked]:
         if k not in cols:
             cols.append(k)
     return [*cols, "error", "cell_id"]

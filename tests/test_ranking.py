@@ -188,3 +188,23 @@ def test_cli_evaluate_top_k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["n_ranked_users"] == 2 and 0.0 <= record["ndcg@2"] <= 1.0
     assert record["relevance_threshold"] == 4.0
+
+
+def test_cross_validate_records_the_ranking_fields() -> None:
+    ratings, _ = make_low_rank(30, 20, 2, density=0.5, noise=0.3, random_state=0)
+    cv = ev.cross_validate(ratings, solver="als", n_splits=2, rank=2, max_iter=200, tol=1e-3,
+                           ranking={"k": 3, "threshold": 0.0})
+    for fold in range(2):
+        train, test = ev.kfold(ratings, 2, 0)[fold]
+        model = als(train, 2, **{**_als_defaults(), "random_state": fold})
+        ref = ranking_metrics(model, train, test, k=3, threshold=0.0)
+        assert cv.loc[fold, "ndcg@3"] == pytest.approx(ref["ndcg@3"], rel=1e-9)
+        assert cv.loc[fold, "n_ranked_users"] == ref["n_ranked_users"]
+
+
+def _als_defaults() -> dict[str, object]:
+    from lsqmf.solvers import SOLVER_DEFAULTS
+
+    d = dict(SOLVER_DEFAULTS["als"])
+    d.pop("rank", None)
+    return {**d, "max_iter": 200, "tol": 1e-3}
