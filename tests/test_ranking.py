@@ -208,3 +208,23 @@ def _als_defaults() -> dict[str, object]:
     d = dict(SOLVER_DEFAULTS["als"])
     d.pop("rank", None)
     return {**d, "max_iter": 200, "tol": 1e-3}
+
+
+def test_cli_cv_top_k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lsqmf.cli import main
+
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("userId,movieId,rating,timestamp\n" + "".join(
+        f"{u},{i},{(u * i) % 5 + 1}.0,0\n" for u in range(1, 7) for i in range(1, 6)
+        if (u + i) % 3
+    ))
+    capsys.readouterr()
+    assert main(["cv", str(ratings), "--solver", "als", "--rank", "1", "--folds", "2",
+                 "--max-iter", "5", "--tol", "0.5", "--no-progress", "--top-k", "2",
+                 "--relevance", "3", "--out", str(tmp_path / "cv")]) == 0
+    out = capsys.readouterr().out
+    assert "mean over folds, relevance: test rating >= 3" in out and "ndcg@2" in out
+    import pandas as pd
+
+    results = pd.read_csv(tmp_path / "cv" / "cv_results.csv")
+    assert {"precision@2", "ndcg@2", "n_ranked_users"} <= set(results.columns)

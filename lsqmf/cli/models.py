@@ -70,6 +70,18 @@ def _solver_params(args: argparse.Namespace, *, grid: bool = False) -> dict[str,
     return params
 
 
+def _add_ranking_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--top-k", type=int, default=None, metavar="K",
+                   help="also report precision/recall/MAP/NDCG at K (lsqmf.evaluation."
+                   "ranking_metrics; each user's training items excluded)")
+    p.add_argument("--relevance", type=float, default=4.0, metavar="T",
+                   help="test ratings >= T are relevant for --top-k (default 4.0)")
+
+
+def _ranking(args: argparse.Namespace) -> dict[str, Any] | None:
+    return None if args.top_k is None else {"k": args.top_k, "threshold": args.relevance}
+
+
 def _source(arg: str) -> str:
     """What to record as the ratings source of a model: 'builtin' or an absolute path."""
     from ..datasets import BUILTIN_NAME
@@ -130,11 +142,7 @@ def register(subparsers: Any) -> None:
     e.add_argument("test", metavar="TEST")
     _add_solver_options(e)
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--top-k", type=int, default=None, metavar="K",
-                   help="also report precision/recall/MAP/NDCG at K (lsqmf.evaluation."
-                   "ranking_metrics; training items excluded)")
-    e.add_argument("--relevance", type=float, default=4.0, metavar="T",
-                   help="test ratings >= T are relevant for --top-k (default 4.0)")
+    _add_ranking_options(e)
     add_input_options(e)
     e.set_defaults(func=run_evaluate)
 
@@ -150,6 +158,7 @@ def register(subparsers: Any) -> None:
     c.add_argument("--jobs", type=int, default=1, metavar="N", help="joblib workers")
     c.add_argument("--out", type=Path, default=None, metavar="DIR")
     c.add_argument("--no-progress", dest="progress", action="store_false")
+    _add_ranking_options(c)
     add_input_options(c)
     c.set_defaults(func=run_cv)
 
@@ -238,7 +247,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     train = load_ratings(args.train, **input_options(args))
     test = load_ratings(args.test, **input_options(args))
-    ranking = None if args.top_k is None else {"k": args.top_k, "threshold": args.relevance}
+    ranking = _ranking(args)
     out = fit_and_score(args.solver, train, test, ranking=ranking, **_solver_params(args))
     if args.json:
         print(json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}))
@@ -268,10 +277,16 @@ def run_cv(args: argparse.Namespace) -> int:
     gs = grid_search(
         ratings, args.solver, {"rank": args.rank, "reg": regs}, n_splits=args.folds,
         random_state=args.seed, n_jobs=args.jobs, progress=args.progress, refit=False,
-        **fixed,
+        **fixed, **({} if _ranking(args) is None else {"ranking": _ranking(args)}),
     )
     cols = ["rank", "reg", "rmse_mean", "rmse_std", "mae_mean", "fit_s_mean", "n_cold_start"]
     print(gs.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.top_k is not None:
+        k = args.top_k
+        names = [f"precision@{k}", f"recall@{k}", f"map@{k}", f"ndcg@{k}"]
+        means = gs.results.groupby(["rank", "reg"])[names].mean().reset_index()
+        print(f"mean over folds, relevance: test rating >= {args.relevance:g}")
+        print(means.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"best: rank={gs.best_params['rank']} reg={gs.best_params['reg']} "
           f"(mean validation RMSE {gs.best_score:.4f} over {args.folds} folds)")
     if args.out is not None:
