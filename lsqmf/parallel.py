@@ -18,9 +18,11 @@ three backends, chosen once from explicit arguments (:func:`plan_backend`):
     ``joblib.parallel_config(backend='dask')`` (its client is used). The connection is made
     with a short timeout *before any work*; an unreachable scheduler is a
     :class:`SchedulerUnreachableError` (a ``ConnectionError`` and a ``ValueError``) naming the
-    address. ``shared`` is sent to the workers once (``client.scatter(...,
-    broadcast=True)``); each task carries only its options. At most a few tasks per worker
-    thread are in flight, so the parent never holds every task's data at once.
+    address. ``shared`` is sent once, as one task that holds it, and replicated to every
+    worker; each task carries only its options. (Not ``client.scatter``: a scattered object
+    is lost when the last worker holding it dies, and every task waiting for it is
+    cancelled; the scheduler recomputes a lost task.) At most a few tasks per worker thread
+    are in flight, so the parent never holds every task's data at once.
 
 Results are yielded **as they finish**, as :class:`Outcome` records carrying the task's
 index (its position in ``tasks``), so a caller writes each one at once and restores task order
@@ -38,8 +40,8 @@ memory, ``os._exit``):
   get their results, and the remaining tasks go on in parallel.
 - dask: the scheduler re-runs the tasks of a dead worker elsewhere; a task whose workers died
   more than ``distributed.scheduler.allowed-failures`` times (default 3) ends as
-  ``KilledWorker`` and becomes an ``Outcome`` with ``error`` set. The shared data survives as
-  long as one worker holding it does (it is broadcast to all of them).
+  ``KilledWorker`` and becomes an ``Outcome`` with ``error`` set. Shared data lost with its
+  workers is recomputed by the scheduler (from the copy it holds).
 
 Nothing that finished is lost: every finished task has been yielded before an error or a
 ``KeyboardInterrupt`` leaves the generator (which then cancels the tasks still queued).
@@ -61,6 +63,7 @@ import asyncio
 import logging
 import re
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -190,7 +193,7 @@ def plan_backend(
     n_jobs: int = 1,
     scheduler: Any = None,
     *,
-    connect_timeout: float = CONNECT_TIMEOUT,
+    connect_timeout: float | None = None,
 ) -> Backend:
     """Validate ``n_jobs``/``scheduler`` and choose (and connect) the backend.
 
@@ -202,8 +205,9 @@ def plan_backend(
     scheduler : str, distributed.Client or cluster, optional
         A Dask scheduler address (``'tcp://host:8786'``), a connected client or a cluster
         object. None runs locally, unless inside ``joblib.parallel_config(backend='dask')``.
-    connect_timeout : float, default=10
-        Seconds to wait for the scheduler and for at least one worker.
+    connect_timeout : float, optional
+        Seconds to wait for the scheduler and for at least one worker (default
+        :data:`CONNECT_TIMEOUT`, 10 s).
 
     Returns
     -------
@@ -220,6 +224,8 @@ def plan_backend(
     ImportError
         If a scheduler is given and dask.distributed is not installed.
     """
+    if connect_timeout is None:
+        connect_timeout = CONNECT_TIMEOUT
     n_jobs = check_int("n_jobs", n_jobs, min_value=-1)
     if n_jobs == 0:
         raise ValueError("`n_jobs` must be >= 1 or -1 (all cores); got 0.")
@@ -245,20 +251,30 @@ def plan_backend(
 def warm_up() -> None:
     """Load (or compile) lsqmf's numba kernels in this process; nothing without numba.
 
-    Calls :func:`lsqmf._compiled.warm_up` when it exists, else requests every kernel of
-    :data:`lsqmf._compiled.KERNELS` (each is compiled, or read from numba's on-disk cache,
-    once per process).
+    Calls :func:`lsqmf._compiled.warm_up` (and the fast solvers' own
+    ``lsqmf.solvers._kernels.warm_up``) where they exist, else requests every kernel of
+    :data:`lsqmf._compiled.KERNELS`. Each kernel is read from numba's on-disk cache (or
+    compiled, once per machine) once per process.
     """
+    import importlib
+
     from . import _compiled
 
-    own = getattr(_compiled, "warm_up", None)
     try:
+        own = getattr(_compiled, "warm_up", None)
         if callable(own):
             own()
+        else:
+            for name in _compiled.KERNELS:
+                _compiled.get_kernel(name)
+        try:
+            fast = importlib.import_module("lsqmf.solvers._kernels")
+        except ImportError:
             return
-        for name in _compiled.KERNELS:
-            _compiled.get_kernel(name)
-    except ImportError:
+        extra = getattr(fast, "warm_up", None)
+        if callable(extra):
+            extra()
+    except ImportError:  # no numba: the numpy paths need no warm-up
         return
 
 
@@ -299,6 +315,10 @@ def _call_boxed(fn: Callable[[Any, Any], Any], box: _Box, task: Any) -> Any:
     return fn(box.value, task)
 
 
+def _identity(box: _Box) -> _Box:
+    return box
+
+
 def map_tasks(
     fn: Callable[[Any, Any], Any],
     tasks: Iterable[Any],
@@ -308,7 +328,7 @@ def map_tasks(
     scheduler: Any = None,
     backend: Backend | None = None,
     warm_up: Callable[[], Any] | None = warm_up,
-    connect_timeout: float = CONNECT_TIMEOUT,
+    connect_timeout: float | None = None,
     label: str = "lsqmf",
 ) -> Iterator[Outcome]:
     """Run ``fn(shared, task)`` for every task; yield an :class:`Outcome` as each finishes.
@@ -412,7 +432,18 @@ def _dask(fn: Callable[[Any, Any], Any], tasks: Iterable[Any], shared: Any, clie
         client.register_plugin(_warm_up_plugin(warm), name="lsqmf-warm-up")
 
     def scatter() -> Any:
-        return client.scatter(_Box(shared), broadcast=True, hash=False)
+        # A task holding the data, not client.scatter: the scheduler keeps its spec and
+        # recomputes it if every worker holding it dies (a scattered object is lost then, and
+        # every task waiting for it is cancelled). Sent once; workers fetch it from each other.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sending large graph")
+            future = client.submit(_identity, _Box(shared), pure=False, priority=1,
+                                   key=f"{label}-shared-{uuid.uuid4().hex[:8]}")
+        try:
+            client.replicate([future])  # waits for it, then copies it to every worker
+        except Exception as err:  # replication is an optimization only
+            logger.debug("replicate failed: %s", err)
+        return future
 
     box = scatter()
     n_threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
