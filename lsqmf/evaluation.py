@@ -303,7 +303,13 @@ def top_n(
     -------
     cols, scores : ndarray
         Column indices and predicted scores (unclipped), best first, ties by column index.
-        Costs O(n_cols * rank).
+        Costs O(n_cols * rank). For a cold-start row (no training rating) of a model with
+        biases, the ranking is by the column biases.
+
+    Raises
+    ------
+    ValueError
+        For a cold-start row of a model without biases (all scores would be equal).
     """
     n = check_int("n", n, min_value=1)
     min_count = check_int("min_count", min_count, min_value=1)
@@ -313,6 +319,12 @@ def top_n(
         raise ValueError(
             f"`min_count`={min_count} needs the model's column counts (`col_counts`), which "
             "this model does not record."
+        )
+    if model.row_counts is not None and model.row_counts[row] == 0 and not model.has_biases:
+        raise ValueError(
+            f"row {row} is cold-start (no training rating, so no fitted factor) and the model "
+            "has no biases: every item would score the same. Fold the user's ratings in "
+            "(FitResult.fold_in) or use a model with biases."
         )
     scores = model.P[row] @ model.Q + model.mu
     if model.row_bias is not None and model.col_bias is not None:

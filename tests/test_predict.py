@@ -99,3 +99,34 @@ def test_cold_start_value() -> None:
     assert _model(biases=True).cold_start_value == 3.0
     assert _model(biases=False).cold_start_value == 3.5
     assert _model(biases=False, train_mean=None).cold_start_value is None
+
+
+def test_top_n_refuses_a_cold_row_without_biases() -> None:
+    from lsqmf.evaluation import top_n
+
+    with pytest.raises(ValueError, match=r"^row 2 is cold-start \(no training rating, so no "
+                                         r"fitted factor\) and the model has no biases"):
+        top_n(_model(biases=False), 2, 2)
+    cols, scores = top_n(_model(biases=True), 2, 2)  # ranked by the column biases
+    assert cols.tolist() == [1, 0] and scores.tolist() == pytest.approx([3.3, 2.9])
+
+
+@pytest.mark.parametrize("solver", ["als", "gd", "sgd"], ids=["als", "gd", "sgd"])
+def test_solvers_record_the_training_mean(solver: str) -> None:
+    from lsqmf.solvers import get_solver
+
+    R = np.array([[5.0, 3.0, np.nan], [4.0, np.nan, 1.0], [np.nan, np.nan, np.nan]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a few iterations: convergence is not the point
+        fit = get_solver(solver)(R, 1, biases=False, max_iter=3, random_state=0)
+    assert fit.train_mean == pytest.approx(13.0 / 4)
+    out = fit.predict([2], [0], return_cold_start=True)  # row 2 has no rating
+    assert out.cold_start.tolist() == [True] and out.values[0] == pytest.approx(13.0 / 4)
+
+
+def test_lsq_records_the_training_mean() -> None:
+    from lsqmf import solve
+
+    R = np.array([[5.0, 3.0, np.nan], [4.0, np.nan, 1.0], [np.nan, np.nan, np.nan]])
+    fit = solve(R, 1, formulation="l2", reg=0.1, random_state=0)
+    assert fit.train_mean == pytest.approx(13.0 / 4)
