@@ -120,6 +120,8 @@ def _check_path(path: Any, what: str = "ratings") -> Path:
     p = Path(path)
     if p.is_dir():
         raise ValueError(f"{str(p)!r} is a directory, not a {what} file.")
+    if p.exists() and not p.is_file():  # a FIFO or a device: reading it could block forever
+        raise ValueError(f"{str(p)!r} is not a regular file (a pipe or a device); give a file.")
     if not p.is_file():
         raise FileNotFoundError(f"no such {what} file: {str(p)!r} (it does not exist)")
     return p

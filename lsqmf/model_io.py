@@ -254,6 +254,8 @@ def _open_archive(path: str | os.PathLike[str]) -> tuple[Path, zipfile.ZipFile]:
     p = Path(path)
     if p.is_dir():
         raise ValueError(f"{str(p)!r} is a directory, not an lsqmf model file.")
+    if p.exists() and not p.is_file():  # a FIFO or a device: reading it could block forever
+        raise ValueError(f"{str(p)!r} is not a regular file (a pipe or a device).")
     if not p.is_file():
         raise FileNotFoundError(f"no such model file: {str(p)!r}")
     size = p.stat().st_size

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -257,6 +258,8 @@ def test_long_bad_line_is_quoted_short(tmp_path: Path) -> None:
                      r"no such ratings file: 'nope\.csv' \(it does not exist\)", id="missing"),
         pytest.param(".", {}, ValueError, r"'\.' is a directory, not a ratings file",
                      id="directory"),
+        pytest.param("/dev/zero", {}, ValueError, r"'/dev/zero' is not a regular file \(a pipe "
+                     r"or a device\)", id="device"),
         pytest.param("builtin", {"format": "xml"}, ValueError, r"`format` must be one of",
                      id="bad-format"),
         pytest.param("builtin", {"dense": "yes"}, TypeError,
@@ -273,6 +276,13 @@ def test_long_bad_line_is_quoted_short(tmp_path: Path) -> None:
 def test_read_input_arguments(source: object, kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         read_input(source, **kwargs)
+
+
+def test_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "ratings.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"is not a regular file \(a pipe or a device\)"):
+        read_input(fifo)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -358,6 +359,13 @@ def test_save_argument_errors(tmp_path: Path, kwargs: dict, error: type, match: 
         save_model(args.pop("model"), args.pop("path"), **args)
 
 
+def test_fifo_model_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "m.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"is not a regular file"):
+        load_model(fifo)
+
+
 def test_save_to_a_directory(tmp_path: Path) -> None:
     (tmp_path / "d.npz").mkdir()
     with pytest.raises(ValueError, match=r"is a directory; give a file name"):
@@ -370,8 +378,9 @@ def test_save_to_a_directory(tmp_path: Path) -> None:
         (3, TypeError, r"`path` must be a file path; got 3"),
         ("nope.npz", FileNotFoundError, r"no such model file: 'nope\.npz'"),
         (".", ValueError, r"'\.' is a directory, not an lsqmf model file"),
+        ("/dev/zero", ValueError, r"'/dev/zero' is not a regular file \(a pipe or a device\)"),
     ],
-    ids=["int", "missing", "directory"],
+    ids=["int", "missing", "directory", "device"],
 )
 def test_load_argument_errors(path: Any, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
