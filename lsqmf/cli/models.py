@@ -274,10 +274,13 @@ def run_cv(args: argparse.Namespace) -> int:
     regs = args.reg if args.reg is not None else [SOLVER_DEFAULTS[args.solver]["reg"]]
     fixed = _solver_params(args, grid=True)
     fixed.pop("random_state")  # --seed seeds the folds; each fold's fit is seeded by its number
+    ranking = _ranking(args)
+    if ranking is not None:
+        fixed["ranking"] = ranking  # passed on to fit_and_score
     gs = grid_search(
         ratings, args.solver, {"rank": args.rank, "reg": regs}, n_splits=args.folds,
         random_state=args.seed, n_jobs=args.jobs, progress=args.progress, refit=False,
-        **fixed, **({} if _ranking(args) is None else {"ranking": _ranking(args)}),
+        **fixed,
     )
     cols = ["rank", "reg", "rmse_mean", "rmse_std", "mae_mean", "fit_s_mean", "n_cold_start"]
     print(gs.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
