@@ -26,6 +26,7 @@ __all__ = [
     "parse_float",
     "parse_int",
     "read_checkpoint",
+    "sort_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,17 @@ def _check(fields: list[str], columns: list[str], known: Collection[str],
             except (ValueError, TypeError):
                 return "with a field that does not parse"
     return None
+
+
+def sort_rows(path: Path, key: Callable[[dict[str, str]], Any]) -> None:
+    """Rewrite a (valid) checkpoint with its rows sorted by ``key`` (atomically)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return
+    header = rows[0]
+    body = [dict(zip(header, r, strict=True)) for r in rows[1:]]
+    _rewrite(path, header, sorted(body, key=key))
 
 
 def _rewrite(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:

@@ -176,3 +176,65 @@ def test_cell_rows_have_every_fit_and_score_field(ratings: Ratings) -> None:
     row = fit_and_score("als", train, test, rank=1, random_state=0, **FAST)
     assert set(row) <= set(cv.columns)
     assert cv["rmse"].iloc[0] == row["rmse"]
+
+
+# ---------------------------------------------------------------------------- the CLI
+def _ratings_file(tmp_path: Path, ratings: Ratings) -> Path:
+    path = tmp_path / "ratings.csv"
+    lines = ["userId,movieId,rating,timestamp"]
+    lines += [f"{r + 1},{c + 1},{v:.3f},0" for r, c, v in
+              zip(ratings.rows, ratings.cols, ratings.values, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+CV_ARGS = ["--solver", "als", "--rank", "1", "2", "--reg", "0.1", "1.0", "--folds", "3",
+           "--max-iter", "3", "--no-progress"]
+
+
+def test_cli_cv_ctrl_c_saves_finished_cells_exits_130_and_resumes(
+    ratings: Ratings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lsqmf import evaluation
+    from lsqmf.cli import main
+
+    data = _ratings_file(tmp_path, ratings)
+    out = tmp_path / "cv"
+    real = evaluation.fit_and_score
+    calls = {"n": 0}
+
+    def interrupted_at_5(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "fit_and_score", interrupted_at_5)
+    assert main(["cv", str(data), *CV_ARGS, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted after 4 of 12 cells; they are in" in err and "resume" in err
+    assert len(pd.read_csv(out / "cv_results.csv")) == 4
+
+    calls["n"] = -100  # no more interrupts
+    assert main(["cv", str(data), *CV_ARGS, "--out", str(out)]) == 0
+    assert calls["n"] == -100 + 8  # only the 8 missing cells ran
+    res = pd.read_csv(out / "cv_results.csv")
+    assert list(res["config"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]  # in cell order
+    assert "best: rank=" in capsys.readouterr().out
+
+
+def test_cli_cv_unreachable_scheduler_exits_2_with_one_line(
+    ratings: Ratings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("distributed")
+    from lsqmf.cli import main
+
+    monkeypatch.setattr("lsqmf.parallel.CONNECT_TIMEOUT", 1.0)
+    data = _ratings_file(tmp_path, ratings)
+    code = main(["cv", str(data), *CV_ARGS, "--scheduler", "tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in err
+    assert len(err.splitlines()) == 1

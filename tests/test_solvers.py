@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+import logging
 import warnings
 
 import numpy as np
@@ -314,9 +316,9 @@ def test_als_half_steps_zero_the_block_gradient(
     R[0, 0] = 1.0  # at least one observed entry
     w = rng.random((n, m)) + 0.5 if weighted else None
     setup = prepare(
-        "als", R, rank, reg=0.3, reg_bias=0.2, count_scaled=count_scaled, biases=biases,
-        weights=w, random_state=seed, max_iter=1, tol=0.0, max_time=None, callback=None,
-        P0=None, Q0=None, init_scale=0.5,
+        "als", R, rank, {"reg": 0.3, "reg_bias": 0.2, "count_scaled": count_scaled,
+                         "biases": biases, "weights": w, "random_state": seed, "max_iter": 1,
+                         "tol": 0.0, "init_scale": 0.5},
     )
     problem = setup.problem
     k = rank
@@ -342,9 +344,8 @@ def test_als_single_rating_rows_closed_form(biases: bool) -> None:
     R[:, 6] = rng.random(6)  # item 6: six ratings
     w = np.where(np.isnan(R), 0.0, rng.random(R.shape) + 0.5)
     setup = prepare(
-        "als", R, 2, reg=0.2, reg_bias=0.05, count_scaled=False, biases=biases, weights=w,
-        random_state=0, max_iter=1, tol=0.0, max_time=None, callback=None, P0=None, Q0=None,
-        init_scale=0.5,
+        "als", R, 2, {"reg": 0.2, "reg_bias": 0.05, "biases": biases, "weights": w,
+                      "random_state": 0, "max_iter": 1, "tol": 0.0, "init_scale": 0.5},
     )
     problem = setup.problem
     x = update_items(setup, item_side(setup), update_users(setup, user_side(setup), setup.x0))
@@ -352,3 +353,174 @@ def test_als_single_rating_rows_closed_form(biases: bool) -> None:
     np.testing.assert_allclose(Qg, 0.0, atol=1e-12)
     if biases:
         np.testing.assert_allclose(cg, 0.0, atol=1e-12)
+
+
+# ------------------------------------------------------------------ the contract
+
+
+def test_registry_is_the_one_table() -> None:
+    from lsqmf.solvers import MOVIELENS_OBJECTIVE, SHARED_OPTIONS, SOLVER_SPECS
+
+    assert list(SOLVERS) == list(SOLVER_SPECS)
+    for name, spec in SOLVER_SPECS.items():
+        assert spec.name == name and SOLVERS[name] is spec.function
+        assert dict(SOLVER_DEFAULTS[name]) == {**MOVIELENS_OBJECTIVE, **spec.defaults}
+        assert {"max_iter", "tol"} <= set(spec.defaults)
+        assert not set(spec.own_options) & set(SHARED_OPTIONS)
+        params = list(inspect.signature(spec.function).parameters.values())
+        assert [p.name for p in params] == ["R", "rank", "options"]
+        assert params[2].kind is inspect.Parameter.VAR_KEYWORD
+
+
+@pytest.mark.parametrize("name", ITERATIVE)
+def test_direct_call_uses_registry_iteration_defaults(name: str) -> None:
+    from lsqmf.solvers import SOLVER_SPECS
+
+    fit = _quiet(name, _low_rank(), 2, random_state=0)
+    for key, value in SOLVER_SPECS[name].defaults.items():
+        assert fit.options[key] == value, key
+    assert fit.options["reg"] == 0.1 and fit.options["biases"] is False  # the contract's
+
+
+def test_resolve_solver_by_name_applies_registry_defaults() -> None:
+    from lsqmf.solvers import resolve_solver, solver_by_name
+
+    name, fn, params = resolve_solver("als", {"reg": 0.3})
+    assert (name, fn) == ("als", SOLVERS["als"])
+    assert params == {**SOLVER_DEFAULTS["als"], "reg": 0.3}
+    direct = {k: v for k, v in params.items() if k != "rank"}
+    fit = _quiet("als", _low_rank(), 3, **{**direct, "random_state": 0})
+    by_name = solver_by_name("als")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        again = by_name(_low_rank(), 3, reg=0.3, random_state=0)
+    np.testing.assert_array_equal(fit.P, again.P)
+    assert again.options["count_scaled"] is True  # the MovieLens objective
+
+
+@pytest.mark.parametrize(
+    ("name", "option"),
+    [("als", "learning_rate"), ("gd", "inner_steps"), ("als_gd", "decay"),
+     ("als_sgd", "optimizer"), ("sgd", "inner_steps")],
+)
+def test_unknown_option_is_refused_with_the_accepted_ones(name: str, option: str) -> None:
+    with pytest.raises(TypeError, match=rf"unexpected option `{option}`.*shared ones reg"):
+        SOLVERS[name](_low_rank(), 2, **{option: 1})
+
+
+def test_lsq_passes_other_options_to_solve() -> None:
+    with pytest.raises(TypeError, match="learning_rate"):
+        SOLVERS["lsq"](_low_rank(), 2, learning_rate=0.1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_solver_starts_from_the_shared_random_start(name: str) -> None:
+    """The same seed gives every solver (lsq included) the same x0: random_start's."""
+    from lsqmf._validation import resolve_seed
+    from lsqmf.start import random_start
+
+    R = _low_rank(12, 10)
+    R[np.random.default_rng(4).random(R.shape) < 0.3] = np.nan
+    R[:, 0] = 1.0  # no empty row or column
+    R[0, :] = 1.0
+    ratings = lsqmf.as_ratings(R)
+    P, Q = random_start(ratings, 2, resolve_seed(7)[0], init_scale=0.1)
+    problem = build_problem(ratings, 2, formulation="l2", reg=0.1)
+    cost0 = problem.cost(problem.pack(P, Q))
+    fit = _quiet(name, R, 2, reg=0.1, max_iter=1, random_state=7)
+    assert fit.history.cost[0] == pytest.approx(cost0, rel=1e-12)
+
+
+def test_lsq_and_als_start_from_identical_factors() -> None:
+    """With P0/Q0 from random_start both reproduce their seeded runs exactly."""
+    from lsqmf._validation import resolve_seed
+    from lsqmf.start import random_start
+
+    R = _low_rank()
+    ratings = lsqmf.as_ratings(R)
+    P, Q = random_start(ratings, 2, resolve_seed(11)[0], init_scale=0.1)
+    for name in ("lsq", "als"):
+        seeded = _quiet(name, R, 2, max_iter=2, random_state=11)
+        given = _quiet(name, R, 2, max_iter=2, P0=P, Q0=Q, random_state=999)
+        np.testing.assert_array_equal(seeded.P, given.P)
+        np.testing.assert_array_equal(seeded.Q, given.Q)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_drawn_seed_is_recorded_and_replays(name: str) -> None:
+    a = _quiet(name, _low_rank(), 2, max_iter=2, random_state=None)
+    seed = a.options["random_state"]
+    assert isinstance(seed, int)
+    b = _quiet(name, _low_rank(), 2, max_iter=2, random_state=seed)
+    np.testing.assert_array_equal(a.P, b.P)
+    np.testing.assert_array_equal(a.Q, b.Q)
+    assert b.options["random_state"] == seed
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rms_and_named_status(name: str) -> None:
+    R = _low_rank()
+    fit = _quiet(name, R, 2, reg=0.1, max_iter=3, random_state=0)
+    problem = build_problem(lsqmf.as_ratings(R), 2, formulation="l2", reg=0.1)
+    assert fit.rms == pytest.approx(problem.rms(_x(problem, fit)), rel=1e-12)
+    assert lsqmf.Status(fit.status).name in lsqmf.Status.__members__
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_verbose_levels_log_through_the_solver_logger(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = f"lsqmf.solvers.{name}"
+    for verbose, expected in ((0, 0), (1, 1), (2, 5)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=logger):
+            _quiet(name, _low_rank(), 2, max_iter=3, tol=1e-15, verbose=verbose,
+                   random_state=0)
+        lines = [r for r in caplog.records if r.name == logger]
+        if name == "lsq" and verbose == 2:  # one line per residual evaluation
+            assert len(lines) >= 2
+        else:
+            assert len(lines) == expected, (verbose, [r.getMessage() for r in lines])
+        if verbose:
+            assert "cost" in lines[-1].getMessage()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_verbose_is_validated(name: str) -> None:
+    with pytest.raises(ValueError, match=r"`verbose` must be an int <= 2; got 3"):
+        SOLVERS[name](_low_rank(), 2, verbose=3)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "what"),
+    [
+        ("gd", {"optimizer": "fixed", "learning_rate": 10.0}, "non-finite|exploded"),
+        ("gd", {"optimizer": "adam", "learning_rate": 1e4}, "exploded"),
+        ("sgd", {"learning_rate": 50.0}, "non-finite|exploded"),
+    ],
+    ids=["gd-fixed", "gd-adam-huge-step", "sgd"],
+)
+def test_divergence_keeps_the_best_finite_iterate(name: str, options: dict, what: str) -> None:
+    R = 5 * _low_rank(20, 15)
+    with (
+        np.errstate(all="ignore"),
+        pytest.raises(NonFiniteResidualError, match=what) as info,
+    ):
+        SOLVERS[name](R, 2, reg=0.0, max_iter=500, tol=0.0, random_state=0, **options)
+    partial = info.value.partial_result
+    assert isinstance(partial, FitResult)
+    assert partial.status == lsqmf.Status.NON_FINITE and not partial.success
+    assert np.all(np.isfinite(partial.P)) and np.all(np.isfinite(partial.Q))
+    assert partial.cost == pytest.approx(partial.history.cost.min())
+    assert partial.cost <= partial.history.cost[0]
+    problem = build_problem(lsqmf.as_ratings(R), 2, formulation="l2", reg=0.0)
+    assert partial.cost == pytest.approx(problem.cost(_x(problem, partial)), rel=1e-12)
+
+
+def test_divergence_rule_does_not_fire_near_the_optimum() -> None:
+    """A start at the optimum (cost ~ 0) may move a little without counting as divergence:
+    the threshold is relative to max(F(x0), F(0))."""
+    T = _low_rank()
+    ref = _quiet("als", T, 2, reg=0.0, max_iter=500, tol=1e-14, random_state=0)
+    fit = _quiet("gd", T, 2, reg=0.0, P0=ref.P, Q0=ref.Q, max_iter=5, learning_rate=1e-3)
+    assert fit.status in (lsqmf.Status.MAX_ITER, lsqmf.Status.FTOL)

@@ -104,8 +104,9 @@ CORE_SOLVER = "solve"
 def resolve_solver(name: str) -> Callable[..., Any]:
     """The function a grid's ``solver`` name stands for.
 
-    ``"solve"`` is :func:`lsqmf.solve`; every other name is looked up in the solver registry
-    :data:`lsqmf.solvers.SOLVERS` (through :func:`lsqmf.solvers.get_solver`).
+    ``"solve"`` is :func:`lsqmf.solve`; every other name is the registered solver with the
+    registry's by-name defaults (:func:`lsqmf.solvers.solver_by_name`, the same rule as
+    :func:`lsqmf.evaluation.fit_and_score`), in every problem kind.
 
     Raises
     ------
@@ -117,13 +118,13 @@ def resolve_solver(name: str) -> Callable[..., Any]:
 
         return solve
     try:
-        from ..solvers import get_solver
+        from ..solvers import solver_by_name
     except ImportError as err:
         raise ValueError(
             f"solver {name!r} cannot be resolved: the solver registry lsqmf.solvers is not "
             f"available ({err})."
         ) from err
-    return get_solver(name)
+    return solver_by_name(name)
 
 
 # ---------------------------------------------------------------------------- one cell
@@ -181,7 +182,7 @@ def _run_task(task: _Task) -> dict[str, Any]:
             if task.kind == "cv":
                 from ..evaluation import fit_and_score
 
-                # a registry name lets fit_and_score fill in lsqmf.solvers.SOLVER_DEFAULTS
+                # a registry name: fit_and_score resolves it (lsqmf.solvers.resolve_solver)
                 solver: Any = task.solver
                 if solver == CORE_SOLVER:
                     solver = resolve_solver(solver)

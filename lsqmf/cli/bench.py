@@ -50,6 +50,9 @@ def register(subparsers: Any) -> None:
     b.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="cells run in parallel with joblib (default 1: serial, for timing "
                    "fidelity)")
+    b.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the cells on a Dask cluster, e.g. tcp://host:8786 (needs "
+                   "lsqmf[cluster]); --jobs is then ignored; resuming works the same")
     b.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
     b.add_argument("--no-plots", dest="plots", action="store_false",
@@ -112,6 +115,8 @@ def _command_line(args: argparse.Namespace) -> str:
         parts += ["--where", args.where]
     if args.jobs != 1:
         parts += ["--jobs", str(args.jobs)]
+    if getattr(args, "scheduler", None):
+        parts += ["--scheduler", args.scheduler]
     for flag, on in (("--no-progress", not args.progress), ("--no-plots", not args.plots),
                      ("--convergence", args.convergence)):
         if on:
@@ -127,7 +132,8 @@ def run_bench(args: argparse.Namespace) -> int:
     command = _command_line(args)
     try:
         result = run_grid(grid, args.out, repeats=args.repeats, where=args.where,
-                          jobs=args.jobs, progress=args.progress, command=command,
+                          jobs=args.jobs, scheduler=args.scheduler, progress=args.progress,
+                          command=command,
                           preset=args.preset)
     except KeyboardInterrupt:
         print(f"interrupted; finished cells are in {args.out / 'raw.csv'}; rerun the same "

@@ -156,6 +156,9 @@ def register(subparsers: Any) -> None:
     _add_solver_options(c, multi=True)
     c.add_argument("--folds", type=int, default=5, metavar="K")
     c.add_argument("--jobs", type=int, default=1, metavar="N", help="joblib workers")
+    c.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the cells on a Dask cluster, e.g. tcp://host:8786 (needs "
+                   "lsqmf[cluster]); --jobs is then ignored")
     c.add_argument("--out", type=Path, default=None, metavar="DIR")
     c.add_argument("--no-progress", dest="progress", action="store_false")
     _add_ranking_options(c)
@@ -266,7 +269,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_cv(args: argparse.Namespace) -> int:
     from ..datasets import load_ratings
-    from ..evaluation import grid_search
+    from ..evaluation import SearchInterrupted, grid_search
     from ..solvers import SOLVER_DEFAULTS
     from . import input_options
 
@@ -277,11 +280,27 @@ def run_cv(args: argparse.Namespace) -> int:
     ranking = _ranking(args)
     if ranking is not None:
         fixed["ranking"] = ranking  # passed on to fit_and_score
-    gs = grid_search(
-        ratings, args.solver, {"rank": args.rank, "reg": regs}, n_splits=args.folds,
-        random_state=args.seed, n_jobs=args.jobs, progress=args.progress, refit=False,
-        **fixed,
-    )
+    checkpoint = None
+    if args.out is not None:  # cv_results.csv gets every cell as it finishes; a rerun resumes
+        args.out.mkdir(parents=True, exist_ok=True)
+        checkpoint = args.out / "cv_results.csv"
+    try:
+        gs = grid_search(
+            ratings, args.solver, {"rank": args.rank, "reg": regs}, n_splits=args.folds,
+            random_state=args.seed, n_jobs=args.jobs, scheduler=args.scheduler,
+            out=checkpoint, progress=args.progress, refit=False, **fixed,
+        )
+    except SearchInterrupted as stop:
+        kept = (f"they are in {checkpoint}; rerun the same command to resume" if checkpoint
+                else "use --out DIR to keep finished cells")
+        print(f"interrupted after {len(stop.results)} of {stop.n_cells} cells; {kept}",
+              file=sys.stderr)
+        raise
+    if not gs.best_params:
+        where = f" of {checkpoint}" if checkpoint else ""
+        print(f"no configuration finished every fold (see the error column{where})",
+              file=sys.stderr)
+        return 1
     cols = ["rank", "reg", "rmse_mean", "rmse_std", "mae_mean", "fit_s_mean", "n_cold_start"]
     print(gs.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.top_k is not None:
@@ -295,8 +314,6 @@ def run_cv(args: argparse.Namespace) -> int:
     if args.out is not None:
         from ..bench.plots_cv import plot_cv_heatmap
 
-        args.out.mkdir(parents=True, exist_ok=True)
-        gs.results.to_csv(args.out / "cv_results.csv", index=False)
         gs.summary.to_csv(args.out / "cv_summary.csv", index=False)
         plot_cv_heatmap(gs.results, args.out / "cv_heatmap.png",
                         title=f"{args.solver}: mean validation RMSE ({args.folds}-fold)")

@@ -1,12 +1,14 @@
 """Comparison solvers: the same observed ratings, the same objective, the same result type.
 
-Every solver takes the observed ratings (anything :func:`lsqmf.as_ratings` accepts) and
-``rank``, minimizes the ``'l2'`` objective of :func:`lsqmf.build_problem` (``reg``,
-``reg_bias``, ``count_scaled``, ``biases``, ``weights``), accepts ``random_state``,
-``max_iter``, ``tol``, ``max_time``, ``callback``, ``P0``/``Q0``, and returns a
-:class:`lsqmf.FitResult` whose ``cost`` is ``problem.cost(x)`` at the returned factors and whose
+Every solver is a function ``solver(R, rank, **options) -> FitResult`` that takes the observed
+ratings (anything :func:`lsqmf.as_ratings` accepts), minimizes the ``'l2'`` objective of
+:func:`lsqmf.build_problem` and accepts the shared options of
+:class:`~lsqmf.solvers._common.SolverOptions` (``reg``, ``reg_bias``, ``count_scaled``,
+``biases``, ``weights``, ``random_state``, ``max_iter``, ``tol``, ``max_time``, ``callback``,
+``P0``/``Q0``, ``init_scale``, ``verbose``) plus its own (the ``defaults`` of its entry
+below). The result's ``cost`` is ``problem.cost(x)`` at the returned factors and its
 ``history`` records that cost against iterations and wall time. See
-:mod:`lsqmf.solvers._common` for the objective and the shared stopping rules.
+:mod:`lsqmf.solvers._common` for the contract, the stopping rules and which defaults apply.
 
 =========== =================================================================================
 name        method
@@ -19,17 +21,27 @@ name        method
 ``sgd``     Funk SGD over the observed entries (numba)
 =========== =================================================================================
 
-:data:`SOLVERS` is the one lookup table from name to function: the command line, the evaluation
-helpers and the benchmark resolve names there (through :func:`get_solver`).
-:data:`SOLVER_DEFAULTS` holds settings that work on MovieLens-like data (ratings 0.5--5).
+The registry
+------------
+:data:`SOLVER_SPECS` is the one table: name -> :class:`SolverSpec` (function, defaults,
+description). Every entry point -- the evaluation helpers, grid search, the benchmark harness
+and grids, the command line -- resolves a name with :func:`resolve_solver`, and nowhere else.
+:data:`SOLVERS` (name -> function) and :data:`SOLVER_DEFAULTS` (name -> the keywords a
+by-name call uses: :data:`MOVIELENS_OBJECTIVE` plus the solver's defaults) are views of it.
+
+Defaults, once: a solver called directly uses the contract's objective defaults (``reg=0.1``,
+no biases) and its entry's ``defaults``; resolved by name it uses :data:`SOLVER_DEFAULTS`
+(the same iteration settings, with the MovieLens objective). Given keywords override both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from ..result import FitResult
+from ._common import SHARED_OPTIONS, SolverOptions, SolverSpec
 from .als import als
 from .als_gd import als_gd
 from .als_sgd import als_sgd
@@ -37,43 +49,82 @@ from .gd import gd
 from .lsq import lsq
 from .sgd import sgd
 
-__all__ = ["SOLVERS", "SOLVER_DEFAULTS", "als", "als_gd", "als_sgd", "gd", "get_solver", "lsq",
-           "sgd"]
+__all__ = [
+    "MOVIELENS_OBJECTIVE",
+    "SHARED_OPTIONS",
+    "SOLVERS",
+    "SOLVER_DEFAULTS",
+    "SOLVER_SPECS",
+    "SolverOptions",
+    "SolverSpec",
+    "als",
+    "als_gd",
+    "als_sgd",
+    "gd",
+    "get_solver",
+    "get_spec",
+    "lsq",
+    "resolve_solver",
+    "sgd",
+    "solver_by_name",
+]
 
-#: Solver name -> function ``solver(R, rank, **options) -> FitResult``.
-SOLVERS: dict[str, Callable[..., FitResult]] = {
-    "lsq": lsq,
-    "als": als,
-    "gd": gd,
-    "als_gd": als_gd,
-    "als_sgd": als_sgd,
-    "sgd": sgd,
-}
+#: The objective a by-name call fits unless told otherwise, chosen for MovieLens-like ratings
+#: (0.5--5 stars, a few hundred to a few thousand ratings per user): biases, count-scaled
+#: ("weighted-lambda") regularization ``reg=0.15`` (the best rank-20 value of the sweep in
+#: ``reports/realdata/README.md``) and rank 20.
+MOVIELENS_OBJECTIVE: Mapping[str, Any] = MappingProxyType(
+    {"rank": 20, "reg": 0.15, "count_scaled": True, "biases": True}
+)
 
-_MOVIELENS_OBJECTIVE: dict[str, Any] = {
-    "rank": 20,
-    "reg": 0.15,
-    "count_scaled": True,
-    "biases": True,
-}
+#: Solver name -> its registry entry: the one place each solver's defaults are written.
+SOLVER_SPECS: Mapping[str, SolverSpec] = MappingProxyType({
+    "lsq": SolverSpec(
+        "lsq", lsq, MappingProxyType({"max_iter": 50, "tol": 1e-4, "method": "trf",
+                                      "tr_solver": "lsmr"}),
+        "lsqmf.solve on the 'l2' objective (Gauss-Newton trust region)", passthrough=True,
+    ),
+    "als": SolverSpec(
+        "als", als, MappingProxyType({"max_iter": 15, "tol": 1e-3}),
+        "alternating exact ridge solves (ALS; ALS-WR when count-scaled)",
+    ),
+    "gd": SolverSpec(
+        "gd", gd, MappingProxyType({"max_iter": 300, "tol": 1e-5, "optimizer": "adam",
+                                    "learning_rate": 0.01, "beta1": 0.9, "beta2": 0.999,
+                                    "epsilon": 1e-8}),
+        "full-batch gradient descent (Adam or fixed step)",
+    ),
+    "als_gd": SolverSpec(
+        "als_gd", als_gd, MappingProxyType({"max_iter": 40, "tol": 1e-4, "inner_steps": 2}),
+        "alternating blocks of exact-line-search gradient steps",
+    ),
+    "als_sgd": SolverSpec(
+        "als_sgd", als_sgd, MappingProxyType({"max_iter": 30, "tol": 1e-4,
+                                              "learning_rate": 0.01, "decay": 1.0}),
+        "exact user solves alternating with SGD epochs over the items",
+    ),
+    "sgd": SolverSpec(
+        "sgd", sgd, MappingProxyType({"max_iter": 30, "tol": 1e-4, "learning_rate": 0.01,
+                                      "decay": 1.0}),
+        "Funk SGD over the observed entries",
+    ),
+})
 
-#: Solver name -> keyword arguments that work on MovieLens-like ratings (0.5--5 stars, a few
-#: hundred to a few thousand ratings per user): biases, count-scaled ("weighted-lambda")
-#: regularization ``reg=0.15`` (the best rank-20 value of the sweep in
-#: ``reports/realdata/README.md``), rank 20, and per-solver iteration settings.
-SOLVER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lsq": {**_MOVIELENS_OBJECTIVE, "max_iter": 50, "tol": 1e-4},
-    "als": {**_MOVIELENS_OBJECTIVE, "max_iter": 15, "tol": 1e-3},
-    "gd": {**_MOVIELENS_OBJECTIVE, "max_iter": 300, "tol": 1e-5, "optimizer": "adam",
-           "learning_rate": 0.01},
-    "als_gd": {**_MOVIELENS_OBJECTIVE, "max_iter": 40, "tol": 1e-4, "inner_steps": 2},
-    "als_sgd": {**_MOVIELENS_OBJECTIVE, "max_iter": 30, "tol": 1e-4, "learning_rate": 0.01},
-    "sgd": {**_MOVIELENS_OBJECTIVE, "max_iter": 30, "tol": 1e-4, "learning_rate": 0.01},
-}
+#: Solver name -> function ``solver(R, rank, **options) -> FitResult`` (a view of the registry).
+SOLVERS: Mapping[str, Callable[..., FitResult]] = MappingProxyType(
+    {name: spec.function for name, spec in SOLVER_SPECS.items()}
+)
+
+#: Solver name -> the keywords a by-name call starts from: :data:`MOVIELENS_OBJECTIVE` and the
+#: solver's own defaults (a view of the registry).
+SOLVER_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {name: MappingProxyType({**MOVIELENS_OBJECTIVE, **spec.defaults})
+     for name, spec in SOLVER_SPECS.items()}
+)
 
 
-def get_solver(name: str) -> Callable[..., FitResult]:
-    """The solver function registered under ``name`` in :data:`SOLVERS`.
+def get_spec(name: str) -> SolverSpec:
+    """The registry entry of ``name``.
 
     Raises
     ------
@@ -81,7 +132,55 @@ def get_solver(name: str) -> Callable[..., FitResult]:
         If ``name`` is not a registered solver (the message lists the names).
     """
     try:
-        return SOLVERS[name]
+        return SOLVER_SPECS[name]
     except (KeyError, TypeError):
-        names = ", ".join(repr(n) for n in SOLVERS)
+        names = ", ".join(repr(n) for n in SOLVER_SPECS)
         raise ValueError(f"`solver` must be one of {names}; got {name!r}.") from None
+
+
+def get_solver(name: str) -> Callable[..., FitResult]:
+    """The solver function registered under ``name`` (see :func:`get_spec`)."""
+    return get_spec(name).function
+
+
+def resolve_solver(
+    solver: str | Callable[..., FitResult], params: Mapping[str, Any] | None = None
+) -> tuple[str, Callable[..., FitResult], dict[str, Any]]:
+    """``(name, function, params)`` for a by-name call: the one resolution rule.
+
+    A registry name gets :data:`SOLVER_DEFAULTS` for every parameter not in ``params``
+    (``rank`` included); a callable is used as it is, with ``params`` unchanged.
+
+    Raises
+    ------
+    ValueError
+        If ``solver`` is a string that is not a registered name.
+    """
+    params = dict(params or {})
+    if callable(solver):
+        return getattr(solver, "__name__", "custom"), solver, params
+    spec = get_spec(solver)
+    return spec.name, spec.function, {**SOLVER_DEFAULTS[spec.name], **params}
+
+
+def solver_by_name(name: str) -> Callable[..., FitResult]:
+    """``call(R, rank=None, **params)``: the registered solver with :func:`resolve_solver`'s
+    defaults, for callers that receive a name and call it like a function (the benchmark
+    harness). A ``rank`` given positionally or as a keyword overrides the default.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a registered solver.
+    """
+    spec = get_spec(name)
+
+    def call(R: Any, rank: Any = None, /, **params: Any) -> FitResult:
+        if rank is not None:
+            params["rank"] = rank
+        _, fn, resolved = resolve_solver(spec.name, params)
+        return fn(R, resolved.pop("rank"), **resolved)
+
+    call.__name__ = spec.name
+    call.__doc__ = f"lsqmf.solvers.{spec.name} with the registry's by-name defaults."
+    return call

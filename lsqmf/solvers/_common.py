@@ -1,4 +1,4 @@
-r"""What every comparison solver shares: validation, the objective, the iteration loop, the result.
+r"""The solver contract: shared options, validation, the random start, the iteration loop.
 
 Every solver in :mod:`lsqmf.solvers` minimizes the ``'l2'`` objective of
 :func:`lsqmf.build_problem`,
@@ -14,17 +14,69 @@ with :math:`s_u` (:math:`t_i`) the number of ratings of user ``u`` (item ``i``) 
 ``problem.cost(x)`` -- exactly :math:`F` -- after every iteration (epoch for SGD), so their
 histories are comparable point by point.
 
+The contract
+------------
+The options every solver accepts are declared once, as the fields of :class:`SolverOptions`
+(``rank``, ``reg``, ``reg_bias``, ``count_scaled``, ``biases``, ``weights``,
+``random_state``, ``max_iter``, ``tol``, ``max_time``, ``callback``, ``P0``, ``Q0``,
+``init_scale``, ``verbose``) and validated once, by :meth:`SolverOptions.validated`. A solver
+function has the signature ``solver(R, rank, **options)``; it declares only its own options
+(``learning_rate``, ``optimizer``, ``inner_steps``, ...) through the defaults of its
+:class:`SolverSpec` in the registry :data:`lsqmf.solvers.SOLVER_SPECS`, and validates only
+those. :func:`prepare` splits the keywords into the shared record and the solver's own
+options (an unknown keyword is a ``TypeError`` that lists the accepted ones), builds the
+problem and draws the start with :func:`lsqmf.start.random_start` -- the one random start of
+every solver, ``lsq`` included -- from :func:`lsqmf._validation.resolve_seed`, whose seed is
+recorded in ``result.options['random_state']`` (drawn when ``random_state`` is None), so
+any run can be replayed.
+
+Which defaults apply
+--------------------
+Called directly (``lsqmf.solvers.als(R, 2)``), a solver uses the field defaults of
+:class:`SolverOptions` for the objective (``reg=0.1``, no biases, not count-scaled,
+``init_scale=0.1``) and its registry entry's ``defaults`` for its iteration settings and own
+options (``max_iter``, ``tol``, ``learning_rate`` ...): these are written once, in the
+registry. Resolved *by name* (:func:`lsqmf.solvers.resolve_solver`: the evaluation helpers,
+grid search, the benchmark harness and the command line), the same settings are used with
+the registry's MovieLens objective on top (``rank=20``, ``reg=0.15``, count-scaled, biases:
+:data:`lsqmf.solvers.MOVIELENS_OBJECTIVE`); what the caller gives overrides both.
+
 Stopping rules (shared)
 -----------------------
 After iteration ``j`` with cost :math:`F_j`:
 
-- status 2 when :math:`|F_{j-1} - F_j| \le \mathrm{tol}\cdot F_{j-1}` (relative change below
-  ``tol``; ``success=True``);
-- status -2 (``Status.CALLBACK``) when ``callback(IterationInfo(j, F_j, time))`` returns
-  True;
-- status -4 (``Status.MAX_TIME``) when the elapsed time exceeds ``max_time``;
-- status 0 after ``max_iter`` iterations (``success=False`` and a
+- ``Status.FTOL`` when :math:`|F_{j-1} - F_j| \le \mathrm{tol}\cdot F_{j-1}` (relative change
+  below ``tol``; ``success=True``);
+- ``Status.CALLBACK`` when ``callback(IterationInfo(j, F_j, time))`` returns True;
+- ``Status.MAX_TIME`` when the elapsed time exceeds ``max_time``;
+- ``Status.MAX_ITER`` after ``max_iter`` iterations (``success=False`` and a
   :class:`~lsqmf.ConvergenceWarning`: the only early stop that is a real non-convergence).
+
+Divergence
+----------
+A run diverges when the factors become non-finite, or when the cost explodes:
+:math:`F_j > 10^6 \max(F_0, F(0))` (:data:`DIVERGENCE_FACTOR` times the larger of the start's
+cost and the cost of the all-zero factors, so a start near the optimum cannot trigger it).
+Either raises :class:`~lsqmf.solve.NonFiniteResidualError` naming the iteration and what to
+try; its ``partial_result`` is the best finite iterate seen (lowest cost), as a
+:class:`~lsqmf.FitResult` with status ``Status.NON_FINITE``.
+
+Verbosity
+---------
+``verbose=0`` is silent; 1 logs one line at the end (status, cost, iterations, time); 2 also
+logs a line per iteration (cost, relative change, time). Lines go to the logger of the
+solver's module (``logging.getLogger('lsqmf.solvers.als')`` ...) at level INFO.
+
+Extending the loop (validation, best iterate)
+---------------------------------------------
+:func:`run_iterations` is the only loop. Everything that looks at an iterate after a step
+goes through one :class:`Tracker`: ``Tracker.observe(j, x, cost)`` records the history,
+keeps the best iterate, and returns a :class:`~lsqmf.Status` when the run must stop (or
+None). A per-iteration validation check belongs in that method (score ``x`` on held-out
+pairs, keep the best-by-validation iterate in ``tracker.best_x``, return
+``Status.VALIDATION`` when it stopped improving); the result is then built from
+``tracker.result_x(status)``, which already returns the best iterate for statuses that ask
+for it (:data:`BEST_ITERATE_STATUSES`). Nothing else in the loop or in the solvers changes.
 
 Rows (columns) without any observed entry carry only the regularization term, whose minimizer
 is 0: their factors and biases start (and stay) at 0 in every solver.
@@ -32,23 +84,17 @@ is 0: their factors and biases start (and stay) at 0 in every solver.
 
 from __future__ import annotations
 
-import numbers
+import dataclasses
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .._threads import blas_single_thread, numba_available
-from .._validation import (
-    check_array,
-    check_bool,
-    check_float,
-    check_int,
-    check_random_state,
-    describe,
-)
+from .._validation import check_bool, check_float, check_int, describe, resolve_seed
 from ..problem import Problem, build_problem
 from ..ratings import Ratings, as_ratings
 from ..result import (
@@ -60,8 +106,172 @@ from ..result import (
     warn_not_converged,
 )
 from ..solve import NonFiniteResidualError
+from ..start import random_start
 
-__all__ = ["Setup", "prepare", "run_iterations"]
+__all__ = [
+    "BEST_ITERATE_STATUSES",
+    "DIVERGENCE_FACTOR",
+    "SHARED_OPTIONS",
+    "Setup",
+    "SolverOptions",
+    "SolverSpec",
+    "Tracker",
+    "log_result",
+    "prepare",
+    "run_iterations",
+    "split_options",
+]
+
+#: A cost above this multiple of ``max(F(x0), F(0))`` counts as divergence.
+DIVERGENCE_FACTOR = 1e6
+
+#: Statuses whose result is the best iterate seen rather than the last one.
+BEST_ITERATE_STATUSES = frozenset({Status.VALIDATION, Status.NON_FINITE})
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """The options every solver shares, declared once (see the module docstring).
+
+    Attributes
+    ----------
+    rank : int
+        Number of latent factors.
+    reg : float, default=0.1
+        L2 weight :math:`\\lambda` of the factors.
+    reg_bias : float or None, default=None
+        L2 weight of the biases (None: ``reg``).
+    count_scaled : bool, default=False
+        Scale each user's/item's regularization by its number of ratings (weighted-lambda).
+    biases : bool, default=False
+        Fit ``mu + b_u + c_i + p_u q_i`` (``mu`` the training mean, fixed).
+    weights : array_like or None
+        Per-rating weights (see :func:`lsqmf.as_ratings`).
+    random_state : int, numpy.random.Generator or None
+        Seeds the start (and SGD's visiting orders). None draws a seed, recorded in
+        ``result.options['random_state']``.
+    max_iter : int
+        Iterations (sweeps, steps, epochs; residual evaluations for ``lsq``); default per
+        solver, in the registry.
+    tol : float
+        Stop when the relative cost change over an iteration is at most ``tol``; default per
+        solver, in the registry.
+    max_time : float or None, default=None
+        Time budget in seconds, checked after each iteration.
+    callback : callable or None, default=None
+        ``callback(IterationInfo(step, cost, time))`` after each iteration; True stops.
+    P0 : array_like, shape (n_rows, rank), optional
+    Q0 : array_like, shape (rank, n_cols), optional
+        Starting factors (default: :func:`lsqmf.start.random_start`).
+    init_scale : float, default=0.1
+        Standard deviation of the drawn starting factors.
+    verbose : {0, 1, 2}, default=0
+        0 silent, 1 one line at the end, 2 a line per iteration (through ``logging``).
+    """
+
+    rank: Any
+    reg: Any = 0.1
+    reg_bias: Any = None
+    count_scaled: Any = False
+    biases: Any = False
+    weights: Any = None
+    random_state: Any = None
+    max_iter: Any = 100
+    tol: Any = 1e-4
+    max_time: Any = None
+    callback: Any = None
+    P0: Any = None
+    Q0: Any = None
+    init_scale: Any = 0.1
+    verbose: Any = 0
+
+    def validated(self) -> SolverOptions:
+        """A copy with every value checked and normalized (the one validation function).
+
+        Raises
+        ------
+        ValueError, TypeError
+            Naming the option, the requirement and the value received.
+        """
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"`callback` must be callable; got {describe(self.callback)}.")
+        verbose = check_int("verbose", self.verbose, min_value=0, max_value=2)
+        return dataclasses.replace(
+            self,
+            rank=check_int("rank", self.rank, min_value=1),
+            reg=check_float("reg", self.reg, min_value=0.0),
+            reg_bias=check_float("reg_bias", self.reg_bias, min_value=0.0, allow_none=True),
+            count_scaled=check_bool("count_scaled", self.count_scaled),
+            biases=check_bool("biases", self.biases),
+            max_iter=check_int("max_iter", self.max_iter, min_value=1),
+            tol=check_float("tol", self.tol, min_value=0.0),
+            max_time=check_float("max_time", self.max_time, min_value=0.0, allow_none=True),
+            init_scale=check_float("init_scale", self.init_scale, min_value=0.0,
+                                   min_inclusive=False),
+            verbose=verbose,
+        )
+
+
+#: Names of the shared options, in declaration order.
+SHARED_OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SolverOptions))
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """One entry of the solver registry :data:`lsqmf.solvers.SOLVER_SPECS`.
+
+    Attributes
+    ----------
+    name : str
+        The registry name (``result.solver``).
+    function : callable
+        ``function(R, rank, **options) -> FitResult``.
+    defaults : Mapping
+        The solver's defaults: its iteration settings (``max_iter``, ``tol``) and every own
+        option. The only place these defaults are written.
+    description : str
+        One line for listings (``lsqmf fit --help``).
+    passthrough : bool, default=False
+        Options outside the contract and ``defaults`` are passed on (``lsq`` hands them to
+        :func:`lsqmf.solve`, which validates them) instead of being refused.
+    """
+
+    name: str
+    function: Callable[..., FitResult]
+    defaults: Mapping[str, Any]
+    description: str
+    passthrough: bool = False
+
+    @property
+    def own_options(self) -> tuple[str, ...]:
+        """The options this solver adds to the contract (those of ``defaults`` not shared)."""
+        return tuple(k for k in self.defaults if k not in SHARED_OPTIONS)
+
+
+def split_options(
+    spec: SolverSpec, rank: Any, options: Mapping[str, Any]
+) -> tuple[SolverOptions, dict[str, Any]]:
+    """The validated shared record and the solver's own options (defaults filled in).
+
+    Raises
+    ------
+    TypeError
+        For an option neither shared nor the solver's own (the message lists both sets).
+    """
+    merged = {**spec.defaults, **options}
+    unknown = [k for k in merged if k not in SHARED_OPTIONS and k not in spec.defaults]
+    if unknown and not spec.passthrough:
+        raise TypeError(
+            f"lsqmf.solvers.{spec.name}() got an unexpected option `{unknown[0]}`; its own "
+            f"options are {', '.join(spec.own_options) or '(none)'} and the shared ones "
+            f"{', '.join(SHARED_OPTIONS[1:])}."
+        )
+    if "rank" in merged:
+        raise TypeError(f"lsqmf.solvers.{spec.name}(): `rank` is the second positional "
+                        f"argument, not an option.")
+    shared = SolverOptions(rank=rank, **{k: v for k, v in merged.items() if k in SHARED_OPTIONS})
+    own = {k: v for k, v in merged.items() if k not in SHARED_OPTIONS}
+    return shared.validated(), own
 
 
 @dataclass
@@ -73,12 +283,43 @@ class Setup:
     problem: Problem
     x0: np.ndarray
     rng: np.random.Generator
-    max_iter: int
-    tol: float
-    max_time: float | None
-    callback: Callable[[IterationInfo], Any] | None
+    opts: SolverOptions
+    seed: int | None
     t_start: float
-    options: dict[str, Any] = field(default_factory=dict)
+    own: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_iter(self) -> int:
+        return int(self.opts.max_iter)
+
+    @property
+    def tol(self) -> float:
+        return float(self.opts.tol)
+
+    @property
+    def max_time(self) -> float | None:
+        return self.opts.max_time  # type: ignore[no-any-return]
+
+    @property
+    def callback(self) -> Callable[[IterationInfo], Any] | None:
+        return self.opts.callback  # type: ignore[no-any-return]
+
+    @property
+    def logger(self) -> logging.Logger:
+        return logging.getLogger(f"lsqmf.solvers.{self.name}")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """What ``result.options`` records: the shared options (``weights`` as a flag, the
+        seed that replays the run) and the solver's own."""
+        o = self.opts
+        return {
+            "rank": o.rank, "reg": o.reg, "reg_bias": o.reg_bias,
+            "count_scaled": o.count_scaled, "biases": o.biases,
+            "weights": self.ratings.weights is not None, "max_iter": o.max_iter, "tol": o.tol,
+            "max_time": o.max_time, "init_scale": o.init_scale, "random_state": self.seed,
+            "verbose": o.verbose, **self.own,
+        }
 
     @property
     def reg_row(self) -> np.ndarray:
@@ -107,68 +348,152 @@ class Setup:
         return np.zeros(self.problem.n_cols) if s is None else s**2
 
 
+def _spec(name: str) -> SolverSpec:
+    from . import SOLVER_SPECS  # the registry; imported at call time (it imports the solvers)
+
+    return SOLVER_SPECS[name]
+
+
 def prepare(
-    name: str,
-    R: Any,
-    rank: Any,
-    *,
-    reg: Any,
-    reg_bias: Any,
-    count_scaled: Any,
-    biases: Any,
-    weights: Any,
-    random_state: Any,
-    max_iter: Any,
-    tol: Any,
-    max_time: Any,
-    callback: Any,
-    P0: Any,
-    Q0: Any,
-    init_scale: Any,
+    name: str, R: Any, rank: Any, options: Mapping[str, Any] | None = None, /,
+    **keywords: Any,
 ) -> Setup:
-    """Validate the shared arguments, build the ``'l2'`` problem and the starting point."""
+    """Validate the shared options, build the ``'l2'`` problem and the random start.
+
+    ``options`` (and any ``keywords``) are the keywords the solver function received; the
+    solver's own options end up in ``setup.own`` with the registry's defaults filled in (the
+    solver validates them).
+    """
     t_start = time.perf_counter()
-    rank = check_int("rank", rank, min_value=1)
-    reg = check_float("reg", reg, min_value=0.0)
-    reg_bias = check_float("reg_bias", reg_bias, min_value=0.0, allow_none=True)
-    count_scaled = check_bool("count_scaled", count_scaled)
-    biases = check_bool("biases", biases)
-    max_iter = check_int("max_iter", max_iter, min_value=1)
-    tol = check_float("tol", tol, min_value=0.0)
-    max_time = check_float("max_time", max_time, min_value=0.0, allow_none=True)
-    init_scale = check_float("init_scale", init_scale, min_value=0.0, min_inclusive=False)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"`callback` must be callable; got {describe(callback)}.")
-    rng = check_random_state(random_state)
-    ratings = as_ratings(R, weights=weights)
-    n, m = ratings.shape
-    P = (
-        init_scale * rng.standard_normal((n, rank))
-        if P0 is None
-        else check_array("P0", P0, shape=(n, rank), copy=True)
-    )
-    Q = (
-        init_scale * rng.standard_normal((rank, m))
-        if Q0 is None
-        else check_array("Q0", Q0, shape=(rank, m), copy=True)
-    )
-    P[ratings.row_counts() == 0] = 0.0
+    opts, own = split_options(_spec(name), rank, {**(options or {}), **keywords})
+    rng, seed = resolve_seed(opts.random_state)
+    ratings = as_ratings(R, weights=opts.weights)
+    P, Q = random_start(ratings, opts.rank, rng, init_scale=opts.init_scale, P0=opts.P0,
+                        Q0=opts.Q0)
+    P[ratings.row_counts() == 0] = 0.0  # given factors too: those rows are never fitted
     Q[:, ratings.col_counts() == 0] = 0.0
     problem = build_problem(
-        ratings, rank, formulation="l2", reg=reg, reg_bias=reg_bias,
-        count_scaled=count_scaled, biases=biases,
+        ratings, opts.rank, formulation="l2", reg=opts.reg, reg_bias=opts.reg_bias,
+        count_scaled=opts.count_scaled, biases=opts.biases,
     )
-    x0 = problem.pack(P, Q)
-    options = {
-        "rank": rank, "reg": reg, "reg_bias": reg_bias, "count_scaled": count_scaled,
-        "biases": biases, "weights": ratings.weights is not None, "max_iter": max_iter,
-        "tol": tol, "max_time": max_time, "init_scale": init_scale,
-        "random_state": random_state if isinstance(random_state, numbers.Integral) else None,
-    }
-    return Setup(
-        name=name, ratings=ratings, problem=problem, x0=x0, rng=rng, max_iter=max_iter,
-        tol=tol, max_time=max_time, callback=callback, t_start=t_start, options=options,
-    )
+    return Setup(name=name, ratings=ratings, problem=problem, x0=problem.pack(P, Q), rng=rng,
+                 opts=opts, seed=seed, t_start=t_start, own=own)
+
+
+def log_result(logger: logging.Logger, verbose: int, fit: FitResult) -> None:
+    """The ``verbose >= 1`` line at the end of a run."""
+    if verbose >= 1:
+        logger.info(
+            "%s: %s (status %s) after %d iterations, cost %.6g, rms %s, %.3f s",
+            fit.solver, fit.message, _status_name(fit.status), fit.nfev, fit.cost,
+            "n/a" if fit.rms is None else f"{fit.rms:.6g}", fit.wall_time,
+        )
+
+
+def _status_name(status: int) -> str:
+    try:
+        return Status(status).name
+    except ValueError:
+        return str(status)
+
+
+class Tracker:
+    """What the loop knows about the iterates: history, best iterate, stopping decisions.
+
+    The one place that looks at an iterate after a step (see "Extending the loop" in the
+    module docstring).
+    """
+
+    def __init__(self, setup: Setup, x0: np.ndarray, *, hint: str = "") -> None:
+        self.setup = setup
+        self.hint = hint
+        problem = setup.problem
+        cost0 = problem.cost(x0)
+        zero_cost = problem.cost(np.zeros_like(x0))
+        self.limit = DIVERGENCE_FACTOR * max(cost0, zero_cost, np.finfo(float).tiny)
+        self.steps, self.costs = [0], [cost0]
+        self.times = [time.perf_counter() - setup.t_start]
+        self.best_x, self.best_cost, self.best_step = x0.copy(), cost0, 0
+        self.x, self.cost = x0, cost0
+        self.verbose = int(setup.opts.verbose)
+        self.logger = setup.logger
+        if self.verbose >= 2:
+            self.logger.info("%s: iteration 0 cost %.6g", setup.name, cost0)
+
+    def observe(self, j: int, x: np.ndarray) -> Status | None:
+        """Record iterate ``j``; the status to stop with, or None to go on.
+
+        Raises
+        ------
+        NonFiniteResidualError
+            When the run diverges (see the module docstring), with the best iterate.
+        """
+        setup = self.setup
+        cost = setup.problem.cost(x) if np.all(np.isfinite(x)) else float("nan")
+        elapsed = time.perf_counter() - setup.t_start
+        if not np.isfinite(cost) or cost > self.limit:
+            self._diverged(j, cost)
+        previous = self.cost
+        self.steps.append(j)
+        self.costs.append(cost)
+        self.times.append(elapsed)
+        self.x, self.cost = x, cost
+        if cost < self.best_cost:
+            self.best_x, self.best_cost, self.best_step = x, cost, j
+        change = abs(previous - cost)
+        if self.verbose >= 2:
+            self.logger.info(
+                "%s: iteration %d cost %.6g rel. change %.3g time %.3f s", setup.name, j,
+                cost, change / max(abs(previous), np.finfo(float).tiny), elapsed,
+            )
+        if setup.callback is not None and setup.callback(IterationInfo(j, cost, elapsed)):
+            return Status.CALLBACK
+        if change <= setup.tol * max(abs(previous), np.finfo(float).tiny):
+            return Status.FTOL
+        if setup.max_time is not None and elapsed > setup.max_time:
+            return Status.MAX_TIME
+        return None
+
+    def result_x(self, status: Status) -> tuple[np.ndarray, float]:
+        """The iterate a result with ``status`` returns (the best or the last) and its cost."""
+        if status in BEST_ITERATE_STATUSES:
+            return self.best_x, self.best_cost
+        return self.x, self.cost
+
+    def result(
+        self, status: Status, x: np.ndarray, cost: float, *, nfev: int | None = None
+    ) -> FitResult:
+        """The :class:`~lsqmf.FitResult` at ``x`` (``nfev``: iterations run, default the
+        last recorded)."""
+        setup, problem = self.setup, self.setup.problem
+        P, Q, b, c = problem.unpack(x)
+        return FitResult(
+            P=P, Q=Q, mu=problem.mu, row_bias=b, col_bias=c, success=status > 0,
+            status=int(status), message=STATUS_MESSAGES[status],
+            nfev=self.steps[-1] if nfev is None else nfev,
+            njev=None, cost=float(cost), optimality=None,
+            history=History.from_lists(self.steps, self.costs, self.times),
+            wall_time=time.perf_counter() - setup.t_start, options=setup.options,
+            solver=setup.name, row_ids=setup.ratings.row_ids, col_ids=setup.ratings.col_ids,
+            row_counts=setup.ratings.row_counts(), col_counts=setup.ratings.col_counts(),
+            rms=problem.rms(x),
+        )
+
+    def _diverged(self, j: int, cost: float) -> None:
+        setup = self.setup
+        what = (
+            "the factors became non-finite (NaN or infinite)" if not np.isfinite(cost)
+            else f"the cost exploded to {cost:.3g} (more than {DIVERGENCE_FACTOR:g} x "
+            f"the start's scale)"
+        )
+        partial = self.result(Status.NON_FINITE, self.best_x, self.best_cost, nfev=j)
+        message = (
+            f"lsqmf.solvers.{setup.name}: {what} at iteration {j} (best finite cost "
+            f"{self.best_cost:.6g} at iteration {self.best_step}, kept in `partial_result`); "
+            f"{self.hint}"
+        )
+        log_result(self.logger, self.verbose, partial)
+        raise NonFiniteResidualError(message.rstrip("; "), partial_result=partial)
 
 
 def run_iterations(
@@ -180,56 +505,30 @@ def run_iterations(
 ) -> FitResult:
     """Run ``x = step(x, j)`` for ``j = 1, 2, ...`` under the shared stopping rules.
 
-    ``hint`` completes the message of the error raised on non-finite factors ("what to try").
+    ``hint`` completes the message of the error raised on divergence ("what to try");
+    ``options`` are the solver's own options as validated (recorded in ``result.options``).
     """
-    problem = setup.problem
-    x = setup.x0.copy()
-    cost = problem.cost(x)
-    t0 = setup.t_start
-    steps, costs, times = [0], [cost], [time.perf_counter() - t0]
-    status = 0
-    j = 0
+    if options:
+        setup.own.update(options)
+    tracker = Tracker(setup, setup.x0.copy(), hint=hint)
+    status = Status.MAX_ITER
     # the steps alternate numpy work with numba's parallel kernels (ALS half-steps, Jacobian
     # products) when numba is installed: one BLAS thread, see blas_single_thread
     with blas_single_thread(numba_available()):
+        x = tracker.x
         for j in range(1, setup.max_iter + 1):
             x = step(x, j)
-            new_cost = problem.cost(x) if np.all(np.isfinite(x)) else float("nan")
-            elapsed = time.perf_counter() - t0
-            if not np.isfinite(new_cost):
-                raise NonFiniteResidualError(
-                    f"lsqmf.solvers.{setup.name}: the factors became non-finite (NaN or "
-                    f"infinite) at iteration {j} (last finite cost {cost:.6g}); {hint}"
-                )
-            steps.append(j)
-            costs.append(new_cost)
-            times.append(elapsed)
-            change = abs(cost - new_cost)
-            cost = new_cost
-            if setup.callback is not None and setup.callback(IterationInfo(j, cost, elapsed)):
-                status = Status.CALLBACK
+            stop = tracker.observe(j, x)
+            if stop is not None:
+                status = stop
                 break
-            if change <= setup.tol * max(abs(costs[-2]), np.finfo(float).tiny):
-                status = 2
-                break
-            if setup.max_time is not None and elapsed > setup.max_time:
-                status = Status.MAX_TIME
-                break
-    P, Q, b, c = problem.unpack(x)
-    all_options = {**setup.options, **(options or {})}
-    result = FitResult(
-        P=P, Q=Q, mu=problem.mu, row_bias=b, col_bias=c, success=status == 2, status=status,
-        message=STATUS_MESSAGES[status], nfev=j, njev=None, cost=float(cost), optimality=None,
-        history=History.from_lists(steps, costs, times),
-        wall_time=time.perf_counter() - t0, options=all_options, solver=setup.name,
-        row_ids=setup.ratings.row_ids, col_ids=setup.ratings.col_ids,
-        row_counts=setup.ratings.row_counts(), col_counts=setup.ratings.col_counts(),
-    )
-    if status == 0:
+    result = tracker.result(status, *tracker.result_x(status))
+    log_result(setup.logger, tracker.verbose, result)
+    if status == Status.MAX_ITER:
         warn_not_converged(
             f"lsqmf.solvers.{setup.name}: `max_iter`={setup.max_iter} iterations reached "
             f"before the relative cost change fell below tol={setup.tol:g} (cost "
-            f"{cost:.6g}); returning the last factors. Increase `max_iter` or `tol`.",
+            f"{tracker.cost:.6g}); returning the last factors. Increase `max_iter` or `tol`.",
             stacklevel=4,
         )
     return result

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..result import FitResult, IterationInfo
+from ..result import FitResult
 from ._common import Setup, prepare, run_iterations
 
 __all__ = ["als"]
@@ -224,24 +224,7 @@ class SideSolver:
         return out
 
 
-def als(
-    R: Any,
-    rank: int,
-    *,
-    reg: float = 0.1,
-    reg_bias: float | None = None,
-    count_scaled: bool = False,
-    biases: bool = False,
-    weights: Any = None,
-    random_state: int | np.random.Generator | None = None,
-    max_iter: int = 20,
-    tol: float = 1e-4,
-    max_time: float | None = None,
-    callback: Callable[[IterationInfo], Any] | None = None,
-    P0: Any = None,
-    Q0: Any = None,
-    init_scale: float = 0.1,
-) -> FitResult:
+def als(R: Any, rank: int, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by alternating exact ridge solves (ALS; ALS-WR with
     ``count_scaled=True``).
 
@@ -251,30 +234,11 @@ def als(
         The observed ratings (anything :func:`lsqmf.as_ratings` accepts).
     rank : int
         Number of latent factors.
-    reg : float, default=0.1
-        L2 weight :math:`\lambda` of the factors.
-    reg_bias : float, optional
-        L2 weight of the biases (default ``reg``).
-    count_scaled : bool, default=False
-        Scale each user's/item's weight by its number of ratings (weighted-lambda).
-    biases : bool, default=False
-        Fit ``mu + b_u + c_i + p_u q_i`` (``mu`` the training mean, fixed).
-    weights : array_like, optional
-        Per-rating weights (see :func:`lsqmf.as_ratings`).
-    random_state : int, numpy.random.Generator or None
-        Seeds the initial ``Q`` (the first half-sweep overwrites ``P``).
-    max_iter : int, default=20
-        Number of full sweeps (users then items).
-    tol : float, default=1e-4
-        Stop when the relative cost change over a sweep is at most ``tol``.
-    max_time : float, optional
-        Time budget in seconds, checked after each sweep.
-    callback : callable, optional
-        ``callback(IterationInfo(step, cost, time))`` after each sweep; True stops.
-    P0 : ndarray, shape (n_rows, rank), optional
-    Q0 : ndarray, shape (rank, n_cols), optional
-        Starting factors (default: seeded normal with standard deviation ``init_scale``).
-    init_scale : float, default=0.1
+    **options
+        The shared options of :class:`lsqmf.solvers.SolverOptions` (``reg``, ``biases``,
+        ``random_state``, ``max_iter``, ``tol``, ``verbose`` ...); ``max_iter`` counts full
+        sweeps (users then items). ALS has no options of its own. Defaults: the registry's
+        (``lsqmf.solvers.SOLVER_SPECS['als'].defaults``).
 
     Returns
     -------
@@ -301,11 +265,7 @@ def als(
     >>> fit.status, bool(np.allclose(fit.P @ fit.Q, R, atol=0.01))
     (2, True)
     """
-    setup = prepare(
-        "als", R, rank, reg=reg, reg_bias=reg_bias, count_scaled=count_scaled, biases=biases,
-        weights=weights, random_state=random_state, max_iter=max_iter, tol=tol,
-        max_time=max_time, callback=callback, P0=P0, Q0=Q0, init_scale=init_scale,
-    )
+    setup = prepare("als", R, rank, options)
     step = als_step_factory(setup)
     return run_iterations(
         setup, step,

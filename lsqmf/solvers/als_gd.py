@@ -17,46 +17,29 @@ descent; as ``inner_steps`` grows each block update tends to the exact ALS solve
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .._validation import check_int
-from ..result import FitResult, IterationInfo
+from ..result import FitResult
 from ._common import prepare, run_iterations
 
 __all__ = ["als_gd"]
 
 
-def als_gd(
-    R: Any,
-    rank: int,
-    *,
-    reg: float = 0.1,
-    reg_bias: float | None = None,
-    count_scaled: bool = False,
-    biases: bool = False,
-    weights: Any = None,
-    random_state: int | np.random.Generator | None = None,
-    max_iter: int = 200,
-    tol: float = 1e-6,
-    max_time: float | None = None,
-    callback: Callable[[IterationInfo], Any] | None = None,
-    P0: Any = None,
-    Q0: Any = None,
-    init_scale: float = 0.1,
-    inner_steps: int = 2,
-) -> FitResult:
+def als_gd(R: Any, rank: int, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by alternating blocks of exact-line-search gradient steps.
 
     Parameters
     ----------
-    R, rank, reg, reg_bias, count_scaled, biases, weights, random_state, max_iter, tol,
-    max_time, callback, P0, Q0, init_scale
-        As in :func:`lsqmf.solvers.als`; ``max_iter`` counts outer iterations (both blocks).
-    inner_steps : int, default=2
-        Gradient steps ``L`` per block and outer iteration (``L >= 1``).
+    R, rank
+        As in :func:`lsqmf.solvers.als`.
+    **options
+        The shared options of :class:`lsqmf.solvers.SolverOptions` (``max_iter`` counts
+        outer iterations, both blocks) and als_gd's own (defaults:
+        ``lsqmf.solvers.SOLVER_SPECS['als_gd']``): ``inner_steps`` : int, gradient steps
+        ``L >= 1`` per block and outer iteration.
 
     Returns
     -------
@@ -72,12 +55,8 @@ def als_gd(
     >>> bool(np.all(np.diff(fit.history.cost) <= 1e-12))
     True
     """
-    inner_steps = check_int("inner_steps", inner_steps, min_value=1)
-    setup = prepare(
-        "als_gd", R, rank, reg=reg, reg_bias=reg_bias, count_scaled=count_scaled,
-        biases=biases, weights=weights, random_state=random_state, max_iter=max_iter, tol=tol,
-        max_time=max_time, callback=callback, P0=P0, Q0=Q0, init_scale=init_scale,
-    )
+    setup = prepare("als_gd", R, rank, options)
+    inner_steps = check_int("inner_steps", setup.own["inner_steps"], min_value=1)
     problem = setup.problem
     n, m, k = problem.n_rows, problem.n_cols, problem.rank
     user_block = np.zeros(problem.n_params, dtype=bool)

@@ -19,13 +19,12 @@ the large one on MovieLens-like data (many more items than users) -- thus never 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .._validation import check_float
-from ..result import FitResult, IterationInfo
+from ..result import FitResult
 from ._common import prepare, run_iterations
 from .als import update_users, user_side
 from .sgd import EpochRunner, sgd_epoch_kernel
@@ -33,36 +32,18 @@ from .sgd import EpochRunner, sgd_epoch_kernel
 __all__ = ["als_sgd"]
 
 
-def als_sgd(
-    R: Any,
-    rank: int,
-    *,
-    reg: float = 0.1,
-    reg_bias: float | None = None,
-    count_scaled: bool = False,
-    biases: bool = False,
-    weights: Any = None,
-    random_state: int | np.random.Generator | None = None,
-    max_iter: int = 30,
-    tol: float = 1e-5,
-    max_time: float | None = None,
-    callback: Callable[[IterationInfo], Any] | None = None,
-    P0: Any = None,
-    Q0: Any = None,
-    init_scale: float = 0.1,
-    learning_rate: float = 0.005,
-    decay: float = 1.0,
-) -> FitResult:
+def als_sgd(R: Any, rank: int, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by exact user solves alternating with item SGD epochs.
 
     Parameters
     ----------
-    R, rank, reg, reg_bias, count_scaled, biases, weights, random_state, max_iter, tol,
-    max_time, callback, P0, Q0, init_scale
-        As in :func:`lsqmf.solvers.als`; ``max_iter`` counts iterations (one user solve and
-        one item epoch each).
-    learning_rate, decay : float
-        As in :func:`lsqmf.solvers.sgd`, for the item epochs.
+    R, rank
+        As in :func:`lsqmf.solvers.als`.
+    **options
+        The shared options of :class:`lsqmf.solvers.SolverOptions` (``max_iter`` counts
+        iterations: one user solve and one item epoch each) and ``learning_rate``,
+        ``decay`` as in :func:`lsqmf.solvers.sgd`, for the item epochs (defaults:
+        ``lsqmf.solvers.SOLVER_SPECS['als_sgd']``).
 
     Returns
     -------
@@ -84,17 +65,14 @@ def als_sgd(
     >>> fit.status, bool(fit.history.cost[-1] < fit.history.cost[0])
     (2, True)
     """
-    lr = check_float("learning_rate", learning_rate, min_value=0.0, min_inclusive=False)
-    decay_checked = check_float("decay", decay, min_value=0.0, max_value=1.0,
+    sgd_epoch_kernel()  # fail early, with the install hint, when numba is missing
+    setup = prepare("als_sgd", R, rank, options)
+    lr = check_float("learning_rate", setup.own["learning_rate"], min_value=0.0,
+                     min_inclusive=False)
+    decay_checked = check_float("decay", setup.own["decay"], min_value=0.0, max_value=1.0,
                                 min_inclusive=False)
     assert lr is not None and decay_checked is not None
     decay = decay_checked
-    sgd_epoch_kernel()
-    setup = prepare(
-        "als_sgd", R, rank, reg=reg, reg_bias=reg_bias, count_scaled=count_scaled,
-        biases=biases, weights=weights, random_state=random_state, max_iter=max_iter, tol=tol,
-        max_time=max_time, callback=callback, P0=P0, Q0=Q0, init_scale=init_scale,
-    )
     users = user_side(setup)
     runner = EpochRunner(setup, lr, decay)
 

@@ -18,13 +18,12 @@ Adam's cost history is not monotone; the relative-change rule ``tol`` still appl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .._validation import check_choice, check_float
-from ..result import FitResult, IterationInfo
+from ..result import FitResult
 from ._common import prepare, run_iterations
 
 __all__ = ["OPTIMIZERS", "gd"]
@@ -32,41 +31,22 @@ __all__ = ["OPTIMIZERS", "gd"]
 OPTIMIZERS = ("adam", "fixed")
 
 
-def gd(
-    R: Any,
-    rank: int,
-    *,
-    reg: float = 0.1,
-    reg_bias: float | None = None,
-    count_scaled: bool = False,
-    biases: bool = False,
-    weights: Any = None,
-    random_state: int | np.random.Generator | None = None,
-    max_iter: int = 500,
-    tol: float = 1e-6,
-    max_time: float | None = None,
-    callback: Callable[[IterationInfo], Any] | None = None,
-    P0: Any = None,
-    Q0: Any = None,
-    init_scale: float = 0.1,
-    optimizer: str = "adam",
-    learning_rate: float = 0.01,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    epsilon: float = 1e-8,
-) -> FitResult:
+def gd(R: Any, rank: int, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by full-batch gradient descent.
 
     Parameters
     ----------
-    R, rank, reg, reg_bias, count_scaled, biases, weights, random_state, max_iter, tol,
-    max_time, callback, P0, Q0, init_scale
-        As in :func:`lsqmf.solvers.als`; ``max_iter`` counts gradient steps.
-    optimizer : {'adam', 'fixed'}, default='adam'
-    learning_rate : float, default=0.01
-        Step size :math:`\eta` (Adam: the largest per-coordinate step, roughly).
-    beta1, beta2, epsilon : float, default=0.9, 0.999, 1e-8
-        Adam's moment decay rates and denominator guard.
+    R, rank
+        As in :func:`lsqmf.solvers.als`.
+    **options
+        The shared options of :class:`lsqmf.solvers.SolverOptions` (``max_iter`` counts
+        gradient steps) and gd's own (defaults: ``lsqmf.solvers.SOLVER_SPECS['gd']``):
+
+        - ``optimizer`` : {'adam', 'fixed'}
+        - ``learning_rate`` : float, step size :math:`\eta` (Adam: the largest
+          per-coordinate step, roughly)
+        - ``beta1``, ``beta2``, ``epsilon`` : float, Adam's moment decay rates and
+          denominator guard
 
     Returns
     -------
@@ -76,7 +56,8 @@ def gd(
     Raises
     ------
     NonFiniteResidualError
-        When the iterates diverge (learning rate too large for ``optimizer='fixed'``).
+        When the iterates diverge (learning rate too large), with the best finite iterate
+        in ``partial_result``.
 
     Examples
     --------
@@ -87,17 +68,14 @@ def gd(
     >>> fit.status, bool(fit.history.cost[-1] < fit.history.cost[0])
     (2, True)
     """
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    lr = check_float("learning_rate", learning_rate, min_value=0.0, min_inclusive=False)
-    b1 = check_float("beta1", beta1, min_value=0.0, max_value=1.0, max_inclusive=False)
-    b2 = check_float("beta2", beta2, min_value=0.0, max_value=1.0, max_inclusive=False)
-    eps = check_float("epsilon", epsilon, min_value=0.0, min_inclusive=False)
+    setup = prepare("gd", R, rank, options)
+    own = setup.own
+    optimizer = check_choice("optimizer", own["optimizer"], OPTIMIZERS)
+    lr = check_float("learning_rate", own["learning_rate"], min_value=0.0, min_inclusive=False)
+    b1 = check_float("beta1", own["beta1"], min_value=0.0, max_value=1.0, max_inclusive=False)
+    b2 = check_float("beta2", own["beta2"], min_value=0.0, max_value=1.0, max_inclusive=False)
+    eps = check_float("epsilon", own["epsilon"], min_value=0.0, min_inclusive=False)
     assert lr is not None and b1 is not None and b2 is not None and eps is not None
-    setup = prepare(
-        "gd", R, rank, reg=reg, reg_bias=reg_bias, count_scaled=count_scaled, biases=biases,
-        weights=weights, random_state=random_state, max_iter=max_iter, tol=tol,
-        max_time=max_time, callback=callback, P0=P0, Q0=Q0, init_scale=init_scale,
-    )
     problem = setup.problem
     m = np.zeros(problem.n_params)
     v = np.zeros(problem.n_params)

@@ -1,81 +1,105 @@
 """The ``'lsq'`` entry of the solver table: :func:`lsqmf.solve` on the ``'l2'`` objective.
 
-A thin adapter that gives :func:`lsqmf.solve` the comparison solvers' signature: ``max_iter``
-becomes ``max_nfev`` (residual evaluations, each of which may follow an inner LSMR solve),
-``tol`` becomes ``ftol``, and the default trust-region solver is ``'lsmr'`` with the sparse
-analytic Jacobian. Other keyword arguments (``method``, ``tr_options``, ``xtol``, ``gtol``,
-``x_scale``, ``jac``, ``loss`` ...) go to :func:`lsqmf.solve` unchanged.
+A thin adapter that gives :func:`lsqmf.solve` the solver contract: ``max_iter`` becomes
+``max_nfev`` (residual evaluations, each of which may follow an inner LSMR solve), ``tol``
+becomes ``ftol``, and the registry's defaults are ``method='trf'`` with ``tr_solver='lsmr'``.
+The start is the shared :func:`lsqmf.start.random_start` drawn here (so ``lsq`` and ``als``
+start from the same factors on the same seed) and handed to :func:`lsqmf.solve` as
+``P0``/``Q0``. Other keyword arguments (``tr_options``, ``xtol``, ``gtol``, ``x_scale``,
+``jac``, ``loss``, ``bounds`` ...) go to :func:`lsqmf.solve` unchanged.
 
 As for the other solvers, only a real non-convergence (``max_iter`` exhausted, scipy status 0)
 issues a :class:`~lsqmf.ConvergenceWarning`; a stop requested by the callback or by the time
-budget returns its factors silently with ``success=False``.
+budget returns its factors silently with ``success=False``. ``verbose=2`` logs a line per
+residual evaluation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import logging
+import time
 from typing import Any
 
-import numpy as np
-
+from .._validation import resolve_seed
+from ..problem import build_problem
+from ..ratings import as_ratings
 from ..result import FitResult, IterationInfo
 from ..solve import solve
+from ..start import random_start
+from ._common import _spec, log_result, split_options
 
 __all__ = ["lsq"]
 
+logger = logging.getLogger(__name__)
 
-def lsq(
-    R: Any,
-    rank: int,
-    *,
-    reg: float = 0.1,
-    reg_bias: float | None = None,
-    count_scaled: bool = False,
-    biases: bool = False,
-    weights: Any = None,
-    random_state: int | np.random.Generator | None = None,
-    max_iter: int | None = 100,
-    tol: float = 1e-4,
-    max_time: float | None = None,
-    callback: Callable[[IterationInfo], Any] | None = None,
-    P0: Any = None,
-    Q0: Any = None,
-    init_scale: float = 0.1,
-    method: str = "trf",
-    tr_solver: str | None = "lsmr",
-    **kwargs: Any,
-) -> FitResult:
+#: Options the adapter sets itself.
+_TRANSLATED = ("formulation", "max_nfev", "ftol")
+
+
+def lsq(R: Any, rank: int, **options: Any) -> FitResult:
     """Fit the ``'l2'`` objective with ``scipy.optimize.least_squares`` (Gauss-Newton).
 
     Parameters
     ----------
-    R, rank, reg, reg_bias, count_scaled, biases, weights, random_state, max_time, callback,
-    P0, Q0, init_scale
+    R, rank
         As in :func:`lsqmf.solvers.als`.
-    max_iter : int or None, default=100
-        Passed as ``max_nfev`` (residual evaluations).
-    tol : float, default=1e-4
-        Passed as ``ftol``.
-    method : {'trf', 'dogbox', 'lm'}, default='trf'
-    tr_solver : {None, 'exact', 'lsmr'}, default='lsmr'
-    **kwargs
-        Any other :func:`lsqmf.solve` option.
+    **options
+        The shared options of :class:`lsqmf.solvers.SolverOptions` (``max_iter`` is passed
+        as ``max_nfev``, ``tol`` as ``ftol``), ``method`` : {'trf', 'dogbox', 'lm'} and
+        ``tr_solver`` : {None, 'exact', 'lsmr'} (defaults:
+        ``lsqmf.solvers.SOLVER_SPECS['lsq']``), and any other :func:`lsqmf.solve` option.
 
     Returns
     -------
     FitResult
         ``solver='lsq'``; ``cost`` is ``problem.cost(x)`` (the linear loss).
+
+    Raises
+    ------
+    TypeError
+        For ``formulation``, ``max_nfev`` or ``ftol`` (the adapter sets them).
     """
-    for name in ("formulation", "max_nfev", "ftol"):
-        if name in kwargs:
+    t_start = time.perf_counter()
+    for name in _TRANSLATED:
+        if name in options:
             raise TypeError(
                 f"`{name}` is set by the 'lsq' adapter (formulation='l2', max_iter -> "
-                f"max_nfev, tol -> ftol); got {name}={kwargs[name]!r}."
+                f"max_nfev, tol -> ftol); got {name}={options[name]!r}."
             )
-    return solve(
-        R, rank, P0=P0, Q0=Q0, weights=weights, formulation="l2", reg=reg,
-        reg_bias=reg_bias, count_scaled=count_scaled, biases=biases, method=method,
-        tr_solver=None if method == "lm" else tr_solver, max_nfev=max_iter, ftol=tol,
-        init_scale=init_scale, random_state=random_state, max_time=max_time,
-        callback=callback, **kwargs,
+    opts, own = split_options(_spec("lsq"), rank, options)
+    rng, seed = resolve_seed(opts.random_state)
+    ratings = as_ratings(R, weights=opts.weights)
+    P, Q = random_start(ratings, opts.rank, rng, init_scale=opts.init_scale, P0=opts.P0,
+                        Q0=opts.Q0)
+    method = own.pop("method")
+    tr_solver = own.pop("tr_solver")
+    callback = opts.callback
+    if opts.verbose >= 2:
+        user_callback = callback
+
+        def callback(info: IterationInfo) -> Any:
+            logger.info("lsq: evaluation %d cost %.6g time %.3f s", info.step, info.cost,
+                        info.time)
+            return None if user_callback is None else user_callback(info)
+
+    fit = solve(
+        ratings, opts.rank, P0=P, Q0=Q, formulation="l2", reg=opts.reg,
+        reg_bias=opts.reg_bias, count_scaled=opts.count_scaled, biases=opts.biases,
+        method=method, tr_solver=None if method == "lm" else tr_solver,
+        max_nfev=opts.max_iter, ftol=opts.tol, init_scale=opts.init_scale,
+        random_state=rng, max_time=opts.max_time, callback=callback, **own,
     )
+    rms = fit.rms
+    if rms is None:
+        problem = build_problem(ratings, opts.rank, formulation="l2", reg=opts.reg,
+                                reg_bias=opts.reg_bias, count_scaled=opts.count_scaled,
+                                biases=opts.biases)
+        rms = problem.rms(problem.pack(fit.P, fit.Q, fit.row_bias, fit.col_bias))
+    recorded = {**fit.options, "rank": opts.rank, "max_iter": opts.max_iter,
+                "tol": opts.tol, "init_scale": opts.init_scale, "random_state": seed,
+                "verbose": opts.verbose, "weights": ratings.weights is not None}
+    fit = dataclasses.replace(fit, options=recorded, rms=rms,
+                              wall_time=time.perf_counter() - t_start)
+    log_result(logger, opts.verbose, fit)
+    return fit

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_float
-from ..result import FitResult, IterationInfo
+from ..result import FitResult
 from ._common import Setup, prepare, run_iterations
 
 __all__ = ["sgd", "sgd_epoch_kernel"]
@@ -104,38 +104,21 @@ class EpochRunner:
         return problem.pack(P, Qt.T)
 
 
-def sgd(
-    R: Any,
-    rank: int,
-    *,
-    reg: float = 0.1,
-    reg_bias: float | None = None,
-    count_scaled: bool = False,
-    biases: bool = False,
-    weights: Any = None,
-    random_state: int | np.random.Generator | None = None,
-    max_iter: int = 30,
-    tol: float = 1e-5,
-    max_time: float | None = None,
-    callback: Callable[[IterationInfo], Any] | None = None,
-    P0: Any = None,
-    Q0: Any = None,
-    init_scale: float = 0.1,
-    learning_rate: float = 0.005,
-    decay: float = 1.0,
-) -> FitResult:
+def sgd(R: Any, rank: int, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by Funk SGD over the observed entries.
 
     Parameters
     ----------
-    R, rank, reg, reg_bias, count_scaled, biases, weights, random_state, max_iter, tol,
-    max_time, callback, P0, Q0, init_scale
-        As in :func:`lsqmf.solvers.als`; ``max_iter`` counts epochs, ``random_state`` seeds
-        the initial factors and every epoch's shuffle.
-    learning_rate : float, default=0.005
-        Step size of each per-rating update.
-    decay : float, default=1.0
-        The step size is multiplied by ``decay`` after each epoch (``0 < decay <= 1``).
+    R, rank
+        As in :func:`lsqmf.solvers.als`.
+    **options
+        The shared options of :class:`lsqmf.solvers.SolverOptions` (``max_iter`` counts
+        epochs, ``random_state`` seeds the initial factors and every epoch's shuffle) and
+        sgd's own (defaults: ``lsqmf.solvers.SOLVER_SPECS['sgd']``):
+
+        - ``learning_rate`` : float, step size of each per-rating update
+        - ``decay`` : float, the step size is multiplied by ``decay`` after each epoch
+          (``0 < decay <= 1``)
 
     Returns
     -------
@@ -147,7 +130,8 @@ def sgd(
     ImportError
         If numba is not installed.
     NonFiniteResidualError
-        When the iterates diverge (``learning_rate`` too large).
+        When the iterates diverge (``learning_rate`` too large), with the best finite
+        iterate in ``partial_result``.
 
     Examples
     --------
@@ -158,17 +142,14 @@ def sgd(
     >>> fit.status, bool(fit.history.cost[-1] < fit.history.cost[0])
     (2, True)
     """
-    lr = check_float("learning_rate", learning_rate, min_value=0.0, min_inclusive=False)
-    decay_checked = check_float("decay", decay, min_value=0.0, max_value=1.0,
+    sgd_epoch_kernel()  # fail early, with the install hint, when numba is missing
+    setup = prepare("sgd", R, rank, options)
+    lr = check_float("learning_rate", setup.own["learning_rate"], min_value=0.0,
+                     min_inclusive=False)
+    decay_checked = check_float("decay", setup.own["decay"], min_value=0.0, max_value=1.0,
                                 min_inclusive=False)
     assert lr is not None and decay_checked is not None
     decay = decay_checked
-    sgd_epoch_kernel()  # fail early, with the install hint, when numba is missing
-    setup = prepare(
-        "sgd", R, rank, reg=reg, reg_bias=reg_bias, count_scaled=count_scaled, biases=biases,
-        weights=weights, random_state=random_state, max_iter=max_iter, tol=tol,
-        max_time=max_time, callback=callback, P0=P0, Q0=Q0, init_scale=init_scale,
-    )
     runner = EpochRunner(setup, lr, decay)
     return run_iterations(
         setup, runner.epoch,
