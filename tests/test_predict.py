@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +131,21 @@ def test_lsq_records_the_training_mean() -> None:
     R = np.array([[5.0, 3.0, np.nan], [4.0, np.nan, 1.0], [np.nan, np.nan, np.nan]])
     fit = solve(R, 1, formulation="l2", reg=0.1, random_state=0)
     assert fit.train_mean == pytest.approx(13.0 / 4)
+
+
+def test_cli_predict_marks_cold_start_and_never_prints_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lsqmf.cli import main
+
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("userId,movieId,rating,timestamp\n1,10,4.0,0\n1,20,3.0,0\n2,10,2.0,0\n"
+                       "2,30,5.0,0\n3,20,4.0,0\n3,30,1.0,0\n")
+    model = tmp_path / "model.npz"
+    assert main(["fit", str(ratings), "--solver", "als", "--rank", "1", "--no-biases",
+                 "--max-iter", "5", "--tol", "0.5", "--out", str(model)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(model), "--user", "99", "--item", "10"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[1] == f"99\t10\t{19.0 / 6:.4f}\tyes"  # the training mean
+    assert captured.err.strip() == "1 of 1 pair(s) cold-start (--cold-start bias)"
