@@ -203,7 +203,12 @@ class Ratings:
 
     @classmethod
     def from_dense(
-        cls, array: Any, *, missing: float | None = None, weights: Any = None
+        cls,
+        array: Any,
+        *,
+        missing: float | None = None,
+        weights: Any = None,
+        mask: Any = None,
     ) -> Ratings:
         """Build from a dense 2-D array.
 
@@ -217,7 +222,13 @@ class Ratings:
             observed, with a warning.
         weights : array_like, shape (n_rows, n_cols), optional
             Weight of each entry; read only at observed entries.
+        mask : array_like of bool, shape (n_rows, n_cols), optional
+            Visibility mask of a measurement matrix: exactly the entries where it is True
+            are observed, whatever ``array`` holds elsewhere (NaN included); the values
+            where it is True must be finite. Not combined with ``missing``.
         """
+        if mask is not None:
+            return cls._from_masked(array, mask, missing=missing, weights=weights)
         if np.iscomplexobj(array):
             raise TypeError("`R` must hold real numbers; got a complex array.")
         try:
@@ -260,6 +271,50 @@ class Ratings:
                 )
             w = w_arr[rows, cols]
         return cls(rows, cols, arr[rows, cols], arr.shape, weights=w)  # type: ignore[arg-type]
+
+    @classmethod
+    def _from_masked(cls, array: Any, mask: Any, *, missing: Any, weights: Any) -> Ratings:
+        """:meth:`from_dense` with an explicit visibility ``mask``."""
+        if missing is not None:
+            raise ValueError(
+                "`missing` and `mask` cannot be combined: with a `mask`, exactly its True "
+                f"entries are observed; got missing={missing!r}."
+            )
+        if np.iscomplexobj(array):
+            raise TypeError("`R` must hold real numbers; got a complex array.")
+        try:
+            arr = np.asarray(array, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"`R` must be a numeric array; got {describe(array)}.") from err
+        if arr.ndim != 2 or arr.size == 0:
+            raise ValueError(f"`R` must be a non-empty 2-D array; got shape {arr.shape}.")
+        m_arr = np.asarray(mask)
+        if m_arr.dtype != np.bool_:
+            raise TypeError(
+                f"`mask` must be a boolean array (True = observed); got {describe(mask)}."
+            )
+        if m_arr.shape != arr.shape:
+            raise ValueError(f"`mask` must have the shape of `R` {arr.shape}; got {m_arr.shape}.")
+        rows, cols = np.nonzero(m_arr)
+        if rows.size == 0:
+            raise ValueError("`mask` has no True entry: nothing is observed.")
+        values = arr[rows, cols]
+        bad = ~np.isfinite(values)
+        if bad.any():
+            t = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"`R` must be finite where `mask` is True; {int(bad.sum())} such value(s) are "
+                f"NaN or infinite (first at row {rows[t]}, column {cols[t]})."
+            )
+        w = None
+        if weights is not None:
+            w_arr = np.asarray(weights, dtype=np.float64)
+            if w_arr.shape != arr.shape:
+                raise ValueError(
+                    f"`weights` must have the shape of `R` {arr.shape}; got {w_arr.shape}."
+                )
+            w = w_arr[rows, cols]
+        return cls(rows, cols, values, arr.shape, weights=w)  # type: ignore[arg-type]
 
     @classmethod
     def from_sparse(cls, matrix: Any, *, weights: Any = None) -> Ratings:
@@ -461,12 +516,21 @@ def as_ratings(
     user: str = "user",
     item: str = "item",
     rating: str = "rating",
+    mask: Any = None,
 ) -> Ratings:
     """Turn any accepted input into :class:`Ratings`.
 
     Accepts a :class:`Ratings` (returned as is, or with ``weights``), a dense array (NaN or
-    ``missing`` marks unobserved), a ``scipy.sparse`` matrix/array, or a pandas DataFrame.
+    ``missing`` marks unobserved; or a boolean ``mask`` of the observed entries, see
+    :meth:`Ratings.from_dense`), a ``scipy.sparse`` matrix/array, or a pandas DataFrame.
     """
+    if mask is not None:
+        if isinstance(R, Ratings) or sp.issparse(R) or type(R).__name__ == "DataFrame":
+            raise ValueError(
+                "`mask` applies to dense arrays only (a measurement matrix and its visibility "
+                f"mask); got `R` of type {type(R).__name__}."
+            )
+        return Ratings.from_dense(R, missing=missing, weights=weights, mask=mask)
     if isinstance(R, Ratings):
         if missing is not None:
             raise ValueError("`missing` applies to dense arrays only; `R` is already Ratings.")

@@ -1,0 +1,286 @@
+"""Variable projection: reduced residual, both Jacobians, the inner solve, the solver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from lsqmf.ratings import Ratings
+from lsqmf.solvers.als import SideSolver
+from lsqmf.varpro import build_reduced, solve_varpro, transpose_ratings
+
+GIRAFFE = Path(__file__).resolve().parents[2] / "shared" / "data" / "giraffe" / "giraffe.M.txt"
+
+
+def _ratings(n: int, m: int, k: int, density: float, seed: int, weighted: bool) -> Ratings:
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((n, k)) @ rng.standard_normal((k, m)) + 0.3 * rng.standard_normal(
+        (n, m)
+    )
+    M[rng.random(M.shape) > density] = np.nan
+    M[0, 0] = 1.0  # at least one observed entry
+    w = rng.random((n, m)) + 0.5 if weighted else None
+    return Ratings.from_dense(M, weights=w)
+
+
+def _fd_jacobian(red, theta: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    cols = []
+    for j in range(len(theta)):
+        e = np.zeros_like(theta)
+        e[j] = eps
+        cols.append((red.residual(theta + e) - red.residual(theta - e)) / (2 * eps))
+    return np.column_stack(cols)
+
+
+cases = st.fixed_dictionaries(
+    {
+        "n": st.integers(3, 8),
+        "m": st.integers(2, 7),
+        "k": st.integers(1, 3),
+        "density": st.floats(0.5, 1.0),
+        "seed": st.integers(0, 10_000),
+        "weighted": st.booleans(),
+        "biases": st.booleans(),
+        "formulation": st.sampled_from(["none", "l2"]),
+    }
+)
+
+
+def _reduced(case: dict, backend: str = "numpy"):
+    R = _ratings(case["n"], case["m"], case["k"], case["density"], case["seed"], case["weighted"])
+    reg = 0.3 if case["formulation"] == "l2" else 0.0
+    k1 = case["k"] + case["biases"]
+    assume(case["formulation"] == "l2" or R.col_counts().min() >= k1)
+    red = build_reduced(
+        R, case["k"], formulation=case["formulation"], reg=reg, biases=case["biases"],
+        backend=backend,
+    )
+    theta = np.random.default_rng(case["seed"] + 1).standard_normal(red.n_params)
+    return red, theta
+
+
+@given(cases)
+def test_reduced_residual_is_joint_residual_at_inner_optimum(case: dict) -> None:
+    red, theta = _reduced(case)
+    x = red.joint_x(theta)
+    np.testing.assert_allclose(red.residual(theta), red.problem.residual(x), atol=1e-12)
+    assert red.cost(theta) == pytest.approx(red.problem.cost(x), rel=1e-12)
+    # z* minimizes the joint cost over Q (and c): the joint gradient's z block is zero
+    g = red.problem.gradient(x)
+    n, k = red.n_rows, red.rank
+    z_block = np.concatenate(
+        [g[n * k : n * k + k * red.n_cols], g[n * k + k * red.n_cols + n :] if red.problem.biases
+         else np.zeros(0)]
+    )
+    assert np.abs(z_block).max() <= 1e-8 * max(1.0, np.abs(g).max())
+
+
+@given(cases)
+def test_full_jacobian_matches_finite_differences(case: dict) -> None:
+    red, theta = _reduced(case)
+    J = red.dense_jacobian(theta, "full")
+    fd = _fd_jacobian(red, theta)
+    np.testing.assert_allclose(J, fd, atol=1e-5 * max(1.0, np.abs(fd).max()))
+
+
+@given(cases)
+def test_kaufman_is_full_minus_the_residual_term_and_has_the_exact_gradient(case: dict) -> None:
+    red, theta = _reduced(case)
+    fd = _fd_jacobian(red, theta)
+    JK = red.dense_jacobian(theta, "kaufman")
+    scale = max(1.0, np.abs(fd).max())
+    # the dropped term -J_z G^{-1} H is built independently as a sparse product
+    _, J_z, _ = red._blocks(theta, False)
+    Ginv = red.inner(theta).Ginv
+    import scipy.sparse as sp
+
+    dropped = -(J_z @ (sp.block_diag(list(Ginv)) @ red._h_matrix(red.inner(theta)))).toarray()
+    np.testing.assert_allclose(JK + dropped, fd, atol=1e-5 * scale)
+    # J_K^T r is the exact gradient of the reduced cost (J_z^T r = 0 kills the dropped term)
+    r = red.residual(theta)
+    np.testing.assert_allclose(JK.T @ r, fd.T @ r, atol=1e-5 * scale * max(1.0, np.abs(r).max()))
+
+
+def test_kaufman_matches_finite_differences_at_a_zero_residual_point() -> None:
+    rng = np.random.default_rng(3)
+    P, Q = rng.standard_normal((6, 2)), rng.standard_normal((2, 5))
+    M = P @ Q
+    M[rng.random(M.shape) < 0.2] = np.nan
+    red = build_reduced(Ratings.from_dense(M), 2, backend="numpy")
+    theta = red.pack(P)
+    assert red.cost(theta) < 1e-20
+    np.testing.assert_allclose(red.dense_jacobian(theta), _fd_jacobian(red, theta), atol=1e-6)
+
+
+@given(cases, st.sampled_from(["kaufman", "full"]))
+def test_sparse_dense_operator_agree(case: dict, kind: str) -> None:
+    red, theta = _reduced(case, backend="compiled")
+    J = red.jacobian(theta, kind).toarray()
+    np.testing.assert_allclose(red.dense_jacobian(theta, kind), J, atol=1e-12)
+    rng = np.random.default_rng(case["seed"])
+    v = rng.standard_normal(red.n_params)
+    y = rng.standard_normal(red.n_residuals)
+    for backend in ("numpy", "compiled"):
+        op = red.operator(theta, kind, backend=backend)
+        np.testing.assert_allclose(op.matvec(v), J @ v, atol=1e-10)
+        np.testing.assert_allclose(op.rmatvec(y), J.T @ y, atol=1e-10)
+
+
+@given(cases)
+def test_column_norms(case: dict) -> None:
+    red, theta = _reduced(case)
+    np.testing.assert_allclose(
+        red.column_norms(theta), np.linalg.norm(red.dense_jacobian(theta), axis=0), atol=1e-9
+    )
+
+
+@given(cases)
+def test_inner_solve_is_the_als_half_step(case: dict) -> None:
+    red, theta = _reduced(case)
+    pr = red.problem
+    R = pr.ratings
+    reg_f = red.lsq[:, 0] ** 2 if pr.has_reg else np.zeros(red.n_cols)
+    reg_b = red.lsq[:, -1] ** 2 if pr.has_reg and pr.biases else np.zeros(red.n_cols)
+    side = SideSolver(
+        R.cols, R.rows, red.n_cols, red.n_rows, R.values, R.weights, reg_f, reg_b
+    )
+    P, b = red.split(theta)
+    offset = pr.mu + b if b is not None else None
+    z_als = side.solve_numpy(P, offset, pr.biases)
+    np.testing.assert_allclose(red.inner(theta).Z, z_als, rtol=1e-7, atol=1e-9)
+
+
+def test_compiled_gram_matches_numpy() -> None:
+    R = _ratings(9, 7, 2, 0.7, 0, True)
+    a = build_reduced(R, 2, biases=True, formulation="l2", reg=0.1, backend="numpy")
+    b = build_reduced(R, 2, biases=True, formulation="l2", reg=0.1, backend="compiled")
+    theta = np.random.default_rng(0).standard_normal(a.n_params)
+    for x, y in zip(a.gram(theta), b.gram(theta), strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-12)
+
+
+def test_too_few_observations_names_the_columns() -> None:
+    M = np.ones((5, 4))
+    M[1:, 2] = np.nan  # column 2 has one observation
+    with pytest.raises(ValueError, match=r"columns 2 \(counts 1\)"):
+        build_reduced(Ratings.from_dense(M), 2)
+    # the ridge defines them
+    build_reduced(Ratings.from_dense(M), 2, formulation="l2", reg=0.1)
+
+
+def test_prior_formulation_and_bad_bounds_are_refused() -> None:
+    M = np.random.default_rng(0).standard_normal((6, 5))
+    with pytest.raises(ValueError, match="formulation 'l2' or 'none'"):
+        solve_varpro(M, 2, formulation="prior")
+    with pytest.raises(ValueError, match="cannot be bounded"):
+        solve_varpro(M, 2, bounds=(np.zeros(6 * 2 + 2 * 5), np.ones(6 * 2 + 2 * 5)))
+    with pytest.raises(ValueError, match="does not support `bounds`"):
+        solve_varpro(M, 2, method="lm", bounds=(-1, 1))
+
+
+def _low_rank(n: int = 12, m: int = 10, k: int = 2, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((n, k)) @ rng.standard_normal((k, m))
+    M[rng.random(M.shape) < 0.25] = np.nan
+    return M
+
+
+@pytest.mark.parametrize(
+    ("method", "tr_solver", "jacobian"),
+    [
+        ("trf", "lsmr", "kaufman"),
+        ("trf", "lsmr", "full"),
+        ("trf", "exact", "kaufman"),
+        ("trf", "exact", "full"),
+        ("dogbox", "lsmr", "kaufman"),
+        ("lm", None, "kaufman"),
+        ("lm", None, "full"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_solve_varpro_fits_an_exactly_low_rank_matrix(method, tr_solver, jacobian) -> None:
+    M = _low_rank()
+    fit = solve_varpro(
+        M, 2, method=method, tr_solver=tr_solver, jacobian=jacobian, init_scale=1.0,
+        random_state=1, max_nfev=200,
+    )
+    assert fit.rms is not None and fit.rms < 1e-6
+    assert fit.cost == pytest.approx(0.5 * fit.rms**2 * np.isfinite(M).sum(), abs=1e-10)
+    obs = np.isfinite(M)
+    np.testing.assert_allclose((fit.P @ fit.Q)[obs], M[obs], atol=1e-5)
+    assert fit.options["eliminate"] == "Q"
+
+
+def test_eliminate_p_runs_on_the_transpose() -> None:
+    M = _low_rank(seed=2)
+    fit = solve_varpro(M, 2, eliminate="P", init_scale=1.0, random_state=0, biases=True,
+                       formulation="l2", reg=1e-3)
+    assert fit.P.shape == (12, 2) and fit.Q.shape == (2, 10)
+    assert fit.row_bias is not None and fit.row_bias.shape == (12,)
+    assert fit.col_bias is not None and fit.col_bias.shape == (10,)
+    R = Ratings.from_dense(M)
+    T = transpose_ratings(R)
+    assert T.shape == (10, 12)
+    pred = fit.mu + fit.row_bias[R.rows] + fit.col_bias[R.cols] + np.einsum(
+        "tk,kt->t", fit.P[R.rows], fit.Q[:, R.cols]
+    )
+    assert np.sqrt(np.mean((pred - R.values) ** 2)) == pytest.approx(fit.rms, rel=1e-9)
+
+
+def test_bounds_on_the_optimized_factor_hold() -> None:
+    M = np.abs(_low_rank(seed=4))
+    fit = solve_varpro(M, 2, bounds=(0.0, np.inf), init_scale=1.0, random_state=0,
+                       max_nfev=50, formulation="l2", reg=1e-3)
+    assert fit.P.min() >= 0.0
+
+
+def test_robust_loss_exact_for_the_reduced_residual_not_the_joint_objective() -> None:
+    rng = np.random.default_rng(5)
+    M = rng.standard_normal((15, 2)) @ rng.standard_normal((2, 12))
+    M[rng.random(M.shape) < 0.5] += 5.0  # half the entries are outliers
+    fit = solve_varpro(M, 2, loss="soft_l1", init_scale=1.0, random_state=0, max_nfev=100)
+    R = Ratings.from_dense(M)
+    red = build_reduced(R, 2)
+    theta = red.pack(fit.P)
+    r = red.residual(theta)
+    # the reported cost is the robust cost of the reduced residual (exact) ...
+    assert fit.cost == pytest.approx(float(np.sum(np.sqrt(1 + r**2) - 1)), rel=1e-8)
+    # ... but Q is the least-squares Q: the joint robust gradient in Q is not zero
+    x = red.joint_x(theta)
+    rho1 = 1.0 / np.sqrt(1.0 + r**2)  # rho'(r^2) of soft_l1
+    J = red.problem.jacobian(x)
+    g = J.T @ (rho1 * r)
+    gQ = g[15 * 2 : 15 * 2 + 2 * 12]
+    assert np.abs(gQ).max() > 1e-3
+
+
+def test_time_budget_and_callback_stop_with_the_best_point() -> None:
+    M = _low_rank(seed=6)
+    fit = solve_varpro(M, 2, callback=lambda info: info.step >= 2, random_state=0)
+    assert fit.status == -2 and not fit.success and fit.nfev == 3
+    assert fit.rms is not None
+
+
+def test_mask_input() -> None:
+    M = _low_rank(seed=7)
+    W = np.isfinite(M)
+    M2 = np.where(W, M, -999.0)
+    a = solve_varpro(M, 2, random_state=0, init_scale=1.0)
+    b = solve_varpro(M2, 2, mask=W, random_state=0, init_scale=1.0)
+    np.testing.assert_allclose(a.P, b.P)
+    assert a.rms == b.rms
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not GIRAFFE.exists(), reason="../shared/data/giraffe is not present")
+def test_giraffe_reaches_the_best_known_optimum() -> None:
+    M = np.loadtxt(GIRAFFE)[:, 1:]
+    fit = solve_varpro(
+        M, 6, init_scale=1.0, random_state=0, ftol=1e-10, xtol=1e-10, gtol=1e-10,
+        max_nfev=300,
+    )
+    assert fit.rms == pytest.approx(0.322795, rel=1e-5)
