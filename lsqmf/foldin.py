@@ -366,19 +366,19 @@ def _ridge(
         stop = start + 1
         while stop < n_new and indptr[stop + 1] - indptr[start] <= per_block:
             stop += 1
-        lo, hi = indptr[start], indptr[stop]
-        seg = np.repeat(np.arange(start, stop), counts[start:stop]) - start
-        Ab, wb = As[lo:hi], w2[lo:hi]
-        G = np.zeros((stop - start, dim, dim))
-        np.add.at(G, seg, wb[:, None, None] * Ab[:, :, None] * Ab[:, None, :])
-        h = np.zeros((stop - start, dim))
-        np.add.at(h, seg, (wb * ys[lo:hi])[:, None] * Ab)
-        lam_b = lam[start:stop]
-        h += lam_b * z0[start:stop]
-        G[:, np.arange(dim), np.arange(dim)] += lam_b
         has = counts[start:stop] > 0
         if has.any():
-            Z[start:stop][has] = _solve_stack(G[has], h[has])
+            lo, hi = indptr[start], indptr[stop]
+            Ab, wb = As[lo:hi], w2[lo:hi]
+            # entries are sorted by row: one segment sum per non-empty row
+            seg_starts = (indptr[start:stop] - lo)[has]
+            G = np.add.reduceat(wb[:, None, None] * Ab[:, :, None] * Ab[:, None, :],
+                                seg_starts, axis=0)
+            h = np.add.reduceat((wb * ys[lo:hi])[:, None] * Ab, seg_starts, axis=0)
+            rows = np.arange(start, stop)[has]
+            h += lam[rows] * z0[rows]
+            G[:, np.arange(dim), np.arange(dim)] += lam[rows]
+            Z[rows] = _solve_stack(G, h)
         start = stop
     return Z
 
