@@ -226,7 +226,15 @@ class Ratings:
             Visibility mask of a measurement matrix: exactly the entries where it is True
             are observed, whatever ``array`` holds elsewhere (NaN included); the values
             where it is True must be finite. Not combined with ``missing``.
+
+        Notes
+        -----
+        A ``numpy.ma.MaskedArray`` keeps its meaning: its masked entries are missing (as if
+        NaN; with ``mask=`` too, an entry is observed where ``mask`` is True and the array
+        does not mask it).
         """
+        if isinstance(array, np.ma.MaskedArray):
+            array, mask = _unmask(array, mask)
         if mask is not None:
             return cls._from_masked(array, mask, missing=missing, weights=weights)
         if np.iscomplexobj(array):
@@ -491,6 +499,24 @@ def _encode(column: Any, universe: Any, what: str) -> tuple[np.ndarray, np.ndarr
             f"first {unknown!r}."
         )
     return codes.astype(np.int64), universe
+
+
+def _unmask(array: np.ma.MaskedArray, mask: Any) -> tuple[Any, Any]:
+    """A masked array as plain values (masked entries NaN) and the visibility ``mask``
+    (masked entries not visible); inputs that are invalid anyway pass through for the usual
+    checks and messages."""
+    hidden = np.ma.getmaskarray(array)
+    data = np.ma.getdata(array)
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.dtype == np.bool_ and m.shape == hidden.shape:
+            return data, m & ~hidden
+        return data, mask
+    if np.iscomplexobj(data) or data.dtype.kind not in "biuf":
+        return data, None
+    values = np.array(data, dtype=np.float64)
+    values[hidden] = np.nan
+    return values, None
 
 
 def lookup_ids(universe: np.ndarray | None, ids: Any, size: int) -> np.ndarray:

@@ -144,3 +144,62 @@ def test_model_without_id_map_refuses_ids() -> None:
     bare = FitResult(P=np.ones((2, 1)), Q=np.ones((1, 2)))
     with pytest.raises(ValueError, match=r"this model has no id map"):
         bare.predict_ids([0], [0])
+
+
+# ------------------------------------------------------------------ masked arrays
+
+MASKED = np.ma.array([[5.0, 99.0, 1.0], [3.0, 4.0, 99.0]],
+                     mask=[[False, True, False], [False, False, True]])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, [(0, 0, 5.0), (0, 2, 1.0), (1, 0, 3.0), (1, 1, 4.0)]),
+        ({"mask": np.array([[True, True, False], [True, True, True]])},
+         [(0, 0, 5.0), (1, 0, 3.0), (1, 1, 4.0)]),
+        ({"missing": 1.0}, [(0, 0, 5.0), (1, 0, 3.0), (1, 1, 4.0)]),
+    ],
+    ids=["mask-respected", "with-visibility-mask", "with-missing-value"],
+)
+def test_masked_array_masks_are_missing_entries(
+    kwargs: dict[str, object], expected: list[tuple[int, int, float]]
+) -> None:
+    from lsqmf import Ratings, as_ratings
+
+    for r in (Ratings.from_dense(MASKED, **kwargs), as_ratings(MASKED, **kwargs)):  # type: ignore[arg-type]
+        assert list(zip(r.rows.tolist(), r.cols.tolist(), r.values.tolist(),
+                        strict=True)) == expected
+        assert 99.0 not in r.values
+
+
+def test_masked_zeros_do_not_trigger_the_zero_convention_warning() -> None:
+    import warnings
+
+    from lsqmf import Ratings
+
+    a = np.ma.array([[5.0, 0.0], [3.0, 4.0]], mask=[[False, True], [False, False]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Ratings.from_dense(a).nnz == 3
+
+
+@pytest.mark.parametrize(
+    ("array", "kwargs", "error", "message"),
+    [
+        (np.ma.array([[1.0, 2.0]], mask=[[True, True]]), {}, ValueError,
+         "`R` has no observed entry (all entries are missing)."),
+        (MASKED, {"mask": np.ones((2, 3))}, TypeError,
+         "`mask` must be a boolean array (True = observed); got array of shape (2, 3) and "
+         "dtype float64."),
+        (np.ma.array([[1 + 1j, 2.0]], mask=[[False, True]]), {}, TypeError,
+         "`R` must hold real numbers; got a complex array."),
+    ],
+    ids=["all-masked", "float-visibility-mask", "complex"],
+)
+def test_masked_array_errors(array: object, kwargs: dict[str, object], error: type,
+                             message: str) -> None:
+    from lsqmf import Ratings
+
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        Ratings.from_dense(array, **kwargs)  # type: ignore[arg-type]
