@@ -6,6 +6,7 @@ Kronecker-structured Jacobian and hands it to ``scipy.optimize.least_squares``.
 
 from .foldin import fold_in
 from .gradcheck import JacobianCheck, JacobianCheckError, check_jacobian
+from .multistart import MultistartResult, multistart
 from .problem import FORMULATIONS, Problem, build_problem, kron_jacobian
 from .ratings import Ratings, as_ratings
 from .result import (
@@ -36,6 +37,7 @@ __all__ = [
     "IterationInfo",
     "JacobianCheck",
     "JacobianCheckError",
+    "MultistartResult",
     "NonFiniteResidualError",
     "Predictions",
     "Problem",
@@ -48,5 +50,6 @@ __all__ = [
     "fold_in",
     "get_solver",
     "kron_jacobian",
+    "multistart",
     "solve",
 ]
