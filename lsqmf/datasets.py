@@ -84,6 +84,7 @@ __all__ = [
     "load_movies",
     "load_ratings",
     "make_low_rank",
+    "make_tracks",
     "parse_ids",
     "read_input",
 ]
@@ -845,3 +846,77 @@ def make_low_rank(
         values = lo + (values - vmin) * (hi - lo) / span
     ratings = Ratings(rows, cols, values, (n_rows, n_cols))
     return ratings, (P, Q)
+
+
+def make_tracks(
+    n_rows: int,
+    n_cols: int,
+    rank: int,
+    *,
+    track_fraction: float = 0.3,
+    noise: float = 0.01,
+    random_state: int | np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    r"""A hard low-rank completion instance: track-like (banded) missing data.
+
+    Like point tracks in a structure-from-motion measurement matrix, column ``j`` (a track)
+    is visible in one contiguous band of rows (frames) of random length, about
+    ``track_fraction * n_rows`` on average, starting at a random row; the visible entries are
+    :math:`(PQ)_{ij}` plus Gaussian noise of standard deviation ``noise``, with ``P`` and
+    ``Q`` standard normal. Such banded patterns are where joint optimization and ALS stall
+    in local minima. Every column is visible in at least ``rank + 1`` rows and every row in
+    at least ``rank + 1`` columns (bands are widened until that holds).
+
+    Parameters
+    ----------
+    n_rows, n_cols, rank : int
+        ``n_rows > rank`` is required.
+    track_fraction : float, default=0.3
+        Mean band length as a fraction of ``n_rows``, in (0, 1].
+    noise : float, default=0.01
+    random_state : int, numpy.random.Generator or None
+
+    Returns
+    -------
+    M : ndarray, shape (n_rows, n_cols)
+        The measurement matrix, NaN where not visible.
+    mask : ndarray of bool, shape (n_rows, n_cols)
+        The visibility mask.
+    factors : (P, Q)
+        The true factors.
+
+    Examples
+    --------
+    >>> M, W, (P, Q) = make_tracks(30, 20, 3, random_state=0)
+    >>> M.shape, bool(W.sum(axis=0).min() >= 4), bool(W.sum(axis=1).min() >= 4)
+    ((30, 20), True, True)
+    """
+    n_rows = check_int("n_rows", n_rows, min_value=2)
+    n_cols = check_int("n_cols", n_cols, min_value=1)
+    rank = check_int("rank", rank, min_value=1, max_value=n_rows - 1)
+    track_fraction = float(
+        check_float("track_fraction", track_fraction, min_value=0.0, max_value=1.0,  # type: ignore[arg-type]
+                    min_inclusive=False)
+    )
+    noise = float(check_float("noise", noise, min_value=0.0))  # type: ignore[arg-type]
+    rng = check_random_state(random_state)
+    P = rng.standard_normal((n_rows, rank))
+    Q = rng.standard_normal((rank, n_cols))
+    need = min(rank + 1, n_rows)
+    lengths = np.clip(
+        rng.geometric(1.0 / max(track_fraction * n_rows, 1.0), size=n_cols), need, n_rows
+    )
+    starts = (rng.random(n_cols) * (n_rows - lengths + 1)).astype(np.int64)
+    rows = np.arange(n_rows)[:, None]
+    mask = (rows >= starts[None, :]) & (rows < (starts + lengths)[None, :])
+    while (mask.sum(axis=1) < min(rank + 1, n_cols)).any():  # widen bands into thin rows
+        u = int(np.flatnonzero(mask.sum(axis=1) < min(rank + 1, n_cols))[0])
+        gap = np.minimum(np.abs(starts - u), np.abs(starts + lengths - 1 - u))
+        dist = np.where(mask[u], np.inf, gap)
+        j = int(np.argmin(dist))
+        lo, hi = min(starts[j], u), max(starts[j] + lengths[j], u + 1)
+        starts[j], lengths[j] = lo, hi - lo
+        mask[lo:hi, j] = True
+    M = P @ Q + noise * rng.standard_normal((n_rows, n_cols))
+    M[~mask] = np.nan
+    return M, mask, (P, Q)
