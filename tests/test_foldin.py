@@ -15,7 +15,7 @@ from lsqmf.foldin import fold_in
 from lsqmf.result import FitResult
 from lsqmf.solvers import als
 
-TIGHT = {"ftol": 1e-14, "xtol": 1e-14, "gtol": 1e-12}
+TIGHT = {"ftol": 1e-10, "xtol": 1e-10, "gtol": 1e-10}
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,24 @@ def ratings() -> Ratings:
 def _als(ratings: Ratings, **kw: object) -> FitResult:
     """ALS run to a tight tolerance: each half-step is exact, so the fixed side is optimal."""
     return als(ratings, 2, tol=1e-13, max_iter=3000, random_state=0, **kw)  # type: ignore[arg-type]
+
+
+def _transpose(r: Ratings) -> Ratings:
+    return Ratings(r.cols, r.rows, r.values, (r.shape[1], r.shape[0]), weights=r.weights)
+
+
+def _rows_last(ratings: Ratings, **kw: object) -> FitResult:
+    """An ALS model of ``ratings`` whose *rows* were solved last (exactly optimal for its Q).
+
+    ALS solves the users, then the items, so a model fitted on the transpose has exactly
+    optimal columns -- the rows of ``ratings``. A few sweeps are enough.
+    """
+    t = als(_transpose(ratings), 2, tol=1e-2, max_iter=200, random_state=0, **kw)  # type: ignore[arg-type]
+    return FitResult(
+        P=t.Q.T.copy(), Q=t.P.T.copy(), mu=t.mu, row_bias=t.col_bias, col_bias=t.row_bias,
+        row_counts=t.col_counts, col_counts=t.row_counts, options=t.options,
+        train_mean=t.train_mean,
+    )
 
 
 @pytest.mark.parametrize(
@@ -40,14 +58,15 @@ def _als(ratings: Ratings, **kw: object) -> FitResult:
 def test_training_row_and_column_reproduce_als_factors(
     ratings: Ratings, options: dict[str, object]
 ) -> None:
-    model = _als(ratings, **options)
+    model = _rows_last(ratings, **options)
     for u in (0, 7):
         new = model.fold_in(ratings.subset(ratings.rows == u))
-        np.testing.assert_allclose(new.P[u], model.P[u], atol=1e-5)
+        np.testing.assert_allclose(new.P[u], model.P[u], atol=1e-10)
         if model.has_biases:
             assert new.row_bias is not None and model.row_bias is not None
-            assert new.row_bias[u] == pytest.approx(model.row_bias[u], abs=1e-5)
+            assert new.row_bias[u] == pytest.approx(model.row_bias[u], abs=1e-10)
     # ALS updates the columns last, so they are exactly optimal for the final P
+    model = als(ratings, 2, tol=1e-2, max_iter=200, random_state=0, **options)  # type: ignore[arg-type]
     for i in (2, 8):
         new = model.fold_in(ratings.subset(ratings.cols == i), axis="cols")
         np.testing.assert_allclose(new.Q[:, i], model.Q[:, i], atol=1e-10)
@@ -56,10 +75,17 @@ def test_training_row_and_column_reproduce_als_factors(
             assert new.col_bias[i] == pytest.approx(model.col_bias[i], abs=1e-10)
 
 
+def test_tight_als_rows_reproduce(ratings: Ratings) -> None:
+    # the plain way: ALS to a tight tolerance, so P is (nearly) optimal for the final Q too
+    model = _als(ratings, reg=0.1, biases=True, count_scaled=False)
+    new = model.fold_in(ratings.subset(ratings.rows == 4))
+    np.testing.assert_allclose(new.P[4], model.P[4], atol=1e-5)
+
+
 def test_weights_are_part_of_the_objective(ratings: Ratings) -> None:
     w = np.random.default_rng(3).uniform(0.2, 3.0, ratings.nnz)
     weighted = ratings.with_weights(w)
-    model = _als(weighted, reg=0.1, biases=True)
+    model = als(weighted, 2, reg=0.1, biases=True, tol=1e-2, max_iter=200, random_state=0)
     i = 4
     same = model.fold_in(weighted.subset(weighted.cols == i), axis="cols")
     np.testing.assert_allclose(same.Q[:, i], model.Q[:, i], atol=1e-10)
@@ -82,9 +108,9 @@ def test_lsq_robust_loss_and_bounds_reproduce(
     model = solve(ratings, 2, formulation="l2", reg=0.05, random_state=0, **TIGHT, **options)
     bounds = options.get("bounds")
     new = model.fold_in(ratings.subset(ratings.cols == 3), axis="cols", bounds=bounds)
-    np.testing.assert_allclose(new.Q[:, 3], model.Q[:, 3], atol=1e-6)
+    np.testing.assert_allclose(new.Q[:, 3], model.Q[:, 3], atol=1e-5)
     new = model.fold_in(ratings.subset(ratings.rows == 3), bounds=bounds)
-    np.testing.assert_allclose(new.P[3], model.P[3], atol=1e-6)
+    np.testing.assert_allclose(new.P[3], model.P[3], atol=1e-5)
     assert new.options["fold_in"]["method"] == "least_squares"
     if bounds is not None:
         assert np.all(np.abs(new.P) <= 0.8 + 1e-12)
@@ -95,7 +121,7 @@ def test_prior_formulation_with_anchor(ratings: Ratings) -> None:
     P0, Q0 = rng.standard_normal((12, 2)), rng.standard_normal((2, 9))
     model = solve(ratings, 2, P0=P0, Q0=Q0, **TIGHT)
     new = model.fold_in(ratings.subset(ratings.rows == 3), anchor=P0)
-    np.testing.assert_allclose(new.P[3], model.P[3], atol=1e-6)
+    np.testing.assert_allclose(new.P[3], model.P[3], atol=1e-5)
 
 
 def test_bounds_that_the_model_does_not_record_are_required(ratings: Ratings) -> None:
