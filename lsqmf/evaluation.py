@@ -281,6 +281,7 @@ def top_n(
     n: int = 10,
     *,
     exclude: Any = None,
+    min_count: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``n`` columns (items) with the highest predicted score for row (user) ``row``.
 
@@ -292,20 +293,46 @@ def top_n(
     n : int, default=10
     exclude : array_like of int, optional
         Column indices never recommended (e.g. the items the user has rated).
+    min_count : int, default=1
+        Recommend only columns with at least this many training ratings
+        (``model.col_counts``); the default leaves out the columns that had none (their
+        factors were never fitted). A higher value keeps rarely rated items, whose scores
+        rest on a handful of ratings, off the list.
 
     Returns
     -------
     cols, scores : ndarray
-        Column indices and predicted scores, best first. Costs O(n_cols * rank). Columns that
-        had no training rating (their factors were never fitted) are not recommended.
+        Column indices and predicted scores (unclipped), best first, ties by column index.
+        Costs O(n_cols * rank). For a cold-start row (no training rating) of a model with
+        biases, the ranking is by the column biases.
+
+    Raises
+    ------
+    ValueError
+        For a cold-start row of a model without biases (all scores would be equal).
     """
     n = check_int("n", n, min_value=1)
+    min_count = check_int("min_count", min_count, min_value=1)
     n_rows, n_cols = model.shape
     row = check_int("row", row, min_value=0, max_value=n_rows - 1)
+    if model.col_counts is None and min_count > 1:
+        raise ValueError(
+            f"`min_count`={min_count} needs the model's column counts (`col_counts`), which "
+            "this model does not record."
+        )
+    if model.row_counts is not None and model.row_counts[row] == 0 and not model.has_biases:
+        raise ValueError(
+            f"row {row} is cold-start (no training rating, so no fitted factor) and the model "
+            "has no biases: every item would score the same. Fold the user's ratings in "
+            "(FitResult.fold_in) or use a model with biases."
+        )
     scores = model.P[row] @ model.Q + model.mu
     if model.row_bias is not None and model.col_bias is not None:
         scores = scores + model.row_bias[row] + model.col_bias
-    allowed = np.ones(n_cols, dtype=bool) if model.col_counts is None else model.col_counts > 0
+    allowed = (
+        np.ones(n_cols, dtype=bool) if model.col_counts is None
+        else model.col_counts >= min_count
+    )
     if exclude is not None:
         ex = np.asarray(exclude, dtype=np.int64)
         allowed[ex[(ex >= 0) & (ex < n_cols)]] = False
@@ -564,6 +591,13 @@ def fit_and_score(
     return out
 
 
+def _ranking_field_names(ranking: Mapping[str, Any]) -> list[str]:
+    """The fields ``fit_and_score(..., ranking=ranking)`` adds, in order."""
+    k = ranking.get("k", 10)
+    return [f"precision@{k}", f"recall@{k}", f"map@{k}", f"ndcg@{k}", "n_ranked_users",
+            "n_users_no_relevant", "n_users_cold", "relevance_threshold"]
+
+
 def _ranking_fields(
     model: FitResult, train: Ratings, test: Ratings, ranking: Any
 ) -> dict[str, Any]:
@@ -698,7 +732,9 @@ def _columns(head: list[str], data: _CellData, cell: _Cell) -> list[str]:
     else:
         params = dict(cell.params)
     cols = list(head)
-    for k in [*_SCORE_FIELDS, *(k for k, v in params.items() if _scalar(v))]:
+    ranking = params.get("ranking")
+    ranked = _ranking_field_names(ranking) if isinstance(ranking, Mapping) else []
+    for k in [*_SCORE_FIELDS, *(k for k, v in params.items() if _scalar(v)), *ranked]:
         if k not in cols:
             cols.append(k)
     return [*cols, "error", "cell_id"]
@@ -742,14 +778,7 @@ def _run_cells(
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from ._checkpoint import (
-        RowWriter,
-        parse_bool,
-        parse_float,
-        parse_int,
-        read_checkpoint,
-        sort_rows,
-    )
+    from ._checkpoint import RowWriter, parse_bool, parse_float, parse_int, read_checkpoint
     from .parallel import map_tasks, plan_backend
 
     path = None if out is None else Path(out)
@@ -816,8 +845,6 @@ def _run_cells(
             writer.close()
         bar.close()
         backend.close()
-    if path is not None:  # appended in completion order; left in cell order
-        sort_rows(path, lambda r: by_id[r["cell_id"]].index)
     return frame()
 
 

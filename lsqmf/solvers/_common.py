@@ -476,7 +476,7 @@ class Tracker:
             wall_time=time.perf_counter() - setup.t_start, options=setup.options,
             solver=setup.name, row_ids=setup.ratings.row_ids, col_ids=setup.ratings.col_ids,
             row_counts=setup.ratings.row_counts(), col_counts=setup.ratings.col_counts(),
-            rms=problem.rms(x),
+            rms=problem.rms(x), train_mean=setup.ratings.mean(),
         )
 
     def _diverged(self, j: int, cost: float) -> None:

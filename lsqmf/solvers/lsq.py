@@ -99,7 +99,8 @@ def lsq(R: Any, rank: int, **options: Any) -> FitResult:
     recorded = {**fit.options, "rank": opts.rank, "max_iter": opts.max_iter,
                 "tol": opts.tol, "init_scale": opts.init_scale, "random_state": seed,
                 "verbose": opts.verbose, "weights": ratings.weights is not None}
-    fit = dataclasses.replace(fit, options=recorded, rms=rms,
+    train_mean = ratings.mean() if fit.train_mean is None else fit.train_mean
+    fit = dataclasses.replace(fit, options=recorded, rms=rms, train_mean=train_mean,
                               wall_time=time.perf_counter() - t_start)
     log_result(logger, opts.verbose, fit)
     return fit
