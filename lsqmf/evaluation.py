@@ -778,7 +778,14 @@ def _run_cells(
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from ._checkpoint import RowWriter, parse_bool, parse_float, parse_int, read_checkpoint
+    from ._checkpoint import (
+        RowWriter,
+        parse_bool,
+        parse_float,
+        parse_int,
+        read_checkpoint,
+        sort_rows,
+    )
     from .parallel import map_tasks, plan_backend
 
     path = None if out is None else Path(out)
@@ -845,6 +852,8 @@ def _run_cells(
             writer.close()
         bar.close()
         backend.close()
+    if path is not None:  # appended in completion order; left in cell order
+        sort_rows(path, lambda r: by_id[r["cell_id"]].index)
     return frame()
 
 
