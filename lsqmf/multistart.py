@@ -12,8 +12,10 @@ One :class:`numpy.random.SeedSequence` built from ``random_state`` spawns one ch
 start ``j`` runs :func:`lsqmf.solve` with the int seed drawn from child ``j``. The stopping
 rule is evaluated after each start *in start order*, so the result depends only on
 ``random_state`` and the options, not on ``n_jobs``: a parallel batch may compute starts past
-the stopping point, and those are discarded. :func:`parallel_map` is the one place that runs
-starts (joblib), so another backend plugs in there.
+the stopping point, and those are discarded. Starts run through :func:`lsqmf.parallel.map_tasks`
+(serially, on ``n_jobs`` local processes, or on a Dask cluster with ``scheduler=``; the data
+go to each worker once) and are consumed in start order, so every backend gives the same
+result; stopping cancels the starts still queued.
 
 Two costs count as the same optimum when they agree within ``rtol`` relative to the smaller.
 """
@@ -24,7 +26,7 @@ import logging
 import numbers
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +162,32 @@ def parallel_map(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], n_job
     return list(Parallel(n_jobs=n_jobs)(delayed(fn)(*task) for task in tasks))
 
 
+def _start(shared: tuple[Any, int, dict[str, Any]], seed: int) -> _Run:
+    R, rank, options = shared
+    return _one_start(R, rank, seed, options)
+
+
+def _runs_in_order(R: Any, rank: int, seeds: list[int], options: dict[str, Any], n_jobs: int,
+                   scheduler: Any) -> Generator[_Run, None, None]:
+    """Every start's run in start order, computed ahead by the workers; closing the generator
+    cancels the starts still queued. A start whose worker died is a failed run."""
+    from .parallel import map_tasks
+
+    ready: dict[int, _Run] = {}
+    upcoming = 0
+    for outcome in map_tasks(_start, seeds, shared=(R, rank, options), n_jobs=n_jobs,
+                             scheduler=scheduler, label="multistart"):
+        if outcome.ok:
+            ready[outcome.index] = outcome.value
+        else:
+            logger.warning("start with seed %d failed: %s", outcome.task, outcome.error)
+            ready[outcome.index] = _Run(outcome.task, None, np.inf, np.nan,
+                                        int(Status.INTERRUPTED), np.nan, np.nan, 0)
+        while upcoming in ready:
+            yield ready.pop(upcoming)
+            upcoming += 1
+
+
 def _same(a: float, b: float, rtol: float, atol: float = 0.0) -> bool:
     return abs(a - b) <= atol + rtol * max(min(abs(a), abs(b)), np.finfo(float).tiny)
 
@@ -186,6 +214,7 @@ def multistart(
     atol: float = 0.0,
     max_starts: int = 50,
     n_jobs: int = 1,
+    scheduler: Any = None,
     random_state: int | np.random.Generator | None = None,
     **solve_options: Any,
 ) -> MultistartResult:
@@ -206,7 +235,11 @@ def multistart(
     max_starts : int, default=50
         Upper bound on the number of starts.
     n_jobs : int, default=1
-        Starts run in batches of ``n_jobs`` joblib workers; the result does not depend on it.
+        Starts run ahead on ``n_jobs`` local worker processes; the result does not depend on
+        it.
+    scheduler : str, distributed.Client or cluster, optional
+        Run the starts on a Dask cluster (``'tcp://host:8786'``; see
+        :func:`lsqmf.parallel.plan_backend`); the result is the same.
     random_state : int, Generator or None
         Seeds the :class:`~numpy.random.SeedSequence` that spawns every start's seed (None:
         fresh entropy, recorded in the result).
@@ -263,11 +296,9 @@ def multistart(
     runs: list[_Run] = []
     best = np.inf
     converged = False
-    j = 0
-    while j < max_starts and not converged:
-        batch = seeds[j : j + n_jobs]
-        results = parallel_map(_one_start, [(R, rank, s, solve_options) for s in batch], n_jobs)
-        for run in results:  # the rule in start order: independent of the batch size
+    in_order = _runs_in_order(R, rank, seeds, solve_options, n_jobs, scheduler)
+    try:
+        for run in in_order:  # the rule in start order: independent of the backend
             runs.append(run)
             if run.cost < best and not _same(run.cost, best, rtol, atol):
                 best = run.cost
@@ -277,7 +308,8 @@ def multistart(
             if np.isfinite(best) and n_best >= until_seen:
                 converged = True
                 break
-        j += len(batch)
+    finally:
+        in_order.close()  # cancels the starts still queued
 
     costs = np.array([r.cost for r in runs], dtype=np.float64)
     fits = [r for r in runs if r.fit is not None]

@@ -394,15 +394,21 @@ def _processes(fn: Callable[[Any, Any], Any], tasks: Iterable[Any], shared: Any,
             yield delayed(_call)(fn, shared, i, task)
 
     while True:
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)(
+            feed()
+        )
         try:
-            run = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
-            for i, value in run(feed()):
+            for i, value in results:
                 yield Outcome(i, started.pop(i), value)
             return
         except Exception as err:
             if not _is_worker_death(err):
                 raise
             reason = _err_text(err)
+        finally:
+            with warnings.catch_warnings():  # the caller stopped early: cancel, quietly
+                warnings.filterwarnings("ignore", message=".*tasks which were still being")
+                results.close()
         # a worker died: the tasks that were running are suspects; run each alone
         suspects = sorted(started.items())
         started.clear()

@@ -42,10 +42,16 @@ TIMES = ["fit_s", "dur"]
 
 @pytest.fixture(scope="module")
 def cluster() -> Any:
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
-    ) as c:
+    import dask
+
+    # worker-saturation 1.0: a worker holds only the task it runs, so a worker's death is
+    # blamed on that task alone (with the default 1.1 a queued task is blamed as well)
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        c = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+        )
+    with c:
         yield c
 
 
@@ -151,6 +157,22 @@ max_iter = [3, 4]
     cols = ["cell_id", "rmse", "mae", "cost", "nfev", "error"]
     pd.testing.assert_frame_equal(dask[cols], serial[cols])
     assert (dask["error"] == "").all()
+
+
+def test_multistart_on_the_cluster_equals_serial(client: Any) -> None:
+    from lsqmf.multistart import multistart
+
+    rng = np.random.default_rng(1)
+    M = rng.standard_normal((12, 3)) @ rng.standard_normal((3, 10))
+    M += 0.3 * rng.standard_normal(M.shape)
+    M[rng.random(M.shape) < 0.35] = np.nan
+    opts = dict(eliminate="Q", formulation="none", init_scale=1.0, ftol=1e-10, xtol=1e-10,
+                gtol=1e-10, max_nfev=100)
+    serial = multistart(M, 2, random_state=5, **opts)
+    dask = multistart(M, 2, random_state=5, scheduler=client, **opts)
+    np.testing.assert_array_equal(dask.seeds, serial.seeds)
+    np.testing.assert_array_equal(dask.costs, serial.costs)
+    np.testing.assert_array_equal(dask.best.P, serial.best.P)
 
 
 def killer(train: Ratings, rank: int, *, marker: str, **params: Any) -> Any:
