@@ -120,6 +120,7 @@ import scipy.sparse as sp
 from scipy.optimize import least_squares
 from scipy.sparse.linalg import LinearOperator
 
+from ._threads import blas_single_thread
 from ._validation import (
     check_bool,
     check_choice,
@@ -1048,16 +1049,19 @@ def solve_varpro(
     }
     stop_status: int | None = None
     opt = None
-    try:
-        opt = least_squares(
-            fun, theta0, jac=jac_fun, bounds=(lb, ub), method=method, ftol=ftol, xtol=xtol,
-            gtol=gtol, x_scale=x_scale_used, loss=loss, f_scale=f_scale, max_nfev=max_nfev,
-            tr_solver=None if method == "lm" else tr_solver, tr_options=tr_options,
-        )
-    except _Stop as stop:
-        stop_status = stop.status
-    except KeyboardInterrupt:
-        stop_status = Status.INTERRUPTED
+    # the operator's kernels alternate with LSMR's small vector operations: one BLAS thread
+    # (spinning BLAS threads and the kernels contend for the cores; see lsqmf._threads)
+    with blas_single_thread(jac == "operator" and red.kernels is not None):
+        try:
+            opt = least_squares(
+                fun, theta0, jac=jac_fun, bounds=(lb, ub), method=method, ftol=ftol, xtol=xtol,
+                gtol=gtol, x_scale=x_scale_used, loss=loss, f_scale=f_scale, max_nfev=max_nfev,
+                tr_solver=None if method == "lm" else tr_solver, tr_options=tr_options,
+            )
+        except _Stop as stop:
+            stop_status = stop.status
+        except KeyboardInterrupt:
+            stop_status = Status.INTERRUPTED
 
     if opt is not None:
         theta, status, message = opt.x, int(opt.status), str(opt.message)

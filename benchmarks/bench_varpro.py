@@ -1,0 +1,201 @@
+"""Variable projection vs joint optimization and ALS from the same random starts.
+
+For each dataset and seed, every method starts from :func:`lsqmf.start.random_start` with
+``init_scale=1`` (N(0, 1) entries) and that seed; methods are interleaved start by start so
+that the load of the shared machine hits all of them alike. A run is a *success* when its RMS
+error over the observed entries is within ``1e-6`` (relative) of the best RMS found by any
+method on that dataset. The expected time to see the optimum twice (RUSSO's cost, Hong &
+Fitzgibbon, ICCV 2015) is ``2 * median time per run / success rate``.
+
+Run::
+
+    python benchmarks/bench_varpro.py                 # runs, then writes the report
+    python benchmarks/bench_varpro.py --report-only   # rebuilds summary and plot from the CSV
+
+Outputs in ``reports/varpro/``: ``runs.csv`` (one row per run), ``multistart.csv``,
+``summary.csv`` and ``success_vs_time.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# one BLAS thread in every library, set before numpy and scipy load theirs (a limit set later
+# misses scipy's own OpenBLAS: on this shared machine a 939 x 240 SVD then took 7 s, not 0.1 s)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+import lsqmf  # noqa: E402
+from lsqmf.datasets import make_tracks  # noqa: E402
+from lsqmf.solvers import als  # noqa: E402
+from lsqmf.varpro import solve_varpro  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "reports" / "varpro"
+GIRAFFE = ROOT.parent / "shared" / "data" / "giraffe" / "giraffe.M.txt"
+TOL = dict(ftol=1e-10, xtol=1e-10, gtol=1e-10)
+SUCCESS_RTOL = 1e-6
+
+
+def joint(tr_solver: str) -> Callable[..., Any]:
+    def run(M: np.ndarray, rank: int, seed: int, cap: float) -> Any:
+        return lsqmf.solve(
+            M, rank, formulation="none", init_scale=1.0, tr_solver=tr_solver, max_nfev=300,
+            random_state=seed, max_time=cap, **TOL,
+        )
+
+    return run
+
+
+def run_als(M: np.ndarray, rank: int, seed: int, cap: float) -> Any:
+    # reg tiny: the 'none' objective up to 1e-9 * (|P|^2 + |Q|^2), keeping every solve defined
+    return als(M, rank, reg=1e-9, init_scale=1.0, max_iter=5000, tol=1e-12,
+               random_state=seed, max_time=cap)
+
+
+def varpro(jacobian: str, tr_solver: str) -> Callable[..., Any]:
+    def run(M: np.ndarray, rank: int, seed: int, cap: float) -> Any:
+        return solve_varpro(
+            M, rank, jacobian=jacobian, tr_solver=tr_solver, init_scale=1.0, max_nfev=300,
+            x_scale="jac" if tr_solver == "lsmr" else 1.0, random_state=seed, max_time=cap,
+            **TOL,
+        )
+
+    return run
+
+
+METHODS: dict[str, Callable[..., Any]] = {
+    "joint trf-lsmr": joint("lsmr"),
+    "joint trf-exact": joint("exact"),
+    "als": run_als,
+    "varpro kaufman lsmr": varpro("kaufman", "lsmr"),
+    "varpro full lsmr": varpro("full", "lsmr"),
+    "varpro kaufman exact": varpro("kaufman", "exact"),
+    "varpro full exact": varpro("full", "exact"),
+}
+
+
+def datasets(quick: bool) -> list[dict[str, Any]]:
+    out = []
+    if GIRAFFE.exists():
+        out.append(dict(
+            name="giraffe", M=np.loadtxt(GIRAFFE)[:, 1:], rank=6, starts=2 if quick else 3,
+            cap=60.0,
+            # dense Jacobians of 27.8k rows: one SVD of the reduced 27.8k x 1440 one takes
+            # ~12 s here, the joint 27.8k x 2436 more: not run on giraffe
+            methods=["joint trf-lsmr", "als", "varpro kaufman lsmr", "varpro full lsmr"],
+        ))
+    M, _, _ = make_tracks(60, 40, 4, track_fraction=0.35, noise=0.01, random_state=0)
+    out.append(dict(name="tracks-60x40-r4", M=M, rank=4, starts=5 if quick else 10, cap=10.0,
+                    methods=list(METHODS)))
+    return out
+
+
+def run_all(quick: bool) -> None:
+    import pandas as pd
+
+    rows = []
+    for ds in datasets(quick):
+        M = ds["M"]
+        for name in ds["methods"]:  # warm-up (numba compile, caches), not recorded
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                METHODS[name](M, ds["rank"], 12345, 2.0)
+        for seed in range(ds["starts"]):
+            for name in ds["methods"]:
+                t0, c0 = time.perf_counter(), time.process_time()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fit = METHODS[name](M, ds["rank"], seed, ds["cap"])
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                rows.append(dict(dataset=ds["name"], method=name, seed=seed, rms=fit.rms,
+                                 cost=fit.cost, nfev=fit.nfev, status=fit.status, wall=wall,
+                                 cpu=cpu))
+                print(f"{ds['name']} {name:22s} seed {seed:2d} rms {fit.rms:.7f} "
+                      f"nfev {fit.nfev:4d} status {fit.status:2d} {wall:6.2f}s", flush=True)
+                OUT.mkdir(parents=True, exist_ok=True)
+                pd.DataFrame(rows).to_csv(OUT / "runs.csv", index=False)
+    # multistart on the generated instance: 20 seeded calls
+    ms = []
+    ds = datasets(quick)[-1]
+    for call in range(5 if quick else 20):
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = lsqmf.multistart(
+            ds["M"], ds["rank"], random_state=1000 + call, max_starts=20, eliminate="Q",
+            formulation="none", init_scale=1.0, max_nfev=300, **TOL,
+        )
+        ms.append(dict(dataset=ds["name"], call=call, best_rms=res.best.rms,
+                       n_starts=res.n_starts, converged=res.converged, n_optima=res.n_optima,
+                       wall=time.perf_counter() - t0, cpu=time.process_time() - c0))
+        print(f"multistart call {call}: rms {res.best.rms:.7f} starts {res.n_starts}", flush=True)
+        pd.DataFrame(ms).to_csv(OUT / "multistart.csv", index=False)
+
+
+def report() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    runs = pd.read_csv(OUT / "runs.csv")
+    best = runs.groupby("dataset")["rms"].min()
+    runs["success"] = runs["rms"] <= runs["dataset"].map(best) * (1 + SUCCESS_RTOL)
+    g = runs.groupby(["dataset", "method"], sort=False)
+    summary = g.agg(
+        runs=("rms", "size"), success_rate=("success", "mean"), median_wall=("wall", "median"),
+        iqr_wall=("wall", lambda s: s.quantile(0.75) - s.quantile(0.25)),
+        median_cpu=("cpu", "median"), median_nfev=("nfev", "median"),
+        best_rms=("rms", "min"), median_rms=("rms", "median"),
+    ).reset_index()
+    summary["time_to_see_twice"] = np.where(
+        summary["success_rate"] > 0, 2 * summary["median_wall"] / summary["success_rate"],
+        np.inf,
+    )
+    summary.to_csv(OUT / "summary.csv", index=False, float_format="%.6g")
+    fig, axes = plt.subplots(1, summary["dataset"].nunique(), figsize=(11, 4), squeeze=False)
+    for ax, (name, part) in zip(axes[0], summary.groupby("dataset", sort=False), strict=True):
+        for _, row in part.iterrows():
+            ax.scatter(row["median_wall"], row["success_rate"], s=40)
+            ax.annotate(row["method"], (row["median_wall"], row["success_rate"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("median wall time per run [s]")
+        ax.set_ylabel("success rate")
+        ax.set_title(f"{name} (best RMS {best[name]:.6f})")
+    fig.tight_layout()
+    fig.savefig(OUT / "success_vs_time.png", dpi=120)
+    print(summary.to_string(index=False))
+    if (OUT / "multistart.csv").exists():
+        ms = pd.read_csv(OUT / "multistart.csv")
+        target = best[ms["dataset"].iloc[0]]
+        ms["success"] = ms["best_rms"] <= target * (1 + SUCCESS_RTOL)
+        print(f"multistart: {int(ms['success'].sum())}/{len(ms)} calls reached the best RMS; "
+              f"median {ms['n_starts'].median():.0f} starts, {ms['wall'].median():.2f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer starts")
+    args = parser.parse_args(argv)
+    if not args.report_only:
+        with threadpool_limits(limits=1, user_api="blas"):
+            run_all(args.quick)
+    report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
