@@ -76,3 +76,13 @@ def test_04_verify_rewrite() -> None:
     assert "batch_rewrite: FAIL (3 of 4)" in out
     assert "copying_rewrite: FAIL (3 of 4)" in out
     assert "copying_rewrite, check_mutation=False: PASS" in out
+
+
+def test_05_measurement_matrix() -> None:
+    out = _run("05_measurement_matrix.py", "--quick")
+    assert "measurement matrix (30, 20), rank 3" in out
+    assert out.count("  start ") == 5
+    line = next(x for x in out.splitlines() if x.startswith("VarPro multistart:"))
+    assert "converged True" in line
+    rms = float(out.split("hidden entries ")[1].split()[0])
+    assert rms < 0.1  # noise 0.01 on entries of RMS ~1.6: the hidden entries are recovered
