@@ -24,10 +24,22 @@ Model selection
 ---------------
 :func:`fit_and_score` fits one solver on ``train`` and scores ``test``; :func:`cross_validate`
 runs it over k folds into a tidy DataFrame (one row per fold); :func:`grid_search`
-cross-validates every combination of a parameter grid (in parallel with joblib, with a tqdm
-progress bar), picks the lowest mean validation RMSE and refits it on all the data. Solver
-names resolve through :data:`lsqmf.solvers.SOLVERS`; parameters not given are taken from
+cross-validates every combination of a parameter grid (with a tqdm progress bar), picks the
+lowest mean validation RMSE and refits it on all the data. Solver names resolve through
+:data:`lsqmf.solvers.SOLVERS`; parameters not given are taken from
 :data:`lsqmf.solvers.SOLVER_DEFAULTS`.
+
+Cells, backends and checkpoints
+-------------------------------
+Every (configuration, fold) fit is a *cell*, seeded by its fold number (or the fixed
+``random_state``), so it gives the same numbers wherever it runs: serially (``n_jobs=1``),
+on local processes (``n_jobs=2``) or on a Dask cluster (``scheduler='tcp://host:8786'``),
+through :func:`lsqmf.parallel.map_tasks`, which sends the ratings and folds to each worker
+once. Rows come back as cells finish and are returned in cell order. Nothing finished is lost:
+a cell that raises is a row with its ``error`` and NaN scores (a :class:`RuntimeWarning`
+names the failures); ``out=`` appends every finished row to a CSV at once, and a rerun with the
+same ``out`` runs only the missing (or failed) cells; Ctrl-C raises
+:class:`SearchInterrupted` (a ``KeyboardInterrupt``) carrying the finished rows.
 """
 
 from __future__ import annotations

@@ -257,3 +257,27 @@ def test_map_tasks_orders_by_index_on_every_backend(client: Any) -> None:
         got = in_order(map_tasks(_add, range(7), shared={"x": 10}, **kwargs))
         assert [o.index for o in got] == list(range(7))
         assert [o.value for o in got] == want and all(o.ok for o in got)
+
+
+def _die(shared: str, task: int) -> int:
+    """Task 3 kills its worker process on its first attempt, task 5 on every attempt."""
+    if task == 3:
+        try:
+            os.close(os.open(shared, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return task
+        os._exit(1)
+    if task == 5:
+        os._exit(1)
+    return task
+
+
+@pytest.mark.slow
+def test_killed_local_worker_processes_cost_only_their_tasks(tmp_path: Path) -> None:
+    marker = str(tmp_path / "died-once")
+    got = in_order(map_tasks(_die, range(8), shared=marker, n_jobs=2))
+    assert [o.index for o in got] == list(range(8))
+    assert [o.value for o in got if o.ok] == [0, 1, 2, 3, 4, 6, 7]  # 3: run again alone
+    (dead,) = [o for o in got if not o.ok]
+    assert dead.index == 5 and dead.error is not None
+    assert dead.error.startswith("worker process died running the task")
