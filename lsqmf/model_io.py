@@ -519,7 +519,11 @@ def load_model(path: str | os.PathLike[str]) -> tuple[FitResult, dict[str, Any]]
         value = info.get(key)
         if key in fields and isinstance(value, int | float) and not isinstance(value, bool):
             kwargs[key] = float(value)
-    return FitResult(**kwargs), dict(meta)
+    try:
+        model = FitResult(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{str(p)!r}: not a usable model ({err}).") from err
+    return model, dict(meta)
 
 
 def _loaded_ids(arr: np.ndarray | None) -> np.ndarray | None:
