@@ -26,48 +26,32 @@ __all__ = ["register"]
 
 
 def _add_solver_options(p: argparse.ArgumentParser, *, multi: bool = False) -> None:
-    from ..solvers import SOLVERS
+    from ._options import add_solver_options
 
-    p.add_argument("--solver", choices=list(SOLVERS), default="als",
-                   help="solver name (default: als)")
-    if multi:
-        p.add_argument("--rank", type=int, nargs="+", required=True, metavar="K",
-                       help="ranks to try")
-        p.add_argument("--reg", type=float, nargs="+", default=None, metavar="R",
-                       help="regularization weights to try (default: the solver's)")
-    else:
-        p.add_argument("--rank", type=int, default=None, metavar="K",
-                       help="number of factors (default: the solver's)")
-        p.add_argument("--reg", type=float, default=None, metavar="R",
-                       help="L2 weight (default: the solver's)")
-    p.add_argument("--biases", action=argparse.BooleanOptionalAction, default=None,
-                   help="fit global mean + user and item biases (default: the solver's)")
-    p.add_argument("--count-scaled", action=argparse.BooleanOptionalAction, default=None,
-                   help="scale reg by each user's/item's rating count (default: the solver's)")
-    p.add_argument("--max-iter", type=int, default=None, metavar="N",
-                   help="iterations / epochs / evaluations (default: the solver's)")
-    p.add_argument("--tol", type=float, default=None, metavar="T",
-                   help="relative-decrease tolerance (default: the solver's)")
-    p.add_argument("--learning-rate", type=float, default=None, metavar="LR",
-                   help="step size of gd / sgd / als_sgd")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_solver_options(p, multi=multi)
 
 
 def _solver_params(args: argparse.Namespace, *, grid: bool = False) -> dict[str, Any]:
-    params: dict[str, Any] = {"random_state": args.seed}
-    names = ["biases", "count_scaled", "max_iter", "tol", "learning_rate"]
-    if not grid:
-        names += ["rank", "reg"]
-    for name in names:
-        value = getattr(args, name)
-        if value is not None:
-            params[name] = value
-    if "learning_rate" in params and args.solver not in ("gd", "sgd", "als_sgd"):
-        raise ValueError(
-            f"--learning-rate applies to the gd, sgd and als_sgd solvers; got "
-            f"--solver {args.solver}."
-        )
-    return params
+    from ._options import solver_params
+
+    return solver_params(args, grid=grid)
+
+
+def _grid_search_default(name: str) -> Any:
+    import inspect
+
+    from ..evaluation import grid_search
+
+    return inspect.signature(grid_search).parameters[name].default
+
+
+def save_fitted(model: Any, ratings: Any, source: str, out: Path, *, force: bool) -> Path:
+    """Save a fitted model with the metadata every subcommand records (``fit``, ``solve``)."""
+    from ..model_io import save_model
+
+    meta = {"ratings": _source(source),
+            "rating_scale": [float(ratings.values.min()), float(ratings.values.max())]}
+    return save_model(model, out, metadata=meta, force=force)
 
 
 def _add_ranking_options(p: argparse.ArgumentParser) -> None:
@@ -102,6 +86,7 @@ def _parse_id(text: str, ids: Any) -> Any:
 def register(subparsers: Any) -> None:
     """Add the ``fit``, ``predict``, ``evaluate``, ``cv`` and ``recommend`` subcommands."""
     from . import add_input_options
+    from ._options import add_progress_options
 
     f = subparsers.add_parser(
         "fit", help="fit a model on a ratings file and save it",
@@ -113,6 +98,7 @@ def register(subparsers: Any) -> None:
     f.add_argument("--out", type=Path, required=True, metavar="MODEL", help="output .npz")
     f.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     add_input_options(f)
+    add_progress_options(f)
     f.set_defaults(func=run_fit)
 
     p = subparsers.add_parser(
@@ -144,6 +130,7 @@ def register(subparsers: Any) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     _add_ranking_options(e)
     add_input_options(e)
+    add_progress_options(e)
     e.set_defaults(func=run_evaluate)
 
     c = subparsers.add_parser(
@@ -160,7 +147,7 @@ def register(subparsers: Any) -> None:
                    help="run the cells on a Dask cluster, e.g. tcp://host:8786 (needs "
                    "lsqmf[cluster]); --jobs is then ignored")
     c.add_argument("--out", type=Path, default=None, metavar="DIR")
-    c.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress_options(c, default=_grid_search_default("progress"))
     _add_ranking_options(c)
     add_input_options(c)
     c.set_defaults(func=run_cv)
@@ -188,16 +175,18 @@ def register(subparsers: Any) -> None:
 def run_fit(args: argparse.Namespace) -> int:
     from ..datasets import load_ratings
     from ..evaluation import resolve_solver
-    from ..model_io import save_model
     from . import input_options
+    from ._options import progress_callback, verbose_level
 
     ratings = load_ratings(args.ratings, **input_options(args))
     name, fn, params = resolve_solver(args.solver, _solver_params(args))
     rank = params.pop("rank")
-    model = fn(ratings, rank, **params)
-    meta = {"ratings": _source(args.ratings),
-            "rating_scale": [float(ratings.values.min()), float(ratings.values.max())]}
-    path = save_model(model, args.out, metadata=meta, force=args.force)
+    params["verbose"] = verbose_level(args)
+    # a diverging run raises NonFiniteResidualError here: nothing is saved, main() prints
+    # one line and exits non-zero
+    with progress_callback(args, params.get("max_iter"), f"lsqmf fit {name}") as callback:
+        model = fn(ratings, rank, **params, callback=callback)
+    path = save_fitted(model, ratings, args.ratings, args.out, force=args.force)
     print(model.summary())
     print(f"saved {name} model to {path}")
     if int(model.status) == -5:  # Status.INTERRUPTED: saved what was fitted, then exit 130
@@ -245,13 +234,19 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..datasets import load_ratings
-    from ..evaluation import fit_and_score
+    from ..evaluation import fit_and_score, resolve_solver
     from . import input_options
+    from ._options import progress_callback, verbose_level
 
     train = load_ratings(args.train, **input_options(args))
     test = load_ratings(args.test, **input_options(args))
     ranking = _ranking(args)
-    out = fit_and_score(args.solver, train, test, ranking=ranking, **_solver_params(args))
+    params = _solver_params(args)
+    _, _, resolved = resolve_solver(args.solver, params)
+    with progress_callback(args, resolved.get("max_iter"), f"lsqmf evaluate {args.solver}"
+                           ) as callback:
+        out = fit_and_score(args.solver, train, test, ranking=ranking, callback=callback,
+                            verbose=verbose_level(args), **params)
     if args.json:
         print(json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}))
     else:
@@ -277,6 +272,7 @@ def run_cv(args: argparse.Namespace) -> int:
     regs = args.reg if args.reg is not None else [SOLVER_DEFAULTS[args.solver]["reg"]]
     fixed = _solver_params(args, grid=True)
     fixed.pop("random_state")  # --seed seeds the folds; each fold's fit is seeded by its number
+    seeds = {} if args.seed is None else {"random_state": args.seed}  # else grid_search's
     ranking = _ranking(args)
     if ranking is not None:
         fixed["ranking"] = ranking  # passed on to fit_and_score
@@ -287,7 +283,7 @@ def run_cv(args: argparse.Namespace) -> int:
     try:
         gs = grid_search(
             ratings, args.solver, {"rank": args.rank, "reg": regs}, n_splits=args.folds,
-            random_state=args.seed, n_jobs=args.jobs, scheduler=args.scheduler,
+            n_jobs=args.jobs, scheduler=args.scheduler, **seeds,
             out=checkpoint, progress=args.progress, refit=False, **fixed,
         )
     except SearchInterrupted as stop:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 __all__ = ["read_ratings_file", "register"]
@@ -26,50 +27,31 @@ def read_ratings_file(
     return read_input(path, missing=missing, dense=dense, header=header)
 
 
-def _tr_solver(value: str) -> str | None:
-    return None if value.lower() == "none" else value
-
-
 def register(subparsers: Any) -> None:
     """Add the ``solve`` subcommand."""
-    from ..solve import JAC_KINDS, LOSSES, METHODS
     from . import add_input_options
+    from ._options import add_progress_options, add_solve_options
 
     p = subparsers.add_parser(
         "solve",
         help="fit a factorization with scipy.optimize.least_squares",
         description="Fit R ~ P @ Q on the observed entries of a ratings file with lsqmf.solve "
-        "and print a summary. FILE: 'builtin', a MovieLens ratings file, a dense .npy (NaN = "
-        "missing), a scipy.sparse .npz, or a dense text matrix with --dense.",
+        "and print a summary (every default is lsqmf.solve's). FILE: 'builtin', a MovieLens "
+        "ratings file, a dense .npy (NaN = missing), a scipy.sparse .npz, or a dense text "
+        "matrix with --dense. With --out, the model is saved as by 'lsqmf fit'.",
     )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--rank", type=int, required=True, help="number of factors")
-    p.add_argument("--method", choices=METHODS, default="trf")
-    p.add_argument(
-        "--tr-solver", type=_tr_solver, default=None, choices=[None, "exact", "lsmr"],
-        help="trust-region solver: none, exact or lsmr (default: none, scipy's choice)",
-    )
-    p.add_argument("--loss", choices=list(LOSSES), default="linear")
-    p.add_argument("--f-scale", type=float, default=1.0)
-    p.add_argument(
-        "--formulation", choices=["prior", "l2", "none"], default="l2",
-        help="objective (default l2: ratings files have no prior factors)",
-    )
-    p.add_argument("--alpha", type=float, default=0.9, help="data weight of 'prior'")
-    p.add_argument("--beta", type=float, default=0.1, help="prior weight of 'prior'")
-    p.add_argument("--reg", type=float, default=0.1, help="L2 weight of 'l2'")
-    p.add_argument("--count-scaled", action="store_true", help="scale reg by rating counts")
-    p.add_argument("--biases", action="store_true", help="fit global mean + user/item biases")
-    p.add_argument("--jac", choices=JAC_KINDS, default="auto")
-    p.add_argument("--ftol", type=float, default=1e-3)
-    p.add_argument("--max-nfev", type=int, default=None)
-    p.add_argument("--max-time", type=float, default=None, help="time budget in seconds")
+    add_solve_options(p)
     p.add_argument("--missing", type=float, default=None,
                    help="value marking missing entries of a dense input (.npy, --dense)")
     add_input_options(p)
-    p.add_argument("--seed", type=int, default=0, help="random_state of the initial factors")
     p.add_argument("--check-jacobian", type=float, default=None, metavar="TOL")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", type=Path, default=None, metavar="MODEL",
+                   help="save the model (.npz, as 'lsqmf fit' does)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    add_progress_options(p)
     p.set_defaults(func=_run)
 
 
@@ -77,17 +59,26 @@ def _run(args: argparse.Namespace) -> int:
     from .. import ConvergenceWarning, solve
     from ..evaluation import rmse
     from . import input_options
+    from ._options import progress_callback, solve_defaults, verbose_level
 
     ratings = read_ratings_file(args.file, missing=args.missing, **input_options(args))
-    with warnings.catch_warnings(record=True) as caught:
+    options = {
+        "method": args.method, "tr_solver": args.tr_solver, "loss": args.loss,
+        "f_scale": args.f_scale, "formulation": args.formulation, "alpha": args.alpha,
+        "beta": args.beta, "reg": args.reg, "count_scaled": args.count_scaled,
+        "biases": args.biases, "jac": args.jac, "ftol": args.ftol, "max_nfev": args.max_nfev,
+        "max_time": args.max_time, "init_scale": args.init_scale, "random_state": args.seed,
+        "check_jacobian": args.check_jacobian,
+        "bounds": None if args.bounds is None else tuple(args.bounds),
+    }
+    if "verbose" in solve_defaults():
+        options["verbose"] = verbose_level(args)
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        progress_callback(args, args.max_nfev, "lsqmf solve") as callback,
+    ):
         warnings.simplefilter("always", ConvergenceWarning)
-        fit = solve(
-            ratings, args.rank, method=args.method, tr_solver=args.tr_solver, loss=args.loss,
-            f_scale=args.f_scale, formulation=args.formulation, alpha=args.alpha,
-            beta=args.beta, reg=args.reg, count_scaled=args.count_scaled, biases=args.biases,
-            jac=args.jac, ftol=args.ftol, max_nfev=args.max_nfev, max_time=args.max_time,
-            random_state=args.seed, check_jacobian=args.check_jacobian,
-        )
+        fit = solve(ratings, args.rank, callback=callback, **options)
     train_rmse = rmse(ratings.values, fit.predict(ratings.rows, ratings.cols))
     if args.json:
         out = {
@@ -105,6 +96,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"train RMSE: {train_rmse:.4f}")
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+    if args.out is not None:
+        from .models import save_fitted
+
+        path = save_fitted(fit, ratings, args.file, args.out, force=args.force)
+        print(f"saved lsq model to {path}", file=sys.stderr if args.json else sys.stdout)
     if int(fit.status) == -5:  # Status.INTERRUPTED: Ctrl-C stopped the solve; report, exit 130
         print("lsqmf solve: interrupted; the result above is the last accepted iterate",
               file=sys.stderr)

@@ -1,0 +1,261 @@
+"""Command-line options built from the library's own tables, never retyped.
+
+Choices come from :data:`lsqmf.solvers.SOLVER_SPECS`, :data:`lsqmf.solve.METHODS`,
+:data:`~lsqmf.solve.TR_SOLVERS`, :data:`~lsqmf.solve.LOSSES`, :data:`~lsqmf.solve.JAC_KINDS`
+and :data:`lsqmf.problem.FORMULATIONS`; defaults of ``lsqmf solve`` are those of
+:func:`lsqmf.solve`'s signature (read with :mod:`inspect`); the solver options of ``fit``,
+``evaluate`` and ``cv`` default to None, which means "the registry's by-name default"
+(:func:`lsqmf.solvers.resolve_solver`). ``--seed`` defaults to the library's
+``random_state=None``: a seed is drawn and recorded in the result's options, so any run can be
+replayed with ``--seed``.
+
+Progress (``solve``, ``fit``, ``evaluate``, ``cv``): ``-v`` gives the solvers ``verbose=2``,
+a line per iteration on stderr (through ``logging``); without ``-v`` a tqdm bar on stderr when
+stderr is a terminal. ``--progress`` forces the bar, ``--no-progress`` turns it off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = [
+    "LSQ_OPTIONS",
+    "add_lsq_options",
+    "add_progress_options",
+    "add_solve_options",
+    "add_solver_options",
+    "own_option_flags",
+    "progress_callback",
+    "solve_defaults",
+    "solver_params",
+    "verbose_level",
+]
+
+#: Options of :func:`lsqmf.solve` that ``fit``/``evaluate``/``cv`` accept for the ``lsq``
+#: solver (the registry's ``lsq`` passes them on).
+LSQ_OPTIONS = ("loss", "f_scale", "jac", "bounds")
+
+
+def solve_defaults() -> dict[str, Any]:
+    """Keyword defaults of :func:`lsqmf.solve`, from its signature."""
+    from ..solve import solve
+
+    return {
+        name: p.default for name, p in inspect.signature(solve).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def _tr_solver(value: str) -> str | None:
+    return None if value.lower() == "none" else value
+
+
+def _tr_solver_choices() -> list[str | None]:
+    from ..solve import TR_SOLVERS
+
+    return list(TR_SOLVERS)
+
+
+def _bounds_help() -> str:
+    return "lower and upper bound of every unknown (lsqmf.solve's bounds=(LOW, HIGH))"
+
+
+def add_solve_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``lsqmf solve``: :func:`lsqmf.solve`'s, with its defaults."""
+    from ..problem import FORMULATIONS
+    from ..solve import JAC_KINDS, LOSSES, METHODS
+
+    d = solve_defaults()
+    p.add_argument("--method", choices=list(METHODS), default=d["method"])
+    p.add_argument("--tr-solver", type=_tr_solver, default=d["tr_solver"],
+                   choices=_tr_solver_choices(),
+                   help="trust-region solver: none (scipy's choice), exact or lsmr "
+                   f"(default: {d['tr_solver']})")
+    p.add_argument("--loss", choices=list(LOSSES), default=d["loss"])
+    p.add_argument("--f-scale", type=float, default=d["f_scale"])
+    p.add_argument("--formulation", choices=list(FORMULATIONS), default=d["formulation"],
+                   help=f"objective (default: {d['formulation']}, as lsqmf.solve)")
+    p.add_argument("--alpha", type=float, default=d["alpha"], help="data weight of 'prior'")
+    p.add_argument("--beta", type=float, default=d["beta"], help="prior weight of 'prior'")
+    p.add_argument("--reg", type=float, default=d["reg"], help="L2 weight of 'l2'")
+    p.add_argument("--count-scaled", action=argparse.BooleanOptionalAction,
+                   default=d["count_scaled"], help="scale reg by rating counts")
+    p.add_argument("--biases", action=argparse.BooleanOptionalAction, default=d["biases"],
+                   help="fit global mean + user/item biases")
+    p.add_argument("--jac", choices=list(JAC_KINDS), default=d["jac"])
+    p.add_argument("--bounds", type=float, nargs=2, default=d["bounds"],
+                   metavar=("LOW", "HIGH"), help=_bounds_help())
+    p.add_argument("--ftol", type=float, default=d["ftol"])
+    p.add_argument("--max-nfev", type=int, default=d["max_nfev"])
+    p.add_argument("--max-time", type=float, default=d["max_time"],
+                   help="time budget in seconds")
+    p.add_argument("--init-scale", type=float, default=d["init_scale"],
+                   help="standard deviation of the random start")
+    p.add_argument("--seed", type=int, default=d["random_state"],
+                   help="random_state of the initial factors (default: drawn, and recorded "
+                   "in the result's options)")
+
+
+def own_option_flags() -> dict[str, tuple[type, list[str]]]:
+    """Every solver-own option of the registry -> (value type, solvers that take it)."""
+    from ..solvers import SOLVER_SPECS
+
+    flags: dict[str, tuple[type, list[str]]] = {}
+    for name, spec in SOLVER_SPECS.items():
+        for option in spec.own_options:
+            if option in ("method", "tr_solver"):  # lsq: the add_lsq_options group
+                continue
+            kind = type(spec.defaults[option])
+            flags.setdefault(option, (kind, []))[1].append(name)
+    return flags
+
+
+def _own_choices(option: str) -> list[str] | None:
+    if option == "optimizer":
+        from ..solvers.gd import OPTIMIZERS
+
+        return list(OPTIMIZERS)
+    return None
+
+
+def add_lsq_options(p: argparse.ArgumentParser) -> None:
+    """``--method``, ``--tr-solver``, ``--loss``, ``--f-scale``, ``--jac``, ``--bounds`` for
+    the ``lsq`` solver (default None: the registry's ``lsq`` defaults, then lsqmf.solve's)."""
+    from ..solve import JAC_KINDS, LOSSES, METHODS
+
+    g = p.add_argument_group("lsq solver options (lsqmf.solve)")
+    g.add_argument("--method", choices=list(METHODS), default=None)
+    g.add_argument("--tr-solver", type=_tr_solver, default=None, choices=_tr_solver_choices())
+    g.add_argument("--loss", choices=list(LOSSES), default=None)
+    g.add_argument("--f-scale", type=float, default=None)
+    g.add_argument("--jac", choices=list(JAC_KINDS), default=None)
+    g.add_argument("--bounds", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help=_bounds_help())
+
+
+def add_solver_options(p: argparse.ArgumentParser, *, multi: bool = False) -> None:
+    """The shared solver options, every registry solver's own options, and the lsq group."""
+    from ..solvers import SOLVER_SPECS
+
+    p.add_argument("--solver", choices=list(SOLVER_SPECS), default="als",
+                   help="solver name (default: als): "
+                   + "; ".join(f"{n}: {s.description}" for n, s in SOLVER_SPECS.items()))
+    if multi:
+        p.add_argument("--rank", type=int, nargs="+", required=True, metavar="K",
+                       help="ranks to try")
+        p.add_argument("--reg", type=float, nargs="+", default=None, metavar="R",
+                       help="regularization weights to try (default: the solver's)")
+    else:
+        p.add_argument("--rank", type=int, default=None, metavar="K",
+                       help="number of factors (default: the solver's)")
+        p.add_argument("--reg", type=float, default=None, metavar="R",
+                       help="L2 weight (default: the solver's)")
+    p.add_argument("--biases", action=argparse.BooleanOptionalAction, default=None,
+                   help="fit global mean + user and item biases (default: the solver's)")
+    p.add_argument("--count-scaled", action=argparse.BooleanOptionalAction, default=None,
+                   help="scale reg by each user's/item's rating count (default: the solver's)")
+    p.add_argument("--max-iter", type=int, default=None, metavar="N",
+                   help="iterations / epochs / evaluations (default: the solver's)")
+    p.add_argument("--tol", type=float, default=None, metavar="T",
+                   help="relative-decrease tolerance (default: the solver's)")
+    p.add_argument("--max-time", type=float, default=None, metavar="S",
+                   help="time budget in seconds")
+    p.add_argument("--init-scale", type=float, default=None, metavar="S",
+                   help="standard deviation of the random start (default: the solver's)")
+    for option, (kind, names) in own_option_flags().items():
+        flag = "--" + option.replace("_", "-")
+        p.add_argument(flag, type=kind, default=None, choices=_own_choices(option),
+                       help=f"{option} of {', '.join(names)} (default: the solver's)")
+    add_lsq_options(p)
+    p.add_argument("--seed", type=int, default=None,
+                   help="random_state (default: drawn, and recorded in the result's options)")
+
+
+#: Shared options of add_solver_options (besides rank and reg, which cv grids over).
+_SHARED_FLAGS = ("biases", "count_scaled", "max_iter", "tol", "max_time", "init_scale")
+
+
+def solver_params(args: argparse.Namespace, *, grid: bool = False) -> dict[str, Any]:
+    """The options given on the command line (None: not given), checked against the solver.
+
+    Raises
+    ------
+    ValueError
+        For an option the chosen solver does not take (the message names the ones that do).
+    """
+    from ..solvers import get_spec
+
+    spec = get_spec(args.solver)
+    params: dict[str, Any] = {"random_state": args.seed}
+    for name in (*_SHARED_FLAGS, *(() if grid else ("rank", "reg"))):
+        value = getattr(args, name)
+        if value is not None:
+            params[name] = value
+    for option, (_, names) in own_option_flags().items():
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if args.solver not in names:
+            raise ValueError(
+                f"--{option.replace('_', '-')} applies to the {', '.join(names)} solver(s); "
+                f"got --solver {args.solver}."
+            )
+        params[option] = value
+    for option in ("method", "tr_solver", *LSQ_OPTIONS):
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if spec.name != "lsq":
+            raise ValueError(
+                f"--{option.replace('_', '-')} applies to the lsq solver; got --solver "
+                f"{args.solver}."
+            )
+        params[option] = tuple(value) if option == "bounds" else value
+    return params
+
+
+def add_progress_options(p: argparse.ArgumentParser, *, default: bool | None = None) -> None:
+    """``--progress/--no-progress`` (default None: a bar when stderr is a terminal)."""
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=default,
+                   help="a progress bar on stderr (default: when stderr is a terminal and -v "
+                   "is not given; -v prints a line per iteration instead)")
+
+
+def verbose_level(args: argparse.Namespace) -> int:
+    """The solvers' ``verbose`` for the global ``-v`` count: 2 (a line per iteration) or 0."""
+    return 2 if getattr(args, "verbose", 0) else 0
+
+
+def show_bar(args: argparse.Namespace) -> bool:
+    """Whether to draw the tqdm bar (``--progress`` wins; else a terminal without ``-v``)."""
+    if args.progress is not None:
+        return bool(args.progress)
+    return sys.stderr.isatty() and not getattr(args, "verbose", 0)
+
+
+@contextlib.contextmanager
+def progress_callback(
+    args: argparse.Namespace, total: int | None, desc: str
+) -> Iterator[Callable[[Any], None] | None]:
+    """A solver ``callback`` that advances a tqdm bar on stderr, or None when off."""
+    if not show_bar(args):
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="it", file=sys.stderr, leave=False)
+
+    def callback(info: Any) -> None:
+        bar.n = int(info.step)
+        bar.set_postfix(cost=f"{info.cost:.4g}", refresh=False)
+        bar.refresh()
+
+    try:
+        yield callback
+    finally:
+        bar.close()
