@@ -103,7 +103,8 @@ def read_checkpoint(
     Raises
     ------
     ValueError
-        If the header is not ``columns`` (the file belongs to another run).
+        If the header is not ``columns``, or no whole row has a known id (the file belongs to
+        another run: nothing is dropped then).
     """
     with path.open(newline="", encoding="utf-8") as fh:
         text = fh.read()
@@ -114,6 +115,14 @@ def read_checkpoint(
     if header != columns:
         raise ValueError(
             f"{path} has columns {header}, not those of this {what} ({columns}); use another "
+            "output path."
+        )
+    whole = [f for f in body if len(f) == len(columns)]
+    ids = columns.index(id_column)
+    if whole and not any(f[ids] in known for f in whole):
+        raise ValueError(
+            f"{path} holds the results of another {what} (none of its {len(whole)} rows "
+            "belongs to this one: other data, folds, solver or parameters); use another "
             "output path."
         )
     good: list[dict[str, str]] = []

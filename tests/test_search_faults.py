@@ -163,6 +163,17 @@ def test_broken_checkpoint_rows_are_dropped_and_rerun(
     assert len(pd.read_csv(out)) == 3
 
 
+def test_checkpoint_of_another_search_is_refused_not_overwritten(ratings: Ratings,
+                                                                 tmp_path: Path) -> None:
+    out = tmp_path / "cv.csv"
+    cross_validate(ratings, solver="als", n_splits=3, rank=1, out=out, **FAST)
+    before = out.read_text()
+    with pytest.raises(ValueError, match="holds the results of another cross-validation"):
+        cross_validate(ratings, solver="als", n_splits=3, rank=1, out=out, random_state=1,
+                       **FAST)
+    assert out.read_text() == before
+
+
 def test_out_must_be_a_file(ratings: Ratings, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="`out` must be a CSV file path"):
         cross_validate(ratings, n_splits=3, rank=1, out=tmp_path, **FAST)
