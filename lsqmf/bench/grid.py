@@ -27,9 +27,14 @@ Top-level keys::
 
 ``solver = "solve"`` is :func:`lsqmf.solve` itself with its own defaults (the seed
 formulation ``'prior'``, ``ftol=1e-3``); any other name (``"lsq"``, ``"als"``, ``"gd"``,
-``"sgd"``, ...) is looked up in :data:`lsqmf.solvers.SOLVERS`, whose functions take
-``(ratings, rank, **options)``. An unknown name is not an error when the grid is loaded: its
-cells become rows with the error, so a grid can name a solver another build does not ship.
+``"sgd"``, ...) is resolved in the solver registry with the one by-name rule of
+:func:`lsqmf.solvers.resolve_solver`, in every problem kind: the keys a grid does not set come
+from :data:`lsqmf.solvers.SOLVER_DEFAULTS` (the solver's iteration settings and the
+MovieLens objective: biases, count-scaled ``reg``; set ``biases = false`` and
+``count_scaled = false`` for the plain ``'l2'`` objective, as ``scale.toml`` does), so a
+name runs with the same settings here, in :func:`lsqmf.evaluation.fit_and_score` and on the
+command line. An unknown name is not an error when the grid is loaded: its cells become rows
+with the error, so a grid can name a solver another build does not ship.
 
 Values are strings, numbers or booleans (or lists of them, which expand). TOML has no null: the
 string ``"none"`` stands for Python ``None`` (e.g. ``tr_solver = "none"`` with ``method =
@@ -62,7 +67,7 @@ observed), ``noise`` (float >= 0, default 0.1: std of Gaussian noise added to ``
 ``random_state`` (int, default 0). Drawn by :func:`lsqmf.datasets.make_low_rank` (standard
 normal hidden factors scaled by ``1/sqrt(rank)``, observed positions uniform without
 replacement, no n x m array). Solved as
-``solver(ratings, rank, **params)``. Cell columns: ``n, m, k, density``.
+``solver(ratings, rank, **params)`` (the problem's ``rank`` overrides the registry's). Cell columns: ``n, m, k, density``.
 
 ``"movielens"`` -- cross-validation on a built-in dataset: ``dataset`` (str, default
 ``"ml-latest-small"``), ``n_splits`` (int >= 2, default 5), ``random_state`` (int, default 0).
