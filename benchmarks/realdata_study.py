@@ -216,7 +216,7 @@ def stage_als_timing(ratings: Ratings, out: Path, repeats: int = 3) -> pd.DataFr
                      "fit_s_all": " ".join(f"{r['fit_s']:.3f}" for r in runs),
                      "rmse": best["rmse"], "mae": best["mae"], "n_iter": best["n_iter"],
                      "status": best["status"],
-                     "settings": json.dumps(SOLVER_DEFAULTS["als"], sort_keys=True)})
+                     "settings": json.dumps(dict(SOLVER_DEFAULTS["als"]), sort_keys=True)})
         print(f"als timing fold {f}: {rows[-1]['fit_s_all']} s, rmse={best['rmse']:.4f}",
               file=sys.stderr, flush=True)
     frame = pd.DataFrame(rows)
