@@ -68,7 +68,10 @@ def _write(tmp_path: Path, name: str, source: str) -> str:
 @pytest.mark.parametrize("name", list(CANDIDATES))
 def test_hostile_candidate_outcome(tmp_path: Path, name: str) -> None:
     source, outcome, _, pattern = CANDIDATES[name]
-    report = verify(_write(tmp_path, name, source), cases=["one_step", "zero_steps"], timeout=3)
+    # a short limit only for the hangs: under load a child may take seconds just to start
+    timeout = 3 if outcome == "timeout" else DEFAULT_TIMEOUT
+    report = verify(_write(tmp_path, name, source), cases=["one_step", "zero_steps"],
+                    timeout=timeout)
     assert report.outcome == outcome
     assert not report.passed
     assert re.search(pattern, report.detail), report.detail
@@ -80,8 +83,9 @@ def test_hostile_candidate_outcome(tmp_path: Path, name: str) -> None:
 def test_hostile_candidate_exit_code(tmp_path: Path, name: str,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     source, outcome, code, pattern = CANDIDATES[name]
+    timeout = "3" if outcome == "timeout" else "600"
     assert main(["verify", _write(tmp_path, name, source), "--case", "one_step",
-                 "--timeout", "3"]) == code
+                 "--timeout", timeout]) == code
     captured = capsys.readouterr()
     assert re.search(pattern, captured.err), captured.err
     if outcome in ("crashed", "timeout"):
