@@ -83,7 +83,8 @@ def run(quick: bool, repeats: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None,
-                           env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+                           env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+                           scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     client = Client(cluster, set_as_default=False)
     cluster_start_s = time.perf_counter() - t0
 

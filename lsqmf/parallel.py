@@ -32,7 +32,8 @@ every backend.
 Faults
 ------
 ``fn`` should turn its own exceptions into results (a row with the error, as the callers in
-lsqmf do). What :func:`map_tasks` handles is a worker *process* that dies (killed, out of
+lsqmf do); one it lets through propagates from the generator on every backend, as it does
+serially. What :func:`map_tasks` handles is a worker *process* that dies (killed, out of
 memory, ``os._exit``):
 
 - processes: the tasks that were running when a worker died are run again, one at a time;
@@ -493,7 +494,9 @@ def _dask(fn: Callable[[Any, Any], Any], tasks: Iterable[Any], shared: Any, clie
                     continue
                 outcome = Outcome(i, task, error=f"workers died and took the task's inputs "
                                   f"with them, {attempts[i] + 1} times ({_err_text(err)})")
-            except Exception as err:  # KilledWorker, or an exception fn let through
+            except Exception as err:
+                if type(err).__name__ != "KilledWorker":
+                    raise  # fn's own exception: propagates as it does serially
                 outcome = Outcome(i, task, error=_err_text(err))
             future.release()
             del attempts[i]

@@ -50,6 +50,9 @@ def cluster() -> Any:
         c = distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, env={"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+            # no dashboard; the scheduler's HTTP endpoint on a free loopback port, not 8787
+            # (which another cluster on the machine may hold)
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         )
     with c:
         yield c
@@ -281,3 +284,16 @@ def test_killed_local_worker_processes_cost_only_their_tasks(tmp_path: Path) -> 
     (dead,) = [o for o in got if not o.ok]
     assert dead.index == 5 and dead.error is not None
     assert dead.error.startswith("worker process died running the task")
+
+
+def _raise_on_two(shared: Any, task: int) -> int:
+    if task == 2:
+        raise ZeroDivisionError("task 2")
+    return task
+
+
+@pytest.mark.parametrize("where", ["serial", "dask"])
+def test_an_exception_of_fn_propagates_on_every_backend(client: Any, where: str) -> None:
+    kwargs = {"scheduler": client} if where == "dask" else {}
+    with pytest.raises(ZeroDivisionError, match="task 2"):
+        list(map_tasks(_raise_on_two, range(4), **kwargs))
