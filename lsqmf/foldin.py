@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from ._validation import check_choice, check_float, check_int, describe
 from .ratings import Ratings, as_ratings, lookup_ids
@@ -426,6 +425,7 @@ def _robust(
 ) -> bool:
     """Per-row ``least_squares`` with the model's loss and bounds; updates ``Z`` and ``cost``
     in place and returns whether every row converged."""
+    from scipy.optimize import least_squares
     order = np.argsort(own, kind="stable")
     indptr = np.concatenate([[0], np.cumsum(counts)])
     dim = Z.shape[1]

@@ -330,6 +330,16 @@ class FitResult:
         ColdStartWarning
             With ``cold_start='bias'``, when cold-start pairs have no fallback (a model without
             biases and without a recorded :attr:`train_mean`) and come back as NaN.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lsqmf import FitResult
+        >>> model = FitResult(P=np.array([[1.0], [2.0]]), Q=np.array([[1.5, 2.0]]),
+        ...                   row_counts=np.array([3, 0]), train_mean=3.25)
+        >>> out = model.predict([0, 1], [1, 1], return_cold_start=True)
+        >>> out.values.tolist(), out.cold_start.tolist(), out.n_cold_start
+        ([2.0, 3.25], [False, True], 1)
         """
         r = check_indices("rows", rows, self.shape[0], "row", allow_unknown=allow_unknown)
         c = check_indices("cols", cols, self.shape[1], "column", allow_unknown=allow_unknown)
