@@ -300,3 +300,22 @@ def test_cli_recommend_min_ratings(
     out = capsys.readouterr().out
     assert "items with < 4 ratings left out" in out
     assert [r[1] for r in _ranked(out)] == ["30"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--min-ratings", "0"], "lsqmf recommend: error: --min-ratings must be >= 1; got 0."),
+        (["-n", "0"], "lsqmf recommend: error: -n must be >= 1; got 0."),
+    ],
+    ids=["min-ratings-0", "n-0"],
+)
+def test_cli_recommend_bad_counts(
+    saved: dict[str, Path], capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    from lsqmf.cli import main
+
+    capsys.readouterr()
+    assert main(["recommend", str(saved["model"]), "--ratings", str(saved["ratings"]),
+                 "--user", "1", *argv]) == 2
+    assert capsys.readouterr().err.strip() == message

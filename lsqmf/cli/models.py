@@ -63,6 +63,8 @@ def _add_ranking_options(p: argparse.ArgumentParser) -> None:
 
 
 def _ranking(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.top_k is not None and args.top_k < 1:
+        raise ValueError(f"--top-k must be >= 1; got {args.top_k}.")
     return None if args.top_k is None else {"k": args.top_k, "threshold": args.relevance}
 
 
@@ -325,6 +327,9 @@ def run_recommend(args: argparse.Namespace) -> int:
     from ..model_io import load_model
     from ..ratings import lookup_ids
 
+    for flag, value in (("-n", args.n), ("--min-ratings", args.min_ratings)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1; got {value}.")
     model, meta = load_model(args.model)
     source = args.ratings
     if source is None and meta.get("ratings") == BUILTIN_NAME:
