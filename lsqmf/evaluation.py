@@ -11,9 +11,17 @@ Cold start
 ----------
 A test pair whose user or item has no rating in ``train`` has no fitted factor. The policy
 ``cold_start`` decides what to predict for it: ``'bias'`` (default) falls back to the bias
-model -- the global mean plus whichever bias is known (the global mean alone without
-biases); ``'nan'`` predicts NaN and leaves the pair out of the metrics; ``'raise'`` raises
-``ValueError``. Every score reports ``n_cold_start``, the number of such pairs.
+model -- the global mean plus whichever bias is known (the training mean, which every solver
+records as ``FitResult.train_mean``, for a model without biases); ``'nan'`` predicts NaN and
+leaves the pair out of the metrics; ``'raise'`` raises ``ValueError``. Every score reports
+``n_cold_start``, the number of such pairs; see :mod:`lsqmf.result` for the details.
+
+Ranking
+-------
+:func:`ranking_metrics` scores top-``k`` recommendations against a test split: precision,
+recall, MAP and NDCG at ``k`` with an explicit relevance threshold, each user's training items
+excluded; ``fit_and_score(..., ranking={'k': 10, 'threshold': 4.0})`` adds them to its dict
+(and so to every row of :func:`cross_validate` and :func:`grid_search`).
 
 Clipping
 --------
