@@ -139,6 +139,7 @@ __all__ = [
     "VARPRO_JACOBIANS",
     "ReducedProblem",
     "build_reduced",
+    "solve_from_arguments",
     "solve_varpro",
     "transpose_ratings",
 ]
@@ -1098,3 +1099,39 @@ def solve_varpro(
             "raise `max_nfev` or loosen the tolerances."
         )
     return result
+
+
+#: :func:`lsqmf.solve` arguments that :func:`solve_varpro` takes under the same name.
+_SHARED_ARGUMENTS = (
+    "eliminate", "formulation", "reg", "reg_bias", "count_scaled", "biases", "weights",
+    "missing", "mask", "method", "tr_solver", "tr_options", "jac", "loss", "f_scale", "bounds",
+    "ftol", "xtol", "gtol", "x_scale", "max_nfev", "init_scale", "P0", "Q0", "random_state",
+    "max_time", "callback", "backend",
+)
+
+
+def solve_from_arguments(arguments: Mapping[str, Any]) -> FitResult:
+    """Run :func:`solve_varpro` for a call of :func:`lsqmf.solve` with ``eliminate`` set.
+
+    ``arguments`` are all of ``solve``'s parameters by name (its ``locals()``); ``solve``'s
+    defaults apply (e.g. ``ftol=1e-3``, ``x_scale='jac'``), ``varpro_jacobian`` is
+    ``jacobian`` here, and the options without a meaning under elimination are refused when
+    set.
+    """
+    a = dict(arguments)
+    if a.get("check_jacobian") is not None:
+        raise ValueError(
+            "`check_jacobian` checks the joint Jacobian and does not apply with `eliminate`; "
+            "the reduced Jacobians are tested in tests/test_varpro.py. Drop it."
+        )
+    if a.get("jac") not in VARPRO_JAC_KINDS:
+        raise ValueError(
+            f"with `eliminate`, `jac` must be one of {', '.join(map(repr, VARPRO_JAC_KINDS))}; "
+            f"got {describe(a.get('jac'))}."
+        )
+    rank = a.get("rank")
+    if rank is None:
+        raise ValueError("`rank` is required with `eliminate`.")
+    kwargs = {name: a[name] for name in _SHARED_ARGUMENTS if name in a}
+    kwargs["jacobian"] = a.get("varpro_jacobian", "kaufman")
+    return solve_varpro(a["R"], rank, **kwargs)

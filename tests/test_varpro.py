@@ -284,3 +284,31 @@ def test_giraffe_reaches_the_best_known_optimum() -> None:
         max_nfev=300,
     )
     assert fit.rms == pytest.approx(0.322795, rel=1e-5)
+
+
+def _solve_arguments(**overrides):
+    import inspect
+
+    import lsqmf
+
+    params = inspect.signature(lsqmf.solve).parameters
+    args = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    args.update(overrides)
+    return args
+
+
+def test_solve_arguments_route_to_varpro_with_solve_defaults() -> None:
+    from lsqmf.varpro import solve_from_arguments
+
+    M = _low_rank(seed=8)
+    args = _solve_arguments(R=M, rank=2, eliminate="Q", formulation="none", init_scale=1.0,
+                            random_state=0)
+    fit = solve_from_arguments(args)
+    ref = solve_varpro(M, 2, formulation="none", init_scale=1.0, random_state=0,
+                       ftol=args["ftol"], x_scale=args["x_scale"])
+    np.testing.assert_array_equal(fit.P, ref.P)
+    assert fit.options["eliminate"] == "Q"
+    with pytest.raises(ValueError, match="check_jacobian"):
+        solve_from_arguments({**args, "check_jacobian": 1e-6})
+    with pytest.raises(ValueError, match="`jac` must be one of"):
+        solve_from_arguments({**args, "jac": "kron"})
