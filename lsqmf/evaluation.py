@@ -484,11 +484,8 @@ def ranking_metrics(
         scores[:, blocked] = -np.inf
         seen = train_csr[ub]
         scores[np.repeat(np.arange(len(ub)), np.diff(seen.indptr)), seen.indices] = -np.inf
-        top = np.sort(np.argpartition(-scores, kk - 1, axis=1)[:, :kk], axis=1)
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        valid = np.isfinite(np.take_along_axis(top_scores, order, axis=1))
+        top = _top_k(scores, kk)
+        valid = np.isfinite(np.take_along_axis(scores, top, axis=1))
         hits = (rel_csr[ub].toarray()[np.arange(len(ub))[:, None], top] & valid).astype(float)
         n_hits = hits.sum(axis=1)
         r_u = n_rel[ub].astype(float)
@@ -608,6 +605,23 @@ def fit_and_score(
         out.update(_ranking_fields(model, train, test, ranking))
     if return_model:
         out["model"] = model
+    return out
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest scores of each row, best first, ties by column."""
+    top = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    # a tie across the k-th place: argpartition chose among the tied columns arbitrarily;
+    # those rows get a full stable sort instead
+    kth = top_scores.min(axis=1)
+    tied = np.count_nonzero(scores >= kth[:, None], axis=1) > k
+    if tied.any():
+        full = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
+        top[tied] = np.sort(full, axis=1)
+        top_scores[tied] = np.take_along_axis(scores[tied], top[tied], axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    out: np.ndarray = np.take_along_axis(top, order, axis=1)
     return out
 
 

@@ -228,3 +228,21 @@ def test_cli_cv_top_k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
     results = pd.read_csv(tmp_path / "cv" / "cv_results.csv")
     assert {"precision@2", "ndcg@2", "n_ranked_users"} <= set(results.columns)
+
+
+def test_ties_are_broken_by_column_index() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # few distinct values: many ties, also across the k-th place
+        scores = rng.integers(0, 4, (6, 9)).astype(float)
+        scores[rng.random(scores.shape) < 0.2] = -np.inf
+        k = int(rng.integers(1, 10))
+        expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(ev._top_k(scores, k), expected)
+    # four items with one score: the lowest indices win
+    model = FitResult(P=np.ones((1, 1)), Q=np.array([[1.0, 2.0, 2.0, 2.0, 2.0]]),
+                      row_counts=np.ones(1, int), col_counts=np.ones(5, int), train_mean=3.0)
+    train = Ratings(np.array([0]), np.array([0]), np.array([3.0]), (1, 5))
+    test = Ratings(np.array([0]), np.array([2]), np.array([5.0]), (1, 5))
+    assert ranking_metrics(model, train, test, k=2)["recall@2"] == 1.0  # ranks 1, 2 first
+    test = Ratings(np.array([0]), np.array([4]), np.array([5.0]), (1, 5))
+    assert ranking_metrics(model, train, test, k=2)["recall@2"] == 0.0
