@@ -360,8 +360,9 @@ def top_n(
     k = min(n, len(cand))
     if k == 0:
         return np.empty(0, dtype=np.int64), np.empty(0)
-    part = cand[np.argpartition(-scores[cand], k - 1)[:k]]
-    order = part[np.lexsort((part, -scores[part]))]
+    # a full sort of the candidates (O(n_cols log n_cols), small next to the scores): ties by
+    # column index, also across the n-th place
+    order = cand[np.lexsort((cand, -scores[cand]))][:k]
     return order, scores[order]
 
 

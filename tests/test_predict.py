@@ -149,3 +149,12 @@ def test_cli_predict_marks_cold_start_and_never_prints_zero(
     captured = capsys.readouterr()
     assert captured.out.splitlines()[1] == f"99\t10\t{19.0 / 6:.4f}\tyes"  # the training mean
     assert captured.err.strip() == "1 of 1 pair(s) cold-start (--cold-start bias)"
+
+
+def test_top_n_ties_by_column_index() -> None:
+    from lsqmf.evaluation import top_n
+
+    model = FitResult(P=np.ones((1, 1)), Q=np.array([[1.0, 2.0, 2.0, 2.0, 2.0, 0.5]]))
+    for n in (1, 2, 3):
+        assert top_n(model, 0, n)[0].tolist() == [1, 2, 3][:n]
+    assert top_n(model, 0, 3, exclude=[2])[0].tolist() == [1, 3, 4]
