@@ -57,10 +57,12 @@ def run(args: argparse.Namespace) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
     import lsqmf
+    from lsqmf._compiled import resolve_backend, warm_up
     from lsqmf.datasets import load_builtin
-    from lsqmf.problem import _compiled_kernels, build_problem
+    from lsqmf.problem import build_problem
 
-    compiled = _compiled_kernels() is not None
+    warm_up("auto", ("jac_matvec", "jac_rmatvec"))
+    compiled = resolve_backend("auto") == "compiled"
     ratings = load_builtin()
     if args.quick:
         keep = ratings.rows < 200

@@ -1,10 +1,30 @@
-"""Compiled (numba) kernels, in one module, behind one lazy lookup.
+r"""Compiled (numba) kernels, in one module, behind one lookup and an explicit backend.
 
-numba is an optional dependency (``pip install 'lsqmf[fast]'``). Nothing here imports it at
-module import time: each kernel is written below as a plain Python function over numpy arrays
-and scalars, and :func:`get_kernel` compiles it with ``numba.njit`` on first request and
-caches the compiled function for the life of the process. Every request checks that numba is
-importable, so a missing numba always produces the same clear :class:`ImportError`.
+numba is a required dependency, but nothing here imports it at module import time: each
+kernel is written below as a plain Python function over numpy arrays and scalars, and
+:func:`get_kernel` compiles it with ``numba.njit`` on first request and keeps the compiled
+function for the life of the process.
+
+Backends
+--------
+Every public function that runs a kernel takes ``backend='auto'|'compiled'|'numpy'``
+(:data:`BACKENDS`), resolved by :func:`resolve_backend`: ``'compiled'`` runs the kernels (and
+raises ImportError if numba cannot be imported), ``'numpy'`` runs the numpy implementation
+(kept as the oracle the tests compare the kernels against), ``'auto'`` is ``'compiled'``, or
+``'numpy'`` with a logged warning if numba cannot be imported. :func:`select_kernels` is the
+one helper callers use to get the kernels for a backend (None for numpy).
+
+Disk cache and start-up
+-----------------------
+Kernels are compiled with ``cache=True``: the first process compiles them (a few seconds;
+far more on a busy machine) and writes the machine code to numba's cache, and later processes
+load it in a fraction of a second. numba writes the cache next to this file
+(``lsqmf/__pycache__``) and, when the package directory is not writable (a read-only or
+system-wide install), falls back to its per-user cache directory (``~/.cache/numba``, or
+``$NUMBA_CACHE_DIR`` when set), so the cache works for every install. A cache entry is tied
+to this file's modification time and to the machine's CPU, and is rebuilt when either changes.
+:func:`warm_up` compiles or loads the kernels; timed entry points call it before their clock
+starts, so that compile time is never counted as fit time.
 
 Design rules shared by every kernel
 -----------------------------------
@@ -31,32 +51,50 @@ Kernels
 ``als_rows``
     One exact ALS half-step: for every row of the solving side, accumulate its ridge normal
     equations and solve them by Cholesky, rows in parallel (``numba.prange``; compiled with
-    ``parallel=True``). Used by :mod:`lsqmf.solvers.als` when numba is importable.
+    ``parallel=True``). Used by :mod:`lsqmf.solvers.als` with the compiled backend.
 ``jac_matvec``, ``jac_rmatvec``
     The data block of the factorization Jacobian applied to a vector, :math:`Jv`, and its
     transpose, :math:`J^\top y`, straight from the factors and the observed indices (no
     Jacobian is stored), observed entries (``jac_matvec``) or rows and columns
-    (``jac_rmatvec``) in parallel. Used by :meth:`lsqmf.problem.Problem.operator` when numba
-    is importable.
+    (``jac_rmatvec``) in parallel. Used by :meth:`lsqmf.problem.Problem.operator` with the
+    compiled backend.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["KERNELS", "get_kernel", "optional_kernels", "require_numba", "sgd_epoch"]
+from ._validation import check_choice
+
+__all__ = [
+    "BACKENDS",
+    "KERNELS",
+    "get_kernel",
+    "require_numba",
+    "resolve_backend",
+    "select_kernels",
+    "sgd_epoch",
+    "warm_up",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Values of the ``backend`` argument; see :func:`resolve_backend`.
+BACKENDS = ("auto", "compiled", "numpy")
 
 #: ``range`` in plain Python; :func:`get_kernel` rebinds it to ``numba.prange`` before
 #: compiling a kernel listed in :data:`_PARALLEL` (which is how numba finds the parallel loop).
 _prange: Any = range
 
 _INSTALL_HINT = (
-    "lsqmf's compiled kernels need numba, which is not installed; install lsqmf[fast] "
-    "(pip install 'lsqmf[fast]') or pip install numba."
+    "lsqmf's compiled kernels need numba (a required dependency), which cannot be imported; "
+    "reinstall it (pip install numba, or pip install 'lsqmf[fast]'), or pass backend='numpy'."
 )
 
 
@@ -225,21 +263,21 @@ def sgd_epoch(
 
     .. math::
 
-        e &= v - (\mu + b_u + c_i + 	extstyle\sum_{k} P_{uk} Q_{ki}) \
+        e &= v - (\mu + b_u + c_i + \textstyle\sum_{k} P_{uk} Q_{ki}) \\
         b_u &\leftarrow b_u + \mathrm{lr}\,(w e - \lambda^b_u b_u), \qquad
-        c_i \leftarrow c_i + \mathrm{lr}\,(w e - \lambda^c_i c_i) \
+        c_i \leftarrow c_i + \mathrm{lr}\,(w e - \lambda^c_i c_i) \\
         P_{uk} &\leftarrow P_{uk} + \mathrm{lr}\,(w e\, Q_{ki} - \lambda^P_u P_{uk}), \qquad
         Q_{ki} \leftarrow Q_{ki} + \mathrm{lr}\,(w e\, P_{uk} - \lambda^Q_i Q_{ki})
 
     where every right-hand side uses the values from *before* this entry's update (a plain
     gradient step on the entry's term
-    :math:`	frac12 w e^2 + 	frac12 \lambda^P_u\|p_u\|^2 + 	frac12 \lambda^Q_i\|q_i\|^2
-    + 	frac12 \lambda^b_u b_u^2 + 	frac12 \lambda^c_i c_i^2`). Without ``fit_biases`` the
+    :math:`\tfrac12 w e^2 + \tfrac12 \lambda^P_u\|p_u\|^2 + \tfrac12 \lambda^Q_i\|q_i\|^2
+    + \tfrac12 \lambda^b_u b_u^2 + \tfrac12 \lambda^c_i c_i^2`). Without ``fit_biases`` the
     bias terms are absent (neither read nor written). ``mu`` is a fixed offset.
 
     Regularization is applied at every visit, so the total regularization a row receives per
     epoch is its weight times its number of visits: to minimize
-    :math:`	frac12[\sum w e^2 + \lambda \sum_u s_u\|p_u\|^2 + \dots]` pass
+    :math:`\tfrac12[\sum w e^2 + \lambda \sum_u s_u\|p_u\|^2 + \dots]` pass
     ``reg_P[u] = lam * s_u / n_u`` with ``n_u`` the number of observed entries of row ``u``
     (``reg_P = lam`` when ``s_u = n_u``, the count-scaled convention of Funk's SVD).
 
@@ -678,35 +716,78 @@ _compiled: dict[str, Callable[..., Any]] = {}
 _lock = threading.Lock()
 
 
-def optional_kernels(
-    names: tuple[str, ...], use: bool | None
-) -> tuple[tuple[Callable[..., Any], ...] | None, bool]:
-    """The compiled kernels ``names`` if they are to be used, and the decision to remember.
+def resolve_backend(backend: str = "auto") -> str:
+    """The backend that runs: ``'compiled'`` or ``'numpy'``.
 
-    ``use`` is a caller's stored choice: None decides now (compiled iff numba imports), True
-    requires numba, False means the caller's numpy path. Returns ``(kernels or None, use)``.
+    ``'auto'`` is ``'compiled'`` when numba can be imported, else ``'numpy'`` (with a logged
+    warning); ``'compiled'`` and ``'numpy'`` are returned as they are.
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` is not one of :data:`BACKENDS`.
+    """
+    check_choice("backend", backend, BACKENDS)
+    if backend != "auto":
+        return backend
+    if importlib.util.find_spec("numba") is not None:
+        return "compiled"
+    logger.warning("numba cannot be imported; lsqmf runs its numpy implementations instead")
+    return "numpy"
+
+
+def select_kernels(
+    names: tuple[str, ...], backend: str = "auto"
+) -> tuple[Callable[..., Any], ...] | None:
+    """The compiled kernels ``names`` for ``backend``, or None for the numpy path.
+
+    ``backend='auto'`` gives the kernels when numba imports (and falls back to numpy when it
+    does not, or fails to import); ``'compiled'`` requires numba; ``'numpy'`` gives None.
 
     Raises
     ------
     ImportError
-        If ``use`` is True and numba is not installed.
+        If ``backend='compiled'`` and numba is not installed.
+    ValueError
+        If ``backend`` or a name is unknown.
     """
-    if use is False:
-        return None, False
+    check_choice("backend", backend, BACKENDS)
+    if backend == "numpy":
+        return None
     try:
-        kernels = tuple(get_kernel(name) for name in names)
+        return tuple(get_kernel(name) for name in names)
     except ImportError:
-        if use:
+        if backend == "compiled":
             raise
-        return None, False
-    return kernels, True
+        logger.warning("numba cannot be imported; lsqmf runs its numpy implementations instead")
+        return None
+
+
+def warm_up(backend: str = "auto", names: Iterable[str] | None = None) -> None:
+    """Compile the kernels (or load them from the disk cache) now, before any clock starts.
+
+    Timed entry points (``solve``, the solvers, the benchmarks, ``lsqmf evaluate``) call this
+    first, so that compile time is never counted as fit time. A no-op for the numpy backend
+    (and for ``'auto'`` without numba); later calls return at once.
+
+    Parameters
+    ----------
+    backend : {'auto', 'compiled', 'numpy'}, default='auto'
+    names : iterable of str, optional
+        Kernels to prepare (default: all of :data:`KERNELS`).
+    """
+    if resolve_backend(backend) == "numpy":
+        return
+    for name in KERNELS if names is None else names:
+        get_kernel(name)
 
 
 def get_kernel(name: str) -> Callable[..., Any]:
     """The compiled kernel ``name`` from :data:`KERNELS` (compiled on first request).
 
-    The first request for a kernel compiles it (typically a second or two); later requests
-    return the same compiled function.
+    The first request for a kernel in a process loads it from numba's disk cache, or compiles
+    it (typically a second or two) and writes the cache; later requests return the same
+    compiled function.
 
     Raises
     ------
@@ -728,7 +809,7 @@ def get_kernel(name: str) -> Callable[..., Any]:
                 globals()["_prange"] = numba.prange  # plain `range` when called from Python
             kernel = numba.njit(
                 signature,
-                cache=False,
+                cache=True,
                 fastmath=_FASTMATH.get(name, False),
                 nogil=True,
                 parallel=parallel,

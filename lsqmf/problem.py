@@ -76,7 +76,8 @@ it forms :math:`nm` rows), and :meth:`Problem.operator` is the matrix-free
     (J^\top y)_{p_u} = \sum_{t: u_t = u} d_t y_t\, q_{i_t},\quad
     (J^\top y)_{q_i} = \sum_{t: i_t = i} d_t y_t\, p_{u_t}
 
-(plus the diagonal regularization block). With numba these sums run in compiled kernels that
+(plus the diagonal regularization block). With the compiled backend (the default; numpy is
+the oracle, ``backend='numpy'``) these sums run in numba kernels that
 read the factors in place, in parallel over entries (:math:`Jv`) or over rows and columns
 (:math:`J^\top y`, each output row summed by one thread in a fixed order). That is several
 times cheaper than a product with the stored CSR matrix, whose :math:`2k` values and column
@@ -340,15 +341,28 @@ class Problem:
         object.__setattr__(self, "_kernel_index_cache", cached)
         return cached
 
-    def operator(self, x: np.ndarray) -> LinearOperator:
+    def operator(self, x: np.ndarray, *, backend: str = "auto") -> LinearOperator:
         """Matrix-free Jacobian at ``x``: a ``LinearOperator`` with O(nnz*rank) products.
 
-        When numba is importable the products run in the compiled kernels ``jac_matvec`` and
-        ``jac_rmatvec`` of :mod:`lsqmf._compiled` (no per-entry temporaries; entries, rows and
-        columns in parallel); otherwise in numpy. Both compute the same sums, so they agree to
-        rounding.
+        Parameters
+        ----------
+        x : ndarray, shape (n_params,)
+            The point (copied: the operator stays at this ``x``).
+        backend : {'auto', 'compiled', 'numpy'}, default='auto'
+            ``'compiled'``: the products run in the numba kernels ``jac_matvec`` and
+            ``jac_rmatvec`` of :mod:`lsqmf._compiled` (no per-entry temporaries; entries, rows
+            and columns in parallel). ``'numpy'``: in numpy (:meth:`_numpy_operator`, the
+            oracle). ``'auto'``: compiled when numba imports. Both compute the same sums, so
+            they agree to rounding.
+
+        Raises
+        ------
+        ImportError
+            If ``backend='compiled'`` and numba is not installed.
         """
-        kernels = _compiled_kernels()
+        from ._compiled import select_kernels  # lazily: keeps numba out of `import lsqmf`
+
+        kernels = select_kernels(("jac_matvec", "jac_rmatvec"), backend)
         if kernels is None:
             return self._numpy_operator(x)
         matvec_kernel, rmatvec_kernel = kernels
@@ -453,32 +467,6 @@ class Problem:
         if self.has_reg:
             sq += self._reg_diagonal() ** 2
         return np.sqrt(sq)
-
-
-#: Use the compiled Jacobian products: None decides on first use (True iff numba imports),
-#: after which it holds the decision; tests set it to compare the two paths. Private.
-_use_compiled: bool | None = None
-
-
-def _compiled_kernels() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
-    """The compiled ``(jac_matvec, jac_rmatvec)`` kernels, or None for the numpy path.
-
-    Raises
-    ------
-    ImportError
-        If ``_use_compiled`` is True and numba is not installed.
-    """
-    global _use_compiled
-    from ._compiled import optional_kernels  # lazily: numba is optional
-
-    kernels, _use_compiled = optional_kernels(("jac_matvec", "jac_rmatvec"), _use_compiled)
-    return None if kernels is None else (kernels[0], kernels[1])
-
-
-def compiled_operator() -> bool:
-    """Whether :meth:`Problem.operator` runs its products in the compiled numba kernels (True
-    iff numba is importable; the first call compiles them, about 2-3 s)."""
-    return _compiled_kernels() is not None
 
 
 def _operator(

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 from threadpoolctl import threadpool_limits
+
+# Hypothesis profiles. "ci" (loaded when CI=true) is derandomized with fixed example counts,
+# so a CI run draws the same examples every time and its result reproduces; "dev" (the
+# default otherwise) draws fresh examples each run, to keep finding new cases. A test's own
+# @settings(max_examples=...) still applies under either profile. Choose one explicitly
+# with HYPOTHESIS_PROFILE=ci|dev.
+settings.register_profile(
+    "ci", derandomize=True, max_examples=40, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=40, deadline=None)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
+)
 
 
 @pytest.fixture(autouse=True, scope="session")

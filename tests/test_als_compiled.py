@@ -125,22 +125,20 @@ def test_half_step_does_not_depend_on_thread_count() -> None:
     np.testing.assert_array_equal(side.solve(features, offset, True), one)
 
 
-def _fit(monkeypatch: pytest.MonkeyPatch, compiled: bool | None, R: np.ndarray, **kw: object
-         ) -> FitResult:
-    monkeypatch.setattr(als_module, "_use_compiled", compiled)
+def _fit(backend: str, R: np.ndarray, **kw: object) -> FitResult:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return SOLVERS["als"](R, 4, random_state=0, **kw)
+        return SOLVERS["als"](R, 4, random_state=0, backend=backend, **kw)
 
 
 @pytest.mark.parametrize("biases", [False, True], ids=["plain", "biases"])
-def test_full_fit_matches_numpy_path(monkeypatch: pytest.MonkeyPatch, biases: bool) -> None:
+def test_full_fit_matches_numpy_path(biases: bool) -> None:
     rng = np.random.default_rng(7)
     R = rng.random((60, 4)) @ rng.random((4, 80)) * 4 + 0.5
     R[rng.random(R.shape) < 0.8] = np.nan
     kw = {"reg": 0.1, "count_scaled": True, "biases": biases, "max_iter": 30, "tol": 0.0}
-    ref = _fit(monkeypatch, False, R, **kw)
-    fast = _fit(monkeypatch, True, R, **kw)
+    ref = _fit("numpy", R, **kw)
+    fast = _fit("compiled", R, **kw)
     assert fast.nfev == ref.nfev == 30
     for name in ("P", "Q") + (("row_bias", "col_bias") if biases else ()):
         a, b = getattr(fast, name), getattr(ref, name)
@@ -148,22 +146,27 @@ def test_full_fit_matches_numpy_path(monkeypatch: pytest.MonkeyPatch, biases: bo
     np.testing.assert_allclose(fast.cost, ref.cost, rtol=1e-12)
 
 
-def test_missing_numba_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_numba_auto_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     R = np.arange(12.0).reshape(3, 4) + 1.0
-    ref = _fit(monkeypatch, False, R, max_iter=3)
+    ref = _fit("numpy", R, max_iter=3)
     monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` raise ImportError
-    fit = _fit(monkeypatch, None, R, max_iter=3)
-    assert als_module._use_compiled is False
+    fit = _fit("auto", R, max_iter=3)
     np.testing.assert_array_equal(fit.P, ref.P)
-    monkeypatch.setattr(als_module, "_use_compiled", True)
-    with pytest.raises(ImportError, match=r"pip install 'lsqmf\[fast\]'"):
-        SOLVERS["als"](R, 2, max_iter=1)
+    with pytest.raises(ImportError, match=r"pip install numba"):
+        SOLVERS["als"](R, 2, max_iter=1, backend="compiled")
+
+
+def test_numpy_backend_uses_no_kernel() -> None:
+    setup = _setup(np.eye(3) + 1.0, 2)
+    side = als_module.SideSolver(
+        setup.ratings.rows, setup.ratings.cols, 3, 3, setup.ratings.values, None,
+        setup.reg_row, setup.reg_row_bias, backend="numpy",
+    )
+    assert side._kernel is None
 
 
 @pytest.mark.parametrize("solver", ["als", "gd", "als_gd", "als_sgd", "sgd"])
-def test_comparison_solvers_run_blas_on_one_thread(
-    monkeypatch: pytest.MonkeyPatch, solver: str
-) -> None:
+def test_comparison_solvers_run_blas_on_one_thread(solver: str) -> None:
     """numba's and OpenBLAS's spinning threads contend on a small machine: with numba installed
     the iterations run BLAS on one thread, and the caller's setting is restored after."""
     from threadpoolctl import threadpool_info, threadpool_limits
@@ -171,7 +174,6 @@ def test_comparison_solvers_run_blas_on_one_thread(
     def blas_threads() -> list[int]:
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
-    monkeypatch.setattr(als_module, "_use_compiled", True)
     R = np.arange(1.0, 13.0).reshape(3, 4)
     seen: list[list[int]] = []
     with threadpool_limits(limits=2, user_api="blas"):

@@ -19,16 +19,16 @@ pytest.importorskip("numba")
 
 
 # --------------------------------------------------------------------------------------------
-# numba is optional
+# numba missing (a required dependency, but a broken install must still explain itself)
 
 
 def test_missing_numba_gives_a_clear_import_error(monkeypatch):
     _compiled.get_kernel("tutorial_mf")  # compiled and cached before numba "disappears"
     monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` raise ImportError
-    with pytest.raises(ImportError, match=r"install lsqmf\[fast\]"):
+    with pytest.raises(ImportError, match=r"required dependency.*pip install numba"):
         _compiled.get_kernel("tutorial_mf")
     P, Q = np.ones((2, 1)), np.ones((2, 1))
-    with pytest.raises(ImportError, match=r"install lsqmf\[fast\]"):
+    with pytest.raises(ImportError, match=r"required dependency.*pip install numba"):
         matrix_factorization_fast(np.ones((2, 2)), P, Q, 1)
     assert_array_equal(P, 1.0)
 
@@ -40,6 +40,48 @@ def test_unknown_kernel_name():
 
 def test_kernel_is_compiled_once():
     assert _compiled.get_kernel("tutorial_mf") is _compiled.get_kernel("tutorial_mf")
+
+
+# --------------------------------------------------------------------------------------------
+# backends, warm-up, disk cache
+
+
+@pytest.mark.parametrize(("backend", "expected"),
+                         [("auto", "compiled"), ("compiled", "compiled"), ("numpy", "numpy")])
+def test_resolve_backend(backend, expected):
+    assert _compiled.resolve_backend(backend) == expected
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match=r"`backend` must be one of 'auto', 'compiled', 'numpy'"):
+        _compiled.resolve_backend("cuda")
+    with pytest.raises(ValueError, match=r"`backend` must be one of"):
+        _compiled.select_kernels(("als_rows",), "cuda")
+
+
+def test_select_kernels_by_backend(monkeypatch):
+    assert _compiled.select_kernels(("als_rows",), "numpy") is None
+    (kernel,) = _compiled.select_kernels(("als_rows",), "compiled")
+    assert kernel is _compiled.get_kernel("als_rows")
+    monkeypatch.setitem(sys.modules, "numba", None)
+    assert _compiled.resolve_backend("auto") == "numpy"
+    assert _compiled.select_kernels(("als_rows",), "auto") is None
+    with pytest.raises(ImportError, match="pip install numba"):
+        _compiled.select_kernels(("als_rows",), "compiled")
+    _compiled.warm_up("numpy")  # a no-op without numba
+
+
+def test_warm_up_prepares_every_kernel():
+    _compiled.warm_up("compiled")
+    assert set(_compiled._compiled) == set(_compiled.KERNELS)
+
+
+def test_kernels_are_cached_on_disk():
+    """Every kernel is compiled with cache=True (numba's dispatcher then holds a cache)."""
+    _compiled.warm_up("compiled")
+    for name in _compiled.KERNELS:
+        kernel = _compiled.get_kernel(name)
+        assert kernel._cache.__class__.__name__ == "FunctionCache", name
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,5 +408,5 @@ def test_sgd_epoch_shape_checks(changes, error, match):
 def test_sgd_epoch_missing_numba(monkeypatch):
     problem = random_problem(6, 3, 3, 4, 1, weighted=False, biased=False)
     monkeypatch.setitem(sys.modules, "numba", None)
-    with pytest.raises(ImportError, match=r"install lsqmf\[fast\]"):
+    with pytest.raises(ImportError, match=r"required dependency.*pip install numba"):
         _compiled.sgd_epoch(**problem)

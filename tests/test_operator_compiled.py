@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import sys
 
+import numba  # a required dependency
 import numpy as np
 import pytest
 
 import lsqmf
 from lsqmf import Ratings, build_problem
-from lsqmf import problem as problem_module
-
-numba = pytest.importorskip("numba")  # the test extra installs it; lsqmf[fast] for users
 
 
 def _problem(biases: bool, formulation: str = "l2", seed: int = 0):
@@ -31,21 +29,19 @@ def _problem(biases: bool, formulation: str = "l2", seed: int = 0):
     return problem, rng.standard_normal(problem.n_params), rng
 
 
-def _products(problem, x, rng, compiled: bool):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(problem_module, "_use_compiled", compiled)
-        op = problem.operator(x)
-        v = rng.standard_normal(problem.n_params)
-        y = rng.standard_normal(problem.n_residuals)
-        return op.matvec(v), op.rmatvec(y)
+def _products(problem, x, rng, backend: str):
+    op = problem.operator(x, backend=backend)
+    v = rng.standard_normal(problem.n_params)
+    y = rng.standard_normal(problem.n_residuals)
+    return op.matvec(v), op.rmatvec(y)
 
 
 @pytest.mark.parametrize("biases", [False, True], ids=["plain", "biases"])
 @pytest.mark.parametrize("formulation", ["prior", "l2", "none"])
 def test_compiled_products_match_numpy_and_csr(biases: bool, formulation: str) -> None:
     problem, x, _ = _problem(biases, formulation)
-    fast = _products(problem, x, np.random.default_rng(1), True)
-    slow = _products(problem, x, np.random.default_rng(1), False)
+    fast = _products(problem, x, np.random.default_rng(1), "compiled")
+    slow = _products(problem, x, np.random.default_rng(1), "numpy")
     J = problem.jacobian(x)
     rng = np.random.default_rng(1)
     v = rng.standard_normal(problem.n_params)
@@ -65,10 +61,10 @@ def test_compiled_products_match_numpy_and_csr(biases: bool, formulation: str) -
 def test_compiled_products_do_not_depend_on_thread_count() -> None:
     problem, x, _ = _problem(True)
     threads = numba.get_num_threads()
-    many = _products(problem, x, np.random.default_rng(2), True)
+    many = _products(problem, x, np.random.default_rng(2), "compiled")
     try:
         numba.set_num_threads(1)
-        one = _products(problem, x, np.random.default_rng(2), True)
+        one = _products(problem, x, np.random.default_rng(2), "compiled")
     finally:
         numba.set_num_threads(threads)
     for a, b in zip(many, one, strict=True):
@@ -92,20 +88,17 @@ def test_operator_does_not_mutate_its_inputs() -> None:
 
 
 @pytest.mark.parametrize("biases", [False, True], ids=["plain", "biases"])
-def test_solve_with_compiled_operator_matches_numpy_operator(
-    monkeypatch: pytest.MonkeyPatch, biases: bool
-) -> None:
+def test_solve_with_compiled_operator_matches_numpy_operator(biases: bool) -> None:
     rng = np.random.default_rng(3)
     R = rng.random((40, 3)) @ rng.random((3, 30)) * 4 + 1
     R[rng.random(R.shape) < 0.6] = np.nan
     kw = dict(formulation="l2", reg=0.05, biases=biases, tr_solver="lsmr", jac="operator",
               random_state=0, ftol=1e-10, xtol=1e-10, gtol=1e-10,
               tr_options={"atol": 1e-14, "btol": 1e-14})
-    monkeypatch.setattr(problem_module, "_use_compiled", False)
-    ref = lsqmf.solve(R, 3, **kw)
-    monkeypatch.setattr(problem_module, "_use_compiled", True)
-    fast = lsqmf.solve(R, 3, **kw)
+    ref = lsqmf.solve(R, 3, backend="numpy", **kw)
+    fast = lsqmf.solve(R, 3, backend="compiled", **kw)
     assert ref.success and fast.success
+    assert (ref.options["backend"], fast.options["backend"]) == ("numpy", "compiled")
     np.testing.assert_allclose(fast.cost, ref.cost, rtol=1e-9)
     np.testing.assert_allclose(fast.P @ fast.Q, ref.P @ ref.Q, rtol=0, atol=1e-6)
 
@@ -132,20 +125,21 @@ def test_operator_solve_matches_sparse_solve_under_the_same_scaling() -> None:
     np.testing.assert_allclose(fits[1].Q, fits[0].Q, rtol=0, atol=1e-6)
 
 
-def test_missing_numba_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_numba_auto_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     problem, x, _ = _problem(False)
-    monkeypatch.setattr(problem_module, "_use_compiled", False)
-    ref = _products(problem, x, np.random.default_rng(5), False)
+    ref = _products(problem, x, np.random.default_rng(5), "numpy")
     monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` raise ImportError
-    monkeypatch.setattr(problem_module, "_use_compiled", None)
-    problem.operator(x)
-    assert problem_module._use_compiled is False
-    got = _products(problem, x, np.random.default_rng(5), False)
+    got = _products(problem, x, np.random.default_rng(5), "auto")
     for a, b in zip(got, ref, strict=True):
         np.testing.assert_array_equal(a, b)
-    monkeypatch.setattr(problem_module, "_use_compiled", True)
-    with pytest.raises(ImportError, match=r"pip install 'lsqmf\[fast\]'"):
-        problem.operator(x)
+    with pytest.raises(ImportError, match=r"pip install numba"):
+        problem.operator(x, backend="compiled")
+
+
+def test_unknown_backend_is_refused() -> None:
+    problem, x, _ = _problem(False)
+    with pytest.raises(ValueError, match=r"`backend` must be one of 'auto', 'compiled', 'numpy'"):
+        problem.operator(x, backend="gpu")
 
 
 def _growing_problem():

@@ -14,10 +14,16 @@ import scipy.sparse as sp
 
 import lsqmf
 from lsqmf import ConvergenceWarning, NonFiniteResidualError, solve
+from lsqmf._solve_options import validate
+from lsqmf._solve_plan import plan
+from lsqmf._solve_result import result
+from lsqmf._solve_run import run
+from lsqmf._solve_tables import AUTO_OPERATOR_MIN_NNZ, JAC_KINDS, choose_jac
+from lsqmf._solve_tables import METHODS as METHOD_TABLE
 from lsqmf.gradcheck import JacobianCheckError
 from lsqmf.problem import Problem
 
-from .conftest import SEED_MASK, random_observed
+from .conftest import SEED_MASK, make_seed_problem, random_observed
 
 METHODS = ["trf", "dogbox", "lm"]
 TR_SOLVERS = [None, "exact", "lsmr"]
@@ -38,8 +44,11 @@ def test_seed_parity(seed_problem, method: str, tr_solver: str | None) -> None:
     assert np.all(np.abs(fit.P - P) <= 0.1)
     assert np.all(np.abs(fit.Q - Q) <= 0.1)
     assert np.all(np.abs(fit.P @ fit.Q - R)[SEED_MASK] <= 0.01)
-    # the caller's priors are untouched
-    np.testing.assert_array_equal(P, seed_problem[1])
+    # the caller's priors are untouched: compared with a fresh copy of the seed problem (not
+    # with the fixture's own arrays, which are the very objects passed in)
+    _, P_fresh, Q_fresh = make_seed_problem()
+    np.testing.assert_array_equal(P, P_fresh)
+    np.testing.assert_array_equal(Q, Q_fresh)
 
 
 def test_seed_defaults_match_the_seed_formulation(seed_problem) -> None:
@@ -223,8 +232,8 @@ def test_rows_without_training_ratings_are_cold_start() -> None:
     R[:, 4] = np.nan  # nor are item 4's
     fit = solve(R, 2, formulation="l2", reg=0.1, biases=True, random_state=0)
     np.testing.assert_array_equal(fit.row_counts, np.sum(~np.isnan(R), axis=1))
-    pred, n_cold = fit._predict([2, 0, 0], [0, 4, 0])
-    assert n_cold == 2
+    pred, cold = fit.predict([2, 0, 0], [0, 4, 0], return_cold_start=True)
+    assert cold.tolist() == [True, True, False]
     assert pred[0] == pytest.approx(fit.mu + fit.col_bias[0])  # bias model, no factors
     assert pred[1] == pytest.approx(fit.mu + fit.row_bias[0])
     assert np.isnan(fit.predict([2], [0], cold_start="nan")[0])
@@ -352,12 +361,12 @@ def test_non_finite_start_is_a_clear_error() -> None:
 
 
 def test_linalg_error_is_explained(monkeypatch) -> None:
-    solve_module = importlib.import_module("lsqmf.solve")
+    run_module = importlib.import_module("lsqmf._solve_run")
 
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("SVD did not converge")
 
-    monkeypatch.setattr(solve_module, "least_squares", broken)
+    monkeypatch.setattr(run_module, "least_squares", broken)
     with pytest.raises(np.linalg.LinAlgError, match="try tr_solver='lsmr'"):
         solve(np.array([[1.0, 2.0]]), 1, formulation="l2", random_state=0)
 
@@ -460,9 +469,9 @@ def test_lm_with_too_few_residuals_is_refused() -> None:
 
 
 def test_dense_jacobian_too_large_is_refused(monkeypatch) -> None:
-    solve_module = importlib.import_module("lsqmf.solve")
+    plan_module = importlib.import_module("lsqmf._solve_plan")
 
-    monkeypatch.setattr(solve_module, "MAX_DENSE_JACOBIAN_BYTES", 1000)
+    monkeypatch.setattr(plan_module, "MAX_DENSE_JACOBIAN_BYTES", 1000)
     with pytest.raises(ValueError, match="use method='trf' or 'dogbox' with tr_solver='lsmr'"):
         solve(SEED[0], P0=SEED[1], Q0=SEED[2], tr_solver="exact")
 
@@ -472,3 +481,266 @@ def test_lm_ignores_tr_solver_like_scipy(seed_problem) -> None:
     a = solve(R, P0=P, Q0=Q, missing=0, method="lm", tr_solver="lsmr")
     b = solve(R, P0=P, Q0=Q, missing=0, method="lm")
     np.testing.assert_array_equal(a.P, b.P)
+
+
+# --------------------------------------------------------------------------- the stages
+def _stage_arguments(**changes):
+    """Every argument of solve with its default (what solve hands to validate)."""
+    import inspect
+
+    params = inspect.signature(solve).parameters
+    args = {name: p.default for name, p in params.items() if p.default is not inspect._empty}
+    return {**args, "R": SEED[0], "rank": None, "P0": SEED[1], "Q0": SEED[2], **changes}
+
+
+def test_validate_gives_one_frozen_record_and_the_seed() -> None:
+    ratings, options = validate(_stage_arguments(random_state=7))
+    assert isinstance(ratings, lsqmf.Ratings) and ratings.shape == (5, 4)
+    assert (options.rank, options.seed, options.jac, options.backend) == (2, 7, "auto", "auto")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.rank = 3  # type: ignore[misc]
+    _, drawn = validate(_stage_arguments(random_state=None))
+    assert isinstance(drawn.seed, int)
+    _, from_generator = validate(_stage_arguments(random_state=np.random.default_rng(0)))
+    assert from_generator.seed is None
+
+
+def test_plan_decides_jacobian_density_backend_and_threads_once() -> None:
+    ratings, options = validate(_stage_arguments(tr_solver="exact"))
+    exact = plan(ratings, options)
+    assert (exact.jac.name, exact.dense, exact.blas_threads, exact.runner) == (
+        "dense", True, 1, "least_squares")
+    assert exact.kernels == () and not exact.emulate_jac_scale
+    ratings, options = validate(_stage_arguments(tr_solver="lsmr"))
+    lsmr = plan(ratings, options)
+    assert (lsmr.jac.name, lsmr.dense, lsmr.blas_threads) == ("sparse", False, None)
+    ratings, options = validate(_stage_arguments(jac="operator", backend="compiled"))
+    op = plan(ratings, options)
+    assert op.kernels == ("jac_matvec", "jac_rmatvec") and op.emulate_jac_scale
+    assert op.blas_threads == 1 and op.backend == "compiled"
+    np.testing.assert_allclose(op.x_scale, 1.0 / op.problem.column_norms(op.x0))
+    ratings, options = validate(_stage_arguments(jac="operator", backend="numpy"))
+    assert plan(ratings, options).kernels == ()
+    ratings, options = validate(_stage_arguments(tr_solver="exact", blas_threads=2))
+    assert plan(ratings, options).blas_threads == 2
+
+
+def test_plan_clips_the_start_into_the_bounds() -> None:
+    ratings, options = validate(_stage_arguments(bounds=(0.0, 0.5)))
+    p = plan(ratings, options)
+    assert p.x0.min() >= 0.0 and p.x0.max() <= 0.5
+    np.testing.assert_array_equal(p.lb[: p.problem.n_params], 0.0)
+
+
+def test_run_and_result_stages() -> None:
+    ratings, options = validate(_stage_arguments(random_state=0))
+    p = plan(ratings, options)
+    outcome = run(p, options)
+    assert outcome.opt is not None and outcome.stop_status is None
+    assert outcome.evaluations.nfev == outcome.opt.nfev == len(outcome.evaluations.history())
+    fit = result(p, options, outcome, t_start=0.0)
+    assert fit.success and fit.nfev == outcome.opt.nfev
+    assert fit.rms == pytest.approx(p.problem.rms(p.problem.pack(fit.P, fit.Q)))
+    assert fit.options["jac"] == "sparse" and fit.options["random_state"] == 0
+
+
+def test_run_picks_its_runner_from_the_table(monkeypatch) -> None:
+    run_module = importlib.import_module("lsqmf._solve_run")
+    ratings, options = validate(_stage_arguments())
+    p = dataclasses.replace(plan(ratings, options), runner="recorded")
+    seen = []
+
+    def recorded(the_plan, the_options):
+        seen.append(the_plan.runner)
+        return run_module.run_least_squares(the_plan, the_options)
+
+    monkeypatch.setitem(run_module.RUNNERS, "recorded", recorded)
+    assert run(p, options).opt is not None and seen == ["recorded"]
+
+
+# --------------------------------------------------------------------------- the tables
+COMBINATIONS = list(itertools.product(METHODS, TR_SOLVERS, list(JAC_KINDS)))
+
+
+def _needs_dense_oracle(method: str, tr_solver: str | None) -> bool:
+    # written out independently of lsqmf._solve_tables: MINPACK and the exact (SVD/QR)
+    # trust-region step factorize a dense J
+    return method == "lm" or tr_solver == "exact"
+
+
+def _combination_id(case) -> str:
+    method, tr_solver, jac = case
+    return f"{method}-{tr_solver}-{jac}"
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in COMBINATIONS
+             if not (_needs_dense_oracle(c[0], c[1]) and c[2] in ("sparse", "operator"))],
+    ids=_combination_id,
+)
+def test_every_valid_method_tr_solver_jac_combination_fits(seed_problem, case) -> None:
+    method, tr_solver, jac = case
+    R, P, Q = seed_problem
+    fit = solve(R, P0=P, Q0=Q, missing=0, method=method, tr_solver=tr_solver, jac=jac)
+    assert fit.success
+    assert np.all(np.abs(fit.P @ fit.Q - R)[SEED_MASK] <= 0.05)
+    dense = _needs_dense_oracle(method, tr_solver)
+    expected = ("dense" if dense else "sparse") if jac == "auto" else jac
+    assert fit.options["jac"] == expected
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in COMBINATIONS
+             if _needs_dense_oracle(c[0], c[1]) and c[2] in ("sparse", "operator")],
+    ids=_combination_id,
+)
+def test_every_invalid_combination_is_refused_with_the_alternatives(case) -> None:
+    method, tr_solver, jac = case
+    who = "method='lm'" if method == "lm" else "tr_solver='exact'"
+    with pytest.raises(ValueError, match=rf"{who} needs a dense Jacobian, so jac='{jac}'") as e:
+        solve(SEED[0], P0=SEED[1], Q0=SEED[2], method=method, tr_solver=tr_solver, jac=jac)
+    assert "Allowed: jac in 'auto', 'dense', 'kron', '2-point', '3-point'" in str(e.value)
+    assert "tr_solver='lsmr'" in str(e.value)
+
+
+def test_tables_cover_every_public_name() -> None:
+    assert list(METHOD_TABLE) == METHODS
+    assert list(JAC_KINDS) == ["auto", "sparse", "dense", "operator", "kron", "2-point",
+                               "3-point"]
+    assert [m for m, spec in METHOD_TABLE.items() if spec.dense] == ["lm"]
+    assert [k for k, spec in JAC_KINDS.items() if spec is not None and not spec.can_be_dense
+            ] == ["sparse", "operator"]
+
+
+@pytest.mark.parametrize(
+    ("tr_solver", "nnz", "backend", "expected"),
+    [
+        ("exact", 10**9, "compiled", "dense"),
+        ("lsmr", AUTO_OPERATOR_MIN_NNZ - 1, "compiled", "sparse"),
+        ("lsmr", AUTO_OPERATOR_MIN_NNZ, "compiled", "operator"),
+        (None, AUTO_OPERATOR_MIN_NNZ, "compiled", "operator"),
+        ("lsmr", AUTO_OPERATOR_MIN_NNZ, "numpy", "sparse"),
+    ],
+    ids=["exact-dense", "lsmr-below", "lsmr-at-threshold", "none-at-threshold", "numpy"],
+)
+def test_auto_jacobian_rule(tr_solver, nnz, backend, expected) -> None:
+    assert choose_jac("auto", "trf", tr_solver, nnz, backend).name == expected
+    assert choose_jac("kron", "trf", tr_solver, nnz, backend).name == "kron"
+
+
+def test_auto_picks_the_operator_above_the_threshold_and_backends_agree(monkeypatch) -> None:
+    tables = importlib.import_module("lsqmf._solve_tables")
+    monkeypatch.setattr(tables, "AUTO_OPERATOR_MIN_NNZ", 1)
+    R = random_observed(15, 10, 0.5, seed=2, rank=2)
+    kw = dict(formulation="l2", reg=0.01, random_state=0, tr_solver="lsmr", ftol=1e-12,
+              xtol=1e-12, gtol=1e-12, tr_options={"atol": 1e-14, "btol": 1e-14})
+    fast = solve(R, 2, backend="compiled", **kw)
+    slow = solve(R, 2, backend="numpy", **kw)
+    assert fast.options["jac"] == "operator" and fast.options["backend"] == "compiled"
+    assert slow.options["jac"] == "sparse" and slow.options["backend"] == "numpy"
+    assert fast.cost == pytest.approx(slow.cost, rel=1e-8)
+    oracle = solve(R, 2, jac="operator", backend="numpy", **kw)
+    np.testing.assert_allclose(fast.P @ fast.Q, oracle.P @ oracle.Q, atol=1e-6)
+
+
+def test_solve_warms_the_kernels_up_before_the_clock(monkeypatch) -> None:
+    solve_module = importlib.import_module("lsqmf.solve")
+    calls = []
+    monkeypatch.setattr(solve_module, "warm_up", lambda *args: calls.append(args))
+    R = random_observed(8, 6, 0.6, seed=3, rank=2)
+    solve(R, 2, formulation="l2", reg=0.1, random_state=0, jac="operator", backend="compiled")
+    solve(R, 2, formulation="l2", reg=0.1, random_state=0)
+    assert calls == [("compiled", ("jac_matvec", "jac_rmatvec")), ("compiled", ())]
+
+
+# --------------------------------------------------------------------------- seeds, verbose
+def test_the_drawn_seed_is_recorded_and_replays_the_run() -> None:
+    R = random_observed(10, 8, 0.5, seed=10, rank=2)
+    first = solve(R, 2, formulation="l2", reg=0.1)
+    seed = first.options["random_state"]
+    assert isinstance(seed, int) and seed >= 0
+    again = solve(R, 2, formulation="l2", reg=0.1, random_state=seed)
+    np.testing.assert_array_equal(again.P, first.P)
+    np.testing.assert_array_equal(again.Q, first.Q)
+    assert again.options["random_state"] == seed
+    other = solve(R, 2, formulation="l2", reg=0.1)
+    assert other.options["random_state"] != seed
+
+
+def _solve_records(caplog, verbose: int):
+    R = random_observed(10, 8, 0.5, seed=12, rank=2)
+    caplog.clear()
+    fit = solve(R, 2, formulation="l2", reg=0.1, random_state=0, verbose=verbose)
+    return fit, [r for r in caplog.records if r.name == "lsqmf.solve"]
+
+
+def test_verbose_logs_through_logging_never_prints(caplog, capsys) -> None:
+    fit, quiet = _solve_records(caplog, 0)
+    assert quiet == []
+    fit, one = _solve_records(caplog, 1)
+    assert len(one) == 1 and one[0].levelname == "INFO"
+    assert one[0].getMessage().startswith(f"finished: status {fit.status}, cost ")
+    assert f"{fit.nfev} evaluations" in one[0].getMessage()
+    fit, lines = _solve_records(caplog, 2)
+    messages = [r.getMessage() for r in lines]
+    assert len(messages) == fit.nfev + 1 and messages[-1].startswith("finished")
+    assert messages[0].startswith("evaluation 0: cost ") and "step norm n/a" in messages[0]
+    assert all("step norm" in m and m.endswith(" s") for m in messages[:-1])
+    assert all(f"evaluation {i}:" in m for i, m in enumerate(messages[:-1]))
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+@pytest.mark.parametrize("verbose", [-1, 3, "1"])
+def test_bad_verbose_is_refused(verbose) -> None:
+    error = TypeError if isinstance(verbose, str) else ValueError
+    with pytest.raises(error, match="`verbose` must be an int"):
+        solve(SEED[0], P0=SEED[1], Q0=SEED[2], verbose=verbose)
+
+
+# --------------------------------------------------------------------------- BLAS threads
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "during"),
+    [({"tr_solver": "exact"}, 1), ({"method": "lm"}, 1), ({"tr_solver": "exact",
+                                                           "blas_threads": 2}, 2)],
+    ids=["exact-small", "lm-small", "explicit-2"],
+)
+def test_dense_solve_thread_limit_is_scoped_and_restored(kwargs, during) -> None:
+    from threadpoolctl import threadpool_limits
+
+    R = random_observed(10, 8, 0.6, seed=16, rank=2)
+    seen: list[list[int]] = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        outside = _blas_threads()
+        fit = solve(R, 2, formulation="l2", reg=0.1, random_state=0,
+                    callback=lambda info: seen.append(_blas_threads()), **kwargs)
+        assert _blas_threads() == outside
+    assert seen and all(threads and max(threads) == during for threads in seen)
+    assert fit.options["blas_threads"] == during
+
+
+def test_blas_thread_rule() -> None:
+    from lsqmf._threads import DENSE_SINGLE_THREAD_ENTRIES, blas_threads_for
+
+    assert blas_threads_for(None, True) == 1
+    assert blas_threads_for(DENSE_SINGLE_THREAD_ENTRIES, False) == 1
+    assert blas_threads_for(DENSE_SINGLE_THREAD_ENTRIES + 1, False) is None
+    assert blas_threads_for(None, False) is None
+
+
+@pytest.mark.parametrize("blas_threads", [0, 1.5])
+def test_bad_blas_threads_is_refused(blas_threads) -> None:
+    error = TypeError if isinstance(blas_threads, float) else ValueError
+    with pytest.raises(error, match="`blas_threads` must be an int"):
+        solve(SEED[0], P0=SEED[1], Q0=SEED[2], blas_threads=blas_threads)
+
+
+def test_bad_backend_is_refused() -> None:
+    with pytest.raises(ValueError, match="`backend` must be one of 'auto', 'compiled', 'numpy'"):
+        solve(SEED[0], P0=SEED[1], Q0=SEED[2], backend="gpu")

@@ -128,13 +128,12 @@ def test_seeded_runs_are_reproducible(name: str) -> None:
 
 def test_als_block_sizes_do_not_change_result(monkeypatch: pytest.MonkeyPatch) -> None:
     als_module = importlib.import_module("lsqmf.solvers.als")
-    monkeypatch.setattr(als_module, "_use_compiled", False)  # the blocked numpy path
-
     R = _low_rank(30, 25, 3)
     R[np.random.default_rng(0).random(R.shape) < 0.5] = np.nan
-    ref = _quiet("als", R, 3, reg=0.1, biases=True, max_iter=3, random_state=0)
+    kw = dict(reg=0.1, biases=True, max_iter=3, random_state=0, backend="numpy")  # blocked path
+    ref = _quiet("als", R, 3, **kw)
     monkeypatch.setattr(als_module, "_BLOCK_ELEMENTS", 40)
-    small = _quiet("als", R, 3, reg=0.1, biases=True, max_iter=3, random_state=0)
+    small = _quiet("als", R, 3, **kw)
     np.testing.assert_allclose(small.P, ref.P, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(small.col_bias, ref.col_bias, rtol=1e-10, atol=1e-12)
 

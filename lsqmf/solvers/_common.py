@@ -94,7 +94,15 @@ from typing import Any
 import numpy as np
 
 from .._threads import blas_single_thread, numba_available
-from .._validation import check_bool, check_float, check_int, describe, resolve_seed
+from .._compiled import BACKENDS
+from .._validation import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    describe,
+    resolve_seed,
+)
 from ..problem import Problem, build_problem
 from ..ratings import Ratings, as_ratings
 from ..result import (
@@ -167,6 +175,9 @@ class SolverOptions:
         Standard deviation of the drawn starting factors.
     verbose : {0, 1, 2}, default=0
         0 silent, 1 one line at the end, 2 a line per iteration (through ``logging``).
+    backend : {'auto', 'compiled', 'numpy'}, default='auto'
+        Who runs the solver's kernels (see :func:`lsqmf._compiled.resolve_backend`): the
+        numba kernels, or the numpy implementations (the oracles); ``'auto'``: compiled.
     """
 
     rank: Any
@@ -184,6 +195,7 @@ class SolverOptions:
     Q0: Any = None
     init_scale: Any = 0.1
     verbose: Any = 0
+    backend: Any = "auto"
 
     def validated(self) -> SolverOptions:
         """A copy with every value checked and normalized (the one validation function).
@@ -209,6 +221,7 @@ class SolverOptions:
             init_scale=check_float("init_scale", self.init_scale, min_value=0.0,
                                    min_inclusive=False),
             verbose=verbose,
+            backend=check_choice("backend", self.backend, BACKENDS),
         )
 
 

@@ -54,23 +54,17 @@ __all__ = ["als"]
 #: Largest temporary (in float64 elements, 64 MiB) built while forming Gram matrices.
 _BLOCK_ELEMENTS = 8_388_608
 
-#: Use the compiled half-step: None decides on first use (True iff numba imports), after
-#: which it holds the decision; tests set it to compare the two paths. Private.
-_use_compiled: bool | None = None
-
-
-def _compiled_kernel() -> Callable[..., Any] | None:
-    """The compiled ``als_rows`` kernel, or None when the numpy path is to be used.
+def _compiled_kernel(backend: str = "auto") -> Callable[..., Any] | None:
+    """The compiled ``als_rows`` kernel for ``backend``, or None for the numpy path.
 
     Raises
     ------
     ImportError
-        If ``_use_compiled`` is True and numba is not installed.
+        If ``backend='compiled'`` and numba is not installed.
     """
-    global _use_compiled
-    from .._compiled import optional_kernels
+    from .._compiled import select_kernels
 
-    kernels, _use_compiled = optional_kernels(("als_rows",), _use_compiled)
+    kernels = select_kernels(("als_rows",), backend)
     return None if kernels is None else kernels[0]
 
 
@@ -86,6 +80,8 @@ class SideSolver:
     weights : ndarray or None, shape (nnz,)
     reg_factor, reg_bias : ndarray, shape (n_own,)
         :math:`\\lambda s_u` and :math:`\\lambda_b s_u` (the latter used only with biases).
+    backend : {'auto', 'compiled', 'numpy'}, default='auto'
+        The compiled half-step (``als_rows``) or the numpy path (its oracle).
 
     Notes
     -----
@@ -106,6 +102,7 @@ class SideSolver:
         weights: np.ndarray | None,
         reg_factor: np.ndarray,
         reg_bias: np.ndarray,
+        backend: str = "auto",
     ) -> None:
         order = np.argsort(own, kind="stable")
         self.other = other[order]
@@ -118,7 +115,7 @@ class SideSolver:
         self.W = sp.csr_matrix((self.weights, self.other, self.indptr), shape=(n_own, n_other))
         self.reg_factor = reg_factor
         self.reg_bias = reg_bias
-        self._kernel = _compiled_kernel()
+        self._kernel = _compiled_kernel(backend)
         if self._kernel is not None:
             self._indptr64 = np.ascontiguousarray(self.indptr, dtype=np.int64)
             self._other64 = np.ascontiguousarray(self.other, dtype=np.int64)
@@ -278,7 +275,7 @@ def user_side(setup: Setup) -> SideSolver:
     r = setup.ratings
     return SideSolver(
         r.rows, r.cols, r.shape[0], r.shape[1], r.values, r.weights, setup.reg_row,
-        setup.reg_row_bias,
+        setup.reg_row_bias, backend=setup.opts.backend,
     )
 
 
@@ -287,7 +284,7 @@ def item_side(setup: Setup) -> SideSolver:
     r = setup.ratings
     return SideSolver(
         r.cols, r.rows, r.shape[1], r.shape[0], r.values, r.weights, setup.reg_col,
-        setup.reg_col_bias,
+        setup.reg_col_bias, backend=setup.opts.backend,
     )
 
 
