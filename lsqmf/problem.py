@@ -234,9 +234,10 @@ class Problem:
         r = self.residual(x)
         return 0.5 * float(r @ r)
 
-    def gradient(self, x: np.ndarray) -> np.ndarray:
-        """Gradient of :meth:`cost`, ``J(x)^T r(x)``, in :math:`O(Nk)`."""
-        return self.operator(x).rmatvec(self.residual(x))
+    def gradient(self, x: np.ndarray, *, backend: str = "auto") -> np.ndarray:
+        """Gradient of :meth:`cost`, ``J(x)^T r(x)``, in :math:`O(Nk)` (products by
+        ``backend``, as in :meth:`operator`)."""
+        return self.operator(x, backend=backend).rmatvec(self.residual(x))
 
     # ------------------------------------------------------------------ Jacobian
     def _reg_diagonal(self) -> np.ndarray:
@@ -351,7 +352,7 @@ class Problem:
         backend : {'auto', 'compiled', 'numpy'}, default='auto'
             ``'compiled'``: the products run in the numba kernels ``jac_matvec`` and
             ``jac_rmatvec`` of :mod:`lsqmf._compiled` (no per-entry temporaries; entries, rows
-            and columns in parallel). ``'numpy'``: in numpy (:meth:`_numpy_operator`, the
+            and columns in parallel). ``'numpy'``: in numpy (:func:`_numpy_operator`, the
             oracle). ``'auto'``: compiled when numba imports. Both compute the same sums, so
             they agree to rounding.
 
@@ -364,89 +365,8 @@ class Problem:
 
         kernels = select_kernels(("jac_matvec", "jac_rmatvec"), backend)
         if kernels is None:
-            return self._numpy_operator(x)
-        matvec_kernel, rmatvec_kernel = kernels
-        P, Q, _, _ = self.unpack(np.array(x, dtype=np.float64))  # a copy: J stays at this x
-        Qt = np.ascontiguousarray(Q.T)
-        n, m, k = self.n_rows, self.n_cols, self.rank
-        rows, cols, row_ptr, col_ptr, col_order, col_rows, d = self._kernel_index()
-        N = self.ratings.nnz
-        reg_diag = self._reg_diagonal() if self.has_reg else None
-        o = n * k + k * m
-        biases = self.biases
-        n_res, n_par = self.n_residuals, self.n_params
-        empty = np.empty(0)
-
-        def matvec(v: np.ndarray) -> np.ndarray:
-            v = np.ascontiguousarray(np.ravel(v), dtype=np.float64)
-            vP = v[: n * k].reshape(n, k)
-            vQt = np.ascontiguousarray(v[n * k : o].reshape(k, m).T)
-            vb, vc = (v[o : o + n], v[o + n :]) if biases else (empty, empty)
-            out = np.empty(n_res)
-            matvec_kernel(rows, cols, d, P, Qt, vP, vQt, vb, vc, biases, out[:N])
-            if reg_diag is not None:
-                np.multiply(reg_diag, v, out=out[N:])
-            return out
-
-        def rmatvec(y: np.ndarray) -> np.ndarray:
-            y = np.ravel(y)
-            dy = np.multiply(d, y[:N], dtype=np.float64)
-            g = np.empty(n_par)
-            gP = g[: n * k].reshape(n, k)
-            gQt = np.empty((m, k))
-            gb, gc = (g[o : o + n], g[o + n :]) if biases else (empty, empty)
-            rmatvec_kernel(
-                row_ptr, cols, col_ptr, col_order, col_rows, dy, P, Qt, biases, gP, gQt, gb, gc
-            )
-            g[n * k : o].reshape(k, m)[:] = gQt.T
-            if reg_diag is not None:
-                g += reg_diag * y[N:]
-            return g
-
-        return _operator(n_res, n_par, matvec, rmatvec)
-
-    def _numpy_operator(self, x: np.ndarray) -> LinearOperator:
-        """:meth:`operator` in numpy: gathers the factor rows of every entry once, then sums
-        with sparse 0/1 incidence matrices (the path without numba, and its oracle)."""
-        P, Q, _, _ = self.unpack(np.array(x, dtype=np.float64))
-        n, m, k = self.n_rows, self.n_cols, self.rank
-        rows, cols = self.ratings.rows, self.ratings.cols
-        d = self.data_scale
-        Pr = P[rows]  # (N, k)
-        Qc = Q[:, cols].T  # (N, k)
-        A_row, A_col = self._incidence()
-        N = self.ratings.nnz
-        reg_diag = self._reg_diagonal() if self.has_reg else None
-        o = n * k + k * m
-        biases = self.biases
-        n_res, n_par = self.n_residuals, self.n_params
-
-        def matvec(v: np.ndarray) -> np.ndarray:
-            v = np.ravel(v)
-            dP = v[: n * k].reshape(n, k)
-            dQ = v[n * k : o].reshape(k, m)
-            jv = np.einsum("tk,tk->t", dP[rows], Qc) + np.einsum("tk,kt->t", Pr, dQ[:, cols])
-            if biases:
-                jv += v[o : o + n][rows] + v[o + n :][cols]
-            jv *= d
-            if reg_diag is None:
-                return jv
-            return np.concatenate([jv, reg_diag * v])
-
-        def rmatvec(y: np.ndarray) -> np.ndarray:
-            y = np.ravel(y)
-            yd = d * y[:N]
-            gP = A_row @ (yd[:, None] * Qc)  # (n, k)
-            gQ = (A_col @ (yd[:, None] * Pr)).T  # (k, m)
-            parts = [gP.ravel(), gQ.ravel()]
-            if biases:
-                parts += [A_row @ yd, A_col @ yd]
-            g = np.concatenate(parts)
-            if reg_diag is not None:
-                g += reg_diag * y[N:]
-            return g
-
-        return _operator(n_res, n_par, matvec, rmatvec)
+            return _numpy_operator(self, x)
+        return _compiled_operator(self, x, kernels[0], kernels[1])
 
     def column_norms(self, x: np.ndarray) -> np.ndarray:
         """Euclidean norm of each Jacobian column at ``x`` in O(nnz*rank), without forming J.
@@ -467,6 +387,97 @@ class Problem:
         if self.has_reg:
             sq += self._reg_diagonal() ** 2
         return np.sqrt(sq)
+
+
+def _compiled_operator(
+    problem: Problem,
+    x: np.ndarray,
+    matvec_kernel: Callable[..., Any],
+    rmatvec_kernel: Callable[..., Any],
+) -> LinearOperator:
+    """:meth:`Problem.operator` with the compiled products (``jac_matvec``, ``jac_rmatvec``)."""
+    P, Q, _, _ = problem.unpack(np.array(x, dtype=np.float64))  # a copy: J stays at this x
+    Qt = np.ascontiguousarray(Q.T)
+    n, m, k = problem.n_rows, problem.n_cols, problem.rank
+    rows, cols, row_ptr, col_ptr, col_order, col_rows, d = problem._kernel_index()
+    N = problem.ratings.nnz
+    reg_diag = problem._reg_diagonal() if problem.has_reg else None
+    o = n * k + k * m
+    biases = problem.biases
+    n_res, n_par = problem.n_residuals, problem.n_params
+    empty = np.empty(0)
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        v = np.ascontiguousarray(np.ravel(v), dtype=np.float64)
+        vP = v[: n * k].reshape(n, k)
+        vQt = np.ascontiguousarray(v[n * k : o].reshape(k, m).T)
+        vb, vc = (v[o : o + n], v[o + n :]) if biases else (empty, empty)
+        out = np.empty(n_res)
+        matvec_kernel(rows, cols, d, P, Qt, vP, vQt, vb, vc, biases, out[:N])
+        if reg_diag is not None:
+            np.multiply(reg_diag, v, out=out[N:])
+        return out
+
+    def rmatvec(y: np.ndarray) -> np.ndarray:
+        y = np.ravel(y)
+        dy = np.multiply(d, y[:N], dtype=np.float64)
+        g = np.empty(n_par)
+        gP = g[: n * k].reshape(n, k)
+        gQt = np.empty((m, k))
+        gb, gc = (g[o : o + n], g[o + n :]) if biases else (empty, empty)
+        rmatvec_kernel(
+            row_ptr, cols, col_ptr, col_order, col_rows, dy, P, Qt, biases, gP, gQt, gb, gc
+        )
+        g[n * k : o].reshape(k, m)[:] = gQt.T
+        if reg_diag is not None:
+            g += reg_diag * y[N:]
+        return g
+
+    return _operator(n_res, n_par, matvec, rmatvec)
+
+
+def _numpy_operator(problem: Problem, x: np.ndarray) -> LinearOperator:
+    """:meth:`Problem.operator` in numpy: gathers the factor rows of every entry once, then
+    sums with sparse 0/1 incidence matrices (the oracle of the compiled products)."""
+    P, Q, _, _ = problem.unpack(np.array(x, dtype=np.float64))
+    n, m, k = problem.n_rows, problem.n_cols, problem.rank
+    rows, cols = problem.ratings.rows, problem.ratings.cols
+    d = problem.data_scale
+    Pr = P[rows]  # (N, k)
+    Qc = Q[:, cols].T  # (N, k)
+    A_row, A_col = problem._incidence()
+    N = problem.ratings.nnz
+    reg_diag = problem._reg_diagonal() if problem.has_reg else None
+    o = n * k + k * m
+    biases = problem.biases
+    n_res, n_par = problem.n_residuals, problem.n_params
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        v = np.ravel(v)
+        dP = v[: n * k].reshape(n, k)
+        dQ = v[n * k : o].reshape(k, m)
+        jv = np.einsum("tk,tk->t", dP[rows], Qc) + np.einsum("tk,kt->t", Pr, dQ[:, cols])
+        if biases:
+            jv += v[o : o + n][rows] + v[o + n :][cols]
+        jv *= d
+        if reg_diag is None:
+            return jv
+        return np.concatenate([jv, reg_diag * v])
+
+    def rmatvec(y: np.ndarray) -> np.ndarray:
+        y = np.ravel(y)
+        yd = d * y[:N]
+        gP = A_row @ (yd[:, None] * Qc)  # (n, k)
+        gQ = (A_col @ (yd[:, None] * Pr)).T  # (k, m)
+        parts = [gP.ravel(), gQ.ravel()]
+        if biases:
+            parts += [A_row @ yd, A_col @ yd]
+        g = np.concatenate(parts)
+        if reg_diag is not None:
+            g += reg_diag * y[N:]
+        return g
+
+    return _operator(n_res, n_par, matvec, rmatvec)
 
 
 def _operator(

@@ -30,12 +30,13 @@ Time per sweep is :math:`O(N k^2 + (n + m) k^3)`.
 
 Compiled half-step
 ------------------
-When numba is importable (``pip install 'lsqmf[fast]'``), each half-step instead runs the
+With the compiled backend (``backend='compiled'``, what ``'auto'`` gives) each half-step runs the
 kernel ``als_rows`` of :mod:`lsqmf._compiled`: rows in parallel, each accumulating its own
 :math:`G_u + \Lambda_u` and :math:`h_u` and solving by Cholesky -- the same normal equations,
 so the same minimizer up to rounding, without the :math:`(n, (k+1)^2)` temporaries. A row
 whose Cholesky factorization breaks down (singular: only with ``reg = 0``) is solved by the
-numpy path above, with its semantics. Without numba the numpy path is used throughout.
+numpy path above, with its semantics. ``backend='numpy'`` uses the numpy path throughout (the
+oracle the tests compare the kernel against).
 """
 
 from __future__ import annotations
