@@ -205,7 +205,7 @@ def validate(arguments: Mapping[str, Any]) -> tuple[Ratings, SolveOptions]:
         else check_int("blas_threads", blas_threads, min_value=1),
     )
     rng, seed = resolve_seed(a["random_state"])
-    ratings = as_ratings(a["R"], missing=a["missing"], weights=a["weights"])
+    ratings = as_ratings(a["R"], missing=a["missing"], weights=a["weights"], mask=a.get("mask"))
     rank, P0, Q0 = _check_factors(ratings, a["rank"], a["P0"], a["Q0"])
     options = SolveOptions(
         rank=rank, formulation=a["formulation"], alpha=a["alpha"], beta=a["beta"],

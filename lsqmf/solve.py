@@ -85,6 +85,7 @@ from ._solve_result import NonFiniteResidualError, result
 from ._solve_run import RESCALE_FACTOR, run
 from ._solve_tables import JAC_KINDS, LOSSES, METHODS, TR_SOLVERS
 from .result import FitResult, IterationInfo
+from .varpro import solve_from_arguments
 
 __all__ = [
     "JAC_KINDS",
@@ -133,6 +134,9 @@ def solve(
     verbose: int = 0,
     backend: str = "auto",
     blas_threads: int | None = None,
+    mask: Any = None,
+    eliminate: str | None = None,
+    varpro_jacobian: str = "kaufman",
 ) -> FitResult:
     r"""Fit ``R ≈ P @ Q`` on the observed entries with ``scipy.optimize.least_squares``.
 
@@ -214,6 +218,16 @@ def solve(
         matrix-free operator and for a dense Jacobian of at most
         :data:`~lsqmf._threads.DENSE_SINGLE_THREAD_ENTRIES` entries; otherwise the caller's
         setting); see Notes.
+    mask : array_like of bool, shape (n_rows, n_cols), optional
+        Visibility mask of a dense measurement matrix ``R``: exactly its True entries are
+        observed, whatever ``R`` holds elsewhere (see :meth:`lsqmf.Ratings.from_dense`).
+    eliminate : {None, 'Q', 'P'}, default=None
+        Variable projection (:mod:`lsqmf.varpro`): solve this factor (with its biases) in
+        closed form for the current other one and optimize only the other. Needs
+        ``formulation='l2'`` or ``'none'``; ``jac`` is ``'auto'``, ``'operator'``,
+        ``'sparse'`` or ``'dense'``; bounds apply to the optimized factor.
+    varpro_jacobian : {'kaufman', 'full'}, default='kaufman'
+        With ``eliminate``: Kaufman's approximation or the full Golub-Pereyra Jacobian.
 
     Returns
     -------
@@ -266,6 +280,8 @@ def solve(
     5.0
     """
     arguments = dict(locals())
+    if eliminate is not None:
+        return solve_from_arguments(arguments)
     t_start = time.perf_counter()
     ratings, options = validate(arguments)
     the_plan = plan(ratings, options)

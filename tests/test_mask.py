@@ -70,3 +70,18 @@ def test_rms_is_filled_and_unweighted() -> None:
     fit = solve_varpro(M, 1, mask=W, random_state=0, weights=np.full(M.shape, 4.0))
     pred = fit.P @ fit.Q
     assert fit.rms == pytest.approx(float(np.sqrt(np.mean((pred[W] - M[W]) ** 2))), rel=1e-10)
+
+
+def test_solve_takes_mask_for_joint_and_eliminated_runs() -> None:
+    import lsqmf
+
+    M, W = _matrix()
+    filled = np.where(W, M, 123.0)
+    joint = lsqmf.solve(filled, 2, mask=W, formulation="l2", reg=1e-3, random_state=0)
+    ref = lsqmf.solve(np.where(W, M, np.nan), 2, formulation="l2", reg=1e-3, random_state=0)
+    np.testing.assert_array_equal(joint.P, ref.P)
+    assert joint.rms == ref.rms
+    vp = lsqmf.solve(filled, 2, mask=W, eliminate="Q", formulation="none", init_scale=1.0,
+                     random_state=0, ftol=1e-10)
+    assert vp.rms is not None and vp.rms < 1e-8
+    assert vp.options["eliminate"] == "Q" and vp.options["varpro_jacobian"] == "kaufman"
