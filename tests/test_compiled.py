@@ -410,3 +410,41 @@ def test_sgd_epoch_missing_numba(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)
     with pytest.raises(ImportError, match=r"required dependency.*pip install numba"):
         _compiled.sgd_epoch(**problem)
+
+
+@pytest.mark.slow
+def test_read_only_install_caches_in_the_user_cache(tmp_path):
+    """A copy of lsqmf in a read-only directory: numba cannot write next to the source, falls
+    back to its per-user cache, and a second process loads the kernels from there."""
+    import os
+    import shutil
+    import stat
+    import subprocess
+    from pathlib import Path
+
+    import lsqmf
+
+    tree = tmp_path / "site"
+    shutil.copytree(Path(lsqmf.__file__).parent, tree / "lsqmf",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    # read-only bits do not stop root: a file where the cache directory would go does
+    (tree / "lsqmf" / "__pycache__").write_text("")
+    for path in [tree, *tree.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(PYTHONPATH=str(tree), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               PYTHONDONTWRITEBYTECODE="1")
+    code = ("import lsqmf._compiled as c; c.warm_up('compiled', ['jac_matvec']); "
+            "s = c.get_kernel('jac_matvec').stats; "
+            "print(sum(s.cache_hits.values()), s.cache_path)")
+    try:
+        runs = [subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                               capture_output=True, text=True, check=True).stdout.split()
+                for _ in range(2)]
+    finally:
+        for path in [tree, *tree.rglob("*")]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    assert list(tree.rglob("*.nbi")) == []
+    assert list((tmp_path / "cache").rglob("*.nbi"))
+    assert [int(run[0]) for run in runs] == [0, 1]  # compiled, then loaded from the cache
+    assert all(run[1].startswith(str(tmp_path / "cache")) for run in runs)

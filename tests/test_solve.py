@@ -744,3 +744,17 @@ def test_bad_blas_threads_is_refused(blas_threads) -> None:
 def test_bad_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="`backend` must be one of 'auto', 'compiled', 'numpy'"):
         solve(SEED[0], P0=SEED[1], Q0=SEED[2], backend="gpu")
+
+
+def test_verbose_without_logging_configured_goes_to_stderr(tmp_path) -> None:
+    """A script that never configures logging still sees verbose=1 (on stderr, not stdout)."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, lsqmf; "
+            "lsqmf.solve(np.array([[1.0, 2.0], [3.0, np.nan]]), 1, formulation='l2', reg=0.1, "
+            "random_state=0, verbose=1)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=tmp_path)
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("lsqmf.solve: finished: status ")
