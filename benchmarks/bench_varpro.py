@@ -101,30 +101,44 @@ def datasets(quick: bool) -> list[dict[str, Any]]:
     return out
 
 
-def run_all(quick: bool) -> None:
+def run_all(quick: bool, resume: bool) -> None:
     import pandas as pd
 
-    rows = []
+    rows: list[dict[str, Any]] = []
+    if resume and (OUT / "runs.csv").exists():
+        rows = pd.read_csv(OUT / "runs.csv").to_dict("records")
+    done = {(r["dataset"], r["method"], r["seed"]) for r in rows}
     for ds in datasets(quick):
         M = ds["M"]
+        todo = [(s, n) for s in range(ds["starts"]) for n in ds["methods"]
+                if (ds["name"], n, s) not in done]
+        if not todo:
+            continue
         for name in ds["methods"]:  # warm-up (numba compile, caches), not recorded
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                METHODS[name](M, ds["rank"], 12345, 2.0)
-        for seed in range(ds["starts"]):
-            for name in ds["methods"]:
-                t0, c0 = time.perf_counter(), time.process_time()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                try:
+                    METHODS[name](M, ds["rank"], 12345, 2.0)
+                except np.linalg.LinAlgError:
+                    pass
+        for seed, name in todo:
+            t0, c0 = time.perf_counter(), time.process_time()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
                     fit = METHODS[name](M, ds["rank"], seed, ds["cap"])
-                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-                rows.append(dict(dataset=ds["name"], method=name, seed=seed, rms=fit.rms,
-                                 cost=fit.cost, nfev=fit.nfev, status=fit.status, wall=wall,
-                                 cpu=cpu))
-                print(f"{ds['name']} {name:22s} seed {seed:2d} rms {fit.rms:.7f} "
-                      f"nfev {fit.nfev:4d} status {fit.status:2d} {wall:6.2f}s", flush=True)
-                OUT.mkdir(parents=True, exist_ok=True)
-                pd.DataFrame(rows).to_csv(OUT / "runs.csv", index=False)
+                    rms, cost, nfev, status = fit.rms, fit.cost, fit.nfev, fit.status
+                except (np.linalg.LinAlgError, FloatingPointError) as err:
+                    # a failed run (e.g. LAPACK's SVD not converging) counts as a failure
+                    print(f"{ds['name']} {name} seed {seed}: {type(err).__name__}", flush=True)
+                    rms, cost, nfev, status = np.nan, np.nan, 0, -99
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            rows.append(dict(dataset=ds["name"], method=name, seed=seed, rms=rms, cost=cost,
+                             nfev=nfev, status=status, wall=wall, cpu=cpu))
+            print(f"{ds['name']} {name:22s} seed {seed:2d} rms {rms:.7f} "
+                  f"nfev {nfev:4d} status {status:2d} {wall:6.2f}s", flush=True)
+            OUT.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(rows).to_csv(OUT / "runs.csv", index=False)
     # multistart on the generated instance: 20 seeded calls
     ms = []
     ds = datasets(quick)[-1]
@@ -165,11 +179,13 @@ def report() -> None:
     summary.to_csv(OUT / "summary.csv", index=False, float_format="%.6g")
     fig, axes = plt.subplots(1, summary["dataset"].nunique(), figsize=(11, 4), squeeze=False)
     for ax, (name, part) in zip(axes[0], summary.groupby("dataset", sort=False), strict=True):
-        for _, row in part.iterrows():
-            ax.scatter(row["median_wall"], row["success_rate"], s=40)
-            ax.annotate(row["method"], (row["median_wall"], row["success_rate"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+        markers = "os^vDP*X"
+        for j, (_, row) in enumerate(part.iterrows()):
+            ax.scatter(row["median_wall"], row["success_rate"], s=50, marker=markers[j % 8],
+                       label=row["method"], alpha=0.8)
         ax.set_xscale("log")
+        ax.set_xlim(0.1, 300)
+        ax.legend(fontsize=7, loc="center right")
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("median wall time per run [s]")
         ax.set_ylabel("success rate")
@@ -189,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer starts")
+    parser.add_argument("--resume", action="store_true", help="keep the runs in runs.csv")
     args = parser.parse_args(argv)
     if not args.report_only:
         with threadpool_limits(limits=1, user_api="blas"):
-            run_all(args.quick)
+            run_all(args.quick, args.resume)
     report()
     return 0
 
