@@ -11,8 +11,9 @@ for every P, only P optimized) stalls much less often (compare the costs this sc
 and ``lsqmf.multistart`` restarts it from seeded starts until the best cost has been seen
 twice, so that the answer does not depend on one lucky start.
 
-``lsqmf.datasets.make_tracks`` draws such an instance; ``Ratings.from_dense(M, mask=W)``
-turns a matrix and its mask into the observed entries (exactly the entries where W is True).
+``lsqmf.datasets.make_tracks`` draws such an instance. ``lsqmf.solve(M, rank, mask=W)`` fits
+exactly the entries where W is True, whatever M holds elsewhere (``Ratings.from_dense(M,
+mask=W)`` builds the same observed entries, to pass around or to ``lsqmf.multistart``).
 """
 
 from __future__ import annotations
@@ -33,21 +34,21 @@ def main(argv: list[str] | None = None) -> None:
 
     n_rows, n_cols, rank = (30, 20, 3) if args.quick else (60, 40, 4)
     M, W, (P_true, Q_true) = make_tracks(n_rows, n_cols, rank, noise=0.01, random_state=0)
-    observed = lsqmf.Ratings.from_dense(M, mask=W)
-    print(f"measurement matrix {M.shape}, rank {rank}, {W.mean():.0%} visible: {observed!r}")
+    print(f"measurement matrix {M.shape}, rank {rank}, {W.mean():.0%} visible")
     # no regularization: formulation 'none' fits the visible entries only
-    options = {"formulation": "none", "init_scale": 1.0, "ftol": 1e-10, "xtol": 1e-10,
-               "gtol": 1e-10}
+    options = {"mask": W, "formulation": "none", "init_scale": 1.0, "ftol": 1e-10,
+               "xtol": 1e-10, "gtol": 1e-10}
 
-    print("joint least squares (P and Q together) from 5 random starts:")
+    print("the same 5 random starts, joint least squares (P and Q together) vs VarPro:")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", lsqmf.ConvergenceWarning)
         for seed in range(5):
-            fit = lsqmf.solve(observed, rank, random_state=seed, max_nfev=500, **options)
-            print(f"  start {seed}: cost {fit.cost:.4g} ({fit.nfev} evaluations)")
+            joint = lsqmf.solve(M, rank, random_state=seed, max_nfev=500, **options)
+            varpro = lsqmf.solve(M, rank, random_state=seed, eliminate="Q", **options)
+            print(f"  start {seed}: joint cost {joint.cost:.4g} ({joint.nfev} evaluations), "
+                  f"VarPro cost {varpro.cost:.4g} ({varpro.nfev} evaluations)")
 
-    res = lsqmf.multistart(observed, rank, eliminate="Q", random_state=0, max_starts=20,
-                           **options)
+    res = lsqmf.multistart(M, rank, eliminate="Q", random_state=0, max_starts=20, **options)
     print(f"VarPro multistart: {res.n_starts} starts, {res.n_optima} distinct optima, "
           f"best cost {res.costs.min():.4g} reached {res.hits[0]} times, "
           f"converged {res.converged}")

@@ -81,7 +81,10 @@ def test_04_verify_rewrite() -> None:
 def test_05_measurement_matrix() -> None:
     out = _run("05_measurement_matrix.py", "--quick")
     assert "measurement matrix (30, 20), rank 3" in out
-    assert out.count("  start ") == 5
+    starts = [x for x in out.splitlines() if x.startswith("  start ")]
+    assert len(starts) == 5
+    varpro = {x.split("VarPro cost ")[1].split()[0] for x in starts}
+    assert len(varpro) == 1  # every VarPro start reaches the same optimum on this instance
     line = next(x for x in out.splitlines() if x.startswith("VarPro multistart:"))
     assert "converged True" in line
     rms = float(out.split("hidden entries ")[1].split()[0])
