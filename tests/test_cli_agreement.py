@@ -135,3 +135,12 @@ def test_solve_out_saves_the_model_of_the_lsq_call(problem: lsqmf.Ratings,
     np.testing.assert_array_equal(saved.P, api.P)
     np.testing.assert_array_equal(saved.Q, api.Q)
     assert meta["rating_scale"] == [float(problem.values.min()), float(problem.values.max())]
+
+
+def test_a_bench_run_records_the_api_cost(problem: lsqmf.Ratings, tmp_path: Path) -> None:
+    """The harness end to end (run_grid, CSV): each cell's cost is the API's, to the bit."""
+    result = harness.run_grid(parse_grid(GRID), tmp_path / "bench", command="test")
+    assert (result["error"] == "").all(), result["error"].tolist()
+    for name in ("als", "gd", "lsq"):
+        cost = float(result.loc[result["solver"] == name, "cost"].iloc[0])
+        assert cost == _api(name, problem).cost, name
