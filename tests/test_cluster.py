@@ -297,3 +297,24 @@ def test_an_exception_of_fn_propagates_on_every_backend(client: Any, where: str)
     kwargs = {"scheduler": client} if where == "dask" else {}
     with pytest.raises(ZeroDivisionError, match="task 2"):
         list(map_tasks(_raise_on_two, range(4), **kwargs))
+
+
+def _loaded_kernels() -> list[str]:
+    from lsqmf import _compiled
+
+    return sorted(_compiled._compiled)
+
+
+def test_every_worker_is_warmed_up_once(ratings: Ratings, client: Any) -> None:
+    """The warm-up plugin loads the kernels on each worker when a map starts (not per task)."""
+    pytest.importorskip("numba")
+    from lsqmf import _compiled
+
+    cross_validate(ratings, solver="als", n_splits=2, rank=1, scheduler=client, **FAST)
+    assert "lsqmf-warm-up" in client.run_on_scheduler(
+        lambda dask_scheduler: list(dask_scheduler.worker_plugins)
+    )
+    loaded = client.run(_loaded_kernels)
+    assert len(loaded) == 2
+    for names in loaded.values():
+        assert set(_compiled.KERNELS) <= set(names)
