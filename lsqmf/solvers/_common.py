@@ -115,6 +115,7 @@ from ..result import (
 )
 from ..solve import NonFiniteResidualError
 from ..start import random_start
+from ._holdout import Validation, check_validation, split_validation
 
 __all__ = [
     "BEST_ITERATE_STATUSES",
@@ -178,6 +179,13 @@ class SolverOptions:
     backend : {'auto', 'compiled', 'numpy'}, default='auto'
         Who runs the solver's kernels (see :func:`lsqmf._compiled.resolve_backend`): the
         numba kernels, or the numpy implementations (the oracles); ``'auto'``: compiled.
+    validation : Ratings, float or None, default=None
+        Held-out ratings, or the fraction of the training entries to hold out (split off
+        with the run's seed), scored after every iteration; the result is the best iterate
+        (see :mod:`lsqmf.solvers._holdout`).
+    patience : int or None, default=5
+        With ``validation``: stop (``Status.VALIDATION``) after this many iterations without
+        a lower validation RMSE; None records the RMSE without stopping.
     """
 
     rank: Any
@@ -196,6 +204,8 @@ class SolverOptions:
     init_scale: Any = 0.1
     verbose: Any = 0
     backend: Any = "auto"
+    validation: Any = None
+    patience: Any = 5
 
     def validated(self) -> SolverOptions:
         """A copy with every value checked and normalized (the one validation function).
@@ -208,6 +218,7 @@ class SolverOptions:
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"`callback` must be callable; got {describe(self.callback)}.")
         verbose = check_int("verbose", self.verbose, min_value=0, max_value=2)
+        validation, patience = check_validation(self.validation, self.patience)
         return dataclasses.replace(
             self,
             rank=check_int("rank", self.rank, min_value=1),
@@ -222,6 +233,8 @@ class SolverOptions:
                                    min_inclusive=False),
             verbose=verbose,
             backend=check_choice("backend", self.backend, BACKENDS),
+            validation=validation,
+            patience=patience,
         )
 
 
@@ -300,6 +313,7 @@ class Setup:
     seed: int | None
     t_start: float
     own: dict[str, Any] = field(default_factory=dict)
+    validation: Validation | None = None
 
     @property
     def max_iter(self) -> int:
@@ -331,7 +345,9 @@ class Setup:
             "count_scaled": o.count_scaled, "biases": o.biases,
             "weights": self.ratings.weights is not None, "max_iter": o.max_iter, "tol": o.tol,
             "max_time": o.max_time, "init_scale": o.init_scale, "random_state": self.seed,
-            "verbose": o.verbose, **self.own,
+            "verbose": o.verbose,
+            "validation": None if self.validation is None else self.validation.source,
+            "patience": o.patience, **self.own,
         }
 
     @property
@@ -383,6 +399,8 @@ def prepare(
     ratings = as_ratings(R, weights=opts.weights)
     P, Q = random_start(ratings, opts.rank, rng, init_scale=opts.init_scale, P0=opts.P0,
                         Q0=opts.Q0)
+    # after the start, so that it is the start the run would use without validation
+    ratings, validation = split_validation(ratings, opts.validation, opts.patience, rng)
     P[ratings.row_counts() == 0] = 0.0  # given factors too: those rows are never fitted
     Q[:, ratings.col_counts() == 0] = 0.0
     problem = build_problem(
@@ -390,7 +408,8 @@ def prepare(
         count_scaled=opts.count_scaled, biases=opts.biases,
     )
     return Setup(name=name, ratings=ratings, problem=problem, x0=problem.pack(P, Q), rng=rng,
-                 opts=opts, seed=seed, t_start=t_start, own=own)
+                 opts=opts, seed=seed, t_start=t_start, own=own,
+                 validation=validation)
 
 
 def log_result(logger: logging.Logger, verbose: int, fit: FitResult) -> None:
@@ -428,6 +447,11 @@ class Tracker:
         self.times = [time.perf_counter() - setup.t_start]
         self.best_x, self.best_cost, self.best_step = x0.copy(), cost0, 0
         self.x, self.cost = x0, cost0
+        # with validation (lsqmf.solvers._holdout): the best iterate is the best by held-out
+        # RMSE, and `stale` counts the iterations since it
+        self.validation = setup.validation
+        self.val_rmse: list[float] = []
+        self.best_val, self.stale = np.inf, 0
         self.verbose = int(setup.opts.verbose)
         self.logger = setup.logger
         if self.verbose >= 2:
@@ -451,8 +475,17 @@ class Tracker:
         self.costs.append(cost)
         self.times.append(elapsed)
         self.x, self.cost = x, cost
-        if cost < self.best_cost:
-            self.best_x, self.best_cost, self.best_step = x, cost, j
+        if self.validation is None:
+            if cost < self.best_cost:
+                self.best_x, self.best_cost, self.best_step = x, cost, j
+        else:
+            score = self.validation.score(setup.problem, x)
+            self.val_rmse.append(score)
+            if score < self.best_val - self.validation.min_delta:
+                self.best_val, self.stale = score, 0
+                self.best_x, self.best_cost, self.best_step = x, cost, j
+            else:
+                self.stale += 1
         change = abs(previous - cost)
         if self.verbose >= 2:
             self.logger.info(
@@ -461,6 +494,9 @@ class Tracker:
             )
         if setup.callback is not None and setup.callback(IterationInfo(j, cost, elapsed)):
             return Status.CALLBACK
+        val = self.validation
+        if val is not None and val.patience is not None and self.stale >= val.patience:
+            return Status.VALIDATION
         if change <= setup.tol * max(abs(previous), np.finfo(float).tiny):
             return Status.FTOL
         if setup.max_time is not None and elapsed > setup.max_time:
@@ -469,7 +505,7 @@ class Tracker:
 
     def result_x(self, status: Status) -> tuple[np.ndarray, float]:
         """The iterate a result with ``status`` returns (the best or the last) and its cost."""
-        if status in BEST_ITERATE_STATUSES:
+        if status in BEST_ITERATE_STATUSES or self.validation is not None:
             return self.best_x, self.best_cost
         return self.x, self.cost
 
@@ -486,11 +522,19 @@ class Tracker:
             nfev=self.steps[-1] if nfev is None else nfev,
             njev=None, cost=float(cost), optimality=None,
             history=History.from_lists(self.steps, self.costs, self.times),
-            wall_time=time.perf_counter() - setup.t_start, options=setup.options,
+            wall_time=time.perf_counter() - setup.t_start, options=self._options(),
             solver=setup.name, row_ids=setup.ratings.row_ids, col_ids=setup.ratings.col_ids,
             row_counts=setup.ratings.row_counts(), col_counts=setup.ratings.col_counts(),
             rms=problem.rms(x), train_mean=setup.ratings.mean(),
         )
+
+    def _options(self) -> dict[str, Any]:
+        """``result.options``: the setup's record, plus the validation history."""
+        options = self.setup.options
+        if self.validation is not None:
+            options = {**options, "validation_rmse": list(self.val_rmse),
+                       "best_iteration": self.best_step}
+        return options
 
     def _diverged(self, j: int, cost: float) -> None:
         setup = self.setup
