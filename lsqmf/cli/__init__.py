@@ -55,7 +55,7 @@ _EPILOG = (
 _SINGLE_THREAD_COMMANDS = ("bench", "demo")
 
 #: Subcommand modules, in the order ``lsqmf --help`` lists them.
-_COMMAND_MODULES = ("solve", "verify", "bench", "models", "demo")
+_COMMAND_MODULES = ("solve", "verify", "bench", "models", "tune", "demo")
 
 
 def add_input_options(parser: argparse.ArgumentParser) -> None:

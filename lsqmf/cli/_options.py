@@ -140,10 +140,11 @@ def add_lsq_options(p: argparse.ArgumentParser) -> None:
 
 def add_solver_options(p: argparse.ArgumentParser, *, multi: bool = False) -> None:
     """The shared solver options, every registry solver's own options, and the lsq group."""
-    from ..solvers import SOLVER_SPECS
+    from ..solvers import DEFAULT_SOLVER, SOLVER_SPECS
 
-    p.add_argument("--solver", choices=list(SOLVER_SPECS), default="als",
-                   help="solver name (default: als): "
+    default = "als" if multi else DEFAULT_SOLVER  # cv grids over reg, which bmf does not use
+    p.add_argument("--solver", choices=list(SOLVER_SPECS), default=default,
+                   help=f"solver name (default: {default}): "
                    + "; ".join(f"{n}: {s.description}" for n, s in SOLVER_SPECS.items()))
     if multi:
         p.add_argument("--rank", type=int, nargs="+", required=True, metavar="K",

@@ -39,8 +39,10 @@ share no code with them.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -49,7 +51,9 @@ __all__ = [
     "cg_rows_numpy",
     "get_kernel",
     "gibbs_rows_numpy",
+    "kernel_threads",
     "predict_pairs_numpy",
+    "resolve_backend",
     "sgd_epoch_numpy",
     "warm_up",
 ]
@@ -129,9 +133,9 @@ def _cg_rows(
                     j = other[t]
                     s = 0.0
                     for p in range(k):
-                        s += F[j, p] * d[p]
+                        s += float(F[j, p] * d[p])
                     if with_bias:
-                        s += d[k]
+                        s += float(d[k])
                     ws = weights[t] * s
                     for p in range(k):
                         Ad[p] += ws * F[j, p]
@@ -484,6 +488,60 @@ def get_kernel(name: str, backend: str = "compiled") -> Callable[..., Any]:
             kernel = numba.njit(cache=True, nogil=True, parallel=parallel)(function)
             _compiled[name] = kernel
     return kernel
+
+
+#: Below this many observed entries the parallel row kernels run on one thread. Waking a
+#: thread pool costs microseconds on an idle machine but tens of milliseconds per launch on a
+#: busy one (seen here: bmf on a 12 x 10 matrix 0.1 s on one thread, 4-10 s on two, with 15
+#: processes competing for 2 cores; MovieLens latest-small, 40 sweeps: 0.9 s vs 1.1-5 s), and
+#: a solver launches a kernel several times per sweep. A fixed rule on the problem size, so the
+#: same problem always runs the same way; results never depend on it (rows are independent).
+PARALLEL_MIN_NNZ = 500_000
+
+
+@contextlib.contextmanager
+def kernel_threads(nnz: int) -> Iterator[None]:
+    """Run the enclosed kernel calls on one numba thread when ``nnz < PARALLEL_MIN_NNZ``."""
+    if nnz >= PARALLEL_MIN_NNZ:
+        yield
+        return
+    try:
+        import numba
+    except ImportError:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """``'compiled'`` or ``'numpy'`` for the shared ``backend`` option of the fast solvers.
+
+    ``'auto'`` is ``'compiled'`` when numba can be imported, else ``'numpy'`` (logged).
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` is not ``'auto'``, ``'compiled'`` or ``'numpy'``.
+    """
+    if backend not in ("auto", "compiled", "numpy"):
+        raise ValueError(
+            f"`backend` must be one of 'auto', 'compiled', 'numpy'; got {backend!r}."
+        )
+    if backend != "auto":
+        return backend
+    from .._threads import numba_available
+
+    if numba_available():
+        return "compiled"
+    logging.getLogger(__name__).warning(
+        "numba cannot be imported; the fast solvers run their (slow) numpy oracles instead"
+    )
+    return "numpy"
 
 
 def warm_up() -> float:

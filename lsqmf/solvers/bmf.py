@@ -1,0 +1,331 @@
+r"""Bayesian matrix factorization by Gibbs sampling (Salakhutdinov & Mnih 2008), with biases.
+
+Model
+-----
+Each rating is Gaussian around the biased low-rank prediction,
+
+.. math::
+
+    v_{ui} \sim N\big(\mu + b_u + c_i + p_u^\top q_i,\ (\alpha w_{ui})^{-1}\big),
+
+with :math:`\mu` the training mean (fixed). The user blocks :math:`z_u = [p_u; b_u]` (item
+blocks :math:`[q_i; c_i]`) are i.i.d. :math:`N(m_U, \Lambda_U^{-1})` given hyperparameters that
+carry a Gauss-Wishart prior, :math:`\Lambda_U \sim W(I, k+1)` and
+:math:`m_U \mid \Lambda_U \sim N(0, (\beta_0\Lambda_U)^{-1})`; the noise precision
+:math:`\alpha` is given or sampled under a :math:`\mathrm{Gamma}(1, 1)` prior. The bias is the
+constant-1 coordinate, as in the ALS solvers, so it is sampled with the factors.
+
+Sampler
+-------
+One sweep draws, in turn, :math:`(m_U, \Lambda_U)` from their Gauss-Wishart conditional given
+the user blocks; every :math:`z_u` from its Gaussian conditional -- precision
+:math:`\Lambda_U + \alpha\sum_i w_{ui} a_i a_i^\top`, the ALS ridge normal equations with the
+learned prior in place of :math:`\lambda I` (kernel ``gibbs_rows`` of
+:mod:`lsqmf.solvers._kernels`, rows in parallel, normals drawn by the seeded Generator); the
+same for the items; then :math:`\alpha` from its Gamma conditional. After ``burn_in`` sweeps
+every sample is averaged: the prediction is the posterior mean
+:math:`\frac1S\sum_s \hat v^{(s)}_{ui}`, which is linear in the samples and so is the
+low-rank matrix :math:`\frac1S\sum_s P_s Q_s` plus the mean biases. That sum is kept as factors
+compressed by truncated SVD (QR of both sides and an SVD of the small core) to at most
+``2 * rank`` columns, and returned truncated to ``rank``: the result is an ordinary
+:class:`~lsqmf.FitResult` of the requested rank. (On MovieLens latest-small the rank-10
+truncation of 80 averaged rank-10 samples predicts held-out ratings with the RMSE of the
+exact average to 1e-4.)
+
+There is no regularization weight to choose: the priors are learned. ``reg``, ``reg_bias`` and
+``count_scaled`` only define the ``'l2'`` cost reported in the history (at each sample) and
+in ``result.cost`` (at the posterior mean), for comparison with the other solvers.
+``max_iter`` is the number of sweeps (burn-in included): a sampler has no convergence test,
+and completing the planned sweeps is success. With ``validation`` the RMSE of the running
+posterior mean on the held-out pairs is recorded after every sweep past the burn-in, and the
+run stops when it has not improved for ``patience`` sweeps.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from .._threads import blas_single_thread
+from .._validation import check_float, check_int
+from ..result import STATUS_MESSAGES, FitResult, History, IterationInfo, Status
+from ._common import Setup, log_result, prepare
+from ._kernels import get_kernel, kernel_threads, resolve_backend
+from .als_cg import RowData
+
+__all__ = ["MeanFactors", "bmf", "sample_gauss_wishart"]
+
+
+def sample_gauss_wishart(
+    rng: np.random.Generator, Z: np.ndarray, beta0: float
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""A draw of ``(precision, mean)`` from the Gauss-Wishart conditional given rows ``Z``.
+
+    Prior :math:`\Lambda \sim W(I, d)`, :math:`m \mid \Lambda \sim N(0, (\beta_0\Lambda)^{-1})`;
+    the Wishart draw uses the Bartlett decomposition.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    Z : ndarray, shape (N, d)
+        The current blocks of the rows that have ratings.
+    beta0 : float
+
+    Returns
+    -------
+    precision : ndarray, shape (d, d)
+    mean : ndarray, shape (d,)
+    """
+    N, d = Z.shape
+    zbar = Z.mean(axis=0) if N else np.zeros(d)
+    D = Z - zbar
+    W_inv = np.eye(d) + D.T @ D + (beta0 * N / (beta0 + N)) * np.outer(zbar, zbar)
+    W = np.linalg.inv(W_inv)
+    L = np.linalg.cholesky((W + W.T) / 2)
+    A = np.zeros((d, d))
+    A[np.diag_indices(d)] = np.sqrt(rng.chisquare(d + N - np.arange(d)))
+    A[np.tril_indices(d, -1)] = rng.standard_normal(d * (d - 1) // 2)
+    LA = L @ A
+    precision = LA @ LA.T
+    beta = beta0 + N
+    mean_center = (N / beta) * zbar
+    # m ~ N(center, (beta * precision)^{-1}) = center + (beta * precision)^{-1/2} e
+    C = np.linalg.cholesky(beta * precision)
+    mean = mean_center + np.linalg.solve(C.T, rng.standard_normal(d))
+    return precision, mean
+
+
+class MeanFactors:
+    """Running sum of rank-``k`` products ``P_s Q_s`` kept as compressed factors.
+
+    Parameters
+    ----------
+    cap : int
+        Columns kept after each compression; compression runs when the buffered columns
+        exceed ``3 * cap``.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.left: list[np.ndarray] = []
+        self.right: list[np.ndarray] = []
+        self.count = 0
+
+    def add(self, P: np.ndarray, Qt: np.ndarray) -> None:
+        """Add the sample ``P @ Qt.T`` (``P`` shape (n, k), ``Qt`` shape (m, k))."""
+        self.left.append(P.copy())
+        self.right.append(Qt.copy())
+        self.count += 1
+        if sum(a.shape[1] for a in self.left) > 3 * self.cap:
+            self._compress(self.cap)
+
+    def _compress(self, r: int) -> None:
+        # L R^T = (L Vl Dl^-1/2) [Dl^1/2 Vl^T Vr Dr^1/2] (R Vr Dr^-1/2)^T with the two outer
+        # factors orthonormal (Gl = L^T L = Vl Dl Vl^T, Gr likewise); the SVD of the small core
+        # gives the best rank-r truncation. Gram matrices cost half a QR and need no Q.
+        L = np.hstack(self.left)
+        R = np.hstack(self.right)
+        left, right = _whiten(L), _whiten(R)
+        core = (left[1][:, None] * (left[0].T @ right[0])) * right[1][None, :]
+        U, s, Vt = np.linalg.svd(core)
+        r = min(r, len(s))
+        root = np.sqrt(s[:r])
+        self.left = [L @ (left[0] / left[1]) @ (U[:, :r] * root)]
+        self.right = [R @ (right[0] / right[1]) @ (Vt[:r].T * root)]
+
+    def mean(self, rank: int) -> tuple[np.ndarray, np.ndarray]:
+        """The average as ``(P, Qt)`` truncated to ``rank`` columns (zero-padded if fewer)."""
+        self._compress(rank)
+        P, Qt = self.left[0] / self.count, self.right[0]
+        if P.shape[1] < rank:
+            pad = rank - P.shape[1]
+            P = np.hstack([P, np.zeros((P.shape[0], pad))])
+            Qt = np.hstack([Qt, np.zeros((Qt.shape[0], pad))])
+        return P, Qt
+
+
+def _whiten(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvectors ``V`` and square-rooted eigenvalues ``d`` of ``A^T A`` (the numerically
+    zero ones dropped), so that ``A V / d`` has orthonormal columns."""
+    evals, V = np.linalg.eigh(A.T @ A)
+    keep = evals > 1e-12 * max(float(evals[-1]), np.finfo(float).tiny)
+    return V[:, keep], np.sqrt(evals[keep])
+
+
+def bmf(R: Any, rank: int, **options: Any) -> FitResult:
+    r"""Bayesian MF by Gibbs sampling: the posterior-mean prediction, as rank-``rank`` factors.
+
+    Parameters
+    ----------
+    R : ndarray, scipy.sparse matrix, pandas.DataFrame or Ratings
+        The observed ratings (anything :func:`lsqmf.as_ratings` accepts).
+    rank : int
+        Number of latent factors of each sample (and of the returned factors).
+    **options
+        The shared options of :class:`lsqmf.solvers.SolverOptions` (``max_iter`` counts
+        sweeps, burn-in included; ``random_state`` seeds the start and every draw; ``reg``,
+        ``reg_bias`` and ``count_scaled`` only define the reported cost; ``tol`` is not used)
+        and bmf's own (defaults: ``lsqmf.solvers.SOLVER_SPECS['bmf']``):
+
+        - ``burn_in`` : int, sweeps discarded before averaging (at most ``max_iter - 1``:
+          a larger value is reduced to it, so a run always averages at least one sample)
+        - ``alpha`` : float, the noise precision :math:`\alpha`; 0 (the default) samples it
+          under its Gamma(1, 1) prior
+        - ``beta0`` : float, prior strength of the hyper-mean
+
+    Returns
+    -------
+    FitResult
+        ``solver='bmf'``; status ``Status.FTOL`` (success) after the planned sweeps,
+        ``Status.VALIDATION`` when the held-out RMSE of the running mean stopped improving,
+        or ``Status.CALLBACK`` / ``Status.MAX_TIME``; in every case the factors are the mean of
+        the samples drawn after the burn-in (the last sample when none was). ``history.cost``
+        is the ``'l2'`` cost of each sample; ``options['alpha_samples']`` the noise precision
+        of each sweep.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lsqmf.solvers import bmf
+    >>> rng = np.random.default_rng(0)
+    >>> R = rng.random((30, 2)) @ rng.random((2, 20)) + 1.0
+    >>> fit = bmf(R, 2, biases=True, max_iter=200, burn_in=50, random_state=0)
+    >>> bool(fit.success), bool(fit.rms < 0.05)
+    (True, True)
+    """
+    setup = prepare("bmf", R, rank, options)
+    own = setup.own
+    burn_in = check_int("burn_in", own["burn_in"], min_value=0)
+    if burn_in >= setup.max_iter:  # e.g. a short run with the default burn-in
+        setup.logger.debug("bmf: burn_in=%d reduced to max_iter - 1 = %d", burn_in,
+                           setup.max_iter - 1)
+        burn_in = setup.max_iter - 1
+    alpha = check_float("alpha", own["alpha"], min_value=0.0)
+    alpha_opt = None if alpha == 0.0 else alpha
+    beta0 = check_float("beta0", own["beta0"], min_value=0.0, min_inclusive=False)
+    assert beta0 is not None
+    backend = resolve_backend(getattr(setup.opts, "backend", "auto"))
+    setup.own.update({"burn_in": burn_in, "alpha": alpha, "beta0": beta0})
+    with blas_single_thread(backend == "compiled"), kernel_threads(setup.ratings.nnz):
+        return _sample(setup, burn_in, alpha_opt, beta0, backend)
+
+
+def _sample(
+    setup: Setup, burn_in: int, alpha_opt: float | None, beta0: float, backend: str
+) -> FitResult:
+    problem, rng = setup.problem, setup.rng
+    gibbs = get_kernel("gibbs_rows", backend)
+    predict = get_kernel("predict_pairs", backend)
+    users, items = RowData.sides(setup)
+    r = setup.ratings
+    n, m, k = problem.n_rows, problem.n_cols, problem.rank
+    with_bias = bool(problem.biases)
+    mu = float(problem.mu) if with_bias else 0.0
+    k1 = k + 1 if with_bias else k
+    P0, Q0, _, _ = problem.unpack(setup.x0)
+    Zu = np.zeros((n, k1))
+    Zi = np.zeros((m, k1))
+    Zu[:, :k], Zi[:, :k] = P0, Q0.T
+    has_u, has_i = users.counts > 0, items.counts > 0
+    rows = np.ascontiguousarray(r.rows, dtype=np.int64)
+    cols = np.ascontiguousarray(r.cols, dtype=np.int64)
+    w = np.ones(r.nnz) if r.weights is None else np.asarray(r.weights, dtype=np.float64)
+    reg_u, reg_i = setup.reg_row, setup.reg_col
+    reg_ub, reg_ib = setup.reg_row_bias, setup.reg_col_bias
+    val = getattr(setup, "validation", None)
+    alpha = 2.0 if alpha_opt is None else alpha_opt
+    mean = MeanFactors(2 * k)
+    bias_sum = np.zeros(n), np.zeros(m)
+    fitted = np.empty(r.nnz)
+    val_sum = None if val is None else np.zeros(val.size)
+    val_pred = None if val is None else np.empty(val.size)
+    steps, costs, times, alphas, val_rmse = [0], [problem.cost(setup.x0)], [0.0], [], []
+    times[0] = time.perf_counter() - setup.t_start
+    best_val, bad = np.inf, 0
+    verbose = int(setup.opts.verbose)
+    if verbose >= 2:
+        setup.logger.info("bmf: iteration 0 cost %.6g", costs[0])
+    status = Status.FTOL
+    j = 0
+    for j in range(1, setup.max_iter + 1):
+        lam, m_u = sample_gauss_wishart(rng, Zu[has_u], beta0)
+        eps = rng.standard_normal((n, k1))
+        gibbs(users.indptr, users.other, users.targets(mu, Zi[:, k] if with_bias else None),
+              users.weights, np.ascontiguousarray(Zi[:, :k]), with_bias, alpha, lam, m_u, eps,
+              Zu)
+        lam, m_i = sample_gauss_wishart(rng, Zi[has_i], beta0)
+        eps = rng.standard_normal((m, k1))
+        gibbs(items.indptr, items.other, items.targets(mu, Zu[:, k] if with_bias else None),
+              items.weights, np.ascontiguousarray(Zu[:, :k]), with_bias, alpha, lam, m_i, eps,
+              Zi)
+        P = np.ascontiguousarray(Zu[:, :k])
+        Qt = np.ascontiguousarray(Zi[:, :k])
+        b = np.ascontiguousarray(Zu[:, k]) if with_bias else np.zeros(n)
+        c = np.ascontiguousarray(Zi[:, k]) if with_bias else np.zeros(m)
+        predict(rows, cols, P, Qt, b, c, mu, with_bias, fitted)
+        err = fitted - r.values
+        sse = float(np.sum(w * err * err))
+        if alpha_opt is None:
+            alpha = float(rng.gamma(1.0 + 0.5 * r.nnz, 1.0 / (1.0 + 0.5 * sse)))
+        alphas.append(alpha)
+        cost = 0.5 * (sse + float(reg_u @ np.sum(P * P, axis=1) + reg_i @ np.sum(Qt * Qt,
+                                                                                  axis=1)))
+        if with_bias:
+            cost += 0.5 * float(reg_ub @ (b * b) + reg_ib @ (c * c))
+        if not np.isfinite(cost):
+            raise FloatingPointError(
+                f"lsqmf.solvers.bmf: a sample became non-finite at sweep {j}; check the "
+                f"ratings for extreme values or pass a fixed `alpha`."
+            )
+        if j > burn_in:
+            mean.add(P, Qt)
+            bias_sum[0][:] += b
+            bias_sum[1][:] += c
+            if val is not None and val_sum is not None and val_pred is not None:
+                predict(val.rows, val.cols, P, Qt, b, c, mu, with_bias, val_pred)
+                val_sum += val_pred
+                score = val.rmse(val_sum / mean.count)
+                val_rmse.append(score)
+                if score < best_val - val.min_delta:
+                    best_val, bad = score, 0
+                else:
+                    bad += 1
+        elapsed = time.perf_counter() - setup.t_start
+        steps.append(j)
+        costs.append(cost)
+        times.append(elapsed)
+        if verbose >= 2:
+            setup.logger.info("bmf: iteration %d cost %.6g (sample) alpha %.4g time %.3f s", j,
+                              cost, alpha, elapsed)
+        if setup.callback is not None and setup.callback(IterationInfo(j, cost, elapsed)):
+            status = Status.CALLBACK
+            break
+        if val is not None and val.patience is not None and bad >= val.patience:
+            status = Status.VALIDATION
+            break
+        if setup.max_time is not None and elapsed > setup.max_time:
+            status = Status.MAX_TIME
+            break
+    if mean.count:
+        Pm, Qtm = mean.mean(k)
+        bm, cm = bias_sum[0] / mean.count, bias_sum[1] / mean.count
+    else:  # stopped during the burn-in: the last sample
+        Pm, Qtm, bm, cm = P, Qt, b, c
+    x = problem.pack(Pm, Qtm.T, bm, cm) if with_bias else problem.pack(Pm, Qtm.T)
+    options = {**setup.options, "alpha_samples": alphas, "n_samples": mean.count}
+    if val is not None:
+        options["validation_rmse"] = val_rmse
+    fit = FitResult(
+        P=Pm, Q=np.ascontiguousarray(Qtm.T), mu=problem.mu, row_bias=bm if with_bias else None,
+        col_bias=cm if with_bias else None, success=status > 0, status=int(status),
+        message=STATUS_MESSAGES[status], nfev=j, njev=None, cost=problem.cost(x),
+        optimality=None, history=History.from_lists(steps, costs, times),
+        wall_time=time.perf_counter() - setup.t_start, options=options, solver="bmf",
+        row_ids=r.row_ids, col_ids=r.col_ids, row_counts=r.row_counts(),
+        col_counts=r.col_counts(), rms=problem.rms(x), train_mean=r.mean(),
+    )
+    log_result(setup.logger, int(setup.opts.verbose), fit)
+    return fit
+
