@@ -67,7 +67,8 @@ observed), ``noise`` (float >= 0, default 0.1: std of Gaussian noise added to ``
 ``random_state`` (int, default 0). Drawn by :func:`lsqmf.datasets.make_low_rank` (standard
 normal hidden factors scaled by ``1/sqrt(rank)``, observed positions uniform without
 replacement, no n x m array). Solved as
-``solver(ratings, rank, **params)`` (the problem's ``rank`` overrides the registry's). Cell columns: ``n, m, k, density``.
+``solver(ratings, rank, **params)`` (the problem's ``rank`` overrides the registry's).
+Cell columns: ``n, m, k, density``.
 
 ``"movielens"`` -- cross-validation on a built-in dataset: ``dataset`` (str, default
 ``"ml-latest-small"``), ``n_splits`` (int >= 2, default 5), ``random_state`` (int, default 0).

@@ -93,8 +93,8 @@ from typing import Any
 
 import numpy as np
 
-from .._threads import blas_single_thread, numba_available
 from .._compiled import BACKENDS
+from .._threads import blas_single_thread, numba_available
 from .._validation import (
     check_bool,
     check_choice,
