@@ -120,7 +120,8 @@ def test_verbose_prints_a_line_per_iteration(ratings_file: Path,
         caplog.at_level(logging.INFO, logger="lsqmf.solvers.als"),
         pytest.warns(ConvergenceWarning),
     ):
-        code = main(["-v", "fit", str(ratings_file), "--rank", "2", "--max-iter", "4",
+        code = main(["-v", "fit", str(ratings_file), "--solver", "als", "--rank", "2",
+                     "--max-iter", "4",
                      "--tol", "1e-15", "--out", str(ratings_file.with_suffix(".npz"))])
     assert code == 0
     lines = [r.getMessage() for r in caplog.records if r.name == "lsqmf.solvers.als"]
@@ -130,7 +131,8 @@ def test_verbose_prints_a_line_per_iteration(ratings_file: Path,
 
 def test_progress_bar_on_stderr_and_switchable(ratings_file: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["fit", str(ratings_file), "--rank", "2", "--tol", "0.5", "--force"]
+    base = ["fit", str(ratings_file), "--solver", "als", "--rank", "2", "--tol", "0.5",
+            "--force"]
     out = str(ratings_file.with_suffix(".npz"))
     assert main([*base, "--progress", "--out", out]) == 0
     assert "lsqmf fit als" in capsys.readouterr().err
