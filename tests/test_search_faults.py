@@ -249,3 +249,18 @@ def test_cli_cv_unreachable_scheduler_exits_2_with_one_line(
     assert code == 2
     assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in err
     assert len(err.splitlines()) == 1
+
+
+def test_cli_bench_unreachable_scheduler_exits_2_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("distributed")
+    from lsqmf.cli import main
+
+    monkeypatch.setattr("lsqmf.parallel.CONNECT_TIMEOUT", 1.0)
+    out = tmp_path / "bench"
+    code = main(["bench", "--preset", "seed", "--out", str(out), "--no-progress",
+                 "--no-plots", "--scheduler", "tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in err
+    assert not out.exists()
