@@ -12,7 +12,9 @@ Every public function that runs a kernel takes ``backend='auto'|'compiled'|'nump
 raises ImportError if numba cannot be imported), ``'numpy'`` runs the numpy implementation
 (kept as the oracle the tests compare the kernels against), ``'auto'`` is ``'compiled'``, or
 ``'numpy'`` with a logged warning if numba cannot be imported. :func:`select_kernels` is the
-one helper callers use to get the kernels for a backend (None for numpy).
+one helper callers use to get the kernels for a backend (None for numpy). These three and
+:func:`warm_up` live in :mod:`lsqmf._backend` (re-exported here), which ``import lsqmf``
+loads without this module, so that the oracles never import the kernels' code.
 
 Disk cache and start-up
 -----------------------
@@ -62,15 +64,13 @@ Kernels
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._validation import check_choice
+from ._backend import BACKENDS, resolve_backend, select_kernels, warm_up
 
 __all__ = [
     "BACKENDS",
@@ -83,10 +83,6 @@ __all__ = [
     "warm_up",
 ]
 
-logger = logging.getLogger(__name__)
-
-#: Values of the ``backend`` argument; see :func:`resolve_backend`.
-BACKENDS = ("auto", "compiled", "numpy")
 
 #: ``range`` in plain Python; :func:`get_kernel` rebinds it to ``numba.prange`` before
 #: compiling a kernel listed in :data:`_PARALLEL` (which is how numba finds the parallel loop).
@@ -714,72 +710,6 @@ _FASTMATH: dict[str, set[str]] = {"jac_matvec": {"reassoc", "contract"}}
 
 _compiled: dict[str, Callable[..., Any]] = {}
 _lock = threading.Lock()
-
-
-def resolve_backend(backend: str = "auto") -> str:
-    """The backend that runs: ``'compiled'`` or ``'numpy'``.
-
-    ``'auto'`` is ``'compiled'`` when numba can be imported, else ``'numpy'`` (with a logged
-    warning); ``'compiled'`` and ``'numpy'`` are returned as they are.
-
-    Raises
-    ------
-    ValueError
-        If ``backend`` is not one of :data:`BACKENDS`.
-    """
-    check_choice("backend", backend, BACKENDS)
-    if backend != "auto":
-        return backend
-    if importlib.util.find_spec("numba") is not None:
-        return "compiled"
-    logger.warning("numba cannot be imported; lsqmf runs its numpy implementations instead")
-    return "numpy"
-
-
-def select_kernels(
-    names: tuple[str, ...], backend: str = "auto"
-) -> tuple[Callable[..., Any], ...] | None:
-    """The compiled kernels ``names`` for ``backend``, or None for the numpy path.
-
-    ``backend='auto'`` gives the kernels when numba imports (and falls back to numpy when it
-    does not, or fails to import); ``'compiled'`` requires numba; ``'numpy'`` gives None.
-
-    Raises
-    ------
-    ImportError
-        If ``backend='compiled'`` and numba is not installed.
-    ValueError
-        If ``backend`` or a name is unknown.
-    """
-    check_choice("backend", backend, BACKENDS)
-    if backend == "numpy":
-        return None
-    try:
-        return tuple(get_kernel(name) for name in names)
-    except ImportError:
-        if backend == "compiled":
-            raise
-        logger.warning("numba cannot be imported; lsqmf runs its numpy implementations instead")
-        return None
-
-
-def warm_up(backend: str = "auto", names: Iterable[str] | None = None) -> None:
-    """Compile the kernels (or load them from the disk cache) now, before any clock starts.
-
-    Timed entry points (``solve``, the solvers, the benchmarks, ``lsqmf evaluate``) call this
-    first, so that compile time is never counted as fit time. A no-op for the numpy backend
-    (and for ``'auto'`` without numba); later calls return at once.
-
-    Parameters
-    ----------
-    backend : {'auto', 'compiled', 'numpy'}, default='auto'
-    names : iterable of str, optional
-        Kernels to prepare (default: all of :data:`KERNELS`).
-    """
-    if resolve_backend(backend) == "numpy":
-        return
-    for name in KERNELS if names is None else names:
-        get_kernel(name)
 
 
 def get_kernel(name: str) -> Callable[..., Any]:

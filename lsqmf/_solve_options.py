@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._compiled import BACKENDS
+from ._backend import BACKENDS
 from ._solve_tables import LOSSES, METHODS, TR_OPTION_KEYS, TR_SOLVERS, check_jac
 from ._validation import (
     check_array,

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import gradcheck
-from ._compiled import resolve_backend
+from ._backend import resolve_backend
 from ._solve_options import SolveOptions
 from ._solve_tables import METHODS, JacKind, choose_jac, needs_dense
 from ._threads import blas_threads_for

@@ -361,7 +361,7 @@ class Problem:
         ImportError
             If ``backend='compiled'`` and numba is not installed.
         """
-        from ._compiled import select_kernels  # lazily: keeps numba out of `import lsqmf`
+        from ._backend import select_kernels
 
         kernels = select_kernels(("jac_matvec", "jac_rmatvec"), backend)
         if kernels is None:

@@ -78,7 +78,7 @@ from typing import Any
 
 import numpy as np
 
-from ._compiled import warm_up
+from ._backend import warm_up
 from ._solve_options import validate
 from ._solve_plan import MAX_DENSE_JACOBIAN_BYTES, plan
 from ._solve_result import NonFiniteResidualError, result

@@ -93,7 +93,7 @@ from typing import Any
 
 import numpy as np
 
-from .._compiled import BACKENDS
+from .._backend import BACKENDS
 from .._threads import blas_single_thread, numba_available
 from .._validation import (
     check_bool,
