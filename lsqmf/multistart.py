@@ -123,11 +123,13 @@ class _Run:
 def _one_start(R: Any, rank: int, seed: int, options: dict[str, Any]) -> _Run:
     """One seeded run of :func:`lsqmf.solve` (warnings of non-converged runs are recorded as
     their status, not raised)."""
+    from .solve import solve
+
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = _solver(options)(R, rank, random_state=seed, **options)
+            fit = solve(R, rank, random_state=seed, **options)
     except FloatingPointError as err:  # NonFiniteResidualError and the like
         logger.info("start with seed %d failed: %s", seed, err)
         return _Run(seed, None, np.inf, np.nan, int(Status.NON_FINITE),
@@ -135,22 +137,6 @@ def _one_start(R: Any, rank: int, seed: int, options: dict[str, Any]) -> _Run:
     rms = float("nan") if fit.rms is None else float(fit.rms)
     return _Run(seed, fit, float(fit.cost), rms, int(fit.status), time.perf_counter() - t0,
                 time.process_time() - c0, int(fit.nfev))
-
-
-def _solver(options: dict[str, Any]) -> Callable[..., FitResult]:
-    """:func:`lsqmf.solve`; or :func:`lsqmf.varpro.solve_varpro` for ``eliminate`` options
-    when this ``solve`` does not take ``eliminate``."""
-    import inspect
-
-    from .solve import solve
-
-    if options.get("eliminate") is not None and "eliminate" not in inspect.signature(
-        solve
-    ).parameters:
-        from .varpro import solve_varpro
-
-        return solve_varpro
-    return solve
 
 
 def parallel_map(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], n_jobs: int) -> list:
