@@ -154,7 +154,8 @@ VARPRO_JACOBIANS = ("kaufman", "full")
 VARPRO_JAC_KINDS = ("auto", "operator", "sparse", "dense")
 BACKENDS = ("auto", "compiled", "numpy")
 _LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
-_METHODS = ("trf", "dogbox", "lm")
+#: ``'lm-normal'`` is lsqmf's own LM on the reduced normal equations (lsqmf._varpro_lm).
+_METHODS = ("trf", "dogbox", "lm", "lm-normal")
 
 
 # ---------------------------------------------------------------------- compiled kernels
@@ -871,7 +872,11 @@ def solve_varpro(
         As in :func:`lsqmf.solve`; ``reg``, ``reg_bias``, ``count_scaled`` and ``biases`` too.
     weights, missing, mask
         As in :func:`lsqmf.as_ratings`.
-    method : {'trf', 'dogbox', 'lm'}, default='trf'
+    method : {'trf', 'dogbox', 'lm', 'lm-normal'}, default='trf'
+        ``'lm-normal'`` is lsqmf's own Levenberg-Marquardt on the dense reduced normal
+        equations ``J_K^T J_K`` (Kaufman, Cholesky; :mod:`lsqmf._varpro_lm`), not scipy's
+        ``'lm'``: for small optimized factors (``n * rank`` up to 8000); linear loss, no
+        bounds, ``x_scale='jac'`` is Marquardt's ``diag(J^T J)`` damping.
     tr_solver : {None, 'exact', 'lsmr'}, default=None
         None is ``'lsmr'`` for trf/dogbox (matrix-free) and the dense QR of ``'lm'``.
     tr_options : dict, optional
@@ -950,6 +955,12 @@ def solve_varpro(
     tr_options = {} if tr_options is None else dict(tr_options)
     if method == "lm" and tr_options:
         raise ValueError("method='lm' takes no `tr_options`.")
+    if method == "lm-normal":
+        from ._varpro_lm import check_normal_arguments
+
+        check_normal_arguments(loss=loss, bounds=bounds, tr_solver=tr_solver,
+                               tr_options=tr_options, jac=jac, jacobian=jacobian)
+        jac = "normal"
     dense = method == "lm" or tr_solver == "exact"
     if jac == "auto":
         jac = "dense" if dense else "operator"
@@ -962,7 +973,7 @@ def solve_varpro(
     if not dense and jac == "dense":
         tr_solver = "exact"
         dense = True
-    if tr_solver is None and method != "lm":
+    if tr_solver is None and method not in ("lm", "lm-normal"):
         tr_solver = "lsmr"
     rng, seed = resolve_seed(random_state)
 
@@ -1054,11 +1065,18 @@ def solve_varpro(
     # (spinning BLAS threads and the kernels contend for the cores; see lsqmf._threads)
     with blas_single_thread(jac == "operator" and red.kernels is not None):
         try:
-            opt = least_squares(
-                fun, theta0, jac=jac_fun, bounds=(lb, ub), method=method, ftol=ftol, xtol=xtol,
-                gtol=gtol, x_scale=x_scale_used, loss=loss, f_scale=f_scale, max_nfev=max_nfev,
-                tr_solver=None if method == "lm" else tr_solver, tr_options=tr_options,
-            )
+            if method == "lm-normal":
+                from ._varpro_lm import lm_normal
+
+                opt = lm_normal(fun, red, theta0, ftol=ftol, xtol=xtol, gtol=gtol,
+                                max_nfev=max_nfev, x_scale=x_scale_used)
+            else:
+                opt = least_squares(
+                    fun, theta0, jac=jac_fun, bounds=(lb, ub), method=method, ftol=ftol,
+                    xtol=xtol, gtol=gtol, x_scale=x_scale_used, loss=loss, f_scale=f_scale,
+                    max_nfev=max_nfev, tr_solver=None if method == "lm" else tr_solver,
+                    tr_options=tr_options,
+                )
         except _Stop as stop:
             stop_status = stop.status
         except KeyboardInterrupt:
