@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -33,4 +34,7 @@ def test_demo_runs_and_prints_the_verdict(
     assert "LSMR vs exact (the seed's claim: LSMR strongly preferred): " in printed
     report = (out / "seed" / "README.md").read_text(encoding="utf-8")
     assert "This demo timed the problems with n <= 5 once each." in report
-    assert "BLAS may use" not in report  # the demo's timings run on one BLAS thread
+    # the demo's timings ran on one BLAS thread (every BLAS library; OpenMP is not BLAS)
+    header = json.loads((out / "seed" / "run.json").read_text(encoding="utf-8"))
+    blas = [lib for lib in header["blas"]["libraries"] if lib["user_api"] == "blas"]
+    assert blas and all(lib["num_threads"] == 1 for lib in blas), blas
