@@ -64,6 +64,9 @@ gain ratio :math:`\rho` = actual / predicted decrease drives Nielsen's update
 (:math:`\lambda \leftarrow \lambda \max(1/3, 1 - (2\rho - 1)^3)` on success, else
 :math:`\lambda \leftarrow \nu\lambda`, :math:`\nu \leftarrow 2\nu`). Rejected steps reuse
 :math:`A` and :math:`g` (only the factorization and the trial inner solve repeat).
+Without regularization an accepted point is *retracted* to orthonormal columns of ``P``
+(thin QR, :math:`P \to PR^{-1}`: the reduced residual does not change, the gauge is
+fixed and the inner Gram matrices stay well conditioned), as in the VarPro papers.
 Stopping follows ``least_squares``: ``ftol`` (an accepted step with ratio > 0.25 whose cost
 decrease is below ``ftol * cost``), ``xtol`` (a step with :math:`\|\delta\| < x_{tol}
 (x_{tol} + \|\theta\|)`), ``gtol`` (:math:`\|g\|_\infty < g_{tol}`), ``max_nfev``
@@ -275,6 +278,15 @@ def normal_equations(red: ReducedProblem, theta: np.ndarray) -> tuple[np.ndarray
     return _normal(red, _layout(red), theta)
 
 
+def _orthonormalize(red: ReducedProblem, theta: np.ndarray) -> np.ndarray:
+    """``P -> orth(P)`` (thin QR): the reduced residual is invariant under ``P -> P M``
+    without regularization, and orthonormal columns keep ``G_i`` well conditioned."""
+    P, b = red.split(theta)
+    Qf, Rf = np.linalg.qr(P)
+    Qf = Qf * np.where(np.diag(Rf) < 0, -1.0, 1.0)
+    return red.pack(Qf, b)
+
+
 def _damping(A: np.ndarray, x_scale: Any) -> np.ndarray:
     if isinstance(x_scale, str):
         d = np.diag(A).copy()
@@ -295,6 +307,7 @@ def lm_normal(
     max_nfev: int | None,
     x_scale: Any = "jac",
     tau: float = 1e-3,
+    retract: bool | None = None,
 ) -> OptimizeResult:
     """Minimize ``0.5 ||fun(theta)||^2`` by LM on the reduced normal equations.
 
@@ -305,6 +318,8 @@ def lm_normal(
     ``message``, ``success``, ``nfev``, ``njev``).
     """
     lay = _layout(red)
+    if retract is None:
+        retract = not red.problem.has_reg
     ftol_ = 0.0 if ftol is None else float(ftol)
     xtol_ = 0.0 if xtol is None else float(xtol)
     gtol_ = 0.0 if gtol is None else float(gtol)
@@ -357,6 +372,8 @@ def lm_normal(
                 nu = 2.0
                 f_conv = actual < ftol_ * cost and rho > 0.25
                 x, r, cost = x_new, r_new, cost_new
+                if retract:
+                    x = _orthonormalize(red, x)
                 if f_conv and small_step:
                     status = Status.FTOL_XTOL
                 elif f_conv:
