@@ -180,3 +180,22 @@ def test_giraffe_reaches_best_known() -> None:
         max_nfev=300,
     )
     assert fit.rms is not None and fit.rms == pytest.approx(0.322795, rel=1e-5)
+
+
+def test_multistart_with_lm_normal() -> None:
+    M = _matrix(10, noise=0.0)
+    res = lsqmf.multistart(
+        M,
+        2,
+        eliminate="Q",
+        method="lm-normal",
+        formulation="none",
+        x_scale=1.0,
+        ftol=1e-12,
+        xtol=1e-12,
+        gtol=1e-12,
+        backend="numpy",
+        random_state=0,
+        max_starts=5,
+    )
+    assert res.best.rms is not None and res.best.rms < 1e-6
