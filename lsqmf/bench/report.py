@@ -268,39 +268,29 @@ def _conclusion(frame: pd.DataFrame, pairs: pd.DataFrame, summary: pd.DataFrame,
     return "\n".join(parts)
 
 
-def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *,
-                  figures: Sequence[str] = (), results_name: str = "results.csv",
-                  command: str | None = None,
-                  convergence: pd.DataFrame | None = None,
-                  raw: pd.DataFrame | None = None, note: str | None = None) -> str:
-    """The report as Markdown (see the module docstring); ``note`` follows the conclusion."""
-    header = header or {}
-    frame = _prepare(results)
-    n_cells = len(frame)
-    err = frame["error"].fillna("").astype(str) if "error" in frame else None
-    n_err = int((err.str.len() > 0).sum()) if err is not None else 0
-    success = frame["success"] if "success" in frame else None
-    n_nc = int((~success.astype(bool)).sum()) - n_err if success is not None else 0
+def _repeats_text(frame: pd.DataFrame) -> str:
+    """How many repeats each cell had: one number, per-n ranges, or ``"unknown"``."""
     reps = frame["repeats"] if "repeats" in frame else None
     if reps is None:
-        reps_text = "unknown"
-    elif reps.min() == reps.max():
-        reps_text = f"{int(reps.min())}"
-    else:
-        by_n = frame.groupby("n")["repeats"].agg(["min", "max"])
-        reps_text = ", ".join(
-            f"n = {int(n)}: {int(r['min'])}" + (f"–{int(r['max'])}" if r["max"] != r["min"] else "")
-            for n, r in by_n.iterrows()
-        )
+        return "unknown"
+    if reps.min() == reps.max():
+        return f"{int(reps.min())}"
+    by_n = frame.groupby("n")["repeats"].agg(["min", "max"])
+    return ", ".join(
+        f"n = {int(n)}: {int(r['min'])}" + (f"–{int(r['max'])}" if r["max"] != r["min"] else "")
+        for n, r in by_n.iterrows()
+    )
+
+
+def _intro_lines(frame: pd.DataFrame, header: dict[str, Any], figures: Sequence[str],
+                 results_name: str, command: str) -> list[str]:
+    """Title, provenance, environment, warnings and figure links."""
+    reps_text = _repeats_text(frame)
+    n_cells = len(frame)
     blas = header.get("blas", {})
     threads = blas.get("max_threads")
     env = blas.get("env", {})
     cmd = header.get("command", "")
-    command = command or f"lsqmf report {results_name}"
-    summary = panel_summary(frame)
-    pairs = lsmr_exact_ratios(frame)
-    n_max = int(frame["n"].max())
-
     out: list[str] = []
     out.append(f"# Solver timing study: `{header.get('grid_name', 'seed')}` grid\n")
     out.append(
@@ -323,16 +313,12 @@ def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *
         out.append(f"> **Warning:** {w}\n")
     for fig in figures:
         out.append(f"![{Path(fig).stem}]({fig})\n")
+    return out
 
-    # ---------------------------------------------------------------- conclusion first
-    out.append("## Conclusion\n")
-    if len(pairs):
-        out.append(_conclusion(frame, pairs, summary, raw).rstrip("\n") + "\n")
-    if note:
-        out.append(note + "\n")
 
-    # ---------------------------------------------------------------- fastest per panel
-    out.append("## Fastest configuration per panel\n")
+def _fastest_section(summary: pd.DataFrame, n_max: int) -> list[str]:
+    """The "Fastest configuration per panel" section."""
+    out = ["## Fastest configuration per panel\n"]
     out.append(
         "Configurations are `method-tr_solver-loss` (`lm` = `lm` with the linear loss). "
         "*Overall* ranks by the geometric mean of the time over all n of the panel, which "
@@ -351,43 +337,57 @@ def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *
     out.append(_table(
         ["panel", "fastest overall", "geo-mean time", "runner-up", "slowest",
          f"fastest at n = {n_max}", "runner-up", "slowest"], rows) + "\n")
+    return out
 
-    # ---------------------------------------------------------------- lsmr vs exact
-    if len(pairs):
-        out.append("## LSMR vs exact\n")
-        out.append(
-            "Ratio dur(lsmr) / dur(exact) for the same problem, method and loss (< 1: LSMR "
-            "faster); medians over method × loss (× n for the first column).\n"
-        )
-        rows = []
-        for (kf, sp), g in pairs.groupby(list(_PANELS)):
-            gm = g[g["n"] == n_max]
-            by_n = g.groupby("n")["time_ratio"].median()
-            rows.append([
-                _panel_name(kf, sp), _ratio(float(g["time_ratio"].median())),
-                _ratio(float(gm["time_ratio"].median())) if len(gm) else "–",
-                f"{(gm['time_ratio'] < 1).mean():.0%}" if len(gm) else "–",
-                ", ".join(f"{int(n)}: {v:.3g}" for n, v in by_n.items()),
-            ])
-        out.append(_table(
-            ["panel", "median ratio (all n)", f"median ratio at n = {n_max}",
-             f"LSMR faster at n = {n_max}", "median ratio by n"], rows) + "\n")
-        by_method = pairs[pairs["n"] == n_max].groupby("method")["time_ratio"].median()
-        if len(by_method):
-            out.append(f"At n = {n_max} by method: " + ", ".join(
-                f"{m} {_ratio(v)}" for m, v in by_method.items()) + ".\n")
 
-    # ---------------------------------------------------------------- method x tr_solver
-    out.append(f"## Median time at n = {n_max} by method-tr_solver (over losses)\n")
+def _lsmr_section(pairs: pd.DataFrame, n_max: int) -> list[str]:
+    """The "LSMR vs exact" section (empty when there are no pairs)."""
+    if not len(pairs):
+        return []
+    out = ["## LSMR vs exact\n"]
+    out.append(
+        "Ratio dur(lsmr) / dur(exact) for the same problem, method and loss (< 1: LSMR "
+        "faster); medians over method × loss (× n for the first column).\n"
+    )
+    rows: list[list[Any]] = []
+    for (kf, sp), g in pairs.groupby(list(_PANELS)):
+        gm = g[g["n"] == n_max]
+        by_n = g.groupby("n")["time_ratio"].median()
+        rows.append([
+            _panel_name(kf, sp), _ratio(float(g["time_ratio"].median())),
+            _ratio(float(gm["time_ratio"].median())) if len(gm) else "–",
+            f"{(gm['time_ratio'] < 1).mean():.0%}" if len(gm) else "–",
+            ", ".join(f"{int(n)}: {v:.3g}" for n, v in by_n.items()),
+        ])
+    out.append(_table(
+        ["panel", "median ratio (all n)", f"median ratio at n = {n_max}",
+         f"LSMR faster at n = {n_max}", "median ratio by n"], rows) + "\n")
+    by_method = pairs[pairs["n"] == n_max].groupby("method")["time_ratio"].median()
+    if len(by_method):
+        out.append(f"At n = {n_max} by method: " + ", ".join(
+            f"{m} {_ratio(v)}" for m, v in by_method.items()) + ".\n")
+    return out
+
+
+def _method_section(frame: pd.DataFrame, n_max: int) -> list[str]:
+    """Median time at the largest n by method-tr_solver, per panel."""
+    out = [f"## Median time at n = {n_max} by method-tr_solver (over losses)\n"]
     last = frame[(frame["n"] == n_max) & frame["dur"].notna()]
     last = last.assign(mt=last["method"] + "-" + last["tr_solver"])
     piv = last.groupby([*_PANELS, "mt"])["dur"].median().unstack("mt")
     rows = [[_panel_name(kf, sp), *[_dur(v) for v in piv.loc[(kf, sp)]]]
             for kf, sp in piv.index]
     out.append(_table(["panel", *piv.columns], rows) + "\n")
+    return out
 
-    # ---------------------------------------------------------------- failures
-    out.append("## Failures and non-converged cells\n")
+
+def _failures_section(frame: pd.DataFrame) -> list[str]:
+    """Counts of errors and non-converged cells, and the table of errors."""
+    err = frame["error"].fillna("").astype(str) if "error" in frame else None
+    n_err = int((err.str.len() > 0).sum()) if err is not None else 0
+    success = frame["success"] if "success" in frame else None
+    n_nc = int((~success.astype(bool)).sum()) - n_err if success is not None else 0
+    out = ["## Failures and non-converged cells\n"]
     out.append(
         f"{n_err} cell(s) raised an error and {max(n_nc, 0)} returned without success "
         "(ConvergenceWarning, recorded in the `success` and `warning` columns).\n"
@@ -399,6 +399,32 @@ def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *
             for r in bad.itertuples()
         ]
         out.append(_table(["panel", "n", "configuration", "error"], err_rows) + "\n")
+    return out
+
+
+def render_report(results: pd.DataFrame, header: dict[str, Any] | None = None, *,
+                  figures: Sequence[str] = (), results_name: str = "results.csv",
+                  command: str | None = None,
+                  convergence: pd.DataFrame | None = None,
+                  raw: pd.DataFrame | None = None, note: str | None = None) -> str:
+    """The report as Markdown (see the module docstring); ``note`` follows the conclusion."""
+    header = header or {}
+    frame = _prepare(results)
+    command = command or f"lsqmf report {results_name}"
+    summary = panel_summary(frame)
+    pairs = lsmr_exact_ratios(frame)
+    n_max = int(frame["n"].max())
+
+    out = _intro_lines(frame, header, figures, results_name, command)
+    out.append("## Conclusion\n")  # the conclusion comes first
+    if len(pairs):
+        out.append(_conclusion(frame, pairs, summary, raw).rstrip("\n") + "\n")
+    if note:
+        out.append(note + "\n")
+    out += _fastest_section(summary, n_max)
+    out += _lsmr_section(pairs, n_max)
+    out += _method_section(frame, n_max)
+    out += _failures_section(frame)
     if convergence is not None and len(convergence):
         out.append(_convergence_section(convergence))
     out.append(
