@@ -87,6 +87,7 @@ __all__ = [
     "make_tracks",
     "parse_ids",
     "read_input",
+    "read_text_lines",
 ]
 
 logger = logging.getLogger(__name__)
@@ -190,7 +191,44 @@ def _decode(data: bytes, path: Path) -> str:
 
 def _text_lines(path: Path) -> list[str]:
     """The file's lines (gunzipped, decoded), without line endings; index + 1 is the line."""
-    text = _decode(_read_bytes(path), path)
+    return _split_lines(_decode(_read_bytes(path), path))
+
+
+def read_text_lines(path: Any, *, what: str = "text") -> list[str]:
+    """The lines of a small text input file, opened and checked like :func:`read_input`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A text file, optionally gzip-compressed (UTF-8, UTF-16 with a byte-order mark, else
+        latin-1; any line endings).
+    what : str, default='text'
+        What the file holds, for error messages (e.g. ``'pairs'``).
+
+    Returns
+    -------
+    list of str
+        The lines without line endings; index + 1 is the line number.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        For a directory, a pipe or device (never read: it could block), an unreadable,
+        truncated or corrupt file, or a binary file (.npy, zip, NUL bytes).
+    TypeError
+        If ``path`` is not a file path.
+    """
+    p = _check_path(path, what)
+    data = _read_bytes(p)
+    kind = _binary_kind(data[:8192])
+    if kind is not None:
+        raise ValueError(f"{str(p)!r} is {kind}, not a text file; a {what} file is text.")
+    return _split_lines(_decode(data, p))
+
+
+def _split_lines(text: str) -> list[str]:
     if "\r" in text:  # Windows (CRLF) and classic Mac (CR) line endings
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")

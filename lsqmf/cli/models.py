@@ -76,13 +76,29 @@ def _source(arg: str) -> str:
 
 
 def _parse_id(text: str, ids: Any) -> Any:
-    """A raw id from the command line, typed like the model's id map."""
+    """A raw id from the command line, typed like the model's id map.
+
+    Only a canonical integer (the rule of :func:`lsqmf.datasets.parse_ids`) becomes an int
+    for a model with integer ids, so ids round-trip exactly: ``'007'`` stays the string and
+    is an unknown id of such a model, never user 7.
+    """
     if ids is not None and getattr(ids, "dtype", None) is not None and ids.dtype.kind in "iu":
-        try:
-            return int(text)
-        except ValueError:
-            return text
+        from ..datasets import parse_ids
+
+        parsed = parse_ids([text])
+        if parsed.dtype.kind == "i":
+            return int(parsed[0])
     return text
+
+
+def _id_array(ids: list[Any]) -> Any:
+    """Parsed ids as an object array: a mix of int and str ids keeps each one's type (a
+    plain ``np.array`` would turn every int into a string and none would be found)."""
+    import numpy as np
+
+    out = np.empty(len(ids), dtype=object)
+    out[:] = ids
+    return out
 
 
 def register(subparsers: Any) -> None:
@@ -198,22 +214,23 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from ..model_io import load_model
 
     model, meta = load_model(args.model)
     if args.pairs is not None:
         if args.user is not None or args.item is not None:
             raise ValueError("give either --pairs or --user and --item, not both.")
+        from ..datasets import _quote, read_text_lines
+
         pairs = []
-        for lineno, line in enumerate(args.pairs.read_text().splitlines(), start=1):
+        for lineno, line in enumerate(read_text_lines(args.pairs, what="pairs"), start=1):
             if not line.strip():
                 continue
             parts = line.replace(",", " ").split()
             if len(parts) != 2:
                 raise ValueError(
-                    f"{str(args.pairs)!r}, line {lineno}: expected 'user item'; got {line!r}."
+                    f"{str(args.pairs)!r}, line {lineno}: expected 'user item'; got "
+                    f"{_quote(line)}."
                 )
             pairs.append(parts)
     elif args.user is not None and args.item is not None:
@@ -223,7 +240,7 @@ def run_predict(args: argparse.Namespace) -> int:
     users = [_parse_id(u, model.row_ids) for u, _ in pairs]
     items = [_parse_id(i, model.col_ids) for _, i in pairs]
     clip = tuple(meta["rating_scale"]) if args.clip and "rating_scale" in meta else None
-    out = model.predict_ids(np.array(users), np.array(items), cold_start=args.cold_start,
+    out = model.predict_ids(_id_array(users), _id_array(items), cold_start=args.cold_start,
                             clip=clip, return_cold_start=True)
     print("user\titem\tprediction\tcold_start")
     for u, i, v, cold in zip(users, items, out.values, out.cold_start, strict=True):
