@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,6 +177,148 @@ def _ratio_note(sel: pd.DataFrame, x: str) -> str | None:
     return f"{head}\n{tail}"
 
 
+@dataclass(frozen=True)
+class _Lines:
+    """What tells the lines of a timing panel apart: colour by label, dash by ``style``."""
+
+    labels: list[str]
+    line_style: dict[str, dict[str, Any]]
+    style: str | None
+    style_vals: list[Any]
+    style_marks: dict[Any, tuple[Any, str]]
+
+
+def _timing_frame(results: Any, x: str, y: str, style: str | None,
+                  facet: str | None) -> pd.DataFrame:
+    """The rows to plot (positive ``y``), with a ``configuration`` label; checks the columns."""
+    frame = _as_frame(results)
+    for col in (x, y):
+        if col not in frame:
+            raise ValueError(f"`results` has no column {col!r}; columns: {list(frame.columns)}.")
+    for name, column in (("style", style), ("facet", facet)):
+        if column is not None and column not in frame:
+            raise ValueError(f"`{name}` column {column!r} is not in `results`.")
+    if style is not None and style == facet:
+        raise ValueError(f"`style` and `facet` must differ; both are {style!r}.")
+    frame = frame[frame[y].notna() & (frame[y] > 0)].copy()
+    if frame.empty:
+        raise ValueError("`results` has no row with a positive duration to plot.")
+    frame["configuration"] = config_label(frame)
+    return frame
+
+
+def _timing_panels(frame: pd.DataFrame) -> tuple[list[str], list[dict[str, Any]]]:
+    """The panel columns (k_factor x sparsity, else density) and one key dict per panel."""
+    panel_cols = [c for c in ("k_factor", "sparsity") if c in frame]
+    if not panel_cols:
+        panel_cols = [c for c in ("density",) if c in frame]
+    panels: list[dict[str, Any]] = [{}]
+    for col in panel_cols:
+        panels = [{**p, col: v} for p in panels for v in sorted(frame[col].unique())]
+    return panel_cols, panels
+
+
+def _timing_lines(frame: pd.DataFrame, style: str | None) -> _Lines:
+    labels = _label_order(frame)
+    style_vals = list(dict.fromkeys(frame[style])) if style is not None else [None]
+    style_marks = {v: (_DASHES[k % len(_DASHES)], _MARKERS[k % len(_MARKERS)])
+                   for k, v in enumerate(style_vals)}
+    return _Lines(labels, _line_styles(frame, labels), style, style_vals, style_marks)
+
+
+def _panel_rows(frame: pd.DataFrame, keys: dict[str, Any], facet: str | None,
+                fv: Any) -> tuple[pd.DataFrame, str]:
+    """The rows of one panel and its title."""
+    sel = frame
+    for col, val in keys.items():
+        sel = sel[sel[col] == val]
+    if facet is not None:
+        sel = sel[sel[facet] == fv]
+    title = _panel_title(keys) if keys else ""
+    if facet is not None:
+        title = f"{facet} = {fv}" + (f"\n{title}" if title else "")
+    return sel, title
+
+
+def _draw_lines(ax: Any, sel: pd.DataFrame, lines: _Lines, x: str, y: str) -> None:
+    """One median line (and min-max band) per configuration (and ``style`` value)."""
+    style = lines.style
+    for label in lines.labels:
+        for sv in lines.style_vals:
+            g = sel[sel["configuration"] == label]
+            if style is not None:
+                g = g[g[style] == sv]
+            if g.empty:
+                continue
+            stats = g.groupby(x)[y].agg(["median", "min", "max"]).sort_index()
+            kw = dict(lines.line_style[label])
+            if style is not None:
+                kw["linestyle"], kw["marker"] = lines.style_marks[sv]
+            ax.plot(stats.index, stats["median"], lw=1.8, ms=5, **kw)
+            if (stats["max"] > stats["min"]).any():
+                ax.fill_between(stats.index, stats["min"], stats["max"],
+                                color=kw["color"], alpha=0.15, lw=0)
+
+
+def _draw_panel(ax: Any, sel: pd.DataFrame, title: str, lines: _Lines, ns: list[Any],
+                x: str, y: str) -> None:
+    """Title, lines, LSMR/exact note, log axes and ticks of one panel."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_title(title + (" (no data)" if sel.empty else ""), fontsize=10)
+    _draw_lines(ax, sel, lines, x, y)
+    note = _ratio_note(sel, x) if not sel.empty and lines.style is None else None
+    if note:
+        ax.text(0.03, 0.97, note, transform=ax.transAxes, va="top", ha="left",
+                fontsize=8.5, bbox={"boxstyle": "round,pad=0.3", "fc": "white",
+                                    "ec": "0.7", "alpha": 0.9})
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.grid(True, which="major", alpha=0.3)
+    if len(ns) > 1:
+        ax.set_xticks(ns, [str(v) for v in ns])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _timing_legends(fig: Any, lines: _Lines) -> None:
+    """The configuration legend and, with ``style``, a second one for its values."""
+    from matplotlib.lines import Line2D
+
+    labels, line_style, style = lines.labels, lines.line_style, lines.style
+    if style is None:
+        handles = [Line2D([], [], lw=1.8, ms=5, **line_style[lab]) for lab in labels]
+    else:  # line style and marker tell the `style` values apart: colour only here
+        handles = [Line2D([], [], lw=3, color=line_style[lab]["color"]) for lab in labels]
+    legend = fig.legend(handles, labels, loc="outside right center", fontsize=9,
+                        title="method-tr_solver")
+    if style is not None:
+        style_handles = [Line2D([], [], color="0.3", lw=1.5, linestyle=lines.style_marks[v][0],
+                                marker=lines.style_marks[v][1]) for v in lines.style_vals]
+        fig.legend(style_handles, [str(v) for v in lines.style_vals],
+                   loc="outside right lower", fontsize=9, title=str(style))
+    legend.set_in_layout(True)
+
+
+def _timings_suptitle(frame: pd.DataFrame, style: str | None, facet: str | None) -> str:
+    """The figure title: repeats, and what a line and a band stand for."""
+    reps = ""
+    if "repeats" in frame and frame["repeats"].notna().any():
+        lo, hi = int(frame["repeats"].min()), int(frame["repeats"].max())
+        reps = f"best of {lo} repeat{'s' if lo > 1 else ''}" if lo == hi else \
+            f"best of {lo}–{hi} repeats"
+    spread = [c for c in ("loss", "jac", "solver") if c in frame and frame[c].nunique() > 1
+              and c not in (style, facet)]
+    if style is None and facet is None:
+        names = {"loss": "losses", "jac": "Jacobians", "solver": "solvers"}
+        over = " and ".join(f"the {frame[c].nunique()} {names[c]}" for c in spread)
+        what = f"line = median over {over or 'repeated rows'}, band = min–max"
+    elif facet is not None:
+        what = f"one row of panels per {facet}"
+    else:
+        what = f"line style = {style}"
+    return "Solve time vs problem size" + (f" ({reps})" if reps else "") + f"; {what}"
+
+
 def plot_timings(
     results: Any,
     out: str | Path,
@@ -220,35 +363,11 @@ def plot_timings(
         The files written.
     """
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import NullFormatter
 
-    frame = _as_frame(results)
-    for col in (x, y):
-        if col not in frame:
-            raise ValueError(f"`results` has no column {col!r}; columns: {list(frame.columns)}.")
-    for name, column in (("style", style), ("facet", facet)):
-        if column is not None and column not in frame:
-            raise ValueError(f"`{name}` column {column!r} is not in `results`.")
-    if style is not None and style == facet:
-        raise ValueError(f"`style` and `facet` must differ; both are {style!r}.")
-    frame = frame[frame[y].notna() & (frame[y] > 0)].copy()
-    if frame.empty:
-        raise ValueError("`results` has no row with a positive duration to plot.")
-    frame["configuration"] = config_label(frame)
-    panel_cols = [c for c in ("k_factor", "sparsity") if c in frame]
-    if not panel_cols:
-        panel_cols = [c for c in ("density",) if c in frame]
-    panels: list[dict[str, Any]] = [{}]
-    for col in panel_cols:
-        panels = [{**p, col: v} for p in panels for v in sorted(frame[col].unique())]
-    labels = _label_order(frame)
-    line_style = _line_styles(frame, labels)
-    style_vals = list(dict.fromkeys(frame[style])) if style is not None else [None]
-    style_marks = {v: (_DASHES[k % len(_DASHES)], _MARKERS[k % len(_MARKERS)])
-                   for k, v in enumerate(style_vals)}
+    frame = _timing_frame(results, x, y, style, facet)
+    panel_cols, panels = _timing_panels(frame)
+    lines = _timing_lines(frame, style)
     facet_vals = list(dict.fromkeys(frame[facet])) if facet is not None else [None]
-
     if facet is None and len(panel_cols) == 2:
         n_rows = frame[panel_cols[0]].nunique()
         n_cols = frame[panel_cols[1]].nunique()
@@ -260,75 +379,14 @@ def plot_timings(
     for f_idx, fv in enumerate(facet_vals):
         for p_idx, keys in enumerate(panels):
             ax = axes.flat[p_idx] if facet is None else axes[f_idx, p_idx]
-            sel = frame
-            for col, val in keys.items():
-                sel = sel[sel[col] == val]
-            if facet is not None:
-                sel = sel[sel[facet] == fv]
-            title = _panel_title(keys) if keys else ""
-            if facet is not None:
-                title = f"{facet} = {fv}" + (f"\n{title}" if title else "")
-            ax.set_title(title + (" (no data)" if sel.empty else ""), fontsize=10)
-            for label in labels:
-                for sv in style_vals:
-                    g = sel[sel["configuration"] == label]
-                    if style is not None:
-                        g = g[g[style] == sv]
-                    if g.empty:
-                        continue
-                    stats = g.groupby(x)[y].agg(["median", "min", "max"]).sort_index()
-                    kw = dict(line_style[label])
-                    if style is not None:
-                        kw["linestyle"], kw["marker"] = style_marks[sv]
-                    ax.plot(stats.index, stats["median"], lw=1.8, ms=5, **kw)
-                    if (stats["max"] > stats["min"]).any():
-                        ax.fill_between(stats.index, stats["min"], stats["max"],
-                                        color=kw["color"], alpha=0.15, lw=0)
-            note = _ratio_note(sel, x) if not sel.empty and style is None else None
-            if note:
-                ax.text(0.03, 0.97, note, transform=ax.transAxes, va="top", ha="left",
-                        fontsize=8.5, bbox={"boxstyle": "round,pad=0.3", "fc": "white",
-                                            "ec": "0.7", "alpha": 0.9})
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.grid(True, which="major", alpha=0.3)
-            if len(ns) > 1:
-                ax.set_xticks(ns, [str(v) for v in ns])
-                ax.xaxis.set_minor_formatter(NullFormatter())
+            sel, title = _panel_rows(frame, keys, facet, fv)
+            _draw_panel(ax, sel, title, lines, ns, x, y)
     for ax in axes[-1, :]:
         ax.set_xlabel("n (rows)" if x == "n" else x)
     for ax in axes[:, 0]:
         ax.set_ylabel("solve time [s]" if y == "dur" else y)
-
-    if style is None:
-        handles = [Line2D([], [], lw=1.8, ms=5, **line_style[lab]) for lab in labels]
-    else:  # line style and marker tell the `style` values apart: colour only here
-        handles = [Line2D([], [], lw=3, color=line_style[lab]["color"]) for lab in labels]
-    legend = fig.legend(handles, labels, loc="outside right center", fontsize=9,
-                        title="method-tr_solver")
-    if style is not None:
-        style_handles = [Line2D([], [], color="0.3", lw=1.5, linestyle=style_marks[v][0],
-                                marker=style_marks[v][1]) for v in style_vals]
-        fig.legend(style_handles, [str(v) for v in style_vals], loc="outside right lower",
-                   fontsize=9, title=str(style))
-    legend.set_in_layout(True)
-    reps = ""
-    if "repeats" in frame and frame["repeats"].notna().any():
-        lo, hi = int(frame["repeats"].min()), int(frame["repeats"].max())
-        reps = f"best of {lo} repeat{'s' if lo > 1 else ''}" if lo == hi else \
-            f"best of {lo}–{hi} repeats"
-    spread = [c for c in ("loss", "jac", "solver") if c in frame and frame[c].nunique() > 1
-              and c not in (style, facet)]
-    if style is None and facet is None:
-        names = {"loss": "losses", "jac": "Jacobians", "solver": "solvers"}
-        over = " and ".join(f"the {frame[c].nunique()} {names[c]}" for c in spread)
-        what = f"line = median over {over or 'repeated rows'}, band = min–max"
-    elif facet is not None:
-        what = f"one row of panels per {facet}"
-    else:
-        what = f"line style = {style}"
-    fig.suptitle("Solve time vs problem size" + (f" ({reps})" if reps else "") + f"; {what}",
-                 fontsize=11)
+    _timing_legends(fig, lines)
+    fig.suptitle(_timings_suptitle(frame, style, facet), fontsize=11)
     return _save(fig, Path(out), stem)
 
 
