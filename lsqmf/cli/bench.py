@@ -4,9 +4,10 @@
 [--jobs N] [--no-progress] [--no-plots] [--convergence]`` runs (or resumes) the grid, writes
 ``raw.csv``, ``results.csv`` and ``run.json`` into DIR, then the figures.
 
-``lsqmf plot RESULTS.csv [--out DIR] [--style loss] [--convergence [CSV]]`` draws the timing
-grid (and the convergence figure: from a saved ``convergence.csv``, or after running the study)
-from a results CSV.
+``lsqmf plot RESULTS.csv [--out DIR] [--style loss | --facet loss] [--convergence [CSV]]
+[--progress/--no-progress]`` draws the timing grid (and the convergence figure: from a saved
+``convergence.csv``, or after running the study) from a results CSV, with a progress bar on
+stderr (by default when stderr is a terminal).
 
 ``lsqmf report RESULTS.csv [--out FILE]`` writes the Markdown report of a seed-style results
 CSV (default: README.md next to the CSV).
@@ -26,6 +27,7 @@ __all__ = ["register"]
 def register(subparsers: Any) -> None:
     """Add the ``bench``, ``plot`` and ``report`` subcommands to ``subparsers``."""
     from ..bench.grid import PRESETS
+    from ._options import add_progress_options
 
     b = subparsers.add_parser(
         "bench",
@@ -72,11 +74,13 @@ def register(subparsers: Any) -> None:
                    help="output directory (default: the CSV's directory)")
     p.add_argument("--style", default=None, metavar="COLUMN",
                    help="column for the line style, e.g. loss (default: none)")
+    p.add_argument("--facet", default=None, metavar="COLUMN",
+                   help="column with one row of panels per value, e.g. loss (default: none; "
+                   "more readable than --style for the seed grid's five losses)")
     p.add_argument("--convergence", nargs="?", const=True, default=False, metavar="CSV",
                    help="also draw the convergence figure: from CSV (a convergence.csv) when "
                    "given, else run the convergence study first")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar")
+    add_progress_options(p)
     p.set_defaults(func=run_plot)
 
     r = subparsers.add_parser(
@@ -91,16 +95,44 @@ def register(subparsers: Any) -> None:
 
 
 def _draw(results: Any, out: Path, *, style: str | None, convergence: bool | str,
-          progress: bool) -> list[Path]:
+          progress: bool, facet: str | None = None) -> list[Path]:
+    """Draw the figures; with ``progress`` a tqdm bar on stderr names the step being drawn."""
     from ..bench import plots
 
-    files = plots.plot_timings(results, out, style=style)
+    steps = [f"timings ({len(results)} cells)"]
     if convergence is True:
-        frame = plots.convergence_study(progress=progress)
-        frame.to_csv(out / "convergence.csv", index=False)
-        files += plots.plot_convergence(frame, out)
-    elif convergence:
-        files += plots.plot_convergence(Path(convergence), out)
+        steps.append("convergence study")
+    if convergence:
+        steps.append("convergence figure")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(steps), desc="lsqmf plot", unit="step", file=sys.stderr,
+                   leave=False)
+
+    def step(index: int) -> None:
+        if bar is not None:
+            bar.n = index
+            bar.set_postfix_str(steps[index] if index < len(steps) else "done", refresh=False)
+            bar.refresh()
+
+    try:
+        step(0)
+        files = plots.plot_timings(results, out, style=style, facet=facet)
+        if convergence is True:
+            step(1)
+            frame = plots.convergence_study(progress=progress)
+            frame.to_csv(out / "convergence.csv", index=False)
+            step(2)
+            files += plots.plot_convergence(frame, out)
+        elif convergence:
+            step(1)
+            files += plots.plot_convergence(Path(convergence), out)
+        step(len(steps))
+    finally:
+        if bar is not None:
+            bar.close()
     return files
 
 
@@ -150,13 +182,14 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def run_plot(args: argparse.Namespace) -> int:
     from ..bench.harness import read_raw
+    from ._options import show_bar
 
     if not args.results.is_file():
         raise FileNotFoundError(f"results file {str(args.results)!r} does not exist.")
     out = args.out if args.out is not None else args.results.parent
     out.mkdir(parents=True, exist_ok=True)
-    for path in _draw(read_raw(args.results), out, style=args.style,
-                      convergence=args.convergence, progress=args.progress):
+    for path in _draw(read_raw(args.results), out, style=args.style, facet=args.facet,
+                      convergence=args.convergence, progress=show_bar(args)):
         print(f"wrote {path}")
     return 0
 
