@@ -170,7 +170,7 @@ def test_giraffe_reaches_best_known() -> None:
     fit = solve_varpro(
         M,
         6,
-        eliminate="P",
+        eliminate="Q",
         method="lm-normal",
         init_scale=1.0,
         random_state=0,
