@@ -212,6 +212,129 @@ def bmf(R: Any, rank: int, **options: Any) -> FitResult:
         return _sample(setup, burn_in, alpha_opt, beta0, backend)
 
 
+def _start_blocks(problem: Any, x0: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray]:
+    """The blocks ``[P | b]`` and ``[Q^T | c]`` of the start (biases zero)."""
+    P0, Q0, _, _ = problem.unpack(x0)
+    Zu = np.zeros((problem.n_rows, k1))
+    Zi = np.zeros((problem.n_cols, k1))
+    Zu[:, :problem.rank], Zi[:, :problem.rank] = P0, Q0.T
+    return Zu, Zi
+
+
+def _half_sweep(rng: np.random.Generator, gibbs: Any, side: RowData, Z: np.ndarray,
+                Z_other: np.ndarray, has: np.ndarray, *, k: int, with_bias: bool, mu: float,
+                alpha: float, beta0: float) -> None:
+    """Draw the hyperparameters of one side, then (in place) every block ``Z`` of that side."""
+    lam, m_z = sample_gauss_wishart(rng, Z[has], beta0)
+    eps = rng.standard_normal(Z.shape)
+    gibbs(side.indptr, side.other, side.targets(mu, Z_other[:, k] if with_bias else None),
+          side.weights, np.ascontiguousarray(Z_other[:, :k]), with_bias, alpha, lam, m_z, eps,
+          Z)
+
+
+def _split_blocks(Zu: np.ndarray, Zi: np.ndarray, k: int,
+                  with_bias: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(P, Qt, b, c)`` of the current sample (zero biases without them)."""
+    P = np.ascontiguousarray(Zu[:, :k])
+    Qt = np.ascontiguousarray(Zi[:, :k])
+    b = np.ascontiguousarray(Zu[:, k]) if with_bias else np.zeros(Zu.shape[0])
+    c = np.ascontiguousarray(Zi[:, k]) if with_bias else np.zeros(Zi.shape[0])
+    return P, Qt, b, c
+
+
+def _sample_cost(setup: Setup, sse: float, sample: tuple[np.ndarray, ...], with_bias: bool,
+                 j: int) -> float:
+    """The ``'l2'`` cost of a sample; raises if it is not finite."""
+    P, Qt, b, c = sample
+    cost = 0.5 * (sse + float(setup.reg_row @ np.sum(P * P, axis=1)
+                              + setup.reg_col @ np.sum(Qt * Qt, axis=1)))
+    if with_bias:
+        cost += 0.5 * float(setup.reg_row_bias @ (b * b) + setup.reg_col_bias @ (c * c))
+    if not np.isfinite(cost):
+        raise FloatingPointError(
+            f"lsqmf.solvers.bmf: a sample became non-finite at sweep {j}; check the "
+            f"ratings for extreme values or pass a fixed `alpha`."
+        )
+    return cost
+
+
+class _Averages:
+    """Sums of the samples drawn after the burn-in, and the held-out RMSE of their mean."""
+
+    def __init__(self, k: int, n: int, m: int, val: Any) -> None:
+        self.factors = MeanFactors(2 * k)
+        self.bias_sum = np.zeros(n), np.zeros(m)
+        self.val = val
+        self.val_sum = None if val is None else np.zeros(val.size)
+        self.val_pred = None if val is None else np.empty(val.size)
+        self.val_rmse: list[float] = []
+        self.best_val, self.bad = np.inf, 0
+
+    def add(self, predict: Any, sample: tuple[np.ndarray, ...], mu: float,
+            with_bias: bool) -> None:
+        P, Qt, b, c = sample
+        self.factors.add(P, Qt)
+        self.bias_sum[0][:] += b
+        self.bias_sum[1][:] += c
+        val = self.val
+        if val is not None and self.val_sum is not None and self.val_pred is not None:
+            predict(val.rows, val.cols, P, Qt, b, c, mu, with_bias, self.val_pred)
+            self.val_sum += self.val_pred
+            score = val.rmse(self.val_sum / self.factors.count)
+            self.val_rmse.append(score)
+            if score < self.best_val - val.min_delta:
+                self.best_val, self.bad = score, 0
+            else:
+                self.bad += 1
+
+    def stalled(self) -> bool:
+        """Whether the held-out RMSE has not improved for ``patience`` samples."""
+        val = self.val
+        return val is not None and val.patience is not None and self.bad >= val.patience
+
+    def means(self, k: int, last: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        """``(P, Qt, b, c)`` of the posterior mean (the ``last`` sample when none was added)."""
+        count = self.factors.count
+        if not count:  # stopped during the burn-in: the last sample
+            return last
+        Pm, Qtm = self.factors.mean(k)
+        return Pm, Qtm, self.bias_sum[0] / count, self.bias_sum[1] / count
+
+
+def _stop_status(setup: Setup, avg: _Averages, j: int, cost: float,
+                 elapsed: float) -> Status | None:
+    """Why the chain stops after sweep ``j`` (callback, validation, time), or None."""
+    if setup.callback is not None and setup.callback(IterationInfo(j, cost, elapsed)):
+        return Status.CALLBACK
+    if avg.stalled():
+        return Status.VALIDATION
+    if setup.max_time is not None and elapsed > setup.max_time:
+        return Status.MAX_TIME
+    return None
+
+
+def _bmf_result(setup: Setup, means: tuple[np.ndarray, ...], status: Status, nfev: int,
+                alphas: list[float], avg: _Averages, history: History) -> FitResult:
+    problem, r = setup.problem, setup.ratings
+    with_bias = bool(problem.biases)
+    Pm, Qtm, bm, cm = means
+    x = problem.pack(Pm, Qtm.T, bm, cm) if with_bias else problem.pack(Pm, Qtm.T)
+    options = {**setup.options, "alpha_samples": alphas, "n_samples": avg.factors.count}
+    if avg.val is not None:
+        options["validation_rmse"] = avg.val_rmse
+    fit = FitResult(
+        P=Pm, Q=np.ascontiguousarray(Qtm.T), mu=problem.mu, row_bias=bm if with_bias else None,
+        col_bias=cm if with_bias else None, success=status > 0, status=int(status),
+        message=STATUS_MESSAGES[status], nfev=nfev, njev=None, cost=problem.cost(x),
+        optimality=None, history=history,
+        wall_time=time.perf_counter() - setup.t_start, options=options, solver="bmf",
+        row_ids=r.row_ids, col_ids=r.col_ids, row_counts=r.row_counts(),
+        col_counts=r.col_counts(), rms=problem.rms(x), train_mean=r.mean(),
+    )
+    log_result(setup.logger, int(setup.opts.verbose), fit)
+    return fit
+
+
 def _sample(
     setup: Setup, burn_in: int, alpha_opt: float | None, beta0: float, backend: str
 ) -> FitResult:
@@ -220,78 +343,39 @@ def _sample(
     predict = get_kernel("predict_pairs", backend)
     users, items = RowData.sides(setup)
     r = setup.ratings
-    n, m, k = problem.n_rows, problem.n_cols, problem.rank
+    k = problem.rank
     with_bias = bool(problem.biases)
     mu = float(problem.mu) if with_bias else 0.0
-    k1 = k + 1 if with_bias else k
-    P0, Q0, _, _ = problem.unpack(setup.x0)
-    Zu = np.zeros((n, k1))
-    Zi = np.zeros((m, k1))
-    Zu[:, :k], Zi[:, :k] = P0, Q0.T
+    Zu, Zi = _start_blocks(problem, setup.x0, k + 1 if with_bias else k)
     has_u, has_i = users.counts > 0, items.counts > 0
     rows = np.ascontiguousarray(r.rows, dtype=np.int64)
     cols = np.ascontiguousarray(r.cols, dtype=np.int64)
     w = np.ones(r.nnz) if r.weights is None else np.asarray(r.weights, dtype=np.float64)
-    reg_u, reg_i = setup.reg_row, setup.reg_col
-    reg_ub, reg_ib = setup.reg_row_bias, setup.reg_col_bias
-    val = getattr(setup, "validation", None)
     alpha = 2.0 if alpha_opt is None else alpha_opt
-    mean = MeanFactors(2 * k)
-    bias_sum = np.zeros(n), np.zeros(m)
+    avg = _Averages(k, problem.n_rows, problem.n_cols, getattr(setup, "validation", None))
     fitted = np.empty(r.nnz)
-    val_sum = None if val is None else np.zeros(val.size)
-    val_pred = None if val is None else np.empty(val.size)
-    steps, costs, times, alphas, val_rmse = [0], [problem.cost(setup.x0)], [0.0], [], []
+    steps, costs, times, alphas = [0], [problem.cost(setup.x0)], [0.0], []
     times[0] = time.perf_counter() - setup.t_start
-    best_val, bad = np.inf, 0
     verbose = int(setup.opts.verbose)
     if verbose >= 2:
         setup.logger.info("bmf: iteration 0 cost %.6g", costs[0])
     status = Status.FTOL
     j = 0
     for j in range(1, setup.max_iter + 1):
-        lam, m_u = sample_gauss_wishart(rng, Zu[has_u], beta0)
-        eps = rng.standard_normal((n, k1))
-        gibbs(users.indptr, users.other, users.targets(mu, Zi[:, k] if with_bias else None),
-              users.weights, np.ascontiguousarray(Zi[:, :k]), with_bias, alpha, lam, m_u, eps,
-              Zu)
-        lam, m_i = sample_gauss_wishart(rng, Zi[has_i], beta0)
-        eps = rng.standard_normal((m, k1))
-        gibbs(items.indptr, items.other, items.targets(mu, Zu[:, k] if with_bias else None),
-              items.weights, np.ascontiguousarray(Zu[:, :k]), with_bias, alpha, lam, m_i, eps,
-              Zi)
-        P = np.ascontiguousarray(Zu[:, :k])
-        Qt = np.ascontiguousarray(Zi[:, :k])
-        b = np.ascontiguousarray(Zu[:, k]) if with_bias else np.zeros(n)
-        c = np.ascontiguousarray(Zi[:, k]) if with_bias else np.zeros(m)
-        predict(rows, cols, P, Qt, b, c, mu, with_bias, fitted)
+        _half_sweep(rng, gibbs, users, Zu, Zi, has_u, k=k, with_bias=with_bias, mu=mu,
+                    alpha=alpha, beta0=beta0)
+        _half_sweep(rng, gibbs, items, Zi, Zu, has_i, k=k, with_bias=with_bias, mu=mu,
+                    alpha=alpha, beta0=beta0)
+        sample = _split_blocks(Zu, Zi, k, with_bias)
+        predict(rows, cols, *sample, mu, with_bias, fitted)
         err = fitted - r.values
         sse = float(np.sum(w * err * err))
         if alpha_opt is None:
             alpha = float(rng.gamma(1.0 + 0.5 * r.nnz, 1.0 / (1.0 + 0.5 * sse)))
         alphas.append(alpha)
-        cost = 0.5 * (sse + float(reg_u @ np.sum(P * P, axis=1) + reg_i @ np.sum(Qt * Qt,
-                                                                                  axis=1)))
-        if with_bias:
-            cost += 0.5 * float(reg_ub @ (b * b) + reg_ib @ (c * c))
-        if not np.isfinite(cost):
-            raise FloatingPointError(
-                f"lsqmf.solvers.bmf: a sample became non-finite at sweep {j}; check the "
-                f"ratings for extreme values or pass a fixed `alpha`."
-            )
+        cost = _sample_cost(setup, sse, sample, with_bias, j)
         if j > burn_in:
-            mean.add(P, Qt)
-            bias_sum[0][:] += b
-            bias_sum[1][:] += c
-            if val is not None and val_sum is not None and val_pred is not None:
-                predict(val.rows, val.cols, P, Qt, b, c, mu, with_bias, val_pred)
-                val_sum += val_pred
-                score = val.rmse(val_sum / mean.count)
-                val_rmse.append(score)
-                if score < best_val - val.min_delta:
-                    best_val, bad = score, 0
-                else:
-                    bad += 1
+            avg.add(predict, sample, mu, with_bias)
         elapsed = time.perf_counter() - setup.t_start
         steps.append(j)
         costs.append(cost)
@@ -299,33 +383,10 @@ def _sample(
         if verbose >= 2:
             setup.logger.info("bmf: iteration %d cost %.6g (sample) alpha %.4g time %.3f s", j,
                               cost, alpha, elapsed)
-        if setup.callback is not None and setup.callback(IterationInfo(j, cost, elapsed)):
-            status = Status.CALLBACK
+        stop = _stop_status(setup, avg, j, cost, elapsed)
+        if stop is not None:
+            status = stop
             break
-        if val is not None and val.patience is not None and bad >= val.patience:
-            status = Status.VALIDATION
-            break
-        if setup.max_time is not None and elapsed > setup.max_time:
-            status = Status.MAX_TIME
-            break
-    if mean.count:
-        Pm, Qtm = mean.mean(k)
-        bm, cm = bias_sum[0] / mean.count, bias_sum[1] / mean.count
-    else:  # stopped during the burn-in: the last sample
-        Pm, Qtm, bm, cm = P, Qt, b, c
-    x = problem.pack(Pm, Qtm.T, bm, cm) if with_bias else problem.pack(Pm, Qtm.T)
-    options = {**setup.options, "alpha_samples": alphas, "n_samples": mean.count}
-    if val is not None:
-        options["validation_rmse"] = val_rmse
-    fit = FitResult(
-        P=Pm, Q=np.ascontiguousarray(Qtm.T), mu=problem.mu, row_bias=bm if with_bias else None,
-        col_bias=cm if with_bias else None, success=status > 0, status=int(status),
-        message=STATUS_MESSAGES[status], nfev=j, njev=None, cost=problem.cost(x),
-        optimality=None, history=History.from_lists(steps, costs, times),
-        wall_time=time.perf_counter() - setup.t_start, options=options, solver="bmf",
-        row_ids=r.row_ids, col_ids=r.col_ids, row_counts=r.row_counts(),
-        col_counts=r.col_counts(), rms=problem.rms(x), train_mean=r.mean(),
-    )
-    log_result(setup.logger, int(setup.opts.verbose), fit)
-    return fit
+    return _bmf_result(setup, avg.means(k, sample), status, j, alphas, avg,
+                       History.from_lists(steps, costs, times))
 
