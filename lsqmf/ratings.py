@@ -54,6 +54,101 @@ def _as_index_array(name: str, values: Any) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
+def _check_values(values_in: Any, len_rows: int, len_cols: int) -> np.ndarray:
+    """The rating values as a 1-d float array of the same length as the indices."""
+    if np.iscomplexobj(values_in):
+        raise TypeError("rating values must be real numbers; got complex values.")
+    try:
+        values = np.asarray(values_in, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"rating values must be real numbers; got {describe(values_in)}."
+        ) from err
+    if values.ndim != 1:
+        raise ValueError(f"rating values must be 1-dimensional; got shape {values.shape}.")
+    if not (len_rows == len_cols == len(values)):
+        raise ValueError(
+            "`rows`, `cols` and `values` must have the same length; got "
+            f"{len_rows}, {len_cols} and {len(values)}."
+        )
+    return values
+
+
+def _check_shape(shape: Any) -> tuple[int, int]:
+    """``(n_rows, n_cols)`` from a pair of positive ints."""
+    if (
+        not isinstance(shape, tuple | list)
+        or len(shape) != 2
+        or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in shape)
+    ):
+        raise TypeError(f"`shape` must be a pair of ints (n_rows, n_cols); got {shape!r}.")
+    n_rows, n_cols = int(shape[0]), int(shape[1])
+    if n_rows < 1 or n_cols < 1:
+        raise ValueError(f"`shape` must be positive in both dimensions; got {shape!r}.")
+    return n_rows, n_cols
+
+
+def _check_entries(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int,
+                   n_cols: int) -> None:
+    """At least one entry, finite values, every index inside the shape."""
+    if len(values) == 0:
+        raise ValueError("the ratings are empty: there is no observed entry to fit.")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        t = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"rating values must be finite; {int(bad.sum())} are NaN or infinite "
+            f"(first at row {rows[t]}, column {cols[t]}: {values[t]})."
+        )
+    for name, idx, size in (("row", rows, n_rows), ("column", cols, n_cols)):
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0:
+            raise ValueError(f"{name} indices must be >= 0; got {lo}.")
+        if hi >= size:
+            raise ValueError(
+                f"{name} indices must be < {size} (the {name} count of `shape`); got {hi}."
+            )
+
+
+def _check_weights(weights_in: Any, values: np.ndarray) -> np.ndarray | None:
+    """The weights as a float array (one finite, non-negative entry per value), or None."""
+    if weights_in is None:
+        return None
+    try:
+        weights = np.asarray(weights_in, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"`weights` must be real numbers; got {describe(weights_in)}."
+        ) from err
+    if weights.shape != values.shape:
+        raise ValueError(
+            f"`weights` must have one entry per observed rating ({len(values)}); "
+            f"got shape {weights.shape}."
+        )
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError("`weights` must be finite and >= 0.")
+    if not np.any(weights > 0):
+        raise ValueError("`weights` must not all be zero.")
+    return weights
+
+
+def _check_no_duplicates(rows: np.ndarray, cols: np.ndarray, row_ids: Any,
+                         col_ids: Any) -> None:
+    """Raise on a repeated ``(row, col)`` pair of the sorted triplets, naming the first."""
+    dup = (rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1])
+    if dup.any():
+        t = int(np.flatnonzero(dup)[0])
+        r, c = int(rows[t]), int(cols[t])
+        where = f"row {r}, column {c}"
+        if row_ids is not None and col_ids is not None:
+            user, item = (_plain(ids[i]) for ids, i in ((row_ids, r), (col_ids, c)))
+            where = f"user {user!r}, item {item!r}"
+        raise ValueError(
+            f"the ratings contain {int(dup.sum())} duplicate (row, column) pair(s), "
+            f"first at {where}; aggregate them (e.g. keep the last or the mean) first."
+        )
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Ratings:
     """Observed entries of an ``(n_rows, n_cols)`` matrix as sorted COO triplets.
@@ -90,81 +185,15 @@ class Ratings:
     def __post_init__(self) -> None:
         rows = _as_index_array("rows", self.rows)
         cols = _as_index_array("cols", self.cols)
-        if np.iscomplexobj(self.values):
-            raise TypeError("rating values must be real numbers; got complex values.")
-        try:
-            values = np.asarray(self.values, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise TypeError(
-                f"rating values must be real numbers; got {describe(self.values)}."
-            ) from err
-        if values.ndim != 1:
-            raise ValueError(f"rating values must be 1-dimensional; got shape {values.shape}.")
-        if not (len(rows) == len(cols) == len(values)):
-            raise ValueError(
-                "`rows`, `cols` and `values` must have the same length; got "
-                f"{len(rows)}, {len(cols)} and {len(values)}."
-            )
-        shape = self.shape
-        if (
-            not isinstance(shape, tuple | list)
-            or len(shape) != 2
-            or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in shape)
-        ):
-            raise TypeError(f"`shape` must be a pair of ints (n_rows, n_cols); got {shape!r}.")
-        n_rows, n_cols = int(shape[0]), int(shape[1])
-        if n_rows < 1 or n_cols < 1:
-            raise ValueError(f"`shape` must be positive in both dimensions; got {shape!r}.")
-        if len(values) == 0:
-            raise ValueError("the ratings are empty: there is no observed entry to fit.")
-        bad = ~np.isfinite(values)
-        if bad.any():
-            t = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"rating values must be finite; {int(bad.sum())} are NaN or infinite "
-                f"(first at row {rows[t]}, column {cols[t]}: {values[t]})."
-            )
-        for name, idx, size in (("row", rows, n_rows), ("column", cols, n_cols)):
-            lo, hi = int(idx.min()), int(idx.max())
-            if lo < 0:
-                raise ValueError(f"{name} indices must be >= 0; got {lo}.")
-            if hi >= size:
-                raise ValueError(
-                    f"{name} indices must be < {size} (the {name} count of `shape`); got {hi}."
-                )
-        weights = self.weights
-        if weights is not None:
-            try:
-                weights = np.asarray(weights, dtype=np.float64)
-            except (TypeError, ValueError) as err:
-                raise TypeError(
-                    f"`weights` must be real numbers; got {describe(self.weights)}."
-                ) from err
-            if weights.shape != values.shape:
-                raise ValueError(
-                    f"`weights` must have one entry per observed rating ({len(values)}); "
-                    f"got shape {weights.shape}."
-                )
-            if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-                raise ValueError("`weights` must be finite and >= 0.")
-            if not np.any(weights > 0):
-                raise ValueError("`weights` must not all be zero.")
+        values = _check_values(self.values, len(rows), len(cols))
+        n_rows, n_cols = _check_shape(self.shape)
+        _check_entries(rows, cols, values, n_rows, n_cols)
+        weights = _check_weights(self.weights, values)
         order = np.lexsort((cols, rows))
         rows, cols, values = rows[order], cols[order], values[order]
         if weights is not None:
             weights = weights[order]
-        dup = (rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1])
-        if dup.any():
-            t = int(np.flatnonzero(dup)[0])
-            r, c = int(rows[t]), int(cols[t])
-            where = f"row {r}, column {c}"
-            if self.row_ids is not None and self.col_ids is not None:
-                user, item = (_plain(ids[i]) for ids, i in ((self.row_ids, r), (self.col_ids, c)))
-                where = f"user {user!r}, item {item!r}"
-            raise ValueError(
-                f"the ratings contain {int(dup.sum())} duplicate (row, column) pair(s), "
-                f"first at {where}; aggregate them (e.g. keep the last or the mean) first."
-            )
+        _check_no_duplicates(rows, cols, self.row_ids, self.col_ids)
         id_maps = (("row_ids", self.row_ids, n_rows), ("col_ids", self.col_ids, n_cols))
         for name, ids, size in id_maps:
             if ids is not None and len(ids) != size:
