@@ -409,21 +409,18 @@ class _LazySynthetic:
 
 
 # ---------------------------------------------------------------------------- parsing
-def parse_grid(text_or_dict: str | Mapping[str, Any], source: str = "<string>") -> Grid:
-    """Validate a grid given as TOML text or an already-parsed mapping.
-
-    Raises
-    ------
-    GridError
-        Naming ``source`` and the offending key.
-    """
+def _load_table(text_or_dict: str | Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The grid as a dict: TOML text parsed, a mapping copied."""
     if isinstance(text_or_dict, str):
         try:
-            raw = tomllib.loads(text_or_dict)
+            return tomllib.loads(text_or_dict)
         except tomllib.TOMLDecodeError as err:
             raise GridError(f"{source}: not valid TOML: {err}") from err
-    else:
-        raw = dict(text_or_dict)
+    return dict(text_or_dict)
+
+
+def _check_top_level(raw: Mapping[str, Any], source: str) -> int:
+    """Known top-level keys, the required ones present, strings where needed; ``repeats``."""
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise GridError(
@@ -440,6 +437,11 @@ def parse_grid(text_or_dict: str | Mapping[str, Any], source: str = "<string>") 
     repeats = raw.get("repeats", 1)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise GridError(f"{source}: key `repeats` must be an int >= 1; got {repeats!r}.")
+    return repeats
+
+
+def _parse_problem(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The ``[problem]`` table checked against the generator of ``problems``, with defaults."""
     problems = raw["problems"]
     if problems not in _GENERATOR_SPECS:
         raise GridError(
@@ -464,6 +466,11 @@ def parse_grid(text_or_dict: str | Mapping[str, Any], source: str = "<string>") 
             raise GridError(f"{source}: missing required key `problem.{key}`.")
         else:
             problem[key] = s[1]
+    return problem
+
+
+def _parse_solve(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The ``[solve]`` table: solver options shared by every configuration, no lists."""
     solve = _solver_params(source, "solve", raw.get("solve", {}))
     for key, value in solve.items():
         if isinstance(value, list):
@@ -471,6 +478,11 @@ def parse_grid(text_or_dict: str | Mapping[str, Any], source: str = "<string>") 
                 f"{source}: key `solve.{key}` must be a single value (lists expand only inside "
                 "[[configs]])."
             )
+    return solve
+
+
+def _expand_configs(raw: Mapping[str, Any], source: str) -> list[dict[str, Any]]:
+    """Every ``[[configs]]`` table expanded over its lists (solver first)."""
     raw_configs = raw.get("configs")
     if not isinstance(raw_configs, list) or not raw_configs:
         raise GridError(f"{source}: missing `[[configs]]`: at least one configuration needed.")
@@ -489,11 +501,27 @@ def parse_grid(text_or_dict: str | Mapping[str, Any], source: str = "<string>") 
         lists += [v if isinstance(v, list) else [v] for v in params.values()]
         for combo in itertools.product(*lists):
             configs.append(dict(zip(keys, combo, strict=True)))
+    return configs
+
+
+def parse_grid(text_or_dict: str | Mapping[str, Any], source: str = "<string>") -> Grid:
+    """Validate a grid given as TOML text or an already-parsed mapping.
+
+    Raises
+    ------
+    GridError
+        Naming ``source`` and the offending key.
+    """
+    raw = _load_table(text_or_dict, source)
+    repeats = _check_top_level(raw, source)
+    problem = _parse_problem(raw, source)
+    solve = _parse_solve(raw, source)
+    configs = _expand_configs(raw, source)
     return Grid(
         name=raw["name"],
         description=raw.get("description", ""),
         repeats=repeats,
-        problems=problems,
+        problems=raw["problems"],
         problem=problem,
         solve=solve,
         configs=configs,
