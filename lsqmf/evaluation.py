@@ -793,6 +793,61 @@ def _read_frame(path: Path, columns: list[str]) -> pd.DataFrame:
     return frame[columns]
 
 
+def _done_cells(path: Path | None, cells: list[_Cell], by_id: dict[str, _Cell],
+                columns: list[str], desc: str) -> set[str]:
+    """Ids of the cells that an earlier run already finished in ``path`` (without error)."""
+    from ._checkpoint import parse_bool, parse_float, parse_int, read_checkpoint
+
+    done: set[str] = set()
+    if path is not None:
+        if path.is_dir():
+            raise ValueError(f"`out` must be a CSV file path; got the directory {str(path)!r}.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size:
+            parsers: dict[str, Callable[[str], Any]] = {
+                **dict.fromkeys(_FLOAT_FIELDS, parse_float),
+                **dict.fromkeys(["n_test", "n_scored", "n_cold_start", "fold"], parse_int),
+                "success": lambda s: s == "" or parse_bool(s),
+            }
+            rows = read_checkpoint(path, columns, known=by_id, parsers=parsers,
+                                   keep=lambda r: r["error"] == "", what=desc)
+            done = {r["cell_id"] for r in rows}
+            logger.info("%s: %d of %d cells already done in %s", desc, len(done), len(cells),
+                        path)
+    return done
+
+
+def _cells_frame(path: Path | None, columns: list[str], by_id: dict[str, _Cell],
+                 rows_by_index: dict[int, dict[str, Any]]) -> pd.DataFrame:
+    """The rows so far in cell order: read back from ``path``, else the rows in memory."""
+    import pandas as pd
+
+    if path is not None:
+        table = _read_frame(path, columns)
+        order = table["cell_id"].map({cid: c.index for cid, c in by_id.items()})
+        return table.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(
+            drop=True
+        )
+    rows = [rows_by_index[i] for i in sorted(rows_by_index)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _cell_row(outcome: Any, data: _CellData, head_of: Callable[[_Cell], dict[str, Any]],
+              columns: list[str], extra_seen: set[str], desc: str) -> dict[str, Any]:
+    """The row of a finished cell (scores or its error); warns once per unrecorded field."""
+    cell: _Cell = outcome.task
+    value = outcome.value if outcome.ok else {"error": outcome.error}
+    row = {**head_of(cell), **value, "cell_id": cell.cell_id}
+    row.setdefault("solver", _solver_name(data.solver))
+    for k in _FLOAT_FIELDS:
+        row.setdefault(k, float("nan"))
+    extra = set(row) - set(columns) - extra_seen
+    if extra:
+        extra_seen |= extra
+        logger.warning("%s: fields %s are not recorded", desc, sorted(extra))
+    return row
+
+
 def _run_cells(
     data: _CellData,
     cells: list[_Cell],
@@ -810,37 +865,14 @@ def _run_cells(
     With ``out``, the finished cells of an earlier run with the same data, folds, solver and
     parameters are kept (failed ones run again) and every new row is appended at once.
     """
-    import pandas as pd
     from tqdm.auto import tqdm
 
-    from ._checkpoint import (
-        RowWriter,
-        parse_bool,
-        parse_float,
-        parse_int,
-        read_checkpoint,
-        sort_rows,
-    )
+    from ._checkpoint import RowWriter, sort_rows
     from .parallel import map_tasks, plan_backend
 
     path = None if out is None else Path(out)
     by_id = {c.cell_id: c for c in cells}
-    done: set[str] = set()
-    if path is not None:
-        if path.is_dir():
-            raise ValueError(f"`out` must be a CSV file path; got the directory {str(path)!r}.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() and path.stat().st_size:
-            parsers: dict[str, Callable[[str], Any]] = {
-                **dict.fromkeys(_FLOAT_FIELDS, parse_float),
-                **dict.fromkeys(["n_test", "n_scored", "n_cold_start", "fold"], parse_int),
-                "success": lambda s: s == "" or parse_bool(s),
-            }
-            rows = read_checkpoint(path, columns, known=by_id, parsers=parsers,
-                                   keep=lambda r: r["error"] == "", what=desc)
-            done = {r["cell_id"] for r in rows}
-            logger.info("%s: %d of %d cells already done in %s", desc, len(done), len(cells),
-                        path)
+    done = _done_cells(path, cells, by_id, columns, desc)
     todo = [c for c in cells if c.cell_id not in done]
     backend = plan_backend(n_jobs, scheduler)  # connects (or fails) before any work
     rows_by_index: dict[int, dict[str, Any]] = {}
@@ -848,31 +880,11 @@ def _run_cells(
     bar = tqdm(total=len(cells), initial=len(done), disable=not progress, desc=desc,
                unit="fit")
     extra_seen: set[str] = set()
-
-    def frame() -> pd.DataFrame:
-        if path is not None:
-            table = _read_frame(path, columns)
-            order = table["cell_id"].map({cid: c.index for cid, c in by_id.items()})
-            return table.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(
-                drop=True
-            )
-        rows = [rows_by_index[i] for i in sorted(rows_by_index)]
-        return pd.DataFrame(rows, columns=columns)
-
     try:
         for outcome in map_tasks(_score_cell, todo, shared=data, backend=backend,
                                  label=desc.replace(" ", "-")):
-            cell: _Cell = outcome.task
-            value = outcome.value if outcome.ok else {"error": outcome.error}
-            row = {**head_of(cell), **value, "cell_id": cell.cell_id}
-            row.setdefault("solver", _solver_name(data.solver))
-            for k in _FLOAT_FIELDS:
-                row.setdefault(k, float("nan"))
-            extra = set(row) - set(columns) - extra_seen
-            if extra:
-                extra_seen |= extra
-                logger.warning("%s: fields %s are not recorded", desc, sorted(extra))
-            rows_by_index[cell.index] = row
+            row = _cell_row(outcome, data, head_of, columns, extra_seen, desc)
+            rows_by_index[outcome.task.index] = row
             if writer is not None:
                 writer.write(row)
             bar.update(1)
@@ -881,7 +893,8 @@ def _run_cells(
             writer.close()
             writer = None
         bar.close()
-        raise SearchInterrupted(frame(), len(cells)) from None
+        raise SearchInterrupted(_cells_frame(path, columns, by_id, rows_by_index),
+                                len(cells)) from None
     finally:
         if writer is not None:
             writer.close()
@@ -889,7 +902,7 @@ def _run_cells(
         backend.close()
     if path is not None:  # appended in completion order; left in cell order
         sort_rows(path, lambda r: by_id[r["cell_id"]].index)
-    return frame()
+    return _cells_frame(path, columns, by_id, rows_by_index)
 
 
 def _warn_failures(results: pd.DataFrame, keys: list[str], what: str) -> None:
