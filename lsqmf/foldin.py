@@ -145,6 +145,46 @@ def fold_in(
     >>> bool(np.allclose(new.P[0], model.P[0], atol=1e-6)), new.shape
     (True, (30, 20))
     """
+    tol, max_nfev = _check_fold_in_args(model, ratings, axis, unknown, tol, max_nfev)
+    new = ratings if isinstance(ratings, Ratings) else as_ratings(ratings)
+    objective = _objective(model, loss, f_scale, bounds)
+    rows_axis = axis == "rows"
+    s = _Sides.of(model, new, rows_axis)
+    what = "column" if rows_axis else "row"
+    other = _match(s.other_raw, s.other_ids_new, s.other_ids_model, s.F.shape[0], what)
+    known, n_ignored = _known_entries(other, s, unknown, what)
+    own, other = s.own[known], other[known]
+    values = new.values[known]
+    weights = None if new.weights is None else new.weights[known]
+    rank = model.rank
+    biases = model.has_biases
+    z0 = _start(objective, anchor, s.n_new, rank, rank + (1 if biases else 0))
+    target = values - (model.mu + s.other_bias[other] if s.other_bias is not None else 0.0)
+    design = s.F[other] if not biases else np.hstack([s.F[other], np.ones((len(other), 1))])
+    sqrt_w = np.ones(len(values)) if weights is None else np.sqrt(weights)
+    d = objective.data_scale * sqrt_w
+    counts = np.bincount(own, minlength=s.n_new)
+    lam = _reg_diagonal(objective, counts, rank, biases)
+    Z = _ridge(own, design, d, target, lam, z0, counts)
+    method = "ridge"
+    cost = np.zeros(s.n_new)
+    success = True
+    if objective.loss != "linear" or objective.lb is not None:
+        method = "least_squares"
+        success = _robust(own, design, d, target, lam, z0, counts, Z, cost, objective,
+                          tol, max_nfev)
+    else:
+        cost[:] = _ridge_cost(own, design, d, target, lam, z0, Z, s.n_new)
+    info = {
+        "axis": axis, "n_new": int(s.n_new), "n_ratings": len(values),
+        "n_ignored": n_ignored, "loss": objective.loss, "method": method,
+    }
+    return _result(model, Z, counts, s.new_ids, rows_axis, info, float(cost.sum()), success)
+
+
+def _check_fold_in_args(model: Any, ratings: Any, axis: str, unknown: str, tol: float,
+                        max_nfev: int | None) -> tuple[float, int | None]:
+    """Check the arguments of :func:`fold_in`; the checked ``tol`` and ``max_nfev``."""
     if not isinstance(model, FitResult):
         raise TypeError(f"`model` must be lsqmf.FitResult; got {describe(model)}.")
     check_choice("axis", axis, ("rows", "cols"))
@@ -157,40 +197,55 @@ def fold_in(
             "`ratings` holds no rating: there is nothing to fold in (a user without ratings "
             "is cold-start: predict() gives them the bias model)."
         )
-    new = ratings if isinstance(ratings, Ratings) else as_ratings(ratings)
-    objective = _objective(model, loss, f_scale, bounds)
-    rows_axis = axis == "rows"
-    if rows_axis:
-        own, other_raw, n_new = new.rows, new.cols, new.shape[0]
-        other_ids_new, new_ids = new.col_ids, new.row_ids
-        F, other_bias, other_counts = model.Q.T, model.col_bias, model.col_counts
-        other_ids_model = model.col_ids
-    else:
-        own, other_raw, n_new = new.cols, new.rows, new.shape[1]
-        other_ids_new, new_ids = new.row_ids, new.col_ids
-        F, other_bias, other_counts = model.P, model.row_bias, model.row_counts
-        other_ids_model = model.row_ids
-    what = "column" if rows_axis else "row"
-    other = _match(other_raw, other_ids_new, other_ids_model, F.shape[0], what)
+    return tol, max_nfev
+
+
+@dataclass(frozen=True)
+class _Sides:
+    """The new side (indices, count, ids) and the model's kept side (factors, bias, ids)."""
+
+    own: np.ndarray
+    other_raw: np.ndarray
+    n_new: int
+    other_ids_new: Any
+    new_ids: Any
+    F: np.ndarray
+    other_bias: np.ndarray | None
+    other_counts: np.ndarray | None
+    other_ids_model: Any
+
+    @classmethod
+    def of(cls, model: FitResult, new: Ratings, rows_axis: bool) -> _Sides:
+        if rows_axis:
+            return cls(new.rows, new.cols, new.shape[0], new.col_ids, new.row_ids, model.Q.T,
+                       model.col_bias, model.col_counts, model.col_ids)
+        return cls(new.cols, new.rows, new.shape[1], new.row_ids, new.col_ids, model.P,
+                   model.row_bias, model.row_counts, model.row_ids)
+
+
+def _known_entries(other: np.ndarray, s: _Sides, unknown: str,
+                   what: str) -> tuple[np.ndarray, int]:
+    """Mask of the ratings whose other side the model has a factor for, and how many not."""
     known = other >= 0
-    if other_counts is not None:
-        known &= other_counts[np.where(known, other, 0)] > 0
+    if s.other_counts is not None:
+        known &= s.other_counts[np.where(known, other, 0)] > 0
     n_ignored = int(np.count_nonzero(~known))
     if n_ignored and unknown == "raise":
         t = int(np.flatnonzero(~known)[0])
-        shown = other_raw[t] if other_ids_new is None else other_ids_new[other_raw[t]]
+        raw = s.other_raw
+        shown = raw[t] if s.other_ids_new is None else s.other_ids_new[raw[t]]
         raise ValueError(
             f"{n_ignored} rating(s) are of a {what} this model has no factor for, first "
             f"{_plain(shown)!r}; pass unknown='ignore' to drop them."
         )
     if n_ignored:
         logger.info("fold_in: ignored %d rating(s) of unknown %ss", n_ignored, what)
-    own, other = own[known], other[known]
-    values = new.values[known]
-    weights = None if new.weights is None else new.weights[known]
-    rank = model.rank
-    biases = model.has_biases
-    dim = rank + (1 if biases else 0)
+    return known, n_ignored
+
+
+def _start(objective: _Objective, anchor: Any, n_new: int, rank: int,
+           dim: int) -> np.ndarray:
+    """The start (and prior) of the new blocks: zeros, or ``anchor`` for the factors."""
     z0 = np.zeros((n_new, dim))
     if anchor is not None:
         if objective.formulation != "prior":
@@ -205,27 +260,7 @@ def fold_in(
                 f"got {describe(anchor)}."
             )
         z0[:, :rank] = a
-    target = values - (model.mu + other_bias[other] if other_bias is not None else 0.0)
-    design = F[other] if not biases else np.hstack([F[other], np.ones((len(other), 1))])
-    sqrt_w = np.ones(len(values)) if weights is None else np.sqrt(weights)
-    d = objective.data_scale * sqrt_w
-    counts = np.bincount(own, minlength=n_new)
-    lam = _reg_diagonal(objective, counts, rank, biases)
-    Z = _ridge(own, design, d, target, lam, z0, counts)
-    method = "ridge"
-    cost = np.zeros(n_new)
-    success = True
-    if objective.loss != "linear" or objective.lb is not None:
-        method = "least_squares"
-        success = _robust(own, design, d, target, lam, z0, counts, Z, cost, objective,
-                          tol, max_nfev)
-    else:
-        cost[:] = _ridge_cost(own, design, d, target, lam, z0, Z, n_new)
-    info = {
-        "axis": axis, "n_new": int(n_new), "n_ratings": len(values),
-        "n_ignored": n_ignored, "loss": objective.loss, "method": method,
-    }
-    return _result(model, Z, counts, new_ids, rows_axis, info, float(cost.sum()), success)
+    return z0
 
 
 def _is_empty(ratings: Any) -> bool:
