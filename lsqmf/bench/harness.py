@@ -43,7 +43,6 @@ grids send each problem with its cells. A cell whose worker died is a row with t
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -60,7 +59,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._checkpoint import FileLock, parse_bool, parse_float, parse_int, read_checkpoint
+from .._checkpoint import (
+    FileLock,
+    RowWriter,
+    parse_bool,
+    parse_float,
+    parse_int,
+    read_checkpoint,
+)
 from .._validation import check_int
 from .grid import Grid, ProblemData, select_cells
 
@@ -238,34 +244,6 @@ def _columns(grid: Grid) -> list[str]:
     if grid.problems == "movielens":
         cols += _CV_COLUMNS
     return [*cols, "cell_id"]
-
-
-def _format(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
-    return str(value)
-
-
-class _RowWriter:
-    """Appends rows to a CSV, one flushed line per row."""
-
-    def __init__(self, path: Path, columns: list[str]) -> None:
-        self.columns = columns
-        new = not path.exists() or path.stat().st_size == 0
-        self.fh = path.open("a", newline="", encoding="utf-8")
-        self.writer = csv.writer(self.fh)
-        if new:
-            self.writer.writerow(columns)
-            self.fh.flush()
-
-    def write(self, row: Mapping[str, Any]) -> None:
-        self.writer.writerow([_format(row.get(c)) for c in self.columns])
-        self.fh.flush()
-
-    def close(self) -> None:
-        self.fh.close()
 
 
 def _nonneg_int(text: str) -> int:
@@ -578,7 +556,7 @@ def _run_locked(grid: Grid, out: Path, cells: list[dict[str, Any]],
                 len(selected), repeats, n_todo, len(selected) * repeats - n_todo)
     session.update(n_cells=len(cells), n_selected=len(selected), n_run=0)
 
-    writer = _RowWriter(raw_path, columns)
+    writer = RowWriter(raw_path, columns)
     status = "interrupted"
     bar = None
     try:
