@@ -26,7 +26,7 @@ from ._backend import resolve_backend
 from ._solve_options import SolveOptions
 from ._solve_tables import METHODS, JacKind, choose_jac, needs_dense
 from ._threads import blas_threads_for
-from ._validation import describe
+from ._validation import bound_arrays, describe
 from .problem import Problem, build_problem
 from .ratings import Ratings
 from .start import random_start
@@ -101,30 +101,15 @@ def resolve_bounds(bounds: Any, problem: Problem) -> tuple[np.ndarray, np.ndarra
     n_par = problem.n_params
     if bounds is None:
         return np.full(n_par, -np.inf), np.full(n_par, np.inf)
-    if hasattr(bounds, "lb") and hasattr(bounds, "ub"):  # scipy.optimize.Bounds
-        bounds = (bounds.lb, bounds.ub)
-    if not isinstance(bounds, tuple | list) or len(bounds) != 2:
-        raise TypeError(
-            "`bounds` must be a pair (lb, ub) of scalars (applied to every factor entry) or of "
-            f"arrays of length n_params={n_par}; got {describe(bounds)}."
-        )
-    n_factor = problem.n_rows * problem.rank + problem.rank * problem.n_cols
-    out = []
-    for name, b, fill in (("lower bound", bounds[0], -np.inf), ("upper bound", bounds[1], np.inf)):
-        arr = np.asarray(b, dtype=np.float64)
-        if arr.ndim == 0:
-            full = np.full(n_par, fill)
-            full[:n_factor] = arr
-            arr = full
-        elif arr.shape != (n_par,):
-            raise ValueError(
-                f"`bounds` {name} must be a scalar or have length n_params={n_par}; got shape "
-                f"{arr.shape}."
-            )
-        if np.isnan(arr).any():
-            raise ValueError(f"`bounds` {name} must not contain NaN.")
-        out.append(arr)
-    lb, ub = out
+    lb, ub = bound_arrays(
+        bounds, n_par, problem.n_rows * problem.rank + problem.rank * problem.n_cols,
+        pair_error="`bounds` must be a pair (lb, ub) of scalars (applied to every factor entry) "
+        f"or of arrays of length n_params={n_par}",
+        shape_error=lambda name, shape: (
+            f"`bounds` {name} must be a scalar or have length n_params={n_par}; got shape "
+            f"{shape}."
+        ),
+    )
     if np.any(lb >= ub):
         j = int(np.flatnonzero(lb >= ub)[0])
         raise ValueError(

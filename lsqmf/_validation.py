@@ -9,7 +9,7 @@ inside numpy or scipy.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -170,3 +170,34 @@ def resolve_seed(
     if isinstance(random_state, np.random.Generator):
         return rng, None
     return rng, int(random_state)
+
+
+def bound_arrays(
+    bounds: Any,
+    n_par: int,
+    n_factor: int,
+    *,
+    pair_error: str,
+    shape_error: Callable[[str, tuple[int, ...]], str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``bounds`` (a ``scipy.optimize.Bounds`` or a pair ``(lb, ub)``) as two float arrays of
+    length ``n_par``: a scalar bounds the first ``n_factor`` entries (the factors) and leaves
+    the rest (the biases) free. ``pair_error`` is the message for anything that is not a pair;
+    ``shape_error(name, shape)`` the one for an array of the wrong length."""
+    if hasattr(bounds, "lb") and hasattr(bounds, "ub"):
+        bounds = (bounds.lb, bounds.ub)
+    if not isinstance(bounds, tuple | list) or len(bounds) != 2:
+        raise TypeError(f"{pair_error}; got {describe(bounds)}.")
+    out = []
+    for name, b, fill in (("lower bound", bounds[0], -np.inf), ("upper bound", bounds[1], np.inf)):
+        arr = np.asarray(b, dtype=np.float64)
+        if arr.ndim == 0:
+            full = np.full(n_par, fill)
+            full[:n_factor] = arr
+            arr = full
+        elif arr.shape != (n_par,):
+            raise ValueError(shape_error(name, arr.shape))
+        if np.isnan(arr).any():
+            raise ValueError(f"`bounds` {name} must not contain NaN.")
+        out.append(arr)
+    return out[0], out[1]

@@ -122,6 +122,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from ._threads import blas_single_thread
 from ._validation import (
+    bound_arrays,
     check_bool,
     check_choice,
     check_float,
@@ -781,28 +782,15 @@ def _resolve_bounds(bounds: Any, red: ReducedProblem, method: str) -> tuple[Any,
         raise ValueError(
             "method='lm' does not support `bounds`; use method='trf' or 'dogbox' with bounds."
         )
-    if hasattr(bounds, "lb") and hasattr(bounds, "ub"):
-        bounds = (bounds.lb, bounds.ub)
-    if not isinstance(bounds, tuple | list) or len(bounds) != 2:
-        raise TypeError(f"`bounds` must be a pair (lb, ub); got {describe(bounds)}.")
-    n_factor = red.n_rows * red.rank
-    out = []
-    for name, bnd, fill in (("lower", bounds[0], -np.inf), ("upper", bounds[1], np.inf)):
-        arr = np.asarray(bnd, dtype=np.float64)
-        if arr.ndim == 0:
-            full = np.full(n_par, fill)
-            full[:n_factor] = arr
-            arr = full
-        elif arr.shape != (n_par,):
-            raise ValueError(
-                f"with `eliminate`, `bounds` apply to the optimized factor only: the {name} "
-                f"bound must be a scalar or have length {n_par} (its entries [+ its biases]); "
-                f"got shape {arr.shape}. The eliminated factor has a closed form and cannot be "
-                "bounded."
-            )
-        if np.isnan(arr).any():
-            raise ValueError(f"`bounds` {name} bound must not contain NaN.")
-        out.append(arr)
+    out = bound_arrays(
+        bounds, n_par, red.n_rows * red.rank, pair_error="`bounds` must be a pair (lb, ub)",
+        shape_error=lambda name, shape: (
+            f"with `eliminate`, `bounds` apply to the optimized factor only: the {name} "
+            f"must be a scalar or have length {n_par} (its entries [+ its biases]); "
+            f"got shape {shape}. The eliminated factor has a closed form and cannot be "
+            "bounded."
+        ),
+    )
     if np.any(out[0] >= out[1]):
         raise ValueError("`bounds` must have lower < upper everywhere.")
     return out[0], out[1]
