@@ -352,23 +352,43 @@ def _parse_ratings(
     numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
     if not numbered:
         raise ValueError(f"{str(path)!r} is empty: there is no rating to read.")
-    first_no, first = numbered[0]
-    first_fields = first.split(sep)
-    if header is None:
-        header = _looks_like_header(first_fields)
-        if header:
-            logger.info(
-                "%s: line %d %s read as a header (its rating field is not a number); "
-                "pass header=False to read it as data",
-                path,
-                first_no,
-                _quote(first),
-            )
-        else:
-            logger.debug("%s: no header line", path)
+    header = _decide_header(numbered[0], path, sep, header)
+    numbered, n_fields, where = _data_field_count(numbered, path, sep, header)
+    return _parse_data_lines(numbered, path, sep, n_fields, where, header)
+
+
+def _decide_header(first_line: tuple[int, str], path: Path, sep: str, header: bool | None) -> bool:
+    """``header``, or (when None) whether the first non-blank line looks like a header."""
+    if header is not None:
+        return header
+    first_no, first = first_line
+    header = _looks_like_header(first.split(sep))
+    if header:
+        logger.info(
+            "%s: line %d %s read as a header (its rating field is not a number); "
+            "pass header=False to read it as data",
+            path,
+            first_no,
+            _quote(first),
+        )
+    else:
+        logger.debug("%s: no header line", path)
+    return header
+
+
+def _data_field_count(
+    numbered: list[tuple[int, str]], path: Path, sep: str, header: bool
+) -> tuple[list[tuple[int, str]], int, str]:
+    """(data lines, fields per line, where that count comes from), the header dropped.
+
+    The count is the header's when there is one, else the first data line's; either must be
+    3 or 4 (user, item, rating[, timestamp]).
+    """
     n_fields: int | None = None
     where = ""
     if header:
+        first_no, first = numbered[0]
+        first_fields = first.split(sep)
         if len(first_fields) not in (3, 4):
             raise _bad(
                 path,
@@ -395,6 +415,18 @@ def _parse_ratings(
                 f"expected 3 or 4 fields (user, item, rating[, timestamp]) separated by "
                 f"{sep!r}; got {n_fields} in {_quote(line)}{hint}.",
             )
+    return numbered, n_fields, where
+
+
+def _parse_data_lines(
+    numbered: list[tuple[int, str]],
+    path: Path,
+    sep: str,
+    n_fields: int,
+    where: str,
+    header: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(line numbers, user texts, item texts, ratings) of the data lines, each checked."""
     linenos = np.empty(len(numbered), dtype=np.int64)
     users: list[str] = []
     items: list[str] = []
