@@ -339,14 +339,7 @@ def generate_golden(
     names = list(CASES) if cases is None else [_get_case(n, "cases").name for n in _as_names(cases)]
     if not isinstance(force, bool):
         raise TypeError(f"`force` must be True or False; got {describe(force)}.")
-    targets = [out / f"{n}.npz" for n in names] + [out / MANIFEST_NAME]
-    existing = [p for p in targets if p.exists()]
-    if existing and not force:
-        shown = ", ".join(p.name for p in existing[:5]) + (" ..." if len(existing) > 5 else "")
-        raise FileExistsError(
-            f"refusing to overwrite {len(existing)} existing golden file(s) in {out} ({shown}); "
-            "pass force=True (lsqmf golden --force) to regenerate them."
-        )
+    _refuse_overwrite(out, names, force)
     out.mkdir(parents=True, exist_ok=True)
     if command is None:
         command = f"lsqmf.golden.generate_golden(out_dir={str(out)!r}, force={force})"
@@ -358,19 +351,44 @@ def generate_golden(
         data = run_case(name)
         path = out / f"{name}.npz"
         _atomic_write(path, partial(_save_npz, data=data))
-        entries[name] = {
-            "description": CASES[name].description,
-            "shape": list(data.R.shape),
-            **data.params(),
-            "seed": CASES[name].seed,
-            "n_steps": data.n_steps,
-            "stopped_on_epsilon": data.n_steps < data.max_steps,
-            "environment": environment,
-            "command": command,
-        }
+        entries[name] = _manifest_entry(data, environment, command)
         written.append(path)
         if callback is not None:
             callback(data, path)
+    written.append(_write_manifest(out, entries))
+    return written
+
+
+def _refuse_overwrite(out: Path, names: list[str], force: bool) -> None:
+    """Raise FileExistsError if a target file of ``names`` exists in ``out`` and not ``force``."""
+    targets = [out / f"{n}.npz" for n in names] + [out / MANIFEST_NAME]
+    existing = [p for p in targets if p.exists()]
+    if existing and not force:
+        shown = ", ".join(p.name for p in existing[:5]) + (" ..." if len(existing) > 5 else "")
+        raise FileExistsError(
+            f"refusing to overwrite {len(existing)} existing golden file(s) in {out} ({shown}); "
+            "pass force=True (lsqmf golden --force) to regenerate them."
+        )
+
+
+def _manifest_entry(
+    data: GoldenData, environment: dict[str, str], command: str
+) -> dict[str, object]:
+    """The manifest's record of one generated case."""
+    return {
+        "description": CASES[data.name].description,
+        "shape": list(data.R.shape),
+        **data.params(),
+        "seed": CASES[data.name].seed,
+        "n_steps": data.n_steps,
+        "stopped_on_epsilon": data.n_steps < data.max_steps,
+        "environment": environment,
+        "command": command,
+    }
+
+
+def _write_manifest(out: Path, entries: dict[str, dict[str, object]]) -> Path:
+    """Write the manifest of ``entries`` (cases in :data:`CASES` order, others after)."""
     ordered = {n: entries[n] for n in CASES if n in entries}
     ordered.update({n: e for n, e in entries.items() if n not in ordered})
     text = json.dumps(
@@ -383,8 +401,7 @@ def generate_golden(
     )
     manifest_path = out / MANIFEST_NAME
     _atomic_write(manifest_path, lambda f: f.write(text.encode() + b"\n"))
-    written.append(manifest_path)
-    return written
+    return manifest_path
 
 
 def _save_npz(f: BinaryIO, data: GoldenData) -> None:
