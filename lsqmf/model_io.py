@@ -56,6 +56,8 @@ import os
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +162,18 @@ def save_model(
         raise TypeError(f"`metadata` must be a dict; got {describe(metadata)}.")
     if not isinstance(force, bool):
         raise TypeError(f"`force` must be True or False; got {describe(force)}.")
-    out = Path(path)
+    out = _target_path(Path(path), force)
+    arrays = _model_arrays(model)
+    info = _model_info(model, arrays, metadata)
+    arrays["info"] = np.asarray(json.dumps(info))
+    _check_model_arrays(arrays, info, str(out))  # refuse to write what load would refuse
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_savez(out, arrays, force=force)
+    return out
+
+
+def _target_path(out: Path, force: bool) -> Path:
+    """``out`` with the ``.npz`` suffix; refuses a directory, and an existing file unless forced."""
     if out.suffix != ".npz":
         out = out.with_name(out.name + ".npz")
     if out.is_dir():
@@ -169,6 +182,11 @@ def save_model(
         raise FileExistsError(
             f"{str(out)!r} exists; pass force=True (--force on the command line) to overwrite."
         )
+    return out
+
+
+def _model_arrays(model: FitResult) -> dict[str, np.ndarray]:
+    """The array members of ``model``'s file; ValueError for non-finite factors or biases."""
     arrays: dict[str, np.ndarray] = {
         "P": np.asarray(model.P, dtype=np.float64),
         "Q": np.asarray(model.Q, dtype=np.float64),
@@ -190,8 +208,15 @@ def save_model(
         arr = _ids_array(ids)
         if arr is not None:
             arrays[name] = arr
+    return arrays
+
+
+def _model_info(
+    model: FitResult, arrays: dict[str, np.ndarray], metadata: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The JSON ``info`` member: format, shape, members, the fit's summary, metadata."""
     P = arrays["P"]
-    info = {
+    return {
         "format_version": FORMAT_VERSION,
         "shape": [int(P.shape[0]), int(arrays["Q"].shape[-1])],
         "rank": int(P.shape[1]) if P.ndim == 2 else 0,
@@ -207,11 +232,6 @@ def save_model(
         "options": _jsonable(dict(model.options)),
         "metadata": _jsonable(metadata or {}),
     }
-    arrays["info"] = np.asarray(json.dumps(info))
-    _check_model_arrays(arrays, info, str(out))  # refuse to write what load would refuse
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_savez(out, arrays, force=force)
-    return out
 
 
 def _atomic_savez(out: Path, arrays: dict[str, np.ndarray], *, force: bool) -> None:
@@ -379,10 +399,33 @@ def _budget(name: str, dims: tuple[int, int, int] | None, arrays: dict[str, np.n
 
 def _check_model_arrays(arrays: dict[str, np.ndarray], info: dict[str, Any], where: str) -> None:
     """Shapes, dtypes, finiteness and lengths; ValueError naming ``where`` and the member."""
+    fail = partial(_member_error, where)
+    n_rows, n_cols = _check_factors(arrays, info, fail)
+    if ("row_bias" in arrays) != ("col_bias" in arrays):
+        have = "row_bias" if "row_bias" in arrays else "col_bias"
+        raise fail(have, "a model has both row and column biases or neither; only one found.")
+    if ("row_ids" in arrays) != ("col_ids" in arrays):
+        have = "row_ids" if "row_ids" in arrays else "col_ids"
+        raise fail(have, "a model has both id maps or neither; only one found.")
+    for name, expect in (("row_bias", n_rows), ("col_bias", n_cols), ("row_counts", n_rows),
+                         ("col_counts", n_cols), ("row_ids", n_rows), ("col_ids", n_cols)):
+        if name in arrays:
+            _check_indexed_member(name, arrays[name], expect, fail)
+    for name in ("P", "Q", "mu", "row_bias", "col_bias"):
+        if name in arrays and not np.all(np.isfinite(arrays[name])):
+            bad = int(np.count_nonzero(~np.isfinite(arrays[name])))
+            raise fail(name, f"has {bad} non-finite entr{'y' if bad == 1 else 'ies'} (NaN or "
+                       "inf); the model cannot predict.")
 
-    def fail(name: str, message: str) -> ValueError:
-        return ValueError(f"{where!r}, member {name!r}: {message}")
 
+def _member_error(where: str, name: str, message: str) -> ValueError:
+    return ValueError(f"{where!r}, member {name!r}: {message}")
+
+
+def _check_factors(
+    arrays: dict[str, np.ndarray], info: dict[str, Any], fail: Callable[[str, str], ValueError]
+) -> tuple[int, int]:
+    """Check P, Q and mu (dtype, shapes, agreement with ``info``); return (n_rows, n_cols)."""
     P, Q, mu = arrays["P"], arrays["Q"], arrays["mu"]
     for name, arr in (("P", P), ("Q", Q), ("mu", mu)):
         if arr.dtype.kind != "f":
@@ -405,40 +448,31 @@ def _check_model_arrays(arrays: dict[str, np.ndarray], info: dict[str, Any], whe
         raise fail("P", f"the metadata declares rank {rank}; the factors have {P.shape[1]}.")
     if mu.shape != ():
         raise fail("mu", f"must be a scalar; got shape {mu.shape}.")
-    if ("row_bias" in arrays) != ("col_bias" in arrays):
-        have = "row_bias" if "row_bias" in arrays else "col_bias"
-        raise fail(have, "a model has both row and column biases or neither; only one found.")
-    if ("row_ids" in arrays) != ("col_ids" in arrays):
-        have = "row_ids" if "row_ids" in arrays else "col_ids"
-        raise fail(have, "a model has both id maps or neither; only one found.")
-    for name, expect in (("row_bias", n_rows), ("col_bias", n_cols), ("row_counts", n_rows),
-                         ("col_counts", n_cols), ("row_ids", n_rows), ("col_ids", n_cols)):
-        if name not in arrays:
-            continue
-        arr = arrays[name]
-        if arr.shape != (expect,):
-            raise fail(name, f"must have shape ({expect},) (one per "
-                       f"{'row' if name.startswith('row') else 'column'}); got {arr.shape}.")
-        if name.endswith("_bias") and arr.dtype.kind != "f":
-            raise fail(name, f"must be floating point; got dtype {arr.dtype}.")
-        if name.endswith("_counts"):
-            if arr.dtype.kind not in "iu":
-                raise fail(name, f"must be integers; got dtype {arr.dtype}.")
-            if arr.size and int(arr.min()) < 0:
-                raise fail(name, f"must be >= 0; got {int(arr.min())}.")
-        if name.endswith("_ids"):
-            if arr.dtype.kind not in "iuU":
-                raise fail(name, f"must be int64 or unicode ids; got dtype {arr.dtype}.")
-            if arr.dtype.kind == "U" and arr.dtype.itemsize // 4 > _MAX_ID_CHARS:
-                raise fail(name, f"ids longer than {_MAX_ID_CHARS} characters are not "
-                           "supported.")
-            if len(np.unique(arr)) != len(arr):
-                raise fail(name, "has repeated ids; each id must name one row/column.")
-    for name in ("P", "Q", "mu", "row_bias", "col_bias"):
-        if name in arrays and not np.all(np.isfinite(arrays[name])):
-            bad = int(np.count_nonzero(~np.isfinite(arrays[name])))
-            raise fail(name, f"has {bad} non-finite entr{'y' if bad == 1 else 'ies'} (NaN or "
-                       "inf); the model cannot predict.")
+    return n_rows, n_cols
+
+
+def _check_indexed_member(
+    name: str, arr: np.ndarray, expect: int, fail: Callable[[str, str], ValueError]
+) -> None:
+    """Check a one-per-row or one-per-column member (biases, counts, id maps)."""
+    if arr.shape != (expect,):
+        raise fail(name, f"must have shape ({expect},) (one per "
+                   f"{'row' if name.startswith('row') else 'column'}); got {arr.shape}.")
+    if name.endswith("_bias") and arr.dtype.kind != "f":
+        raise fail(name, f"must be floating point; got dtype {arr.dtype}.")
+    if name.endswith("_counts"):
+        if arr.dtype.kind not in "iu":
+            raise fail(name, f"must be integers; got dtype {arr.dtype}.")
+        if arr.size and int(arr.min()) < 0:
+            raise fail(name, f"must be >= 0; got {int(arr.min())}.")
+    if name.endswith("_ids"):
+        if arr.dtype.kind not in "iuU":
+            raise fail(name, f"must be int64 or unicode ids; got dtype {arr.dtype}.")
+        if arr.dtype.kind == "U" and arr.dtype.itemsize // 4 > _MAX_ID_CHARS:
+            raise fail(name, f"ids longer than {_MAX_ID_CHARS} characters are not "
+                       "supported.")
+        if len(np.unique(arr)) != len(arr):
+            raise fail(name, "has repeated ids; each id must name one row/column.")
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
