@@ -440,74 +440,105 @@ def ranking_metrics(
     >>> [round(out[m], 4) for m in ("precision@3", "recall@3", "map@3", "ndcg@3")]
     [0.6667, 1.0, 0.8333, 0.9197]
     """
+    train, test, k, threshold = _check_ranking_args(model, train, test, k, threshold)
+    rel = _relevance(model, train, test, threshold)
+    users = np.flatnonzero(rel.warm & (rel.n_rel > 0))
+    sums = np.zeros(4)
+    block = max(1, _RANKING_BLOCK_ELEMENTS // model.shape[1])
+    for start in range(0, len(users), block):
+        sums += _block_sums(model, rel, users[start : start + block], k)
+    n_users = len(users)
+    means = sums / n_users if n_users else np.full(4, np.nan)
+    keys = [f"precision@{k}", f"recall@{k}", f"map@{k}", f"ndcg@{k}"]
+    out: dict[str, Any] = {key: float(v) for key, v in zip(keys, means, strict=True)}
+    out.update(
+        n_ranked_users=n_users,
+        n_users_no_relevant=int(np.count_nonzero(rel.in_test & (rel.n_rel == 0))),
+        n_users_cold=int(np.count_nonzero(~rel.warm & (rel.n_rel > 0))) + rel.n_unknown_users,
+        relevance_threshold=float(threshold),
+    )
+    return out
+
+
+def _check_ranking_args(model: Any, train: Any, test: Any, k: Any,
+                        threshold: Any) -> tuple[Ratings, Ratings, int, float]:
+    """The checked arguments of :func:`ranking_metrics`."""
     if not isinstance(model, FitResult):
         raise TypeError(f"`model` must be lsqmf.FitResult; got {describe(model)}.")
     train = _check_ratings(train)
     test = _check_ratings(test)
     k = check_int("k", k, min_value=1)
-    threshold = check_float("threshold", threshold)  # type: ignore[assignment]
+    threshold = check_float("threshold", threshold)
     if not np.isfinite(threshold):
         raise ValueError(f"`threshold` must be finite; got {threshold}.")
     if model.shape != train.shape:
         raise ValueError(
             f"`model` must be fitted on `train`: shapes {model.shape} and {train.shape} differ."
         )
+    return train, test, k, threshold
+
+
+@dataclass(frozen=True)
+class _Relevance:
+    """What :func:`ranking_metrics` needs of the splits, in ``train``'s indexing."""
+
+    n_rel: np.ndarray  # relevant test items per row (user)
+    in_test: np.ndarray  # rows with a test entry
+    warm: np.ndarray  # rows with a training rating
+    n_unknown_users: int  # distinct test users unknown to ``train``
+    rel_csr: Any  # relevant (row, column) test pairs the model can rank, a CSR matrix
+    train_csr: Any  # the training entries, a CSR matrix
+    blocked: np.ndarray  # columns without a training rating
+
+
+def _relevance(model: FitResult, train: Ratings, test: Ratings, threshold: float) -> _Relevance:
+    import scipy.sparse as sp
+
     n_rows, n_cols = model.shape
     t_rows, t_cols = align_pairs(train, test)
     known_user = t_rows >= 0
     relevant = (test.values >= threshold) & known_user
-    n_rel = np.bincount(t_rows[relevant], minlength=n_rows)
-    in_test = np.bincount(t_rows[known_user], minlength=n_rows) > 0
     row_counts = model.row_counts if model.row_counts is not None else train.row_counts()
     col_counts = model.col_counts if model.col_counts is not None else train.col_counts()
-    warm = row_counts > 0
-    users = np.flatnonzero(warm & (n_rel > 0))
-    keys = [f"precision@{k}", f"recall@{k}", f"map@{k}", f"ndcg@{k}"]
-    sums = np.zeros(4)
-    train_csr = train.to_sparse().tocsr()
     rel_mask = relevant & (t_cols >= 0)
-    import scipy.sparse as sp
-
     rel_csr = sp.csr_matrix(
         (np.ones(int(rel_mask.sum()), dtype=bool), (t_rows[rel_mask], t_cols[rel_mask])),
         shape=(n_rows, n_cols),
     )
-    blocked = np.flatnonzero(col_counts <= 0)
-    kk = min(k, n_cols)
+    return _Relevance(
+        n_rel=np.bincount(t_rows[relevant], minlength=n_rows),
+        in_test=np.bincount(t_rows[known_user], minlength=n_rows) > 0,
+        warm=row_counts > 0,
+        n_unknown_users=len(np.unique(test.rows[~known_user])),
+        rel_csr=rel_csr,
+        train_csr=train.to_sparse().tocsr(),
+        blocked=np.flatnonzero(col_counts <= 0),
+    )
+
+
+def _block_sums(model: FitResult, rel: _Relevance, ub: np.ndarray, k: int) -> np.ndarray:
+    """Sums over the users ``ub`` of P@k, R@k, AP@k and NDCG@k."""
+    kk = min(k, model.shape[1])
+    scores = model.P[ub] @ model.Q
+    if model.col_bias is not None:
+        scores += model.col_bias
+    scores[:, rel.blocked] = -np.inf
+    seen = rel.train_csr[ub]
+    scores[np.repeat(np.arange(len(ub)), np.diff(seen.indptr)), seen.indices] = -np.inf
+    top = _top_k(scores, kk)
+    valid = np.isfinite(np.take_along_axis(scores, top, axis=1))
+    hits = (rel.rel_csr[ub].toarray()[np.arange(len(ub))[:, None], top] & valid).astype(float)
+    n_hits = hits.sum(axis=1)
+    r_u = rel.n_rel[ub].astype(float)
+    prec_at = np.cumsum(hits, axis=1) / np.arange(1, kk + 1)
     discount = 1.0 / np.log2(np.arange(2, kk + 2))
     ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
-    block = max(1, _RANKING_BLOCK_ELEMENTS // n_cols)
-    for start in range(0, len(users), block):
-        ub = users[start : start + block]
-        scores = model.P[ub] @ model.Q
-        if model.col_bias is not None:
-            scores += model.col_bias
-        scores[:, blocked] = -np.inf
-        seen = train_csr[ub]
-        scores[np.repeat(np.arange(len(ub)), np.diff(seen.indptr)), seen.indices] = -np.inf
-        top = _top_k(scores, kk)
-        valid = np.isfinite(np.take_along_axis(scores, top, axis=1))
-        hits = (rel_csr[ub].toarray()[np.arange(len(ub))[:, None], top] & valid).astype(float)
-        n_hits = hits.sum(axis=1)
-        r_u = n_rel[ub].astype(float)
-        prec_at = np.cumsum(hits, axis=1) / np.arange(1, kk + 1)
-        sums += [
-            np.sum(n_hits / k),
-            np.sum(n_hits / r_u),
-            np.sum((prec_at * hits).sum(axis=1) / np.minimum(k, r_u)),
-            np.sum((hits @ discount) / ideal[np.minimum(k, n_rel[ub])]),
-        ]
-    n_users = len(users)
-    means = sums / n_users if n_users else np.full(4, np.nan)
-    out: dict[str, Any] = {key: float(v) for key, v in zip(keys, means, strict=True)}
-    out.update(
-        n_ranked_users=n_users,
-        n_users_no_relevant=int(np.count_nonzero(in_test & (n_rel == 0))),
-        n_users_cold=int(np.count_nonzero(~warm & (n_rel > 0)))
-        + len(np.unique(test.rows[~known_user])),
-        relevance_threshold=float(threshold),
-    )
-    return out
+    return np.array([
+        np.sum(n_hits / k),
+        np.sum(n_hits / r_u),
+        np.sum((prec_at * hits).sum(axis=1) / np.minimum(k, r_u)),
+        np.sum((hits @ discount) / ideal[np.minimum(k, rel.n_rel[ub])]),
+    ])
 
 
 # ------------------------------------------------------------------ fit and score
@@ -571,19 +602,12 @@ def fit_and_score(
     test = _check_ratings(test)
     test_rows, test_cols = align_pairs(train, test)
     check_choice("cold_start", cold_start, COLD_START_POLICIES)
-    name, fn, params = resolve_solver(solver, params)
-    params = dict(params)
-    if "rank" not in params:
-        raise ValueError("`rank` is required (as a parameter or in the solver's defaults).")
-    rank = params.pop("rank")
+    name, fn, rank, params = _resolve_with_rank(solver, params)
     from .parallel import warm_up
 
     warm_up()  # kernels compiled or loaded from the disk cache now: fit_s never counts it
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        if quiet:
-            warnings.simplefilter("ignore", ConvergenceWarning)
-        model = fn(train, rank, **params)
+    model = _fit(fn, train, rank, params, quiet=quiet)
     fit_s = time.perf_counter() - t0
     pred, n_cold = predict_pairs(model, train, test_rows, test_cols, cold_start=cold_start,
                                  clip=clip)
@@ -610,6 +634,28 @@ def fit_and_score(
     if return_model:
         out["model"] = model
     return out
+
+
+def _resolve_with_rank(
+    solver: str | Callable[..., FitResult], params: Mapping[str, Any]
+) -> tuple[str, Callable[..., FitResult], Any, dict[str, Any]]:
+    """``(name, function, rank, params)``: :func:`resolve_solver`, ``rank`` taken out."""
+    name, fn, resolved = resolve_solver(solver, params)
+    resolved = dict(resolved)
+    if "rank" not in resolved:
+        raise ValueError("`rank` is required (as a parameter or in the solver's defaults).")
+    rank = resolved.pop("rank")
+    return name, fn, rank, resolved
+
+
+def _fit(fn: Callable[..., FitResult], ratings: Ratings, rank: Any, params: Mapping[str, Any],
+         *, quiet: bool) -> FitResult:
+    """``fn(ratings, rank, **params)``, with :class:`~lsqmf.ConvergenceWarning` silenced when
+    ``quiet``."""
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        return fn(ratings, rank, **params)
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -1135,25 +1181,25 @@ def grid_search(
     )
     _warn_failures(results, keys, "grid search")
     summary = _summarize(results, configs)
-    best_model = None
     if not np.isfinite(summary.loc[0, "rmse_mean"]):
         warnings.warn("no configuration finished every fold: there is no best one.",
                       RuntimeWarning, stacklevel=2)
         return GridSearchResult(results=results, summary=summary, best_params={},
                                 best_score=float("nan"), best_model=None)
     best_cfg = configs[int(summary.loc[0, "config"])]
-    best_params = {k: _py(best_cfg[k]) for k in keys}
-    if refit:
-        _, fn, params = resolve_solver(solver, {**fixed, **best_cfg})
-        rank = params.pop("rank")
-        params.setdefault("random_state", 0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            best_model = fn(ratings, rank, **params)
     return GridSearchResult(
-        results=results, summary=summary, best_params=best_params,
-        best_score=float(summary.loc[0, "rmse_mean"]), best_model=best_model,
+        results=results, summary=summary, best_params={k: _py(best_cfg[k]) for k in keys},
+        best_score=float(summary.loc[0, "rmse_mean"]),
+        best_model=_refit(ratings, solver, {**fixed, **best_cfg}) if refit else None,
     )
+
+
+def _refit(ratings: Ratings, solver: str | Callable[..., FitResult],
+           params: Mapping[str, Any]) -> FitResult:
+    """The best configuration fitted on all of ``ratings`` (seed 0 unless given)."""
+    _, fn, rank, resolved = _resolve_with_rank(solver, params)
+    resolved.setdefault("random_state", 0)
+    return _fit(fn, ratings, rank, resolved, quiet=True)
 
 
 def _py(v: Any) -> Any:
