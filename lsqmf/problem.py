@@ -90,7 +90,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -573,35 +573,16 @@ def build_problem(
         raise TypeError(f"`ratings` must be lsqmf.Ratings; got {type(ratings).__name__}.")
     rank = check_int("rank", rank, min_value=1)
     check_choice("formulation", formulation, FORMULATIONS)
-    n, m = ratings.shape
     sqrt_w = np.ones(ratings.nnz) if ratings.weights is None else np.sqrt(ratings.weights)
-    P_scale = Q_scale = rb_scale = cb_scale = None
-    P_anchor = Q_anchor = None
     if formulation == "prior":
-        alpha = check_float("alpha", alpha, min_value=0.0, min_inclusive=False)  # type: ignore[assignment]
-        beta = check_float("beta", beta, min_value=0.0)  # type: ignore[assignment]
-        data_scale = alpha * sqrt_w
-        if P_prior is None or Q_prior is None:
-            raise ValueError("the 'prior' formulation needs `P_prior` and `Q_prior`.")
-        P_anchor = check_array("P0", P_prior, shape=(n, rank), copy=True)
-        Q_anchor = check_array("Q0", Q_prior, shape=(rank, m), copy=True)
-        P_scale, Q_scale = np.full(n, beta), np.full(m, beta)
-        rb_scale, cb_scale = np.full(n, beta), np.full(m, beta)
+        scales = _prior_scales(ratings, rank, alpha, beta, P_prior, Q_prior, sqrt_w)
+    elif formulation == "l2":
+        scales = _l2_scales(ratings, reg, reg_bias, count_scaled, sqrt_w)
     else:
-        data_scale = sqrt_w
-        if formulation == "l2":
-            reg = float(check_float("reg", reg, min_value=0.0))  # type: ignore[arg-type]
-            reg_b = reg if reg_bias is None else float(
-                check_float("reg_bias", reg_bias, min_value=0.0)  # type: ignore[arg-type]
-            )
-            row_c = ratings.row_counts().astype(float) if count_scaled else np.ones(n)
-            col_c = ratings.col_counts().astype(float) if count_scaled else np.ones(m)
-            P_scale, Q_scale = np.sqrt(reg * row_c), np.sqrt(reg * col_c)
-            rb_scale, cb_scale = np.sqrt(reg_b * row_c), np.sqrt(reg_b * col_c)
+        scales = _Scales(data_scale=sqrt_w)
     if not biases:
-        rb_scale = cb_scale = None
-    arrays = [data_scale, P_scale, Q_scale, rb_scale, cb_scale, P_anchor, Q_anchor]
-    for a in arrays:
+        scales = scales._replace(row_bias_scale=None, col_bias_scale=None)
+    for a in scales:
         if a is not None:
             a.setflags(write=False)
     return Problem(
@@ -609,12 +590,73 @@ def build_problem(
         rank=rank,
         biases=bool(biases),
         mu=ratings.mean() if biases else 0.0,
+        data_scale=scales.data_scale,
+        P_scale=scales.P_scale,
+        Q_scale=scales.Q_scale,
+        row_bias_scale=scales.row_bias_scale,
+        col_bias_scale=scales.col_bias_scale,
+        P_anchor=scales.P_anchor,
+        Q_anchor=scales.Q_anchor,
+        formulation=formulation,
+    )
+
+
+class _Scales(NamedTuple):
+    """The residual scales and anchors of one formulation (fields of :class:`Problem`)."""
+
+    data_scale: np.ndarray
+    P_scale: np.ndarray | None = None
+    Q_scale: np.ndarray | None = None
+    row_bias_scale: np.ndarray | None = None
+    col_bias_scale: np.ndarray | None = None
+    P_anchor: np.ndarray | None = None
+    Q_anchor: np.ndarray | None = None
+
+
+def _prior_scales(
+    ratings: Ratings,
+    rank: int,
+    alpha: float,
+    beta: float,
+    P_prior: Any,
+    Q_prior: Any,
+    sqrt_w: np.ndarray,
+) -> _Scales:
+    """Scales of the ``prior`` formulation: data ``alpha``, every prior ``beta``, the anchors."""
+    n, m = ratings.shape
+    alpha = check_float("alpha", alpha, min_value=0.0, min_inclusive=False)  # type: ignore[assignment]
+    beta = check_float("beta", beta, min_value=0.0)  # type: ignore[assignment]
+    data_scale = alpha * sqrt_w
+    if P_prior is None or Q_prior is None:
+        raise ValueError("the 'prior' formulation needs `P_prior` and `Q_prior`.")
+    P_anchor = check_array("P0", P_prior, shape=(n, rank), copy=True)
+    Q_anchor = check_array("Q0", Q_prior, shape=(rank, m), copy=True)
+    return _Scales(
         data_scale=data_scale,
-        P_scale=P_scale,
-        Q_scale=Q_scale,
-        row_bias_scale=rb_scale,
-        col_bias_scale=cb_scale,
+        P_scale=np.full(n, beta),
+        Q_scale=np.full(m, beta),
+        row_bias_scale=np.full(n, beta),
+        col_bias_scale=np.full(m, beta),
         P_anchor=P_anchor,
         Q_anchor=Q_anchor,
-        formulation=formulation,
+    )
+
+
+def _l2_scales(
+    ratings: Ratings, reg: float, reg_bias: float | None, count_scaled: bool, sqrt_w: np.ndarray
+) -> _Scales:
+    """Scales of the ``l2`` formulation: sqrt(reg), times the counts when ``count_scaled``."""
+    n, m = ratings.shape
+    reg = float(check_float("reg", reg, min_value=0.0))  # type: ignore[arg-type]
+    reg_b = reg if reg_bias is None else float(
+        check_float("reg_bias", reg_bias, min_value=0.0)  # type: ignore[arg-type]
+    )
+    row_c = ratings.row_counts().astype(float) if count_scaled else np.ones(n)
+    col_c = ratings.col_counts().astype(float) if count_scaled else np.ones(m)
+    return _Scales(
+        data_scale=sqrt_w,
+        P_scale=np.sqrt(reg * row_c),
+        Q_scale=np.sqrt(reg * col_c),
+        row_bias_scale=np.sqrt(reg_b * row_c),
+        col_bias_scale=np.sqrt(reg_b * col_c),
     )
