@@ -19,7 +19,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,14 +121,19 @@ def _score(shared: list[tuple[Ratings, Ratings]], task: tuple) -> dict[str, Any]
     """One (configuration, split): a row with the scores or the error."""
     config, split, solver, params, seed = task
     train, val = shared[split]
-    row: dict[str, Any] = {"config": config, "split": split, "solver": solver, **params}
     try:
         out = fit_and_score(solver, train, val, random_state=seed, **params)
     except Exception as err:  # recorded, never raised: one bad cell must not stop a search
-        return {**row, "rmse": np.nan, "mae": np.nan, "fit_s": np.nan,
-                "error": f"{type(err).__name__}: {err}"}
-    return {**row, "rmse": out["rmse"], "mae": out["mae"], "fit_s": out["fit_s"],
-            "error": None}
+        return _failed_row(task, f"{type(err).__name__}: {err}")
+    return {"config": config, "split": split, "solver": solver, **params,
+            "rmse": out["rmse"], "mae": out["mae"], "fit_s": out["fit_s"], "error": None}
+
+
+def _failed_row(task: tuple, error: str | None) -> dict[str, Any]:
+    """The row of a (configuration, split) that raised ``error``: NaN scores."""
+    config, split, solver, params, _ = task
+    return {"config": config, "split": split, "solver": solver, **params,
+            "rmse": np.nan, "mae": np.nan, "fit_s": np.nan, "error": error}
 
 
 def tune(
@@ -187,35 +192,63 @@ def tune(
     from .parallel import in_order, map_tasks
 
     t0 = time.perf_counter()
-    ratings = ratings if isinstance(ratings, Ratings) else as_ratings(ratings)
-    n_splits = check_int("n_splits", n_splits, min_value=1)
-    test_size = check_float("test_size", test_size, min_value=0.0, max_value=1.0,  # type: ignore[assignment]
-                            min_inclusive=False, max_inclusive=False)
-    max_time = check_float("max_time", max_time, min_value=0.0, allow_none=True)
-    n_jobs = check_int("n_jobs", n_jobs)
+    ratings, n_splits, test_size, max_time, n_jobs = _check_tune_args(
+        ratings, n_splits, test_size, max_time, n_jobs
+    )
     configs = _configs(DEFAULT_SPACE if space is None else space)
     splits = (
         [holdout_split(ratings, test_size=test_size, random_state=random_state)]
         if n_splits == 1 else kfold(ratings, n_splits, random_state=random_state)
     )
+    outcomes = map_tasks(_score, _tasks(configs, len(splits), random_state, t0, max_time),
+                         shared=splits, n_jobs=n_jobs, scheduler=scheduler, label="lsqmf-tune")
+    finished = _consume(outcomes, len(configs) * len(splits), progress)
+    rows = [o.value if o.ok else _failed_row(o.task, o.error) for o in in_order(finished)]
+    complete = _complete_means(rows, len(splits))
+    best = min(complete, key=lambda c: (complete[c], c))
+    solver, params = configs[best]
+    result = TuneResult(
+        solver=solver, params=dict(params), rmse=complete[best], rows=rows,
+        n_configs=len(configs), n_completed=len(complete), n_splits=len(splits),
+        random_state=random_state, elapsed=time.perf_counter() - t0,
+    )
+    logger.info("tune: chose %s %s (held-out RMSE %.4f) from %d of %d configurations",
+                solver, params, result.rmse, result.n_completed, result.n_configs)
+    return result
 
-    def tasks() -> Iterator[tuple]:
-        for c, (solver, params) in enumerate(configs):
-            if c and max_time is not None and time.perf_counter() - t0 > max_time:
-                logger.info("tune: time budget %.1f s spent after %d of %d configurations",
-                            max_time, c, len(configs))
-                return
-            for s in range(len(splits)):
-                yield (c, s, solver, params, random_state)
 
-    outcomes = map_tasks(_score, tasks(), shared=splits, n_jobs=n_jobs, scheduler=scheduler,
-                         label="lsqmf-tune")
+def _check_tune_args(ratings: Any, n_splits: Any, test_size: Any, max_time: Any,
+                     n_jobs: Any) -> tuple[Ratings, int, float, float | None, int]:
+    """The checked ``ratings``, ``n_splits``, ``test_size``, ``max_time`` and ``n_jobs``."""
+    ratings = ratings if isinstance(ratings, Ratings) else as_ratings(ratings)
+    n_splits = check_int("n_splits", n_splits, min_value=1)
+    test_size = check_float("test_size", test_size, min_value=0.0, max_value=1.0,
+                            min_inclusive=False, max_inclusive=False)
+    max_time = check_float("max_time", max_time, min_value=0.0, allow_none=True)
+    n_jobs = check_int("n_jobs", n_jobs)
+    return ratings, n_splits, test_size, max_time, n_jobs
+
+
+def _tasks(configs: list[tuple[str, dict]], n_splits: int, random_state: int | None,
+           t0: float, max_time: float | None) -> Iterator[tuple]:
+    """Every (configuration, split) task, configuration by configuration; no configuration
+    after the first once ``max_time`` seconds have passed since ``t0``."""
+    for c, (solver, params) in enumerate(configs):
+        if c and max_time is not None and time.perf_counter() - t0 > max_time:
+            logger.info("tune: time budget %.1f s spent after %d of %d configurations",
+                        max_time, c, len(configs))
+            return
+        for s in range(n_splits):
+            yield (c, s, solver, params, random_state)
+
+
+def _consume(outcomes: Iterable[Any], total: int, progress: bool) -> list[Any]:
+    """Every outcome as it finishes, with a progress bar (tqdm, on stderr) if ``progress``."""
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(configs) * len(splits), desc="lsqmf tune", unit="fit",
-                   leave=False)
+        bar = tqdm(total=total, desc="lsqmf tune", unit="fit", leave=False)
     finished = []
     try:
         for o in outcomes:
@@ -227,32 +260,20 @@ def tune(
     finally:
         if bar is not None:
             bar.close()
-    rows = []
-    for o in in_order(finished):
-        if o.ok:
-            rows.append(o.value)
-        else:
-            c, s, solver, params, _ = o.task
-            rows.append({"config": c, "split": s, "solver": solver, **params,
-                         "rmse": np.nan, "mae": np.nan, "fit_s": np.nan, "error": o.error})
+    return finished
+
+
+def _complete_means(rows: list[dict[str, Any]], n_splits: int) -> dict[int, float]:
+    """Mean RMSE of every configuration scored on all ``n_splits`` splits; raises if none."""
     by_config: dict[int, list[float]] = {}
     for row in rows:
         by_config.setdefault(row["config"], []).append(row["rmse"])
     complete = {c: float(np.mean(v)) for c, v in by_config.items()
-                if len(v) == len(splits) and np.all(np.isfinite(v))}
+                if len(v) == n_splits and np.all(np.isfinite(v))}
     if not complete:
         errors = [r["error"] for r in rows if r.get("error")]
         raise ValueError(
             "no configuration could be scored"
             + (f"; first error: {errors[0]}" if errors else " within `max_time`.")
         )
-    best = min(complete, key=lambda c: (complete[c], c))
-    solver, params = configs[best]
-    result = TuneResult(
-        solver=solver, params=dict(params), rmse=complete[best], rows=rows,
-        n_configs=len(configs), n_completed=len(complete), n_splits=len(splits),
-        random_state=random_state, elapsed=time.perf_counter() - t0,
-    )
-    logger.info("tune: chose %s %s (held-out RMSE %.4f) from %d of %d configurations",
-                solver, params, result.rmse, result.n_completed, result.n_configs)
-    return result
+    return complete
