@@ -258,31 +258,42 @@ def multistart(
     rank = check_int("rank", rank, min_value=1)
     if "random_state" in solve_options:  # pragma: no cover - caught by Python's signature
         raise TypeError("`random_state` is multistart's own argument.")
-    recorded: int | None = None
-    if random_state is None:
-        root = np.random.SeedSequence()
-        recorded = int(root.entropy) if isinstance(root.entropy, numbers.Integral) else None
-    elif isinstance(random_state, np.random.Generator):
-        root = np.random.SeedSequence(int(random_state.integers(0, 2**63 - 1)))
-    elif isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if int(random_state) < 0:
-            raise ValueError(f"`random_state` must be a non-negative int; got {random_state}.")
-        recorded = int(random_state)
-        root = np.random.SeedSequence(recorded)
-    else:
-        raise TypeError(
-            "`random_state` must be None, an int seed or a numpy.random.Generator; "
-            f"got {describe(random_state)}."
-        )
+    root, recorded = _seed_root(random_state)
     seeds = [
         int(child.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
         for child in root.spawn(max_starts)
     ]
+    in_order = _runs_in_order(R, rank, seeds, solve_options, n_jobs, scheduler)
+    runs, converged = _until_seen(in_order, until_seen, rtol, atol)
+    return _result(runs, converged, until_seen, rtol, atol, recorded)
 
+
+def _seed_root(
+    random_state: int | np.random.Generator | None,
+) -> tuple[np.random.SeedSequence, int | None]:
+    """The root :class:`~numpy.random.SeedSequence` of the starts and the int seed to record
+    (None for a Generator, or fresh entropy that is not an int)."""
+    if random_state is None:
+        root = np.random.SeedSequence()
+        return root, int(root.entropy) if isinstance(root.entropy, numbers.Integral) else None
+    if isinstance(random_state, np.random.Generator):
+        return np.random.SeedSequence(int(random_state.integers(0, 2**63 - 1))), None
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if int(random_state) < 0:
+            raise ValueError(f"`random_state` must be a non-negative int; got {random_state}.")
+        return np.random.SeedSequence(int(random_state)), int(random_state)
+    raise TypeError(
+        "`random_state` must be None, an int seed or a numpy.random.Generator; "
+        f"got {describe(random_state)}."
+    )
+
+
+def _until_seen(in_order: Generator[_Run, None, None], until_seen: int, rtol: float,
+                atol: float) -> tuple[list[_Run], bool]:
+    """The runs up to the stopping point, and whether the best cost was seen ``until_seen``
+    times; closing ``in_order`` cancels the starts still queued."""
     runs: list[_Run] = []
     best = np.inf
-    converged = False
-    in_order = _runs_in_order(R, rank, seeds, solve_options, n_jobs, scheduler)
     try:
         for run in in_order:  # the rule in start order: independent of the backend
             runs.append(run)
@@ -292,11 +303,15 @@ def multistart(
                 1 for r in runs if np.isfinite(r.cost) and _same(r.cost, best, rtol, atol)
             )
             if np.isfinite(best) and n_best >= until_seen:
-                converged = True
-                break
+                return runs, True
     finally:
         in_order.close()  # cancels the starts still queued
+    return runs, False
 
+
+def _result(runs: list[_Run], converged: bool, until_seen: int, rtol: float, atol: float,
+            recorded: int | None) -> MultistartResult:
+    """The :class:`MultistartResult` of ``runs``; raises when every start failed."""
     costs = np.array([r.cost for r in runs], dtype=np.float64)
     fits = [r for r in runs if r.fit is not None]
     if not fits:
