@@ -232,19 +232,7 @@ def verify(
     atol = cast(float, check_float("atol", atol, min_value=0.0))
     rtol = cast(float, check_float("rtol", rtol, min_value=0.0))
     check_mutation = check_bool("check_mutation", check_mutation)
-    available = case_names(golden_dir)
-    if cases is None:
-        names: Sequence[str] = available
-    else:
-        names = [cases] if isinstance(cases, str) else list(cases)
-        unknown = [n for n in names if n not in available]
-        if unknown:
-            raise ValueError(
-                f"`cases` must name golden cases among {', '.join(available)}; got unknown "
-                f"{', '.join(repr(n) for n in unknown)}."
-            )
-        if not names:
-            raise ValueError("`cases` must name at least one golden case; got none.")
+    names = _case_selection(cases, golden_dir)
     if isinstance(candidate, str):
         return _verify_isolated(
             candidate, list(names), atol, rtol, check_mutation, golden_dir,
@@ -261,6 +249,25 @@ def verify(
         check_mutation=check_mutation,
         results=results,
     )
+
+
+def _case_selection(
+    cases: Iterable[str] | None, golden_dir: str | os.PathLike[str] | None
+) -> Sequence[str]:
+    """The golden case names to run: ``cases`` (checked against the stored ones), or all."""
+    available = case_names(golden_dir)
+    if cases is None:
+        return available
+    names = [cases] if isinstance(cases, str) else list(cases)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(
+            f"`cases` must name golden cases among {', '.join(available)}; got unknown "
+            f"{', '.join(repr(n) for n in unknown)}."
+        )
+    if not names:
+        raise ValueError("`cases` must name at least one golden case; got none.")
+    return names
 
 
 def _run_case(
