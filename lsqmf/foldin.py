@@ -150,6 +150,36 @@ def fold_in(
     objective = _objective(model, loss, f_scale, bounds)
     rows_axis = axis == "rows"
     s = _Sides.of(model, new, rows_axis)
+    rows = _new_rows(model, new, s, objective, unknown, anchor, rows_axis)
+    Z, cost, success, method = _solve_rows(rows, objective, tol, max_nfev)
+    info = {
+        "axis": axis, "n_new": int(s.n_new), "n_ratings": len(rows.y),
+        "n_ignored": rows.n_ignored, "loss": objective.loss, "method": method,
+    }
+    return _result(model, Z, rows.counts, s.new_ids, rows_axis, info, float(cost.sum()),
+                   success)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The per-row problems of the new rows (see the module docstring), one entry per used
+    rating: the new row ``own``, features ``A``, data scale ``d`` and target ``y`` of each
+    entry; regularization ``lam`` and start (anchor) ``z0`` of each new row, shape
+    (n_new, dim); ``counts`` entries per new row; ``n_ignored`` ratings dropped."""
+
+    own: np.ndarray
+    A: np.ndarray
+    d: np.ndarray
+    y: np.ndarray
+    lam: np.ndarray
+    z0: np.ndarray
+    counts: np.ndarray
+    n_ignored: int
+
+
+def _new_rows(model: FitResult, new: Ratings, s: _Sides, objective: _Objective, unknown: str,
+              anchor: Any, rows_axis: bool) -> _Rows:
+    """The ratings of known columns (rows) and the objective of each new row."""
     what = "column" if rows_axis else "row"
     other = _match(s.other_raw, s.other_ids_new, s.other_ids_model, s.F.shape[0], what)
     known, n_ignored = _known_entries(other, s, unknown, what)
@@ -162,24 +192,24 @@ def fold_in(
     target = values - (model.mu + s.other_bias[other] if s.other_bias is not None else 0.0)
     design = s.F[other] if not biases else np.hstack([s.F[other], np.ones((len(other), 1))])
     sqrt_w = np.ones(len(values)) if weights is None else np.sqrt(weights)
-    d = objective.data_scale * sqrt_w
     counts = np.bincount(own, minlength=s.n_new)
     lam = _reg_diagonal(objective, counts, rank, biases)
-    Z = _ridge(own, design, d, target, lam, z0, counts)
-    method = "ridge"
-    cost = np.zeros(s.n_new)
-    success = True
+    return _Rows(own, design, objective.data_scale * sqrt_w, target, lam, z0, counts,
+                 n_ignored)
+
+
+def _solve_rows(p: _Rows, objective: _Objective, tol: float,
+                max_nfev: int | None) -> tuple[np.ndarray, np.ndarray, bool, str]:
+    """``(Z, cost per row, success, method)``: the ridge solution, refined row by row by
+    ``least_squares`` for a robust loss or bounds."""
+    Z = _ridge(p.own, p.A, p.d, p.y, p.lam, p.z0, p.counts)
+    cost = np.zeros(len(p.counts))
     if objective.loss != "linear" or objective.lb is not None:
-        method = "least_squares"
-        success = _robust(own, design, d, target, lam, z0, counts, Z, cost, objective,
+        success = _robust(p.own, p.A, p.d, p.y, p.lam, p.z0, p.counts, Z, cost, objective,
                           tol, max_nfev)
-    else:
-        cost[:] = _ridge_cost(own, design, d, target, lam, z0, Z, s.n_new)
-    info = {
-        "axis": axis, "n_new": int(s.n_new), "n_ratings": len(values),
-        "n_ignored": n_ignored, "loss": objective.loss, "method": method,
-    }
-    return _result(model, Z, counts, s.new_ids, rows_axis, info, float(cost.sum()), success)
+        return Z, cost, success, "least_squares"
+    cost[:] = _ridge_cost(p.own, p.A, p.d, p.y, p.lam, p.z0, Z, len(p.counts))
+    return Z, cost, True, "ridge"
 
 
 def _check_fold_in_args(model: Any, ratings: Any, axis: str, unknown: str, tol: float,
