@@ -103,6 +103,15 @@ def _id_array(ids: list[Any]) -> Any:
 
 def register(subparsers: Any) -> None:
     """Add the ``fit``, ``predict``, ``evaluate``, ``cv`` and ``recommend`` subcommands."""
+    _add_fit(subparsers)
+    _add_predict(subparsers)
+    _add_evaluate(subparsers)
+    _add_cv(subparsers)
+    _add_recommend(subparsers)
+
+
+def _add_fit(subparsers: Any) -> None:
+    """Add the ``fit`` subcommand."""
     from . import add_input_options
     from ._options import add_progress_options
 
@@ -119,6 +128,9 @@ def register(subparsers: Any) -> None:
     add_progress_options(f)
     f.set_defaults(func=run_fit)
 
+
+def _add_predict(subparsers: Any) -> None:
+    """Add the ``predict`` subcommand."""
     p = subparsers.add_parser(
         "predict", help="predict ratings with a saved model",
         description="Predict the rating of (user, item) pairs, by raw id. Prints a header and "
@@ -137,6 +149,12 @@ def register(subparsers: Any) -> None:
                    help="do not clip to the training rating scale")
     p.set_defaults(func=run_predict)
 
+
+def _add_evaluate(subparsers: Any) -> None:
+    """Add the ``evaluate`` subcommand."""
+    from . import add_input_options
+    from ._options import add_progress_options
+
     e = subparsers.add_parser(
         "evaluate", help="fit on TRAIN, score on TEST",
         description="Fit a solver on TRAIN and report RMSE and MAE on TEST (matched by raw "
@@ -150,6 +168,12 @@ def register(subparsers: Any) -> None:
     add_input_options(e)
     add_progress_options(e)
     e.set_defaults(func=run_evaluate)
+
+
+def _add_cv(subparsers: Any) -> None:
+    """Add the ``cv`` subcommand."""
+    from . import add_input_options
+    from ._options import add_progress_options
 
     c = subparsers.add_parser(
         "cv", help="cross-validate a grid of rank x reg",
@@ -170,6 +194,9 @@ def register(subparsers: Any) -> None:
     add_input_options(c)
     c.set_defaults(func=run_cv)
 
+
+def _add_recommend(subparsers: Any) -> None:
+    """Add the ``recommend`` subcommand."""
     r = subparsers.add_parser(
         "recommend", help="top-N unrated items for a user",
         description="The N items with the highest predicted score for a user, excluding the "
@@ -284,26 +311,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_cv(args: argparse.Namespace) -> int:
     from ..datasets import load_ratings
     from ..evaluation import SearchInterrupted, grid_search
-    from ..solvers import SOLVER_DEFAULTS
     from . import input_options
 
     ratings = load_ratings(args.ratings, **input_options(args))
-    regs = args.reg if args.reg is not None else [SOLVER_DEFAULTS[args.solver]["reg"]]
-    fixed = _solver_params(args, grid=True)
-    fixed.pop("random_state")  # --seed seeds the folds; each fold's fit is seeded by its number
-    seeds = {} if args.seed is None else {"random_state": args.seed}  # else grid_search's
-    ranking = _ranking(args)
-    if ranking is not None:
-        fixed["ranking"] = ranking  # passed on to fit_and_score
+    grid, seeds, fixed = _cv_params(args)
     checkpoint = None
     if args.out is not None:  # cv_results.csv gets every cell as it finishes; a rerun resumes
         args.out.mkdir(parents=True, exist_ok=True)
         checkpoint = args.out / "cv_results.csv"
     try:
         gs = grid_search(
-            ratings, args.solver, {"rank": args.rank, "reg": regs}, n_splits=args.folds,
-            n_jobs=args.jobs, scheduler=args.scheduler, **seeds,
-            out=checkpoint, progress=args.progress, refit=False, **fixed,
+            ratings, args.solver, grid, n_splits=args.folds, n_jobs=args.jobs,
+            scheduler=args.scheduler, **seeds, out=checkpoint, progress=args.progress,
+            refit=False, **fixed,
         )
     except SearchInterrupted as stop:
         kept = (f"they are in {checkpoint}; rerun the same command to resume" if checkpoint
@@ -316,6 +336,33 @@ def run_cv(args: argparse.Namespace) -> int:
         print(f"no configuration finished every fold (see the error column{where})",
               file=sys.stderr)
         return 1
+    _print_cv(gs, args)
+    if args.out is not None:
+        from ..bench.plots_cv import plot_cv_heatmap
+
+        gs.summary.to_csv(args.out / "cv_summary.csv", index=False)
+        plot_cv_heatmap(gs.results, args.out / "cv_heatmap.png",
+                        title=f"{args.solver}: mean validation RMSE ({args.folds}-fold)")
+        print(f"wrote {args.out / 'cv_results.csv'}, cv_summary.csv and cv_heatmap.png")
+    return 0
+
+
+def _cv_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(param_grid, seeds, fixed)`` of the grid search of ``lsqmf cv``."""
+    from ..solvers import SOLVER_DEFAULTS
+
+    regs = args.reg if args.reg is not None else [SOLVER_DEFAULTS[args.solver]["reg"]]
+    fixed = _solver_params(args, grid=True)
+    fixed.pop("random_state")  # --seed seeds the folds; each fold's fit is seeded by its number
+    seeds = {} if args.seed is None else {"random_state": args.seed}  # else grid_search's
+    ranking = _ranking(args)
+    if ranking is not None:
+        fixed["ranking"] = ranking  # passed on to fit_and_score
+    return {"rank": args.rank, "reg": regs}, seeds, fixed
+
+
+def _print_cv(gs: Any, args: argparse.Namespace) -> None:
+    """The summary of ``lsqmf cv`` (and its ranking metrics with --top-k) and the best."""
     cols = ["rank", "reg", "rmse_mean", "rmse_std", "mae_mean", "fit_s_mean", "n_cold_start"]
     print(gs.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.top_k is not None:
@@ -326,14 +373,6 @@ def run_cv(args: argparse.Namespace) -> int:
         print(means.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"best: rank={gs.best_params['rank']} reg={gs.best_params['reg']} "
           f"(mean validation RMSE {gs.best_score:.4f} over {args.folds} folds)")
-    if args.out is not None:
-        from ..bench.plots_cv import plot_cv_heatmap
-
-        gs.summary.to_csv(args.out / "cv_summary.csv", index=False)
-        plot_cv_heatmap(gs.results, args.out / "cv_heatmap.png",
-                        title=f"{args.solver}: mean validation RMSE ({args.folds}-fold)")
-        print(f"wrote {args.out / 'cv_results.csv'}, cv_summary.csv and cv_heatmap.png")
-    return 0
 
 
 def run_recommend(args: argparse.Namespace) -> int:
