@@ -36,6 +36,9 @@ Design rules shared by every kernel
 - Index arrays are int64; values float64; layouts are stated in each docstring.
 - Randomness (e.g. a visiting order) is drawn by the caller with a ``numpy.random.Generator``
   and passed in as an array, so kernels are deterministic.
+- A long kernel is split into helpers, one stage each (:data:`_HELPERS`), compiled with
+  ``inline='always'`` (:func:`jit_helpers`), so that the compiled kernel is the same code as
+  one written in a single body: same operations, same order, same speed.
 - No fast-math, so floating-point operations run exactly as written, with one listed
   exception (:data:`_FASTMATH`): a kernel with no reference order to reproduce may let numba
   reassociate its sums.
@@ -65,7 +68,7 @@ Kernels
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -139,38 +142,53 @@ def _tutorial_mf(
     for readability). Without fast-math, every sum runs in index order, so the results agree
     with the oracle to the last bit.
     """
-    N, M = R.shape
-    K = P.shape[1]
     half_beta = beta / 2
     for step in range(max_steps):
-        for i in range(N):
-            for j in range(M):
-                r = R[i, j]
-                if r > 0:
-                    dot = 0.0
-                    for k in range(K):
-                        dot += P[i, k] * Qt[k, j]
-                    eij = 2.0 * (r - dot)
-                    for k in range(K):
-                        p = P[i, k] + alpha * (eij * Qt[k, j] - beta * P[i, k])
-                        P[i, k] = p
-                        Qt[k, j] = Qt[k, j] + alpha * (eij * p - beta * Qt[k, j])
-        e = 0.0
-        for i in range(N):
-            for j in range(M):
-                r = R[i, j]
-                if r > 0:
-                    dot = 0.0
-                    for k in range(K):
-                        dot += P[i, k] * Qt[k, j]
-                    e += (r - dot) * (r - dot)
-                    for k in range(K):
-                        e += half_beta * (P[i, k] * P[i, k] + Qt[k, j] * Qt[k, j])
+        _tutorial_sweep(R, P, Qt, alpha, beta)
+        e = _tutorial_error(R, P, Qt, half_beta)
         if not np.isfinite(e):
             return -(step + 1)
         if e < epsilon:
             return step + 1
     return max_steps
+
+
+def _tutorial_sweep(
+    R: np.ndarray, P: np.ndarray, Qt: np.ndarray, alpha: float, beta: float
+) -> None:
+    """One step of the reference loop: every observed entry's update, in row-major order."""
+    N, M = R.shape
+    K = P.shape[1]
+    for i in range(N):
+        for j in range(M):
+            r = R[i, j]
+            if r > 0:
+                dot = 0.0
+                for k in range(K):
+                    dot += P[i, k] * Qt[k, j]
+                eij = 2.0 * (r - dot)
+                for k in range(K):
+                    p = P[i, k] + alpha * (eij * Qt[k, j] - beta * P[i, k])
+                    P[i, k] = p
+                    Qt[k, j] = Qt[k, j] + alpha * (eij * p - beta * Qt[k, j])
+
+
+def _tutorial_error(R: np.ndarray, P: np.ndarray, Qt: np.ndarray, half_beta: float) -> float:
+    """The reference's error ``e`` after a step (its sums in the reference's order)."""
+    N, M = R.shape
+    K = P.shape[1]
+    e = 0.0
+    for i in range(N):
+        for j in range(M):
+            r = R[i, j]
+            if r > 0:
+                dot = 0.0
+                for k in range(K):
+                    dot += P[i, k] * Qt[k, j]
+                e += (r - dot) * (r - dot)
+                for k in range(K):
+                    e += half_beta * (P[i, k] * P[i, k] + Qt[k, j] * Qt[k, j])
+    return e
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,22 +367,7 @@ def sgd_epoch(
             f"`Q` must have shape (rank, n_cols) = ({rank}, n_cols) to match `P` of shape "
             f"{P.shape}; got shape {Q.shape}."
         )
-    rows = np.asarray(rows, dtype=np.int64)
-    cols = np.asarray(cols, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float64)
-    order = np.asarray(order, dtype=np.int64)
-    nnz = values.shape[0]
-    if rows.shape != (nnz,) or cols.shape != (nnz,) or order.ndim != 1:
-        raise ValueError(
-            "`rows`, `cols` and `values` must be 1-D of one length and `order` 1-D; got "
-            f"shapes {rows.shape}, {cols.shape}, {values.shape} and {order.shape}."
-        )
-    if weights is None:
-        weights = np.empty(0, dtype=np.float64)
-    else:
-        weights = np.asarray(weights, dtype=np.float64)
-        if weights.shape != (nnz,):
-            raise ValueError(f"`weights` must have shape ({nnz},); got shape {weights.shape}.")
+    rows, cols, values, weights, order = _sgd_entries(rows, cols, values, weights, order)
     if fit_biases:
         _check_in_place("row_bias", row_bias, 1, (n_rows,))
         _check_in_place("col_bias", col_bias, 1, (n_cols,))
@@ -383,6 +386,29 @@ def sgd_epoch(
             bool(update_cols),
         )
     )
+
+
+def _sgd_entries(
+    rows: Any, cols: Any, values: Any, weights: Any, order: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The entry arrays of :func:`sgd_epoch` as the kernel takes them (no weights: empty)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    order = np.asarray(order, dtype=np.int64)
+    nnz = values.shape[0]
+    if rows.shape != (nnz,) or cols.shape != (nnz,) or order.ndim != 1:
+        raise ValueError(
+            "`rows`, `cols` and `values` must be 1-D of one length and `order` 1-D; got "
+            f"shapes {rows.shape}, {cols.shape}, {values.shape} and {order.shape}."
+        )
+    if weights is None:
+        weights = np.empty(0, dtype=np.float64)
+    else:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (nnz,):
+            raise ValueError(f"`weights` must have shape ({nnz},); got shape {weights.shape}.")
+    return rows, cols, values, weights, order
 
 
 def _check_in_place(
@@ -481,56 +507,85 @@ def _als_rows(
         h = np.zeros(k1)
         a = np.empty(k1)
         z = np.empty(k1)
-        # lower triangle of G = sum_t w a a^T, and h = sum_t (w y) a
-        for t in range(start, end):
-            j = other[t]
-            for p in range(k):
-                a[p] = F[j, p]
-            if with_bias:
-                a[k] = 1.0
-            w = weights[t]
-            wy = w * y[t]
-            for p in range(k1):
-                h[p] += wy * a[p]
-                wa = w * a[p]
-                for q in range(p + 1):
-                    G[p, q] += wa * a[q]
+        _ridge_normal_equations(start, end, other, y, weights, F, with_bias, a, G, h)
         for p in range(k):
             G[p, p] += reg_factor[r]
         if with_bias:
             G[k, k] += reg_bias[r]
-        # in-place Cholesky G = L L^T (L in the lower triangle)
-        ok = True
-        for p in range(k1):
-            d = G[p, p]
-            for s in range(p):
-                d -= G[p, s] * G[p, s]
-            if not d > _CHOL_RTOL * G[p, p]:  # also catches NaN
-                ok = False
-                break
-            d = np.sqrt(d)
-            G[p, p] = d
-            for q in range(p + 1, k1):
-                v = G[q, p]
-                for s in range(p):
-                    v -= G[q, s] * G[p, s]
-                G[q, p] = v / d
-        if not ok:
+        if not _cholesky_in_place(G):
             failed[r] = True
             n_failed += 1
             continue
-        # L z = h, then L^T x = z
-        for p in range(k1):
-            v = h[p]
-            for s in range(p):
-                v -= G[p, s] * z[s]
-            z[p] = v / G[p, p]
-        for p in range(k1 - 1, -1, -1):
-            v = z[p]
-            for s in range(p + 1, k1):
-                v -= G[s, p] * out[r, s]
-            out[r, p] = v / G[p, p]
+        _cholesky_solve(G, h, z, out, r)
     return n_failed
+
+
+def _ridge_normal_equations(
+    start: int,
+    end: int,
+    other: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    F: np.ndarray,
+    with_bias: bool,
+    a: np.ndarray,
+    G: np.ndarray,
+    h: np.ndarray,
+) -> None:
+    """Add the entries ``start:end`` to the lower triangle of ``G = sum_t w a a^T`` and to
+    ``h = sum_t (w y) a`` (``a`` is work space for the feature vector)."""
+    k = F.shape[1]
+    k1 = G.shape[0]
+    for t in range(start, end):
+        j = other[t]
+        for p in range(k):
+            a[p] = F[j, p]
+        if with_bias:
+            a[k] = 1.0
+        w = weights[t]
+        wy = w * y[t]
+        for p in range(k1):
+            h[p] += wy * a[p]
+            wa = w * a[p]
+            for q in range(p + 1):
+                G[p, q] += wa * a[q]
+
+
+def _cholesky_in_place(G: np.ndarray) -> bool:
+    """In-place Cholesky ``G = L L^T`` (``L`` in the lower triangle); False if a pivot is not
+    above ``_CHOL_RTOL`` times its diagonal entry (singular or not finite)."""
+    k1 = G.shape[0]
+    for p in range(k1):
+        d = G[p, p]
+        for s in range(p):
+            d -= G[p, s] * G[p, s]
+        if not d > _CHOL_RTOL * G[p, p]:  # also catches NaN
+            return False
+        d = np.sqrt(d)
+        G[p, p] = d
+        for q in range(p + 1, k1):
+            v = G[q, p]
+            for s in range(p):
+                v -= G[q, s] * G[p, s]
+            G[q, p] = v / d
+    return True
+
+
+def _cholesky_solve(
+    G: np.ndarray, h: np.ndarray, z: np.ndarray, out: np.ndarray, r: int
+) -> None:
+    """``out[r] = x`` with ``L L^T x = h``: ``L z = h``, then ``L^T x = z`` (``L`` in ``G``)."""
+    k1 = G.shape[0]
+    for p in range(k1):
+        v = h[p]
+        for s in range(p):
+            v -= G[p, s] * z[s]
+        z[p] = v / G[p, p]
+    for p in range(k1 - 1, -1, -1):
+        v = z[p]
+        for s in range(p + 1, k1):
+            v -= G[s, p] * out[r, s]
+        out[r, p] = v / G[p, p]
 
 
 # --------------------------------------------------------------------------------------------
@@ -708,8 +763,35 @@ _PARALLEL = frozenset({"als_rows", "jac_matvec", "jac_rmatvec"})
 #: bits. ``jac_matvec`` (a dot product of length ``2 k`` per entry) runs about 1.7x faster.
 _FASTMATH: dict[str, set[str]] = {"jac_matvec": {"reassoc", "contract"}}
 
+#: The helpers the kernels call (one stage of a kernel each). They are plain Python functions
+#: until :func:`get_kernel` first compiles a kernel, which rebinds each name to its numba
+#: version (see :func:`jit_helpers`).
+_HELPERS = (
+    "_tutorial_sweep",
+    "_tutorial_error",
+    "_ridge_normal_equations",
+    "_cholesky_in_place",
+    "_cholesky_solve",
+)
+
 _compiled: dict[str, Callable[..., Any]] = {}
 _lock = threading.Lock()
+
+
+def jit_helpers(namespace: dict[str, Any], names: Iterable[str]) -> None:
+    """Rebind each function ``namespace[name]`` to ``numba.njit(inline='always')`` of it.
+
+    numba compiles a call from a kernel only to a compiled function, so a module calls this
+    (under its compile lock) before compiling its kernels. ``inline='always'`` inlines the
+    helper into the kernel at numba's IR level: the kernel runs the same operations in the same
+    order as if the helper's body were written in it (results are bit-identical), with no call
+    overhead. A compiled helper is still callable from Python. Idempotent.
+    """
+    numba = require_numba()
+    for name in names:
+        function = namespace[name]
+        if not hasattr(function, "py_func"):  # not compiled yet
+            namespace[name] = numba.njit(cache=True, inline="always", nogil=True)(function)
 
 
 def get_kernel(name: str) -> Callable[..., Any]:
@@ -733,6 +815,7 @@ def get_kernel(name: str) -> Callable[..., Any]:
     with _lock:
         kernel = _compiled.get(name)
         if kernel is None:
+            jit_helpers(globals(), _HELPERS)
             function, signature = KERNELS[name]
             parallel = name in _PARALLEL
             if parallel:
