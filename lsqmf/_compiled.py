@@ -74,6 +74,12 @@ from typing import Any
 import numpy as np
 
 from ._backend import BACKENDS, resolve_backend, select_kernels, warm_up
+from ._kernel_linalg import (
+    back_substitution,
+    cholesky_in_place,
+    forward_substitution,
+    ridge_normal_equations,
+)
 
 __all__ = [
     "BACKENDS",
@@ -507,85 +513,18 @@ def _als_rows(
         h = np.zeros(k1)
         a = np.empty(k1)
         z = np.empty(k1)
-        _ridge_normal_equations(start, end, other, y, weights, F, with_bias, a, G, h)
+        ridge_normal_equations(start, end, other, y, weights, 1.0, F, with_bias, a, G, h)
         for p in range(k):
             G[p, p] += reg_factor[r]
         if with_bias:
             G[k, k] += reg_bias[r]
-        if not _cholesky_in_place(G):
+        if not cholesky_in_place(G, _CHOL_RTOL, True):
             failed[r] = True
             n_failed += 1
             continue
-        _cholesky_solve(G, h, z, out, r)
+        forward_substitution(G, h, z)
+        back_substitution(G, z, out, r)
     return n_failed
-
-
-def _ridge_normal_equations(
-    start: int,
-    end: int,
-    other: np.ndarray,
-    y: np.ndarray,
-    weights: np.ndarray,
-    F: np.ndarray,
-    with_bias: bool,
-    a: np.ndarray,
-    G: np.ndarray,
-    h: np.ndarray,
-) -> None:
-    """Add the entries ``start:end`` to the lower triangle of ``G = sum_t w a a^T`` and to
-    ``h = sum_t (w y) a`` (``a`` is work space for the feature vector)."""
-    k = F.shape[1]
-    k1 = G.shape[0]
-    for t in range(start, end):
-        j = other[t]
-        for p in range(k):
-            a[p] = F[j, p]
-        if with_bias:
-            a[k] = 1.0
-        w = weights[t]
-        wy = w * y[t]
-        for p in range(k1):
-            h[p] += wy * a[p]
-            wa = w * a[p]
-            for q in range(p + 1):
-                G[p, q] += wa * a[q]
-
-
-def _cholesky_in_place(G: np.ndarray) -> bool:
-    """In-place Cholesky ``G = L L^T`` (``L`` in the lower triangle); False if a pivot is not
-    above ``_CHOL_RTOL`` times its diagonal entry (singular or not finite)."""
-    k1 = G.shape[0]
-    for p in range(k1):
-        d = G[p, p]
-        for s in range(p):
-            d -= G[p, s] * G[p, s]
-        if not d > _CHOL_RTOL * G[p, p]:  # also catches NaN
-            return False
-        d = np.sqrt(d)
-        G[p, p] = d
-        for q in range(p + 1, k1):
-            v = G[q, p]
-            for s in range(p):
-                v -= G[q, s] * G[p, s]
-            G[q, p] = v / d
-    return True
-
-
-def _cholesky_solve(
-    G: np.ndarray, h: np.ndarray, z: np.ndarray, out: np.ndarray, r: int
-) -> None:
-    """``out[r] = x`` with ``L L^T x = h``: ``L z = h``, then ``L^T x = z`` (``L`` in ``G``)."""
-    k1 = G.shape[0]
-    for p in range(k1):
-        v = h[p]
-        for s in range(p):
-            v -= G[p, s] * z[s]
-        z[p] = v / G[p, p]
-    for p in range(k1 - 1, -1, -1):
-        v = z[p]
-        for s in range(p + 1, k1):
-            v -= G[s, p] * out[r, s]
-        out[r, p] = v / G[p, p]
 
 
 # --------------------------------------------------------------------------------------------
@@ -763,15 +702,17 @@ _PARALLEL = frozenset({"als_rows", "jac_matvec", "jac_rmatvec"})
 #: bits. ``jac_matvec`` (a dot product of length ``2 k`` per entry) runs about 1.7x faster.
 _FASTMATH: dict[str, set[str]] = {"jac_matvec": {"reassoc", "contract"}}
 
-#: The helpers the kernels call (one stage of a kernel each). They are plain Python functions
-#: until :func:`get_kernel` first compiles a kernel, which rebinds each name to its numba
-#: version (see :func:`jit_helpers`).
+#: The helpers the kernels call (one stage of a kernel each; the row-solve stages come from
+#: :mod:`lsqmf._kernel_linalg`). They are plain Python functions until :func:`get_kernel`
+#: first compiles a kernel, which rebinds each name here to its numba version (see
+#: :func:`jit_helpers`).
 _HELPERS = (
     "_tutorial_sweep",
     "_tutorial_error",
-    "_ridge_normal_equations",
-    "_cholesky_in_place",
-    "_cholesky_solve",
+    "ridge_normal_equations",
+    "cholesky_in_place",
+    "forward_substitution",
+    "back_substitution",
 )
 
 _compiled: dict[str, Callable[..., Any]] = {}
