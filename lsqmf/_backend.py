@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from ._validation import check_choice
 
-__all__ = ["BACKENDS", "resolve_backend", "select_kernels", "warm_up"]
+__all__ = [
+    "BACKENDS",
+    "SOLVER_KERNELS",
+    "SolverKernels",
+    "resolve_backend",
+    "select_kernels",
+    "warm_up",
+    "warm_up_solver",
+]
 
 logger = logging.getLogger("lsqmf._compiled")
 
@@ -90,3 +99,58 @@ def warm_up(backend: str = "auto", names: Iterable[str] | None = None) -> None:
 
     for name in KERNELS if names is None else names:
         get_kernel(name)
+
+
+class SolverKernels(NamedTuple):
+    """The compiled kernels one solver can run, by the table that holds them."""
+
+    #: Names in :data:`lsqmf._compiled.KERNELS`.
+    core: tuple[str, ...] = ()
+    #: Names in :data:`lsqmf.solvers._kernels.KERNELS` (the fast solvers' kernels).
+    fast: tuple[str, ...] = ()
+
+
+_OPERATOR = ("jac_matvec", "jac_rmatvec")
+
+#: Solver name (as in :data:`lsqmf.solvers.SOLVER_SPECS`) -> the kernels it can run with the
+#: compiled backend, so that :func:`warm_up_solver` loads those and no others (each kernel read
+#: from the disk cache costs start-up time; the first one also initializes numba). ``lsq`` runs
+#: the Jacobian-product kernels when ``jac='operator'`` or when ``jac='auto'`` picks the operator
+#: (large problems); ``gd`` and ``als_gd`` use the same operator. ``tests/test_startup.py``
+#: runs every solver after its warm-up and checks that it loads no kernel missing here.
+SOLVER_KERNELS: Mapping[str, SolverKernels] = MappingProxyType({
+    "lsq": SolverKernels(core=_OPERATOR),
+    "als": SolverKernels(core=("als_rows",)),
+    "gd": SolverKernels(core=_OPERATOR),
+    "als_gd": SolverKernels(core=("als_rows", *_OPERATOR)),
+    "als_sgd": SolverKernels(core=("als_rows", "sgd_epoch")),
+    "sgd": SolverKernels(core=("sgd_epoch",)),
+    "als_cg": SolverKernels(fast=("cg_rows",)),
+    "bsgd": SolverKernels(fast=("sgd_epoch",)),
+    "bmf": SolverKernels(fast=("gibbs_rows", "predict_pairs")),
+})
+
+
+def warm_up_solver(solver: str, backend: str = "auto") -> None:
+    """Load (or compile) the kernels of ``solver`` now, before its clock starts.
+
+    The solvers call this before their clock, and so does :func:`lsqmf.evaluation.fit_and_score`
+    (``lsqmf evaluate``, ``cv``, grid search) before ``fit_s``: only the kernels listed in
+    :data:`SOLVER_KERNELS` are loaded, so a process that fits one solver does not pay for the
+    kernels of the others. A solver outside the table gets every kernel. A no-op for the numpy
+    backend (and for ``'auto'`` without numba).
+
+    Parameters
+    ----------
+    solver : str
+        A solver name (a key of :data:`SOLVER_KERNELS`).
+    backend : {'auto', 'compiled', 'numpy'}, default='auto'
+    """
+    if resolve_backend(backend) == "numpy":
+        return
+    kernels = SOLVER_KERNELS.get(solver)
+    warm_up(backend, None if kernels is None else kernels.core)
+    if kernels is None or kernels.fast:
+        from .solvers import _kernels  # the fast solvers' own table (imported only if needed)
+
+        _kernels.warm_up(None if kernels is None else kernels.fast)

@@ -17,16 +17,18 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.optimize import OptimizeResult, least_squares
 
 from ._solve_options import SolveOptions
 from ._solve_plan import Plan, column_scale
 from ._solve_tables import LOSSES, METHODS
 from ._threads import blas_limit
 from .result import History, IterationInfo, Status
+
+if TYPE_CHECKING:
+    from scipy.optimize import OptimizeResult
 
 __all__ = ["RESCALE_FACTOR", "RUNNERS", "Evaluations", "Outcome", "loss_cost", "run"]
 
@@ -157,6 +159,14 @@ class Outcome:
     nonfinite_step: int | None = None
     nonfinite_count: int = 0
     restarts: int = 0
+
+
+def least_squares(*args: Any, **kwargs: Any) -> OptimizeResult:
+    """``scipy.optimize.least_squares``, imported on the first call (so that importing lsqmf,
+    and the command line, do not load scipy.optimize)."""
+    from scipy.optimize import least_squares as scipy_least_squares
+
+    return scipy_least_squares(*args, **kwargs)
 
 
 def _least_squares(plan: Plan, options: SolveOptions, ev: Evaluations, x_start: np.ndarray,

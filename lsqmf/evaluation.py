@@ -603,9 +603,10 @@ def fit_and_score(
     test_rows, test_cols = align_pairs(train, test)
     check_choice("cold_start", cold_start, COLD_START_POLICIES)
     name, fn, rank, params = _resolve_with_rank(solver, params)
-    from .parallel import warm_up
+    from ._backend import warm_up_solver
 
-    warm_up()  # kernels compiled or loaded from the disk cache now: fit_s never counts it
+    # the solver's kernels compiled or loaded from the disk cache now: fit_s never counts it
+    warm_up_solver(name, params.get("backend", "auto"))
     t0 = time.perf_counter()
     model = _fit(fn, train, rank, params, quiet=quiet)
     fit_s = time.perf_counter() - t0

@@ -117,7 +117,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import least_squares
 from scipy.sparse.linalg import LinearOperator
 
 from ._threads import blas_single_thread
@@ -1059,6 +1058,8 @@ def solve_varpro(
                 opt = lm_normal(fun, red, theta0, ftol=ftol, xtol=xtol, gtol=gtol,
                                 max_nfev=max_nfev, x_scale=x_scale_used)
             else:
+                from scipy.optimize import least_squares  # here: `import lsqmf` stays cheap
+
                 opt = least_squares(
                     fun, theta0, jac=jac_fun, bounds=(lb, ub), method=method, ftol=ftol,
                     xtol=xtol, gtol=gtol, x_scale=x_scale_used, loss=loss, f_scale=f_scale,

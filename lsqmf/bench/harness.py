@@ -339,7 +339,8 @@ def aggregate(raw: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame
 def blas_info() -> dict[str, Any]:
     """BLAS/LAPACK libraries and their thread counts (from ``threadpoolctl``).
 
-    ``max_threads`` is the largest count found (None when unknown).
+    ``max_threads`` is the largest count among the BLAS libraries (None when unknown); other
+    thread pools that threadpoolctl lists (OpenMP) are in ``libraries`` but not counted.
     """
     import scipy.linalg  # noqa: F401  (load scipy's BLAS too)
     from threadpoolctl import threadpool_info
@@ -351,7 +352,9 @@ def blas_info() -> dict[str, Any]:
     ]
     env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                       "MKL_NUM_THREADS", "BLIS_NUM_THREADS") if k in os.environ}
-    counts = [lib["num_threads"] for lib in libs if lib.get("num_threads")]
+    # BLAS only: numba's OpenMP pool (user_api 'openmp') is listed too, but is not BLAS
+    counts = [lib["num_threads"] for lib in libs
+              if lib.get("user_api") == "blas" and lib.get("num_threads")]
     return {"source": "threadpoolctl", "libraries": libs, "env": env,
             "max_threads": max(counts) if counts else None}
 

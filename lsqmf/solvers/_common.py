@@ -93,7 +93,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import BACKENDS, resolve_backend, warm_up
+from .._backend import BACKENDS, warm_up_solver
 from .._threads import blas_single_thread, numba_available
 from .._validation import (
     check_bool,
@@ -394,7 +394,7 @@ def prepare(
     solver validates them).
     """
     opts, own = split_options(_spec(name), rank, {**(options or {}), **keywords})
-    _warm_up(opts.backend)
+    _warm_up(name, opts.backend)
     t_start = time.perf_counter()
     rng, seed = resolve_seed(opts.random_state)
     ratings = as_ratings(R, weights=opts.weights)
@@ -413,15 +413,11 @@ def prepare(
                  validation=validation)
 
 
-def _warm_up(backend: str) -> None:
-    """Compile the kernels (or load them from numba's disk cache) before the clock starts, so
-    that compile time is never counted as fit time (``wall_time``, the history's times)."""
-    if resolve_backend(backend) == "numpy":
-        return
-    from . import _kernels
-
-    warm_up(backend)
-    _kernels.warm_up()
+def _warm_up(name: str, backend: str) -> None:
+    """Compile the solver's kernels (or load them from numba's disk cache) before the clock
+    starts, so that compile time is never counted as fit time (``wall_time``, the history's
+    times); only the kernels ``name`` runs (:data:`lsqmf._backend.SOLVER_KERNELS`)."""
+    warm_up_solver(name, backend)
 
 
 def log_result(logger: logging.Logger, verbose: int, fit: FitResult) -> None:

@@ -25,7 +25,6 @@ from .._validation import resolve_seed
 from ..problem import build_problem
 from ..ratings import as_ratings
 from ..result import FitResult, IterationInfo
-from ..solve import solve
 from ..start import random_start
 from ._common import _spec, log_result, split_options
 
@@ -60,6 +59,8 @@ def lsq(R: Any, rank: int, **options: Any) -> FitResult:
     TypeError
         For ``formulation``, ``max_nfev`` or ``ftol`` (the adapter sets them).
     """
+    from ..solve import solve  # here, so that importing the solver table stays cheap
+
     t_start = time.perf_counter()
     for name in _TRANSLATED:
         if name in options:
@@ -88,7 +89,8 @@ def lsq(R: Any, rank: int, **options: Any) -> FitResult:
         reg_bias=opts.reg_bias, count_scaled=opts.count_scaled, biases=opts.biases,
         method=method, tr_solver=None if method == "lm" else tr_solver,
         max_nfev=opts.max_iter, ftol=opts.tol, init_scale=opts.init_scale,
-        random_state=rng, max_time=opts.max_time, callback=callback, **own,
+        random_state=rng, max_time=opts.max_time, callback=callback, backend=opts.backend,
+        **own,
     )
     rms = fit.rms
     if rms is None:

@@ -1,0 +1,170 @@
+"""Start-up: ``import lsqmf`` stays cheap, its exports still resolve, and each solver's warm-up
+loads the kernels that solver runs (and no others).
+
+Correctness checks only; the start-up times are measured in ``benchmarks/bench_startup.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+import warnings
+
+import numpy as np
+import pytest
+
+import lsqmf
+from lsqmf import _backend, _compiled
+from lsqmf.datasets import make_low_rank
+from lsqmf.solvers import SOLVER_SPECS, _kernels, get_solver
+
+#: Modules that must not be loaded by ``import lsqmf`` or by building the command line.
+HEAVY = ("pandas", "matplotlib", "seaborn", "numba", "llvmlite", "dask", "distributed",
+         "joblib", "scipy.optimize")
+
+
+def _modules_after(code: str) -> set[str]:
+    """The module names loaded by ``code`` in a fresh interpreter."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, timeout=120)
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["import lsqmf", "from lsqmf.cli import build_parser; build_parser()"],
+    ids=["import-lsqmf", "cli-parser"],
+)
+def test_start_up_imports_no_heavy_module(code: str) -> None:
+    loaded = _modules_after(code)
+    assert sorted(m for m in HEAVY if m in loaded) == []
+
+
+def test_import_lsqmf_loads_no_submodule_until_used() -> None:
+    loaded = _modules_after("import lsqmf")
+    assert sorted(m for m in loaded if m.startswith("lsqmf.")) == []
+    assert "numpy" not in loaded
+
+
+@pytest.mark.parametrize("name", sorted(lsqmf.__all__))
+def test_every_export_resolves_to_its_definition(name: str) -> None:
+    value = getattr(lsqmf, name)
+    source = lsqmf._SOURCE.get(name)
+    if source is None:  # __version__, set in the package itself
+        assert isinstance(value, str)
+    else:
+        assert value is getattr(sys.modules[f"lsqmf.{source}"], name)
+    assert name in dir(lsqmf)
+
+
+def test_from_import_of_every_export_in_a_fresh_process() -> None:
+    names = ", ".join(n for n in lsqmf.__all__)
+    code = (f"from lsqmf import {names}\nimport lsqmf\n"
+            "assert all(getattr(lsqmf, n) is not None for n in lsqmf.__all__)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_functions_named_like_their_submodule_stay_functions() -> None:
+    # the import system binds a loaded submodule as the package's attribute; for lsqmf.solve
+    # and lsqmf.multistart the attribute must remain the function (as before lazy loading)
+    code = (
+        "import types, lsqmf\n"
+        "import lsqmf.solve, lsqmf.multistart, lsqmf.solvers.lsq\n"
+        "assert isinstance(lsqmf.solve, types.FunctionType), lsqmf.solve\n"
+        "assert isinstance(lsqmf.multistart, types.FunctionType), lsqmf.multistart\n"
+        "import sys\n"
+        "assert lsqmf.solve is sys.modules['lsqmf.solve'].solve\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert isinstance(lsqmf.solve, types.FunctionType)
+    assert isinstance(lsqmf.multistart, types.FunctionType)
+
+
+def test_submodules_are_attributes_on_first_use() -> None:
+    assert lsqmf.datasets.__name__ == "lsqmf.datasets"
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        _ = lsqmf.no_such_name
+
+
+# ------------------------------------------------------------------------------ warm-up
+def test_the_kernel_table_covers_every_solver() -> None:
+    assert set(_backend.SOLVER_KERNELS) == set(SOLVER_SPECS)
+    for kernels in _backend.SOLVER_KERNELS.values():
+        assert set(kernels.core) <= set(_compiled.KERNELS)
+        assert set(kernels.fast) <= set(_kernels.KERNELS)
+
+
+@pytest.fixture
+def fresh_kernel_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Empty the per-process kernel tables (kernels are then read again from the disk cache)."""
+    pytest.importorskip("numba")
+    monkeypatch.setattr(_compiled, "_compiled", {})
+    monkeypatch.setattr(_kernels, "_compiled", {})
+
+
+def _loaded() -> tuple[list[str], list[str]]:
+    return sorted(_compiled._compiled), sorted(_kernels._compiled)
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVER_SPECS))
+def test_warm_up_loads_exactly_the_kernels_the_solver_runs(solver: str,
+                                                           fresh_kernel_caches: None) -> None:
+    _backend.warm_up_solver(solver)
+    expected = _backend.SOLVER_KERNELS[solver]
+    after_warm_up = _loaded()
+    assert after_warm_up == (sorted(expected.core), sorted(expected.fast))
+    R, _ = make_low_rank(30, 20, 3, density=0.5, random_state=0)
+    extra = {"jac": "operator"} if solver == "lsq" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 2-iteration run does not converge
+        for biases in (False, True):
+            get_solver(solver)(R, 3, random_state=0, max_iter=2, biases=biases, **extra)
+    assert _loaded() == after_warm_up  # nothing was compiled or loaded inside the clock
+
+
+def test_numpy_backend_warms_up_nothing(fresh_kernel_caches: None) -> None:
+    for solver in SOLVER_SPECS:
+        _backend.warm_up_solver(solver, "numpy")
+    assert _loaded() == ([], [])
+
+
+def test_fast_warm_up_refuses_unknown_names() -> None:
+    with pytest.raises(ValueError, match="`names` must be among"):
+        _kernels.warm_up(["no_such_kernel"])
+
+
+def test_lsq_passes_backend_to_solve(fresh_kernel_caches: None) -> None:
+    R, _ = make_low_rank(30, 20, 3, density=0.5, random_state=0)
+    lsq = get_solver("lsq")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lsq(R, 3, random_state=0, max_iter=5, jac="operator", backend="numpy")
+        assert _loaded() == ([], [])  # the numpy operator: no kernel
+        compiled = lsq(R, 3, random_state=0, max_iter=5, jac="operator", backend="compiled")
+    assert fit.options["backend"] == "numpy"
+    assert compiled.options["backend"] == "compiled"
+    np.testing.assert_allclose(fit.P, compiled.P, rtol=1e-7, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------ blas_info
+def test_blas_info_counts_blas_libraries_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threadpoolctl
+
+    from lsqmf.bench.harness import blas_info
+
+    libraries = [
+        {"user_api": "blas", "internal_api": "openblas", "version": "0", "num_threads": 1,
+         "filepath": "libopenblas.so"},
+        {"user_api": "openmp", "internal_api": "openmp", "version": None, "num_threads": 2,
+         "filepath": "libgomp.so"},
+    ]
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: libraries)
+    info = blas_info()
+    assert info["max_threads"] == 1
+    assert [lib["user_api"] for lib in info["libraries"]] == ["blas", "openmp"]
