@@ -18,12 +18,16 @@ constant-1 coordinate, as in the ALS solvers, so it is sampled with the factors.
 Sampler
 -------
 One sweep draws, in turn, :math:`(m_U, \Lambda_U)` from their Gauss-Wishart conditional given
-the user blocks; every :math:`z_u` from its Gaussian conditional -- precision
+the user blocks (from their sufficient statistics :math:`\sum_u z_u` and
+:math:`\sum_u z_u z_u^\top`, which the row kernel returns with every draw, so the blocks are
+not read again); every :math:`z_u` from its Gaussian conditional -- precision
 :math:`\Lambda_U + \alpha\sum_i w_{ui} a_i a_i^\top`, the ALS ridge normal equations with the
-learned prior in place of :math:`\lambda I` (kernel ``gibbs_rows`` of
-:mod:`lsqmf.solvers._kernels`, rows in parallel, normals drawn by the seeded Generator); the
-same for the items; then :math:`\alpha` from its Gamma conditional. After ``burn_in`` sweeps
-every sample is averaged: the prediction is the posterior mean
+learned prior in place of :math:`\lambda I` (kernel ``gibbs_side`` of
+:mod:`lsqmf.solvers._kernels_bmf`: the targets formed on the fly from the item blocks, rows in
+parallel blocks, the standard normals drawn by the seeded Generator, so the draws do not
+depend on the thread count); the same for the items; then :math:`\alpha` from its Gamma
+conditional, given the squared error of the sample (kernel ``sse_pairs``).
+After ``burn_in`` sweeps every sample is averaged: the prediction is the posterior mean
 :math:`\frac1S\sum_s \hat v^{(s)}_{ui}`, which is linear in the samples and so is the
 low-rank matrix :math:`\frac1S\sum_s P_s Q_s` plus the mean biases. That sum is kept as factors
 compressed by truncated SVD (QR of both sides and an SVD of the small core) to at most
@@ -53,9 +57,10 @@ from .._validation import check_float, check_int
 from ..result import STATUS_MESSAGES, FitResult, History, IterationInfo, Status
 from ._common import Setup, log_result, prepare
 from ._kernels import get_kernel, kernel_threads, resolve_backend
+from ._kernels_bmf import get_kernel as get_bmf_kernel
 from .als_cg import RowData
 
-__all__ = ["MeanFactors", "bmf", "sample_gauss_wishart"]
+__all__ = ["MeanFactors", "bmf", "gauss_wishart_from_stats", "sample_gauss_wishart"]
 
 
 def sample_gauss_wishart(
@@ -78,10 +83,35 @@ def sample_gauss_wishart(
     precision : ndarray, shape (d, d)
     mean : ndarray, shape (d,)
     """
-    N, d = Z.shape
-    zbar = Z.mean(axis=0) if N else np.zeros(d)
-    D = Z - zbar
-    W_inv = np.eye(d) + D.T @ D + (beta0 * N / (beta0 + N)) * np.outer(zbar, zbar)
+    return gauss_wishart_from_stats(rng, Z.shape[0], Z.sum(axis=0), Z.T @ Z, beta0)
+
+
+def gauss_wishart_from_stats(
+    rng: np.random.Generator, N: int, zsum: np.ndarray, zz: np.ndarray, beta0: float
+) -> tuple[np.ndarray, np.ndarray]:
+    r""":func:`sample_gauss_wishart` from the sufficient statistics of the rows.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    N : int
+        Number of rows.
+    zsum : ndarray, shape (d,)
+        :math:`\sum_r z_r`.
+    zz : ndarray, shape (d, d)
+        :math:`\sum_r z_r z_r^\top`.
+    beta0 : float
+
+    Returns
+    -------
+    precision : ndarray, shape (d, d)
+    mean : ndarray, shape (d,)
+    """
+    d = zsum.shape[0]
+    zbar = zsum / N if N else np.zeros(d)
+    # sum (z - zbar)(z - zbar)^T = sum z z^T - N zbar zbar^T
+    W_inv = (np.eye(d) + zz - N * np.outer(zbar, zbar)
+             + (beta0 * N / (beta0 + N)) * np.outer(zbar, zbar))
     W = np.linalg.inv(W_inv)
     L = np.linalg.cholesky((W + W.T) / 2)
     A = np.zeros((d, d))
@@ -221,15 +251,30 @@ def _start_blocks(problem: Any, x0: np.ndarray, k1: int) -> tuple[np.ndarray, np
     return Zu, Zi
 
 
-def _half_sweep(rng: np.random.Generator, gibbs: Any, side: RowData, Z: np.ndarray,
-                Z_other: np.ndarray, has: np.ndarray, *, k: int, with_bias: bool, mu: float,
-                alpha: float, beta0: float) -> None:
-    """Draw the hyperparameters of one side, then (in place) every block ``Z`` of that side."""
-    lam, m_z = sample_gauss_wishart(rng, Z[has], beta0)
-    eps = rng.standard_normal(Z.shape)
-    gibbs(side.indptr, side.other, side.targets(mu, Z_other[:, k] if with_bias else None),
-          side.weights, np.ascontiguousarray(Z_other[:, :k]), with_bias, alpha, lam, m_z, eps,
-          Z)
+class _Side:
+    r"""One side of the sampler: its rows, its blocks ``Z`` and their sufficient statistics.
+
+    ``stats`` holds :math:`\sum_r z_r` (row 0) and :math:`\sum_r z_r z_r^\top` (rows 1..)
+    over the rows with ratings; the Gibbs kernel refreshes them with every draw of ``Z``.
+    """
+
+    def __init__(self, data: RowData, Z: np.ndarray) -> None:
+        self.data = data
+        self.Z = Z
+        has = data.counts > 0
+        self.n_rated = int(has.sum())
+        drawn = Z[has]
+        self.stats = np.vstack([drawn.sum(axis=0)[None, :], drawn.T @ drawn])
+
+    def draw(self, rng: np.random.Generator, gibbs: Any, other: _Side, *, k: int,
+             with_bias: bool, mu: float, alpha: float, beta0: float) -> None:
+        """Draw this side's hyperparameters, then (in place) every block given ``other``."""
+        lam, m_z = gauss_wishart_from_stats(rng, self.n_rated, self.stats[0], self.stats[1:],
+                                            beta0)
+        eps = rng.standard_normal(self.Z.shape)
+        d = self.data
+        gibbs(d.indptr, d.other, d.values, d.weights, mu, other.Z, k, with_bias, alpha, lam,
+              m_z, eps, self.Z, self.stats)
 
 
 def _split_blocks(Zu: np.ndarray, Zi: np.ndarray, k: int,
@@ -242,13 +287,14 @@ def _split_blocks(Zu: np.ndarray, Zi: np.ndarray, k: int,
     return P, Qt, b, c
 
 
-def _sample_cost(setup: Setup, sse: float, sample: tuple[np.ndarray, ...], with_bias: bool,
-                 j: int) -> float:
-    """The ``'l2'`` cost of a sample; raises if it is not finite."""
-    P, Qt, b, c = sample
-    cost = 0.5 * (sse + float(setup.reg_row @ np.sum(P * P, axis=1)
-                              + setup.reg_col @ np.sum(Qt * Qt, axis=1)))
+def _sample_cost(setup: Setup, sse: float, Zu: np.ndarray, Zi: np.ndarray, k: int,
+                 with_bias: bool, j: int) -> float:
+    """The ``'l2'`` cost of the current sample (blocks ``Zu``, ``Zi``); raises if not finite."""
+    P, Qt = Zu[:, :k], Zi[:, :k]
+    cost = 0.5 * (sse + float(setup.reg_row @ np.einsum("ij,ij->i", P, P)
+                              + setup.reg_col @ np.einsum("ij,ij->i", Qt, Qt)))
     if with_bias:
+        b, c = Zu[:, k], Zi[:, k]
         cost += 0.5 * float(setup.reg_row_bias @ (b * b) + setup.reg_col_bias @ (c * c))
     if not np.isfinite(cost):
         raise FloatingPointError(
@@ -339,21 +385,22 @@ def _sample(
     setup: Setup, burn_in: int, alpha_opt: float | None, beta0: float, backend: str
 ) -> FitResult:
     problem, rng = setup.problem, setup.rng
-    gibbs = get_kernel("gibbs_rows", backend)
+    gibbs = get_bmf_kernel("gibbs_side", backend)
+    sse_pairs = get_bmf_kernel("sse_pairs", backend)
     predict = get_kernel("predict_pairs", backend)
-    users, items = RowData.sides(setup)
     r = setup.ratings
     k = problem.rank
     with_bias = bool(problem.biases)
     mu = float(problem.mu) if with_bias else 0.0
+    users_data, items_data = RowData.sides(setup)
     Zu, Zi = _start_blocks(problem, setup.x0, k + 1 if with_bias else k)
-    has_u, has_i = users.counts > 0, items.counts > 0
+    users, items = _Side(users_data, Zu), _Side(items_data, Zi)
     rows = np.ascontiguousarray(r.rows, dtype=np.int64)
     cols = np.ascontiguousarray(r.cols, dtype=np.int64)
+    values = np.ascontiguousarray(r.values, dtype=np.float64)
     w = np.ones(r.nnz) if r.weights is None else np.asarray(r.weights, dtype=np.float64)
     alpha = 2.0 if alpha_opt is None else alpha_opt
     avg = _Averages(k, problem.n_rows, problem.n_cols, getattr(setup, "validation", None))
-    fitted = np.empty(r.nnz)
     steps, costs, times, alphas = [0], [problem.cost(setup.x0)], [0.0], []
     times[0] = time.perf_counter() - setup.t_start
     verbose = int(setup.opts.verbose)
@@ -362,20 +409,17 @@ def _sample(
     status = Status.FTOL
     j = 0
     for j in range(1, setup.max_iter + 1):
-        _half_sweep(rng, gibbs, users, Zu, Zi, has_u, k=k, with_bias=with_bias, mu=mu,
-                    alpha=alpha, beta0=beta0)
-        _half_sweep(rng, gibbs, items, Zi, Zu, has_i, k=k, with_bias=with_bias, mu=mu,
-                    alpha=alpha, beta0=beta0)
-        sample = _split_blocks(Zu, Zi, k, with_bias)
-        predict(rows, cols, *sample, mu, with_bias, fitted)
-        err = fitted - r.values
-        sse = float(np.sum(w * err * err))
+        users.draw(rng, gibbs, items, k=k, with_bias=with_bias, mu=mu, alpha=alpha,
+                   beta0=beta0)
+        items.draw(rng, gibbs, users, k=k, with_bias=with_bias, mu=mu, alpha=alpha,
+                   beta0=beta0)
+        sse = float(sse_pairs(rows, cols, values, w, Zu, Zi, k, with_bias, mu))
         if alpha_opt is None:
             alpha = float(rng.gamma(1.0 + 0.5 * r.nnz, 1.0 / (1.0 + 0.5 * sse)))
         alphas.append(alpha)
-        cost = _sample_cost(setup, sse, sample, with_bias, j)
+        cost = _sample_cost(setup, sse, Zu, Zi, k, with_bias, j)
         if j > burn_in:
-            avg.add(predict, sample, mu, with_bias)
+            avg.add(predict, _split_blocks(Zu, Zi, k, with_bias), mu, with_bias)
         elapsed = time.perf_counter() - setup.t_start
         steps.append(j)
         costs.append(cost)
@@ -387,6 +431,5 @@ def _sample(
         if stop is not None:
             status = stop
             break
-    return _bmf_result(setup, avg.means(k, sample), status, j, alphas, avg,
-                       History.from_lists(steps, costs, times))
-
+    return _bmf_result(setup, avg.means(k, _split_blocks(Zu, Zi, k, with_bias)), status, j,
+                       alphas, avg, History.from_lists(steps, costs, times))
