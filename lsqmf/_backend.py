@@ -3,6 +3,11 @@
 Kept apart from :mod:`lsqmf._compiled` (the kernels themselves, imported on first use only) so
 that ``import lsqmf`` -- and the oracles it offers -- never loads the compiled code. See
 :mod:`lsqmf._compiled` for the backends and the disk cache.
+
+The warm-up loads only what is asked for: :func:`warm_up_solver` the kernels of one solver
+(:data:`SOLVER_KERNELS`), so that a process fitting ``als`` reads one kernel from the disk
+cache, not all nine. Before the first kernel is loaded, :func:`lsqmf._threads.passive_openmp_wait`
+sets ``OMP_WAIT_POLICY=passive`` (unless the environment sets it) for numba's OpenMP threads.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from ._threads import passive_openmp_wait
 from ._validation import check_choice
 
 __all__ = [
@@ -69,6 +75,7 @@ def select_kernels(
     check_choice("backend", backend, BACKENDS)
     if backend == "numpy":
         return None
+    passive_openmp_wait()
     from ._compiled import get_kernel
 
     try:
@@ -95,6 +102,7 @@ def warm_up(backend: str = "auto", names: Iterable[str] | None = None) -> None:
     """
     if resolve_backend(backend) == "numpy":
         return
+    passive_openmp_wait()
     from ._compiled import KERNELS, get_kernel
 
     for name in KERNELS if names is None else names:
@@ -108,6 +116,8 @@ class SolverKernels(NamedTuple):
     core: tuple[str, ...] = ()
     #: Names in :data:`lsqmf.solvers._kernels.KERNELS` (the fast solvers' kernels).
     fast: tuple[str, ...] = ()
+    #: Names in :data:`lsqmf.solvers._kernels_bmf.KERNELS` (the Bayesian MF sampler's).
+    bmf: tuple[str, ...] = ()
 
 
 _OPERATOR = ("jac_matvec", "jac_rmatvec")
@@ -127,7 +137,7 @@ SOLVER_KERNELS: Mapping[str, SolverKernels] = MappingProxyType({
     "sgd": SolverKernels(core=("sgd_epoch",)),
     "als_cg": SolverKernels(fast=("cg_rows",)),
     "bsgd": SolverKernels(fast=("sgd_epoch",)),
-    "bmf": SolverKernels(fast=("gibbs_rows", "predict_pairs")),
+    "bmf": SolverKernels(fast=("predict_pairs",), bmf=("gibbs_side", "sse_pairs")),
 })
 
 
@@ -148,9 +158,14 @@ def warm_up_solver(solver: str, backend: str = "auto") -> None:
     """
     if resolve_backend(backend) == "numpy":
         return
+    passive_openmp_wait()
     kernels = SOLVER_KERNELS.get(solver)
     warm_up(backend, None if kernels is None else kernels.core)
     if kernels is None or kernels.fast:
         from .solvers import _kernels  # the fast solvers' own table (imported only if needed)
 
         _kernels.warm_up(None if kernels is None else kernels.fast)
+    if kernels is None or kernels.bmf:
+        from .solvers import _kernels_bmf
+
+        _kernels_bmf.warm_up(None if kernels is None else kernels.bmf)

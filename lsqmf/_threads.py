@@ -1,22 +1,30 @@
-"""BLAS thread counts: around lsqmf's parallel compiled kernels, and by problem size.
+"""Threads: BLAS counts around lsqmf's parallel compiled kernels and by problem size, and the
+OpenMP wait policy of those kernels.
 
 The one rule for a solve is :func:`blas_threads_for`; :func:`blas_limit` scopes a count with
-threadpoolctl and restores the caller's setting on exit.
+threadpoolctl and restores the caller's setting on exit. :func:`passive_openmp_wait` sets
+``OMP_WAIT_POLICY=passive`` (unless already set) before numba's OpenMP threading layer starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 from typing import Any
 
 __all__ = [
     "DENSE_SINGLE_THREAD_ENTRIES",
+    "OPENMP_WAIT_POLICY",
     "blas_limit",
     "blas_single_thread",
     "blas_threads_for",
     "numba_available",
+    "passive_openmp_wait",
 ]
+
+#: The OpenMP wait policy lsqmf asks for (``OMP_WAIT_POLICY``), unless the environment sets one.
+OPENMP_WAIT_POLICY = "passive"
 
 #: A dense Jacobian with at most this many entries (2**22, 32 MiB of float64) runs its linear
 #: algebra on one BLAS thread; see :func:`blas_threads_for`.
@@ -84,3 +92,22 @@ def blas_limit(threads: int | None) -> contextlib.AbstractContextManager[Any]:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=threads, user_api="blas")
+
+
+def passive_openmp_wait() -> None:
+    """Set ``OMP_WAIT_POLICY=passive`` in the environment unless it is already set.
+
+    numba runs lsqmf's parallel kernels on its OpenMP threading layer (GNU OpenMP), whose idle
+    threads by default spin for a while after each parallel region. Between kernel calls the
+    solvers run serial numpy work, which the spinning threads slow down (on a busy machine
+    they take the cores it needs); with ``passive`` they sleep at once.
+    ``benchmarks/bench_omp_wait.py`` (``lsqmf evaluate`` on the built-in data, load average
+    5-6 on 2 cores): ``lsq --jac operator`` fit 3.7 s -> 1.3 s, ``als`` 1.1 s -> 0.93 s, with
+    less CPU time (``reports/startup/README.md``).
+
+    OpenMP reads the variable once, when its library loads, which numba does with the first
+    parallel kernel; lsqmf calls this before it loads any kernel (:mod:`lsqmf._backend`). A
+    value set by the user (``OMP_WAIT_POLICY=active``) is kept, and so is an OpenMP runtime
+    that another library loaded earlier in the process. Child processes inherit the setting.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", OPENMP_WAIT_POLICY)

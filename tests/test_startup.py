@@ -7,6 +7,7 @@ Correctness checks only; the start-up times are measured in ``benchmarks/bench_s
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -17,8 +18,9 @@ import pytest
 
 import lsqmf
 from lsqmf import _backend, _compiled
+from lsqmf._threads import passive_openmp_wait
 from lsqmf.datasets import make_low_rank
-from lsqmf.solvers import SOLVER_SPECS, _kernels, get_solver
+from lsqmf.solvers import SOLVER_SPECS, _kernels, _kernels_bmf, get_solver
 
 #: Modules that must not be loaded by ``import lsqmf`` or by building the command line.
 HEAVY = ("pandas", "matplotlib", "seaborn", "numba", "llvmlite", "dask", "distributed",
@@ -98,6 +100,7 @@ def test_the_kernel_table_covers_every_solver() -> None:
     for kernels in _backend.SOLVER_KERNELS.values():
         assert set(kernels.core) <= set(_compiled.KERNELS)
         assert set(kernels.fast) <= set(_kernels.KERNELS)
+        assert set(kernels.bmf) <= set(_kernels_bmf.KERNELS)
 
 
 @pytest.fixture
@@ -106,10 +109,11 @@ def fresh_kernel_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("numba")
     monkeypatch.setattr(_compiled, "_compiled", {})
     monkeypatch.setattr(_kernels, "_compiled", {})
+    monkeypatch.setattr(_kernels_bmf, "_compiled", {})
 
 
-def _loaded() -> tuple[list[str], list[str]]:
-    return sorted(_compiled._compiled), sorted(_kernels._compiled)
+def _loaded() -> tuple[list[str], list[str], list[str]]:
+    return sorted(_compiled._compiled), sorted(_kernels._compiled), sorted(_kernels_bmf._compiled)
 
 
 @pytest.mark.parametrize("solver", sorted(SOLVER_SPECS))
@@ -118,7 +122,7 @@ def test_warm_up_loads_exactly_the_kernels_the_solver_runs(solver: str,
     _backend.warm_up_solver(solver)
     expected = _backend.SOLVER_KERNELS[solver]
     after_warm_up = _loaded()
-    assert after_warm_up == (sorted(expected.core), sorted(expected.fast))
+    assert after_warm_up == (sorted(expected.core), sorted(expected.fast), sorted(expected.bmf))
     R, _ = make_low_rank(30, 20, 3, density=0.5, random_state=0)
     extra = {"jac": "operator"} if solver == "lsq" else {}
     with warnings.catch_warnings():
@@ -131,7 +135,7 @@ def test_warm_up_loads_exactly_the_kernels_the_solver_runs(solver: str,
 def test_numpy_backend_warms_up_nothing(fresh_kernel_caches: None) -> None:
     for solver in SOLVER_SPECS:
         _backend.warm_up_solver(solver, "numpy")
-    assert _loaded() == ([], [])
+    assert _loaded() == ([], [], [])
 
 
 def test_fast_warm_up_refuses_unknown_names() -> None:
@@ -145,11 +149,27 @@ def test_lsq_passes_backend_to_solve(fresh_kernel_caches: None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = lsq(R, 3, random_state=0, max_iter=5, jac="operator", backend="numpy")
-        assert _loaded() == ([], [])  # the numpy operator: no kernel
+        assert _loaded() == ([], [], [])  # the numpy operator: no kernel
         compiled = lsq(R, 3, random_state=0, max_iter=5, jac="operator", backend="compiled")
     assert fit.options["backend"] == "numpy"
     assert compiled.options["backend"] == "compiled"
     np.testing.assert_allclose(fit.P, compiled.P, rtol=1e-7, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------ OpenMP
+def test_warm_up_asks_openmp_for_passive_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    _backend.warm_up_solver("als", "numpy")  # the numpy backend loads no OpenMP
+    assert "OMP_WAIT_POLICY" not in os.environ
+    _backend.warm_up_solver("als")
+    assert os.environ["OMP_WAIT_POLICY"] == "passive"
+
+
+def test_a_wait_policy_set_by_the_user_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    passive_openmp_wait()
+    _backend.select_kernels(("als_rows",))
+    assert os.environ["OMP_WAIT_POLICY"] == "active"
 
 
 # ------------------------------------------------------------------------------ blas_info

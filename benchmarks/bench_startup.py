@@ -1,0 +1,332 @@
+"""Start-up time of lsqmf: ``import lsqmf``, loading the kernels, and ``lsqmf evaluate``.
+
+Run from the repository root::
+
+    python benchmarks/bench_startup.py --before REV            # writes reports/startup/
+    python benchmarks/bench_startup.py --before REV --after REV --repeats 7
+
+Every measurement is a fresh interpreter (``subprocess``), so nothing is cached in memory;
+``wall_s`` is the process's wall time and ``cpu_s`` its user + system CPU time (``os.wait4``),
+which a busy machine inflates far less than wall time. The variants, for each code version
+(``--before`` and ``--after``: a git revision exported with ``git archive`` into a temporary
+directory and put first on ``PYTHONPATH``, or ``worktree`` for the working tree):
+
+``python``
+    ``python -c pass``: the interpreter alone (the floor under every other figure).
+``import``
+    ``import lsqmf``; ``import_s`` is its time inside the process.
+``startup``
+    What ``lsqmf evaluate --solver als`` does before it reads its data: import the command
+    line and build its parser, import the modules the command uses, then the kernel warm-up
+    that ``fit_and_score`` runs before its clock (``import_s`` and ``kernels_s``, inside the
+    process), from a filled kernel cache.
+``evaluate_warm``, ``evaluate_cold``
+    ``python -m lsqmf evaluate train.csv test.csv --solver als --seed 0 --json`` on the
+    built-in data (MovieLens latest-small split 80/20 by a seeded shuffle of its lines, raw ids
+    kept), with the kernel cache filled, and empty. ``fit_s`` is the fit time the command
+    reports.
+
+The kernel cache: numba's ``NUMBA_CACHE_DIR`` is set for every child, so numba reads and writes
+there and never in the package's own ``__pycache__`` (a user-provided cache directory comes
+first in numba's order of cache locations). The filled cache is one directory per version,
+filled by an unrecorded run of each variant; each cold run gets a new empty directory, and
+``cache_files`` counts the index files (``*.nbi``) the run wrote there, which shows that it
+compiled and where the cache went.
+
+Rounds: every round runs every (version, variant) once, in an order shuffled per round (seeded),
+so that the machine's load falls on all alike; the report gives medians and ranges over rounds,
+and the after/before ratio of each variant within the same round (median and range). The load
+average is recorded at the start and end.
+
+Results: ``reports/startup/results.csv`` (one row per run) and ``reports/startup/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "reports" / "startup"
+VARIANTS = ("python", "import", "startup", "evaluate_warm", "evaluate_cold")
+SOLVER = "als"
+FIELDS = ("round", "version", "variant", "wall_s", "cpu_s", "import_s", "import_cpu_s",
+          "kernels_s", "kernels_cpu_s", "fit_s", "cache_files", "returncode")
+
+#: The ``startup`` child: the imports of ``lsqmf evaluate`` and the warm-up before its clock.
+_STARTUP = """
+import json, time
+t0, c0 = time.perf_counter(), time.process_time()
+from lsqmf.cli import build_parser
+build_parser()
+import lsqmf.datasets, lsqmf.evaluation, lsqmf.solvers
+t1, c1 = time.perf_counter(), time.process_time()
+from lsqmf import _backend
+if hasattr(_backend, "warm_up_solver"):
+    _backend.warm_up_solver({solver!r})
+else:  # code before the per-solver warm-up: fit_and_score loaded every kernel
+    from lsqmf.parallel import warm_up
+    warm_up()
+t2, c2 = time.perf_counter(), time.process_time()
+print(json.dumps({{"import_s": t1 - t0, "kernels_s": t2 - t1,
+                  "import_cpu_s": c1 - c0, "kernels_cpu_s": c2 - c1}}))
+"""
+
+_IMPORT = """
+import json, time
+t0, c0 = time.perf_counter(), time.process_time()
+import lsqmf
+print(json.dumps({"import_s": time.perf_counter() - t0, "import_cpu_s": time.process_time() - c0}))
+"""
+
+
+def write_data(directory: Path, seed: int = 0) -> tuple[Path, Path]:
+    """The built-in ratings split 80/20 into two CSV files (a seeded shuffle of the lines)."""
+    import numpy as np
+
+    source = ROOT / "lsqmf" / "data" / "ml-latest-small" / "ratings.csv.gz"
+    lines = gzip.decompress(source.read_bytes()).decode().splitlines()
+    header, body = lines[0], lines[1:]
+    order = np.random.default_rng(seed).permutation(len(body))
+    n_train = int(0.8 * len(body))
+    paths = []
+    for name, part in (("train.csv", order[:n_train]), ("test.csv", order[n_train:])):
+        path = directory / name
+        path.write_text("\n".join([header, *(body[i] for i in sorted(part))]) + "\n")
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def export(rev: str, directory: Path) -> Path:
+    """The package at ``rev`` (``worktree``: the working tree) as a directory for PYTHONPATH."""
+    if rev == "worktree":
+        return ROOT
+    target = directory / rev.replace("/", "_")
+    target.mkdir()
+    archive = subprocess.run(["git", "archive", rev, "lsqmf"], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def run_child(args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """Run one child; its wall and CPU time and the JSON object on its last stdout line."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - t0
+    out: dict[str, Any] = {"wall_s": wall, "returncode": proc.returncode}
+    if proc.returncode != 0:
+        sys.stderr.write(stderr[-2000:])
+        return out
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if lines:
+        out.update(json.loads(lines[-1]))
+    return out
+
+
+def timed(args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """:func:`run_child` plus the child's user + system CPU time."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = run_child(args, env, cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out
+
+
+class Version:
+    """One code version: where its package is, its filled kernel cache, its child commands."""
+
+    def __init__(self, name: str, rev: str, tree: Path, work: Path, data: tuple[Path, Path]):
+        self.name, self.rev, self.tree, self.work, self.data = name, rev, tree, work, data
+        self.filled = work / f"cache_{name}"
+        self.filled.mkdir()
+
+    def env(self, cache: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(self.tree)
+        env["NUMBA_CACHE_DIR"] = str(cache)
+        return env
+
+    def command(self, variant: str) -> list[str]:
+        py = sys.executable
+        if variant == "python":
+            return [py, "-c", "pass"]
+        if variant == "import":
+            return [py, "-c", _IMPORT]
+        if variant == "startup":
+            return [py, "-c", _STARTUP.format(solver=SOLVER)]
+        train, test = self.data
+        return [py, "-m", "lsqmf", "evaluate", str(train), str(test), "--solver", SOLVER,
+                "--seed", "0", "--json", "--no-progress"]
+
+    def run(self, variant: str) -> dict[str, Any]:
+        cache = self.filled
+        if variant == "evaluate_cold":
+            cache = Path(tempfile.mkdtemp(prefix="cold_", dir=self.work))
+        out = timed(self.command(variant), self.env(cache), self.work)
+        if variant == "evaluate_cold":
+            out["cache_files"] = sum(1 for _ in cache.rglob("*.nbi"))
+            shutil.rmtree(cache)
+        return out
+
+    def fill(self) -> None:
+        """Fill this version's kernel cache (every kernel, and the evaluate path)."""
+        fill_all = ("from lsqmf import _compiled\n_compiled.warm_up('compiled')\n"
+                    "from lsqmf.solvers import _kernels\n_kernels.warm_up()\n")
+        for args in ([sys.executable, "-c", fill_all], self.command("evaluate_warm")):
+            out = run_child(args, self.env(self.filled), self.work)
+            if out["returncode"] != 0:
+                raise RuntimeError(f"{self.name}: {' '.join(args[:3])} failed")
+
+
+def summarize(rows: list[dict[str, Any]], versions: list[str]) -> list[dict[str, Any]]:
+    """Median and range per (variant, version, measure), and the after/before ratios."""
+    measures = ("wall_s", "cpu_s", "import_s", "import_cpu_s", "kernels_s", "kernels_cpu_s",
+                "fit_s")
+    table = []
+    for variant in VARIANTS:
+        for measure in measures:
+            line: dict[str, Any] = {"variant": variant, "measure": measure}
+            per_round: dict[str, dict[int, float]] = {}
+            for version in versions:
+                values = {r["round"]: r[measure] for r in rows
+                          if r["variant"] == variant and r["version"] == version
+                          and r.get(measure) not in (None, "")}
+                per_round[version] = values
+                if values:
+                    v = list(values.values())
+                    line[version] = (statistics.median(v), min(v), max(v))
+            if not any(version in line for version in versions):
+                continue
+            if len(versions) == 2:
+                before, after = per_round[versions[0]], per_round[versions[1]]
+                ratios = [after[k] / before[k] for k in after if k in before and before[k] > 0]
+                if ratios:
+                    line["ratio"] = (statistics.median(ratios), min(ratios), max(ratios))
+            table.append(line)
+    return table
+
+
+def _fmt(cell: tuple[float, float, float] | None, unit: str = " s") -> str:
+    if cell is None:
+        return "-"
+    median, low, high = cell
+    return f"{median:.3f}{unit} ({low:.3f}-{high:.3f})"
+
+
+def write_report(rows: list[dict[str, Any]], versions: list[Version], meta: dict[str, Any]
+                 ) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v)
+                             for k, v in row.items()})
+    names = [v.name for v in versions]
+    table = summarize(rows, names)
+    head = ["variant", "measure", *(f"{v.name} ({v.rev})" for v in versions)]
+    if len(names) == 2:
+        head.append(f"{names[1]} / {names[0]}, same round")
+    lines = [
+        "# Start-up time: `import lsqmf`, kernel loading, `lsqmf evaluate`",
+        "",
+        "Generated by `benchmarks/bench_startup.py` (its docstring describes every variant).",
+        "",
+        f"- Command: `{meta['command']}`",
+        f"- Rounds: {meta['repeats']}, each running every version x variant once in a shuffled "
+        "order; cells are median (min-max) over the rounds.",
+        f"- Load average (1, 5, 15 min): {meta['load_start']} at the start, {meta['load_end']} "
+        f"at the end; {os.cpu_count()} CPUs; Python {platform.python_version()}; "
+        f"numba {meta['numba']}.",
+        f"- Data: `lsqmf evaluate TRAIN TEST --solver {SOLVER} --seed 0` on the built-in "
+        "MovieLens latest-small, 80/20 by a seeded shuffle of its lines.",
+        "- `wall_s`, `cpu_s`: the child process (wall; user + system CPU). `import_s`, "
+        "`kernels_s`: inside the child (`startup`: the command line's imports, then the kernel "
+        "warm-up `fit_and_score` runs before its clock). `fit_s`: the fit time `lsqmf evaluate` "
+        "reports.",
+        f"- Cold runs wrote {meta['cold_files']} kernel index files (`*.nbi`) into their "
+        "empty `NUMBA_CACHE_DIR` (median per version: "
+        + ", ".join(f"{k} {v}" for k, v in meta["cold_by_version"].items()) + ").",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for line in table:
+        cells = [line["variant"], line["measure"], *(_fmt(line.get(n)) for n in names)]
+        if len(names) == 2:
+            cells.append(_fmt(line.get("ratio"), unit="x"))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    (OUT / "README.md").write_text("\n".join(lines) + "\n" + meta.get("notes", ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", default=None, metavar="REV",
+                        help="git revision to compare against (default: none)")
+    parser.add_argument("--after", default="worktree", metavar="REV",
+                        help="git revision measured (default: the working tree)")
+    parser.add_argument("--repeats", type=int, default=7, help="rounds (default 7)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the per-round order")
+    parser.add_argument("--notes", type=Path, default=None,
+                        help="a Markdown file appended to the README (the discussion)")
+    args = parser.parse_args()
+
+    import numba
+
+    meta: dict[str, Any] = {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "repeats": args.repeats, "numba": numba.__version__,
+        "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="lsqmf_startup_") as tmp:
+        work = Path(tmp)
+        data = write_data(work)
+        specs = ([("before", args.before)] if args.before else []) + [("after", args.after)]
+        versions = [Version(name, rev, export(rev, work), work, data) for name, rev in specs]
+        for version in versions:
+            version.fill()
+        rng = random.Random(args.seed)
+        for r in range(args.repeats):
+            order = [(v, variant) for v in versions for variant in VARIANTS]
+            rng.shuffle(order)
+            for version, variant in order:
+                out = version.run(variant)
+                rows.append({"round": r, "version": version.name, "variant": variant, **out})
+                print(f"round {r} {version.name:6s} {variant:14s} wall {out['wall_s']:.3f} s "
+                      f"cpu {out.get('cpu_s', float('nan')):.3f} s", flush=True)
+    meta["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    cold = [r for r in rows if r["variant"] == "evaluate_cold"]
+    meta["cold_files"] = f"{min(r.get('cache_files', 0) for r in cold)}-" \
+                         f"{max(r.get('cache_files', 0) for r in cold)}"
+    meta["cold_by_version"] = {
+        v.name: statistics.median(r.get("cache_files", 0) for r in cold if r["version"] == v.name)
+        for v in versions
+    }
+    if args.notes is not None:
+        meta["notes"] = args.notes.read_text()
+    write_report(rows, versions, meta)
+    print(f"wrote {OUT / 'results.csv'} and {OUT / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
