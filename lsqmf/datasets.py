@@ -285,10 +285,11 @@ def parse_ids(ids: Any) -> np.ndarray:
 
 def _index_ids(column: Any) -> tuple[np.ndarray, np.ndarray]:
     """Codes (indices into the sorted unique ids) and the sorted unique ids, parsed."""
-    import pandas as pd
-
-    codes, uniques = pd.factorize(np.asarray(column, dtype=object), sort=False)
-    ids = parse_ids(np.asarray(uniques, dtype=object))
+    # codes in order of first appearance, by a dict (pandas.factorize costs its 0.2 s import)
+    first: dict[Any, int] = {}
+    codes = np.fromiter((first.setdefault(v, len(first)) for v in column), dtype=np.int64,
+                        count=len(column))
+    ids = parse_ids(np.array(list(first), dtype=object))
     order = np.argsort(ids, kind="stable")  # ints numerically, strings by code point
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))

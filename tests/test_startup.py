@@ -45,6 +45,13 @@ def test_start_up_imports_no_heavy_module(code: str) -> None:
     assert sorted(m for m in HEAVY if m in loaded) == []
 
 
+def test_reading_a_ratings_file_imports_no_pandas(tmp_path) -> None:
+    path = tmp_path / "ratings.csv"
+    path.write_text("userId,movieId,rating\n1,10,4.0\n2,10,3.5\n2,007,5.0\n")
+    loaded = _modules_after(f"from lsqmf.datasets import load_ratings\nload_ratings({str(path)!r})")
+    assert "pandas" not in loaded
+
+
 def test_import_lsqmf_loads_no_submodule_until_used() -> None:
     loaded = _modules_after("import lsqmf")
     assert sorted(m for m in loaded if m.startswith("lsqmf.")) == []
