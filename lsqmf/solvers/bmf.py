@@ -359,23 +359,52 @@ def _stop_status(setup: Setup, avg: _Averages, j: int, cost: float,
     return None
 
 
-def _bmf_result(setup: Setup, means: tuple[np.ndarray, ...], status: Status, nfev: int,
-                alphas: list[float], avg: _Averages, history: History) -> FitResult:
+class _Errors:
+    """The training pairs, and the squared errors of given blocks at them (kernel
+    ``sse_pairs``: no arrays of predictions)."""
+
+    def __init__(self, setup: Setup, sse_pairs: Any) -> None:
+        r = setup.ratings
+        self.rows = np.ascontiguousarray(r.rows, dtype=np.int64)
+        self.cols = np.ascontiguousarray(r.cols, dtype=np.int64)
+        self.values = np.ascontiguousarray(r.values, dtype=np.float64)
+        self.ones = np.ones(r.nnz)
+        self.weights = (self.ones if r.weights is None
+                        else np.ascontiguousarray(r.weights, dtype=np.float64))
+        self.kernel = sse_pairs
+
+    def sse(self, Zu: np.ndarray, Zi: np.ndarray, k: int, with_bias: bool, mu: float, *,
+            weighted: bool = True) -> float:
+        """``sum w (prediction - value)^2`` (``weighted=False``: every weight 1)."""
+        w = self.weights if weighted else self.ones
+        return float(self.kernel(self.rows, self.cols, self.values, w, Zu, Zi, k, with_bias,
+                                 mu))
+
+
+def _bmf_result(setup: Setup, errors: _Errors, means: tuple[np.ndarray, ...], status: Status,
+                nfev: int, alphas: list[float], avg: _Averages, history: History) -> FitResult:
     problem, r = setup.problem, setup.ratings
     with_bias = bool(problem.biases)
+    k = problem.rank
+    mu = float(problem.mu) if with_bias else 0.0
     Pm, Qtm, bm, cm = means
-    x = problem.pack(Pm, Qtm.T, bm, cm) if with_bias else problem.pack(Pm, Qtm.T)
+    # the mean's cost and RMS (problem.cost and problem.rms, from the blocks by the kernel)
+    Zu, Zi = (np.column_stack([Pm, bm]), np.column_stack([Qtm, cm])) if with_bias else (Pm, Qtm)
+    sse = errors.sse(Zu, Zi, k, with_bias, mu)
+    cost = _sample_cost(setup, sse, Zu, Zi, k, with_bias, nfev)
+    sse1 = sse if r.weights is None else errors.sse(Zu, Zi, k, with_bias, mu, weighted=False)
     options = {**setup.options, "alpha_samples": alphas, "n_samples": avg.factors.count}
     if avg.val is not None:
         options["validation_rmse"] = avg.val_rmse
     fit = FitResult(
         P=Pm, Q=np.ascontiguousarray(Qtm.T), mu=problem.mu, row_bias=bm if with_bias else None,
         col_bias=cm if with_bias else None, success=status > 0, status=int(status),
-        message=STATUS_MESSAGES[status], nfev=nfev, njev=None, cost=problem.cost(x),
+        message=STATUS_MESSAGES[status], nfev=nfev, njev=None, cost=cost,
         optimality=None, history=history,
         wall_time=time.perf_counter() - setup.t_start, options=options, solver="bmf",
         row_ids=r.row_ids, col_ids=r.col_ids, row_counts=r.row_counts(),
-        col_counts=r.col_counts(), rms=problem.rms(x), train_mean=r.mean(),
+        col_counts=r.col_counts(), rms=float(np.sqrt(sse1 / r.nnz)) if r.nnz else float("nan"),
+        train_mean=r.mean(),
     )
     log_result(setup.logger, int(setup.opts.verbose), fit)
     return fit
@@ -395,13 +424,11 @@ def _sample(
     users_data, items_data = RowData.sides(setup)
     Zu, Zi = _start_blocks(problem, setup.x0, k + 1 if with_bias else k)
     users, items = _Side(users_data, Zu), _Side(items_data, Zi)
-    rows = np.ascontiguousarray(r.rows, dtype=np.int64)
-    cols = np.ascontiguousarray(r.cols, dtype=np.int64)
-    values = np.ascontiguousarray(r.values, dtype=np.float64)
-    w = np.ones(r.nnz) if r.weights is None else np.asarray(r.weights, dtype=np.float64)
+    errors = _Errors(setup, sse_pairs)
     alpha = 2.0 if alpha_opt is None else alpha_opt
     avg = _Averages(k, problem.n_rows, problem.n_cols, getattr(setup, "validation", None))
-    steps, costs, times, alphas = [0], [problem.cost(setup.x0)], [0.0], []
+    cost0 = _sample_cost(setup, errors.sse(Zu, Zi, k, with_bias, mu), Zu, Zi, k, with_bias, 0)
+    steps, costs, times, alphas = [0], [cost0], [0.0], []
     times[0] = time.perf_counter() - setup.t_start
     verbose = int(setup.opts.verbose)
     if verbose >= 2:
@@ -413,7 +440,7 @@ def _sample(
                    beta0=beta0)
         items.draw(rng, gibbs, users, k=k, with_bias=with_bias, mu=mu, alpha=alpha,
                    beta0=beta0)
-        sse = float(sse_pairs(rows, cols, values, w, Zu, Zi, k, with_bias, mu))
+        sse = errors.sse(Zu, Zi, k, with_bias, mu)
         if alpha_opt is None:
             alpha = float(rng.gamma(1.0 + 0.5 * r.nnz, 1.0 / (1.0 + 0.5 * sse)))
         alphas.append(alpha)
@@ -431,5 +458,5 @@ def _sample(
         if stop is not None:
             status = stop
             break
-    return _bmf_result(setup, avg.means(k, _split_blocks(Zu, Zi, k, with_bias)), status, j,
-                       alphas, avg, History.from_lists(steps, costs, times))
+    return _bmf_result(setup, errors, avg.means(k, _split_blocks(Zu, Zi, k, with_bias)),
+                       status, j, alphas, avg, History.from_lists(steps, costs, times))
