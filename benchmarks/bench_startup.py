@@ -33,6 +33,11 @@ filled by an unrecorded run of each variant; each cold run gets a new empty dire
 ``cache_files`` counts the index files (``*.nbi``) the run wrote there, which shows that it
 compiled and where the cache went.
 
+Bytecode: by default every child may write and read compiled modules (``.pyc``), under a
+temporary ``PYTHONPYCACHEPREFIX`` filled before the first round, as an installed package has
+them; the environment of this project's machine sets ``PYTHONDONTWRITEBYTECODE=1``, under which
+every process compiles lsqmf's sources again (``--no-bytecode`` keeps that setting).
+
 Rounds: every round runs every (version, variant) once, in an order shuffled per round (seeded),
 so that the machine's load falls on all alike; the report gives medians and ranges over rounds,
 and the after/before ratio of each variant within the same round (median and range). The load
@@ -153,15 +158,20 @@ def timed(args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
 class Version:
     """One code version: where its package is, its filled kernel cache, its child commands."""
 
-    def __init__(self, name: str, rev: str, tree: Path, work: Path, data: tuple[Path, Path]):
+    def __init__(self, name: str, rev: str, tree: Path, work: Path, data: tuple[Path, Path],
+                 bytecode: bool):
         self.name, self.rev, self.tree, self.work, self.data = name, rev, tree, work, data
         self.filled = work / f"cache_{name}"
         self.filled.mkdir()
+        self.bytecode = bytecode
 
     def env(self, cache: Path) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(self.tree)
         env["NUMBA_CACHE_DIR"] = str(cache)
+        if self.bytecode:  # compiled modules cached (as after an install), outside the tree
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(self.work / "pycache")
         return env
 
     def command(self, variant: str) -> list[str]:
@@ -190,7 +200,8 @@ class Version:
         """Fill this version's kernel cache (every kernel, and the evaluate path)."""
         fill_all = ("from lsqmf import _compiled\n_compiled.warm_up('compiled')\n"
                     "from lsqmf.solvers import _kernels\n_kernels.warm_up()\n")
-        for args in ([sys.executable, "-c", fill_all], self.command("evaluate_warm")):
+        for args in ([sys.executable, "-c", fill_all], self.command("startup"),
+                     self.command("evaluate_warm")):
             out = run_child(args, self.env(self.filled), self.work)
             if out["returncode"] != 0:
                 raise RuntimeError(f"{self.name}: {' '.join(args[:3])} failed")
@@ -256,6 +267,12 @@ def write_report(rows: list[dict[str, Any]], versions: list[Version], meta: dict
         f"- Load average (1, 5, 15 min): {meta['load_start']} at the start, {meta['load_end']} "
         f"at the end; {os.cpu_count()} CPUs; Python {platform.python_version()}; "
         f"numba {meta['numba']}.",
+        "- Bytecode: " + ("compiled modules cached (`PYTHONDONTWRITEBYTECODE` unset, a "
+                          "temporary `PYTHONPYCACHEPREFIX`, filled before the first round), "
+                          "as for an installed package."
+                          if meta["bytecode"] else
+                          "the environment's setting (`PYTHONDONTWRITEBYTECODE="
+                          f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')}`).") ,
         f"- Data: `lsqmf evaluate TRAIN TEST --solver {SOLVER} --seed 0` on the built-in "
         "MovieLens latest-small, 80/20 by a seeded shuffle of its lines.",
         "- `wall_s`, `cpu_s`: the child process (wall; user + system CPU). `import_s`, "
@@ -286,6 +303,10 @@ def main() -> None:
                         help="git revision measured (default: the working tree)")
     parser.add_argument("--repeats", type=int, default=7, help="rounds (default 7)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the per-round order")
+    parser.add_argument("--no-bytecode", dest="bytecode", action="store_false",
+                        help="keep the environment's bytecode setting (by default every child "
+                        "may write and read compiled modules, under a temporary "
+                        "PYTHONPYCACHEPREFIX, as an installed package has them)")
     parser.add_argument("--notes", type=Path, default=None,
                         help="a Markdown file appended to the README (the discussion)")
     args = parser.parse_args()
@@ -296,13 +317,15 @@ def main() -> None:
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "repeats": args.repeats, "numba": numba.__version__,
         "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "bytecode": args.bytecode,
     }
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="lsqmf_startup_") as tmp:
         work = Path(tmp)
         data = write_data(work)
         specs = ([("before", args.before)] if args.before else []) + [("after", args.after)]
-        versions = [Version(name, rev, export(rev, work), work, data) for name, rev in specs]
+        versions = [Version(name, rev, export(rev, work), work, data, args.bytecode)
+                    for name, rev in specs]
         for version in versions:
             version.fill()
         rng = random.Random(args.seed)
