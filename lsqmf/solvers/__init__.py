@@ -134,7 +134,7 @@ SOLVER_SPECS: Mapping[str, SolverSpec] = MappingProxyType({
     ),
     "bmf": SolverSpec(
         "bmf", bmf, MappingProxyType({"max_iter": 70, "tol": 0.0, "burn_in": 15,
-                                       "alpha": 0.0, "beta0": 2.0}),
+                                       "alpha": 0.0, "beta0": 2.0, "warm_start": 0}),
         "Bayesian MF by Gibbs sampling (posterior-mean prediction; learned priors)",
     ),
 })
