@@ -137,7 +137,7 @@ SOLVER_KERNELS: Mapping[str, SolverKernels] = MappingProxyType({
     "sgd": SolverKernels(core=("sgd_epoch",)),
     "als_cg": SolverKernels(fast=("cg_rows",)),
     "bsgd": SolverKernels(fast=("sgd_epoch",)),
-    "bmf": SolverKernels(fast=("predict_pairs",), bmf=("gibbs_side", "sse_pairs")),
+    "bmf": SolverKernels(fast=("cg_rows", "predict_pairs"), bmf=("gibbs_side", "sse_pairs")),
 })
 
 
