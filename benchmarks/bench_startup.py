@@ -242,10 +242,10 @@ def _fmt(cell: tuple[float, float, float] | None, unit: str = " s") -> str:
     return f"{median:.3f}{unit} ({low:.3f}-{high:.3f})"
 
 
-def write_report(rows: list[dict[str, Any]], versions: list[Version], meta: dict[str, Any]
-                 ) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    with open(OUT / "results.csv", "w", newline="") as fh:
+def write_report(rows: list[dict[str, Any]], versions: list[Version], meta: dict[str, Any],
+                 out: Path = OUT) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
@@ -292,7 +292,7 @@ def write_report(rows: list[dict[str, Any]], versions: list[Version], meta: dict
             cells.append(_fmt(line.get("ratio"), unit="x"))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    (OUT / "README.md").write_text("\n".join(lines) + "\n" + meta.get("notes", ""))
+    (out / "README.md").write_text("\n".join(lines) + "\n" + meta.get("notes", ""))
 
 
 def main() -> None:
@@ -307,6 +307,8 @@ def main() -> None:
                         help="keep the environment's bytecode setting (by default every child "
                         "may write and read compiled modules, under a temporary "
                         "PYTHONPYCACHEPREFIX, as an installed package has them)")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help="output directory (default: reports/startup)")
     parser.add_argument("--notes", type=Path, default=None,
                         help="a Markdown file appended to the README (the discussion)")
     args = parser.parse_args()
@@ -347,8 +349,8 @@ def main() -> None:
     }
     if args.notes is not None:
         meta["notes"] = args.notes.read_text()
-    write_report(rows, versions, meta)
-    print(f"wrote {OUT / 'results.csv'} and {OUT / 'README.md'}")
+    write_report(rows, versions, meta, args.out)
+    print(f"wrote {args.out / 'results.csv'} and {args.out / 'README.md'}")
 
 
 if __name__ == "__main__":
