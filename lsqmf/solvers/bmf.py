@@ -47,6 +47,7 @@ run stops when it has not improved for ``patience`` sweeps.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -115,8 +116,9 @@ def gauss_wishart_from_stats(
     W = np.linalg.inv(W_inv)
     L = np.linalg.cholesky((W + W.T) / 2)
     A = np.zeros((d, d))
-    A[np.diag_indices(d)] = np.sqrt(rng.chisquare(d + N - np.arange(d)))
-    A[np.tril_indices(d, -1)] = rng.standard_normal(d * (d - 1) // 2)
+    diag, below, steps = _bartlett_indices(d)
+    A[diag] = np.sqrt(rng.chisquare(d + N - steps))
+    A[below] = rng.standard_normal(d * (d - 1) // 2)
     LA = L @ A
     precision = LA @ LA.T
     beta = beta0 + N
@@ -125,6 +127,12 @@ def gauss_wishart_from_stats(
     C = np.linalg.cholesky(beta * precision)
     mean = mean_center + np.linalg.solve(C.T, rng.standard_normal(d))
     return precision, mean
+
+
+@functools.lru_cache(maxsize=16)
+def _bartlett_indices(d: int) -> tuple[Any, Any, np.ndarray]:
+    """The diagonal and strictly lower indices of a ``d x d`` matrix and ``arange(d)``."""
+    return np.diag_indices(d), np.tril_indices(d, -1), np.arange(d)
 
 
 class MeanFactors:
