@@ -74,6 +74,16 @@ def varpro(jacobian: str, tr_solver: str) -> Callable[..., Any]:
     return run
 
 
+def lm_normal(eliminate: str) -> Callable[..., Any]:
+    def run(M: np.ndarray, rank: int, seed: int, cap: float) -> Any:
+        return solve_varpro(
+            M, rank, method="lm-normal", eliminate=eliminate, init_scale=1.0, max_nfev=300,
+            random_state=seed, max_time=cap, **TOL,
+        )
+
+    return run
+
+
 METHODS: dict[str, Callable[..., Any]] = {
     "joint trf-lsmr": joint("lsmr"),
     "joint trf-exact": joint("exact"),
@@ -82,39 +92,47 @@ METHODS: dict[str, Callable[..., Any]] = {
     "varpro full lsmr": varpro("full", "lsmr"),
     "varpro kaufman exact": varpro("kaufman", "exact"),
     "varpro full exact": varpro("full", "exact"),
+    "varpro lm-normal Q": lm_normal("Q"),
+    "varpro lm-normal P": lm_normal("P"),
 }
 
 
-def datasets(quick: bool) -> list[dict[str, Any]]:
+def datasets(quick: bool, starts: int | None = None) -> list[dict[str, Any]]:
+    n = starts if starts is not None else (5 if quick else 50)
     out = []
     if GIRAFFE.exists():
         out.append(dict(
-            name="giraffe", M=np.loadtxt(GIRAFFE)[:, 1:], rank=6, starts=2 if quick else 3,
-            cap=60.0,
+            name="giraffe", M=np.loadtxt(GIRAFFE)[:, 1:], rank=6, starts=n, cap=15.0,
             # dense Jacobians of 27.8k rows: one SVD of the reduced 27.8k x 1440 one takes
-            # ~12 s here, the joint 27.8k x 2436 more: not run on giraffe
-            methods=["joint trf-lsmr", "als", "varpro kaufman lsmr", "varpro full lsmr"],
+            # ~12 s here, the joint 27.8k x 2436 more, and trf does one per iteration: not run
+            # on giraffe ('lm-normal' is the dense direct VarPro solver there)
+            methods=["joint trf-lsmr", "als", "varpro kaufman lsmr", "varpro full lsmr",
+                     "varpro lm-normal Q", "varpro lm-normal P"],
         ))
     M, _, _ = make_tracks(60, 40, 4, track_fraction=0.35, noise=0.01, random_state=0)
-    out.append(dict(name="tracks-60x40-r4", M=M, rank=4, starts=5 if quick else 10, cap=10.0,
+    out.append(dict(name="tracks-60x40-r4", M=M, rank=4, starts=n, cap=5.0,
                     methods=list(METHODS)))
     return out
 
 
-def run_all(quick: bool, resume: bool) -> None:
+def run_all(
+    quick: bool, resume: bool, starts: int | None = None, only: list[str] | None = None,
+    multistart: bool = True,
+) -> None:
     import pandas as pd
 
     rows: list[dict[str, Any]] = []
     if resume and (OUT / "runs.csv").exists():
         rows = pd.read_csv(OUT / "runs.csv").to_dict("records")
     done = {(r["dataset"], r["method"], r["seed"]) for r in rows}
-    for ds in datasets(quick):
+    for ds in datasets(quick, starts):
         M = ds["M"]
-        todo = [(s, n) for s in range(ds["starts"]) for n in ds["methods"]
+        methods = [m for m in ds["methods"] if only is None or m in only]
+        todo = [(s, n) for s in range(ds["starts"]) for n in methods
                 if (ds["name"], n, s) not in done]
         if not todo:
             continue
-        for name in ds["methods"]:  # warm-up (numba compile, caches), not recorded
+        for name in methods:  # warm-up (numba compile, caches), not recorded
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
@@ -139,7 +157,14 @@ def run_all(quick: bool, resume: bool) -> None:
                   f"nfev {nfev:4d} status {status:2d} {wall:6.2f}s", flush=True)
             OUT.mkdir(parents=True, exist_ok=True)
             pd.DataFrame(rows).to_csv(OUT / "runs.csv", index=False)
-    # multistart on the generated instance: 20 seeded calls
+    if multistart:
+        run_multistart(quick)
+
+
+def run_multistart(quick: bool) -> None:
+    """``multistart`` on the generated instance: 20 seeded calls."""
+    import pandas as pd
+
     ms = []
     ds = datasets(quick)[-1]
     for call in range(5 if quick else 20):
@@ -206,10 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer starts")
     parser.add_argument("--resume", action="store_true", help="keep the runs in runs.csv")
+    parser.add_argument("--starts", type=int, default=None, help="starts per method (50)")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=None,
+                        help="run only these methods")
+    parser.add_argument("--no-multistart", action="store_true")
     args = parser.parse_args(argv)
     if not args.report_only:
         with threadpool_limits(limits=1, user_api="blas"):
-            run_all(args.quick, args.resume)
+            run_all(args.quick, args.resume, args.starts, args.methods,
+                    not args.no_multistart)
     report()
     return 0
 

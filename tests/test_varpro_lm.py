@@ -199,3 +199,92 @@ def test_multistart_with_lm_normal() -> None:
         max_starts=5,
     )
     assert res.best.rms is not None and res.best.rms < 1e-6
+
+
+@pytest.mark.parametrize("biases", [False, True])
+@pytest.mark.parametrize(("formulation", "reg"), [("none", 0.0), ("l2", 0.3)])
+@pytest.mark.parametrize("data", ["plain", "weighted"])
+def test_compiled_normal_matrix_matches_numpy(
+    biases: bool, formulation: str, reg: float, data: str
+) -> None:
+    rng = np.random.default_rng(11)
+    M = _matrix(12, n=11, m=7)
+    R = as_ratings(M, weights=rng.random(M.shape) + 0.5 if data == "weighted" else None)
+    kw = dict(formulation=formulation, reg=reg, biases=biases)
+    red_np = build_reduced(R, 2, backend="numpy", **kw)
+    red_c = build_reduced(R, 2, backend="compiled", **kw)
+    theta = rng.standard_normal(red_np.n_params)
+    A0, g0 = normal_equations(red_np, theta)
+    A1, g1 = normal_equations(red_c, theta)
+    np.testing.assert_allclose(A1, A0, rtol=0, atol=1e-12 * np.abs(A0).max())
+    np.testing.assert_allclose(g1, g0, rtol=0, atol=1e-12 * np.abs(g0).max())
+    assert np.array_equal(A1, A1.T)
+
+
+@pytest.mark.parametrize("biases", [False, True])
+def test_gauge_directions_leave_the_reduced_cost_unchanged(biases: bool) -> None:
+    from lsqmf._varpro_lm import _gauge_basis, _retract
+
+    red = build_reduced(
+        as_ratings(_matrix(13)), 2, formulation="none", biases=biases, backend="numpy"
+    )
+    theta, _ = _retract(red, np.random.default_rng(2).standard_normal(red.n_params))
+    V = _gauge_basis(red, theta)
+    assert V.shape == (red.n_params, 4 + (3 if biases else 0))
+    np.testing.assert_allclose(V.T @ V, np.eye(V.shape[1]), atol=1e-12)
+    A, g = normal_equations(red, theta)
+    scale = np.abs(A).max()
+    np.testing.assert_allclose(A @ V, 0.0, atol=1e-9 * scale)  # the Jacobian misses them
+    np.testing.assert_allclose(V.T @ g, 0.0, atol=1e-9 * np.abs(g).max())
+    cost = red.cost(theta)
+    for j in range(V.shape[1]):  # and a finite move along them leaves the cost as it is
+        assert red.cost(theta + 0.3 * V[:, j]) == pytest.approx(cost, rel=1e-9)
+    # a direction with a horizontal part does change it
+    assert red.cost(theta + 0.3 * g / np.linalg.norm(g)) != pytest.approx(cost, rel=1e-6)
+
+
+def test_retraction_maps_directions_and_gradients() -> None:
+    from lsqmf._varpro_lm import _gradient, _layout, _retract, _to_retracted
+
+    red = build_reduced(as_ratings(_matrix(14)), 2, formulation="none", backend="numpy")
+    rng = np.random.default_rng(4)
+    theta = rng.standard_normal(red.n_params)
+    d = rng.standard_normal(red.n_params)
+    theta_r, R = _retract(red, theta)
+    P, _ = red.split(theta)
+    np.testing.assert_allclose(red.split(theta_r)[0] @ R, P, atol=1e-12)
+    g = _gradient(red, _layout(red), theta)
+    d_r, g_r = _to_retracted(red, R, d, g)
+    # the gradient there is the mapped one, and directional derivatives agree
+    np.testing.assert_allclose(_gradient(red, _layout(red), theta_r), g_r, rtol=1e-8, atol=1e-10)
+    assert float(g_r @ d_r) == pytest.approx(float(g @ d), rel=1e-10)
+    # a move along d is the same move along d_r, in the retracted coordinates
+    t = 1e-3
+    assert red.cost(theta + t * d) == pytest.approx(red.cost(theta_r + t * d_r), rel=1e-10)
+
+
+@pytest.mark.parametrize("eliminate", ["Q", "P"])
+def test_lm_normal_compiled_and_numpy_agree(eliminate: str) -> None:
+    M = _matrix(15, n=14, m=12, k=3)
+    kw = dict(eliminate=eliminate, formulation="none", method="lm-normal", init_scale=1.0,
+              ftol=1e-12, xtol=1e-12, gtol=1e-12, random_state=3, max_nfev=400)
+    a = solve_varpro(M, 3, backend="numpy", **kw)
+    b = solve_varpro(M, 3, backend="compiled", **kw)
+    assert a.success and b.success
+    assert b.cost == pytest.approx(a.cost, rel=1e-8)
+
+
+def test_lm_normal_steps_are_few_where_gauss_newton_alone_crawls() -> None:
+    """The projected steps and the longer steps keep the count of evaluations small on a
+    track-like instance from N(0, 1) starts (all reach one optimum)."""
+    from lsqmf.datasets import make_tracks
+
+    M, _, _ = make_tracks(40, 30, 3, track_fraction=0.4, noise=0.01, random_state=1)
+    costs, nfevs = [], []
+    for seed in range(4):
+        fit = solve_varpro(M, 3, method="lm-normal", formulation="none", init_scale=1.0,
+                           ftol=1e-10, xtol=1e-10, gtol=1e-10, max_nfev=300, random_state=seed)
+        costs.append(fit.cost)
+        nfevs.append(fit.nfev)
+    assert max(nfevs) < 300
+    assert np.ptp(costs) <= 1e-6 * min(costs)
