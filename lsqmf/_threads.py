@@ -102,8 +102,8 @@ def passive_openmp_wait() -> None:
     solvers run serial numpy work, which the spinning threads slow down (on a busy machine
     they take the cores it needs); with ``passive`` they sleep at once.
     ``benchmarks/bench_omp_wait.py`` (``lsqmf evaluate`` on the built-in data, load average
-    5-6 on 2 cores): ``lsq --jac operator`` fit 3.7 s -> 1.3 s, ``als`` 1.1 s -> 0.93 s, with
-    less CPU time (``reports/startup/README.md``).
+    6-7 on 2 cores): fit time 0.40x for ``lsq --jac operator`` (4.8 s -> 2.0 s, with 0.69x the
+    CPU time) and 0.93x for ``als`` (``reports/startup/README.md``).
 
     OpenMP reads the variable once, when its library loads, which numba does with the first
     parallel kernel; lsqmf calls this before it loads any kernel (:mod:`lsqmf._backend`). A
