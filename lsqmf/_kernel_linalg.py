@@ -3,15 +3,16 @@ r"""Stages of the compiled row-solve kernels: ridge normal equations, Cholesky, 
 Plain Python functions over numpy arrays, one stage each, shared by ``als_rows``
 (:mod:`lsqmf._compiled`) and ``gibbs_rows`` (:mod:`lsqmf.solvers._kernels`). A kernel module
 imports them and, before compiling its kernels, rebinds them to their numba versions with
-:func:`lsqmf._compiled.jit_helpers` (``inline='always'``: the compiled kernel runs the same
-operations in the same order as one written in a single body). Nothing here imports numba or
-the rest of lsqmf.
+:func:`lsqmf._compiled.jit_helpers` (the compiled kernel runs the same operations in the same
+order as one written in a single body). Nothing here imports numba or the rest of lsqmf.
 
 For row ``r`` of the solving side with entries ``t`` in ``start:end`` and features
 :math:`a_t = [F_{\mathrm{other}[t]}; 1]` (the constant 1 only with ``with_bias``), the kernels
-solve :math:`(\Lambda_r + s \sum_t w_t a_t a_t^\top) z = c_r + s \sum_t w_t y_t a_t` by
-:math:`G = L L^\top` (``L`` in the lower triangle of ``G``), :math:`L v = h`,
-:math:`L^\top z = v`. Every sum runs in index order; no fast-math.
+solve :math:`(\Lambda_r + \sum_t w_t a_t a_t^\top) z = c_r + \sum_t w_t y_t a_t` (``als_rows``:
+:math:`\Lambda_r` diagonal, :math:`c_r = 0`; ``gibbs_rows``: the prior's precision and
+:math:`\Lambda_0 \mu_0`, weights :math:`\alpha w_t`) by :math:`G = L L^\top` (``L`` in the lower
+triangle of ``G``), :math:`L v = h`, :math:`L^\top z = v`. Every sum runs in index order; no
+fast-math.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ def ridge_normal_equations(
     other: np.ndarray,
     y: np.ndarray,
     weights: np.ndarray,
-    scale: float,
     F: np.ndarray,
     with_bias: bool,
     a: np.ndarray,
@@ -40,7 +40,7 @@ def ridge_normal_equations(
     h: np.ndarray,
 ) -> None:
     """Add the entries ``start:end`` to the lower triangle of ``G`` (``sum_t w a a^T``) and to
-    ``h`` (``sum_t (w y) a``), with ``w = scale * weights[t]``; ``a`` is work space."""
+    ``h`` (``sum_t (w y) a``), with ``w = weights[t]``; ``a`` is work space."""
     k = F.shape[1]
     k1 = G.shape[0]
     for t in range(start, end):
@@ -49,7 +49,7 @@ def ridge_normal_equations(
             a[p] = F[j, p]
         if with_bias:
             a[k] = 1.0
-        w = scale * weights[t]
+        w = weights[t]
         wy = w * y[t]
         for p in range(k1):
             h[p] += wy * a[p]

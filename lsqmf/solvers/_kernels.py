@@ -47,6 +47,13 @@ from typing import Any
 
 import numpy as np
 
+from .._kernel_linalg import (
+    back_substitution,
+    cholesky_in_place,
+    forward_substitution,
+    ridge_normal_equations,
+)
+
 __all__ = [
     "cg_rows_numpy",
     "get_kernel",
@@ -105,59 +112,112 @@ def _cg_rows(
                 lam[k] = reg_bias[r]
             for p in range(k1):
                 z[p] = Z[r, p]
-                res[p] = -lam[p] * z[p]
-            # res = h - A z = sum_t w (y - a.z) a - lam z
-            for t in range(start, end):
-                j = other[t]
-                e = y[t]
-                for p in range(k):
-                    e -= F[j, p] * z[p]
-                if with_bias:
-                    e -= z[k]
-                we = weights[t] * e
-                for p in range(k):
-                    res[p] += we * F[j, p]
-                if with_bias:
-                    res[k] += we
-            rs = 0.0
-            for p in range(k1):
-                d[p] = res[p]
-                rs += res[p] * res[p]
-            rs0 = rs
-            for _ in range(n_steps):
-                if not rs > _CG_RTOL2 * rs0 or rs == 0.0:
-                    break
-                for p in range(k1):
-                    Ad[p] = lam[p] * d[p]
-                for t in range(start, end):
-                    j = other[t]
-                    s = 0.0
-                    for p in range(k):
-                        s += float(F[j, p] * d[p])
-                    if with_bias:
-                        s += float(d[k])
-                    ws = weights[t] * s
-                    for p in range(k):
-                        Ad[p] += ws * F[j, p]
-                    if with_bias:
-                        Ad[k] += ws
-                dAd = 0.0
-                for p in range(k1):
-                    dAd += d[p] * Ad[p]
-                if not dAd > 0.0:
-                    break
-                step = rs / dAd
-                rs_new = 0.0
-                for p in range(k1):
-                    z[p] += step * d[p]
-                    res[p] -= step * Ad[p]
-                    rs_new += res[p] * res[p]
-                beta = rs_new / rs
-                for p in range(k1):
-                    d[p] = res[p] + beta * d[p]
-                rs = rs_new
+            _cg_residual(start, end, other, y, weights, F, with_bias, lam, z, res)
+            _cg_steps(start, end, other, weights, F, with_bias, lam, n_steps, z, res, d, Ad)
             for p in range(k1):
                 Z[r, p] = z[p]
+
+
+def _cg_residual(
+    start: int,
+    end: int,
+    other: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    F: np.ndarray,
+    with_bias: bool,
+    lam: np.ndarray,
+    z: np.ndarray,
+    res: np.ndarray,
+) -> None:
+    """``res = h - A z = sum_t w (y - a.z) a - lam z`` for the row's entries ``start:end``."""
+    k = F.shape[1]
+    for p in range(lam.shape[0]):
+        res[p] = -lam[p] * z[p]
+    for t in range(start, end):
+        j = other[t]
+        e = y[t]
+        for p in range(k):
+            e -= F[j, p] * z[p]
+        if with_bias:
+            e -= z[k]
+        we = weights[t] * e
+        for p in range(k):
+            res[p] += we * F[j, p]
+        if with_bias:
+            res[k] += we
+
+
+def _cg_steps(
+    start: int,
+    end: int,
+    other: np.ndarray,
+    weights: np.ndarray,
+    F: np.ndarray,
+    with_bias: bool,
+    lam: np.ndarray,
+    n_steps: int,
+    z: np.ndarray,
+    res: np.ndarray,
+    d: np.ndarray,
+    Ad: np.ndarray,
+) -> None:
+    """Up to ``n_steps`` CG steps from ``z`` with residual ``res`` (both updated in place);
+    stops early once the residual is negligible or the curvature is not positive."""
+    k1 = lam.shape[0]
+    rs = 0.0
+    for p in range(k1):
+        d[p] = res[p]
+        rs += res[p] * res[p]
+    rs0 = rs
+    for _ in range(n_steps):
+        if not rs > _CG_RTOL2 * rs0 or rs == 0.0:
+            break
+        _cg_product(start, end, other, weights, F, with_bias, lam, d, Ad)
+        dAd = 0.0
+        for p in range(k1):
+            dAd += d[p] * Ad[p]
+        if not dAd > 0.0:
+            break
+        step = rs / dAd
+        rs_new = 0.0
+        for p in range(k1):
+            z[p] += step * d[p]
+            res[p] -= step * Ad[p]
+            rs_new += res[p] * res[p]
+        beta = rs_new / rs
+        for p in range(k1):
+            d[p] = res[p] + beta * d[p]
+        rs = rs_new
+
+
+def _cg_product(
+    start: int,
+    end: int,
+    other: np.ndarray,
+    weights: np.ndarray,
+    F: np.ndarray,
+    with_bias: bool,
+    lam: np.ndarray,
+    d: np.ndarray,
+    Ad: np.ndarray,
+) -> None:
+    """``Ad = (lam + sum_t w a a^T) d`` over the row's entries ``start:end``, matrix-free."""
+    k = F.shape[1]
+    for p in range(lam.shape[0]):
+        Ad[p] = lam[p] * d[p]
+    for t in range(start, end):
+        j = other[t]
+        s = 0.0
+        for p in range(k):
+            s += float(F[j, p] * d[p])
+        if with_bias:
+            s += float(d[k])
+        ws = weights[t] * s
+        for p in range(k):
+            Ad[p] += ws * F[j, p]
+        if with_bias:
+            Ad[k] += ws
 
 
 def cg_rows_numpy(
@@ -229,6 +289,9 @@ def _gibbs_rows(
     for p in range(k1):
         for q in range(k1):
             lm[p] += prior_prec[p, q] * prior_mean[q]
+    aw = np.empty(weights.shape[0])  # the data term's weights, alpha w_t
+    for t in range(weights.shape[0]):
+        aw[t] = alpha * weights[t]
     n_blocks = (n_own + _BLOCK - 1) // _BLOCK
     for blk in _prange(n_blocks):
         G = np.empty((k1, k1))
@@ -246,44 +309,14 @@ def _gibbs_rows(
                 h[p] = lm[p]
                 for q in range(p + 1):
                     G[p, q] = prior_prec[p, q]
-            for t in range(start, end):
-                j = other[t]
-                for p in range(k):
-                    a[p] = F[j, p]
-                if with_bias:
-                    a[k] = 1.0
-                w = alpha * weights[t]
-                wy = w * y[t]
-                for p in range(k1):
-                    h[p] += wy * a[p]
-                    wa = w * a[p]
-                    for q in range(p + 1):
-                        G[p, q] += wa * a[q]
-            # Cholesky G = L L^T in the lower triangle (G is positive definite: prior_prec is)
-            for p in range(k1):
-                s = G[p, p]
-                for q in range(p):
-                    s -= G[p, q] * G[p, q]
-                s = np.sqrt(s)
-                G[p, p] = s
-                for q in range(p + 1, k1):
-                    x = G[q, p]
-                    for m in range(p):
-                        x -= G[q, m] * G[p, m]
-                    G[q, p] = x / s
+            ridge_normal_equations(start, end, other, y, aw, F, with_bias, a, G, h)
+            # G is positive definite (prior_prec is): no pivot check
+            cholesky_in_place(G, 0.0, False)
             # mean: L v = h, L^T m = v; then add L^{-T} eps: solve L^T (m + u) = v + eps
-            for p in range(k1):
-                x = h[p]
-                for q in range(p):
-                    x -= G[p, q] * v[q]
-                v[p] = x / G[p, p]
+            forward_substitution(G, h, v)
             for p in range(k1):
                 v[p] += eps[r, p]
-            for p in range(k1 - 1, -1, -1):
-                x = v[p]
-                for q in range(p + 1, k1):
-                    x -= G[q, p] * Z[r, q]
-                Z[r, p] = x / G[p, p]
+            back_substitution(G, v, Z, r)
 
 
 def gibbs_rows_numpy(
@@ -456,6 +489,19 @@ ORACLES: dict[str, Callable[..., Any]] = {
     "predict_pairs": predict_pairs_numpy,
 }
 
+#: The helpers the kernels call, one stage each (the row-solve stages come from
+#: :mod:`lsqmf._kernel_linalg`): plain Python until :func:`get_kernel` first compiles a kernel,
+#: which rebinds each name here to its numba version (:func:`lsqmf._compiled.jit_helpers`).
+_HELPERS = (
+    "_cg_residual",
+    "_cg_steps",
+    "_cg_product",
+    "ridge_normal_equations",
+    "cholesky_in_place",
+    "forward_substitution",
+    "back_substitution",
+)
+
 _compiled: dict[str, Callable[..., Any]] = {}
 _lock = threading.Lock()
 
@@ -476,12 +522,13 @@ def get_kernel(name: str, backend: str = "compiled") -> Callable[..., Any]:
         return ORACLES[name]
     if backend != "compiled":
         raise ValueError(f"`backend` must be 'compiled' or 'numpy'; got {backend!r}.")
-    from .._compiled import require_numba
+    from .._compiled import jit_helpers, require_numba
 
     numba = require_numba()
     with _lock:
         kernel = _compiled.get(name)
         if kernel is None:
+            jit_helpers(globals(), _HELPERS)
             function, parallel = KERNELS[name]
             if parallel:
                 globals()["_prange"] = numba.prange
