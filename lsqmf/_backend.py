@@ -90,9 +90,10 @@ def select_kernels(
 def warm_up(backend: str = "auto", names: Iterable[str] | None = None) -> None:
     """Compile the kernels (or load them from the disk cache) now, before any clock starts.
 
-    Timed entry points (``solve``, the solvers, the benchmarks, ``lsqmf evaluate``) call this
-    first, so that compile time is never counted as fit time. A no-op for the numpy backend
-    (and for ``'auto'`` without numba); later calls return at once.
+    Timed entry points call this (``solve`` with the kernels of its plan, the benchmarks) or
+    :func:`warm_up_solver` (the solvers, ``fit_and_score`` and so ``lsqmf evaluate``) first, so
+    that compile time is never counted as fit time. A no-op for the numpy backend (and for
+    ``'auto'`` without numba); later calls return at once.
 
     Parameters
     ----------
