@@ -481,6 +481,7 @@ class _State:
     A: np.ndarray
     g: np.ndarray
     gauge: np.ndarray | None = None  # basis of the gauge directions at x (unregularized)
+    A_fact: np.ndarray | None = None  # the matrix factored (A, plus the gauge term)
     mu: float | None = None
     nu: float = 2.0
     nfev: int = 1
@@ -538,7 +539,7 @@ def lm_normal(
     st = _State(x, r, 0.5 * float(r @ r), *_normal(red, lay, x))
     st.max_nfev_hint = opts.max_nfev
     if opts.retract:
-        st.gauge = _gauge_basis(red, x)
+        _set_gauge(red, st)
     status: Status | None = None
     while status is None:
         status = _iteration(fun, red, lay, st, opts)
@@ -672,7 +673,7 @@ def _damped_step(st: _State, Dd: np.ndarray) -> np.ndarray | None:
     assert st.mu is not None
     while st.mu <= 1e300:
         try:
-            M = st.A.copy()
+            M = (st.A if st.A_fact is None else st.A_fact).copy()
             M[np.diag_indices_from(M)] += st.mu * Dd
             cho = scipy.linalg.cho_factor(M, lower=False, overwrite_a=True, check_finite=False)
             step = -scipy.linalg.cho_solve(cho, st.g, check_finite=False)
@@ -722,8 +723,21 @@ def _accept(
     st.njev += 1
     _remember(st, d, st.g - g_old)
     if st.gauge is not None:
-        st.gauge = _gauge_basis(red, st.x)
+        _set_gauge(red, st)
     return None
+
+
+def _set_gauge(red: ReducedProblem, st: _State) -> None:
+    """The gauge basis at ``st.x`` and the matrix that is factored: ``A + c V V^T``.
+
+    ``A V = 0`` and ``V^T g = 0``, so adding ``c V V^T`` leaves the (projected) damped step
+    unchanged in exact arithmetic, but lifts the gauge null space, whose rounding-level
+    (also negative) eigenvalues otherwise make ``A + mu D`` fail to factor for small ``mu``
+    (each failure a wasted Cholesky). ``c`` is the mean diagonal of ``A``."""
+    V = _gauge_basis(red, st.x)
+    st.gauge = V
+    c = float(np.trace(st.A)) / max(st.A.shape[0], 1)
+    st.A_fact = st.A + c * (V @ V.T)
 
 
 def _remember(st: _State, d: np.ndarray, y: np.ndarray) -> None:
