@@ -141,11 +141,7 @@ def _cg_residual(
             e -= F[j, p] * z[p]
         if with_bias:
             e -= z[k]
-        we = weights[t] * e
-        for p in range(k):
-            res[p] += we * F[j, p]
-        if with_bias:
-            res[k] += we
+        _add_feature(F, j, with_bias, weights[t] * e, res)
 
 
 def _cg_steps(
@@ -213,11 +209,16 @@ def _cg_product(
             s += float(F[j, p] * d[p])
         if with_bias:
             s += float(d[k])
-        ws = weights[t] * s
-        for p in range(k):
-            Ad[p] += ws * F[j, p]
-        if with_bias:
-            Ad[k] += ws
+        _add_feature(F, j, with_bias, weights[t] * s, Ad)
+
+
+def _add_feature(F: np.ndarray, j: int, with_bias: bool, coef: float, out: np.ndarray) -> None:
+    """``out += coef * a`` with the feature vector ``a = [F[j]; 1]`` (the 1 with ``with_bias``)."""
+    k = F.shape[1]
+    for p in range(k):
+        out[p] += coef * F[j, p]
+    if with_bias:
+        out[k] += coef
 
 
 def cg_rows_numpy(
@@ -496,6 +497,7 @@ _HELPERS = (
     "_cg_residual",
     "_cg_steps",
     "_cg_product",
+    "_add_feature",
     "ridge_normal_equations",
     "cholesky_in_place",
     "forward_substitution",
