@@ -12,7 +12,10 @@ order within each fold and rank (ALS first: its final test RMSE is the target of
 - ``varpro-Q`` / ``varpro-P``: :func:`lsqmf.solve` with ``eliminate='Q'`` (optimizes ``P``,
   610 x (rank + 1) unknowns) or ``'P'`` (optimizes ``Q``, 9724 x (rank + 1)),
   ``formulation='l2'``, trf + LSMR (matrix-free Kaufman operator), tolerances 1e-8;
-- the same with ``-lsmrN``: ``tr_options={'maxiter': N}`` (inexact trf steps).
+- the same with ``-lsmrN``: ``tr_options={'maxiter': N}`` (inexact trf steps);
+- ``als-repN``: ALS again (same start, same iterates), run later in the cell: the spread of
+  the reference time (the ratios use the median over ``als`` and its repeats);
+  ``als-tight``: ALS with ``tol=1e-10`` until the budget (how far ALS's cost gets).
 
 Every run has the wall budget ``--budget`` (``max_time``). The test RMSE is traced with the
 run's ``callback``: at every evaluation that lowers the cost the benchmark reads the iterate
@@ -36,7 +39,9 @@ a rerun skips the (fold, rank, method) cells already there.
 
 Run::
 
-    nohup python benchmarks/bench_varpro_ratings.py --folds 2 --budget 150 &
+    nohup python benchmarks/bench_varpro_ratings.py --folds 2 --budget 100 \
+        --lsmr-maxiter 3 10 30 --methods als lsq lsq-lsmr10 varpro-Q varpro-Q-lsmr10 \
+        varpro-P varpro-P-lsmr3 varpro-P-lsmr10 varpro-P-lsmr30 &
     python benchmarks/bench_varpro_ratings.py --report-only   # table + figure from the CSVs
     python benchmarks/bench_varpro_ratings.py --check   # same factors -> same cost, all three
 """
@@ -95,6 +100,8 @@ def method_table(lsmr_maxiters: list[int]) -> dict[str, dict[str, Any]]:
     }
     for j in (1, 2, 3):  # ALS again, after the others: the spread of the reference time
         table[f"als-rep{j}"] = {"kind": "als"}
+    # ALS run on to the budget: how far its cost gets in the time VarPro takes
+    table["als-tight"] = {"kind": "als", "tol": 1e-10, "max_iter": 1_000_000}
     for elim in ("Q", "P"):
         table[f"varpro-{elim}"] = {"kind": "varpro", "eliminate": elim, "maxiter": None}
         for n in lsmr_maxiters:
@@ -190,10 +197,15 @@ class Tracer:
         return None
 
 
+#: Relative slack of "at most the target": the trace's RMSE and the final one (through
+#: ``predict_pairs``) of the same factors differ in the last bits.
+ROUNDING = 1e-9
+
+
 def first_time_at_most(trace: list[tuple[int, float, float, float]], target: float) -> float:
-    """First trace time with test RMSE <= target (NaN if never)."""
+    """First trace time with test RMSE <= target (within :data:`ROUNDING`; NaN if never)."""
     for _, t, _, score in trace:
-        if score <= target:
+        if score <= target * (1 + ROUNDING):
             return t
     return float("nan")
 
@@ -231,8 +243,8 @@ def run_method(name: str, spec: dict[str, Any], train: Ratings, test: Ratings, r
     common = dict(OBJECTIVE, max_time=budget)
     if kind == "als":  # als and its repeats
         tracer = Tracer(Scorer(test.rows, test.cols, test.values, clip))
-        fit = als(train, rank, P0=P0, Q0=Q0, tol=1e-4, max_iter=200, callback=tracer,
-                  **common)
+        fit = als(train, rank, P0=P0, Q0=Q0, tol=spec.get("tol", 1e-4),
+                  max_iter=spec.get("max_iter", 200), callback=tracer, **common)
         n_unknowns = (train.shape[0] + train.shape[1]) * (rank + 1)
         return fit, tracer, n_unknowns
     tr_options = {} if spec["maxiter"] is None else {"maxiter": spec["maxiter"]}
@@ -360,56 +372,155 @@ def _read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _fmt(value: str, spec: str) -> str:
-    return "not reached" if value in ("", "nan") else format(float(value), spec)
+def _traces(path: Path) -> dict[tuple[int, int, str], list[tuple[float, float, float]]]:
+    """(fold, rank, method) -> [(time, cost, test RMSE)] in trace order."""
+    series: dict[tuple[int, int, str], list[tuple[float, float, float]]] = {}
+    for r in _read(path):
+        key = (int(r["fold"]), int(r["rank"]), r["method"])
+        series.setdefault(key, []).append(
+            (float(r["time_s"]), float(r["cost"]), float(r["test_rmse"]))
+        )
+    return series
+
+
+def _first(points: list[tuple[float, float, float]], index: int, target: float) -> float:
+    """First time at which field ``index`` (1 cost, 2 test RMSE) is at most ``target``."""
+    return next((p[0] for p in points if p[index] <= target * (1 + ROUNDING)), float("nan"))
+
+
+def summarize(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One record per run with the times to ALS's test RMSE and to ALS's cost (same cell).
+
+    The reference time of a cell is the median over its ALS runs (``als`` and the repeats,
+    same start and iterates, so only their times differ).
+    """
+    rows = _read(args.out)
+    series = _traces(args.trace)
+    als_rows = {(int(r["fold"]), int(r["rank"])): r for r in rows if r["method"] == "als"}
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        cell = (int(r["fold"]), int(r["rank"]))
+        ref = als_rows[cell]
+        target_rmse, target_cost = float(ref["test_rmse"]), float(ref["cost"])
+        ref_runs = [q for q in rows if (int(q["fold"]), int(q["rank"])) == cell
+                    and (q["method"] == "als" or q["method"].startswith("als-rep"))]
+        t_ref_rmse = float(np.median([_first(series[(*cell, q["method"])], 2, target_rmse)
+                                      for q in ref_runs]))
+        t_ref_cost = float(np.median([_first(series[(*cell, q["method"])], 1, target_cost)
+                                      for q in ref_runs]))
+        best_cost = min(float(q["cost"]) for q in rows
+                        if (int(q["fold"]), int(q["rank"])) == cell)
+        pts = series.get((*cell, r["method"]), [])
+        t_rmse = _first(pts, 2, target_rmse)
+        t_rmse_0p1 = _first(pts, 2, target_rmse * 1.001)
+        t_cost = _first(pts, 1, target_cost)
+        out.append({
+            "method": r["method"], "rank": cell[1], "fold": cell[0],
+            "status": int(r["status"]), "nfev": int(r["nfev"]),
+            "test_rmse": float(r["test_rmse"]), "best_rmse": float(r["best_trace_rmse"]),
+            "cost": float(r["cost"]), "wall_s": float(r["wall_s"]),
+            "als_rmse": target_rmse, "als_cost": target_cost,
+            "t_rmse": t_rmse, "ratio_rmse": t_rmse / t_ref_rmse,
+            "t_rmse_0p1": t_rmse_0p1, "ratio_rmse_0p1": t_rmse_0p1 / t_ref_rmse,
+            "t_cost": t_cost, "ratio_cost": t_cost / t_ref_cost,
+            "t_ref_rmse": t_ref_rmse, "t_ref_cost": t_ref_cost,
+            "t_gap4": _first(pts, 1, best_cost * (1 + 1e-4)),
+            "load1": 0.5 * (float(r["load1_start"]) + float(r["load1_end"])),
+        })
+    return out
+
+
+def _f(value: float, spec: str) -> str:
+    return "--" if not np.isfinite(value) else format(value, spec)
 
 
 def report(args: argparse.Namespace) -> None:
-    rows = _read(args.out)
-    print("| method | rank | fold | status | nfev | test RMSE | wall s | time to ALS RMSE s "
-          "| ratio | time to ALS RMSE +0.1% s | ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: (int(r["rank"]), int(r["fold"]))):
+    records = summarize(args)
+    order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for r in records))}
+    print("| method | rank | fold | status | nfev | test RMSE | best traced | cost | wall s "
+          "| to ALS RMSE s | ratio | to ALS RMSE +0.1% s | ratio | to ALS cost s | ratio |")
+    print("|" + "---|" * 16)
+    for r in sorted(records, key=lambda r: (r["rank"], r["fold"], order[r["method"]])):
         print(f"| {r['method']} | {r['rank']} | {r['fold']} | {r['status']} | {r['nfev']} | "
-              f"{float(r['test_rmse']):.4f} | {float(r['wall_s']):.1f} | "
-              f"{_fmt(r['t_target'], '.1f')} | {_fmt(r['ratio'], '.1f')} | "
-              f"{_fmt(r['t_target_0p1'], '.1f')} | {_fmt(r['ratio_0p1'], '.1f')} |")
+              f"{r['test_rmse']:.4f} | {r['best_rmse']:.4f} | {r['cost']:.1f} | "
+              f"{r['wall_s']:.1f} | {_f(r['t_rmse'], '.1f')} | {_f(r['ratio_rmse'], '.1f')} | "
+              f"{_f(r['t_rmse_0p1'], '.1f')} | {_f(r['ratio_rmse_0p1'], '.1f')} | "
+              f"{_f(r['t_cost'], '.1f')} | {_f(r['ratio_cost'], '.1f')} |")
+    print("\nMedians over folds (ratios: against the median ALS time of the same cell):\n")
+    print("| method | rank | folds | test RMSE | to ALS RMSE: ratio | reached | "
+          "to ALS cost: ratio | reached | to best cost +1e-4 s | reached |")
+    print("|" + "---|" * 10)
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["rank"], r["method"]), []).append(r)
+    for (rank, method), rs in sorted(groups.items(), key=lambda g: (g[0][0], order[g[0][1]])):
+        if method.startswith("als-rep"):
+            continue
+        cells = [method, str(rank), str(len(rs)), f"{np.median([r['test_rmse'] for r in rs]):.4f}"]
+        for key in ("ratio_rmse", "ratio_cost", "t_gap4"):
+            vals = np.array([r[key] for r in rs])
+            ok = np.isfinite(vals)
+            # median over all folds with "not reached" as +inf
+            med = float(np.median(np.where(ok, vals, np.inf)))
+            cells += [_f(med, ".1f") if np.isfinite(med) else "not reached",
+                      f"{int(ok.sum())}/{len(rs)}"]
+        print("| " + " | ".join(cells) + " |")
+    als_times = {}
+    for r in records:
+        if r["method"] == "als" or r["method"].startswith("als-rep"):
+            als_times.setdefault((r["rank"], r["fold"]), []).append(r["t_cost"])
+    print("\nALS time to its final cost per cell (all ALS runs): " + "; ".join(
+        f"rank {rk} fold {f}: " + ", ".join(f"{t:.1f}" for t in ts)
+        for (rk, f), ts in sorted(als_times.items())))
+    loads = [r["load1"] for r in records]
+    print(f"\nload average (1 min) over the runs: median {np.median(loads):.1f}, "
+          f"range {min(loads):.1f}-{max(loads):.1f}")
     plot(args)
 
 
 def plot(args: argparse.Namespace) -> None:
+    """Test RMSE (top) and cost above the cell's best (bottom) against time, fold 0."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    trace = _read(args.trace)
-    ranks = sorted({int(r["rank"]) for r in trace})
-    fig, axes = plt.subplots(1, len(ranks), figsize=(6 * len(ranks), 4.2), squeeze=False)
-    colors: dict[str, Any] = {}
-    series: dict[tuple[int, int, str], list[tuple[float, float]]] = {}
-    for r in trace:
-        key = (int(r["rank"]), int(r["fold"]), r["method"])
-        series.setdefault(key, []).append((float(r["time_s"]), float(r["test_rmse"])))
+    series = _traces(args.trace)
+    fold = min(f for f, _, _ in series)
+    ranks = sorted({rk for _, rk, _ in series})
+    fig, axes = plt.subplots(2, len(ranks), figsize=(6.5 * len(ranks), 8), squeeze=False)
+    methods = list(dict.fromkeys(m for _, _, m in series if not m.startswith("als-rep")))
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for (rank, fold, method), pts in sorted(series.items()):
-        ax = axes[0][ranks.index(rank)]
-        color = colors.setdefault(method, cycle[len(colors) % len(cycle)])
-        t, s = zip(*pts, strict=True)
-        ax.plot(np.maximum(t, 1e-2), s, color=color, lw=1.2, alpha=0.85,
-                label=method if fold == min(f for (rk, f, m) in series if rk == rank
-                                            and m == method) else None)
-    for ax, rank in zip(axes[0], ranks, strict=True):
-        ax.set_xscale("log")
-        ax.set_ylim(0.84, 0.96)
-        ax.set_xlabel("wall time, s (one thread)")
-        ax.set_ylabel("test RMSE")
-        ax.set_title(f"MovieLens latest-small, rank {rank}, l2 reg 0.1, biases")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    for col, rank in enumerate(ranks):
+        best = min(p[1] for (f, rk, _), pts in series.items() if (f, rk) == (fold, rank)
+                   for p in pts)
+        for i, method in enumerate(methods):
+            pts = series.get((fold, rank, method))
+            if not pts:
+                continue
+            t = np.maximum([p[0] for p in pts], 1e-2)
+            style = {"color": cycle[i % len(cycle)], "lw": 2.2 if method == "als" else 1.2,
+                     "ls": "-" if "varpro" in method or method == "als" else "--"}
+            axes[0][col].plot(t, [p[2] for p in pts], label=method, **style)
+            axes[1][col].plot(t, [(p[1] - best) / best + 1e-7 for p in pts], **style)
+        als_pts = series[(fold, rank, "als")]
+        axes[0][col].axhline(als_pts[-1][2], color="k", lw=0.6, ls=":")
+        axes[1][col].axhline((als_pts[-1][1] - best) / best, color="k", lw=0.6, ls=":")
+        top = axes[0][col]
+        top.set_ylim(als_pts[-1][2] - 0.004, als_pts[-1][2] + 0.03)
+        top.set_ylabel("test RMSE")
+        top.set_title(f"MovieLens latest-small fold {fold}, rank {rank} (l2, reg 0.1, biases)")
+        top.legend(fontsize=7)
+        bottom = axes[1][col]
+        bottom.set_yscale("log")
+        bottom.set_ylabel("(cost - best cost in the cell) / best")
+        for ax in (top, bottom):
+            ax.set_xscale("log")
+            ax.set_xlabel("solver time, s (one thread; dotted: ALS final)")
+            ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(FIGURE, dpi=110)
-    print(f"wrote {FIGURE}")
+    fig.savefig(args.figure, dpi=100)
+    print(f"wrote {args.figure}")
 
 
 def consistency_check() -> None:
@@ -453,6 +564,8 @@ def consistency_check() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=2, help="first N folds of the 5")
+    parser.add_argument("--fold-ids", type=int, nargs="+", default=None,
+                        help="these folds (0-4) instead of the first --folds")
     parser.add_argument("--ranks", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--budget", type=float, default=150.0, help="max_time per run, s")
     parser.add_argument("--lsmr-maxiter", type=int, nargs="*", default=[10],
@@ -460,11 +573,13 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=None)
     parser.add_argument("--out", type=Path, default=RUNS)
     parser.add_argument("--trace", type=Path, default=TRACE)
+    parser.add_argument("--figure", type=Path, default=FIGURE)
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--check", action="store_true",
                         help="only the same-factors-same-cost check of the objectives")
     args = parser.parse_args()
-    args.fold_ids = list(range(args.folds))
+    if args.fold_ids is None:
+        args.fold_ids = list(range(args.folds))
     if args.check:
         consistency_check()
         return
