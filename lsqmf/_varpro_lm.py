@@ -567,20 +567,17 @@ def _iteration(
         if step is None:
             return Status.XTOL
         pred = -(float(st.g @ step) + 0.5 * float(step @ (st.A @ step)))
-        x_new = st.x + step
-        r_new = fun(x_new)
-        st.nfev += 1
-        cost_new = 0.5 * float(r_new @ r_new)
-        actual = st.cost - cost_new
+        trial = _evaluate(fun, st, st.x + step)
+        actual = st.cost - trial[2]
         rho = actual / pred if pred > 0 else -1.0
         small_step = float(np.linalg.norm(step)) < opts.xtol * (
             opts.xtol + float(np.linalg.norm(st.x))
         )
-        logger.debug("lm-normal: mu %.3g rho %.3g cost %.12g", st.mu, rho, cost_new)
+        logger.debug("lm-normal: mu %.3g rho %.3g cost %.12g", st.mu, rho, trial[2])
         if actual > 0:
             if rho > _EXTEND_RHO and not small_step and st.nfev < opts.max_nfev:
-                x_new, r_new, cost_new = _longer_step(fun, st, step, rho, x_new, r_new, cost_new)
-            return _accept(red, lay, st, opts, x_new, r_new, cost_new, rho, small_step)
+                trial = _longer_step(fun, st, step, trial)
+            return _accept(red, lay, st, opts, trial, rho, small_step)
         st.mu *= st.nu
         st.nu *= 2.0
         if small_step:
@@ -589,17 +586,22 @@ def _iteration(
             return Status.MAX_ITER
 
 
+#: A trial point: ``(theta, residual, cost)``.
+_Point = tuple[np.ndarray, np.ndarray, float]
+
+
+def _evaluate(fun: Callable[[np.ndarray], np.ndarray], st: _State, x: np.ndarray) -> _Point:
+    """The reduced residual and cost at ``x`` (one evaluation)."""
+    r = fun(x)
+    st.nfev += 1
+    return x, r, 0.5 * float(r @ r)
+
+
 def _longer_step(
-    fun: Callable[[np.ndarray], np.ndarray],
-    st: _State,
-    step: np.ndarray,
-    rho: float,
-    x1: np.ndarray,
-    r1: np.ndarray,
-    cost1: float,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """A better point than the accepted trial ``x1 = x + step`` when the cost fell by more
-    than the model said (``rho`` above :data:`_EXTEND_RHO`: the Gauss-Newton matrix
+    fun: Callable[[np.ndarray], np.ndarray], st: _State, step: np.ndarray, trial: _Point
+) -> _Point:
+    """A better point than the accepted ``trial = x + step`` when the cost fell by more
+    than the model said (gain ratio above :data:`_EXTEND_RHO`: the Gauss-Newton matrix
     overestimates the curvature along ``step``).
 
     With the last accepted steps ``d_j`` (and the changes ``y_j`` of the gradient over them,
@@ -608,60 +610,41 @@ def _longer_step(
     the rest from the ``y_j``. One more residual evaluation; no factorization. Without
     stored steps (the first step), or when that model is not convex, :func:`_extend`."""
     if st.steps is None or st.dgs is None:
-        return _extend(fun, st, step, rho, x1, r1, cost1)
+        return _extend(fun, st, step, trial)
     B = np.column_stack([step, st.steps])
-    Y = st.dgs
     H = np.empty((B.shape[1], B.shape[1]))
-    H[0, 0] = 2.0 * (cost1 - st.cost - float(st.g @ step))
-    HB = B.T @ Y  # (m+1, m): B_i . y_j ~ B_i . H d_j
+    H[0, 0] = 2.0 * (trial[2] - st.cost - float(st.g @ step))
+    HB = B.T @ st.dgs  # (m+1, m): B_i . y_j ~ B_i . H d_j
     H[0, 1:] = HB[0]
     H[1:, 0] = HB[0]
     H[1:, 1:] = 0.5 * (HB[1:] + HB[1:].T)
     try:
         L = np.linalg.cholesky(H)
     except np.linalg.LinAlgError:
-        return _extend(fun, st, step, rho, x1, r1, cost1)
+        return _extend(fun, st, step, trial)
     if np.min(np.diag(L)) ** 2 < 1e-12 * np.max(np.diag(H)):
-        return _extend(fun, st, step, rho, x1, r1, cost1)
+        return _extend(fun, st, step, trial)
     c = scipy.linalg.cho_solve((L, True), -(B.T @ st.g))
     if not np.all(np.isfinite(c)) or abs(c[0]) > 4 * _EXTEND_MAX:
-        return _extend(fun, st, step, rho, x1, r1, cost1)
-    x_c = st.x + B @ c
-    r_c = fun(x_c)
-    st.nfev += 1
-    cost_c = 0.5 * float(r_c @ r_c)
-    logger.debug("lm-normal: subspace step %s: cost %.12g (trial %.12g)", c, cost_c, cost1)
-    return (x_c, r_c, cost_c) if cost_c < cost1 else (x1, r1, cost1)
+        return _extend(fun, st, step, trial)
+    point = _evaluate(fun, st, st.x + B @ c)
+    logger.debug("lm-normal: subspace step %s: cost %.12g (trial %.12g)", c, point[2], trial[2])
+    return point if point[2] < trial[2] else trial
 
 
 def _extend(
-    fun: Callable[[np.ndarray], np.ndarray],
-    st: _State,
-    step: np.ndarray,
-    rho: float,
-    x1: np.ndarray,
-    r1: np.ndarray,
-    cost1: float,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Longer steps along an accepted direction whose decrease beat the model's.
-
-    Along ``step`` the model is ``m(a) = a g.s + a^2/2 s.A s``; a gain ratio ``rho`` at
-    ``a = 1`` means the cost's curvature along ``step`` is about ``(2 - rho)`` times the
-    model's (``s.A s = -g.s - mu s.D s``, about ``-g.s`` for small ``mu``), so its
-    minimizer is near ``a = 1 / (2 - rho)``. Try that length (capped at
-    :data:`_EXTEND_MAX`), and keep doubling while the cost keeps falling; one residual
-    evaluation (an inner solve) per try, no factorization."""
-    best = (x1, r1, cost1)
-    a_prev = 1.0
-    a = 2.0
+    fun: Callable[[np.ndarray], np.ndarray], st: _State, step: np.ndarray, trial: _Point
+) -> _Point:
+    """Longer steps along an accepted direction whose decrease beat the model's: ``x + 2
+    step``, ``x + 4 step``, ... (up to :data:`_EXTEND_MAX` times) while the cost keeps
+    falling; one residual evaluation (an inner solve) per try, no factorization."""
+    best = trial
+    a_prev, a = 1.0, 2.0
     while a > a_prev and st.nfev < st.max_nfev_hint:
-        x_a = st.x + a * step
-        r_a = fun(x_a)
-        st.nfev += 1
-        cost_a = 0.5 * float(r_a @ r_a)
-        if not cost_a < best[2]:
+        point = _evaluate(fun, st, st.x + a * step)
+        if not point[2] < best[2]:
             break
-        best, a_prev = (x_a, r_a, cost_a), a
+        best, a_prev = point, a
         a = min(2.0 * a, _EXTEND_MAX)
     logger.debug("lm-normal: extended the step %.3g times", a_prev)
     return best
@@ -693,15 +676,14 @@ def _accept(
     lay: _Layout,
     st: _State,
     opts: _Settings,
-    x_new: np.ndarray,
-    r_new: np.ndarray,
-    cost_new: float,
+    trial: _Point,
     rho: float,
     small_step: bool,
 ) -> Status | None:
     """Move to the trial point (retracted), update the damping, test ftol/xtol, and form
     the normal matrix there if the run goes on."""
     assert st.mu is not None
+    x_new, r_new, cost_new = trial
     actual = st.cost - cost_new
     st.mu *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
     st.nu = 2.0
