@@ -719,7 +719,17 @@ def _set_gauge(red: ReducedProblem, st: _State) -> None:
     V = _gauge_basis(red, st.x)
     st.gauge = V
     c = float(np.trace(st.A)) / max(st.A.shape[0], 1)
-    st.A_fact = st.A + c * (V @ V.T)
+    P, b = red.split(st.x)
+    n, k = P.shape
+    if b is None and np.allclose(P.T @ P, np.eye(k), rtol=0, atol=1e-10):
+        # orthonormal P: V V^T = (P P^T) kron I_k, nonzero only where the components match
+        st.A_fact = st.A.copy()
+        A4 = st.A_fact.reshape(n, k, n, k)
+        cPPt = c * (P @ P.T)
+        for a in range(k):
+            A4[:, a, :, a] += cPPt
+    else:
+        st.A_fact = st.A + c * (V @ V.T)
 
 
 def _remember(st: _State, d: np.ndarray, y: np.ndarray) -> None:

@@ -288,3 +288,28 @@ def test_lm_normal_steps_are_few_where_gauss_newton_alone_crawls() -> None:
         nfevs.append(fit.nfev)
     assert max(nfevs) < 300
     assert np.ptp(costs) <= 1e-6 * min(costs)
+
+
+@pytest.mark.parametrize("orthonormal", [False, True])
+def test_factored_matrix_adds_the_gauge_projector(orthonormal: bool) -> None:
+    from lsqmf._varpro_lm import _retract, _set_gauge, _State
+
+    rng = np.random.default_rng(5)
+    red = build_reduced(as_ratings(_matrix(16, n=13, m=9)), 3, formulation="none",
+                        backend="numpy")
+    x = rng.standard_normal(red.n_params)
+    if orthonormal:  # the Kronecker shortcut
+        x = _retract(red, x)[0]
+    A, g = normal_equations(red, x)
+    st = _State(x, red.residual(x), red.cost(x), A, g)
+    _set_gauge(red, st)
+    assert st.gauge is not None and st.A_fact is not None
+    c = np.trace(A) / A.shape[0]
+    expected = A + c * st.gauge @ st.gauge.T
+    np.testing.assert_allclose(st.A_fact, expected, rtol=0, atol=1e-12 * np.abs(A).max())
+    # the projected solve is the same with or without the gauge term
+    mu = 1e-2 * c
+    s0 = np.linalg.lstsq(A + mu * np.eye(A.shape[0]), -g, rcond=None)[0]
+    s0 -= st.gauge @ (st.gauge.T @ s0)
+    s1 = np.linalg.solve(st.A_fact + mu * np.eye(A.shape[0]), -g)
+    np.testing.assert_allclose(s1, s0, rtol=1e-7, atol=1e-9 * np.abs(s0).max())
