@@ -235,7 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=None,
                         help="run only these methods")
     parser.add_argument("--no-multistart", action="store_true")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output directory (default {OUT})")
     args = parser.parse_args(argv)
+    if args.out is not None:
+        global OUT
+        OUT = args.out
     if not args.report_only:
         with threadpool_limits(limits=1, user_api="blas"):
             run_all(args.quick, args.resume, args.starts, args.methods,
