@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these methods")
     parser.add_argument("--no-multistart", action="store_true")
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"output directory (default {OUT})")
+                        help="output directory (default reports/varpro)")
     args = parser.parse_args(argv)
     if args.out is not None:
         global OUT
