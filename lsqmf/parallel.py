@@ -431,82 +431,104 @@ def _processes(fn: Callable[[Any, Any], Any], tasks: Iterable[Any], shared: Any,
 
 def _dask(fn: Callable[[Any, Any], Any], tasks: Iterable[Any], shared: Any, client: Any,
           warm: Callable[[], Any] | None, label: str) -> Iterator[Outcome]:
-    from concurrent.futures import CancelledError
-
-    from distributed import as_completed
-
     if warm is not None:
         client.register_plugin(_warm_up_plugin(warm), name="lsqmf-warm-up")
+    feed = _DaskFeed(fn, tasks, shared, client, label)
+    try:
+        feed.top_up()
+        for future in feed.queue:
+            outcome = feed.collect(future)
+            if outcome is None:  # resubmitted
+                continue
+            yield outcome
+            feed.top_up()
+    finally:
+        feed.close()
 
-    def scatter() -> Any:
-        # A task holding the data, not client.scatter: the scheduler keeps its spec and
-        # recomputes it if every worker holding it dies (a scattered object is lost then, and
-        # every task waiting for it is cancelled). Sent once; workers fetch it from each other.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sending large graph")
-            future = client.submit(_identity, _Box(shared), pure=False, priority=1,
-                                   key=f"{label}-shared-{uuid.uuid4().hex[:8]}")
-        try:
-            client.replicate([future])  # waits for it, then copies it to every worker
-        except Exception as err:  # replication is an optimization only
-            logger.debug("replicate failed: %s", err)
-        return future
 
-    box = scatter()
-    n_threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
-    window = max(4, 2 * n_threads)
-    run_id = uuid.uuid4().hex[:8]
-    source = iter(enumerate(tasks))
-    pending: dict[Any, tuple[int, Any]] = {}
-    attempts: dict[int, int] = {}
-    queue: as_completed = as_completed([], loop=client.loop)
+def _scatter_shared(client: Any, shared: Any, label: str) -> Any:
+    """Send ``shared`` to the cluster once, as a task that holds it; its future."""
+    # A task holding the data, not client.scatter: the scheduler keeps its spec and
+    # recomputes it if every worker holding it dies (a scattered object is lost then, and
+    # every task waiting for it is cancelled). Sent once; workers fetch it from each other.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        future = client.submit(_identity, _Box(shared), pure=False, priority=1,
+                               key=f"{label}-shared-{uuid.uuid4().hex[:8]}")
+    try:
+        client.replicate([future])  # waits for it, then copies it to every worker
+    except Exception as err:  # replication is an optimization only
+        logger.debug("replicate failed: %s", err)
+    return future
 
-    def submit(i: int, task: Any) -> None:
-        attempt = attempts[i] = attempts.get(i, -1) + 1
-        future = client.submit(_call_boxed, fn, box, task, pure=False, priority=-i,
-                               key=f"{label}-{run_id}-{i}-{attempt}")
-        pending[future] = (i, task)
-        queue.add(future)
 
-    def top_up() -> None:
-        while len(pending) < window:
+class _DaskFeed:
+    """The tasks of one map on a Dask client: a window of them in flight, resubmitted when
+    their inputs were lost."""
+
+    def __init__(self, fn: Callable[[Any, Any], Any], tasks: Iterable[Any], shared: Any,
+                 client: Any, label: str) -> None:
+        from distributed import as_completed
+
+        self.fn, self.shared, self.client, self.label = fn, shared, client, label
+        self.box = _scatter_shared(client, shared, label)
+        n_threads = sum(w.get("nthreads", 1)
+                        for w in client.scheduler_info()["workers"].values())
+        self.window = max(4, 2 * n_threads)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.source = iter(enumerate(tasks))
+        self.pending: dict[Any, tuple[int, Any]] = {}
+        self.attempts: dict[int, int] = {}
+        self.queue: as_completed = as_completed([], loop=client.loop)
+
+    def submit(self, i: int, task: Any) -> None:
+        attempt = self.attempts[i] = self.attempts.get(i, -1) + 1
+        future = self.client.submit(_call_boxed, self.fn, self.box, task, pure=False,
+                                    priority=-i, key=f"{self.label}-{self.run_id}-{i}-{attempt}")
+        self.pending[future] = (i, task)
+        self.queue.add(future)
+
+    def top_up(self) -> None:
+        while len(self.pending) < self.window:
             try:
-                i, task = next(source)
+                i, task = next(self.source)
             except StopIteration:
                 return
-            submit(i, task)
+            self.submit(i, task)
 
-    try:
-        top_up()
-        for future in queue:
-            i, task = pending.pop(future)
-            try:
-                outcome = Outcome(i, task, future.result())
-            except CancelledError as err:
-                # the task's inputs were lost: every worker holding the shared data died
-                future.release()
-                if attempts[i] < _RESUBMITS:
-                    if box.status != "finished":
-                        logger.warning("the shared data was lost with its workers; sending "
-                                       "it again")
-                        box = scatter()
-                    submit(i, task)
-                    continue
-                outcome = Outcome(i, task, error=f"workers died and took the task's inputs "
-                                  f"with them, {attempts[i] + 1} times ({_err_text(err)})")
-            except Exception as err:
-                if type(err).__name__ != "KilledWorker":
-                    raise  # fn's own exception: propagates as it does serially
-                outcome = Outcome(i, task, error=_err_text(err))
+    def collect(self, future: Any) -> Outcome | None:
+        """The outcome of a finished future, or None if its task was resubmitted."""
+        from concurrent.futures import CancelledError
+
+        i, task = self.pending.pop(future)
+        try:
+            outcome = Outcome(i, task, future.result())
+        except CancelledError as err:
+            # the task's inputs were lost: every worker holding the shared data died
             future.release()
-            del attempts[i]
-            yield outcome
-            top_up()
-    finally:
-        for future in list(pending):
+            if self.attempts[i] < _RESUBMITS:
+                if self.box.status != "finished":
+                    logger.warning("the shared data was lost with its workers; sending "
+                                   "it again")
+                    self.box = _scatter_shared(self.client, self.shared, self.label)
+                self.submit(i, task)
+                return None
+            outcome = Outcome(i, task, error=f"workers died and took the task's inputs "
+                              f"with them, {self.attempts[i] + 1} times ({_err_text(err)})")
+        except Exception as err:
+            if type(err).__name__ != "KilledWorker":
+                raise  # fn's own exception: propagates as it does serially
+            outcome = Outcome(i, task, error=_err_text(err))
+        future.release()
+        del self.attempts[i]
+        return outcome
+
+    def close(self) -> None:
+        """Cancel the tasks still queued and release the shared data."""
+        for future in list(self.pending):
             future.cancel()
-        pending.clear()
-        box.release()
+        self.pending.clear()
+        self.box.release()
 
 
 #: How often a task whose inputs were lost (not one that killed its worker) is resubmitted.
