@@ -523,11 +523,35 @@ def _run_locked(grid: Grid, out: Path, cells: list[dict[str, Any]],
                 selected: list[dict[str, Any]], *, repeats: int, where: str | None, jobs: int,
                 backend: Any, progress: bool, command: str | None,
                 preset: str | None) -> pd.DataFrame:
-    from ..parallel import map_tasks
-
     columns = _columns(grid)
     raw_path, json_path = out / RAW_CSV, out / RUN_JSON
+    session, sessions = _open_session(grid, out, json_path, backend, repeats=repeats,
+                                      where=where, jobs=jobs, command=command, preset=preset)
+    done: set[tuple[str, int]] = set()
+    if raw_path.exists() and raw_path.stat().st_size:
+        done = _repair(raw_path, columns, {c["cell_id"] for c in cells})
+    n_todo = sum(1 for c in selected for r in range(repeats) if (c["cell_id"], r) not in done)
+    logger.info("%d cells selected x %d repeats; %d to run, %d already done",
+                len(selected), repeats, n_todo, len(selected) * repeats - n_todo)
+    session.update(n_cells=len(cells), n_selected=len(selected), n_run=0)
 
+    writer = RowWriter(raw_path, columns)
+    status = "interrupted"
+    try:
+        _run_cells(grid, selected, repeats, done, backend=backend, writer=writer,
+                   session=session, n_todo=n_todo, progress=progress)
+        status = "complete"
+    finally:
+        result = _close_session(out, raw_path, json_path, cells, selected, session, sessions,
+                                status)
+    return result
+
+
+def _open_session(grid: Grid, out: Path, json_path: Path, backend: Any, *, repeats: int,
+                  where: str | None, jobs: int, command: str | None,
+                  preset: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Check that ``out`` holds this grid's results (if any), write the header of a new
+    session ("running"); the session and the list of all sessions."""
     header: dict[str, Any] = {}
     if json_path.exists():
         header = json.loads(json_path.read_text(encoding="utf-8"))
@@ -550,17 +574,15 @@ def _run_locked(grid: Grid, out: Path, cells: list[dict[str, Any]],
     sessions = [*header.get("sessions", []), session]
     header = {**session, "sessions": sessions, "status": "running"}
     json_path.write_text(json.dumps(header, indent=2, default=str), encoding="utf-8")
+    return session, sessions
 
-    done: set[tuple[str, int]] = set()
-    if raw_path.exists() and raw_path.stat().st_size:
-        done = _repair(raw_path, columns, {c["cell_id"] for c in cells})
-    n_todo = sum(1 for c in selected for r in range(repeats) if (c["cell_id"], r) not in done)
-    logger.info("%d cells selected x %d repeats; %d to run, %d already done",
-                len(selected), repeats, n_todo, len(selected) * repeats - n_todo)
-    session.update(n_cells=len(cells), n_selected=len(selected), n_run=0)
 
-    writer = RowWriter(raw_path, columns)
-    status = "interrupted"
+def _run_cells(grid: Grid, selected: list[dict[str, Any]], repeats: int,
+               done: set[tuple[str, int]], *, backend: Any, writer: RowWriter,
+               session: dict[str, Any], n_todo: int, progress: bool) -> None:
+    """Run the cells not ``done``, writing each row as it finishes; closes ``writer``."""
+    from ..parallel import map_tasks
+
     bar = None
     try:
         if progress:
@@ -577,21 +599,27 @@ def _run_locked(grid: Grid, out: Path, cells: list[dict[str, Any]],
             session["n_run"] += 1
             if bar is not None:
                 bar.update()
-        status = "complete"
     finally:
         writer.close()
         if bar is not None:
             bar.close()
-        raw = read_raw(raw_path)
-        keep = {c["cell_id"] for c in selected}
-        raw = raw[raw["cell_id"].astype(str).isin(keep)]
-        result = aggregate(raw, order=[c["cell_id"] for c in cells])
-        all_raw = read_raw(raw_path)
-        aggregate(all_raw, order=[c["cell_id"] for c in cells]).to_csv(
-            out / RESULTS_CSV, index=False
-        )
-        session["end_time"] = datetime.now(UTC).isoformat(timespec="seconds")
-        session["status"] = status
-        header = {**session, "sessions": sessions, "status": status}
-        json_path.write_text(json.dumps(header, indent=2, default=str), encoding="utf-8")
+
+
+def _close_session(out: Path, raw_path: Path, json_path: Path, cells: list[dict[str, Any]],
+                   selected: list[dict[str, Any]], session: dict[str, Any],
+                   sessions: list[dict[str, Any]], status: str) -> pd.DataFrame:
+    """Write the results of every cell run so far and the session's end to the header; the
+    aggregated results of the ``selected`` cells."""
+    raw = read_raw(raw_path)
+    keep = {c["cell_id"] for c in selected}
+    raw = raw[raw["cell_id"].astype(str).isin(keep)]
+    result = aggregate(raw, order=[c["cell_id"] for c in cells])
+    all_raw = read_raw(raw_path)
+    aggregate(all_raw, order=[c["cell_id"] for c in cells]).to_csv(
+        out / RESULTS_CSV, index=False
+    )
+    session["end_time"] = datetime.now(UTC).isoformat(timespec="seconds")
+    session["status"] = status
+    header = {**session, "sessions": sessions, "status": status}
+    json_path.write_text(json.dumps(header, indent=2, default=str), encoding="utf-8")
     return result
