@@ -194,6 +194,16 @@ def _conclusion(frame: pd.DataFrame, pairs: pd.DataFrame, summary: pd.DataFrame,
                 raw: pd.DataFrame | None) -> str:
     """The conclusion: verdict, ratio by size, per-panel crossover, costs, fastest, lm."""
     n_max = int(pairs["n"].max())
+    parts = [_ratio_paragraph(pairs, n_max) + _cost_sentence(pairs, raw) + "\n",
+             _fastest_paragraph(summary, n_max)]
+    lm = _lm_paragraph(frame)
+    if lm is not None:
+        parts.append(lm)
+    return "\n".join(parts)
+
+
+def _ratio_paragraph(pairs: pd.DataFrame, n_max: int) -> str:
+    """The verdict, the lsmr/exact time ratio by size, method and rank, the crossovers."""
     at_max = pairs[pairs["n"] == n_max]
     med_max = float(at_max["time_ratio"].median())
     frac_max = float((at_max["time_ratio"] < 1).mean())
@@ -204,7 +214,7 @@ def _conclusion(frame: pd.DataFrame, pairs: pd.DataFrame, summary: pd.DataFrame,
     for (kf, sp), g in pairs.groupby(list(_PANELS)):
         c = _crossover(g.groupby("n")["time_ratio"].median())
         cross.append(f"{_panel_name(kf, sp)}: " + (f"n ≥ {c}" if c is not None else "never"))
-    para = (
+    return (
         "The seed (the original code lsqmf started from) concluded that `tr_solver='lsmr'` is "
         f"strongly preferred over `'exact'`. {_verdict(pairs)} "
         "Median lsmr/exact time ratio by size (over panels × method × loss; below 1 LSMR is "
@@ -215,6 +225,10 @@ def _conclusion(frame: pd.DataFrame, pairs: pd.DataFrame, summary: pd.DataFrame,
         + "; by rank: " + ", ".join(f"k = {kf:g}·n {v:.3g}" for kf, v in by_rank.items())
         + "). LSMR is faster (median over method × loss) from: " + "; ".join(cross) + "."
     )
+
+
+def _cost_sentence(pairs: pd.DataFrame, raw: pd.DataFrame | None) -> str:
+    """The lsmr/exact cost ratio on the same problem ("" without finite ratios)."""
     # costs are only comparable on the same problem: with repeats > 1 each repeat draws
     # new data, so match lsmr and exact within a repeat (raw rows) when they are given
     cost_pairs = pairs
@@ -226,15 +240,19 @@ def _conclusion(frame: pd.DataFrame, pairs: pd.DataFrame, summary: pd.DataFrame,
             suffixes=("_lsmr", "_exact"))
         cost_pairs["cost_ratio"] = cost_pairs["cost_lsmr"] / cost_pairs["cost_exact"]
     cost = cost_pairs["cost_ratio"].replace([np.inf, -np.inf], np.nan).dropna()
-    if len(cost):
-        para += (
-            f" Both reach the same optimum: on the same problem, median cost(lsmr)/"
-            f"cost(exact) = {cost.median():.3f} (5th–95th percentile "
-            f"{cost.quantile(0.05):.3f}–{cost.quantile(0.95):.3f}, {len(cost)} pairs)."
-        )
-    parts = [para + "\n"]
+    if not len(cost):
+        return ""
+    return (
+        f" Both reach the same optimum: on the same problem, median cost(lsmr)/"
+        f"cost(exact) = {cost.median():.3f} (5th–95th percentile "
+        f"{cost.quantile(0.05):.3f}–{cost.quantile(0.95):.3f}, {len(cost)} pairs)."
+    )
+
+
+def _fastest_paragraph(summary: pd.DataFrame, n_max: int) -> str:
+    """The fastest configuration of each panel at the largest size."""
     counts = summary["fastest_at_n_max"].value_counts()
-    parts.append(
+    return (
         f"Fastest configuration at n = {n_max}, per panel: "
         + "; ".join(f"{_panel_name(r.k_factor, r.sparsity)}: `{r.fastest_at_n_max}` "
                     f"({r.x_runner_up_at_n_max:.2f}× ahead of `{r.runner_up_at_n_max}`)"
@@ -243,29 +261,34 @@ def _conclusion(frame: pd.DataFrame, pairs: pd.DataFrame, summary: pd.DataFrame,
            if len(counts) else ".")
         + " Losses of one method-tr_solver differ by little; factors below ~1.3× are noise.\n"
     )
-    if "lm" in set(frame["method"]):
-        lm = frame[(frame["method"] == "lm") & frame["dur"].notna()]
-        rest = frame[(frame["method"] != "lm") & frame["dur"].notna()]
-        best_rest = rest.groupby([*_PANELS, "n"])["dur"].min()
-        lm_t = lm.set_index([*_PANELS, "n"])["dur"]
-        ratio = (lm_t / best_rest).dropna()
-        if len(ratio):
-            lm_by_n = ratio.groupby(level="n").median()
-            faster = [int(n) for n, v in lm_by_n.items() if v < 1]
-            if len(faster) == len(lm_by_n):
-                where = "it is the fastest choice at every size here"
-            elif faster:
-                where = (f"it is the fastest choice up to n = {max(faster)} and slower than "
-                         "the best trf/dogbox configuration above")
-            else:
-                where = "it is never the fastest choice here"
-            parts.append(
-                "MINPACK `lm` (dense QR, linear loss only), as a multiple of the time of the "
-                "fastest trf/dogbox configuration of the same problem (median by size): "
-                + ", ".join(f"n = {int(n)}: {v:.3g}×" for n, v in lm_by_n.items())
-                + f"; {where}.\n"
-            )
-    return "\n".join(parts)
+
+
+def _lm_paragraph(frame: pd.DataFrame) -> str | None:
+    """MINPACK lm's time against the fastest trf/dogbox configuration (None without lm)."""
+    if "lm" not in set(frame["method"]):
+        return None
+    lm = frame[(frame["method"] == "lm") & frame["dur"].notna()]
+    rest = frame[(frame["method"] != "lm") & frame["dur"].notna()]
+    best_rest = rest.groupby([*_PANELS, "n"])["dur"].min()
+    lm_t = lm.set_index([*_PANELS, "n"])["dur"]
+    ratio = (lm_t / best_rest).dropna()
+    if not len(ratio):
+        return None
+    lm_by_n = ratio.groupby(level="n").median()
+    faster = [int(n) for n, v in lm_by_n.items() if v < 1]
+    if len(faster) == len(lm_by_n):
+        where = "it is the fastest choice at every size here"
+    elif faster:
+        where = (f"it is the fastest choice up to n = {max(faster)} and slower than "
+                 "the best trf/dogbox configuration above")
+    else:
+        where = "it is never the fastest choice here"
+    return (
+        "MINPACK `lm` (dense QR, linear loss only), as a multiple of the time of the "
+        "fastest trf/dogbox configuration of the same problem (median by size): "
+        + ", ".join(f"n = {int(n)}: {v:.3g}×" for n, v in lm_by_n.items())
+        + f"; {where}.\n"
+    )
 
 
 def _repeats_text(frame: pd.DataFrame) -> str:
