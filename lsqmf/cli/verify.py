@@ -31,6 +31,12 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add the ``verify`` and ``golden`` subcommands to ``subparsers``."""
+    _register_verify(subparsers)
+    _register_golden(subparsers)
+
+
+def _register_verify(subparsers: Any) -> None:
+    """The ``verify`` subcommand: the candidate and its options."""
     p = subparsers.add_parser(
         "verify",
         help="check a rewrite of the reference loop against the golden outputs",
@@ -54,6 +60,13 @@ def register(subparsers: Any) -> None:
         help="e.g. mypkg.fast:factorize or path/to/file.py:factorize (the current directory "
         "is importable)",
     )
+    _add_comparison_options(p)
+    _add_run_options(p)
+    p.set_defaults(func=run_verify)
+
+
+def _add_comparison_options(p: argparse.ArgumentParser) -> None:
+    """How the candidate's outputs are compared: tolerances, the in-place check."""
     p.add_argument("--atol", type=float, default=1e-8, help="absolute tolerance (default 1e-8)")
     p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     p.add_argument(
@@ -62,6 +75,10 @@ def register(subparsers: Any) -> None:
         action="store_false",
         help="do not require the reference's in-place update of the caller's P and Q",
     )
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """What the candidate runs on and for how long: the cases, the time limit."""
     p.add_argument(
         "--case",
         dest="cases",
@@ -78,8 +95,10 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="time limit of the candidate's process for all cases together (default 600)",
     )
-    p.set_defaults(func=run_verify)
 
+
+def _register_golden(subparsers: Any) -> None:
+    """The ``golden`` subcommand: where to write, whether to overwrite."""
     g = subparsers.add_parser(
         "golden",
         help="regenerate the golden outputs of the reference loop",
