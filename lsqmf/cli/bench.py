@@ -26,9 +26,13 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add the ``bench``, ``plot`` and ``report`` subcommands to ``subparsers``."""
-    from ..bench.grid import PRESETS
-    from ._options import add_progress_options
+    _register_bench(subparsers)
+    _register_plot(subparsers)
+    _register_report(subparsers)
 
+
+def _register_bench(subparsers: Any) -> None:
+    """The ``bench`` subcommand: the grid, how its cells run, what is drawn after."""
     b = subparsers.add_parser(
         "bench",
         help="run a benchmark grid (resumable) and draw its figures",
@@ -40,6 +44,16 @@ def register(subparsers: Any) -> None:
             "the repeats), DIR/run.json (versions, BLAS threads, command line) and figures."
         ),
     )
+    _add_grid_options(b)
+    _add_execution_options(b)
+    _add_after_run_options(b)
+    b.set_defaults(func=run_bench)
+
+
+def _add_grid_options(b: argparse.ArgumentParser) -> None:
+    """Which grid (preset or file), where its results go, which cells, how many repeats."""
+    from ..bench.grid import PRESETS
+
     src = b.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", choices=sorted(PRESETS), help="a grid from benchmarks/")
     src.add_argument("--grid", type=Path, metavar="FILE", help="a grid TOML file")
@@ -49,6 +63,10 @@ def register(subparsers: Any) -> None:
     b.add_argument("--where", default=None, metavar="QUERY",
                    help="pandas query over the cell columns selecting a subset, e.g. "
                    "\"tr_solver == 'lsmr' and n <= 10\"")
+
+
+def _add_execution_options(b: argparse.ArgumentParser) -> None:
+    """Where the cells run (serially, local processes, a Dask cluster) and the progress bar."""
     b.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="cells run in parallel with joblib (default 1: serial, for timing "
                    "fidelity)")
@@ -57,12 +75,20 @@ def register(subparsers: Any) -> None:
                    "lsqmf[cluster]); --jobs is then ignored; resuming works the same")
     b.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
+
+
+def _add_after_run_options(b: argparse.ArgumentParser) -> None:
+    """What is drawn after the run: the figures, the convergence study."""
     b.add_argument("--no-plots", dest="plots", action="store_false",
                    help="do not draw figures after the run")
     b.add_argument("--convergence", action="store_true",
                    help="also run and draw the convergence study (cost vs evaluations and "
                    "time, n=200, m=160, rank 10, 10%% observed)")
-    b.set_defaults(func=run_bench)
+
+
+def _register_plot(subparsers: Any) -> None:
+    """The ``plot`` subcommand: the results CSV, the figures' layout, the convergence figure."""
+    from ._options import add_progress_options
 
     p = subparsers.add_parser(
         "plot",
@@ -83,6 +109,9 @@ def register(subparsers: Any) -> None:
     add_progress_options(p)
     p.set_defaults(func=run_plot)
 
+
+def _register_report(subparsers: Any) -> None:
+    """The ``report`` subcommand: the results CSV and the Markdown file."""
     r = subparsers.add_parser(
         "report",
         help="write the Markdown report of a seed-style results CSV",
