@@ -420,17 +420,13 @@ def convergence_study(
     import pandas as pd
 
     from .._validation import check_float, check_int
-    from ..solve import solve
 
     n = check_int("n", n, min_value=2)
     m = check_int("m", m, min_value=2)
     rank = check_int("rank", rank, min_value=1)
     density = check_float("density", density, min_value=0.0, max_value=1.0,  # type: ignore[assignment]
                           min_inclusive=False)
-    rng = np.random.default_rng(random_state)
-    P = rng.random((n, rank))
-    Q = rng.random((rank, m))
-    R = (P @ Q).round(2) * (rng.random((n, m)) < density)
+    P, Q, R = _seed_problem(n, m, rank, density, random_state)
     frames = []
     bar = None
     if progress:
@@ -440,27 +436,7 @@ def convergence_study(
 
         bar = tqdm(total=len(configs), desc="convergence", unit="config", file=sys.stderr)
     for cfg in configs:
-        label = "-".join(str(cfg.get(k)).lower() for k in ("method", "tr_solver"))
-        if cfg.get("loss", "linear") != "linear":
-            label += f"-{cfg['loss']}"
-        base = {"configuration": label, "method": cfg.get("method"),
-                "tr_solver": "none" if cfg.get("tr_solver") is None else cfg["tr_solver"]}
-        with warnings.catch_warnings(record=True):
-            warnings.simplefilter("always")
-            try:
-                res = solve(R, P0=P.round(1), Q0=Q.round(1), missing=0, max_time=max_time,
-                            **cfg)
-            except Exception as err:
-                frames.append(pd.DataFrame([{**base, "step": 0, "cost": math.nan,
-                                             "time": math.nan, "success": False,
-                                             "error": f"{type(err).__name__}: {err}"}]))
-            else:
-                h = res.history.to_frame()
-                for k, v in base.items():
-                    h[k] = v
-                h["success"] = bool(res.success)
-                h["error"] = ""
-                frames.append(h)
+        frames.append(_convergence_run(R, P.round(1), Q.round(1), cfg, max_time))
         if bar is not None:
             bar.update()
     if bar is not None:
@@ -470,6 +446,43 @@ def convergence_study(
     cols = ["configuration", "method", "tr_solver", "step", "cost", "time", "success", "error",
             "n", "m", "rank", "density"]
     return out[cols]
+
+
+def _seed_problem(n: int, m: int, rank: int, density: float,
+                  random_state: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The hidden ``P``, ``Q`` and the observed ``R`` of a seed-style problem."""
+    rng = np.random.default_rng(random_state)
+    P = rng.random((n, rank))
+    Q = rng.random((rank, m))
+    R = (P @ Q).round(2) * (rng.random((n, m)) < density)
+    return P, Q, R
+
+
+def _convergence_run(R: np.ndarray, P0: np.ndarray, Q0: np.ndarray, cfg: dict[str, Any],
+                     max_time: float | None) -> pd.DataFrame:
+    """One configuration's cost history (one row with the error if it raises)."""
+    import pandas as pd
+
+    from ..solve import solve
+
+    label = "-".join(str(cfg.get(k)).lower() for k in ("method", "tr_solver"))
+    if cfg.get("loss", "linear") != "linear":
+        label += f"-{cfg['loss']}"
+    base = {"configuration": label, "method": cfg.get("method"),
+            "tr_solver": "none" if cfg.get("tr_solver") is None else cfg["tr_solver"]}
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        try:
+            res = solve(R, P0=P0, Q0=Q0, missing=0, max_time=max_time, **cfg)
+        except Exception as err:
+            return pd.DataFrame([{**base, "step": 0, "cost": math.nan, "time": math.nan,
+                                  "success": False, "error": f"{type(err).__name__}: {err}"}])
+        h = res.history.to_frame()
+        for k, v in base.items():
+            h[k] = v
+        h["success"] = bool(res.success)
+        h["error"] = ""
+        return h
 
 
 def plot_convergence(history: Any, out: str | Path, *, stem: str = "convergence",
