@@ -112,6 +112,23 @@ def read_checkpoint(
         return []
     rows = list(csv.reader(text.splitlines()))
     header, body = rows[0], rows[1:]
+    _check_same_run(path, header, body, columns, known, id_column, what)
+    good, reasons, n_rejected = _classify_rows(body, columns, known, parsers or {}, id_column, keep)
+    n_broken = sum(reasons.values())
+    if n_broken:
+        detail = ", ".join(f"{n} {r}" for r, n in reasons.items())
+        msg = (f"{path}: dropped {n_broken} broken row(s) of {len(body)} ({detail}); their "
+               "cells run again")
+        logger.warning(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    if n_broken or n_rejected or not text.endswith("\n"):
+        _rewrite(path, header, good)
+    return good
+
+
+def _check_same_run(path: Path, header: list[str], body: list[list[str]], columns: list[str],
+                    known: Collection[str], id_column: str, what: str) -> None:
+    """Raise ValueError unless the header is ``columns`` and a whole row has a known id."""
     if header != columns:
         raise ValueError(
             f"{path} has columns {header}, not those of this {what} ({columns}); use another "
@@ -125,11 +142,18 @@ def read_checkpoint(
             "belongs to this one: other data, folds, solver or parameters); use another "
             "output path."
         )
+
+
+def _classify_rows(body: list[list[str]], columns: list[str], known: Collection[str],
+               parsers: Mapping[str, Callable[[str], Any]], id_column: str,
+               keep: Callable[[dict[str, str]], bool] | None,
+               ) -> tuple[list[dict[str, str]], dict[str, int], int]:
+    """The good rows, the broken ones counted by reason, the number ``keep`` rejected."""
     good: list[dict[str, str]] = []
     reasons: dict[str, int] = {}
     n_rejected = 0
     for fields in body:
-        reason = _check(fields, columns, known, parsers or {}, id_column)
+        reason = _check(fields, columns, known, parsers, id_column)
         if reason is not None:
             reasons[reason] = reasons.get(reason, 0) + 1
             continue
@@ -138,16 +162,7 @@ def read_checkpoint(
             n_rejected += 1
             continue
         good.append(row)
-    n_broken = sum(reasons.values())
-    if n_broken:
-        detail = ", ".join(f"{n} {r}" for r, n in reasons.items())
-        msg = (f"{path}: dropped {n_broken} broken row(s) of {len(body)} ({detail}); their "
-               "cells run again")
-        logger.warning(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
-    if n_broken or n_rejected or not text.endswith("\n"):
-        _rewrite(path, header, good)
-    return good
+    return good, reasons, n_rejected
 
 
 def _check(fields: list[str], columns: list[str], known: Collection[str],
