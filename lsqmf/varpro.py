@@ -808,6 +808,322 @@ def _loss_cost(loss: str, f_scale: float) -> Callable[[np.ndarray], float]:
     return lambda r: 0.5 * c2 * float(np.sum(f(r**2 / c2)))
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The validated options of :func:`solve_varpro`, after the method's defaults."""
+
+    eliminate: str
+    jacobian: str
+    method: str
+    tr_solver: str | None
+    tr_options: dict[str, Any]
+    #: 'operator', 'sparse' or 'dense' (handed to least_squares), 'normal' for lm-normal
+    jac: str
+    dense: bool
+    loss: str
+    f_scale: float
+    init_scale: float
+    ftol: float | None
+    xtol: float | None
+    gtol: float | None
+    max_nfev: int | None
+    max_time: float | None
+    biases: bool
+    callback: Callable[[IterationInfo], Any] | None
+
+
+def _check_names(
+    *, eliminate: Any, jacobian: Any, method: Any, tr_solver: Any, jac: Any,
+    formulation: Any, loss: Any,
+) -> None:
+    """The choices among names: the first stage of :func:`_check_settings`."""
+    check_choice("eliminate", eliminate, ELIMINATE)
+    check_choice("jacobian", jacobian, VARPRO_JACOBIANS)
+    check_choice("method", method, _METHODS)
+    check_choice("tr_solver", tr_solver, (None, "exact", "lsmr"))
+    check_choice("jac", jac, VARPRO_JAC_KINDS)
+    if formulation not in ("l2", "none"):
+        raise ValueError(
+            "`eliminate` needs formulation 'l2' or 'none' (the eliminated factor's "
+            f"closed form is a ridge or plain least-squares solve); got {describe(formulation)}."
+        )
+    if callable(loss) or loss not in _LOSSES:
+        raise ValueError(f"`loss` must be one of {', '.join(_LOSSES)} with `eliminate`; "
+                         f"got {describe(loss)}.")
+    if method == "lm" and loss != "linear":
+        raise ValueError(f"method='lm' supports only loss='linear'; got loss={loss!r}.")
+
+
+def _choose_jacobian(
+    method: str, tr_solver: str | None, jac: str, *, loss: str, bounds: Any,
+    tr_options: dict[str, Any], jacobian: str,
+) -> tuple[str, str | None, bool]:
+    """``(jac, tr_solver, dense)`` after the defaults: 'auto' resolved, 'dense' -> 'exact'."""
+    if method == "lm-normal":
+        from ._varpro_lm import check_normal_arguments
+
+        check_normal_arguments(loss=loss, bounds=bounds, tr_solver=tr_solver,
+                               tr_options=tr_options, jac=jac, jacobian=jacobian)
+        jac = "normal"
+    dense = method == "lm" or tr_solver == "exact"
+    if jac == "auto":
+        jac = "dense" if dense else "operator"
+    if dense and jac != "dense":
+        raise ValueError(
+            f"method={method!r} with tr_solver={tr_solver!r} needs a dense Jacobian; got "
+            f"jac={jac!r}. Use jac='dense' (or 'auto'), or tr_solver='lsmr' with "
+            "'operator'/'sparse'."
+        )
+    if not dense and jac == "dense":
+        tr_solver = "exact"
+        dense = True
+    if tr_solver is None and method not in ("lm", "lm-normal"):
+        tr_solver = "lsmr"
+    return jac, tr_solver, dense
+
+
+def _check_settings(
+    *, eliminate: Any, jacobian: Any, method: Any, tr_solver: Any, jac: Any,
+    formulation: Any, loss: Any, f_scale: Any, init_scale: Any, ftol: Any, xtol: Any,
+    gtol: Any, max_nfev: Any, max_time: Any, biases: Any, callback: Any, tr_options: Any,
+    bounds: Any,
+) -> _Settings:
+    """Check :func:`solve_varpro`'s options before any work (the first failing check
+    raises, in a fixed order) and fill in the method's defaults."""
+    _check_names(eliminate=eliminate, jacobian=jacobian, method=method, tr_solver=tr_solver,
+                 jac=jac, formulation=formulation, loss=loss)
+    f_scale = float(check_float("f_scale", f_scale, min_value=0.0, min_inclusive=False))  # type: ignore[arg-type]
+    init_scale = float(check_float("init_scale", init_scale, min_value=0.0, min_inclusive=False))  # type: ignore[arg-type]
+    for name, tol in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)):
+        if tol is None and method == "lm":
+            raise ValueError(f"`{name}` must be a float > 0 for method='lm'; got None.")
+        if tol is not None:
+            check_float(name, tol, min_value=0.0, max_value=1.0, max_inclusive=False)
+    if max_nfev is not None:
+        max_nfev = check_int("max_nfev", max_nfev, min_value=1)
+    max_time = check_float("max_time", max_time, min_value=0.0, allow_none=True)
+    biases = check_bool("biases", biases)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable; got {describe(callback)}.")
+    tr_options = {} if tr_options is None else dict(tr_options)
+    if method == "lm" and tr_options:
+        raise ValueError("method='lm' takes no `tr_options`.")
+    jac, tr_solver, dense = _choose_jacobian(method, tr_solver, jac, loss=loss, bounds=bounds,
+                                             tr_options=tr_options, jacobian=jacobian)
+    return _Settings(
+        eliminate=eliminate, jacobian=jacobian, method=method, tr_solver=tr_solver,
+        tr_options=tr_options, jac=jac, dense=dense, loss=loss, f_scale=f_scale,
+        init_scale=init_scale, ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev,
+        max_time=max_time, biases=biases, callback=callback,
+    )
+
+
+def _check_size(red: ReducedProblem, s: _Settings) -> None:
+    """Refuse 'lm' with fewer residuals than unknowns, and dense Jacobians over 4 GiB."""
+    n_res, n_par = red.n_residuals, red.n_params
+    if s.method == "lm" and n_res < n_par:
+        raise ValueError(
+            f"method='lm' needs at least as many residuals as unknowns; the reduced problem "
+            f"has {n_res} residuals and {n_par} unknowns. Use method='trf'."
+        )
+    if s.dense and n_res * n_par * 8 > 4 * 2**30:
+        raise ValueError(
+            f"a dense reduced Jacobian of shape ({n_res}, {n_par}) needs "
+            f"{n_res * n_par * 8 / 2**30:.1f} GiB; use tr_solver='lsmr'."
+        )
+
+
+def _reduced_start(
+    R: Any, rank: Any, s: _Settings, rng: np.random.Generator, *, data: Mapping[str, Any],
+    model: Mapping[str, Any], backend: str, P0: Any, Q0: Any, bounds: Any,
+) -> tuple[Ratings, int, ReducedProblem, np.ndarray, tuple[Any, Any]]:
+    """The ratings, the validated rank, the reduced problem, its start and its bounds.
+
+    ``data`` goes to :func:`lsqmf.as_ratings`, ``model`` (formulation and regularization) to
+    :func:`build_reduced`; the start is clipped into the bounds.
+    """
+    ratings = as_ratings(R, **data)
+    work = transpose_ratings(ratings) if s.eliminate == "P" else ratings
+    rank = check_int("rank", rank, min_value=1)
+    red = build_reduced(work, rank, **model, biases=s.biases, backend=backend)
+    P_start, Q_start = random_start(ratings, rank, rng, init_scale=s.init_scale, P0=P0, Q0=Q0)
+    theta0 = red.pack(P_start if s.eliminate == "Q" else Q_start.T)
+    _check_size(red, s)
+    lb, ub = _resolve_bounds(bounds, red, s.method)
+    if bounds is not None:
+        theta0 = np.clip(theta0, lb, ub)
+    return ratings, rank, red, theta0, (lb, ub)
+
+
+def _x_scale(x_scale: Any, jac: str, red: ReducedProblem, theta0: np.ndarray) -> Any:
+    """The ``x_scale`` handed to the optimizer: 'jac' is fixed at the start for the operator."""
+    if not isinstance(x_scale, str):
+        return x_scale
+    if x_scale != "jac":
+        raise ValueError(f"`x_scale` must be 'jac' or positive numbers; got {x_scale!r}.")
+    if jac != "operator":
+        return x_scale
+    # scipy cannot rescale a LinearOperator: fix the scale at the start's column norms
+    norms = red.column_norms(theta0)
+    norms[norms == 0] = 1.0
+    logger.info("x_scale='jac' with the operator: column norms at the start, fixed")
+    return 1.0 / norms
+
+
+class _Trace:
+    """The reduced residual and Jacobian handed to the optimizer.
+
+    Records every evaluation (the history), the best point seen, and the evaluation counts;
+    raises :class:`_Stop` when the callback asks to stop or ``max_time`` has passed.
+    """
+
+    def __init__(
+        self, red: ReducedProblem, s: _Settings, theta0: np.ndarray, t_start: float
+    ) -> None:
+        self.red, self.s, self.t_start = red, s, t_start
+        self.cost_of = _loss_cost(s.loss, s.f_scale)
+        self.steps: list[int] = []
+        self.costs: list[float] = []
+        self.times: list[float] = []
+        self.best_cost = np.inf
+        self.best_theta = theta0
+        self.nfev = 0
+        self.njev = 0
+
+    def residual(self, theta: np.ndarray) -> np.ndarray:
+        r = self.red.residual(theta)
+        step = self.nfev
+        self.nfev += 1
+        elapsed = time.perf_counter() - self.t_start
+        if not np.all(np.isfinite(r)):
+            raise FloatingPointError(
+                f"the reduced residuals became non-finite at evaluation {step}; try "
+                "formulation='l2' with reg > 0 or a smaller init_scale."
+            )
+        c = self.cost_of(r)
+        if c < self.best_cost:
+            self.best_cost, self.best_theta = c, np.array(theta, copy=True)
+        self.steps.append(step)
+        self.costs.append(c)
+        self.times.append(elapsed)
+        callback, max_time = self.s.callback, self.s.max_time
+        if callback is not None and callback(IterationInfo(step, c, elapsed)):
+            raise _Stop(Status.CALLBACK)
+        if max_time is not None and elapsed > max_time:
+            raise _Stop(Status.MAX_TIME)
+        return r
+
+    def jacobian(self, theta: np.ndarray) -> Any:
+        self.njev += 1
+        s = self.s
+        if s.jac == "operator":
+            return self.red.operator(theta, s.jacobian)
+        if s.jac == "sparse":
+            return self.red.jacobian(theta, s.jacobian)
+        return self.red.dense_jacobian(theta, s.jacobian)
+
+
+def _optimize(
+    trace: _Trace, theta0: np.ndarray, bounds: tuple[Any, Any], x_scale: Any
+) -> Any:
+    """Run lm-normal or ``least_squares`` from ``theta0``; the OptimizeResult."""
+    s, red = trace.s, trace.red
+    if s.method == "lm-normal":
+        from ._varpro_lm import lm_normal
+
+        return lm_normal(trace.residual, red, theta0, ftol=s.ftol, xtol=s.xtol, gtol=s.gtol,
+                         max_nfev=s.max_nfev, x_scale=x_scale)
+    from scipy.optimize import least_squares  # here: `import lsqmf` stays cheap
+
+    return least_squares(
+        trace.residual, theta0, jac=trace.jacobian, bounds=bounds, method=s.method,
+        ftol=s.ftol, xtol=s.xtol, gtol=s.gtol, x_scale=x_scale, loss=s.loss,
+        f_scale=s.f_scale, max_nfev=s.max_nfev,
+        tr_solver=None if s.method == "lm" else s.tr_solver, tr_options=s.tr_options,
+    )
+
+
+def _run(
+    trace: _Trace, theta0: np.ndarray, bounds: tuple[Any, Any], x_scale: Any
+) -> tuple[Any, int | None]:
+    """``(OptimizeResult, None)``, or ``(None, status)`` for a run stopped early."""
+    # the operator's kernels alternate with LSMR's small vector operations: one BLAS thread
+    # (spinning BLAS threads and the kernels contend for the cores; see lsqmf._threads)
+    with blas_single_thread(trace.s.jac == "operator" and trace.red.kernels is not None):
+        try:
+            return _optimize(trace, theta0, bounds, x_scale), None
+        except _Stop as stop:
+            return None, stop.status
+        except KeyboardInterrupt:
+            return None, Status.INTERRUPTED
+
+
+def _options_record(
+    s: _Settings, x_scale: Any, **recorded: Any
+) -> dict[str, Any]:
+    """The result's ``options``: ``recorded`` are the ones kept as given (in their order)."""
+    r = recorded
+    return {
+        "rank": r["rank"], "eliminate": s.eliminate, "varpro_jacobian": s.jacobian,
+        "formulation": r["formulation"], "reg": r["reg"], "reg_bias": r["reg_bias"],
+        "count_scaled": r["count_scaled"], "biases": s.biases, "method": s.method,
+        "tr_solver": None if s.method == "lm" else s.tr_solver,
+        "tr_options": dict(s.tr_options), "jac": s.jac, "loss": s.loss, "f_scale": s.f_scale,
+        "ftol": s.ftol, "xtol": s.xtol, "gtol": s.gtol,
+        "x_scale": x_scale if isinstance(x_scale, str | numbers.Real) else "array",
+        "max_nfev": s.max_nfev, "init_scale": s.init_scale, "random_state": r["random_state"],
+        "bounds": r["bounds"], "max_time": s.max_time, "backend": r["backend"],
+    }
+
+
+def _fit_result(
+    trace: _Trace, opt: Any, stop_status: int | None, ratings: Ratings,
+    options: dict[str, Any],
+) -> FitResult:
+    """The FitResult of a finished (``opt``) or stopped run, in the caller's orientation."""
+    red = trace.red
+    if opt is not None:
+        theta, status, message = opt.x, int(opt.status), str(opt.message)
+        success, nfev = bool(opt.success), int(opt.nfev)
+        njev = int(opt.njev) if opt.njev is not None else trace.njev
+        cost, optimality = float(opt.cost), float(opt.optimality)
+    else:
+        assert stop_status is not None
+        theta, status, message = trace.best_theta, stop_status, STATUS_MESSAGES[stop_status]
+        success, nfev, njev = False, trace.nfev, trace.njev
+        cost, optimality = float(trace.best_cost), None
+    x = red.joint_x(theta)
+    P_v, Q_v, b_v, c_v = red.problem.unpack(x)
+    rms = red.problem.rms(x)
+    P, Q = np.array(P_v), np.array(Q_v)
+    b = None if b_v is None else np.array(b_v)
+    c = None if c_v is None else np.array(c_v)
+    if trace.s.eliminate == "P":
+        P, Q, b, c = Q.T.copy(), P.T.copy(), c, b
+    return FitResult(
+        P=P, Q=Q, mu=red.problem.mu, row_bias=b, col_bias=c, success=success, status=status,
+        message=message, nfev=nfev, njev=njev, cost=cost, optimality=optimality,
+        history=History.from_lists(trace.steps, trace.costs, trace.times),
+        wall_time=time.perf_counter() - trace.t_start, options=options, solver="lsq",
+        optimize_result=opt, row_ids=ratings.row_ids, col_ids=ratings.col_ids,
+        row_counts=ratings.row_counts(), col_counts=ratings.col_counts(), rms=rms,
+        train_mean=ratings.mean(),
+    )
+
+
+def _report(result: FitResult, *, stopped: bool) -> None:
+    """Log a run stopped early; warn (ConvergenceWarning, at the caller) for a failed one."""
+    if stopped:
+        logger.info("VarPro stopped early (status %d) after %d evaluations",
+                    result.status, result.nfev)
+    elif not result.success:
+        warn_not_converged(
+            f"VarPro did not converge (status {result.status}: {result.message}) after "
+            f"{result.nfev} evaluations; raise `max_nfev` or loosen the tolerances.",
+            stacklevel=4,
+        )
+
+
 def solve_varpro(
     R: Any,
     rank: int,
@@ -911,200 +1227,26 @@ def solve_varpro(
     True
     """
     t_start = time.perf_counter()
-    check_choice("eliminate", eliminate, ELIMINATE)
-    check_choice("jacobian", jacobian, VARPRO_JACOBIANS)
-    check_choice("method", method, _METHODS)
-    check_choice("tr_solver", tr_solver, (None, "exact", "lsmr"))
-    check_choice("jac", jac, VARPRO_JAC_KINDS)
-    if formulation not in ("l2", "none"):
-        raise ValueError(
-            "`eliminate` needs formulation 'l2' or 'none' (the eliminated factor's "
-            f"closed form is a ridge or plain least-squares solve); got {describe(formulation)}."
-        )
-    if callable(loss) or loss not in _LOSSES:
-        raise ValueError(f"`loss` must be one of {', '.join(_LOSSES)} with `eliminate`; "
-                         f"got {describe(loss)}.")
-    if method == "lm" and loss != "linear":
-        raise ValueError(f"method='lm' supports only loss='linear'; got loss={loss!r}.")
-    f_scale = float(check_float("f_scale", f_scale, min_value=0.0, min_inclusive=False))  # type: ignore[arg-type]
-    init_scale = float(check_float("init_scale", init_scale, min_value=0.0, min_inclusive=False))  # type: ignore[arg-type]
-    for name, tol in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)):
-        if tol is None and method == "lm":
-            raise ValueError(f"`{name}` must be a float > 0 for method='lm'; got None.")
-        if tol is not None:
-            check_float(name, tol, min_value=0.0, max_value=1.0, max_inclusive=False)
-    if max_nfev is not None:
-        max_nfev = check_int("max_nfev", max_nfev, min_value=1)
-    max_time = check_float("max_time", max_time, min_value=0.0, allow_none=True)
-    biases = check_bool("biases", biases)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"`callback` must be callable; got {describe(callback)}.")
-    tr_options = {} if tr_options is None else dict(tr_options)
-    if method == "lm" and tr_options:
-        raise ValueError("method='lm' takes no `tr_options`.")
-    if method == "lm-normal":
-        from ._varpro_lm import check_normal_arguments
-
-        check_normal_arguments(loss=loss, bounds=bounds, tr_solver=tr_solver,
-                               tr_options=tr_options, jac=jac, jacobian=jacobian)
-        jac = "normal"
-    dense = method == "lm" or tr_solver == "exact"
-    if jac == "auto":
-        jac = "dense" if dense else "operator"
-    if dense and jac != "dense":
-        raise ValueError(
-            f"method={method!r} with tr_solver={tr_solver!r} needs a dense Jacobian; got "
-            f"jac={jac!r}. Use jac='dense' (or 'auto'), or tr_solver='lsmr' with "
-            "'operator'/'sparse'."
-        )
-    if not dense and jac == "dense":
-        tr_solver = "exact"
-        dense = True
-    if tr_solver is None and method not in ("lm", "lm-normal"):
-        tr_solver = "lsmr"
+    s = _check_settings(
+        eliminate=eliminate, jacobian=jacobian, method=method, tr_solver=tr_solver, jac=jac,
+        formulation=formulation, loss=loss, f_scale=f_scale, init_scale=init_scale, ftol=ftol,
+        xtol=xtol, gtol=gtol, max_nfev=max_nfev, max_time=max_time, biases=biases,
+        callback=callback, tr_options=tr_options, bounds=bounds,
+    )
     rng, seed = resolve_seed(random_state)
-
-    ratings = as_ratings(R, missing=missing, weights=weights, mask=mask)
-    work = transpose_ratings(ratings) if eliminate == "P" else ratings
-    rank = check_int("rank", rank, min_value=1)
-    red = build_reduced(
-        work, rank, formulation=formulation, reg=reg, reg_bias=reg_bias,
-        count_scaled=count_scaled, biases=biases, backend=backend,
+    model = {"formulation": formulation, "reg": reg, "reg_bias": reg_bias,
+             "count_scaled": count_scaled}
+    ratings, rank, red, theta0, lu = _reduced_start(
+        R, rank, s, rng, data={"missing": missing, "weights": weights, "mask": mask},
+        model=model, backend=backend, P0=P0, Q0=Q0, bounds=bounds,
     )
-    P_start, Q_start = random_start(ratings, rank, rng, init_scale=init_scale, P0=P0, Q0=Q0)
-    start = P_start if eliminate == "Q" else Q_start.T
-    theta0 = red.pack(start)
-    n_res, n_par = red.n_residuals, red.n_params
-    if method == "lm" and n_res < n_par:
-        raise ValueError(
-            f"method='lm' needs at least as many residuals as unknowns; the reduced problem "
-            f"has {n_res} residuals and {n_par} unknowns. Use method='trf'."
-        )
-    if dense and n_res * n_par * 8 > 4 * 2**30:
-        raise ValueError(
-            f"a dense reduced Jacobian of shape ({n_res}, {n_par}) needs "
-            f"{n_res * n_par * 8 / 2**30:.1f} GiB; use tr_solver='lsmr'."
-        )
-    lb, ub = _resolve_bounds(bounds, red, method)
-    if bounds is not None:
-        theta0 = np.clip(theta0, lb, ub)
-    x_scale_used: Any = x_scale
-    if isinstance(x_scale, str):
-        if x_scale != "jac":
-            raise ValueError(f"`x_scale` must be 'jac' or positive numbers; got {x_scale!r}.")
-        if jac == "operator":
-            # scipy cannot rescale a LinearOperator: fix the scale at the start's column norms
-            norms = red.column_norms(theta0)
-            norms[norms == 0] = 1.0
-            x_scale_used = 1.0 / norms
-            logger.info("x_scale='jac' with the operator: column norms at the start, fixed")
-
-    cost_of = _loss_cost(loss, f_scale)
-    steps: list[int] = []
-    costs: list[float] = []
-    times: list[float] = []
-    best: dict[str, Any] = {"cost": np.inf, "theta": theta0}
-    counts = {"nfev": 0, "njev": 0}
-
-    def fun(theta: np.ndarray) -> np.ndarray:
-        r = red.residual(theta)
-        step = counts["nfev"]
-        counts["nfev"] += 1
-        elapsed = time.perf_counter() - t_start
-        if not np.all(np.isfinite(r)):
-            raise FloatingPointError(
-                f"the reduced residuals became non-finite at evaluation {step}; try "
-                "formulation='l2' with reg > 0 or a smaller init_scale."
-            )
-        c = cost_of(r)
-        if c < best["cost"]:
-            best["cost"], best["theta"] = c, np.array(theta, copy=True)
-        steps.append(step)
-        costs.append(c)
-        times.append(elapsed)
-        if callback is not None and callback(IterationInfo(step, c, elapsed)):
-            raise _Stop(Status.CALLBACK)
-        if max_time is not None and elapsed > max_time:
-            raise _Stop(Status.MAX_TIME)
-        return r
-
-    def jac_fun(theta: np.ndarray) -> Any:
-        counts["njev"] += 1
-        if jac == "operator":
-            return red.operator(theta, jacobian)
-        if jac == "sparse":
-            return red.jacobian(theta, jacobian)
-        return red.dense_jacobian(theta, jacobian)
-
-    options: dict[str, Any] = {
-        "rank": rank, "eliminate": eliminate, "varpro_jacobian": jacobian,
-        "formulation": formulation, "reg": reg, "reg_bias": reg_bias,
-        "count_scaled": count_scaled, "biases": biases, "method": method,
-        "tr_solver": None if method == "lm" else tr_solver, "tr_options": dict(tr_options),
-        "jac": jac, "loss": loss, "f_scale": f_scale, "ftol": ftol, "xtol": xtol, "gtol": gtol,
-        "x_scale": x_scale_used if isinstance(x_scale_used, str | numbers.Real) else "array",
-        "max_nfev": max_nfev, "init_scale": init_scale, "random_state": seed,
-        "bounds": bounds is not None, "max_time": max_time, "backend": backend,
-    }
-    stop_status: int | None = None
-    opt = None
-    # the operator's kernels alternate with LSMR's small vector operations: one BLAS thread
-    # (spinning BLAS threads and the kernels contend for the cores; see lsqmf._threads)
-    with blas_single_thread(jac == "operator" and red.kernels is not None):
-        try:
-            if method == "lm-normal":
-                from ._varpro_lm import lm_normal
-
-                opt = lm_normal(fun, red, theta0, ftol=ftol, xtol=xtol, gtol=gtol,
-                                max_nfev=max_nfev, x_scale=x_scale_used)
-            else:
-                from scipy.optimize import least_squares  # here: `import lsqmf` stays cheap
-
-                opt = least_squares(
-                    fun, theta0, jac=jac_fun, bounds=(lb, ub), method=method, ftol=ftol,
-                    xtol=xtol, gtol=gtol, x_scale=x_scale_used, loss=loss, f_scale=f_scale,
-                    max_nfev=max_nfev, tr_solver=None if method == "lm" else tr_solver,
-                    tr_options=tr_options,
-                )
-        except _Stop as stop:
-            stop_status = stop.status
-        except KeyboardInterrupt:
-            stop_status = Status.INTERRUPTED
-
-    if opt is not None:
-        theta, status, message = opt.x, int(opt.status), str(opt.message)
-        success, nfev = bool(opt.success), int(opt.nfev)
-        njev = int(opt.njev) if opt.njev is not None else counts["njev"]
-        cost, optimality = float(opt.cost), float(opt.optimality)
-    else:
-        assert stop_status is not None
-        theta, status, message = best["theta"], stop_status, STATUS_MESSAGES[stop_status]
-        success, nfev, njev = False, counts["nfev"], counts["njev"]
-        cost, optimality = float(best["cost"]), None
-    x = red.joint_x(theta)
-    P_v, Q_v, b_v, c_v = red.problem.unpack(x)
-    rms = red.problem.rms(x)
-    P, Q = np.array(P_v), np.array(Q_v)
-    b = None if b_v is None else np.array(b_v)
-    c = None if c_v is None else np.array(c_v)
-    if eliminate == "P":
-        P, Q, b, c = Q.T.copy(), P.T.copy(), c, b
-    result = FitResult(
-        P=P, Q=Q, mu=red.problem.mu, row_bias=b, col_bias=c, success=success, status=status,
-        message=message, nfev=nfev, njev=njev, cost=cost, optimality=optimality,
-        history=History.from_lists(steps, costs, times),
-        wall_time=time.perf_counter() - t_start, options=options, solver="lsq",
-        optimize_result=opt, row_ids=ratings.row_ids, col_ids=ratings.col_ids,
-        row_counts=ratings.row_counts(), col_counts=ratings.col_counts(), rms=rms,
-        train_mean=ratings.mean(),
-    )
-    if opt is None:
-        logger.info("VarPro stopped early (status %d) after %d evaluations", status, nfev)
-    elif not success:
-        warn_not_converged(
-            f"VarPro did not converge (status {status}: {message}) after {nfev} evaluations; "
-            "raise `max_nfev` or loosen the tolerances."
-        )
+    x_scale_used = _x_scale(x_scale, s.jac, red, theta0)
+    options = _options_record(s, x_scale_used, rank=rank, **model, random_state=seed,
+                              bounds=bounds is not None, backend=backend)
+    trace = _Trace(red, s, theta0, t_start)
+    opt, stop_status = _run(trace, theta0, lu, x_scale_used)
+    result = _fit_result(trace, opt, stop_status, ratings, options)
+    _report(result, stopped=opt is None)
     return result
 
 
