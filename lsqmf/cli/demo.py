@@ -71,34 +71,44 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.skip_movielens:
+        _movielens(progress=not args.no_progress)
+    _seed_grid(args, out)
+    return 0
+
+
+def _movielens(*, progress: bool) -> None:
+    """Part 1: the built-in MovieLens holdout fitted with lsq and als; one line per solver."""
+    from ..datasets import load_builtin
+    from ..evaluation import fit_and_score, holdout_split
+    from ..solvers import SOLVER_DEFAULTS
+
+    ratings = load_builtin()
+    print(f"MovieLens latest-small (built in): {ratings!r}")
+    train, test = holdout_split(ratings, test_size=0.1, random_state=0)
+    print(f"holdout: {train.nnz} training / {test.nnz} test ratings (seed 0)")
+    print(f"{'solver':8} {'rank':>4} {'RMSE':>7} {'MAE':>7} {'fit s':>7} {'cold':>5}")
+    for name in ("lsq", "als"):
+        params = dict(SOLVER_DEFAULTS[name])
+        if progress:  # a fit takes seconds to a minute: say what is running
+            print(f"fitting {name} ({_FIT_NOTE[name]}) ...", file=sys.stderr, flush=True)
+        score = fit_and_score(name, train, test, random_state=0, **params)
+        print(
+            f"{name:8} {params['rank']:>4} {score['rmse']:>7.4f} {score['mae']:>7.4f} "
+            f"{score['fit_s']:>7.2f} {score['n_cold_start']:>5}"
+        )
+    print()
+
+
+def _seed_grid(args: argparse.Namespace, out: Path) -> None:
+    """Part 2: the seed timing grid, its figure and report under ``out / 'seed'``."""
     from threadpoolctl import threadpool_limits
 
     from ..bench import load_grid, run_grid
     from ..bench.plots import plot_timings
     from ..bench.report import lsmr_verdict, write_report
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not args.skip_movielens:
-        from ..datasets import load_builtin
-        from ..evaluation import fit_and_score, holdout_split
-        from ..solvers import SOLVER_DEFAULTS
-
-        ratings = load_builtin()
-        print(f"MovieLens latest-small (built in): {ratings!r}")
-        train, test = holdout_split(ratings, test_size=0.1, random_state=0)
-        print(f"holdout: {train.nnz} training / {test.nnz} test ratings (seed 0)")
-        print(f"{'solver':8} {'rank':>4} {'RMSE':>7} {'MAE':>7} {'fit s':>7} {'cold':>5}")
-        for name in ("lsq", "als"):
-            params = dict(SOLVER_DEFAULTS[name])
-            if not args.no_progress:  # a fit takes seconds to a minute: say what is running
-                print(f"fitting {name} ({_FIT_NOTE[name]}) ...", file=sys.stderr, flush=True)
-            score = fit_and_score(name, train, test, random_state=0, **params)
-            print(
-                f"{name:8} {params['rank']:>4} {score['rmse']:>7.4f} {score['mae']:>7.4f} "
-                f"{score['fit_s']:>7.2f} {score['n_cold_start']:>5}"
-            )
-        print()
 
     where = None if args.full else QUICK_WHERE
     what = "all 336 cells" if args.full else f"the cells with {QUICK_WHERE}"
@@ -126,4 +136,3 @@ def _run(args: argparse.Namespace) -> int:
     for path in [*figures, report]:
         print(f"wrote {path}")
     sys.stdout.flush()
-    return 0
