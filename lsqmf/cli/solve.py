@@ -56,12 +56,32 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .. import ConvergenceWarning, solve
     from ..evaluation import rmse
     from . import input_options
-    from ._options import progress_callback, solve_defaults, verbose_level
 
     ratings = read_ratings_file(args.file, missing=args.missing, **input_options(args))
+    fit, caught = _fit(args, ratings)
+    train_rmse = rmse(ratings.values, fit.predict(ratings.rows, ratings.cols))
+    _print_fit(args, ratings, fit, train_rmse)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if args.out is not None:
+        from .models import save_fitted
+
+        path = save_fitted(fit, ratings, args.file, args.out, force=args.force)
+        print(f"saved lsq model to {path}", file=sys.stderr if args.json else sys.stdout)
+    if int(fit.status) == -5:  # Status.INTERRUPTED: Ctrl-C stopped the solve; report, exit 130
+        print("lsqmf solve: interrupted; the result above is the last accepted iterate",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _fit(args: argparse.Namespace, ratings: Any) -> tuple[Any, list[warnings.WarningMessage]]:
+    """``lsqmf.solve`` with the command line's options; the fit and the warnings caught."""
+    from .. import ConvergenceWarning, solve
+    from ._options import progress_callback, solve_defaults, verbose_level
+
     options = {
         "method": args.method, "tr_solver": args.tr_solver, "loss": args.loss,
         "f_scale": args.f_scale, "formulation": args.formulation, "alpha": args.alpha,
@@ -79,7 +99,11 @@ def _run(args: argparse.Namespace) -> int:
     ):
         warnings.simplefilter("always", ConvergenceWarning)
         fit = solve(ratings, args.rank, callback=callback, **options)
-    train_rmse = rmse(ratings.values, fit.predict(ratings.rows, ratings.cols))
+    return fit, caught
+
+
+def _print_fit(args: argparse.Namespace, ratings: Any, fit: Any, train_rmse: float) -> None:
+    """The summary on stdout: one JSON object with ``--json``, else readable lines."""
     if args.json:
         out = {
             "file": args.file, "n_rows": fit.shape[0], "n_cols": fit.shape[1],
@@ -94,15 +118,3 @@ def _run(args: argparse.Namespace) -> int:
         print(f"ratings: {ratings!r}")
         print(fit.summary())
         print(f"train RMSE: {train_rmse:.4f}")
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    if args.out is not None:
-        from .models import save_fitted
-
-        path = save_fitted(fit, ratings, args.file, args.out, force=args.force)
-        print(f"saved lsq model to {path}", file=sys.stderr if args.json else sys.stdout)
-    if int(fit.status) == -5:  # Status.INTERRUPTED: Ctrl-C stopped the solve; report, exit 130
-        print("lsqmf solve: interrupted; the result above is the last accepted iterate",
-              file=sys.stderr)
-        return 130
-    return 0
