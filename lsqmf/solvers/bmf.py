@@ -438,15 +438,30 @@ def _bmf_result(setup: Setup, errors: _Errors, means: tuple[np.ndarray, ...], st
     return fit
 
 
+def _sweep(rng: np.random.Generator, gibbs: Any, users: _Side, items: _Side, errors: _Errors,
+           *, k: int, with_bias: bool, mu: float, alpha: float, alpha_opt: float | None,
+           beta0: float) -> tuple[float, float]:
+    """One Gibbs sweep: the users given the items, the items given the users, then the noise
+    precision under its Gamma(1, 1) prior (kept at ``alpha`` when ``alpha_opt`` fixes it).
+    Returns the weighted squared error of the new sample and the precision."""
+    users.draw(rng, gibbs, items, k=k, with_bias=with_bias, mu=mu, alpha=alpha, beta0=beta0)
+    items.draw(rng, gibbs, users, k=k, with_bias=with_bias, mu=mu, alpha=alpha, beta0=beta0)
+    sse = errors.sse(users.Z, items.Z, k, with_bias, mu)
+    if alpha_opt is None:
+        nnz = errors.values.shape[0]
+        alpha = float(rng.gamma(1.0 + 0.5 * nnz, 1.0 / (1.0 + 0.5 * sse)))
+    return sse, alpha
+
+
 def _sample(
     setup: Setup, burn_in: int, alpha_opt: float | None, beta0: float, backend: str,
     warm: int,
 ) -> FitResult:
+    """Run the chain: the start, ``max_iter`` sweeps (averaged after ``burn_in``), the result."""
     problem, rng = setup.problem, setup.rng
     gibbs = get_bmf_kernel("gibbs_side", backend)
     sse_pairs = get_bmf_kernel("sse_pairs", backend)
     predict = get_kernel("predict_pairs", backend)
-    r = setup.ratings
     k = problem.rank
     with_bias = bool(problem.biases)
     mu = float(problem.mu) if with_bias else 0.0
@@ -465,13 +480,8 @@ def _sample(
     status = Status.FTOL
     j = 0
     for j in range(1, setup.max_iter + 1):
-        users.draw(rng, gibbs, items, k=k, with_bias=with_bias, mu=mu, alpha=alpha,
-                   beta0=beta0)
-        items.draw(rng, gibbs, users, k=k, with_bias=with_bias, mu=mu, alpha=alpha,
-                   beta0=beta0)
-        sse = errors.sse(Zu, Zi, k, with_bias, mu)
-        if alpha_opt is None:
-            alpha = float(rng.gamma(1.0 + 0.5 * r.nnz, 1.0 / (1.0 + 0.5 * sse)))
+        sse, alpha = _sweep(rng, gibbs, users, items, errors, k=k, with_bias=with_bias, mu=mu,
+                            alpha=alpha, alpha_opt=alpha_opt, beta0=beta0)
         alphas.append(alpha)
         cost = _sample_cost(setup, sse, Zu, Zi, k, with_bias, j)
         if j > burn_in:
