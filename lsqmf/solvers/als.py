@@ -157,69 +157,90 @@ class SideSolver:
         self, features: np.ndarray, offset: np.ndarray | None, with_bias: bool
     ) -> np.ndarray:
         """:meth:`solve` by sparse products and a batched ``np.linalg.solve`` (no numba)."""
-        n_other, k = features.shape
-        F = np.hstack([features, np.ones((n_other, 1))]) if with_bias else features
-        F = np.ascontiguousarray(F)
-        k1 = F.shape[1]
-        y = self.values if offset is None else self.values - offset[self.other]
-        Wy = sp.csr_matrix((self.weights * y, self.other, self.indptr), shape=self.W.shape)
-        h = np.asarray(Wy @ F)  # (n_own, k1)
-        lam = np.empty((self.n_own, k1))
-        lam[:, :k] = self.reg_factor[:, None]
-        if with_bias:
-            lam[:, k] = self.reg_bias
-        chunk_rows = max(1, _BLOCK_ELEMENTS // (k1 * k1))  # rows of O per chunk
-        rows_per_block = chunk_rows
+        F, y, h, lam = self._normal_terms(features, offset, with_bias)
+        n_other, k1 = F.shape
+        chunk_rows = max(1, _BLOCK_ELEMENTS // (k1 * k1))  # rows of O (and of G) per chunk
         out = np.zeros((self.n_own, k1))
         diag = np.arange(k1)
         O = None
         if n_other <= chunk_rows:  # all outer products fit in one temporary: form them once
             O = (F[:, :, None] * F[:, None, :]).reshape(n_other, k1 * k1)
-        for start in range(0, self.n_own, rows_per_block):
-            end = min(self.n_own, start + rows_per_block)
-            counts = self.counts[start:end]
-            lam_blk = lam[start:end]
-            # one observation and a positive-definite Λ: Sherman-Morrison closed form
-            single = (counts == 1) & np.all(lam_blk > 0, axis=1)
-            if single.any():
-                rows1 = np.flatnonzero(single)
-                t = self.indptr[start + rows1]
-                a = F[self.other[t]]
-                u = a / lam_blk[rows1]
-                w = self.weights[t]
-                out[start + rows1] = ((w * y[t]) / (1.0 + w * np.einsum("ij,ij->i", a, u)))[
-                    :, None
-                ] * u
-            nonempty = (counts > 0) & ~single
+        for start in range(0, self.n_own, chunk_rows):
+            end = min(self.n_own, start + chunk_rows)
+            nonempty = self._solve_single_entry_rows(start, end, F, y, lam[start:end], out)
             if not nonempty.any():
                 continue  # no row needs a batched solve (no entries: the minimizer is 0)
-            whole = start == 0 and end == self.n_own
-            W_block = self.W if whole else self.W[start:end]
-            if O is not None:
-                G = np.asarray(W_block @ O).reshape(end - start, k1, k1)
-            else:
-                G = np.zeros((end - start, k1 * k1))
-                W_csc = W_block.tocsc()
-                for o0 in range(0, n_other, chunk_rows):
-                    o1 = min(n_other, o0 + chunk_rows)
-                    O_chunk = (F[o0:o1, :, None] * F[o0:o1, None, :]).reshape(o1 - o0, -1)
-                    G += np.asarray(W_csc[:, o0:o1] @ O_chunk)
-                G = G.reshape(end - start, k1, k1)
+            G = self._gram_block(start, end, F, O, chunk_rows)
             all_rows = bool(nonempty.all())
             if not all_rows:
                 G = G[nonempty]
             G[:, diag, diag] += lam[start:end] if all_rows else lam[start:end][nonempty]
-            rhs = h[start:end] if all_rows else h[start:end][nonempty]
-            try:
-                z = np.linalg.solve(G, rhs[:, :, None])[:, :, 0]
-            except np.linalg.LinAlgError:
-                # singular systems happen only with reg = 0: take the minimum-norm solution
-                z = np.einsum("nij,nj->ni", np.linalg.pinv(G), rhs)
+            z = _solve_batch(G, h[start:end] if all_rows else h[start:end][nonempty])
             if all_rows:
                 out[start:end] = z
             else:
                 out[np.arange(start, end)[nonempty]] = z
         return out
+
+    def _normal_terms(
+        self, features: np.ndarray, offset: np.ndarray | None, with_bias: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The features ``F`` (``(n_other, k1)``, contiguous), the targets ``y``, the
+        right-hand sides ``h = W_y F`` and the diagonals of :math:`\\Lambda` (``(n_own, k1)``)."""
+        n_other, k = features.shape
+        F = np.hstack([features, np.ones((n_other, 1))]) if with_bias else features
+        F = np.ascontiguousarray(F)
+        y = self.values if offset is None else self.values - offset[self.other]
+        Wy = sp.csr_matrix((self.weights * y, self.other, self.indptr), shape=self.W.shape)
+        h = np.asarray(Wy @ F)  # (n_own, k1)
+        lam = np.empty((self.n_own, F.shape[1]))
+        lam[:, :k] = self.reg_factor[:, None]
+        if with_bias:
+            lam[:, k] = self.reg_bias
+        return F, y, h, lam
+
+    def _solve_single_entry_rows(self, start: int, end: int, F: np.ndarray, y: np.ndarray,
+                                 lam_blk: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out`` for the rows of ``start:end`` with one entry and a positive-definite
+        :math:`\\Lambda` (Sherman-Morrison closed form); returns the mask of the other rows of
+        the block that have entries (they need a solve)."""
+        counts = self.counts[start:end]
+        single = (counts == 1) & np.all(lam_blk > 0, axis=1)
+        if single.any():
+            rows1 = np.flatnonzero(single)
+            t = self.indptr[start + rows1]
+            a = F[self.other[t]]
+            u = a / lam_blk[rows1]
+            w = self.weights[t]
+            out[start + rows1] = ((w * y[t]) / (1.0 + w * np.einsum("ij,ij->i", a, u)))[
+                :, None
+            ] * u
+        return (counts > 0) & ~single
+
+    def _gram_block(self, start: int, end: int, F: np.ndarray, O: np.ndarray | None,
+                    chunk_rows: int) -> np.ndarray:
+        """The Gram matrices ``W O`` of the rows ``start:end``, shape ``(end - start, k1, k1)``,
+        from the outer products ``O`` when given, else from chunks of ``chunk_rows`` of them."""
+        k1 = F.shape[1]
+        W_block = self.W if start == 0 and end == self.n_own else self.W[start:end]
+        if O is not None:
+            return np.asarray(W_block @ O).reshape(end - start, k1, k1)
+        G = np.zeros((end - start, k1 * k1))
+        W_csc = W_block.tocsc()
+        for o0 in range(0, F.shape[0], chunk_rows):
+            o1 = min(F.shape[0], o0 + chunk_rows)
+            O_chunk = (F[o0:o1, :, None] * F[o0:o1, None, :]).reshape(o1 - o0, -1)
+            G += np.asarray(W_csc[:, o0:o1] @ O_chunk)
+        return G.reshape(end - start, k1, k1)
+
+
+def _solve_batch(G: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``z`` with ``G[n] z[n] = rhs[n]`` for the stack ``G``; if a system is singular (only with
+    ``reg = 0``), the minimum-norm solutions."""
+    try:
+        return np.linalg.solve(G, rhs[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:
+        return np.einsum("nij,nj->ni", np.linalg.pinv(G), rhs)
 
 
 def als(R: Any, rank: int, **options: Any) -> FitResult:
