@@ -326,6 +326,22 @@ class InnerSolution:
 
 
 @dataclass(frozen=True, eq=False)
+class _Linearization:
+    """What the reduced Jacobian's products capture at one ``theta``."""
+
+    P: np.ndarray  # (n, k)
+    Qt: np.ndarray  # (m, k): the eliminated q_i
+    Ginv: np.ndarray  # (m, k1, k1)
+    e: np.ndarray  # (N,) data residuals
+    full: bool  # the Golub-Pereyra term too
+    theta_reg: np.ndarray | None  # regularization scale of every theta entry
+    z_rows: np.ndarray | None  # (m, k1) residual rows of z's regularization
+    A_rows: np.ndarray  # (N, k1) features of each entry's row (numpy products)
+    Qc: np.ndarray  # (N, k) q of each entry's column (numpy products)
+    de: np.ndarray  # (N,) d * e
+
+
+@dataclass(frozen=True, eq=False)
 class ReducedProblem:
     """The reduced (variable-projection) problem over ``theta = [vec(P) row-major, b]``.
 
@@ -565,24 +581,44 @@ class ReducedProblem:
         full = self._check_kind(kind)
         sol = self.inner(theta)
         kernels = self.kernels if backend is None else _resolve_backend(backend)
-        pr = self.problem
-        n, m, k, k1 = self.n_rows, self.n_cols, self.rank, self.k1
-        N = pr.ratings.nnz
-        n_res, n_par = self.n_residuals, self.n_params
-        biases = pr.biases
+        lin = self._linearize(sol, full)
+        matvec = self._matvec(lin, kernels)
+        rmatvec = self._rmatvec(lin, kernels)
+
+        def matmat(V: np.ndarray) -> np.ndarray:
+            return np.column_stack([matvec(V[:, j]) for j in range(V.shape[1])])
+
+        def rmatmat(Y: np.ndarray) -> np.ndarray:
+            return np.column_stack([rmatvec(Y[:, j]) for j in range(Y.shape[1])])
+
+        return LinearOperator(
+            (self.n_residuals, self.n_params), matvec=matvec, rmatvec=rmatvec, matmat=matmat,
+            rmatmat=rmatmat, dtype=np.float64,
+        )
+
+    def _linearize(self, sol: InnerSolution, full: bool) -> _Linearization:
+        """The arrays the operator's products capture at ``sol`` (contiguous for the kernels)."""
+        N = self.problem.ratings.nnz
         P = np.ascontiguousarray(sol.P)
-        Qt = np.ascontiguousarray(sol.Z[:, :k])
-        Ginv = np.ascontiguousarray(sol.Ginv)
+        Qt = np.ascontiguousarray(sol.Z[:, : self.rank])
         e = np.ascontiguousarray(sol.residual[:N])
-        lsq = self.lsq
-        theta_reg = self._theta_reg()
-        z_rows = self._z_rows()
+        return _Linearization(
+            P=P, Qt=Qt, Ginv=np.ascontiguousarray(sol.Ginv), e=e, full=full,
+            theta_reg=self._theta_reg(), z_rows=self._z_rows(),
+            A_rows=self._features(P)[self.rows], Qc=Qt[self.cols], de=self.d * e,
+        )
+
+    def _matvec(
+        self, lin: _Linearization, kernels: dict[str, Callable[..., Any]] | None
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """``v -> J v`` at ``lin``: the compiled kernel, or the numpy products."""
+        m, k, k1, N = self.n_cols, self.rank, self.k1, self.problem.ratings.nnz
+        n_res, biases, full = self.n_residuals, self.problem.biases, lin.full
+        P, Qt, Ginv, e, lsq = lin.P, lin.Qt, lin.Ginv, lin.e, self.lsq
         d, rows, cols = self.d, self.rows, self.cols
+        A_rows, Qc, de = lin.A_rows, lin.Qc, lin.de
+        theta_reg, z_rows = lin.theta_reg, lin.z_rows
         empty = np.zeros(0)
-        A_rows = self._features(P)[rows]  # (N, k1)
-        Qc = Qt[cols]  # (N, k)
-        de = d * e
-        A_row_inc = self._row_incidence()
 
         def matvec(v: np.ndarray) -> np.ndarray:
             v = np.ascontiguousarray(np.ravel(v), dtype=np.float64)
@@ -612,6 +648,21 @@ class ReducedProblem:
                 out[z_rows.ravel()] = out_z.ravel()
             return out
 
+        return matvec
+
+    def _rmatvec(
+        self, lin: _Linearization, kernels: dict[str, Callable[..., Any]] | None
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """``y -> J^T y`` at ``lin``: the compiled kernel, or the numpy products."""
+        n, m, k, k1, N = self.n_rows, self.n_cols, self.rank, self.k1, self.problem.ratings.nnz
+        biases, full = self.problem.biases, lin.full
+        P, Qt, Ginv, e, lsq = lin.P, lin.Qt, lin.Ginv, lin.e, self.lsq
+        d, rows, cols = self.d, self.rows, self.cols
+        A_rows, Qc, de = lin.A_rows, lin.Qc, lin.de
+        theta_reg, z_rows = lin.theta_reg, lin.z_rows
+        empty = np.zeros(0)
+        A_row_inc = self._row_incidence()
+
         def rmatvec(y: np.ndarray) -> np.ndarray:
             y = np.ascontiguousarray(np.ravel(y), dtype=np.float64)
             y_data = y[:N]
@@ -636,16 +687,7 @@ class ReducedProblem:
                 out += theta_reg * y[self._theta_rows()]
             return out
 
-        def matmat(V: np.ndarray) -> np.ndarray:
-            return np.column_stack([matvec(V[:, j]) for j in range(V.shape[1])])
-
-        def rmatmat(Y: np.ndarray) -> np.ndarray:
-            return np.column_stack([rmatvec(Y[:, j]) for j in range(Y.shape[1])])
-
-        return LinearOperator(
-            (n_res, n_par), matvec=matvec, rmatvec=rmatvec, matmat=matmat, rmatmat=rmatmat,
-            dtype=np.float64,
-        )
+        return rmatvec
 
     def column_norms(self, theta: np.ndarray) -> np.ndarray:
         """Column norms of the Kaufman Jacobian in :math:`O(Nk_1^2)`, without forming it.
