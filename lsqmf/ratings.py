@@ -266,12 +266,7 @@ class Ratings:
             array, mask = _unmask(array, mask)
         if mask is not None:
             return cls._from_masked(array, mask, missing=missing, weights=weights)
-        if np.iscomplexobj(array):
-            raise TypeError("`R` must hold real numbers; got a complex array.")
-        try:
-            arr = np.asarray(array, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"`R` must be a numeric array; got {describe(array)}.") from err
+        arr = _as_float_array(array)
         if arr.ndim != 2:
             raise ValueError(f"`R` must be 2-dimensional; got shape {arr.shape}.")
         if arr.size == 0:
@@ -299,14 +294,7 @@ class Ratings:
         rows, cols = np.nonzero(observed)
         if rows.size == 0:
             raise ValueError("`R` has no observed entry (all entries are missing).")
-        w = None
-        if weights is not None:
-            w_arr = np.asarray(weights, dtype=np.float64)
-            if w_arr.shape != arr.shape:
-                raise ValueError(
-                    f"`weights` must have the shape of `R` {arr.shape}; got {w_arr.shape}."
-                )
-            w = w_arr[rows, cols]
+        w = _observed_weights(weights, arr.shape, rows, cols)
         return cls(rows, cols, arr[rows, cols], arr.shape, weights=w)  # type: ignore[arg-type]
 
     @classmethod
@@ -317,12 +305,7 @@ class Ratings:
                 "`missing` and `mask` cannot be combined: with a `mask`, exactly its True "
                 f"entries are observed; got missing={missing!r}."
             )
-        if np.iscomplexobj(array):
-            raise TypeError("`R` must hold real numbers; got a complex array.")
-        try:
-            arr = np.asarray(array, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"`R` must be a numeric array; got {describe(array)}.") from err
+        arr = _as_float_array(array)
         if arr.ndim != 2 or arr.size == 0:
             raise ValueError(f"`R` must be a non-empty 2-D array; got shape {arr.shape}.")
         m_arr = np.asarray(mask)
@@ -343,14 +326,7 @@ class Ratings:
                 f"`R` must be finite where `mask` is True; {int(bad.sum())} such value(s) are "
                 f"NaN or infinite (first at row {rows[t]}, column {cols[t]})."
             )
-        w = None
-        if weights is not None:
-            w_arr = np.asarray(weights, dtype=np.float64)
-            if w_arr.shape != arr.shape:
-                raise ValueError(
-                    f"`weights` must have the shape of `R` {arr.shape}; got {w_arr.shape}."
-                )
-            w = w_arr[rows, cols]
+        w = _observed_weights(weights, arr.shape, rows, cols)
         return cls(rows, cols, values, arr.shape, weights=w)  # type: ignore[arg-type]
 
     @classmethod
@@ -546,6 +522,27 @@ def _unmask(array: np.ma.MaskedArray, mask: Any) -> tuple[Any, Any]:
     values = np.array(data, dtype=np.float64)
     values[hidden] = np.nan
     return values, None
+
+
+def _as_float_array(array: Any) -> np.ndarray:
+    """A dense ``R`` as float64; TypeError for complex or non-numeric input."""
+    if np.iscomplexobj(array):
+        raise TypeError("`R` must hold real numbers; got a complex array.")
+    try:
+        return np.asarray(array, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`R` must be a numeric array; got {describe(array)}.") from err
+
+
+def _observed_weights(weights: Any, shape: tuple[int, ...], rows: np.ndarray,
+                      cols: np.ndarray) -> np.ndarray | None:
+    """The dense ``weights`` (shape of ``R``) at the observed entries; None without."""
+    if weights is None:
+        return None
+    w_arr = np.asarray(weights, dtype=np.float64)
+    if w_arr.shape != shape:
+        raise ValueError(f"`weights` must have the shape of `R` {shape}; got {w_arr.shape}.")
+    return w_arr[rows, cols]
 
 
 def lookup_ids(universe: np.ndarray | None, ids: Any, size: int) -> np.ndarray:
