@@ -1101,20 +1101,22 @@ def _run(
 
 
 def _options_record(
-    s: _Settings, x_scale: Any, **recorded: Any
+    s: _Settings, *, rank: int, model: Mapping[str, Any], x_scale: Any, seed: Any,
+    bounded: bool, backend: str,
 ) -> dict[str, Any]:
-    """The result's ``options``: ``recorded`` are the ones kept as given (in their order)."""
-    r = recorded
+    """The result's ``options``: the settings after the defaults, ``model`` (formulation and
+    regularization) as given, the seed drawn and ``x_scale`` as used ('array' for an array)."""
     return {
-        "rank": r["rank"], "eliminate": s.eliminate, "varpro_jacobian": s.jacobian,
-        "formulation": r["formulation"], "reg": r["reg"], "reg_bias": r["reg_bias"],
-        "count_scaled": r["count_scaled"], "biases": s.biases, "method": s.method,
+        "rank": rank, "eliminate": s.eliminate, "varpro_jacobian": s.jacobian,
+        "formulation": model["formulation"], "reg": model["reg"],
+        "reg_bias": model["reg_bias"], "count_scaled": model["count_scaled"],
+        "biases": s.biases, "method": s.method,
         "tr_solver": None if s.method == "lm" else s.tr_solver,
         "tr_options": dict(s.tr_options), "jac": s.jac, "loss": s.loss, "f_scale": s.f_scale,
         "ftol": s.ftol, "xtol": s.xtol, "gtol": s.gtol,
         "x_scale": x_scale if isinstance(x_scale, str | numbers.Real) else "array",
-        "max_nfev": s.max_nfev, "init_scale": s.init_scale, "random_state": r["random_state"],
-        "bounds": r["bounds"], "max_time": s.max_time, "backend": r["backend"],
+        "max_nfev": s.max_nfev, "init_scale": s.init_scale, "random_state": seed,
+        "bounds": bounded, "max_time": s.max_time, "backend": backend,
     }
 
 
@@ -1283,8 +1285,8 @@ def solve_varpro(
         model=model, backend=backend, P0=P0, Q0=Q0, bounds=bounds,
     )
     x_scale_used = _x_scale(x_scale, s.jac, red, theta0)
-    options = _options_record(s, x_scale_used, rank=rank, **model, random_state=seed,
-                              bounds=bounds is not None, backend=backend)
+    options = _options_record(s, rank=rank, model=model, x_scale=x_scale_used, seed=seed,
+                              bounded=bounds is not None, backend=backend)
     trace = _Trace(red, s, theta0, t_start)
     opt, stop_status = _run(trace, theta0, lu, x_scale_used)
     result = _fit_result(trace, opt, stop_status, ratings, options)
