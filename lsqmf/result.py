@@ -407,13 +407,7 @@ class FitResult:
             raise ValueError(
                 f"`rows` and `cols` must have the same shape; got {rows.shape} and {cols.shape}."
             )
-        n_rows, n_cols = self.shape
-        row_ok = (rows >= 0) & (rows < n_rows)
-        col_ok = (cols >= 0) & (cols < n_cols)
-        if self.row_counts is not None:
-            row_ok &= self.row_counts[np.where(row_ok, rows, 0)] > 0
-        if self.col_counts is not None:
-            col_ok &= self.col_counts[np.where(col_ok, cols, 0)] > 0
+        row_ok, col_ok = self._fitted(rows, cols)
         warm = row_ok & col_ok
         cold = ~warm
         n_cold = int(np.count_nonzero(cold))
@@ -423,14 +417,7 @@ class FitResult:
                 f"{n_cold} pair(s) have a row or column not seen in training, first "
                 f"({rows[t]}, {cols[t]}); pass cold_start='bias' or 'nan' to predict them."
             )
-        r = np.where(row_ok, rows, 0)
-        c = np.where(col_ok, cols, 0)
-        pred = np.full(rows.shape, self.mu, dtype=np.float64)
-        if self.row_bias is not None:
-            pred += np.where(row_ok, self.row_bias[r], 0.0)
-        if self.col_bias is not None:
-            pred += np.where(col_ok, self.col_bias[c], 0.0)
-        pred += np.where(warm, np.einsum("...k,k...->...", self.P[r], self.Q[:, c]), 0.0)
+        pred = self._known_terms(rows, cols, row_ok, col_ok, warm)
         if n_cold:
             fallback = self.cold_start_value
             if cold_start == "nan":
@@ -449,6 +436,31 @@ class FitResult:
             pred = np.clip(pred, *bounds)
         cold.setflags(write=False)
         return Predictions(pred, cold)
+
+    def _fitted(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each row and each column index is in range and had training ratings."""
+        n_rows, n_cols = self.shape
+        row_ok = (rows >= 0) & (rows < n_rows)
+        col_ok = (cols >= 0) & (cols < n_cols)
+        if self.row_counts is not None:
+            row_ok &= self.row_counts[np.where(row_ok, rows, 0)] > 0
+        if self.col_counts is not None:
+            col_ok &= self.col_counts[np.where(col_ok, cols, 0)] > 0
+        return row_ok, col_ok
+
+    def _known_terms(self, rows: np.ndarray, cols: np.ndarray, row_ok: np.ndarray,
+                     col_ok: np.ndarray, warm: np.ndarray) -> np.ndarray:
+        """``mu`` plus the biases of the fitted rows and columns plus the factor product
+        where both are fitted (``warm``)."""
+        r = np.where(row_ok, rows, 0)
+        c = np.where(col_ok, cols, 0)
+        pred = np.full(rows.shape, self.mu, dtype=np.float64)
+        if self.row_bias is not None:
+            pred += np.where(row_ok, self.row_bias[r], 0.0)
+        if self.col_bias is not None:
+            pred += np.where(col_ok, self.col_bias[c], 0.0)
+        pred += np.where(warm, np.einsum("...k,k...->...", self.P[r], self.Q[:, c]), 0.0)
+        return pred
 
     @property
     def cold_start_value(self) -> float | None:
