@@ -518,25 +518,39 @@ def get_kernel(name: str, backend: str = "compiled") -> Callable[..., Any]:
     ImportError
         If ``backend='compiled'`` and numba is not installed.
     """
-    if name not in KERNELS:
-        raise ValueError(f"`name` must be one of {sorted(KERNELS)}; got {name!r}.")
+    return kernel_from_table(globals(), name, backend)
+
+
+def kernel_from_table(namespace: dict[str, Any], name: str, backend: str) -> Callable[..., Any]:
+    """``get_kernel`` of the kernel module whose globals are ``namespace``.
+
+    The module defines ``KERNELS`` (name -> (function, parallel)), ``ORACLES``, ``_HELPERS``
+    (names of its stage helpers), ``_prange``, the table ``_compiled`` of kernels compiled in
+    this process and its ``_lock``. The first request for a compiled kernel rebinds the
+    helpers (:func:`lsqmf._compiled.jit_helpers`) and, for a parallel kernel, ``_prange``
+    to ``numba.prange``, then compiles it (numba's disk cache: ``cache=True``).
+    """
+    kernels = namespace["KERNELS"]
+    if name not in kernels:
+        raise ValueError(f"`name` must be one of {sorted(kernels)}; got {name!r}.")
     if backend == "numpy":
-        return ORACLES[name]
+        return namespace["ORACLES"][name]  # type: ignore[no-any-return]
     if backend != "compiled":
         raise ValueError(f"`backend` must be 'compiled' or 'numpy'; got {backend!r}.")
     from .._compiled import jit_helpers, require_numba
 
     numba = require_numba()
-    with _lock:
-        kernel = _compiled.get(name)
+    with namespace["_lock"]:
+        compiled = namespace["_compiled"]
+        kernel = compiled.get(name)
         if kernel is None:
-            jit_helpers(globals(), _HELPERS)
-            function, parallel = KERNELS[name]
+            jit_helpers(namespace, namespace["_HELPERS"])
+            function, parallel = kernels[name]
             if parallel:
-                globals()["_prange"] = numba.prange
+                namespace["_prange"] = numba.prange
             kernel = numba.njit(cache=True, nogil=True, parallel=parallel)(function)
-            _compiled[name] = kernel
-    return kernel
+            compiled[name] = kernel
+    return kernel  # type: ignore[no-any-return]
 
 
 #: Below this many observed entries the parallel row kernels run on one thread. Waking a

@@ -20,6 +20,14 @@ a_t), \Sigma_r)` with :math:`\Sigma_r^{-1} = \Lambda_0 + \alpha\sum_t w_t a_t a_
 drawn by Cholesky as :math:`z = \Sigma_r h + L^{-\top}\varepsilon_r` with the standard normals
 ``eps[r]`` drawn by the caller (its seeded Generator).
 
+The kernel is a loop over rows calling one helper per stage (the prior's terms, the entries,
+Cholesky with the reciprocals of the diagonal, the draw, the row's statistics, the blocks'
+sums): plain Python until :func:`get_kernel` compiles the kernel, which rebinds them to
+numba functions inlined into it (:func:`lsqmf._compiled.jit_helpers`; same operations in the
+same order as a single body). Its Cholesky multiplies by the reciprocal pivots where the
+shared stages of :mod:`lsqmf._kernel_linalg` divide, and it adds four entries at a time, so
+it keeps its own stages: with the shared ones the draws would change in the last bits.
+
 ``sse_pairs`` is the weighted squared error of the current sample at the training pairs,
 straight from the blocks.
 
@@ -36,6 +44,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+
+from ._kernels import kernel_from_table
 
 __all__ = ["get_kernel", "gibbs_side_numpy", "sse_pairs_numpy", "warm_up"]
 
@@ -87,83 +97,132 @@ def _gibbs_side(
             for s in range(4):
                 a[s, k] = 1.0
         for r in range(blk * _BLOCK, min(n_own, (blk + 1) * _BLOCK)):
-            start = indptr[r]
-            end = indptr[r + 1]
-            if start == end:
+            if indptr[r] == indptr[r + 1]:
                 for p in range(k1):
                     Z[r, p] = 0.0
                 continue
+            _start_row(prior_prec, lm, G, h)
+            _add_entries(indptr[r], indptr[r + 1], other, values, weights, mu, Zo, k, with_bias,
+                         alpha, a, wa, G, h)
+            _cholesky_reciprocal(G, inv)
+            _draw_row(G, inv, h, eps, v, Z, r)
+            _add_row_stats(Z, r, st)
+    _sum_block_stats(block_stats, stats)
+
+
+def _start_row(prior_prec: np.ndarray, lm: np.ndarray, G: np.ndarray, h: np.ndarray) -> None:
+    """The prior's terms: ``G`` (lower triangle) = ``prior_prec``, ``h = lm``."""
+    for p in range(G.shape[0]):
+        h[p] = lm[p]
+        for q in range(p + 1):
+            G[p, q] = prior_prec[p, q]
+
+
+def _add_entries(
+    start: int,
+    end: int,
+    other: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    mu: float,
+    Zo: np.ndarray,
+    k: int,
+    with_bias: bool,
+    alpha: float,
+    a: np.ndarray,
+    wa: np.ndarray,
+    G: np.ndarray,
+    h: np.ndarray,
+) -> None:
+    """Add the entries ``start:end`` to ``h`` (``sum_t w y a``) and to the lower triangle of
+    ``G`` (``sum_t w a a^T``), ``w = alpha weights[t]``, four entries at a time (``a``: their
+    features, rows of ``(4, k1)``, the bias coordinate already 1; ``wa``: their weights)."""
+    k1 = G.shape[0]
+    t = start
+    while t < end:
+        n4 = min(4, end - t)
+        for s in range(n4):
+            j = other[t + s]
+            for p in range(k):
+                a[s, p] = Zo[j, p]
+            y = values[t + s] - mu
+            if with_bias:
+                y -= Zo[j, k]
+            w = alpha * weights[t + s]
+            wa[s] = w
+            wy = w * y
             for p in range(k1):
-                h[p] = lm[p]
+                h[p] += wy * a[s, p]
+        if n4 == 4:
+            w0, w1, w2, w3 = wa[0], wa[1], wa[2], wa[3]
+            for p in range(k1):
+                c0 = w0 * a[0, p]
+                c1 = w1 * a[1, p]
+                c2 = w2 * a[2, p]
+                c3 = w3 * a[3, p]
                 for q in range(p + 1):
-                    G[p, q] = prior_prec[p, q]
-            t = start
-            while t < end:
-                n4 = min(4, end - t)
-                for s in range(n4):
-                    j = other[t + s]
-                    for p in range(k):
-                        a[s, p] = Zo[j, p]
-                    y = values[t + s] - mu
-                    if with_bias:
-                        y -= Zo[j, k]
-                    w = alpha * weights[t + s]
-                    wa[s] = w
-                    wy = w * y
-                    for p in range(k1):
-                        h[p] += wy * a[s, p]
-                if n4 == 4:
-                    w0, w1, w2, w3 = wa[0], wa[1], wa[2], wa[3]
-                    for p in range(k1):
-                        c0 = w0 * a[0, p]
-                        c1 = w1 * a[1, p]
-                        c2 = w2 * a[2, p]
-                        c3 = w3 * a[3, p]
-                        for q in range(p + 1):
-                            G[p, q] += (c0 * a[0, q] + c1 * a[1, q]) + (c2 * a[2, q]
-                                                                        + c3 * a[3, q])
-                else:
-                    for s in range(n4):
-                        ws = wa[s]
-                        for p in range(k1):
-                            c0 = ws * a[s, p]
-                            for q in range(p + 1):
-                                G[p, q] += c0 * a[s, q]
-                t += n4
-            # Cholesky G = L L^T in the lower triangle (positive definite: prior_prec is),
-            # with the reciprocals of the diagonal in inv
-            for p in range(k1):
-                s0 = G[p, p]
-                for q in range(p):
-                    s0 -= G[p, q] * G[p, q]
-                d = 1.0 / np.sqrt(s0)
-                inv[p] = d
-                for q in range(p + 1, k1):
-                    x = G[q, p]
-                    for m in range(p):
-                        x -= G[q, m] * G[p, m]
-                    G[q, p] = x * d
-            # L v = h; then L^T z = v + eps[r]  (z = Sigma h + L^{-T} eps)
-            for p in range(k1):
-                x = h[p]
-                for q in range(p):
-                    x -= G[p, q] * v[q]
-                v[p] = x * inv[p]
-            for p in range(k1):
-                v[p] += eps[r, p]
-            for p in range(k1 - 1, -1, -1):
-                x = v[p]
-                for q in range(p + 1, k1):
-                    x -= G[q, p] * Z[r, q]
-                Z[r, p] = x * inv[p]
-            for p in range(k1):
-                zp = Z[r, p]
-                st[0, p] += zp
-                for q in range(p + 1):
-                    st[1 + p, q] += zp * Z[r, q]
-    # the blocks' sums in block order (the same for any number of threads)
+                    G[p, q] += (c0 * a[0, q] + c1 * a[1, q]) + (c2 * a[2, q] + c3 * a[3, q])
+        else:
+            for s in range(n4):
+                ws = wa[s]
+                for p in range(k1):
+                    c0 = ws * a[s, p]
+                    for q in range(p + 1):
+                        G[p, q] += c0 * a[s, q]
+        t += n4
+
+
+def _cholesky_reciprocal(G: np.ndarray, inv: np.ndarray) -> None:
+    """Cholesky ``G = L L^T`` below the diagonal of ``G`` (``G`` positive definite: the prior's
+    precision is), the reciprocals of ``L``'s diagonal in ``inv`` (``G``'s diagonal kept)."""
+    k1 = G.shape[0]
+    for p in range(k1):
+        s0 = G[p, p]
+        for q in range(p):
+            s0 -= G[p, q] * G[p, q]
+        d = 1.0 / np.sqrt(s0)
+        inv[p] = d
+        for q in range(p + 1, k1):
+            x = G[q, p]
+            for m in range(p):
+                x -= G[q, m] * G[p, m]
+            G[q, p] = x * d
+
+
+def _draw_row(G: np.ndarray, inv: np.ndarray, h: np.ndarray, eps: np.ndarray, v: np.ndarray,
+              Z: np.ndarray, r: int) -> None:
+    """``Z[r] = Sigma h + L^{-T} eps[r]``: ``L v = h``, then ``L^T z = v + eps[r]`` (``L`` from
+    :func:`_cholesky_reciprocal`)."""
+    k1 = G.shape[0]
+    for p in range(k1):
+        x = h[p]
+        for q in range(p):
+            x -= G[p, q] * v[q]
+        v[p] = x * inv[p]
+    for p in range(k1):
+        v[p] += eps[r, p]
+    for p in range(k1 - 1, -1, -1):
+        x = v[p]
+        for q in range(p + 1, k1):
+            x -= G[q, p] * Z[r, q]
+        Z[r, p] = x * inv[p]
+
+
+def _add_row_stats(Z: np.ndarray, r: int, st: np.ndarray) -> None:
+    """Add ``z = Z[r]`` to ``st[0]`` and ``z z^T`` to the lower triangle of ``st[1:]``."""
+    for p in range(Z.shape[1]):
+        zp = Z[r, p]
+        st[0, p] += zp
+        for q in range(p + 1):
+            st[1 + p, q] += zp * Z[r, q]
+
+
+def _sum_block_stats(block_stats: np.ndarray, stats: np.ndarray) -> None:
+    """``stats`` = the blocks' sums in block order (the same for any number of threads), the
+    upper triangle of ``sum z z^T`` mirrored from the lower."""
+    k1 = stats.shape[1]
     stats[:, :] = 0.0
-    for blk in range(n_blocks):
+    for blk in range(block_stats.shape[0]):
         for p in range(k1):
             stats[0, p] += block_stats[blk, 0, p]
             for q in range(p + 1):
@@ -266,38 +325,26 @@ ORACLES: dict[str, Callable[..., Any]] = {
     "sse_pairs": sse_pairs_numpy,
 }
 
+#: The stage helpers of ``gibbs_side``: plain Python until :func:`get_kernel` first compiles a
+#: kernel, which rebinds each name here to its numba version
+#: (:func:`lsqmf._compiled.jit_helpers`, inlined into the kernel).
+_HELPERS = (
+    "_start_row",
+    "_add_entries",
+    "_cholesky_reciprocal",
+    "_draw_row",
+    "_add_row_stats",
+    "_sum_block_stats",
+)
+
 _compiled: dict[str, Callable[..., Any]] = {}
 _lock = threading.Lock()
 
 
 def get_kernel(name: str, backend: str = "compiled") -> Callable[..., Any]:
-    """The kernel ``name`` compiled with numba (``backend='compiled'``) or its numpy oracle.
-
-    Raises
-    ------
-    ValueError
-        If ``name`` or ``backend`` is unknown.
-    ImportError
-        If ``backend='compiled'`` and numba is not installed.
-    """
-    if name not in KERNELS:
-        raise ValueError(f"`name` must be one of {sorted(KERNELS)}; got {name!r}.")
-    if backend == "numpy":
-        return ORACLES[name]
-    if backend != "compiled":
-        raise ValueError(f"`backend` must be 'compiled' or 'numpy'; got {backend!r}.")
-    from .._compiled import require_numba
-
-    numba = require_numba()
-    with _lock:
-        kernel = _compiled.get(name)
-        if kernel is None:
-            function, parallel = KERNELS[name]
-            if parallel:
-                globals()["_prange"] = numba.prange
-            kernel = numba.njit(cache=True, nogil=True, parallel=parallel)(function)
-            _compiled[name] = kernel
-    return kernel
+    """The kernel ``name`` of :data:`KERNELS` compiled with numba, or its numpy oracle
+    (``backend='numpy'``); raises as :func:`lsqmf.solvers._kernels.get_kernel` does."""
+    return kernel_from_table(globals(), name, backend)
 
 
 def warm_up(names: Iterable[str] | None = None) -> float:
