@@ -35,7 +35,8 @@ def test_solve_prints_a_summary(dense_file, capsys) -> None:
                                                     ("lm", "none")])
 def test_solve_json(dense_file, capsys, method, tr_solver) -> None:
     code = main(["solve", str(dense_file), "--rank", "2", "--method", method,
-                 "--tr-solver", tr_solver, "--json", "--reg", "0.01", "--ftol", "1e-8"])
+                 "--tr-solver", tr_solver, "--json", "--reg", "0.01", "--ftol", "1e-8",
+                 "--seed", "0"])  # seeded: 'lm' from some random starts ends in a local minimum
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert out["success"] and out["rank"] == 2 and out["nnz"] > 0
