@@ -494,7 +494,7 @@ def plot(args: argparse.Namespace) -> None:
     ranks = sorted({rk for _, rk, _ in series})
     fig, axes = plt.subplots(2, len(ranks), figsize=(6.5 * len(ranks), 8), squeeze=False)
     methods = list(dict.fromkeys(m for _, _, m in series if not m.startswith("als-rep")))
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    cycle = [plt.get_cmap("tab20")(i) for i in range(20)]
     for col, rank in enumerate(ranks):
         best = min(p[1] for (f, rk, _), pts in series.items() if (f, rk) == (fold, rank)
                    for p in pts)
@@ -503,7 +503,8 @@ def plot(args: argparse.Namespace) -> None:
             if not pts:
                 continue
             t = np.maximum([p[0] for p in pts], 1e-2)
-            style = {"color": cycle[i % len(cycle)], "lw": 2.2 if method == "als" else 1.2,
+            style = {"color": "k" if method == "als" else cycle[i % len(cycle)],
+                     "lw": 2.2 if method == "als" else 1.2,
                      "ls": "-" if "varpro" in method or method == "als" else "--"}
             axes[0][col].plot(t, [p[2] for p in pts], label=method, **style)
             axes[1][col].plot(t, [(p[1] - best) / best + 1e-7 for p in pts], **style)
