@@ -209,13 +209,15 @@ def report() -> None:
     )
     summary.to_csv(OUT / "summary.csv", index=False, float_format="%.6g")
     fig, axes = plt.subplots(1, summary["dataset"].nunique(), figsize=(11, 4), squeeze=False)
+    markers = "os^vDP*Xh"
+    style = {m: (markers[j % len(markers)], f"C{j % 10}") for j, m in enumerate(METHODS)}
     for ax, (name, part) in zip(axes[0], summary.groupby("dataset", sort=False), strict=True):
-        markers = "os^vDP*X"
-        for j, (_, row) in enumerate(part.iterrows()):
-            ax.scatter(row["median_wall"], row["success_rate"], s=50, marker=markers[j % 8],
-                       label=row["method"], alpha=0.8)
+        for _, row in part.iterrows():
+            marker, color = style.get(row["method"], ("o", "k"))
+            ax.scatter(row["median_wall"], row["success_rate"], s=50, marker=marker,
+                       color=color, label=row["method"], alpha=0.8)
         ax.set_xscale("log")
-        ax.set_xlim(0.1, 300)
+        ax.set_xlim(0.01, 300)
         ax.legend(fontsize=7, loc="center right")
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("median wall time per run [s]")

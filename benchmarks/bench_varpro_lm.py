@@ -78,12 +78,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--baseline-seeds", type=int, default=2)
     parser.add_argument("--max-nfev", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=OUT, help=f"CSV file (default {OUT.name})")
     args = parser.parse_args()
+    out = args.out
     if not GIRAFFE.exists():
         raise SystemExit(f"the giraffe data is not at {GIRAFFE}")
     M = np.loadtxt(GIRAFFE)[:, 1:]
     rows: list[dict[str, object]] = []
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for name in ("lm-normal/P", "lm-normal/Q"):  # kernels loaded, caches warm: not recorded
+        run_one(M, name, 12345, 3)
     for seed in range(args.seeds):
         names = ["lm-normal/P", "lm-normal/Q"]
         if seed < args.baseline_seeds:
@@ -94,7 +98,7 @@ def main() -> None:
             row = run_one(M, name, seed, args.max_nfev)
             rows.append(row)
             print(row, flush=True)
-            with OUT.open("w", newline="") as fh:
+            with out.open("w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=list(row))
                 writer.writeheader()
                 writer.writerows(rows)
