@@ -91,6 +91,8 @@ Defined treatments
 - A column with fewer observations than :math:`k_1` has a singular :math:`G_i` unless
   :math:`\Lambda_i` is positive: under ``'none'`` (or ``'l2'`` with ``reg=0``) such columns
   are an error that names them (use ``'l2'`` with ``reg > 0``, the ridge, or drop them).
+  A column with no observation at all is in no data residual: its :math:`z_i = 0` (the
+  minimizer of its ridge, if any; with ``count_scaled`` its ridge is 0 too).
 - A :math:`G_i` that is singular for the current ``P`` (rank-deficient features) is inverted
   by the pseudo-inverse.
 - Robust losses: the inner solve stays least squares, so ``least_squares`` minimizes
@@ -447,12 +449,15 @@ class ReducedProblem:
         ):
             return last
         G, h = self.gram(theta)
+        empty = np.diff(self.col_ptr) == 0
+        G[empty] = np.eye(self.k1)  # no data: z_i = 0 (Ginv_i = 0 below)
         try:
             Ginv = np.linalg.inv(G)
             if not np.all(np.isfinite(Ginv)):
                 raise np.linalg.LinAlgError("non-finite inverse")
         except np.linalg.LinAlgError:
             Ginv = np.linalg.pinv(G, hermitian=True)
+        Ginv[empty] = 0.0
         Z = np.einsum("mij,mj->mi", Ginv, h)
         P, b = self.split(theta)
         k = self.rank
@@ -787,7 +792,9 @@ def build_reduced(
             assert problem.col_bias_scale is not None
             lsq[:, k] = problem.col_bias_scale
     counts = ratings.col_counts()
-    bad = np.flatnonzero((counts < k1) & np.any(lsq == 0, axis=1))
+    # a column without data is in no residual (its ridge rows, if any, are 0 at z_i = 0):
+    # z_i = 0 is its minimizer under every formulation, as in the other solvers
+    bad = np.flatnonzero((counts > 0) & (counts < k1) & np.any(lsq == 0, axis=1))
     if bad.size:
         shown = ", ".join(str(int(i)) for i in bad[:10]) + (" ..." if bad.size > 10 else "")
         raise ValueError(

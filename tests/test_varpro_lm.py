@@ -313,3 +313,33 @@ def test_factored_matrix_adds_the_gauge_projector(orthonormal: bool) -> None:
     s0 -= st.gauge @ (st.gauge.T @ s0)
     s1 = np.linalg.solve(st.A_fact + mu * np.eye(A.shape[0]), -g)
     np.testing.assert_allclose(s1, s0, rtol=1e-7, atol=1e-9 * np.abs(s0).max())
+
+
+@pytest.mark.parametrize(("formulation", "count_scaled"), [("none", False), ("l2", True),
+                                                           ("l2", False)])
+@pytest.mark.parametrize("method", ["trf", "lm-normal"])
+def test_an_eliminated_column_without_data_gets_zero(
+    formulation: str, count_scaled: bool, method: str
+) -> None:
+    """An empty eliminated column (e.g. an item only in the test split) is in no residual:
+    z_i = 0, and the fit equals the fit without that column."""
+    M = _matrix(17, n=10, m=8)
+    M_empty = np.hstack([M[:, :3], np.full((M.shape[0], 1), np.nan), M[:, 3:]])
+    kw = dict(formulation=formulation, reg=0.1 if formulation == "l2" else 0.0,
+              count_scaled=count_scaled, biases=formulation == "l2", method=method,
+              random_state=0, ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=500,
+              backend="numpy")
+    with_empty = solve_varpro(M_empty, 2, **kw)
+    without = solve_varpro(M, 2, **kw)
+    assert np.all(with_empty.Q[:, 3] == 0.0)
+    if with_empty.col_bias is not None:
+        assert with_empty.col_bias[3] == 0.0
+    assert with_empty.cost == pytest.approx(without.cost, rel=1e-9)
+    np.testing.assert_allclose(np.delete(with_empty.Q, 3, axis=1), without.Q, atol=1e-4)
+
+
+def test_a_column_with_too_few_observations_is_still_refused() -> None:
+    M = _matrix(18, n=10, m=8)
+    M[1:, 2] = np.nan  # one observation, rank 2
+    with pytest.raises(ValueError, match="columns 2 "):
+        solve_varpro(M, 2, formulation="none", backend="numpy")
