@@ -253,10 +253,6 @@ class _Layout:
     k: int
     k1: int
     perm: np.ndarray  # theta index of block index u*k1 + l
-    col_rows: list[np.ndarray]  # rows observing column i
-    col_w: list[np.ndarray]  # their weights
-    col_flat: list[np.ndarray]  # flattened (u, v) pair indices u*n + v
-    duplicates: bool
     pcol_ptr: np.ndarray  # distinct rows of every column (CSC): pointers,
     prow: np.ndarray  # ... the rows (ascending),
     pw: np.ndarray  # ... and their summed weights
@@ -278,16 +274,6 @@ def _layout(red: ReducedProblem) -> _Layout:
     u = np.repeat(np.arange(n), k1)
     lvec = np.tile(np.arange(k1), n)
     perm = np.where(lvec < k, u * k + np.minimum(lvec, k - 1), n * k + u)
-    col_rows, col_w, col_flat = [], [], []
-    duplicates = False
-    for i in range(red.n_cols):
-        t = red.ent[red.col_ptr[i] : red.col_ptr[i + 1]]
-        r = red.rows[t]
-        if np.unique(r).size != r.size:
-            duplicates = True
-        col_rows.append(r)
-        col_w.append(red.w[t])
-        col_flat.append((r[:, None] * n + r[None, :]).ravel())
     N = len(red.rows)
     row_inc = sp.csr_matrix((np.ones(N), (red.rows, np.arange(N))), shape=(n, N))
     summed = sp.csc_matrix((red.w, (red.rows, red.cols)), shape=(n, red.n_cols))
@@ -296,7 +282,7 @@ def _layout(red: ReducedProblem) -> _Layout:
     theta_reg = red._theta_reg()
     theta_rows = None if theta_reg is None else red._theta_rows()
     return _Layout(
-        n, k, k1, perm, col_rows, col_w, col_flat, duplicates,
+        n, k, k1, perm,
         summed.indptr.astype(np.int64), summed.indices.astype(np.int64),
         summed.data.astype(np.float64), row_inc, theta_reg, theta_rows,
     )
@@ -320,7 +306,7 @@ def _normal(red: ReducedProblem, lay: _Layout, theta: np.ndarray) -> tuple[np.nd
     outer = (Et[:, :, None] * Et[:, None, :]).reshape(-1, k1 * k1)
     D = np.asarray(lay.row_inc @ (red.w[:, None] * outer)).reshape(lay.n, k1, k1)
     if red.kernels is None:
-        A = _assemble_numpy(lay, sol, E, feats, D)
+        A = _assemble_numpy(red, lay, sol, E, feats, D)
     else:
         A = _assemble_compiled(lay, sol, E, feats, D)
     if lay.theta_reg is not None:
@@ -360,7 +346,12 @@ def _assemble_compiled(
 
 
 def _assemble_numpy(
-    lay: _Layout, sol: InnerSolution, E: np.ndarray, feats: np.ndarray, D: np.ndarray
+    red: ReducedProblem,
+    lay: _Layout,
+    sol: InnerSolution,
+    E: np.ndarray,
+    feats: np.ndarray,
+    D: np.ndarray,
 ) -> np.ndarray:
     """``A`` in theta's order by numpy (the oracle of :func:`_assemble_compiled`)."""
     n, k1 = lay.n, lay.k1
@@ -373,15 +364,12 @@ def _assemble_numpy(
         stop = min(m, start + block)
         S = np.zeros((n * n, stop - start))
         for j, i in enumerate(range(start, stop)):
-            r = lay.col_rows[i]
-            if r.size == 0:
+            t = red.ent[red.col_ptr[i] : red.col_ptr[i + 1]]
+            if t.size == 0:
                 continue
-            WA = lay.col_w[i][:, None] * feats[r]
-            M = WA @ sol.Ginv[i] @ WA.T
-            if lay.duplicates:
-                np.add.at(S[:, j], lay.col_flat[i], M.ravel())
-            else:
-                S[lay.col_flat[i], j] = M.ravel()
+            r = red.rows[t]  # distinct: Ratings refuses repeated (row, column) pairs
+            WA = red.w[t][:, None] * feats[r]
+            S[(r[:, None] * n + r[None, :]).ravel(), j] = (WA @ sol.Ginv[i] @ WA.T).ravel()
         Cflat += S @ Eflat[start:stop]
     A_blk = -Cflat.reshape(n, n, k1, k1).transpose(0, 2, 1, 3).reshape(n * k1, n * k1)
     idx = np.arange(n)
@@ -486,7 +474,6 @@ class _State:
     nu: float = 2.0
     nfev: int = 1
     njev: int = 1
-    max_nfev_hint: int = 0  # the evaluation budget (extension tries stay within it)
     # the last accepted steps (columns, in x's coordinates) and the gradient changes over them
     steps: np.ndarray | None = None
     dgs: np.ndarray | None = None
@@ -537,7 +524,6 @@ def lm_normal(
     x = np.array(theta0, dtype=np.float64, copy=True)
     r = fun(x)
     st = _State(x, r, 0.5 * float(r @ r), *_normal(red, lay, x))
-    st.max_nfev_hint = opts.max_nfev
     if opts.retract:
         _set_gauge(red, st)
     status: Status | None = None
@@ -576,7 +562,7 @@ def _iteration(
         logger.debug("lm-normal: mu %.3g rho %.3g cost %.12g", st.mu, rho, trial[2])
         if actual > 0:
             if rho > _EXTEND_RHO and not small_step and st.nfev < opts.max_nfev:
-                trial = _longer_step(fun, st, step, trial)
+                trial = _longer_step(fun, st, step, trial, opts.max_nfev)
             return _accept(red, lay, st, opts, trial, rho, small_step)
         st.mu *= st.nu
         st.nu *= 2.0
@@ -598,7 +584,11 @@ def _evaluate(fun: Callable[[np.ndarray], np.ndarray], st: _State, x: np.ndarray
 
 
 def _longer_step(
-    fun: Callable[[np.ndarray], np.ndarray], st: _State, step: np.ndarray, trial: _Point
+    fun: Callable[[np.ndarray], np.ndarray],
+    st: _State,
+    step: np.ndarray,
+    trial: _Point,
+    max_nfev: int,
 ) -> _Point:
     """A better point than the accepted ``trial = x + step`` when the cost fell by more
     than the model said (gain ratio above :data:`_EXTEND_RHO`: the Gauss-Newton matrix
@@ -610,7 +600,7 @@ def _longer_step(
     the rest from the ``y_j``. One more residual evaluation; no factorization. Without
     stored steps (the first step), or when that model is not convex, :func:`_extend`."""
     if st.steps is None or st.dgs is None:
-        return _extend(fun, st, step, trial)
+        return _extend(fun, st, step, trial, max_nfev)
     B = np.column_stack([step, st.steps])
     H = np.empty((B.shape[1], B.shape[1]))
     H[0, 0] = 2.0 * (trial[2] - st.cost - float(st.g @ step))
@@ -621,26 +611,30 @@ def _longer_step(
     try:
         L = np.linalg.cholesky(H)
     except np.linalg.LinAlgError:
-        return _extend(fun, st, step, trial)
+        return _extend(fun, st, step, trial, max_nfev)
     if np.min(np.diag(L)) ** 2 < 1e-12 * np.max(np.diag(H)):
-        return _extend(fun, st, step, trial)
+        return _extend(fun, st, step, trial, max_nfev)
     c = scipy.linalg.cho_solve((L, True), -(B.T @ st.g))
     if not np.all(np.isfinite(c)) or abs(c[0]) > 4 * _EXTEND_MAX:
-        return _extend(fun, st, step, trial)
+        return _extend(fun, st, step, trial, max_nfev)
     point = _evaluate(fun, st, st.x + B @ c)
     logger.debug("lm-normal: subspace step %s: cost %.12g (trial %.12g)", c, point[2], trial[2])
     return point if point[2] < trial[2] else trial
 
 
 def _extend(
-    fun: Callable[[np.ndarray], np.ndarray], st: _State, step: np.ndarray, trial: _Point
+    fun: Callable[[np.ndarray], np.ndarray],
+    st: _State,
+    step: np.ndarray,
+    trial: _Point,
+    max_nfev: int,
 ) -> _Point:
     """Longer steps along an accepted direction whose decrease beat the model's: ``x + 2
     step``, ``x + 4 step``, ... (up to :data:`_EXTEND_MAX` times) while the cost keeps
     falling; one residual evaluation (an inner solve) per try, no factorization."""
     best = trial
     a_prev, a = 1.0, 2.0
-    while a > a_prev and st.nfev < st.max_nfev_hint:
+    while a > a_prev and st.nfev < max_nfev:
         point = _evaluate(fun, st, st.x + a * step)
         if not point[2] < best[2]:
             break
