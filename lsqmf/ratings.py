@@ -555,9 +555,17 @@ def lookup_ids(universe: np.ndarray | None, ids: Any, size: int) -> np.ndarray:
         out = ids.astype(np.int64)
         out[(out < 0) | (out >= size)] = -1
         return out
-    import pandas as pd
-
-    return pd.Index(universe).get_indexer(ids).astype(np.int64)
+    universe = np.asarray(universe)
+    if universe.dtype.kind in "iu" and ids.dtype == universe.dtype and universe.size:
+        # integer ids: a sorted search (no Python loop, no pandas import)
+        order = np.argsort(universe, kind="stable")
+        ranked = universe[order]
+        pos = np.minimum(np.searchsorted(ranked, ids), ranked.size - 1)
+        return np.where(ranked[pos] == ids, order[pos], -1).astype(np.int64)
+    index = {v: i for i, v in enumerate(universe.tolist())}
+    return np.fromiter(
+        (index.get(v, -1) for v in ids.ravel().tolist()), dtype=np.int64, count=ids.size
+    ).reshape(ids.shape)
 
 
 def as_ratings(

@@ -218,3 +218,26 @@ def test_weighted_mean_and_with_weights() -> None:
     w = r.with_weights([3.0, 1.0])
     assert w.mean() == pytest.approx(1.5)
     assert "weighted" in repr(w)
+
+
+@pytest.mark.parametrize(
+    ("universe", "ids"),
+    [
+        (np.array([5, 3, 9, 1]), np.array([9, 4, 1, 5, 5, -1])),
+        (np.array([5, 3, 9, 1], dtype=np.uint64), np.array([9, 4, 1], dtype=np.uint64)),
+        (np.array([2**62, 7]), np.array([2**62, 2**62 + 1, 7])),
+        (np.array(["007", "7", "a"], dtype=object), np.array(["7", "007", "b", "a"], dtype=object)),
+        (np.array(["x", "ü", ""]), np.array(["", "ü", "y"])),
+        (np.array([1, 2, 3]), np.array([2.0, 3.5])),
+        (np.array([1, 2, 3]), np.array(["1", "2"], dtype=object)),
+        (np.array([1, 2, 3]), np.array([], dtype=np.int64)),
+        (np.array([], dtype=np.int64), np.array([1, 2])),
+    ],
+)
+def test_lookup_ids_matches_pandas_get_indexer(universe, ids) -> None:
+    from lsqmf.ratings import lookup_ids
+
+    expected = pd.Index(universe).get_indexer(ids).astype(np.int64)
+    got = lookup_ids(universe, ids, len(universe))
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, expected)

@@ -195,3 +195,16 @@ def test_blas_info_counts_blas_libraries_only(monkeypatch: pytest.MonkeyPatch) -
     info = blas_info()
     assert info["max_threads"] == 1
     assert [lib["user_api"] for lib in info["libraries"]] == ["blas", "openmp"]
+
+
+def test_aligning_test_ids_imports_no_pandas(tmp_path) -> None:
+    train = tmp_path / "train.csv"
+    test = tmp_path / "test.csv"
+    train.write_text("userId,movieId,rating\n1,10,4.0\n2,10,3.5\n2,7,5.0\n")
+    test.write_text("userId,movieId,rating\n2,10,4.0\n3,7,1.0\n")
+    loaded = _modules_after(
+        "from lsqmf.datasets import load_ratings\n"
+        "from lsqmf.evaluation import align_pairs\n"
+        f"align_pairs(load_ratings({str(train)!r}), load_ratings({str(test)!r}))"
+    )
+    assert "pandas" not in loaded
