@@ -149,6 +149,26 @@ def fit_libmf(train: Any, p: dict[str, Any], seed: int) -> tuple[Predictor, floa
     return predict, fit_s
 
 
+def biased_mf_predictor(
+    uix: Any, iix: Any, mu: float, bu: Any, bi: Any, pu: Any, qi: Any
+) -> Predictor:
+    """A peer's biased-MF prediction ``mu + b_u + b_i + p_u . q_i`` on lsqmf's indices
+    (``uix``/``iix``: the peer's inner index of each lsqmf row/column, -1 if unknown; NaN
+    there, for the shared cold-start fallback)."""
+    import numpy as np
+
+    def predict(rows: Any, cols: Any) -> Any:
+        u, i = uix[rows], iix[cols]
+        ok = (u >= 0) & (i >= 0)
+        out = np.full(len(rows), np.nan)
+        uu, ii = u[ok], i[ok]
+        out[ok] = mu + bu[uu] + bi[ii] + np.einsum("nk,nk->n", pu[uu], qi[ii])
+        return out
+
+    return predict
+
+
+
 def fit_cornac(train: Any, p: dict[str, Any], seed: int) -> tuple[Predictor, float]:
     import cornac
     import numpy as np
@@ -174,15 +194,8 @@ def fit_cornac(train: Any, p: dict[str, Any], seed: int) -> tuple[Predictor, flo
     for raw, idx in ds.iid_map.items():
         iix[int(raw)] = idx
 
-    def predict(rows: Any, cols: Any) -> Any:
-        u, i = uix[rows], iix[cols]
-        ok = (u >= 0) & (i >= 0)
-        out = np.full(len(rows), np.nan)
-        uu, ii = u[ok], i[ok]
-        out[ok] = (model.global_mean + model.u_biases[uu] + model.i_biases[ii]
-                   + np.einsum("nk,nk->n", model.u_factors[uu], model.i_factors[ii]))
-        return out
-
+    predict = biased_mf_predictor(uix, iix, model.global_mean, model.u_biases,
+                                  model.i_biases, model.u_factors, model.i_factors)
     return predict, fit_s
 
 
@@ -205,15 +218,7 @@ def fit_surprise(train: Any, p: dict[str, Any], seed: int) -> tuple[Predictor, f
     for inner in ts.all_items():
         iix[int(ts.to_raw_iid(inner))] = inner
 
-    def predict(rows: Any, cols: Any) -> Any:
-        u, i = uix[rows], iix[cols]
-        ok = (u >= 0) & (i >= 0)
-        out = np.full(len(rows), np.nan)
-        uu, ii = u[ok], i[ok]
-        out[ok] = (ts.global_mean + algo.bu[uu] + algo.bi[ii]
-                   + np.einsum("nk,nk->n", algo.pu[uu], algo.qi[ii]))
-        return out
-
+    predict = biased_mf_predictor(uix, iix, ts.global_mean, algo.bu, algo.bi, algo.pu, algo.qi)
     return predict, fit_s
 
 
