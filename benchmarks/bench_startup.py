@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_startup.py --before REV            # writes reports/startup/
     python benchmarks/bench_startup.py --before REV --after REV --repeats 7
+    python benchmarks/bench_startup.py --solvers als --no-cold --repeats 3  # quick
 
 Every measurement is a fresh interpreter (``subprocess``), so nothing is cached in memory;
 ``wall_s`` is the process's wall time and ``cpu_s`` its user + system CPU time (``os.wait4``),
@@ -16,15 +17,22 @@ directory and put first on ``PYTHONPATH``, or ``worktree`` for the working tree)
 ``import``
     ``import lsqmf``; ``import_s`` is its time inside the process.
 ``startup``
-    What ``lsqmf evaluate --solver als`` does before it reads its data: import the command
-    line and build its parser, import the modules the command uses, then the kernel warm-up
-    that ``fit_and_score`` runs before its clock (``import_s`` and ``kernels_s``, inside the
-    process), from a filled kernel cache.
+    What ``lsqmf evaluate --solver SOLVER`` does before it reads its data, in a process that
+    then exits: with the command line's start-up stage (``lsqmf.cli.startup_gc``), the steps
+    of ``lsqmf.cli.main`` run as the program (the exit handling, the parser of the command's
+    module, parsing, the modules the command uses: ``import_s``; then the command's
+    ``prepare``, the solver's kernels: ``kernels_s``); for code before it, the whole parser,
+    the same imports, and the kernel warm-up that ``fit_and_score`` runs before its clock.
+    Kernels come from a filled cache. ``exit_s`` is the time from the end of this work to the
+    end of the process (the interpreter's shutdown).
 ``evaluate_warm``, ``evaluate_cold``
-    ``python -m lsqmf evaluate train.csv test.csv --solver als --seed 0 --json`` on the
+    ``python -m lsqmf evaluate train.csv test.csv --solver SOLVER --seed 0 --json`` on the
     built-in data (MovieLens latest-small split 80/20 by a seeded shuffle of its lines, raw ids
     kept), with the kernel cache filled, and empty. ``fit_s`` is the fit time the command
     reports.
+
+The last three run once per solver of ``--solvers`` (default ``als`` and ``bmf``, the default
+solver of ``lsqmf evaluate``).
 
 The kernel cache: numba's ``NUMBA_CACHE_DIR`` is set for every child, so numba reads and writes
 there and never in the package's own ``__pycache__`` (a user-provided cache directory comes
@@ -67,27 +75,46 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports" / "startup"
 VARIANTS = ("python", "import", "startup", "evaluate_warm", "evaluate_cold")
-SOLVER = "als"
-FIELDS = ("round", "version", "variant", "wall_s", "cpu_s", "import_s", "import_cpu_s",
-          "kernels_s", "kernels_cpu_s", "fit_s", "cache_files", "returncode")
+#: Variants run once per solver (``--solvers``); the others once per version.
+PER_SOLVER = ("startup", "evaluate_warm", "evaluate_cold")
+SOLVERS = ("als", "bmf")
+FIELDS = ("round", "version", "variant", "solver", "wall_s", "cpu_s", "import_s",
+          "import_cpu_s", "kernels_s", "kernels_cpu_s", "exit_s", "fit_s", "cache_files",
+          "returncode")
 
-#: The ``startup`` child: the imports of ``lsqmf evaluate`` and the warm-up before its clock.
+#: The ``startup`` child: what ``lsqmf evaluate`` does before it reads its data. With the
+#: command line's start-up stage (``lsqmf.cli.startup_gc``), the steps of ``lsqmf.cli.main``
+#: run as the program: the exit handling, the command's parser, parsing, then the command's
+#: ``prepare`` (the solver's kernels); before it, the whole parser, the imports and the warm-up
+#: ``fit_and_score`` runs before its clock. ``done`` is the wall clock at the end (``exit_s``).
 _STARTUP = """
 import json, time
 t0, c0 = time.perf_counter(), time.process_time()
-from lsqmf.cli import build_parser
-build_parser()
-import lsqmf.datasets, lsqmf.evaluation, lsqmf.solvers
-t1, c1 = time.perf_counter(), time.process_time()
-from lsqmf import _backend
-if hasattr(_backend, "warm_up_solver"):
-    _backend.warm_up_solver({solver!r})
-else:  # code before the per-solver warm-up: fit_and_score loaded every kernel
-    from lsqmf.parallel import warm_up
-    warm_up()
+from lsqmf import cli
+argv = ["evaluate", "TRAIN", "TEST", "--solver", {solver!r}, "--seed", "0", "--json",
+        "--no-progress"]
+if hasattr(cli, "startup_gc"):
+    cli.skip_exit_collection()
+    with cli.startup_gc():
+        args = cli.build_parser(cli.command_name(argv)).parse_args(argv)
+        import lsqmf.datasets, lsqmf.evaluation, lsqmf.solvers
+    t1, c1 = time.perf_counter(), time.process_time()
+    with cli.startup_gc():
+        args.prepare(args)
+else:
+    cli.build_parser()
+    import lsqmf.datasets, lsqmf.evaluation, lsqmf.solvers
+    t1, c1 = time.perf_counter(), time.process_time()
+    from lsqmf import _backend
+    if hasattr(_backend, "warm_up_solver"):
+        _backend.warm_up_solver({solver!r})
+    else:  # code before the per-solver warm-up: fit_and_score loaded every kernel
+        from lsqmf.parallel import warm_up
+        warm_up()
 t2, c2 = time.perf_counter(), time.process_time()
 print(json.dumps({{"import_s": t1 - t0, "kernels_s": t2 - t1,
-                  "import_cpu_s": c1 - c0, "kernels_cpu_s": c2 - c1}}))
+                  "import_cpu_s": c1 - c0, "kernels_cpu_s": c2 - c1, "done": time.time()}}),
+      flush=True)
 """
 
 _IMPORT = """
@@ -133,7 +160,7 @@ def run_child(args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]
     proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - t0
+    wall, end = time.perf_counter() - t0, time.time()
     out: dict[str, Any] = {"wall_s": wall, "returncode": proc.returncode}
     if proc.returncode != 0:
         sys.stderr.write(stderr[-2000:])
@@ -141,6 +168,8 @@ def run_child(args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if lines:
         out.update(json.loads(lines[-1]))
+    if "done" in out:  # the child's end of work -> the end of the process
+        out["exit_s"] = end - out.pop("done")
     return out
 
 
@@ -174,51 +203,61 @@ class Version:
             env["PYTHONPYCACHEPREFIX"] = str(self.work / "pycache")
         return env
 
-    def command(self, variant: str) -> list[str]:
+    def command(self, variant: str, solver: str = SOLVERS[0]) -> list[str]:
         py = sys.executable
         if variant == "python":
             return [py, "-c", "pass"]
         if variant == "import":
             return [py, "-c", _IMPORT]
         if variant == "startup":
-            return [py, "-c", _STARTUP.format(solver=SOLVER)]
+            return [py, "-c", _STARTUP.format(solver=solver)]
         train, test = self.data
-        return [py, "-m", "lsqmf", "evaluate", str(train), str(test), "--solver", SOLVER,
+        return [py, "-m", "lsqmf", "evaluate", str(train), str(test), "--solver", solver,
                 "--seed", "0", "--json", "--no-progress"]
 
-    def run(self, variant: str) -> dict[str, Any]:
+    def run(self, variant: str, solver: str = SOLVERS[0]) -> dict[str, Any]:
         cache = self.filled
         if variant == "evaluate_cold":
             cache = Path(tempfile.mkdtemp(prefix="cold_", dir=self.work))
-        out = timed(self.command(variant), self.env(cache), self.work)
+        out = timed(self.command(variant, solver), self.env(cache), self.work)
         if variant == "evaluate_cold":
             out["cache_files"] = sum(1 for _ in cache.rglob("*.nbi"))
             shutil.rmtree(cache)
         return out
 
-    def fill(self) -> None:
+    def fill(self, solvers: tuple[str, ...]) -> None:
         """Fill this version's kernel cache (every kernel, and the evaluate path)."""
         fill_all = ("from lsqmf import _compiled\n_compiled.warm_up('compiled')\n"
                     "from lsqmf.solvers import _kernels\n_kernels.warm_up()\n")
-        for args in ([sys.executable, "-c", fill_all], self.command("startup"),
-                     self.command("evaluate_warm")):
+        commands = [[sys.executable, "-c", fill_all]]
+        for solver in solvers:
+            commands += [self.command("startup", solver), self.command("evaluate_warm", solver)]
+        for args in commands:
             out = run_child(args, self.env(self.filled), self.work)
             if out["returncode"] != 0:
                 raise RuntimeError(f"{self.name}: {' '.join(args[:3])} failed")
 
 
-def summarize(rows: list[dict[str, Any]], versions: list[str]) -> list[dict[str, Any]]:
-    """Median and range per (variant, version, measure), and the after/before ratios."""
+def cases(solvers: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(variant, solver) pairs of a round; solver '' for the variants that run no solver."""
+    return [(variant, solver) for variant in VARIANTS
+            for solver in (solvers if variant in PER_SOLVER else ("",))]
+
+
+def summarize(rows: list[dict[str, Any]], versions: list[str],
+              solvers: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Median and range per (variant, solver, version, measure), and the after/before ratios."""
     measures = ("wall_s", "cpu_s", "import_s", "import_cpu_s", "kernels_s", "kernels_cpu_s",
-                "fit_s")
+                "exit_s", "fit_s")
     table = []
-    for variant in VARIANTS:
+    for variant, solver in cases(solvers):
         for measure in measures:
-            line: dict[str, Any] = {"variant": variant, "measure": measure}
+            line: dict[str, Any] = {"variant": variant, "solver": solver, "measure": measure}
             per_round: dict[str, dict[int, float]] = {}
             for version in versions:
                 values = {r["round"]: r[measure] for r in rows
                           if r["variant"] == variant and r["version"] == version
+                          and r.get("solver", "") == solver
                           and r.get(measure) not in (None, "")}
                 per_round[version] = values
                 if values:
@@ -252,8 +291,8 @@ def write_report(rows: list[dict[str, Any]], versions: list[Version], meta: dict
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v)
                              for k, v in row.items()})
     names = [v.name for v in versions]
-    table = summarize(rows, names)
-    head = ["variant", "measure", *(f"{v.name} ({v.rev})" for v in versions)]
+    table = summarize(rows, names, meta["solvers"])
+    head = ["variant", "solver", "measure", *(f"{v.name} ({v.rev})" for v in versions)]
     if len(names) == 2:
         head.append(f"{names[1]} / {names[0]}, same round")
     lines = [
@@ -265,7 +304,8 @@ def write_report(rows: list[dict[str, Any]], versions: list[Version], meta: dict
         f"- Rounds: {meta['repeats']}, each running every version x variant once in a shuffled "
         "order; cells are median (min-max) over the rounds.",
         f"- Load average (1, 5, 15 min): {meta['load_start']} at the start, {meta['load_end']} "
-        f"at the end; {os.cpu_count()} CPUs; Python {platform.python_version()}; "
+        f"at the end (1-min load at the rounds' starts: {meta['load_rounds']}); "
+        f"{os.cpu_count()} CPUs; Python {platform.python_version()}; "
         f"numba {meta['numba']}.",
         "- Bytecode: " + ("compiled modules cached (`PYTHONDONTWRITEBYTECODE` unset, a "
                           "temporary `PYTHONPYCACHEPREFIX`, filled before the first round), "
@@ -273,12 +313,14 @@ def write_report(rows: list[dict[str, Any]], versions: list[Version], meta: dict
                           if meta["bytecode"] else
                           "the environment's setting (`PYTHONDONTWRITEBYTECODE="
                           f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')}`).") ,
-        f"- Data: `lsqmf evaluate TRAIN TEST --solver {SOLVER} --seed 0` on the built-in "
-        "MovieLens latest-small, 80/20 by a seeded shuffle of its lines.",
+        "- Data: `lsqmf evaluate TRAIN TEST --solver SOLVER --seed 0` (solvers: "
+        + ", ".join(meta["solvers"]) + ") on the built-in MovieLens latest-small, 80/20 by a "
+        "seeded shuffle of its lines.",
         "- `wall_s`, `cpu_s`: the child process (wall; user + system CPU). `import_s`, "
-        "`kernels_s`: inside the child (`startup`: the command line's imports, then the kernel "
-        "warm-up `fit_and_score` runs before its clock). `fit_s`: the fit time `lsqmf evaluate` "
-        "reports.",
+        "`kernels_s`: inside the child (`startup`: the command line's parser and imports, then "
+        "the solver's kernels, as the module docstring describes); `exit_s`: from the end of "
+        "the `startup` child's work to the end of its process (interpreter shutdown). `fit_s`: "
+        "the fit time `lsqmf evaluate` reports.",
         f"- Cold runs wrote {meta['cold_files']} kernel index files (`*.nbi`) into their "
         "empty `NUMBA_CACHE_DIR` (median per version: "
         + ", ".join(f"{k} {v}" for k, v in meta["cold_by_version"].items()) + ").",
@@ -287,7 +329,8 @@ def write_report(rows: list[dict[str, Any]], versions: list[Version], meta: dict
         "|" + "---|" * len(head),
     ]
     for line in table:
-        cells = [line["variant"], line["measure"], *(_fmt(line.get(n)) for n in names)]
+        cells = [line["variant"], line["solver"] or "-", line["measure"],
+                 *(_fmt(line.get(n)) for n in names)]
         if len(names) == 2:
             cells.append(_fmt(line.get("ratio"), unit="x"))
         lines.append("| " + " | ".join(cells) + " |")
@@ -303,6 +346,11 @@ def main() -> None:
                         help="git revision measured (default: the working tree)")
     parser.add_argument("--repeats", type=int, default=7, help="rounds (default 7)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the per-round order")
+    parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), metavar="NAME",
+                        help="solvers of the startup and evaluate variants (default: "
+                        f"{' '.join(SOLVERS)}; bmf is lsqmf evaluate's default)")
+    parser.add_argument("--no-cold", dest="cold", action="store_false",
+                        help="skip the evaluate_cold variant")
     parser.add_argument("--no-bytecode", dest="bytecode", action="store_false",
                         help="keep the environment's bytecode setting (by default every child "
                         "may write and read compiled modules, under a temporary "
@@ -319,8 +367,9 @@ def main() -> None:
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "repeats": args.repeats, "numba": numba.__version__,
         "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "bytecode": args.bytecode,
+        "bytecode": args.bytecode, "solvers": tuple(args.solvers),
     }
+    loads: list[float] = []
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="lsqmf_startup_") as tmp:
         work = Path(tmp)
@@ -329,23 +378,32 @@ def main() -> None:
         versions = [Version(name, rev, export(rev, work), work, data, args.bytecode)
                     for name, rev in specs]
         for version in versions:
-            version.fill()
+            version.fill(meta["solvers"])
         rng = random.Random(args.seed)
         for r in range(args.repeats):
-            order = [(v, variant) for v in versions for variant in VARIANTS]
+            loads.append(os.getloadavg()[0])
+            order = [(v, variant, solver) for v in versions
+                     for variant, solver in cases(meta["solvers"])
+                     if args.cold or variant != "evaluate_cold"]
             rng.shuffle(order)
-            for version, variant in order:
-                out = version.run(variant)
-                rows.append({"round": r, "version": version.name, "variant": variant, **out})
-                print(f"round {r} {version.name:6s} {variant:14s} wall {out['wall_s']:.3f} s "
-                      f"cpu {out.get('cpu_s', float('nan')):.3f} s", flush=True)
+            for version, variant, solver in order:
+                out = version.run(variant, solver)
+                rows.append({"round": r, "version": version.name, "variant": variant,
+                             "solver": solver, **out})
+                print(f"round {r} {version.name:6s} {variant:14s} {solver:4s} "
+                      f"wall {out['wall_s']:.3f} s cpu {out.get('cpu_s', float('nan')):.3f} s",
+                      flush=True)
     meta["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    cold = [r for r in rows if r["variant"] == "evaluate_cold"]
+    meta["load_rounds"] = f"median {statistics.median(loads):.2f}, {min(loads):.2f}-" \
+                          f"{max(loads):.2f}"
+    cold = [r for r in rows if r["variant"] == "evaluate_cold"] or [{}]
     meta["cold_files"] = f"{min(r.get('cache_files', 0) for r in cold)}-" \
                          f"{max(r.get('cache_files', 0) for r in cold)}"
     meta["cold_by_version"] = {
-        v.name: statistics.median(r.get("cache_files", 0) for r in cold if r["version"] == v.name)
-        for v in versions
+        f"{v.name} {solver}": statistics.median(
+            r.get("cache_files", 0) for r in cold
+            if r.get("version") == v.name and r.get("solver") == solver) if args.cold else 0
+        for v in versions for solver in meta["solvers"]
     }
     if args.notes is not None:
         meta["notes"] = args.notes.read_text()

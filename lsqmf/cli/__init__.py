@@ -17,19 +17,53 @@ code meaning
 70   an unexpected internal error (a bug: please report it with ``--traceback``)
 130  interrupted (Ctrl-C); what was finished is saved first (models, benchmark rows, CV folds)
 ==== ========================================================================================
+
+Start-up
+--------
+:func:`main` builds the parser of the command it runs only (:data:`COMMANDS`: the module that
+defines it), so that ``lsqmf evaluate`` does not import what ``solve``, ``bench`` or ``verify``
+need. A command that fits a solver loads that solver's kernels (from numba's disk cache, or
+compiles them) in its ``prepare`` step, before it reads its data. Run as the program (the
+``lsqmf`` script, ``python -m lsqmf``: ``argv`` None), :func:`main` also manages the cyclic
+garbage collector, which would otherwise spend a third of a warm start-up walking the objects
+that importing numpy, scipy and numba creates (they live until the process exits):
+
+- during the start-up (building the parser, parsing, ``prepare``) the collector is paused, and
+  the objects made so far are then frozen (:func:`gc.freeze`), so that later full collections
+  skip them;
+- at exit (the last ``atexit`` handler), the remaining objects are frozen too, so that the
+  interpreter's final collections, whose garbage the process's end frees anyway, are skipped.
+  Every other step of a normal exit still runs: ``atexit`` handlers, flushing the standard
+  streams, releasing each module's objects (files are closed with ``with`` throughout lsqmf);
+  only objects left in reference cycles at exit are not finalized.
+
+Called with an ``argv`` list (tests, other programs), :func:`main` leaves the collector alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import gc
 import importlib
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["EXIT_CODES", "add_input_options", "build_parser", "input_options", "main"]
+__all__ = [
+    "COMMANDS",
+    "EXIT_CODES",
+    "add_input_options",
+    "build_parser",
+    "command_name",
+    "input_options",
+    "main",
+    "skip_exit_collection",
+    "startup_gc",
+]
 
 #: Exit codes of ``lsqmf`` (documented in ``lsqmf --help`` and the README).
 EXIT_CODES = {
@@ -57,6 +91,22 @@ _SINGLE_THREAD_COMMANDS = ("bench", "demo")
 #: Subcommand modules, in the order ``lsqmf --help`` lists them.
 _COMMAND_MODULES = ("solve", "verify", "bench", "models", "tune", "demo")
 
+#: Command -> the module of this package whose ``register`` adds it (with its siblings).
+#: :func:`main` builds the parser of that module only; ``tests/test_startup.py`` checks that the
+#: table lists every command of the full parser.
+COMMANDS = {
+    "solve": "solve",
+    "verify": "verify", "golden": "verify",
+    "bench": "bench", "plot": "bench", "report": "bench",
+    "fit": "models", "predict": "models", "evaluate": "models", "cv": "models",
+    "recommend": "models",
+    "tune": "tune",
+    "demo": "demo",
+}
+
+#: Options of the ``lsqmf`` parser itself that take a value (see :func:`command_name`).
+_VALUE_OPTIONS = ("--blas-threads",)
+
 
 def add_input_options(parser: argparse.ArgumentParser) -> None:
     """``--dense`` and ``--header/--no-header``: how :func:`lsqmf.datasets.read_input` reads
@@ -78,8 +128,16 @@ def input_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"dense": bool(getattr(args, "dense", False)), "header": getattr(args, "header", None)}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``lsqmf`` argument parser with every available subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``lsqmf`` argument parser with every available subcommand.
+
+    Parameters
+    ----------
+    command : str, optional
+        A key of :data:`COMMANDS`: only the subcommands of the module that defines it are
+        added (what :func:`main` does; the parser of ``command`` is the same). None, or a name
+        that is not a command: every subcommand.
+    """
     from .. import __version__
 
     parser = argparse.ArgumentParser(
@@ -97,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         "comparable timings, other commands leave the library default",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
+    modules = (COMMANDS[command],) if command in COMMANDS else _COMMAND_MODULES
+    for name in modules:
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as err:
@@ -108,10 +167,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_name(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first argument that is not an option of the
+    ``lsqmf`` parser itself or an option's value), or None."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return argv[i + 1] if i + 1 < len(argv) else None
+        if not arg.startswith("-") or arg == "-":
+            return arg
+        # a value option, spelled in full or abbreviated (argparse's prefixes), without "="
+        takes_value = len(arg) > 2 and "=" not in arg and any(
+            option.startswith(arg) for option in _VALUE_OPTIONS)
+        i += 2 if takes_value else 1
+    return None
+
+
+@contextlib.contextmanager
+def startup_gc(active: bool = True) -> Iterator[None]:
+    """Pause the cyclic garbage collector for a start-up step, then freeze what it made.
+
+    The start-up creates the objects of every imported module (numpy, scipy, numba's typing
+    and lowering tables), which the process keeps until it exits; collecting while they are
+    made walks them again and again, and :func:`gc.freeze` afterwards keeps later full
+    collections from walking them at all. The collector's state is restored on exit. A no-op
+    when not ``active`` (see the module docstring: only the program does this).
+    """
+    if not active:
+        yield
+        return
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+def skip_exit_collection() -> None:
+    """Freeze every object at interpreter exit, so that the final collections are skipped.
+
+    Registered with :mod:`atexit` when :func:`main` starts, so it runs after every handler
+    registered later (logging, multiprocessing, numba); see the module docstring.
+    """
+    atexit.unregister(gc.freeze)  # once per process
+    atexit.register(gc.freeze)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (:data:`EXIT_CODES`)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command line; returns the exit code (:data:`EXIT_CODES`).
+
+    ``argv`` None: the process's own arguments (``sys.argv[1:]``), run as the program, with the
+    start-up and exit handling of the module docstring.
+    """
+    program = argv is None
+    if program:
+        skip_exit_collection()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    with startup_gc(program):
+        parser = build_parser(command_name(argv))
+        args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
@@ -125,6 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     show_traceback = bool(args.verbose or getattr(args, "traceback", False))
     try:
+        prepare = getattr(args, "prepare", None)
+        if prepare is not None:  # the command's own start-up (its kernels)
+            with startup_gc(program):
+                prepare(args)
         if threads is None:
             return int(args.func(args))
         from threadpoolctl import threadpool_limits
