@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import os
 import re
 import zipfile
@@ -448,7 +449,7 @@ def _parse_data_lines(
             value = float(text) if _is_number(text) else float("nan")
         except ValueError:  # pragma: no cover - the pattern only admits floats
             value = float("nan")
-        if not np.isfinite(value):
+        if not math.isfinite(value):  # a Python float: math's test is 10x numpy's
             hint = ""
             if t == 0 and not header:
                 hint = " (if this line is a header, pass header=True)"

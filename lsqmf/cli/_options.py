@@ -56,7 +56,7 @@ def _tr_solver(value: str) -> str | None:
 
 
 def _tr_solver_choices() -> list[str | None]:
-    from ..solve import TR_SOLVERS
+    from .._solve_tables import TR_SOLVERS
 
     return list(TR_SOLVERS)
 
@@ -67,8 +67,8 @@ def _bounds_help() -> str:
 
 def add_solve_options(p: argparse.ArgumentParser) -> None:
     """The options of ``lsqmf solve``: :func:`lsqmf.solve`'s, with its defaults."""
+    from .._solve_tables import JAC_KINDS, LOSSES, METHODS
     from ..problem import FORMULATIONS
-    from ..solve import JAC_KINDS, LOSSES, METHODS
 
     d = solve_defaults()
     p.add_argument("--method", choices=list(METHODS), default=d["method"])
@@ -126,7 +126,7 @@ def _own_choices(option: str) -> list[str] | None:
 def add_lsq_options(p: argparse.ArgumentParser) -> None:
     """``--method``, ``--tr-solver``, ``--loss``, ``--f-scale``, ``--jac``, ``--bounds`` for
     the ``lsq`` solver (default None: the registry's ``lsq`` defaults, then lsqmf.solve's)."""
-    from ..solve import JAC_KINDS, LOSSES, METHODS
+    from .._solve_tables import JAC_KINDS, LOSSES, METHODS
 
     g = p.add_argument_group("lsq solver options (lsqmf.solve)")
     g.add_argument("--method", choices=list(METHODS), default=None)

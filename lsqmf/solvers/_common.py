@@ -94,6 +94,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import BACKENDS, warm_up_solver
+from .._solve_result import NonFiniteResidualError
 from .._threads import blas_single_thread, numba_available
 from .._validation import (
     check_bool,
@@ -113,7 +114,6 @@ from ..result import (
     Status,
     warn_not_converged,
 )
-from ..solve import NonFiniteResidualError
 from ..start import random_start
 from ._holdout import Validation, check_validation, split_validation
 
