@@ -446,7 +446,8 @@ def _parse_data_lines(
         if not user or not item:
             raise _bad(path, lineno, f"empty user or item id in {_quote(line)}.")
         try:
-            value = float(text) if _is_number(text) else float("nan")
+            # _is_number(text) without its call and strip (text is stripped)
+            value = float(text) if _NUMBER.fullmatch(text) is not None else float("nan")
         except ValueError:  # pragma: no cover - the pattern only admits floats
             value = float("nan")
         if not math.isfinite(value):  # a Python float: math's test is 10x numpy's

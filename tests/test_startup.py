@@ -19,6 +19,7 @@ import pytest
 import lsqmf
 from lsqmf import _backend, _compiled
 from lsqmf._threads import passive_openmp_wait
+from lsqmf.cli import COMMANDS
 from lsqmf.datasets import make_low_rank
 from lsqmf.solvers import SOLVER_SPECS, _kernels, _kernels_bmf, get_solver
 
@@ -208,3 +209,139 @@ def test_aligning_test_ids_imports_no_pandas(tmp_path) -> None:
         f"align_pairs(load_ratings({str(train)!r}), load_ratings({str(test)!r}))"
     )
     assert "pandas" not in loaded
+
+
+# ------------------------------------------------------------------------------ command line
+def _subcommands(parser) -> dict[str, object]:
+    return next(a for a in parser._actions if a.dest == "command").choices
+
+
+def _signature(parser) -> list[tuple[object, ...]]:
+    """What a parser accepts: every argument's flags, destination, default and choices."""
+    return [(tuple(a.option_strings), a.dest, repr(a.default), repr(a.choices), a.nargs)
+            for a in parser._actions]
+
+
+def test_the_command_table_lists_every_command() -> None:
+    from lsqmf import cli
+
+    assert set(cli.COMMANDS) == set(_subcommands(cli.build_parser()))
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_the_parser_of_one_command_is_the_full_parsers(command: str) -> None:
+    from lsqmf import cli
+
+    full, partial = _subcommands(cli.build_parser()), _subcommands(cli.build_parser(command))
+    assert command in partial
+    assert set(partial) <= set(full)
+    assert _signature(partial[command]) == _signature(full[command])
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["evaluate", "a", "b"], "evaluate"),
+        (["-v", "--blas-threads", "2", "fit", "x"], "fit"),
+        (["-vv", "--traceback", "cv", "x"], "cv"),
+        (["--blas-threads=2", "cv", "x"], "cv"),
+        (["--blas", "3", "solve", "x"], "solve"),  # an abbreviation, as argparse allows
+        (["--", "predict"], "predict"),
+        (["--version"], None),
+        ([], None),
+        (["no-such-command"], "no-such-command"),
+    ],
+    ids=["plain", "value-option", "flags", "equals", "abbreviated", "double-dash", "version",
+         "empty", "unknown"],
+)
+def test_command_name_skips_the_top_level_options(argv: list[str], expected: str | None) -> None:
+    from lsqmf.cli import command_name
+
+    assert command_name(argv) == expected
+
+
+def test_an_unknown_command_gets_the_full_parser_and_its_message(capsys) -> None:
+    from lsqmf.cli import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["no-such-command"])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert "invalid choice: 'no-such-command'" in message
+    assert "'evaluate'" in message and "'solve'" in message  # every command listed
+
+
+def test_the_evaluate_command_imports_only_what_it_needs() -> None:
+    loaded = _modules_after(
+        "from lsqmf.cli import build_parser, command_name\n"
+        "argv = ['evaluate', 'train.csv', 'test.csv', '--solver', 'als']\n"
+        "build_parser(command_name(argv)).parse_args(argv)\n"
+        "import lsqmf.datasets, lsqmf.evaluation, lsqmf.solvers, lsqmf.solvers.als"
+    )
+    unneeded = ("lsqmf.cli.solve", "lsqmf.cli.bench", "lsqmf.cli.verify", "lsqmf.cli.tune",
+                "lsqmf.cli.demo", "lsqmf.bench", "lsqmf.solve", "lsqmf.varpro",
+                "scipy.sparse.linalg", *HEAVY)
+    assert sorted(m for m in unneeded if m in loaded) == []
+
+
+def test_startup_gc_pauses_then_freezes_and_restores() -> None:
+    import gc
+
+    from lsqmf.cli import startup_gc
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        with startup_gc():
+            assert not gc.isenabled()
+            kept = [[]]  # an object made during the start-up
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > frozen
+        assert gc.is_tracked(kept)
+        with startup_gc(active=False):
+            assert gc.isenabled()
+    finally:
+        gc.unfreeze()  # this test process collects as before
+
+
+def _evaluate_files(tmp_path) -> tuple[str, str]:
+    R, _ = make_low_rank(40, 30, 3, density=0.5, random_state=0)
+    lines = [f"{u},{i},{v:.6f}" for u, i, v in zip(R.rows, R.cols, R.values, strict=True)]
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text("userId,movieId,rating\n" + "\n".join(lines[::2]) + "\n")
+    test.write_text("userId,movieId,rating\n" + "\n".join(lines[1::2]) + "\n")
+    return str(train), str(test)
+
+
+@pytest.mark.parametrize("solver", ["als", "bmf"])
+def test_the_program_gives_the_results_of_main_in_process(tmp_path, capsys,
+                                                          solver: str) -> None:
+    """``python -m lsqmf evaluate`` (kernels loaded before the data, the collector paused and
+    frozen) prints the numbers ``main([...])`` prints in this process, where the collector is
+    left alone."""
+    import gc
+
+    from lsqmf.cli import main
+
+    train, test = _evaluate_files(tmp_path)
+    argv = ["evaluate", train, test, "--solver", solver, "--seed", "0", "--json",
+            "--no-progress", "--max-iter", "3"]
+    # the checks run at exit, after the CLI's own handler (registered when main starts)
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0, "
+            "'enabled', gc.isenabled()))\n"
+            "from lsqmf.cli import main\n"
+            f"sys.argv = ['lsqmf', *{argv!r}]\n"
+            "code = main()\n"
+            "assert code == 0, code\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=300)
+    program = json.loads(proc.stdout.splitlines()[0])
+    assert proc.stdout.splitlines()[-1] == "frozen True enabled True"
+    frozen = gc.get_freeze_count()
+    assert main(argv) == 0
+    in_process = json.loads(capsys.readouterr().out)
+    assert gc.get_freeze_count() == frozen and gc.isenabled()
+    program.pop("fit_s")
+    in_process.pop("fit_s")
+    assert program == in_process
