@@ -321,9 +321,10 @@ def write_report(rows: list[dict[str, Any]], versions: list[Version], meta: dict
         "the solver's kernels, as the module docstring describes); `exit_s`: from the end of "
         "the `startup` child's work to the end of its process (interpreter shutdown). `fit_s`: "
         "the fit time `lsqmf evaluate` reports.",
-        f"- Cold runs wrote {meta['cold_files']} kernel index files (`*.nbi`) into their "
-        "empty `NUMBA_CACHE_DIR` (median per version: "
-        + ", ".join(f"{k} {v}" for k, v in meta["cold_by_version"].items()) + ").",
+        (f"- Cold runs wrote {meta['cold_files']} kernel index files (`*.nbi`) into their "
+         "empty `NUMBA_CACHE_DIR` (median per version: "
+         + ", ".join(f"{k} {v}" for k, v in meta["cold_by_version"].items()) + ")."
+         if meta["cold"] else "- No cold runs (`--no-cold`)."),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -367,7 +368,7 @@ def main() -> None:
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "repeats": args.repeats, "numba": numba.__version__,
         "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "bytecode": args.bytecode, "solvers": tuple(args.solvers),
+        "bytecode": args.bytecode, "solvers": tuple(args.solvers), "cold": args.cold,
     }
     loads: list[float] = []
     rows: list[dict[str, Any]] = []

@@ -146,7 +146,8 @@ def warm_up_solver(solver: str, backend: str = "auto") -> None:
     """Load (or compile) the kernels of ``solver`` now, before its clock starts.
 
     The solvers call this before their clock, and so does :func:`lsqmf.evaluation.fit_and_score`
-    (``lsqmf evaluate``, ``cv``, grid search) before ``fit_s``: only the kernels listed in
+    (``lsqmf evaluate``, ``cv``, grid search) before ``fit_s``, and the command line earlier
+    still, before it reads the data (``prepare`` in :mod:`lsqmf.cli`): only the kernels listed in
     :data:`SOLVER_KERNELS` are loaded, so a process that fits one solver does not pay for the
     kernels of the others. A solver outside the table gets every kernel. A no-op for the numpy
     backend (and for ``'auto'`` without numba).
