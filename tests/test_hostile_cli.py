@@ -100,8 +100,8 @@ RAISED = [
 def _patched(monkeypatch: pytest.MonkeyPatch, func: Callable[[Any], int]) -> None:
     original = build_parser
 
-    def patched():
-        parser = original()
+    def patched(command=None):  # main builds the parser of the command it runs
+        parser = original(command)
         sub = next(a for a in parser._actions if a.dest == "command")
         sub.choices["solve"].set_defaults(func=func)
         return parser
