@@ -56,9 +56,14 @@ The iteration
 -------------
 Each iteration solves :math:`(A + \lambda D)\,\delta = -g` by Cholesky, with :math:`D =
 \mathrm{diag}(A)` floored at ``1e-10 * max(diag(A))`` (``x_scale='jac'``, Marquardt's
-scaling) or :math:`D = \mathrm{diag}(1/x_{\text{scale}}^2)` (numbers). A failed
-factorization raises :math:`\lambda`. A trial step is accepted when the reduced cost
-decreases; the gain ratio :math:`\rho` = actual / predicted decrease drives Nielsen's update
+scaling) or :math:`D = \mathrm{diag}(1/x_{\text{scale}}^2)` (numbers). The factorization
+is in single precision (:data:`_FACTOR_DTYPE`: half the time of double on these sizes,
+the largest cost of an iteration) with one step of iterative refinement against the
+double-precision matrix, which recovers the double solution's accuracy while
+:math:`\kappa(A + \lambda D)` is well below :math:`10^7`; when the single-precision
+factorization fails it is redone in double, and a failed double factorization raises
+:math:`\lambda`. :math:`A`, the gradient, the model's decrease and the cost stay in double.
+A trial step is accepted when the reduced cost decreases; the gain ratio :math:`\rho` = actual / predicted decrease drives Nielsen's update
 (:math:`\lambda \leftarrow \lambda \max(1/3, 1 - (2\rho - 1)^3)` on success, else
 :math:`\lambda \leftarrow \nu\lambda`, :math:`\nu \leftarrow 2\nu`). Rejected steps reuse
 :math:`A` and :math:`g` (only the factorization and the trial inner solve repeat).
@@ -140,6 +145,10 @@ _EXTEND_RHO = 1.25
 _EXTEND_MAX = 8.0
 #: How many accepted steps :func:`_longer_step` remembers.
 _MEMORY = 1
+#: The dtype of the Cholesky factorization of the damped normal matrix (single precision
+#: with iterative refinement; double when single fails), and the refinement steps.
+_FACTOR_DTYPE: Any = np.float32
+_REFINE = 1
 #: Memory bound of the scatter blocks of ``C``.
 _BLOCK_BYTES = 256 * 2**20
 
@@ -186,36 +195,28 @@ def check_normal_arguments(
 
 def _tri_pairs_py(pcol_ptr, prow, pw, feats, Ginv, start, T):  # type: ignore[no-untyped-def]
     """T[j, tri(u, v)] = (w_u a_u)^T Ginv_i (w_v a_v) over the distinct rows u <= v of column
-    i = start + j (weights of repeated entries summed); other entries of T are left alone."""
+    i = start + j (weights of repeated entries summed); other entries of T are left alone.
+    Each column's ``M_i = Y G_i^{-1} Y^T`` is two small matrix products."""
     n, k1 = feats.shape
     for j in range(T.shape[0]):
         i = start + j
         lo = pcol_ptr[i]
         cnt = pcol_ptr[i + 1] - lo
         Y = np.empty((cnt, k1))
-        Z = np.empty((cnt, k1))
         for s in range(cnt):
             u = prow[lo + s]
             for p in range(k1):
                 Y[s, p] = pw[lo + s] * feats[u, p]
-        for s in range(cnt):
-            for p in range(k1):
-                acc = 0.0
-                for q in range(k1):
-                    acc += Ginv[i, p, q] * Y[s, q]
-                Z[s, p] = acc
+        Mi = (Y @ Ginv[i]) @ Y.T
         for s in range(cnt):
             u = prow[lo + s]
             base = u * n - (u * (u - 1)) // 2 - u
             for s2 in range(s, cnt):
-                acc = 0.0
-                for p in range(k1):
-                    acc += Z[s, p] * Y[s2, p]
-                T[j, base + prow[lo + s2]] = acc
+                T[j, base + prow[lo + s2]] = Mi[s, s2]
 
 
 def _scatter_py(C, D, perm, n, k1, A):  # type: ignore[no-untyped-def]
-    """A[perm(u, a), perm(v, b)] = D_u[a, b] [u == v] - C[tri(u, v), sym(a, b)]."""
+    """A[perm(u, a), perm(v, b)] = D_u[a, b] [u == v] - C[sym(a, b), tri(u, v)]."""
     for u in range(n):
         base = u * n - (u * (u - 1)) // 2 - u
         for v in range(u, n):
@@ -224,7 +225,7 @@ def _scatter_py(C, D, perm, n, k1, A):  # type: ignore[no-untyped-def]
                 ra = perm[u * k1 + a]
                 for b in range(k1):
                     lo, hi = (a, b) if a <= b else (b, a)
-                    val = -C[pi, lo * k1 - (lo * (lo - 1)) // 2 + hi - lo]
+                    val = -C[lo * k1 - (lo * (lo - 1)) // 2 + hi - lo, pi]
                     if u == v:
                         val += D[u, a, b]
                     cb = perm[v * k1 + b]
@@ -326,7 +327,7 @@ def _assemble_compiled(
     n_pairs = n * (n + 1) // 2
     ia, ib = np.triu_indices(k1)
     Esym = E[:, ia] * E[:, ib]  # (m, k1 (k1 + 1) / 2)
-    C = np.zeros((n_pairs, ia.size))
+    C = np.zeros((ia.size, n_pairs))  # C^T: the product below reads T row by row
     Ginv = np.ascontiguousarray(sol.Ginv)
     block = max(1, min(m, _BLOCK_BYTES // (8 * n_pairs)))
     for start in range(0, m, block):
@@ -339,7 +340,7 @@ def _assemble_compiled(
             if block == m:
                 lay.pair_buffer = T
         kern["tri_pairs"](lay.pcol_ptr, lay.prow, lay.pw, feats, Ginv, start, T)
-        C += T.T @ Esym[start:stop]
+        C += Esym[start:stop].T @ T
     A = np.empty((n * k1, n * k1))
     kern["scatter"](C, np.ascontiguousarray(D), lay.perm, n, k1, A)
     return A
@@ -444,19 +445,29 @@ def _gauge_basis(red: ReducedProblem, theta: np.ndarray) -> np.ndarray:
     P, b = red.split(theta)
     n, k = P.shape
     vecs = [np.einsum("ua,bc->ucab", P, np.eye(k)).reshape(n * k, k * k)]
+    if b is None and _orthonormal(P):
+        return vecs[0]  # <vec(P E_ab), vec(P E_cd)> = [a == c][b == d]: orthonormal already
     if b is not None:
         vecs = [np.vstack([vecs[0], np.zeros((n, k * k))])]
         vecs.append(np.vstack([np.zeros((n * k, k + 1)), np.hstack([P, np.ones((n, 1))])]))
     return np.asarray(scipy.linalg.orth(np.hstack(vecs)))
 
 
-def _damping(A: np.ndarray, x_scale: Any) -> np.ndarray:
+def _damping(diag: np.ndarray, x_scale: Any) -> np.ndarray:
+    """The damping's diagonal ``D`` from ``diag(A)`` (``x_scale='jac'``) or ``x_scale``."""
     if isinstance(x_scale, str):
-        d = np.diag(A).copy()
-        top = float(d.max()) if d.size else 1.0
-        return np.maximum(d, 1e-10 * max(top, 1e-300))
-    s = np.broadcast_to(np.asarray(x_scale, dtype=np.float64), (A.shape[0],))
+        top = float(diag.max()) if diag.size else 1.0
+        return np.maximum(diag, 1e-10 * max(top, 1e-300))
+    s = np.broadcast_to(np.asarray(x_scale, dtype=np.float64), diag.shape)
     return 1.0 / s**2
+
+
+def _raise_damping(st: _State) -> None:
+    """After a rejected step or a failed factorization: ``mu <- nu mu``, ``nu <- 2 nu``
+    (Nielsen)."""
+    assert st.mu is not None
+    st.mu *= st.nu
+    st.nu *= 2.0
 
 
 @dataclass
@@ -466,10 +477,11 @@ class _State:
     x: np.ndarray
     r: np.ndarray
     cost: float
-    A: np.ndarray
+    A: np.ndarray  # the normal matrix
     g: np.ndarray
-    gauge: np.ndarray | None = None  # basis of the gauge directions at x (unregularized)
-    A_fact: np.ndarray | None = None  # the matrix factored (A, plus the gauge term)
+    gauge: np.ndarray | None = None  # basis V of the gauge directions at x (unregularized)
+    gauge_c: float = 0.0  # the factored matrix is A + gauge_c V V^T (+ the damping)
+    gauge_P: np.ndarray | None = None  # orthonormal P (V V^T = P P^T kron I) or None
     mu: float | None = None
     nu: float = 2.0
     nfev: int = 1
@@ -545,14 +557,15 @@ def _iteration(
         return Status.GTOL
     if st.nfev >= opts.max_nfev:
         return Status.MAX_ITER
-    Dd = _damping(st.A, opts.x_scale)
+    diag = np.diag(st.A)
+    Dd = _damping(diag, opts.x_scale)
     if st.mu is None:
-        st.mu = max(opts.tau * float(np.max(np.diag(st.A) / Dd, initial=1.0)), 1e-300)
+        st.mu = max(opts.tau * float(np.max(diag / Dd, initial=1.0)), 1e-300)
     while True:
-        step = _damped_step(st, Dd)
-        if step is None:
+        damped = _damped_step(st, Dd)
+        if damped is None:
             return Status.XTOL
-        pred = -(float(st.g @ step) + 0.5 * float(step @ (st.A @ step)))
+        step, pred = damped
         trial = _evaluate(fun, st, st.x + step)
         actual = st.cost - trial[2]
         rho = actual / pred if pred > 0 else -1.0
@@ -564,8 +577,7 @@ def _iteration(
             if rho > _EXTEND_RHO and not small_step and st.nfev < opts.max_nfev:
                 trial = _longer_step(fun, st, step, trial, opts.max_nfev)
             return _accept(red, lay, st, opts, trial, rho, small_step)
-        st.mu *= st.nu
-        st.nu *= 2.0
+        _raise_damping(st)
         if small_step:
             return Status.XTOL
         if st.nfev >= opts.max_nfev:
@@ -644,25 +656,73 @@ def _extend(
     return best
 
 
-def _damped_step(st: _State, Dd: np.ndarray) -> np.ndarray | None:
-    """Solve ``(A + mu D) step = -g`` by Cholesky, raising ``mu`` until it factors; None
-    when ``mu`` overflows."""
+def _damped_step(st: _State, Dd: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """The step solving ``(A + c V V^T + mu D) step = -g`` by Cholesky (raising ``mu`` until
+    it factors) with the gauge part dropped, and its predicted decrease; None when ``mu``
+    overflows."""
     assert st.mu is not None
     while st.mu <= 1e300:
         try:
-            M = (st.A if st.A_fact is None else st.A_fact).copy()
-            M[np.diag_indices_from(M)] += st.mu * Dd
-            cho = scipy.linalg.cho_factor(M, lower=False, overwrite_a=True, check_finite=False)
-            step = -scipy.linalg.cho_solve(cho, st.g, check_finite=False)
-            if np.all(np.isfinite(step)):
-                if st.gauge is not None:  # drop the gauge part (rounding, amplified by 1/mu)
-                    step = step - st.gauge @ (st.gauge.T @ step)
-                return np.asarray(step)
+            step, pred = _Factor.of(st, st.mu * Dd).step(st.g)
+            if np.all(np.isfinite(step)) and np.isfinite(pred):
+                return step, pred
         except (np.linalg.LinAlgError, ValueError):
             pass
-        st.mu *= st.nu
-        st.nu *= 2.0
+        _raise_damping(st)
     return None
+
+
+@dataclass(frozen=True)
+class _Factor:
+    """A Cholesky factor of ``K = A + c V V^T + diag(damp)`` (in :data:`_FACTOR_DTYPE`)
+    and the steps it gives."""
+
+    cho: tuple[np.ndarray, bool]
+    A: np.ndarray
+    damp: np.ndarray
+    gauge: np.ndarray | None
+    gauge_c: float
+
+    @classmethod
+    def of(cls, st: _State, damp: np.ndarray) -> _Factor:
+        """Factor ``K`` in :data:`_FACTOR_DTYPE`, or in double if that fails (LinAlgError
+        when ``K`` is not positive definite in double either)."""
+        if np.dtype(_FACTOR_DTYPE) != np.float64:
+            try:
+                return cls._factor(st, damp, np.dtype(_FACTOR_DTYPE))
+            except np.linalg.LinAlgError:
+                pass
+        return cls._factor(st, damp, np.dtype(np.float64))
+
+    @classmethod
+    def _factor(cls, st: _State, damp: np.ndarray, dtype: np.dtype[Any]) -> _Factor:
+        M = st.A.astype(dtype)  # a copy: the factorization overwrites it
+        _add_gauge(st, M)
+        M[np.diag_indices_from(M)] += damp.astype(dtype)
+        cho = scipy.linalg.cho_factor(M, lower=False, overwrite_a=True, check_finite=False)
+        return cls(cho, st.A, damp, st.gauge, st.gauge_c)
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """``K^{-1} b``; in single precision with :data:`_REFINE` steps of iterative
+        refinement against ``K`` in double."""
+        dtype = self.cho[0].dtype
+        x = scipy.linalg.cho_solve(self.cho, b.astype(dtype), check_finite=False)
+        x = x.astype(np.float64)
+        if dtype != np.float64:
+            for _ in range(_REFINE):
+                res = b - self.A @ x - self.damp * x
+                if self.gauge is not None:
+                    res -= self.gauge_c * (self.gauge @ (self.gauge.T @ x))
+                x += scipy.linalg.cho_solve(self.cho, res.astype(dtype), check_finite=False)
+        return np.asarray(x)
+
+    def step(self, g: np.ndarray) -> tuple[np.ndarray, float]:
+        """The step ``p = -K^{-1} g`` without its gauge part (rounding, amplified by
+        ``1/mu``) and the decrease the model predicts, ``-(g.p + p.A p / 2)``."""
+        s = -self.solve(g)
+        vs = None if self.gauge is None else self.gauge.T @ s
+        p = s if vs is None else s - self.gauge @ vs
+        return p, -(float(g @ p) + 0.5 * float(p @ (self.A @ p)))
 
 
 def _accept(
@@ -704,26 +764,36 @@ def _accept(
 
 
 def _set_gauge(red: ReducedProblem, st: _State) -> None:
-    """The gauge basis at ``st.x`` and the matrix that is factored: ``A + c V V^T``.
+    """The gauge basis ``V`` at ``st.x`` and the term ``c V V^T`` that the factored matrix
+    gets (:func:`_add_gauge`).
 
     ``A V = 0`` and ``V^T g = 0``, so adding ``c V V^T`` leaves the (projected) damped step
     unchanged in exact arithmetic, but lifts the gauge null space, whose rounding-level
     (also negative) eigenvalues otherwise make ``A + mu D`` fail to factor for small ``mu``
     (each failure a wasted Cholesky). ``c`` is the mean diagonal of ``A``."""
-    V = _gauge_basis(red, st.x)
-    st.gauge = V
-    c = float(np.trace(st.A)) / max(st.A.shape[0], 1)
+    st.gauge = _gauge_basis(red, st.x)
+    st.gauge_c = float(np.trace(st.A)) / max(st.A.shape[0], 1)
     P, b = red.split(st.x)
-    n, k = P.shape
-    if b is None and np.allclose(P.T @ P, np.eye(k), rtol=0, atol=1e-10):
+    st.gauge_P = np.array(P) if b is None and _orthonormal(P) else None
+
+
+def _orthonormal(P: np.ndarray) -> bool:
+    return bool(np.allclose(P.T @ P, np.eye(P.shape[1]), rtol=0, atol=1e-10))
+
+
+def _add_gauge(st: _State, M: np.ndarray) -> None:
+    """``M += c V V^T`` (in ``M``'s dtype; nothing without a gauge)."""
+    if st.gauge is None:
+        return
+    if st.gauge_P is not None:
         # orthonormal P: V V^T = (P P^T) kron I_k, nonzero only where the components match
-        st.A_fact = st.A.copy()
-        A4 = st.A_fact.reshape(n, k, n, k)
-        cPPt = c * (P @ P.T)
+        n, k = st.gauge_P.shape
+        M4 = M.reshape(n, k, n, k)
+        cPPt = (st.gauge_c * (st.gauge_P @ st.gauge_P.T)).astype(M.dtype)
         for a in range(k):
-            A4[:, a, :, a] += cPPt
+            M4[:, a, :, a] += cPPt
     else:
-        st.A_fact = st.A + c * (V @ V.T)
+        M += (st.gauge_c * (st.gauge @ st.gauge.T)).astype(M.dtype)
 
 
 def _remember(st: _State, d: np.ndarray, y: np.ndarray) -> None:

@@ -292,7 +292,7 @@ def test_lm_normal_steps_are_few_where_gauss_newton_alone_crawls() -> None:
 
 @pytest.mark.parametrize("orthonormal", [False, True])
 def test_factored_matrix_adds_the_gauge_projector(orthonormal: bool) -> None:
-    from lsqmf._varpro_lm import _retract, _set_gauge, _State
+    from lsqmf._varpro_lm import _add_gauge, _retract, _set_gauge, _State
 
     rng = np.random.default_rng(5)
     red = build_reduced(as_ratings(_matrix(16, n=13, m=9)), 3, formulation="none",
@@ -303,15 +303,18 @@ def test_factored_matrix_adds_the_gauge_projector(orthonormal: bool) -> None:
     A, g = normal_equations(red, x)
     st = _State(x, red.residual(x), red.cost(x), A, g)
     _set_gauge(red, st)
-    assert st.gauge is not None and st.A_fact is not None
+    assert st.gauge is not None
+    assert (st.gauge_P is not None) == orthonormal
     c = np.trace(A) / A.shape[0]
     expected = A + c * st.gauge @ st.gauge.T
-    np.testing.assert_allclose(st.A_fact, expected, rtol=0, atol=1e-12 * np.abs(A).max())
+    factored = A.copy()
+    _add_gauge(st, factored)
+    np.testing.assert_allclose(factored, expected, rtol=0, atol=1e-12 * np.abs(A).max())
     # the projected solve is the same with or without the gauge term
     mu = 1e-2 * c
     s0 = np.linalg.lstsq(A + mu * np.eye(A.shape[0]), -g, rcond=None)[0]
     s0 -= st.gauge @ (st.gauge.T @ s0)
-    s1 = np.linalg.solve(st.A_fact + mu * np.eye(A.shape[0]), -g)
+    s1 = np.linalg.solve(factored + mu * np.eye(A.shape[0]), -g)
     np.testing.assert_allclose(s1, s0, rtol=1e-7, atol=1e-9 * np.abs(s0).max())
 
 
@@ -343,3 +346,47 @@ def test_a_column_with_too_few_observations_is_still_refused() -> None:
     M[1:, 2] = np.nan  # one observation, rank 2
     with pytest.raises(ValueError, match="columns 2 "):
         solve_varpro(M, 2, formulation="none", backend="numpy")
+
+
+def test_single_precision_factor_with_refinement_matches_double() -> None:
+    """The damped step from the single-precision Cholesky factor plus one refinement step
+    is the double-precision step, and so is the model's predicted decrease."""
+    from lsqmf._varpro_lm import _damping, _Factor, _retract, _set_gauge, _State
+
+    red = build_reduced(as_ratings(_matrix(21, n=15, m=11)), 3, formulation="none")
+    x = _retract(red, np.random.default_rng(8).standard_normal(red.n_params))[0]
+    A, g = normal_equations(red, x)
+    st = _State(x, red.residual(x), red.cost(x), A, g)
+    _set_gauge(red, st)
+    damp = 1e-2 * _damping(np.diag(A), "jac")
+    single = _Factor.of(st, damp)
+    double = _Factor._factor(st, damp, np.dtype(np.float64))
+    assert single.cho[0].dtype == np.float32 and double.cho[0].dtype == np.float64
+    s1, pred1 = single.step(g)
+    s2, pred2 = double.step(g)
+    np.testing.assert_allclose(s1, s2, rtol=0, atol=1e-9 * np.abs(s2).max())
+    assert pred1 == pytest.approx(pred2, rel=1e-9)
+    assert pred2 > 0
+    # the step is the solution of the factored system without its gauge part
+    V = st.gauge
+    assert V is not None
+    K = A + st.gauge_c * V @ V.T + np.diag(damp)
+    s = np.linalg.solve(K, -g)
+    np.testing.assert_allclose(s2, s - V @ (V.T @ s), rtol=0, atol=1e-9 * np.abs(s).max())
+    np.testing.assert_allclose(V.T @ s1, 0.0, atol=1e-12 * np.abs(s1).max())
+
+
+def test_factor_falls_back_to_double_when_single_fails() -> None:
+    """A matrix positive definite in double but singular once rounded to single precision
+    (an off-diagonal 1 - 1e-9) is factored in double."""
+    from lsqmf._varpro_lm import _Factor, _State
+
+    A = np.array([[1.0, 1.0 - 1e-9], [1.0 - 1e-9, 1.0]])
+    st = _State(np.zeros(2), np.zeros(1), 0.0, A, np.array([1.0, -1.0]))
+    with pytest.raises(np.linalg.LinAlgError):
+        import scipy.linalg
+
+        scipy.linalg.cho_factor(A.astype(np.float32))
+    f = _Factor.of(st, np.zeros(2))
+    assert f.cho[0].dtype == np.float64
+    np.testing.assert_allclose(A @ f.solve(st.g), st.g, atol=1e-6)
