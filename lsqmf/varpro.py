@@ -1097,8 +1097,14 @@ def _run(
 ) -> tuple[Any, int | None]:
     """``(OptimizeResult, None)``, or ``(None, status)`` for a run stopped early."""
     # the operator's kernels alternate with LSMR's small vector operations: one BLAS thread
-    # (spinning BLAS threads and the kernels contend for the cores; see lsqmf._threads)
-    with blas_single_thread(trace.s.jac == "operator" and trace.red.kernels is not None):
+    # (spinning BLAS threads and the kernels contend for the cores; see lsqmf._threads).
+    # lm-normal too: its per-column products and triangular solves lose with threads (an
+    # iteration on the giraffe benchmark took 36 ms with one thread, 68 ms with two), and one
+    # thread makes its iterates independent of the caller's thread count
+    single = trace.s.method == "lm-normal" or (
+        trace.s.jac == "operator" and trace.red.kernels is not None
+    )
+    with blas_single_thread(single):
         try:
             return _optimize(trace, theta0, bounds, x_scale), None
         except _Stop as stop:

@@ -348,9 +348,10 @@ def test_a_column_with_too_few_observations_is_still_refused() -> None:
         solve_varpro(M, 2, formulation="none", backend="numpy")
 
 
-def test_single_precision_factor_with_refinement_matches_double() -> None:
-    """The damped step from the single-precision Cholesky factor plus one refinement step
-    is the double-precision step, and so is the model's predicted decrease."""
+
+def test_damped_step_is_the_factored_solution_without_its_gauge_part() -> None:
+    """The step solves (A + c V V^T + mu D) s = -g with the gauge part dropped, it is
+    orthogonal to the gauge, and its predicted decrease is the model's."""
     from lsqmf._varpro_lm import _damping, _Factor, _retract, _set_gauge, _State
 
     red = build_reduced(as_ratings(_matrix(21, n=15, m=11)), 3, formulation="none")
@@ -358,35 +359,31 @@ def test_single_precision_factor_with_refinement_matches_double() -> None:
     A, g = normal_equations(red, x)
     st = _State(x, red.residual(x), red.cost(x), A, g)
     _set_gauge(red, st)
-    damp = 1e-2 * _damping(np.diag(A), "jac")
-    single = _Factor.of(st, damp)
-    double = _Factor._factor(st, damp, np.dtype(np.float64))
-    assert single.cho[0].dtype == np.float32 and double.cho[0].dtype == np.float64
-    s1, pred1 = single.step(g)
-    s2, pred2 = double.step(g)
-    np.testing.assert_allclose(s1, s2, rtol=0, atol=1e-9 * np.abs(s2).max())
-    assert pred1 == pytest.approx(pred2, rel=1e-9)
-    assert pred2 > 0
-    # the step is the solution of the factored system without its gauge part
     V = st.gauge
     assert V is not None
-    K = A + st.gauge_c * V @ V.T + np.diag(damp)
-    s = np.linalg.solve(K, -g)
-    np.testing.assert_allclose(s2, s - V @ (V.T @ s), rtol=0, atol=1e-9 * np.abs(s).max())
-    np.testing.assert_allclose(V.T @ s1, 0.0, atol=1e-12 * np.abs(s1).max())
+    damp = 1e-2 * _damping(np.diag(A), "jac")
+    p, pred = _Factor.of(st, damp).step(g)
+    s = np.linalg.solve(A + st.gauge_c * V @ V.T + np.diag(damp), -g)
+    np.testing.assert_allclose(p, s - V @ (V.T @ s), rtol=0, atol=1e-9 * np.abs(s).max())
+    np.testing.assert_allclose(V.T @ p, 0.0, atol=1e-12 * np.abs(p).max())
+    assert pred == pytest.approx(-(g @ p + 0.5 * p @ A @ p), rel=1e-12)
+    assert pred > 0
 
 
-def test_factor_falls_back_to_double_when_single_fails() -> None:
-    """A matrix positive definite in double but singular once rounded to single precision
-    (an off-diagonal 1 - 1e-9) is factored in double."""
-    from lsqmf._varpro_lm import _Factor, _State
+def test_lm_normal_iterates_do_not_depend_on_the_callers_blas_threads() -> None:
+    """lm-normal runs its linear algebra on one BLAS thread whatever the caller set, so the
+    iterates are the same bit for bit (threaded LAPACK sums in another order)."""
+    from threadpoolctl import threadpool_limits
 
-    A = np.array([[1.0, 1.0 - 1e-9], [1.0 - 1e-9, 1.0]])
-    st = _State(np.zeros(2), np.zeros(1), 0.0, A, np.array([1.0, -1.0]))
-    with pytest.raises(np.linalg.LinAlgError):
-        import scipy.linalg
-
-        scipy.linalg.cho_factor(A.astype(np.float32))
-    f = _Factor.of(st, np.zeros(2))
-    assert f.cho[0].dtype == np.float64
-    np.testing.assert_allclose(A @ f.solve(st.g), st.g, atol=1e-6)
+    M = _matrix(22, n=220, m=60, k=6)
+    kw = dict(eliminate="Q", method="lm-normal", formulation="none", init_scale=1.0,
+              random_state=4, max_nfev=6)
+    fits = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"), pytest.warns(
+            lsqmf.ConvergenceWarning
+        ):
+            fits.append(solve_varpro(M, 6, **kw))
+    assert fits[0].nfev == fits[1].nfev == 6
+    assert np.array_equal(fits[0].P, fits[1].P)
+    assert np.array_equal(fits[0].Q, fits[1].Q)
