@@ -143,6 +143,8 @@ _EXTEND_RHO = 1.25
 _EXTEND_MAX = 8.0
 #: How many accepted steps :func:`_longer_step` remembers.
 _MEMORY = 1
+#: Damp the eliminated block too (DRW): the factored matrix uses (G_i + mu diag G_i)^-1.
+_INNER_DAMPING = False
 #: Memory bound of the scatter blocks of ``C``.
 _BLOCK_BYTES = 256 * 2**20
 
@@ -291,28 +293,61 @@ def _to_theta(lay: _Layout, blk: np.ndarray) -> np.ndarray:
     return out
 
 
-def _normal(red: ReducedProblem, lay: _Layout, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class _Pieces:
+    """What the normal matrix at one ``theta`` is made of."""
+
+    sol: InnerSolution
+    E: np.ndarray  # (m, k1) e_i
+    feats: np.ndarray  # (n, k1) a_u
+    D: np.ndarray  # (n, k1, k1) the blocks of J_theta^T J_theta
+
+
+def _pieces(red: ReducedProblem, lay: _Layout, theta: np.ndarray) -> _Pieces:
     sol = red.inner(theta)
     k, k1 = lay.k, lay.k1
     E = np.ones((red.n_cols, k1))
     E[:, :k] = sol.Z[:, :k]
-    feats = red._features(sol.P)  # (n, k1)
     # J_theta^T J_theta: block diagonal, D_u = sum_i w_ui e_i e_i^T
     outer = (E[:, :, None] * E[:, None, :]).reshape(-1, k1 * k1)
     D = np.asarray(lay.row_col_w @ outer).reshape(lay.n, k1, k1)
-    Et = E[red.cols]  # (N, k1)
+    return _Pieces(sol, E, red._features(sol.P), D)
+
+
+def _matrix(red: ReducedProblem, lay: _Layout, pc: _Pieces, Ginv: np.ndarray) -> np.ndarray:
+    """``J_theta^T J_theta - sum_i B_i^T Ginv_i B_i`` (+ the regularization of theta)."""
     if red.kernels is None:
-        A = _assemble_numpy(red, lay, sol, E, feats, D)
+        A = _assemble_numpy(red, lay, Ginv, pc.E, pc.feats, pc.D)
     else:
-        A = _assemble_compiled(lay, sol, E, feats, D)
+        A = _assemble_compiled(lay, Ginv, pc.E, pc.feats, pc.D)
     if lay.theta_reg is not None:
         dg = np.diag_indices_from(A)
         A[dg] += lay.theta_reg**2
-    return A, _gradient(red, lay, theta, Et)
+    return A
+
+
+def _normal(red: ReducedProblem, lay: _Layout, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pc = _pieces(red, lay, theta)
+    return _matrix(red, lay, pc, pc.sol.Ginv), _gradient(red, lay, theta, pc.E[red.cols])
+
+
+def _damped_inner(
+    red: ReducedProblem, theta: np.ndarray, Ginv: np.ndarray, lam: float
+) -> np.ndarray:
+    """``(G_i + lam diag(G_i))^{-1}`` for every column (0 for columns without data): the
+    eliminated block of the joint LM system with Marquardt's damping (the DRW variant)."""
+    G, _ = red.gram(theta)
+    idx = np.arange(G.shape[1])
+    G[:, idx, idx] *= 1.0 + lam
+    empty = ~np.any(Ginv != 0.0, axis=(1, 2))
+    G[empty] = np.eye(G.shape[1])
+    out = np.linalg.inv(G)
+    out[empty] = 0.0
+    return out
 
 
 def _assemble_compiled(
-    lay: _Layout, sol: InnerSolution, E: np.ndarray, feats: np.ndarray, D: np.ndarray
+    lay: _Layout, Ginv: np.ndarray, E: np.ndarray, feats: np.ndarray, D: np.ndarray
 ) -> np.ndarray:
     """``A`` in theta's order: the pair products of every column by the compiled kernel
     (upper triangle ``u <= v`` only), times the symmetric ``e_i e_i^T`` by one product."""
@@ -323,7 +358,7 @@ def _assemble_compiled(
     ia, ib = np.triu_indices(k1)
     Esym = E[:, ia] * E[:, ib]  # (m, k1 (k1 + 1) / 2)
     C = np.zeros((ia.size, n_pairs))  # C^T: the product below reads T row by row
-    Ginv = np.ascontiguousarray(sol.Ginv)
+    Ginv = np.ascontiguousarray(Ginv)
     block = max(1, min(m, _BLOCK_BYTES // (8 * n_pairs)))
     for start in range(0, m, block):
         stop = min(m, start + block)
@@ -344,7 +379,7 @@ def _assemble_compiled(
 def _assemble_numpy(
     red: ReducedProblem,
     lay: _Layout,
-    sol: InnerSolution,
+    Ginv: np.ndarray,
     E: np.ndarray,
     feats: np.ndarray,
     D: np.ndarray,
@@ -365,7 +400,7 @@ def _assemble_numpy(
                 continue
             r = red.rows[t]  # distinct: Ratings refuses repeated (row, column) pairs
             WA = red.w[t][:, None] * feats[r]
-            S[(r[:, None] * n + r[None, :]).ravel(), j] = (WA @ sol.Ginv[i] @ WA.T).ravel()
+            S[(r[:, None] * n + r[None, :]).ravel(), j] = (WA @ Ginv[i] @ WA.T).ravel()
         Cflat += S @ Eflat[start:stop]
     A_blk = -Cflat.reshape(n, n, k1, k1).transpose(0, 2, 1, 3).reshape(n * k1, n * k1)
     idx = np.arange(n)
@@ -477,6 +512,7 @@ class _State:
     gauge: np.ndarray | None = None  # basis V of the gauge directions at x (unregularized)
     gauge_c: float = 0.0  # the factored matrix is A + gauge_c V V^T (+ the damping)
     gauge_P: np.ndarray | None = None  # orthonormal P (V V^T = P P^T kron I) or None
+    pieces: _Pieces | None = None  # with the inner damping (DRW): what A is made of
     mu: float | None = None
     nu: float = 2.0
     nfev: int = 1
@@ -531,6 +567,8 @@ def lm_normal(
     x = np.array(theta0, dtype=np.float64, copy=True)
     r = fun(x)
     st = _State(x, r, 0.5 * float(r @ r), *_normal(red, lay, x))
+    if _INNER_DAMPING:
+        st.pieces = _pieces(red, lay, x)
     if opts.retract:
         _set_gauge(red, st)
     status: Status | None = None
@@ -557,7 +595,7 @@ def _iteration(
     if st.mu is None:
         st.mu = max(opts.tau * float(np.max(diag / Dd, initial=1.0)), 1e-300)
     while True:
-        damped = _damped_step(st, Dd)
+        damped = _damped_step(red, lay, st, Dd)
         if damped is None:
             return Status.XTOL
         step, pred = damped
@@ -651,14 +689,20 @@ def _extend(
     return best
 
 
-def _damped_step(st: _State, Dd: np.ndarray) -> tuple[np.ndarray, float] | None:
+def _damped_step(
+    red: ReducedProblem, lay: _Layout, st: _State, Dd: np.ndarray
+) -> tuple[np.ndarray, float] | None:
     """The step solving ``(A + c V V^T + mu D) step = -g`` by Cholesky (raising ``mu`` until
     it factors) with the gauge part dropped, and its predicted decrease; None when ``mu``
     overflows."""
     assert st.mu is not None
     while st.mu <= 1e300:
         try:
-            step, pred = _Factor.of(st, st.mu * Dd).step(st.g)
+            A = None
+            if st.pieces is not None:  # DRW: the eliminated block damped as well
+                Ginv = _damped_inner(red, st.x, st.pieces.sol.Ginv, st.mu)
+                A = _matrix(red, lay, st.pieces, Ginv)
+            step, pred = _Factor.of(st, st.mu * Dd, A).step(st.g)
             if np.all(np.isfinite(step)) and np.isfinite(pred):
                 return step, pred
         except (np.linalg.LinAlgError, ValueError):
@@ -676,9 +720,10 @@ class _Factor:
     gauge: np.ndarray | None
 
     @classmethod
-    def of(cls, st: _State, damp: np.ndarray) -> _Factor:
-        """Factor ``K`` (LinAlgError when it is not positive definite)."""
-        M = st.A.copy()  # the factorization overwrites it
+    def of(cls, st: _State, damp: np.ndarray, A: np.ndarray | None = None) -> _Factor:
+        """Factor ``K`` (LinAlgError when it is not positive definite); ``A`` in place of
+        ``st.A`` in ``K`` (the model keeps ``st.A``)."""
+        M = (st.A if A is None else A).copy()  # the factorization overwrites it
         _add_gauge(st, M)
         M[np.diag_indices_from(M)] += damp
         cho = scipy.linalg.cho_factor(M, lower=False, overwrite_a=True, check_finite=False)
@@ -724,6 +769,8 @@ def _accept(
     if small_step:
         return Status.XTOL
     st.A, st.g = _normal(red, lay, st.x)
+    if _INNER_DAMPING:
+        st.pieces = _pieces(red, lay, st.x)
     st.njev += 1
     _remember(st, d, st.g - g_old)
     if st.gauge is not None:

@@ -387,3 +387,46 @@ def test_lm_normal_iterates_do_not_depend_on_the_callers_blas_threads() -> None:
     assert fits[0].nfev == fits[1].nfev == 6
     assert np.array_equal(fits[0].P, fits[1].P)
     assert np.array_equal(fits[0].Q, fits[1].Q)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3])
+def test_inner_damping_matrix_is_the_schur_complement_of_the_damped_joint_system(
+    lam: float,
+) -> None:
+    """DRW (the switch ``_INNER_DAMPING``): the matrix factored is J_t^T J_t - J_t^T J_z
+    (J_z^T J_z + lam diag(J_z^T J_z))^-1 J_z^T J_t, from the joint Jacobian at (P, Q*(P));
+    lam = 0 is Kaufman's A."""
+    from lsqmf._varpro_lm import _damped_inner, _layout, _pieces
+    from lsqmf._varpro_lm import _matrix as normal_matrix
+
+    R = as_ratings(_matrix(23, n=9, m=7))
+    red = build_reduced(R, 2, formulation="none")
+    x = np.random.default_rng(9).standard_normal(red.n_params)
+    lay = _layout(red)
+    pc = _pieces(red, lay, x)
+    A = normal_matrix(red, lay, pc, _damped_inner(red, x, pc.sol.Ginv, lam))
+    P = x.reshape(9, 2)
+    Qt = pc.sol.Z[:, :2]  # (m, k): q_i
+    N = len(red.rows)
+    Jt = np.zeros((N, 9 * 2))
+    Jz = np.zeros((N, 7 * 2))
+    for t, (u, i) in enumerate(zip(red.rows, red.cols, strict=True)):
+        Jt[t, 2 * u : 2 * u + 2] = -red.d[t] * Qt[i]
+        Jz[t, 2 * i : 2 * i + 2] = -red.d[t] * P[u]
+    Hzz = Jz.T @ Jz
+    damped = Hzz + lam * np.diag(np.diag(Hzz))
+    expected = Jt.T @ Jt - Jt.T @ Jz @ np.linalg.solve(damped, Jz.T @ Jt)
+    np.testing.assert_allclose(A, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+
+
+def test_lm_normal_with_inner_damping_reaches_the_optimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lsqmf._varpro_lm as lm
+
+    M = _matrix(24, n=14, m=12, k=3, noise=0.01)
+    kw = dict(formulation="none", method="lm-normal", init_scale=1.0, ftol=1e-12,
+              xtol=1e-12, gtol=1e-12, random_state=3, max_nfev=400)
+    plain = solve_varpro(M, 3, **kw)
+    monkeypatch.setattr(lm, "_INNER_DAMPING", True)
+    damped = solve_varpro(M, 3, **kw)
+    assert plain.success and damped.success
+    assert damped.cost == pytest.approx(plain.cost, rel=1e-8)
