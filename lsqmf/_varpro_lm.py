@@ -102,6 +102,14 @@ the products of the distinct rows ``u <= v`` of every column, then one product w
 symmetric :math:`e_i e_i^\top`, about a quarter of the numpy version's work); the numpy
 assembly (``backend='numpy'``) is its oracle in the tests.
 
+*Inner damping (DRW).* The damped-Wiberg variant of the VarPro papers also damps the
+eliminated block of the joint system: it factors :math:`J_\theta^\top J_\theta - \sum_i
+B_i^\top (G_i + \lambda\,\mathrm{diag}\,G_i)^{-1} B_i` (the Schur complement of the joint
+damped normal matrix) at the same :math:`\lambda` (:data:`_INNER_DAMPING`, off, one
+assembly per trial). On the giraffe benchmark it reached the optimum from 5 of 20 starts
+against 20 of 20 without it (``benchmarks/bench_varpro_damping.py``), so it is not offered
+as an option.
+
 Only the linear loss and no bounds; Kaufman's Jacobian only (the full Golub-Pereyra matrix
 :math:`J_{GP}^\top J_{GP}` is not implemented here).
 """
