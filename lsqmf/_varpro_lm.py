@@ -339,15 +339,13 @@ def _normal(red: ReducedProblem, lay: _Layout, theta: np.ndarray) -> tuple[np.nd
     return _matrix(red, lay, pc, pc.sol.Ginv), _gradient(red, lay, theta, pc.E[red.cols])
 
 
-def _damped_inner(
-    red: ReducedProblem, theta: np.ndarray, Ginv: np.ndarray, lam: float
-) -> np.ndarray:
+def _damped_inner(red: ReducedProblem, theta: np.ndarray, lam: float) -> np.ndarray:
     """``(G_i + lam diag(G_i))^{-1}`` for every column (0 for columns without data): the
     eliminated block of the joint LM system with Marquardt's damping (the DRW variant)."""
     G, _ = red.gram(theta)
     idx = np.arange(G.shape[1])
     G[:, idx, idx] *= 1.0 + lam
-    empty = ~np.any(Ginv != 0.0, axis=(1, 2))
+    empty = np.diff(red.col_ptr) == 0
     G[empty] = np.eye(G.shape[1])
     out = np.linalg.inv(G)
     out[empty] = 0.0
@@ -520,6 +518,7 @@ class _State:
     gauge: np.ndarray | None = None  # basis V of the gauge directions at x (unregularized)
     gauge_c: float = 0.0  # the factored matrix is A + gauge_c V V^T (+ the damping)
     gauge_P: np.ndarray | None = None  # orthonormal P (V V^T = P P^T kron I) or None
+    gauge_term: np.ndarray | None = None  # c V V^T, dense, when P is not orthonormal
     pieces: _Pieces | None = None  # with the inner damping (DRW): what A is made of
     mu: float | None = None
     nu: float = 2.0
@@ -708,7 +707,7 @@ def _damped_step(
         try:
             A = None
             if st.pieces is not None:  # DRW: the eliminated block damped as well
-                Ginv = _damped_inner(red, st.x, st.pieces.sol.Ginv, st.mu)
+                Ginv = _damped_inner(red, st.x, st.mu)
                 A = _matrix(red, lay, st.pieces, Ginv)
             step, pred = _Factor.of(st, st.mu * Dd, A).step(st.g)
             if np.all(np.isfinite(step)) and np.isfinite(pred):
@@ -798,6 +797,7 @@ def _set_gauge(red: ReducedProblem, st: _State) -> None:
     st.gauge_c = float(np.trace(st.A)) / max(st.A.shape[0], 1)
     P, b = red.split(st.x)
     st.gauge_P = np.array(P) if b is None and _orthonormal(P) else None
+    st.gauge_term = None if st.gauge_P is not None else st.gauge_c * (st.gauge @ st.gauge.T)
 
 
 def _orthonormal(P: np.ndarray) -> bool:
@@ -816,7 +816,8 @@ def _add_gauge(st: _State, M: np.ndarray) -> None:
         for a in range(k):
             M4[:, a, :, a] += cPPt
     else:
-        M += st.gauge_c * (st.gauge @ st.gauge.T)
+        assert st.gauge_term is not None
+        M += st.gauge_term
 
 
 def _remember(st: _State, d: np.ndarray, y: np.ndarray) -> None:

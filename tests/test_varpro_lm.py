@@ -404,7 +404,7 @@ def test_inner_damping_matrix_is_the_schur_complement_of_the_damped_joint_system
     x = np.random.default_rng(9).standard_normal(red.n_params)
     lay = _layout(red)
     pc = _pieces(red, lay, x)
-    A = normal_matrix(red, lay, pc, _damped_inner(red, x, pc.sol.Ginv, lam))
+    A = normal_matrix(red, lay, pc, _damped_inner(red, x, lam))
     P = x.reshape(9, 2)
     Qt = pc.sol.Z[:, :2]  # (m, k): q_i
     N = len(red.rows)
