@@ -123,7 +123,7 @@ def cap_for(ds: dict[str, Any], method: str) -> float:
 
 def run_all(
     quick: bool, resume: bool, starts: int | None = None, only: list[str] | None = None,
-    multistart: bool = True,
+    multistart: bool = True, first_seed: int = 0,
 ) -> None:
     import pandas as pd
 
@@ -134,7 +134,8 @@ def run_all(
     for ds in datasets(quick, starts):
         M = ds["M"]
         methods = [m for m in ds["methods"] if only is None or m in only]
-        todo = [(s, n) for s in range(ds["starts"]) for n in methods
+        seeds = range(first_seed, first_seed + ds["starts"])
+        todo = [(s, n) for s in seeds for n in methods
                 if (ds["name"], n, s) not in done]
         if not todo:
             continue
@@ -242,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--starts", type=int, default=None, help="starts per method (50)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=None,
                         help="run only these methods")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seed of the first start (0): e.g. 50 with --starts 100 for "
+                        "seeds 50-149")
     parser.add_argument("--no-multistart", action="store_true")
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default reports/varpro)")
@@ -252,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         with threadpool_limits(limits=1, user_api="blas"):
             run_all(args.quick, args.resume, args.starts, args.methods,
-                    not args.no_multistart)
+                    not args.no_multistart, args.first_seed)
     report()
     return 0
 
