@@ -19,7 +19,8 @@ repeated ``--repeats`` times after one untimed warm-up round (which starts the w
 loads the compiled kernels); the report gives medians and ranges. Every run's results must be
 identical (same RMSE per cell) or the benchmark fails.
 
-Also measured: the per-task dispatch overhead of :func:`lsqmf.parallel.map_tasks` itself (200
+Also measured: the per-task dispatch overhead of :func:`lsqmf.runtime.parallel.map_tasks` itself
+(200
 tasks that do nothing, with the ratings as shared data), and the cluster's start-up time.
 Writes ``reports/cluster/results.csv`` (one row per timed run), ``dispatch.csv``, ``run.json``
 and a generated ``README.md``.
@@ -69,9 +70,9 @@ def run(quick: bool, repeats: int) -> dict[str, Any]:
     from distributed import Client, LocalCluster
 
     from lsqmf import __version__
-    from lsqmf.datasets import load_builtin
-    from lsqmf.evaluation import grid_search
-    from lsqmf.parallel import in_order, map_tasks, plan_backend
+    from lsqmf.data.readers import load_builtin
+    from lsqmf.evaluate.search import grid_search
+    from lsqmf.runtime.parallel import in_order, map_tasks, plan_backend
 
     ratings = load_builtin()
     grid = {"rank": [10, 20, 50], "reg": [0.05, 0.1, 0.2]}
@@ -204,7 +205,7 @@ def report(results: Any, dispatch: Any, meta: dict[str, Any]) -> str:
         f"workers at the end of the run ({meta['n_cells']} cells on 2 workers"
         f"{' leave one worker idle for the last cell' if meta['n_cells'] % 2 else ''}).",
         "",
-        "## Dispatch overhead of `lsqmf.parallel.map_tasks`",
+        "## Dispatch overhead of `lsqmf.runtime.parallel.map_tasks`",
         "",
         "200 tasks that return at once, with the ratings as the shared data (sent once per map; "
         "no warm-up), 3 rounds interleaved:",

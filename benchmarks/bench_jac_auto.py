@@ -64,8 +64,8 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     import lsqmf
-    from lsqmf import _compiled
-    from lsqmf.problem import build_problem
+    from lsqmf.kernels import core as _compiled
+    from lsqmf.model.problem import build_problem
 
     sizes = [100, 400] if args.quick else [50, 100, 200, 400, 800, 1600]
     repeats = 2 if args.quick else args.repeats

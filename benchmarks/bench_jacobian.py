@@ -77,7 +77,7 @@ def run_case(spec: dict) -> dict:
     from threadpoolctl import threadpool_limits
 
     import lsqmf
-    from lsqmf.problem import build_problem, kron_jacobian
+    from lsqmf.model.problem import build_problem, kron_jacobian
 
     out: dict = dict(spec)
     with threadpool_limits(limits=spec["blas_threads"], user_api="blas"):
@@ -144,7 +144,7 @@ def run_case(spec: dict) -> dict:
 
 def _time_products(ratings, spec: dict, P0: np.ndarray, Q0: np.ndarray, out: dict) -> dict:
     """Best-of time of one product J v and one J^T y: CSR Jacobian vs matrix-free operator."""
-    from lsqmf.problem import build_problem
+    from lsqmf.model.problem import build_problem
 
     out["compiled"] = _warm_up(out)
     problem = build_problem(ratings, spec["rank"], P_prior=P0, Q_prior=Q0)
@@ -176,7 +176,7 @@ def _time_products(ratings, spec: dict, P0: np.ndarray, Q0: np.ndarray, out: dic
 def _warm_up(out: dict) -> bool:
     """Compile the numba Jacobian kernels (if numba is installed) before anything is timed;
     records the compile time in ``out`` and returns whether the compiled path is used."""
-    from lsqmf import _compiled
+    from lsqmf.kernels import core as _compiled
 
     t = time.perf_counter()
     compiled = _compiled.resolve_backend("auto") == "compiled"
@@ -199,8 +199,8 @@ def baseline_rss(compiled: bool = False) -> float:
     """Peak RSS of a process that only imports lsqmf and its dependencies (and, with
     ``compiled``, compiles the numba Jacobian kernels)."""
     code = (
-        "import resource, lsqmf, lsqmf.problem, scipy.optimize, scipy.sparse;"
-        + ("import lsqmf._compiled; lsqmf._compiled.warm_up('compiled');" if compiled else "")
+        "import resource, lsqmf, lsqmf.model.problem, scipy.optimize, scipy.sparse;"
+        + ("import lsqmf.kernels.core; lsqmf.kernels.core.warm_up('compiled');" if compiled else "")
         + "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

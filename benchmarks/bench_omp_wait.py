@@ -4,7 +4,7 @@ numba runs its parallel kernels (``als_rows``, the Jacobian products; ``parallel
 OpenMP threading layer when it is available (``numba.threading_layer()`` is ``'omp'`` here).
 GNU OpenMP's idle threads spin for a while after each parallel region before they sleep;
 ``OMP_WAIT_POLICY=passive`` makes them sleep at once, and lsqmf sets it when the environment
-does not (:func:`lsqmf._threads.passive_openmp_wait`). Spinning threads compete with the main
+does not (:func:`lsqmf.runtime.threads.passive_openmp_wait`). Spinning threads compete with the main
 thread's serial numpy work between kernel calls, which matters on a busy machine, while
 sleeping threads take longer to wake for the next kernel call.
 

@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
     import lsqmf
-    from lsqmf._compiled import resolve_backend, warm_up
-    from lsqmf.datasets import load_builtin
-    from lsqmf.problem import build_problem
+    from lsqmf.data.readers import load_builtin
+    from lsqmf.kernels.core import resolve_backend, warm_up
+    from lsqmf.model.problem import build_problem
 
     warm_up("auto", ("jac_matvec", "jac_rmatvec"))
     compiled = resolve_backend("auto") == "compiled"
@@ -150,7 +150,7 @@ def main() -> int:
 
     import scipy
 
-    from lsqmf.datasets import load_builtin
+    from lsqmf.data.readers import load_builtin
 
     try:
         import numba

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lsqmf._compiled import get_kernel
-from lsqmf.golden import load_case
-from lsqmf.reference import matrix_factorization, matrix_factorization_fast
+from lsqmf.kernels.core import get_kernel
+from lsqmf.oracle.golden import load_case
+from lsqmf.oracle.reference import matrix_factorization, matrix_factorization_fast
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             {
                 "implementation": name,
-                "function": f"lsqmf.reference.{function.__name__}",
+                "function": f"lsqmf.oracle.reference.{function.__name__}",
                 "case": "standard",
                 "calls_per_round": number,
                 "rounds": args.repeat,

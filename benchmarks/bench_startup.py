@@ -97,19 +97,19 @@ if hasattr(cli, "startup_gc"):
     cli.skip_exit_collection()
     with cli.startup_gc():
         args = cli.build_parser(cli.command_name(argv)).parse_args(argv)
-        import lsqmf.datasets, lsqmf.evaluation, lsqmf.solvers
+        import lsqmf.data.readers, lsqmf.evaluate.search, lsqmf.solvers
     t1, c1 = time.perf_counter(), time.process_time()
     with cli.startup_gc():
         args.prepare(args)
 else:
     cli.build_parser()
-    import lsqmf.datasets, lsqmf.evaluation, lsqmf.solvers
+    import lsqmf.data.readers, lsqmf.evaluate.search, lsqmf.solvers
     t1, c1 = time.perf_counter(), time.process_time()
     from lsqmf import _backend
     if hasattr(_backend, "warm_up_solver"):
         _backend.warm_up_solver({solver!r})
     else:  # code before the per-solver warm-up: fit_and_score loaded every kernel
-        from lsqmf.parallel import warm_up
+        from lsqmf.runtime.parallel import warm_up
         warm_up()
 t2, c2 = time.perf_counter(), time.process_time()
 print(json.dumps({{"import_s": t1 - t0, "kernels_s": t2 - t1,

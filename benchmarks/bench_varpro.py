@@ -1,6 +1,6 @@
 """Variable projection vs joint optimization and ALS from the same random starts.
 
-For each dataset and seed, every method starts from :func:`lsqmf.start.random_start` with
+For each dataset and seed, every method starts from :func:`lsqmf.model.start.random_start` with
 ``init_scale=1`` (N(0, 1) entries) and that seed; methods are interleaved start by start so
 that the load of the shared machine hits all of them alike. A run is a *success* when its RMS
 error over the observed entries is within ``1e-6`` (relative) of the best RMS found by any
@@ -36,9 +36,9 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import lsqmf  # noqa: E402
-from lsqmf.datasets import make_tracks  # noqa: E402
+from lsqmf.data.readers import make_tracks  # noqa: E402
+from lsqmf.nls.varpro import solve_varpro  # noqa: E402
 from lsqmf.solvers import als  # noqa: E402
-from lsqmf.varpro import solve_varpro  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports" / "varpro"

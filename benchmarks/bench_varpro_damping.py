@@ -4,7 +4,7 @@ The damped-Wiberg ("DRW") variant of the VarPro papers damps the eliminated bloc
 joint Levenberg-Marquardt system as well: the matrix factored at damping ``mu`` is
 ``J_t^T J_t - J_t^T J_z (J_z^T J_z + mu diag(J_z^T J_z))^{-1} J_z^T J_t`` (+ the gauge term
 and ``mu D``) instead of Kaufman's ``A``; the cost, gradient and model are unchanged. In
-lsqmf it is the internal switch ``lsqmf._varpro_lm._INNER_DAMPING`` (tested against the
+lsqmf it is the internal switch ``lsqmf.nls.lm_normal._INNER_DAMPING`` (tested against the
 Schur complement of the damped joint system); this script measures whether it helps the
 success rate. Every run is ``solve_varpro(M, 6, eliminate=E, method='lm-normal',
 init_scale=1, random_state=seed, ftol=xtol=gtol=1e-10, max_nfev=300)``, plain and damped
@@ -32,8 +32,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-import lsqmf._varpro_lm as lm  # noqa: E402
-from lsqmf.varpro import solve_varpro  # noqa: E402
+import lsqmf.nls.lm_normal as lm  # noqa: E402
+from lsqmf.nls.varpro import solve_varpro  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GIRAFFE = ROOT.parent / "shared" / "data" / "giraffe" / "giraffe.M.txt"

@@ -1,7 +1,7 @@
 """VarPro with ``method='lm-normal'`` on the giraffe benchmark: both layouts, seeded starts.
 
 Every run is ``solve_varpro(M, 6, eliminate=E, method=..., init_scale=1, random_state=seed,
-ftol=xtol=gtol=1e-10, max_nfev=300)`` from :func:`lsqmf.start.random_start` (N(0, 1)
+ftol=xtol=gtol=1e-10, max_nfev=300)`` from :func:`lsqmf.model.start.random_start` (N(0, 1)
 entries). ``eliminate='Q'`` optimizes ``P`` (240 x 6 = 1440 unknowns), ``eliminate='P'``
 optimizes ``Q`` (166 x 6 = 996). Variants are interleaved seed by seed so that the load of
 the shared machine hits all alike; the baseline (trf + LSMR, ``x_scale='jac'``, the
@@ -30,7 +30,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from lsqmf.varpro import solve_varpro  # noqa: E402
+from lsqmf.nls.varpro import solve_varpro  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GIRAFFE = ROOT.parent / "shared" / "data" / "giraffe" / "giraffe.M.txt"

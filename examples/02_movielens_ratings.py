@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 
 from lsqmf import Ratings
-from lsqmf.datasets import load_builtin, load_builtin_movies
-from lsqmf.evaluation import fit_and_score, holdout_split, top_n
+from lsqmf.data.readers import load_builtin, load_builtin_movies
+from lsqmf.evaluate.search import fit_and_score, holdout_split, top_n
 from lsqmf.solvers import SOLVER_DEFAULTS
 
 

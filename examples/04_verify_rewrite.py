@@ -5,10 +5,10 @@ Run:  python examples/04_verify_rewrite.py            (all ten golden cases)
 or, for one candidate, from the shell (the candidate then runs in a child process):
       lsqmf verify examples/04_verify_rewrite.py:rowwise_rewrite
 
-``lsqmf.reference.matrix_factorization`` is the classic element-by-element SGD loop for
+``lsqmf.oracle.reference.matrix_factorization`` is the classic element-by-element SGD loop for
 R ≈ P Qᵀ over the entries r_ij > 0, kept as a readable oracle. Its outputs on ten cases (the
 tutorial example and others: shapes, ranks, step counts, an early stop on ``epsilon``) ship
-in ``lsqmf/golden/`` with their inputs. ``lsqmf.verify.verify(candidate)`` calls a candidate
+in ``lsqmf/golden/`` with their inputs. ``lsqmf.oracle.verify.verify(candidate)`` calls a candidate
 ``f(R, P, Q, K, max_steps, alpha, beta, epsilon)`` on copies of each case's inputs and compares
 the returned ``P``, ``Q`` with the stored ones (``|actual - expected| <= atol + rtol |expected|``)
 and, by default, that the caller's ``P`` and ``Q`` were updated in place as the reference does.
@@ -76,7 +76,7 @@ def copying_rewrite(R: np.ndarray, P: np.ndarray, Q: np.ndarray, K: int, max_ste
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lsqmf.verify import verify
+    from lsqmf.oracle.verify import verify
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",

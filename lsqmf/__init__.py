@@ -12,18 +12,19 @@ scipy.optimize, pandas or numba before it uses them. ``from lsqmf import solve``
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .foldin import fold_in
-    from .gradcheck import JacobianCheck, JacobianCheckError, check_jacobian
-    from .multistart import MultistartResult, multistart
-    from .problem import FORMULATIONS, Problem, build_problem, kron_jacobian
-    from .ratings import Ratings, as_ratings
-    from .result import (
+    from .data.ratings import Ratings, as_ratings
+    from .model.foldin import fold_in
+    from .model.gradcheck import JacobianCheck, JacobianCheckError, check_jacobian
+    from .model.problem import FORMULATIONS, Problem, build_problem, kron_jacobian
+    from .model.result import (
         ColdStartWarning,
         ConvergenceWarning,
         FitResult,
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
         Predictions,
         Status,
     )
-    from .solve import LOSSES, METHODS, TR_SOLVERS, NonFiniteResidualError, solve
+    from .nls.multistart import MultistartResult, multistart
+    from .nls.solve import LOSSES, METHODS, TR_SOLVERS, NonFiniteResidualError, solve
     from .solvers import SOLVER_DEFAULTS, SOLVERS, get_solver
 
 __version__ = "0.1.0"
@@ -70,19 +72,30 @@ __all__ = [
 
 #: Submodule -> the names of :data:`__all__` it defines (imported on first access).
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "foldin": ("fold_in",),
-    "gradcheck": ("JacobianCheck", "JacobianCheckError", "check_jacobian"),
-    "multistart": ("MultistartResult", "multistart"),
-    "problem": ("FORMULATIONS", "Problem", "build_problem", "kron_jacobian"),
-    "ratings": ("Ratings", "as_ratings"),
-    "result": ("ColdStartWarning", "ConvergenceWarning", "FitResult", "History",
-               "IterationInfo", "Predictions", "Status"),
-    "solve": ("LOSSES", "METHODS", "TR_SOLVERS", "NonFiniteResidualError", "solve"),
+    "model.foldin": ("fold_in",),
+    "model.gradcheck": ("JacobianCheck", "JacobianCheckError", "check_jacobian"),
+    "nls.multistart": ("MultistartResult", "multistart"),
+    "model.problem": ("FORMULATIONS", "Problem", "build_problem", "kron_jacobian"),
+    "data.ratings": ("Ratings", "as_ratings"),
+    "model.result": ("ColdStartWarning", "ConvergenceWarning", "FitResult", "History",
+                     "IterationInfo", "Predictions", "Status"),
+    "nls.solve": ("LOSSES", "METHODS", "TR_SOLVERS", "NonFiniteResidualError", "solve"),
     "solvers": ("SOLVER_DEFAULTS", "SOLVERS", "get_solver"),
 }
 
 #: Exported name -> the submodule that defines it.
 _SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+#: Modules of the flat layout (lsqmf 0.1) -> their home in the layered one. Importing an old
+#: path gives the new module, for one release, so that scripts written against it keep working;
+#: lsqmf's own code, tests, benchmarks and examples use the new paths.
+_MOVED: dict[str, str] = {
+    "ratings": "data.ratings", "datasets": "data.readers", "problem": "model.problem",
+    "result": "model.result", "foldin": "model.foldin", "model_io": "model.files",
+    "gradcheck": "model.gradcheck", "start": "model.start", "parallel": "runtime.parallel",
+    "varpro": "nls.varpro", "evaluation": "evaluate.search", "tuning": "evaluate.tuning",
+    "reference": "oracle.reference", "golden": "oracle.golden", "verify": "oracle.verify",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -92,6 +105,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f".{module}", __name__), name)
         globals()[name] = value  # later lookups skip this function
         return value
+    if name in _MOVED:
+        return importlib.import_module(f"{__name__}.{name}")
     if importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -101,16 +116,22 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-class _Package(types.ModuleType):
-    """The package's module type: a submodule named like one of its exported functions
-    (``lsqmf.solve``, ``lsqmf.multistart``) never replaces that function as the package's
-    attribute when the import system binds the loaded submodule; the module stays in
-    ``sys.modules``."""
+class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds ``lsqmf.<old name>`` of :data:`_MOVED` and loads it as the module at its new home
+    (the same module object, so patches and identity checks agree)."""
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _SOURCE:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        head, _, old = fullname.partition(".")
+        if head != __name__ or old not in _MOVED:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        return importlib.import_module(f"{__name__}.{_MOVED[spec.name.partition('.')[2]]}")
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        """The module is already executed at its new home."""
 
 
-sys.modules[__name__].__class__ = _Package
+if not any(isinstance(f, _MovedModuleFinder) for f in sys.meta_path):
+    sys.meta_path.append(_MovedModuleFinder())

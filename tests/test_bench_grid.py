@@ -8,13 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsqmf.bench.grid import (
-    PRESETS,
-    GridError,
-    load_grid,
-    parse_grid,
-    select_cells,
-)
+from lsqmf.bench.grid import PRESETS, GridError, load_grid, parse_grid, select_cells
 
 TINY = """
 name = "tiny"

@@ -1,4 +1,4 @@
-"""The Bayesian MF kernels (lsqmf.solvers._kernels_bmf): kernel == numpy oracle, the same
+"""The Bayesian MF kernels (lsqmf.kernels.bmf): kernel == numpy oracle, the same
 draws on one thread and on two, and the sufficient-statistics form of the hyperparameter draw."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 
-from lsqmf.solvers._kernels import get_kernel as get_fast_kernel
-from lsqmf.solvers._kernels_bmf import _BLOCK, get_kernel
+from lsqmf.kernels.bmf import _BLOCK, get_kernel
+from lsqmf.kernels.solvers import get_kernel as get_fast_kernel
 from lsqmf.solvers.bmf import gauss_wishart_from_stats, sample_gauss_wishart
 
 
@@ -55,7 +55,7 @@ def test_gibbs_side_matches_oracle(seed, n, m, k, nnz, with_bias):
 
 @pytest.mark.parametrize("with_bias", [True, False], ids=["biases", "no-biases"])
 def test_gibbs_side_is_gibbs_rows_with_targets_formed_inside(with_bias):
-    # the same conditional as the kernel of lsqmf.solvers._kernels (targets precomputed there)
+    # the same conditional as the kernel of lsqmf.kernels.solvers (targets precomputed there)
     p = _problem(3, 40, 30, 4, 300, with_bias)
     Z, _ = _draw("compiled", p)
     k = p["k"]

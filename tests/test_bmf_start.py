@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("numba")
 
 from lsqmf import ConvergenceWarning
-from lsqmf.datasets import make_low_rank
-from lsqmf.evaluation import holdout_split
+from lsqmf.data.readers import make_low_rank
+from lsqmf.evaluate.search import holdout_split
 from lsqmf.solvers import als_cg, bmf
 from lsqmf.solvers._common import prepare
 from lsqmf.solvers.bmf import _warm_start

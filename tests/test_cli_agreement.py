@@ -15,7 +15,7 @@ import lsqmf
 from lsqmf.bench import harness
 from lsqmf.bench.grid import parse_grid
 from lsqmf.cli import main
-from lsqmf.model_io import load_model
+from lsqmf.model.files import load_model
 from lsqmf.solvers import resolve_solver
 
 #: Options given everywhere; everything else comes from the registry (by-name defaults).
@@ -94,7 +94,7 @@ def test_api_cli_and_bench_grid_give_identical_factors(
     name: str, problem: lsqmf.Ratings, tmp_path: Path
 ) -> None:
     path = _write(problem, tmp_path / "ratings.csv")
-    from_file = lsqmf.datasets.load_ratings(str(path))
+    from_file = lsqmf.data.readers.load_ratings(str(path))
     np.testing.assert_array_equal(from_file.values, problem.values)
     api = _api(name, from_file)
     _assert_same(api, _bench(name, problem))
@@ -118,7 +118,7 @@ def test_cli_subprocess_gives_the_api_factors(problem: lsqmf.Ratings, tmp_path: 
     )
     assert proc.returncode == 0, proc.stderr
     cli, _ = load_model(out)
-    _assert_same(_api("als", lsqmf.datasets.load_ratings(str(path))), cli)
+    _assert_same(_api("als", lsqmf.data.readers.load_ratings(str(path))), cli)
 
 
 def test_solve_out_saves_the_model_of_the_lsq_call(problem: lsqmf.Ratings,
@@ -130,7 +130,7 @@ def test_solve_out_saves_the_model_of_the_lsq_call(problem: lsqmf.Ratings,
                  "--seed", "5", "--ftol", "1e-6", "--out", str(out), "--no-progress"])
     assert code == 0
     saved, meta = load_model(out)
-    api = lsqmf.solve(lsqmf.datasets.load_ratings(str(path)), 3, formulation="l2", reg=0.2,
+    api = lsqmf.solve(lsqmf.data.readers.load_ratings(str(path)), 3, formulation="l2", reg=0.2,
                       random_state=5, ftol=1e-6)
     np.testing.assert_array_equal(saved.P, api.P)
     np.testing.assert_array_equal(saved.Q, api.Q)

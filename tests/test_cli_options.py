@@ -11,8 +11,8 @@ import pytest
 
 from lsqmf.cli import build_parser, main
 from lsqmf.cli._options import LSQ_OPTIONS, own_option_flags, solve_defaults
-from lsqmf.problem import FORMULATIONS
-from lsqmf.solve import JAC_KINDS, LOSSES, METHODS, TR_SOLVERS
+from lsqmf.model.problem import FORMULATIONS
+from lsqmf.nls.solve import JAC_KINDS, LOSSES, METHODS, TR_SOLVERS
 from lsqmf.solvers import SOLVER_SPECS
 
 #: CLI destination -> lsqmf.solve keyword, where the names differ.
@@ -83,7 +83,7 @@ def test_option_for_another_solver_is_refused(ratings_file: Path,
 
 
 def test_fit_accepts_the_lsq_options_of_solve(ratings_file: Path) -> None:
-    from lsqmf.model_io import load_model
+    from lsqmf.model.files import load_model
 
     out = ratings_file.with_suffix(".npz")
     with pytest.warns(Warning):  # few evaluations: not converged

@@ -22,9 +22,9 @@ from lsqmf import Ratings  # noqa: E402
 from lsqmf.bench import harness  # noqa: E402
 from lsqmf.bench.grid import parse_grid  # noqa: E402
 from lsqmf.bench.harness import RAW_CSV, read_raw, run_grid  # noqa: E402
-from lsqmf.datasets import make_low_rank  # noqa: E402
-from lsqmf.evaluation import cross_validate, grid_search, kfold  # noqa: E402
-from lsqmf.parallel import (  # noqa: E402
+from lsqmf.data.readers import make_low_rank  # noqa: E402
+from lsqmf.evaluate.search import cross_validate, grid_search, kfold  # noqa: E402
+from lsqmf.runtime.parallel import (  # noqa: E402
     SchedulerUnreachableError,
     in_order,
     map_tasks,
@@ -163,7 +163,7 @@ max_iter = [3, 4]
 
 
 def test_multistart_on_the_cluster_equals_serial(client: Any) -> None:
-    from lsqmf.multistart import multistart
+    from lsqmf.nls.multistart import multistart
 
     rng = np.random.default_rng(1)
     M = rng.standard_normal((12, 3)) @ rng.standard_normal((3, 10))
@@ -223,7 +223,7 @@ def test_killed_workers_cost_only_their_cells(ratings: Ratings, cluster: Any,
 def test_unreachable_scheduler_is_a_clear_error_before_any_work(
     ratings: Ratings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("lsqmf.parallel.CONNECT_TIMEOUT", 2.0)
+    monkeypatch.setattr("lsqmf.runtime.parallel.CONNECT_TIMEOUT", 2.0)
     out = tmp_path / "cv.csv"
     t0 = time.perf_counter()
     with pytest.raises(SchedulerUnreachableError,
@@ -300,7 +300,7 @@ def test_an_exception_of_fn_propagates_on_every_backend(client: Any, where: str)
 
 
 def _loaded_kernels() -> list[str]:
-    from lsqmf import _compiled
+    from lsqmf.kernels import core as _compiled
 
     return sorted(_compiled._compiled)
 
@@ -308,7 +308,7 @@ def _loaded_kernels() -> list[str]:
 def test_every_worker_is_warmed_up_once(ratings: Ratings, client: Any) -> None:
     """The warm-up plugin loads the kernels on each worker when a map starts (not per task)."""
     pytest.importorskip("numba")
-    from lsqmf import _compiled
+    from lsqmf.kernels import core as _compiled
 
     cross_validate(ratings, solver="als", n_splits=2, rank=1, scheduler=client, **FAST)
     assert "lsqmf-warm-up" in client.run_on_scheduler(

@@ -1,4 +1,4 @@
-"""Compiled kernels (lsqmf._compiled) against plain-Python oracles."""
+"""Compiled kernels (lsqmf.kernels.core) against plain-Python oracles."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from lsqmf import _compiled
-from lsqmf.golden import case_names, load_case
-from lsqmf.reference import matrix_factorization, matrix_factorization_fast
-from lsqmf.verify import verify
+from lsqmf.kernels import core as _compiled
+from lsqmf.oracle.golden import case_names, load_case
+from lsqmf.oracle.reference import matrix_factorization, matrix_factorization_fast
+from lsqmf.oracle.verify import verify
 
 pytest.importorskip("numba")
 
@@ -434,7 +434,7 @@ def test_read_only_install_caches_in_the_user_cache(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env.update(PYTHONPATH=str(tree), XDG_CACHE_HOME=str(tmp_path / "cache"),
                PYTHONDONTWRITEBYTECODE="1")
-    code = ("import lsqmf._compiled as c; c.warm_up('compiled', ['jac_matvec']); "
+    code = ("import lsqmf.kernels.core as c; c.warm_up('compiled', ['jac_matvec']); "
             "s = c.get_kernel('jac_matvec').stats; "
             "print(sum(s.cache_hits.values()), s.cache_path)")
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsqmf.datasets import (
+from lsqmf.data.readers import (
     builtin_path,
     detect_format,
     load_builtin,

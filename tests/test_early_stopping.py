@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("numba")
 
 from lsqmf import ConvergenceWarning, Status
-from lsqmf.datasets import make_low_rank
-from lsqmf.evaluation import holdout_split
+from lsqmf.data.readers import make_low_rank
+from lsqmf.evaluate.search import holdout_split
 from lsqmf.solvers import als, als_cg, bmf, bsgd
 
 # an overfitting setting: rank above the truth, almost no regularization, noisy entries

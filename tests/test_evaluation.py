@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from lsqmf import Ratings
-from lsqmf.datasets import make_low_rank
-from lsqmf.evaluation import (
+from lsqmf.data.readers import make_low_rank
+from lsqmf.evaluate.search import (
     cross_validate,
     fit_and_score,
     grid_search,

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 pytest.importorskip("numba")
 
 from lsqmf import ConvergenceWarning
-from lsqmf.datasets import make_low_rank
-from lsqmf.evaluation import holdout_split
+from lsqmf.data.readers import make_low_rank
+from lsqmf.evaluate.search import holdout_split
+from lsqmf.kernels.solvers import get_kernel
 from lsqmf.solvers import als, als_cg, bmf, bsgd
-from lsqmf.solvers._kernels import get_kernel
 
 
 def _side(rng: np.random.Generator, n: int, m: int, nnz: int) -> tuple[np.ndarray, ...]:

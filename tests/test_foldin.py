@@ -1,4 +1,5 @@
-"""Fold-in of new rows and columns (lsqmf.foldin): the model's own objective, without refitting."""
+"""Fold-in of new rows and columns (lsqmf.model.foldin): the model's own objective, without
+refitting."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import pandas as pd
 import pytest
 
 from lsqmf import ConvergenceWarning, Ratings, solve
-from lsqmf.datasets import make_low_rank
-from lsqmf.evaluation import top_n
-from lsqmf.foldin import fold_in
-from lsqmf.result import FitResult
+from lsqmf.data.readers import make_low_rank
+from lsqmf.evaluate.search import top_n
+from lsqmf.model.foldin import fold_in
+from lsqmf.model.result import FitResult
 from lsqmf.solvers import als
 
 TIGHT = {"ftol": 1e-10, "xtol": 1e-10, "gtol": 1e-10}
@@ -256,7 +257,7 @@ def test_cli_recommend_folds_in_a_new_user(
     saved: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from lsqmf.cli import main
-    from lsqmf.model_io import load_model
+    from lsqmf.model.files import load_model
 
     capsys.readouterr()
     assert main(["recommend", str(saved["model"]), "--ratings", str(saved["new"]),

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import io
 import signal
@@ -23,8 +24,8 @@ import lsqmf
 from lsqmf import FitResult, NonFiniteResidualError
 from lsqmf.bench.grid import GridError
 from lsqmf.cli import EXIT_CODES, build_parser, main
-from lsqmf.gradcheck import JacobianCheckError
-from lsqmf.model_io import load_model, save_model
+from lsqmf.model.files import load_model, save_model
+from lsqmf.model.gradcheck import JacobianCheckError
 
 RATINGS = b"userId,movieId,rating,timestamp\n" + b"".join(
     f"{u},{i},{(u * i) % 5 + 1},0\n".encode() for u in range(1, 7) for i in (10, 20, 30, 40)
@@ -341,11 +342,12 @@ def test_solve_interrupted_exits_130_after_printing(files: dict[str, Path],
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     real = lsqmf.solve
 
+    @functools.wraps(real)  # the command line reads solve's defaults from its signature
     def interrupted(*args: Any, **kwargs: Any) -> FitResult:
         fit = real(*args, **{**kwargs, "max_nfev": 2})
         return dataclasses.replace(fit, status=-5, success=False, message="Interrupted.")
 
-    monkeypatch.setattr(lsqmf, "solve", interrupted)
+    monkeypatch.setattr("lsqmf.nls.solve.solve", interrupted)
     assert main(["solve", str(files["ratings.csv"]), "--rank", "1"]) == 130
     captured = capsys.readouterr()
     assert "train RMSE" in captured.out  # the result is reported before exiting
@@ -355,7 +357,7 @@ def test_solve_interrupted_exits_130_after_printing(files: dict[str, Path],
 def test_fit_interrupted_saves_then_exits_130(files: dict[str, Path], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    import lsqmf.evaluation as evaluation
+    import lsqmf.evaluate.search as evaluation
 
     real = evaluation.resolve_solver
 
@@ -378,7 +380,7 @@ def test_fit_interrupted_saves_then_exits_130(files: dict[str, Path], tmp_path: 
 @pytest.mark.slow
 def test_real_ctrl_c_on_solve_exits_130(tmp_path: Path) -> None:
     # a solve long enough to be interrupted: SIGINT once it has started iterating
-    ratings, _ = lsqmf.datasets.make_low_rank(400, 300, 5, density=0.2, noise=0.1,
+    ratings, _ = lsqmf.data.readers.make_low_rank(400, 300, 5, density=0.2, noise=0.1,
                                               random_state=0)
     path = tmp_path / "r.npy"
     dense = np.full(ratings.shape, np.nan)

@@ -1,4 +1,4 @@
-"""Hostile input files for the one reader (:func:`lsqmf.datasets.read_input`) and the text
+"""Hostile input files for the one reader (:func:`lsqmf.data.readers.read_input`) and the text
 loaders: binary files, truncated or corrupt gzip, odd shapes, dense matrices, bad options.
 
 Each case is a file and either the Ratings it must give or the exact error it must raise
@@ -19,8 +19,8 @@ import pytest
 import scipy.sparse as sp
 
 from lsqmf import FitResult
-from lsqmf.datasets import detect_format, load_movielens, load_movies, read_input
-from lsqmf.model_io import save_model
+from lsqmf.data.readers import detect_format, load_movielens, load_movies, read_input
+from lsqmf.model.files import save_model
 
 GOOD_CSV = b"1,10,4\n2,10,3\n2,20,5\n"
 

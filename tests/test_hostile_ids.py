@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from lsqmf import FitResult, Ratings
-from lsqmf.datasets import load_movielens, load_movies, parse_ids, read_input
-from lsqmf.model_io import load_model, save_model
+from lsqmf.data.readers import load_movielens, load_movies, parse_ids, read_input
+from lsqmf.model.files import load_model, save_model
 
 BIG1, BIG2 = "100000000000000000001", "100000000000000000002"
 I64MAX, I64MIN = "9223372036854775807", "-9223372036854775808"
@@ -122,7 +122,7 @@ def test_ids_refused(tmp_path: Path, content: bytes, header: bool | None, error:
 def test_header_decision_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "r.csv"
     path.write_bytes(b"user,item,rating\n1,10,4\n")
-    with caplog.at_level(logging.INFO, logger="lsqmf.datasets"):
+    with caplog.at_level(logging.INFO, logger="lsqmf.data.readers"):
         r = load_movielens(path)
     assert r.nnz == 1
     assert "line 1 'user,item,rating' read as a header" in caplog.text
@@ -134,7 +134,7 @@ def test_string_id_header_like_line_is_logged(tmp_path: Path,
     # ids are words, the rating is a word: a header by the rule, and the choice is said
     path = tmp_path / "r.csv"
     path.write_bytes(b"u1,m1,x\nu2,m2,4\n")
-    with caplog.at_level(logging.INFO, logger="lsqmf.datasets"):
+    with caplog.at_level(logging.INFO, logger="lsqmf.data.readers"):
         r = load_movielens(path)
     assert r.row_ids.tolist() == ["u2"] and "read as a header" in caplog.text
     with pytest.raises(ValueError, match=r"line 1: the rating must be a finite number"):

@@ -1,7 +1,7 @@
 """Hostile model files: tampered members, oversized claims, truncation, overwrites.
 
 Each case takes a valid model file, changes one thing, and asserts the exact ``ValueError``
-(naming the file and the member) that :func:`lsqmf.model_io.load_model` raises, or the result
+(naming the file and the member) that :func:`lsqmf.model.files.load_model` raises, or the result
 it must preserve.
 """
 
@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lsqmf import FitResult, model_io
-from lsqmf.model_io import FORMAT_VERSION, load_model, read_metadata, save_model
+from lsqmf import FitResult
+from lsqmf.model import files as model_io
+from lsqmf.model.files import FORMAT_VERSION, load_model, read_metadata, save_model
 
 
 def _model(**changes: Any) -> FitResult:
@@ -264,7 +265,7 @@ def test_unknown_members_are_ignored_and_logged(tmp_path: Path, caplog) -> None:
     path = _write(tmp_path / "extra.npz", {**arrays, "evil": np.zeros(10**6)})
     with zipfile.ZipFile(path, "a") as zf:
         zf.writestr("../../escape.txt", b"never extracted")
-    with caplog.at_level(logging.INFO, logger="lsqmf.model_io"):
+    with caplog.at_level(logging.INFO, logger="lsqmf.model.files"):
         model, _ = load_model(path)
     assert "ignoring members the model format does not define" in caplog.text
     np.testing.assert_array_equal(model.P, _model().P)

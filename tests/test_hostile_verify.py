@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from lsqmf.cli import main
-from lsqmf.golden import GOLDEN_DIR
-from lsqmf.verify import DEFAULT_TIMEOUT, verify
+from lsqmf.oracle.golden import GOLDEN_DIR
+from lsqmf.oracle.verify import DEFAULT_TIMEOUT, verify
 
-CORRECT = "from lsqmf.reference import matrix_factorization as _ref\n"
+CORRECT = "from lsqmf.oracle.reference import matrix_factorization as _ref\n"
 CALL = "def factorize(R, P, Q, K, steps, alpha, beta, eps):\n"
 
 CANDIDATES = {
@@ -109,7 +109,7 @@ def test_crash_on_second_case_keeps_the_first(tmp_path: Path) -> None:
 def test_patching_the_comparison_cannot_change_the_verdict(tmp_path: Path) -> None:
     source = CALL + textwrap.indent(textwrap.dedent("""\
         import numpy as np
-        import lsqmf.verify as v
+        import lsqmf.oracle.verify as v
         v._compare = lambda *a, **k: (0.0, True)       # every case "passes"
         v._judge = lambda golden, *a, **k: v.CaseResult(golden.name, 0, 0, True, True)
         np.array_equal = lambda *a, **k: True
@@ -227,11 +227,11 @@ def test_noisy_candidate_still_passes(tmp_path: Path, capsys: pytest.CaptureFixt
 )
 def test_timeout_argument(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
-        verify("lsqmf.reference:matrix_factorization", cases=["one_step"], **kwargs)
+        verify("lsqmf.oracle.reference:matrix_factorization", cases=["one_step"], **kwargs)
 
 
 def test_timeout_needs_a_spec() -> None:
-    from lsqmf.reference import matrix_factorization
+    from lsqmf.oracle.reference import matrix_factorization
 
     with pytest.raises(ValueError, match=r"`timeout` applies to a candidate given as a "
                        r"'MODULE:FUNCTION' spec"):
@@ -239,7 +239,7 @@ def test_timeout_needs_a_spec() -> None:
 
 
 def test_cli_timeout_option_checked(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["verify", "lsqmf.reference:matrix_factorization", "--case", "one_step",
+    assert main(["verify", "lsqmf.oracle.reference:matrix_factorization", "--case", "one_step",
                  "--timeout", "0"]) == 2
     assert "`timeout` must be > 0.0; got 0.0" in capsys.readouterr().err
 

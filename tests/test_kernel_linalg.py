@@ -1,4 +1,4 @@
-"""The row-solve stages of the compiled kernels (lsqmf._kernel_linalg), each alone."""
+"""The row-solve stages of the compiled kernels (lsqmf.kernels.linalg), each alone."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from lsqmf import _compiled, _kernel_linalg
-from lsqmf.solvers import _kernels
+from lsqmf.kernels import core as _compiled
+from lsqmf.kernels import linalg as _kernel_linalg
+from lsqmf.kernels import solvers as _kernels
 
 STAGES = ("ridge_normal_equations", "cholesky_in_place", "forward_substitution",
           "back_substitution")

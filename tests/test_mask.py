@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lsqmf import as_ratings
-from lsqmf.ratings import Ratings
-from lsqmf.varpro import solve_varpro
+from lsqmf.data.ratings import Ratings
+from lsqmf.nls.varpro import solve_varpro
 
 
 def _matrix() -> tuple[np.ndarray, np.ndarray]:

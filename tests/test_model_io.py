@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lsqmf import Ratings
-from lsqmf.model_io import load_model, save_model
+from lsqmf.model.files import load_model, save_model
 from lsqmf.solvers import SOLVERS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsqmf.multistart import _cluster, multistart
+from lsqmf.nls.multistart import _cluster, multistart
 
 OPTS = dict(
     eliminate="Q", formulation="none", init_scale=1.0, ftol=1e-10, xtol=1e-10, gtol=1e-10,

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lsqmf import Ratings, as_ratings, build_problem, check_jacobian, kron_jacobian
-from lsqmf.problem import FORMULATIONS
+from lsqmf.model.problem import FORMULATIONS
 
 
 @st.composite

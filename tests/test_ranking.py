@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from lsqmf import FitResult, Ratings
-from lsqmf import evaluation as ev
-from lsqmf.datasets import make_low_rank
-from lsqmf.evaluation import holdout_split, ranking_metrics
+from lsqmf.data.readers import make_low_rank
+from lsqmf.evaluate import search as ev
+from lsqmf.evaluate.search import holdout_split, ranking_metrics
 from lsqmf.solvers import als
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")

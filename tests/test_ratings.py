@@ -235,7 +235,7 @@ def test_weighted_mean_and_with_weights() -> None:
     ],
 )
 def test_lookup_ids_matches_pandas_get_indexer(universe, ids) -> None:
-    from lsqmf.ratings import lookup_ids
+    from lsqmf.data.ratings import lookup_ids
 
     expected = pd.Index(universe).get_indexer(ids).astype(np.int64)
     got = lookup_ids(universe, ids, len(universe))

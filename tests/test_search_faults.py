@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from lsqmf import Ratings
-from lsqmf.datasets import make_low_rank
-from lsqmf.evaluation import SearchInterrupted, cross_validate, fit_and_score, grid_search
+from lsqmf.data.readers import make_low_rank
+from lsqmf.evaluate.search import SearchInterrupted, cross_validate, fit_and_score, grid_search
 from lsqmf.solvers import get_solver
 
 FAST = {"biases": True, "count_scaled": False, "max_iter": 5}
@@ -181,7 +181,7 @@ def test_out_must_be_a_file(ratings: Ratings, tmp_path: Path) -> None:
 
 def test_cell_rows_have_every_fit_and_score_field(ratings: Ratings) -> None:
     cv = cross_validate(ratings, solver="als", n_splits=2, rank=1, **FAST)
-    from lsqmf.evaluation import kfold
+    from lsqmf.evaluate.search import kfold
 
     train, test = kfold(ratings, 2, 0)[0]
     row = fit_and_score("als", train, test, rank=1, random_state=0, **FAST)
@@ -207,8 +207,8 @@ def test_cli_cv_ctrl_c_saves_finished_cells_exits_130_and_resumes(
     ratings: Ratings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from lsqmf import evaluation
     from lsqmf.cli import main
+    from lsqmf.evaluate import search as evaluation
 
     data = _ratings_file(tmp_path, ratings)
     out = tmp_path / "cv"
@@ -242,7 +242,7 @@ def test_cli_cv_unreachable_scheduler_exits_2_with_one_line(
     pytest.importorskip("distributed")
     from lsqmf.cli import main
 
-    monkeypatch.setattr("lsqmf.parallel.CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr("lsqmf.runtime.parallel.CONNECT_TIMEOUT", 1.0)
     data = _ratings_file(tmp_path, ratings)
     code = main(["cv", str(data), *CV_ARGS, "--scheduler", "tcp://127.0.0.1:9"])
     err = capsys.readouterr().err.strip()
@@ -257,7 +257,7 @@ def test_cli_bench_unreachable_scheduler_exits_2_before_writing(
     pytest.importorskip("distributed")
     from lsqmf.cli import main
 
-    monkeypatch.setattr("lsqmf.parallel.CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr("lsqmf.runtime.parallel.CONNECT_TIMEOUT", 1.0)
     out = tmp_path / "bench"
     code = main(["bench", "--preset", "seed", "--out", str(out), "--no-progress",
                  "--no-plots", "--scheduler", "tcp://127.0.0.1:9"])

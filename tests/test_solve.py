@@ -14,14 +14,14 @@ import scipy.sparse as sp
 
 import lsqmf
 from lsqmf import ConvergenceWarning, NonFiniteResidualError, solve
-from lsqmf._solve_options import validate
-from lsqmf._solve_plan import plan
-from lsqmf._solve_result import result
-from lsqmf._solve_run import run
-from lsqmf._solve_tables import AUTO_OPERATOR_MIN_NNZ, JAC_KINDS, choose_jac
-from lsqmf._solve_tables import METHODS as METHOD_TABLE
-from lsqmf.gradcheck import JacobianCheckError
-from lsqmf.problem import Problem
+from lsqmf.model.gradcheck import JacobianCheckError
+from lsqmf.model.problem import Problem
+from lsqmf.nls.options import validate
+from lsqmf.nls.plan import plan
+from lsqmf.nls.result import result
+from lsqmf.nls.run import run
+from lsqmf.nls.tables import AUTO_OPERATOR_MIN_NNZ, JAC_KINDS, choose_jac
+from lsqmf.nls.tables import METHODS as METHOD_TABLE
 
 from .conftest import SEED_MASK, make_seed_problem, random_observed
 
@@ -361,7 +361,7 @@ def test_non_finite_start_is_a_clear_error() -> None:
 
 
 def test_linalg_error_is_explained(monkeypatch) -> None:
-    run_module = importlib.import_module("lsqmf._solve_run")
+    run_module = importlib.import_module("lsqmf.nls.run")
 
     def broken(*args, **kwargs):
         raise np.linalg.LinAlgError("SVD did not converge")
@@ -469,7 +469,7 @@ def test_lm_with_too_few_residuals_is_refused() -> None:
 
 
 def test_dense_jacobian_too_large_is_refused(monkeypatch) -> None:
-    plan_module = importlib.import_module("lsqmf._solve_plan")
+    plan_module = importlib.import_module("lsqmf.nls.plan")
 
     monkeypatch.setattr(plan_module, "MAX_DENSE_JACOBIAN_BYTES", 1000)
     with pytest.raises(ValueError, match="use method='trf' or 'dogbox' with tr_solver='lsmr'"):
@@ -545,7 +545,7 @@ def test_run_and_result_stages() -> None:
 
 
 def test_run_picks_its_runner_from_the_table(monkeypatch) -> None:
-    run_module = importlib.import_module("lsqmf._solve_run")
+    run_module = importlib.import_module("lsqmf.nls.run")
     ratings, options = validate(_stage_arguments())
     p = dataclasses.replace(plan(ratings, options), runner="recorded")
     seen = []
@@ -563,7 +563,7 @@ COMBINATIONS = list(itertools.product(METHODS, TR_SOLVERS, list(JAC_KINDS)))
 
 
 def _needs_dense_oracle(method: str, tr_solver: str | None) -> bool:
-    # written out independently of lsqmf._solve_tables: MINPACK and the exact (SVD/QR)
+    # written out independently of lsqmf.nls.tables: MINPACK and the exact (SVD/QR)
     # trust-region step factorize a dense J
     return method == "lm" or tr_solver == "exact"
 
@@ -629,7 +629,7 @@ def test_auto_jacobian_rule(tr_solver, nnz, backend, expected) -> None:
 
 
 def test_auto_picks_the_operator_above_the_threshold_and_backends_agree(monkeypatch) -> None:
-    tables = importlib.import_module("lsqmf._solve_tables")
+    tables = importlib.import_module("lsqmf.nls.tables")
     monkeypatch.setattr(tables, "AUTO_OPERATOR_MIN_NNZ", 1)
     R = random_observed(15, 10, 0.5, seed=2, rank=2)
     kw = dict(formulation="l2", reg=0.01, random_state=0, tr_solver="lsmr", ftol=1e-12,
@@ -644,7 +644,7 @@ def test_auto_picks_the_operator_above_the_threshold_and_backends_agree(monkeypa
 
 
 def test_solve_warms_the_kernels_up_before_the_clock(monkeypatch) -> None:
-    solve_module = importlib.import_module("lsqmf.solve")
+    solve_module = importlib.import_module("lsqmf.nls.solve")
     calls = []
     monkeypatch.setattr(solve_module, "warm_up", lambda *args: calls.append(args))
     R = random_observed(8, 6, 0.6, seed=3, rank=2)
@@ -726,7 +726,7 @@ def test_dense_solve_thread_limit_is_scoped_and_restored(kwargs, during) -> None
 
 
 def test_blas_thread_rule() -> None:
-    from lsqmf._threads import DENSE_SINGLE_THREAD_ENTRIES, blas_threads_for
+    from lsqmf.runtime.threads import DENSE_SINGLE_THREAD_ENTRIES, blas_threads_for
 
     assert blas_threads_for(None, True) == 1
     assert blas_threads_for(DENSE_SINGLE_THREAD_ENTRIES, False) == 1

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import lsqmf
 from lsqmf import ConvergenceWarning, FitResult, IterationInfo, build_problem
-from lsqmf.solve import NonFiniteResidualError
+from lsqmf.nls.solve import NonFiniteResidualError
 from lsqmf.solvers import SOLVER_DEFAULTS, SOLVERS, get_solver
 
 NAMES = list(SOLVERS)
@@ -187,7 +187,7 @@ def test_time_budget(name: str) -> None:
 def test_tol_reached_is_success(name: str) -> None:
     fit = SOLVERS[name](_low_rank(), 2, reg=0.1, max_iter=10_000, tol=0.5, random_state=0)
     assert fit.status == 2 and fit.success
-    assert fit.message == lsqmf.result.STATUS_MESSAGES[2]
+    assert fit.message == lsqmf.model.result.STATUS_MESSAGES[2]
 
 
 @pytest.mark.parametrize(
@@ -284,7 +284,7 @@ def test_missing_numba_message(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_defaults_fit_movielens_like(name: str) -> None:
     """The table's defaults run on 0.5-5 star data and beat the global mean."""
-    from lsqmf.datasets import make_low_rank
+    from lsqmf.data.readers import make_low_rank
 
     ratings, _ = make_low_rank(60, 80, 3, density=0.3, noise=0.3, random_state=0,
                                scale=(0.5, 5.0))
@@ -426,7 +426,7 @@ def test_lsq_passes_other_options_to_solve() -> None:
 def test_every_solver_starts_from_the_shared_random_start(name: str) -> None:
     """The same seed gives every solver (lsq included) the same x0: random_start's."""
     from lsqmf._validation import resolve_seed
-    from lsqmf.start import random_start
+    from lsqmf.model.start import random_start
 
     R = _low_rank(12, 10)
     R[np.random.default_rng(4).random(R.shape) < 0.3] = np.nan
@@ -443,7 +443,7 @@ def test_every_solver_starts_from_the_shared_random_start(name: str) -> None:
 def test_lsq_and_als_start_from_identical_factors() -> None:
     """With P0/Q0 from random_start both reproduce their seeded runs exactly."""
     from lsqmf._validation import resolve_seed
-    from lsqmf.start import random_start
+    from lsqmf.model.start import random_start
 
     R = _low_rank()
     ratings = lsqmf.as_ratings(R)

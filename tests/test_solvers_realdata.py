@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsqmf.datasets import load_builtin
-from lsqmf.evaluation import fit_and_score, kfold
+from lsqmf.data.readers import load_builtin
+from lsqmf.evaluate.search import fit_and_score, kfold
 
 pytestmark = pytest.mark.slow
 

@@ -17,11 +17,14 @@ import numpy as np
 import pytest
 
 import lsqmf
-from lsqmf import _backend, _compiled
-from lsqmf._threads import passive_openmp_wait
 from lsqmf.cli import COMMANDS
-from lsqmf.datasets import make_low_rank
-from lsqmf.solvers import SOLVER_SPECS, _kernels, _kernels_bmf, get_solver
+from lsqmf.data.readers import make_low_rank
+from lsqmf.kernels import backend as _backend
+from lsqmf.kernels import bmf as _kernels_bmf
+from lsqmf.kernels import core as _compiled
+from lsqmf.kernels import solvers as _kernels
+from lsqmf.runtime.threads import passive_openmp_wait
+from lsqmf.solvers import SOLVER_SPECS, get_solver
 
 #: Modules that must not be loaded by ``import lsqmf`` or by building the command line.
 HEAVY = ("pandas", "matplotlib", "seaborn", "numba", "llvmlite", "dask", "distributed",
@@ -49,7 +52,9 @@ def test_start_up_imports_no_heavy_module(code: str) -> None:
 def test_reading_a_ratings_file_imports_no_pandas(tmp_path) -> None:
     path = tmp_path / "ratings.csv"
     path.write_text("userId,movieId,rating\n1,10,4.0\n2,10,3.5\n2,007,5.0\n")
-    loaded = _modules_after(f"from lsqmf.datasets import load_ratings\nload_ratings({str(path)!r})")
+    loaded = _modules_after(
+        f"from lsqmf.data.readers import load_ratings\nload_ratings({str(path)!r})"
+    )
     assert "pandas" not in loaded
 
 
@@ -78,15 +83,15 @@ def test_from_import_of_every_export_in_a_fresh_process() -> None:
 
 
 def test_functions_named_like_their_submodule_stay_functions() -> None:
-    # the import system binds a loaded submodule as the package's attribute; for lsqmf.solve
-    # and lsqmf.multistart the attribute must remain the function (as before lazy loading)
+    # the functions live in lsqmf.nls's modules of the same name; importing those modules (or
+    # the flat layout's old paths) must leave the package's attributes the functions
     code = (
         "import types, lsqmf\n"
-        "import lsqmf.solve, lsqmf.multistart, lsqmf.solvers.lsq\n"
+        "import lsqmf.nls.solve, lsqmf.nls.multistart, lsqmf.solvers.lsq, lsqmf.varpro\n"
         "assert isinstance(lsqmf.solve, types.FunctionType), lsqmf.solve\n"
         "assert isinstance(lsqmf.multistart, types.FunctionType), lsqmf.multistart\n"
         "import sys\n"
-        "assert lsqmf.solve is sys.modules['lsqmf.solve'].solve\n"
+        "assert lsqmf.solve is sys.modules['lsqmf.nls.solve'].solve\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     assert isinstance(lsqmf.solve, types.FunctionType)
@@ -94,7 +99,7 @@ def test_functions_named_like_their_submodule_stay_functions() -> None:
 
 
 def test_submodules_are_attributes_on_first_use() -> None:
-    assert lsqmf.datasets.__name__ == "lsqmf.datasets"
+    assert lsqmf.data.readers.__name__ == "lsqmf.data.readers"
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
@@ -204,8 +209,8 @@ def test_aligning_test_ids_imports_no_pandas(tmp_path) -> None:
     train.write_text("userId,movieId,rating\n1,10,4.0\n2,10,3.5\n2,7,5.0\n")
     test.write_text("userId,movieId,rating\n2,10,4.0\n3,7,1.0\n")
     loaded = _modules_after(
-        "from lsqmf.datasets import load_ratings\n"
-        "from lsqmf.evaluation import align_pairs\n"
+        "from lsqmf.data.readers import load_ratings\n"
+        "from lsqmf.evaluate.search import align_pairs\n"
         f"align_pairs(load_ratings({str(train)!r}), load_ratings({str(test)!r}))"
     )
     assert "pandas" not in loaded
@@ -276,10 +281,10 @@ def test_the_evaluate_command_imports_only_what_it_needs() -> None:
         "from lsqmf.cli import build_parser, command_name\n"
         "argv = ['evaluate', 'train.csv', 'test.csv', '--solver', 'als']\n"
         "build_parser(command_name(argv)).parse_args(argv)\n"
-        "import lsqmf.datasets, lsqmf.evaluation, lsqmf.solvers, lsqmf.solvers.als"
+        "import lsqmf.data.readers, lsqmf.evaluate.search, lsqmf.solvers, lsqmf.solvers.als"
     )
     unneeded = ("lsqmf.cli.solve", "lsqmf.cli.bench", "lsqmf.cli.verify", "lsqmf.cli.tune",
-                "lsqmf.cli.demo", "lsqmf.bench", "lsqmf.solve", "lsqmf.varpro",
+                "lsqmf.cli.demo", "lsqmf.bench", "lsqmf.nls.solve", "lsqmf.nls.varpro",
                 "scipy.sparse.linalg", *HEAVY)
     assert sorted(m for m in unneeded if m in loaded) == []
 

@@ -1,4 +1,5 @@
-"""``lsqmf.tuning.tune`` and ``lsqmf tune``: configurations chosen on training data only."""
+"""``lsqmf.evaluate.tuning.tune`` and ``lsqmf tune``: configurations chosen on training data
+only."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 pytest.importorskip("numba")
 
 from lsqmf.cli import main
-from lsqmf.datasets import make_low_rank
-from lsqmf.tuning import tune
+from lsqmf.data.readers import make_low_rank
+from lsqmf.evaluate.tuning import tune
 
 SPACE = {"als_cg": {"rank": [1, 3], "reg": [0.01, 1.0]}}
 

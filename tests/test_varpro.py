@@ -9,9 +9,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from lsqmf.ratings import Ratings
+from lsqmf.data.ratings import Ratings
+from lsqmf.nls.varpro import build_reduced, solve_varpro, transpose_ratings
 from lsqmf.solvers.als import SideSolver
-from lsqmf.varpro import build_reduced, solve_varpro, transpose_ratings
 
 GIRAFFE = Path(__file__).resolve().parents[2] / "shared" / "data" / "giraffe" / "giraffe.M.txt"
 
@@ -312,7 +312,7 @@ def _solve_arguments(**overrides):
 
 
 def test_solve_arguments_route_to_varpro_with_solve_defaults() -> None:
-    from lsqmf.varpro import solve_from_arguments
+    from lsqmf.nls.varpro import solve_from_arguments
 
     M = _low_rank(seed=8)
     args = _solve_arguments(R=M, rank=2, eliminate="Q", formulation="none", init_scale=1.0,

@@ -1,4 +1,4 @@
-"""lsqmf._varpro_lm: the reduced normal equations and solve_varpro(method='lm-normal')."""
+"""lsqmf.nls.lm_normal: the reduced normal equations and solve_varpro(method='lm-normal')."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import lsqmf
-from lsqmf._varpro_lm import MAX_NORMAL_PARAMS, normal_equations
-from lsqmf.ratings import as_ratings
-from lsqmf.varpro import build_reduced, solve_varpro
+from lsqmf.data.ratings import as_ratings
+from lsqmf.nls.lm_normal import MAX_NORMAL_PARAMS, normal_equations
+from lsqmf.nls.varpro import build_reduced, solve_varpro
 
 GIRAFFE = Path(__file__).resolve().parents[2] / "shared" / "data" / "giraffe" / "giraffe.M.txt"
 
@@ -104,7 +104,7 @@ def test_lm_normal_exact_data_under_none() -> None:
         gtol=1e-12,
     )
     assert fit.rms is not None and fit.rms < 1e-6
-    assert fit.status == lsqmf.result.Status.GTOL
+    assert fit.status == lsqmf.model.result.Status.GTOL
 
 
 def test_through_lsqmf_solve() -> None:
@@ -133,7 +133,7 @@ def test_callback_stops() -> None:
         random_state=0,
         callback=lambda info: info.step >= 2,
     )
-    assert fit.status == lsqmf.result.Status.CALLBACK
+    assert fit.status == lsqmf.model.result.Status.CALLBACK
     assert fit.nfev == 3
 
 
@@ -223,7 +223,7 @@ def test_compiled_normal_matrix_matches_numpy(
 
 @pytest.mark.parametrize("biases", [False, True])
 def test_gauge_directions_leave_the_reduced_cost_unchanged(biases: bool) -> None:
-    from lsqmf._varpro_lm import _gauge_basis, _retract
+    from lsqmf.nls.lm_normal import _gauge_basis, _retract
 
     red = build_reduced(
         as_ratings(_matrix(13)), 2, formulation="none", biases=biases, backend="numpy"
@@ -244,7 +244,7 @@ def test_gauge_directions_leave_the_reduced_cost_unchanged(biases: bool) -> None
 
 
 def test_retraction_maps_directions_and_gradients() -> None:
-    from lsqmf._varpro_lm import _gradient, _layout, _retract, _to_retracted
+    from lsqmf.nls.lm_normal import _gradient, _layout, _retract, _to_retracted
 
     red = build_reduced(as_ratings(_matrix(14)), 2, formulation="none", backend="numpy")
     rng = np.random.default_rng(4)
@@ -277,7 +277,7 @@ def test_lm_normal_compiled_and_numpy_agree(eliminate: str) -> None:
 def test_lm_normal_steps_are_few_where_gauss_newton_alone_crawls() -> None:
     """The projected steps and the longer steps keep the count of evaluations small on a
     track-like instance from N(0, 1) starts (all reach one optimum)."""
-    from lsqmf.datasets import make_tracks
+    from lsqmf.data.readers import make_tracks
 
     M, _, _ = make_tracks(40, 30, 3, track_fraction=0.4, noise=0.01, random_state=1)
     costs, nfevs = [], []
@@ -292,7 +292,7 @@ def test_lm_normal_steps_are_few_where_gauss_newton_alone_crawls() -> None:
 
 @pytest.mark.parametrize("orthonormal", [False, True])
 def test_factored_matrix_adds_the_gauge_projector(orthonormal: bool) -> None:
-    from lsqmf._varpro_lm import _add_gauge, _retract, _set_gauge, _State
+    from lsqmf.nls.lm_normal import _add_gauge, _retract, _set_gauge, _State
 
     rng = np.random.default_rng(5)
     red = build_reduced(as_ratings(_matrix(16, n=13, m=9)), 3, formulation="none",
@@ -352,7 +352,7 @@ def test_a_column_with_too_few_observations_is_still_refused() -> None:
 def test_damped_step_is_the_factored_solution_without_its_gauge_part() -> None:
     """The step solves (A + c V V^T + mu D) s = -g with the gauge part dropped, it is
     orthogonal to the gauge, and its predicted decrease is the model's."""
-    from lsqmf._varpro_lm import _damping, _Factor, _retract, _set_gauge, _State
+    from lsqmf.nls.lm_normal import _damping, _Factor, _retract, _set_gauge, _State
 
     red = build_reduced(as_ratings(_matrix(21, n=15, m=11)), 3, formulation="none")
     x = _retract(red, np.random.default_rng(8).standard_normal(red.n_params))[0]
@@ -396,8 +396,8 @@ def test_inner_damping_matrix_is_the_schur_complement_of_the_damped_joint_system
     """DRW (the switch ``_INNER_DAMPING``): the matrix factored is J_t^T J_t - J_t^T J_z
     (J_z^T J_z + lam diag(J_z^T J_z))^-1 J_z^T J_t, from the joint Jacobian at (P, Q*(P));
     lam = 0 is Kaufman's A."""
-    from lsqmf._varpro_lm import _damped_inner, _layout, _pieces
-    from lsqmf._varpro_lm import _matrix as normal_matrix
+    from lsqmf.nls.lm_normal import _damped_inner, _layout, _pieces
+    from lsqmf.nls.lm_normal import _matrix as normal_matrix
 
     R = as_ratings(_matrix(23, n=9, m=7))
     red = build_reduced(R, 2, formulation="none")
@@ -420,7 +420,7 @@ def test_inner_damping_matrix_is_the_schur_complement_of_the_damped_joint_system
 
 
 def test_lm_normal_with_inner_damping_reaches_the_optimum(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lsqmf._varpro_lm as lm
+    import lsqmf.nls.lm_normal as lm
 
     M = _matrix(24, n=14, m=12, k=3, noise=0.01)
     kw = dict(formulation="none", method="lm-normal", init_scale=1.0, ftol=1e-12,

@@ -1,4 +1,4 @@
-"""``lsqmf.verify``, ``lsqmf verify`` and the golden files (``lsqmf golden``)."""
+"""``lsqmf.oracle.verify``, ``lsqmf verify`` and the golden files (``lsqmf golden``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from lsqmf.cli import main
-from lsqmf.golden import (
+from lsqmf.oracle.golden import (
     CASES,
     GOLDEN_DIR,
     case_names,
@@ -21,7 +21,7 @@ from lsqmf.golden import (
     load_case,
     make_inputs,
 )
-from lsqmf.verify import CaseResult, VerifyReport, load_candidate, verify
+from lsqmf.oracle.verify import CaseResult, VerifyReport, load_candidate, verify
 
 # Candidates are written to files, as a user's would be. The loop is an independent
 # transcription of the reference's rules on Python lists, written back into the caller's
@@ -236,7 +236,7 @@ def test_load_case_errors(tmp_path):
 
 
 def test_reference_itself_passes_with_zero_difference():
-    from lsqmf.reference import matrix_factorization
+    from lsqmf.oracle.reference import matrix_factorization
 
     report = verify(matrix_factorization, atol=0.0)
     assert isinstance(report, VerifyReport)
@@ -292,7 +292,7 @@ def test_right_answers_without_in_place_update_fail_the_mutation_check(candidate
 
 
 def test_candidate_that_modifies_r_fails_the_mutation_check():
-    from lsqmf.reference import matrix_factorization
+    from lsqmf.oracle.reference import matrix_factorization
 
     def scribbles_on_r(R, P, Q, *args):
         out = matrix_factorization(R, P, Q, *args)
@@ -379,9 +379,9 @@ def test_verify_rejects_non_callable():
 
 def test_verify_spec_runs_in_a_child_process():
     # a str is a spec (it used to be refused): imported and run in a child process
-    report = verify("lsqmf.reference:matrix_factorization", cases=["one_step", "rank1_tiny"])
+    report = verify("lsqmf.oracle.reference:matrix_factorization", cases=["one_step", "rank1_tiny"])
     assert report.passed and report.outcome == "completed"
-    assert report.candidate == "lsqmf.reference:matrix_factorization"
+    assert report.candidate == "lsqmf.oracle.reference:matrix_factorization"
 
 
 def test_case_result_is_frozen():
@@ -395,9 +395,9 @@ def test_case_result_is_frozen():
 
 
 def test_load_candidate_from_module_and_dotted_attribute(tmp_path, monkeypatch):
-    from lsqmf.reference import matrix_factorization
+    from lsqmf.oracle.reference import matrix_factorization
 
-    assert load_candidate("lsqmf.reference:matrix_factorization") is matrix_factorization
+    assert load_candidate("lsqmf.oracle.reference:matrix_factorization") is matrix_factorization
     (tmp_path / "user_mod_for_lsqmf_test.py").write_text(
         "class Impl:\n    @staticmethod\n    def run(*a):\n        return a\n"
     )
@@ -412,8 +412,8 @@ def test_load_candidate_from_module_and_dotted_attribute(tmp_path, monkeypatch):
         ("no_colon", ValueError, "`spec` must be 'MODULE:FUNCTION'"),
         ("mod:", ValueError, "`spec` must be 'MODULE:FUNCTION'"),
         ("lsqmf_no_such_module:f", ImportError, "No module named 'lsqmf_no_such_module'"),
-        ("lsqmf.reference:nope", ImportError, "has no attribute 'nope'"),
-        ("lsqmf.reference:__doc__", TypeError, "is not callable"),
+        ("lsqmf.oracle.reference:nope", ImportError, "has no attribute 'nope'"),
+        ("lsqmf.oracle.reference:__doc__", TypeError, "is not callable"),
         ("missing_dir/missing.py:f", ImportError, "no such file"),
     ],
     ids=["no-colon", "no-function", "no-module", "no-attribute", "not-callable", "no-file"],
@@ -498,9 +498,9 @@ def test_cli_broken_candidate_exits_2(candidates, capsys, stem, message):
 
 @pytest.mark.usefixtures("keep_sys_path")
 def test_cli_bad_options_exit_2(capsys):
-    assert main(["verify", "lsqmf.reference:matrix_factorization", "--case", "nope"]) == 2
+    assert main(["verify", "lsqmf.oracle.reference:matrix_factorization", "--case", "nope"]) == 2
     assert "got unknown 'nope'" in capsys.readouterr().err
-    assert main(["verify", "lsqmf.reference:matrix_factorization", "--atol", "-1"]) == 2
+    assert main(["verify", "lsqmf.oracle.reference:matrix_factorization", "--atol", "-1"]) == 2
     assert "`atol` must be >= 0.0" in capsys.readouterr().err
 
 

@@ -12,8 +12,8 @@ lsqmf), and re-runs itself there. ``--no-venv`` runs in the current interpreter 
 
 What is measured
 ----------------
-- Data: MovieLens latest-small (``lsqmf.datasets.load_builtin()``), 5 folds from one seeded
-  permutation (``lsqmf.evaluation.kfold(ratings, 5, random_state=seed)``), the same folds for
+- Data: MovieLens latest-small (``lsqmf.data.readers.load_builtin()``), 5 folds from one seeded
+  permutation (``lsqmf.evaluate.search.kfold(ratings, 5, random_state=seed)``), the same folds for
   every system.
 - Scoring, identical for every system: a test pair whose user or item has no training rating
   (cold start) is predicted by one shared bias baseline fitted on the fold's training data
@@ -242,9 +242,9 @@ def fit_lsqmf(train: Any, p: dict[str, Any], seed: int) -> tuple[Predictor, floa
 
 
 def fit_lsqmf_evaluate(train: Any, p: dict[str, Any], seed: int) -> tuple[Predictor, float]:
-    """``lsqmf evaluate``'s path: :func:`lsqmf.evaluation.fit_and_score` with the registry's
+    """``lsqmf evaluate``'s path: :func:`lsqmf.evaluate.search.fit_and_score` with the registry's
     default solver and settings (``p`` only overrides them for the curves); its ``fit_s``."""
-    from lsqmf.evaluation import fit_and_score
+    from lsqmf.evaluate.search import fit_and_score
     from lsqmf.solvers import DEFAULT_SOLVER
 
     p = dict(p)
@@ -301,7 +301,7 @@ def tune(folds: list[Any], systems: list[str], seed: int, out: Path) -> dict[str
     """Each system's setting chosen on an inner holdout of fold 0's training data."""
     import pandas as pd
 
-    from lsqmf.evaluation import holdout_split
+    from lsqmf.evaluate.search import holdout_split
 
     inner_train, inner_val = holdout_split(folds[0][0], test_size=0.1, random_state=seed + 1)
     rows = []
@@ -519,9 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_info, threadpool_limits
 
     import lsqmf
-    from lsqmf.datasets import load_builtin
-    from lsqmf.evaluation import kfold
-    from lsqmf.solvers import _kernels, _kernels_bmf
+    from lsqmf.data.readers import load_builtin
+    from lsqmf.evaluate.search import kfold
+    from lsqmf.kernels import bmf as _kernels_bmf
+    from lsqmf.kernels import solvers as _kernels
 
     def warm_up() -> float:
         return _kernels.warm_up() + _kernels_bmf.warm_up()

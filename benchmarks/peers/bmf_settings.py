@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args(argv)
 
-    from lsqmf.datasets import load_builtin
-    from lsqmf.evaluation import holdout_split, kfold
+    from lsqmf.data.readers import load_builtin
+    from lsqmf.evaluate.search import holdout_split, kfold
     from lsqmf.solvers import bmf
 
     sys.path.insert(0, str(HERE))

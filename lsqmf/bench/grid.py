@@ -32,7 +32,7 @@ formulation ``'prior'``, ``ftol=1e-3``); any other name (``"lsq"``, ``"als"``, `
 from :data:`lsqmf.solvers.SOLVER_DEFAULTS` (the solver's iteration settings and the
 MovieLens objective: biases, count-scaled ``reg``; set ``biases = false`` and
 ``count_scaled = false`` for the plain ``'l2'`` objective, as ``scale.toml`` does), so a
-name runs with the same settings here, in :func:`lsqmf.evaluation.fit_and_score` and on the
+name runs with the same settings here, in :func:`lsqmf.evaluate.search.fit_and_score` and on the
 command line. An unknown name is not an error when the grid is loaded: its cells become rows
 with the error, so a grid can name a solver another build does not ship.
 
@@ -64,7 +64,7 @@ Problem generators (``problems``) and their ``[problem]`` keys
 ``default_rng([random_state, repeat, index])``: ``n`` (list of int), ``m_factor`` (float,
 default 0.8), ``rank`` (int, default 10), ``density`` (list of float in (0, 1]: fraction
 observed), ``noise`` (float >= 0, default 0.1: std of Gaussian noise added to ``P @ Q``),
-``random_state`` (int, default 0). Drawn by :func:`lsqmf.datasets.make_low_rank` (standard
+``random_state`` (int, default 0). Drawn by :func:`lsqmf.data.readers.make_low_rank` (standard
 normal hidden factors scaled by ``1/sqrt(rank)``, observed positions uniform without
 replacement, no n x m array). Solved as
 ``solver(ratings, rank, **params)`` (the problem's ``rank`` overrides the registry's).
@@ -73,7 +73,7 @@ Cell columns: ``n, m, k, density``.
 ``"movielens"`` -- cross-validation on a built-in dataset: ``dataset`` (str, default
 ``"ml-latest-small"``), ``n_splits`` (int >= 2, default 5), ``random_state`` (int, default 0).
 Cells are configuration x fold; each runs
-``lsqmf.evaluation.fit_and_score(solver, train, test, **params)`` and records ``fit_s``,
+``lsqmf.evaluate.search.fit_and_score(solver, train, test, **params)`` and records ``fit_s``,
 ``rmse`` and ``mae``. Cell columns: ``fold``.
 """
 
@@ -397,7 +397,7 @@ class _LazySynthetic:
         self.p, self.repeat, self.index, self.key = dict(p), repeat, index, dict(key)
 
     def build(self) -> ProblemData:
-        from ..datasets import make_low_rank
+        from ..data.readers import make_low_rank
 
         p, key = self.p, self.key
         rng = np.random.default_rng([p["random_state"], self.repeat, self.index])

@@ -34,7 +34,7 @@ of the solver call, ``time.perf_counter``; NaN when the call failed), ``nfev``, 
 Parallel runs
 -------------
 ``jobs > 1`` runs cells on local processes, ``scheduler=`` on a Dask cluster (through
-:func:`lsqmf.parallel.map_tasks`); rows are appended as cells finish (in completion order)
+:func:`lsqmf.runtime.parallel.map_tasks`); rows are appended as cells finish (in completion order)
 and ``results.csv`` is in grid order, so a parallel or cluster run, and its resume, give the
 same rows as a serial one. A ``movielens`` grid sends its folds to each worker once; other
 grids send each problem with its cells. A cell whose worker died is a row with the reason in
@@ -59,7 +59,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._checkpoint import (
+from .._validation import check_int
+from ..runtime.checkpoint import (
     FileLock,
     RowWriter,
     parse_bool,
@@ -67,7 +68,6 @@ from .._checkpoint import (
     parse_int,
     read_checkpoint,
 )
-from .._validation import check_int
 from .grid import Grid, ProblemData, select_cells
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def resolve_solver(name: str) -> Callable[..., Any]:
 
     ``"solve"`` is :func:`lsqmf.solve`; every other name is the registered solver with the
     registry's by-name defaults (:func:`lsqmf.solvers.solver_by_name`, the same rule as
-    :func:`lsqmf.evaluation.fit_and_score`), in every problem kind.
+    :func:`lsqmf.evaluate.search.fit_and_score`), in every problem kind.
 
     Raises
     ------
@@ -120,7 +120,7 @@ def resolve_solver(name: str) -> Callable[..., Any]:
         If the name is not registered (or the registry is not available).
     """
     if name == CORE_SOLVER:
-        from ..solve import solve
+        from ..nls.solve import solve
 
         return solve
     try:
@@ -186,7 +186,7 @@ def _run_task(task: _Task) -> dict[str, Any]:
         warnings.simplefilter("always")
         try:
             if task.kind == "cv":
-                from ..evaluation import fit_and_score
+                from ..evaluate.search import fit_and_score
 
                 # a registry name: fit_and_score resolves it (lsqmf.solvers.resolve_solver)
                 solver: Any = task.solver
@@ -226,7 +226,7 @@ def _fill_fit(row: dict[str, Any], res: Any) -> None:
 
 
 def _fill_cv(row: dict[str, Any], score: Mapping[str, Any], dur: float) -> None:
-    """Copy :func:`lsqmf.evaluation.fit_and_score`'s dict into the row (``dur = fit_s``)."""
+    """Copy :func:`lsqmf.evaluate.search.fit_and_score`'s dict into the row (``dur = fit_s``)."""
     fit_s = score.get("fit_s")
     row["fit_s"] = dur if fit_s is None else float(fit_s)
     row["dur"] = row["fit_s"]
@@ -439,8 +439,8 @@ def _tasks(grid: Grid, selected: list[dict[str, Any]], repeats: int,
 
 
 def _load_folds(grid: Grid) -> list[Any]:
-    from ..datasets import load_builtin
-    from ..evaluation import kfold
+    from ..data.readers import load_builtin
+    from ..evaluate.search import kfold
 
     p = grid.problem
     ratings = load_builtin(p["dataset"])
@@ -475,7 +475,8 @@ def run_grid(
         Cells run in parallel on local processes when > 1 (timings then interfere; 1 is
         serial).
     scheduler : str, distributed.Client or cluster, optional
-        Run the cells on a Dask cluster (see :func:`lsqmf.parallel.plan_backend`); ``jobs`` is
+        Run the cells on a Dask cluster (see :func:`lsqmf.runtime.parallel.plan_backend`); ``jobs``
+        is
         then ignored. An unreachable scheduler is an error before anything is written.
     progress : bool, default=False
         Show a tqdm progress bar on stderr.
@@ -495,7 +496,7 @@ def run_grid(
     KeyboardInterrupt
         Re-raised after ``raw.csv``, ``results.csv`` and ``run.json`` are consistent.
     """
-    from ..parallel import plan_backend
+    from ..runtime.parallel import plan_backend
 
     repeats = grid.repeats if repeats is None else check_int("repeats", repeats, min_value=1)
     jobs = check_int("jobs", jobs, min_value=1)
@@ -581,7 +582,7 @@ def _run_cells(grid: Grid, selected: list[dict[str, Any]], repeats: int,
                done: set[tuple[str, int]], *, backend: Any, writer: RowWriter,
                session: dict[str, Any], n_todo: int, progress: bool) -> None:
     """Run the cells not ``done``, writing each row as it finishes; closes ``writer``."""
-    from ..parallel import map_tasks
+    from ..runtime.parallel import map_tasks
 
     bar = None
     try:

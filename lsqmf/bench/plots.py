@@ -463,7 +463,7 @@ def _convergence_run(R: np.ndarray, P0: np.ndarray, Q0: np.ndarray, cfg: dict[st
     """One configuration's cost history (one row with the error if it raises)."""
     import pandas as pd
 
-    from ..solve import solve
+    from ..nls.solve import solve
 
     label = "-".join(str(cfg.get(k)).lower() for k in ("method", "tr_solver"))
     if cfg.get("loss", "linear") != "linear":

@@ -39,7 +39,7 @@ def plot_cv_heatmap(
     ----------
     results : pandas.DataFrame
         Per-fold rows with columns ``row``, ``col`` and ``value`` (e.g.
-        :attr:`lsqmf.evaluation.GridSearchResult.results`); folds are averaged, and any
+        :attr:`lsqmf.evaluate.search.GridSearchResult.results`); folds are averaged, and any
         other grid parameter is averaged over too.
     out_path : str or Path
         Image file to write (format from the suffix).

@@ -109,7 +109,7 @@ _VALUE_OPTIONS = ("--blas-threads",)
 
 
 def add_input_options(parser: argparse.ArgumentParser) -> None:
-    """``--dense`` and ``--header/--no-header``: how :func:`lsqmf.datasets.read_input` reads
+    """``--dense`` and ``--header/--no-header``: how :func:`lsqmf.data.readers.read_input` reads
     a subcommand's input files."""
     parser.add_argument(
         "--dense", action="store_true",
@@ -124,7 +124,7 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
 
 
 def input_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments of :func:`lsqmf.datasets.read_input` from ``add_input_options``."""
+    """Keyword arguments of :func:`lsqmf.data.readers.read_input` from ``add_input_options``."""
     return {"dense": bool(getattr(args, "dense", False)), "header": getattr(args, "header", None)}
 
 
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def describe_error(err: BaseException) -> tuple[int, str]:
     """The exit code and the one-line message of an error reaching the command line."""
     text = " ".join(str(err).split()) or type(err).__name__  # one line
-    from ..gradcheck import JacobianCheckError
+    from ..model.gradcheck import JacobianCheckError
 
     if isinstance(err, JacobianCheckError):
         return EXIT_CODES["check_failed"], f"error: JacobianCheckError: {text}"

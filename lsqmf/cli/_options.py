@@ -1,8 +1,9 @@
 """Command-line options built from the library's own tables, never retyped.
 
-Choices come from :data:`lsqmf.solvers.SOLVER_SPECS`, :data:`lsqmf.solve.METHODS`,
-:data:`~lsqmf.solve.TR_SOLVERS`, :data:`~lsqmf.solve.LOSSES`, :data:`~lsqmf.solve.JAC_KINDS`
-and :data:`lsqmf.problem.FORMULATIONS`; defaults of ``lsqmf solve`` are those of
+Choices come from :data:`lsqmf.solvers.SOLVER_SPECS`, :data:`lsqmf.nls.solve.METHODS`,
+:data:`~lsqmf.nls.solve.TR_SOLVERS`, :data:`~lsqmf.nls.solve.LOSSES`,
+:data:`~lsqmf.nls.solve.JAC_KINDS`
+and :data:`lsqmf.model.problem.FORMULATIONS`; defaults of ``lsqmf solve`` are those of
 :func:`lsqmf.solve`'s signature (read with :mod:`inspect`); the solver options of ``fit``,
 ``evaluate`` and ``cv`` default to None, which means "the registry's by-name default"
 (:func:`lsqmf.solvers.resolve_solver`). ``--seed`` defaults to the library's
@@ -43,7 +44,7 @@ LSQ_OPTIONS = ("loss", "f_scale", "jac", "bounds")
 
 def solve_defaults() -> dict[str, Any]:
     """Keyword defaults of :func:`lsqmf.solve`, from its signature."""
-    from ..solve import solve
+    from ..nls.solve import solve
 
     return {
         name: p.default for name, p in inspect.signature(solve).parameters.items()
@@ -56,7 +57,7 @@ def _tr_solver(value: str) -> str | None:
 
 
 def _tr_solver_choices() -> list[str | None]:
-    from .._solve_tables import TR_SOLVERS
+    from ..nls.tables import TR_SOLVERS
 
     return list(TR_SOLVERS)
 
@@ -67,8 +68,8 @@ def _bounds_help() -> str:
 
 def add_solve_options(p: argparse.ArgumentParser) -> None:
     """The options of ``lsqmf solve``: :func:`lsqmf.solve`'s, with its defaults."""
-    from .._solve_tables import JAC_KINDS, LOSSES, METHODS
-    from ..problem import FORMULATIONS
+    from ..model.problem import FORMULATIONS
+    from ..nls.tables import JAC_KINDS, LOSSES, METHODS
 
     d = solve_defaults()
     p.add_argument("--method", choices=list(METHODS), default=d["method"])
@@ -126,7 +127,7 @@ def _own_choices(option: str) -> list[str] | None:
 def add_lsq_options(p: argparse.ArgumentParser) -> None:
     """``--method``, ``--tr-solver``, ``--loss``, ``--f-scale``, ``--jac``, ``--bounds`` for
     the ``lsq`` solver (default None: the registry's ``lsq`` defaults, then lsqmf.solve's)."""
-    from .._solve_tables import JAC_KINDS, LOSSES, METHODS
+    from ..nls.tables import JAC_KINDS, LOSSES, METHODS
 
     g = p.add_argument_group("lsq solver options (lsqmf.solve)")
     g.add_argument("--method", choices=list(METHODS), default=None)

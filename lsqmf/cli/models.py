@@ -42,7 +42,7 @@ def prepare_solver(args: argparse.Namespace) -> None:
     the data is read: the command's start-up step (``prepare``, see :mod:`lsqmf.cli`). The fit
     would load them before its clock anyway; the results are the same. Skipped when the fits
     run in other processes (``cv --jobs N``, ``--scheduler``)."""
-    from .._backend import warm_up_solver
+    from ..kernels.backend import warm_up_solver
 
     if getattr(args, "scheduler", None) is not None or getattr(args, "jobs", 1) != 1:
         return
@@ -52,14 +52,14 @@ def prepare_solver(args: argparse.Namespace) -> None:
 def _grid_search_default(name: str) -> Any:
     import inspect
 
-    from ..evaluation import grid_search
+    from ..evaluate.search import grid_search
 
     return inspect.signature(grid_search).parameters[name].default
 
 
 def save_fitted(model: Any, ratings: Any, source: str, out: Path, *, force: bool) -> Path:
     """Save a fitted model with the metadata every subcommand records (``fit``, ``solve``)."""
-    from ..model_io import save_model
+    from ..model.files import save_model
 
     meta = {"ratings": _source(source),
             "rating_scale": [float(ratings.values.min()), float(ratings.values.max())]}
@@ -68,7 +68,7 @@ def save_fitted(model: Any, ratings: Any, source: str, out: Path, *, force: bool
 
 def _add_ranking_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=None, metavar="K",
-                   help="also report precision/recall/MAP/NDCG at K (lsqmf.evaluation."
+                   help="also report precision/recall/MAP/NDCG at K (lsqmf.evaluate.search."
                    "ranking_metrics; each user's training items excluded)")
     p.add_argument("--relevance", type=float, default=4.0, metavar="T",
                    help="test ratings >= T are relevant for --top-k (default 4.0)")
@@ -82,7 +82,7 @@ def _ranking(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _source(arg: str) -> str:
     """What to record as the ratings source of a model: 'builtin' or an absolute path."""
-    from ..datasets import BUILTIN_NAME
+    from ..data.readers import BUILTIN_NAME
 
     return arg if arg == BUILTIN_NAME else str(Path(arg).resolve())
 
@@ -90,12 +90,12 @@ def _source(arg: str) -> str:
 def _parse_id(text: str, ids: Any) -> Any:
     """A raw id from the command line, typed like the model's id map.
 
-    Only a canonical integer (the rule of :func:`lsqmf.datasets.parse_ids`) becomes an int
+    Only a canonical integer (the rule of :func:`lsqmf.data.readers.parse_ids`) becomes an int
     for a model with integer ids, so ids round-trip exactly: ``'007'`` stays the string and
     is an unknown id of such a model, never user 7.
     """
     if ids is not None and getattr(ids, "dtype", None) is not None and ids.dtype.kind in "iu":
-        from ..datasets import parse_ids
+        from ..data.readers import parse_ids
 
         parsed = parse_ids([text])
         if parsed.dtype.kind == "i":
@@ -230,8 +230,8 @@ def _add_recommend(subparsers: Any) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from ..datasets import load_ratings
-    from ..evaluation import resolve_solver
+    from ..data.readers import load_ratings
+    from ..evaluate.search import resolve_solver
     from . import input_options
     from ._options import progress_callback, verbose_level
 
@@ -253,13 +253,13 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from ..model_io import load_model
+    from ..model.files import load_model
 
     model, meta = load_model(args.model)
     if args.pairs is not None:
         if args.user is not None or args.item is not None:
             raise ValueError("give either --pairs or --user and --item, not both.")
-        from ..datasets import _quote, read_text_lines
+        from ..data.readers import _quote, read_text_lines
 
         pairs = []
         for lineno, line in enumerate(read_text_lines(args.pairs, what="pairs"), start=1):
@@ -291,8 +291,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ..datasets import load_ratings
-    from ..evaluation import fit_and_score, resolve_solver
+    from ..data.readers import load_ratings
+    from ..evaluate.search import fit_and_score, resolve_solver
     from . import input_options
     from ._options import progress_callback, verbose_level
 
@@ -321,8 +321,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_cv(args: argparse.Namespace) -> int:
-    from ..datasets import load_ratings
-    from ..evaluation import SearchInterrupted, grid_search
+    from ..data.readers import load_ratings
+    from ..evaluate.search import SearchInterrupted, grid_search
     from . import input_options
 
     ratings = load_ratings(args.ratings, **input_options(args))
@@ -390,10 +390,10 @@ def _print_cv(gs: Any, args: argparse.Namespace) -> None:
 def run_recommend(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..datasets import BUILTIN_NAME, load_builtin_movies, load_movies, load_ratings
-    from ..evaluation import top_n
-    from ..model_io import load_model
-    from ..ratings import lookup_ids
+    from ..data.ratings import lookup_ids
+    from ..data.readers import BUILTIN_NAME, load_builtin_movies, load_movies, load_ratings
+    from ..evaluate.search import top_n
+    from ..model.files import load_model
 
     for flag, value in (("-n", args.n), ("--min-ratings", args.min_ratings)):
         if value < 1:
@@ -442,7 +442,7 @@ def _recommend_user(model: Any, ratings: Any, text: str, source: str) -> tuple[A
     from the user's ratings in ``ratings`` when ``model`` has no factor for them."""
     import numpy as np
 
-    from ..ratings import Ratings, lookup_ids
+    from ..data.ratings import Ratings, lookup_ids
 
     user = _parse_id(text, model.row_ids)
     row = int(lookup_ids(model.row_ids, [user], model.shape[0])[0])

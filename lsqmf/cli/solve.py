@@ -15,14 +15,14 @@ __all__ = ["read_ratings_file", "register"]
 def read_ratings_file(
     path: str, *, missing: float | None = None, dense: bool = False, header: bool | None = None
 ) -> Any:
-    """Load the ratings named on the command line with :func:`lsqmf.datasets.read_input`.
+    """Load the ratings named on the command line with :func:`lsqmf.data.readers.read_input`.
 
     ``builtin`` is the vendored MovieLens latest-small set; ``.npy`` is a dense matrix (NaN, or
     ``missing``, marks unobserved entries); ``.npz`` is a ``scipy.sparse.save_npz`` matrix or
     one dense array; a text file is MovieLens-format ratings (``u.data``, ``ratings.dat``,
     ``ratings.csv``, gzipped or not), or a dense matrix with ``dense=True`` (``--dense``).
     """
-    from ..datasets import read_input
+    from ..data.readers import read_input
 
     return read_input(path, missing=missing, dense=dense, header=header)
 
@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..evaluation import rmse
+    from ..evaluate.search import rmse
     from . import input_options
 
     ratings = read_ratings_file(args.file, missing=args.missing, **input_options(args))
@@ -79,7 +79,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace, ratings: Any) -> tuple[Any, list[warnings.WarningMessage]]:
     """``lsqmf.solve`` with the command line's options; the fit and the warnings caught."""
-    from .. import ConvergenceWarning, solve
+    from .. import ConvergenceWarning
+    from ..nls.solve import solve
     from ._options import progress_callback, solve_defaults, verbose_level
 
     options = {

@@ -20,7 +20,7 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add the ``tune`` subcommand."""
-    from ..tuning import DEFAULT_SPACE
+    from ..evaluate.tuning import DEFAULT_SPACE
 
     space = "; ".join(
         f"{s}: " + ", ".join(f"{k} {list(v)}" for k, v in grid.items())
@@ -57,8 +57,8 @@ def register(subparsers: Any) -> None:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from ..datasets import load_ratings
-    from ..tuning import DEFAULT_SPACE, tune
+    from ..data.readers import load_ratings
+    from ..evaluate.tuning import DEFAULT_SPACE, tune
     from . import input_options
 
     if args.solver is None:

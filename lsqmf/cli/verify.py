@@ -2,7 +2,7 @@
 
 ``lsqmf verify MODULE:FUNCTION [--atol 1e-8] [--rtol 0] [--no-check-mutation] [--case NAME ...]
 [--timeout SECONDS]`` runs the candidate in a child process (the comparison runs in this one,
-see :mod:`lsqmf.verify`), prints one row per golden case and exits with
+see :mod:`lsqmf.oracle.verify`), prints one row per golden case and exits with
 
 == ===========================================================================================
 0  every case passes
@@ -44,7 +44,7 @@ def _register_verify(subparsers: Any) -> None:
             "Run a candidate with the reference's signature, "
             "candidate(R, P, Q, K, max_steps, alpha, beta, epsilon) -> (P, Q), on every "
             "golden case and compare with the stored outputs of "
-            "lsqmf.reference.matrix_factorization. The candidate runs in a child process "
+            "lsqmf.oracle.reference.matrix_factorization. The candidate runs in a child process "
             "with a time limit; the comparison runs in this one."
         ),
         epilog=(
@@ -103,7 +103,8 @@ def _register_golden(subparsers: Any) -> None:
         "golden",
         help="regenerate the golden outputs of the reference loop",
         description=(
-            "Run lsqmf.reference.matrix_factorization on every golden case and write one .npz "
+            "Run lsqmf.oracle.reference.matrix_factorization on every golden case and write one "
+            ".npz "
             "per case plus manifest.json (inputs, parameters, outputs, versions). Refuses to "
             "overwrite existing files unless --force is given."
         ),
@@ -125,7 +126,7 @@ EXIT_CODES = {"load_error": 2, "crashed": 3, "timeout": 4}
 
 def run_verify(args: argparse.Namespace) -> int:
     """Body of ``lsqmf verify``; returns the exit code."""
-    from ..verify import verify
+    from ..oracle.verify import verify
 
     report = verify(
         args.candidate,
@@ -203,7 +204,7 @@ def _num(x: float) -> str:
 
 def run_golden(args: argparse.Namespace) -> int:
     """Body of ``lsqmf golden``; returns the exit code."""
-    from ..golden import GOLDEN_DIR, generate_golden
+    from ..oracle.golden import GOLDEN_DIR, generate_golden
 
     out = GOLDEN_DIR if args.out is None else args.out
     command = "lsqmf golden" + ("" if args.out is None else f" --out {args.out}") + (

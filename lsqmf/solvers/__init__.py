@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ..result import FitResult
+from ..model.result import FitResult
 from ._common import SHARED_OPTIONS, SolverOptions, SolverSpec
 from .als import als
 from .als_cg import als_cg

@@ -25,7 +25,7 @@ function has the signature ``solver(R, rank, **options)``; it declares only its 
 :class:`SolverSpec` in the registry :data:`lsqmf.solvers.SOLVER_SPECS`, and validates only
 those. :func:`prepare` splits the keywords into the shared record and the solver's own
 options (an unknown keyword is a ``TypeError`` that lists the accepted ones), builds the
-problem and draws the start with :func:`lsqmf.start.random_start` -- the one random start of
+problem and draws the start with :func:`lsqmf.model.start.random_start` -- the one random start of
 every solver, ``lsq`` included -- from :func:`lsqmf._validation.resolve_seed`, whose seed is
 recorded in ``result.options['random_state']`` (drawn when ``random_state`` is None), so
 any run can be replayed.
@@ -57,7 +57,7 @@ Divergence
 A run diverges when the factors become non-finite, or when the cost explodes:
 :math:`F_j > 10^6 \max(F_0, F(0))` (:data:`DIVERGENCE_FACTOR` times the larger of the start's
 cost and the cost of the all-zero factors, so a start near the optimum cannot trigger it).
-Either raises :class:`~lsqmf.solve.NonFiniteResidualError` naming the iteration and what to
+Either raises :class:`~lsqmf.nls.solve.NonFiniteResidualError` naming the iteration and what to
 try; its ``partial_result`` is the best finite iterate seen (lowest cost), as a
 :class:`~lsqmf.FitResult` with status ``Status.NON_FINITE``.
 
@@ -93,20 +93,11 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import BACKENDS, warm_up_solver
-from .._solve_result import NonFiniteResidualError
-from .._threads import blas_single_thread, numba_available
-from .._validation import (
-    check_bool,
-    check_choice,
-    check_float,
-    check_int,
-    describe,
-    resolve_seed,
-)
-from ..problem import Problem, build_problem
-from ..ratings import Ratings, as_ratings
-from ..result import (
+from .._validation import check_bool, check_choice, check_float, check_int, describe, resolve_seed
+from ..data.ratings import Ratings, as_ratings
+from ..kernels.backend import BACKENDS, warm_up_solver
+from ..model.problem import Problem, build_problem
+from ..model.result import (
     STATUS_MESSAGES,
     FitResult,
     History,
@@ -114,7 +105,9 @@ from ..result import (
     Status,
     warn_not_converged,
 )
-from ..start import random_start
+from ..model.start import random_start
+from ..nls.result import NonFiniteResidualError
+from ..runtime.threads import blas_single_thread, numba_available
 from ._holdout import Validation, check_validation, split_validation
 
 __all__ = [
@@ -171,13 +164,13 @@ class SolverOptions:
         ``callback(IterationInfo(step, cost, time))`` after each iteration; True stops.
     P0 : array_like, shape (n_rows, rank), optional
     Q0 : array_like, shape (rank, n_cols), optional
-        Starting factors (default: :func:`lsqmf.start.random_start`).
+        Starting factors (default: :func:`lsqmf.model.start.random_start`).
     init_scale : float, default=0.1
         Standard deviation of the drawn starting factors.
     verbose : {0, 1, 2}, default=0
         0 silent, 1 one line at the end, 2 a line per iteration (through ``logging``).
     backend : {'auto', 'compiled', 'numpy'}, default='auto'
-        Who runs the solver's kernels (see :func:`lsqmf._compiled.resolve_backend`): the
+        Who runs the solver's kernels (see :func:`lsqmf.kernels.core.resolve_backend`): the
         numba kernels, or the numpy implementations (the oracles); ``'auto'``: compiled.
     validation : Ratings, float or None, default=None
         Held-out ratings, or the fraction of the training entries to hold out (split off
@@ -416,7 +409,7 @@ def prepare(
 def _warm_up(name: str, backend: str) -> None:
     """Compile the solver's kernels (or load them from numba's disk cache) before the clock
     starts, so that compile time is never counted as fit time (``wall_time``, the history's
-    times); only the kernels ``name`` runs (:data:`lsqmf._backend.SOLVER_KERNELS`)."""
+    times); only the kernels ``name`` runs (:data:`lsqmf.kernels.backend.SOLVER_KERNELS`)."""
     warm_up_solver(name, backend)
 
 

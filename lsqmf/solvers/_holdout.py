@@ -4,7 +4,7 @@ Every iterative solver accepts ``validation`` (a shared option of
 :class:`~lsqmf.solvers._common.SolverOptions`):
 
 - a :class:`~lsqmf.Ratings` of held-out ratings (the same shape and id maps as the training
-  ratings, as the splits of :mod:`lsqmf.evaluation` produce, or both with id maps, in which
+  ratings, as the splits of :mod:`lsqmf.evaluate.search` produce, or both with id maps, in which
   case the held-out pairs are matched by raw id); or
 - a float in (0, 1): that fraction of the training entries is split off with the run's seeded
   generator (after the random start is drawn, so the start is the one the run would use
@@ -12,7 +12,7 @@ Every iterative solver accepts ``validation`` (a shared option of
 
 After every iteration the loop (:class:`~lsqmf.solvers._common.Tracker`) computes the RMSE of
 the iterate's predictions at the held-out pairs -- clipped to the training range, as
-:func:`lsqmf.evaluation.fit_and_score` does, and with the bias model for pairs whose row or
+:func:`lsqmf.evaluate.search.fit_and_score` does, and with the bias model for pairs whose row or
 column has no training rating (their factors are 0) -- keeps the best iterate, and stops with
 ``Status.VALIDATION`` when the RMSE has not improved for ``patience`` iterations
 (``patience=None``: record only). The result is the best iterate; its
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_float, check_int, describe
-from ..problem import Problem
-from ..ratings import Ratings, lookup_ids
+from ..data.ratings import Ratings, lookup_ids
+from ..model.problem import Problem
 
 __all__ = ["Validation", "check_validation", "split_validation"]
 

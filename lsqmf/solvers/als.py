@@ -31,7 +31,7 @@ Time per sweep is :math:`O(N k^2 + (n + m) k^3)`.
 Compiled half-step
 ------------------
 With the compiled backend (``backend='compiled'``, what ``'auto'`` gives) each half-step runs the
-kernel ``als_rows`` of :mod:`lsqmf._compiled`: rows in parallel, each accumulating its own
+kernel ``als_rows`` of :mod:`lsqmf.kernels.core`: rows in parallel, each accumulating its own
 :math:`G_u + \Lambda_u` and :math:`h_u` and solving by Cholesky -- the same normal equations,
 so the same minimizer up to rounding, without the :math:`(n, (k+1)^2)` temporaries. A row
 whose Cholesky factorization breaks down (singular: only with ``reg = 0``) is solved by the
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..result import FitResult
+from ..model.result import FitResult
 from ._common import Setup, prepare, run_iterations
 
 __all__ = ["als"]
@@ -63,7 +63,7 @@ def _compiled_kernel(backend: str = "auto") -> Callable[..., Any] | None:
     ImportError
         If ``backend='compiled'`` and numba is not installed.
     """
-    from .._backend import select_kernels
+    from ..kernels.backend import select_kernels
 
     kernels = select_kernels(("als_rows",), backend)
     return None if kernels is None else kernels[0]

@@ -19,7 +19,7 @@ monotonically, like exact ALS, and the fixed points are exact ALS's (a row whose
 zero is not moved). Near convergence the warm start is close to the row's minimizer, and a
 few steps solve it to rounding.
 
-The kernel is ``cg_rows`` of :mod:`lsqmf.solvers._kernels` (numba; rows in parallel, each row
+The kernel is ``cg_rows`` of :mod:`lsqmf.kernels.solvers` (numba; rows in parallel, each row
 by one thread in index order, so results do not depend on the thread count); its numpy oracle
 ``cg_rows_numpy`` is used with ``backend='numpy'``.
 """
@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_int
-from ..result import FitResult
+from ..kernels.solvers import get_kernel, kernel_threads, resolve_backend
+from ..model.result import FitResult
 from ._common import Setup, prepare, run_iterations
-from ._kernels import get_kernel, kernel_threads, resolve_backend
 
 __all__ = ["RowData", "als_cg"]
 

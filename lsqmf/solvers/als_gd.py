@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_int
-from ..result import FitResult
+from ..model.result import FitResult
 from ._common import prepare, run_iterations
 
 __all__ = ["als_gd"]

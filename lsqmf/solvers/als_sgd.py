@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_float
-from ..result import FitResult
+from ..model.result import FitResult
 from ._common import prepare, run_iterations
 from .als import update_users, user_side
 from .sgd import EpochRunner, sgd_epoch_kernel

@@ -23,7 +23,7 @@ the user blocks (from their sufficient statistics :math:`\sum_u z_u` and
 not read again); every :math:`z_u` from its Gaussian conditional -- precision
 :math:`\Lambda_U + \alpha\sum_i w_{ui} a_i a_i^\top`, the ALS ridge normal equations with the
 learned prior in place of :math:`\lambda I` (kernel ``gibbs_side`` of
-:mod:`lsqmf.solvers._kernels_bmf`: the targets formed on the fly from the item blocks, rows in
+:mod:`lsqmf.kernels.bmf`: the targets formed on the fly from the item blocks, rows in
 parallel blocks, the standard normals drawn by the seeded Generator, so the draws do not
 depend on the thread count); the same for the items; then :math:`\alpha` from its Gamma
 conditional, given the squared error of the sample (kernel ``sse_pairs``).
@@ -53,12 +53,12 @@ from typing import Any
 
 import numpy as np
 
-from .._threads import blas_single_thread
 from .._validation import check_float, check_int
-from ..result import STATUS_MESSAGES, FitResult, History, IterationInfo, Status
+from ..kernels.bmf import get_kernel as get_bmf_kernel
+from ..kernels.solvers import get_kernel, kernel_threads, resolve_backend
+from ..model.result import STATUS_MESSAGES, FitResult, History, IterationInfo, Status
+from ..runtime.threads import blas_single_thread
 from ._common import Setup, log_result, prepare
-from ._kernels import get_kernel, kernel_threads, resolve_backend
-from ._kernels_bmf import get_kernel as get_bmf_kernel
 from .als_cg import RowData, cg_step_factory
 
 __all__ = ["MeanFactors", "bmf", "gauss_wishart_from_stats", "sample_gauss_wishart"]

@@ -22,7 +22,7 @@ any machine), with the step schedule
 so the iterates settle and the relative cost change falls below ``tol``: the run converges
 in the sense of the shared stopping rule rather than hovering at a constant-step noise level.
 
-The kernel is ``sgd_epoch`` of :mod:`lsqmf.solvers._kernels` (item factors item-major, one
+The kernel is ``sgd_epoch`` of :mod:`lsqmf.kernels.solvers` (item factors item-major, one
 contiguous row per item); ``backend='numpy'`` runs its numpy oracle (slow; for tests).
 """
 
@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_float
-from ..result import FitResult
+from ..kernels.solvers import get_kernel, resolve_backend
+from ..model.result import FitResult
 from ._common import Setup, prepare, run_iterations
-from ._kernels import get_kernel, resolve_backend
 
 __all__ = ["bsgd"]
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_choice, check_float
-from ..result import FitResult
+from ..model.result import FitResult
 from ._common import prepare, run_iterations
 
 __all__ = ["OPTIMIZERS", "gd"]

@@ -3,7 +3,7 @@
 A thin adapter that gives :func:`lsqmf.solve` the solver contract: ``max_iter`` becomes
 ``max_nfev`` (residual evaluations, each of which may follow an inner LSMR solve), ``tol``
 becomes ``ftol``, and the registry's defaults are ``method='trf'`` with ``tr_solver='lsmr'``.
-The start is the shared :func:`lsqmf.start.random_start` drawn here (so ``lsq`` and ``als``
+The start is the shared :func:`lsqmf.model.start.random_start` drawn here (so ``lsq`` and ``als``
 start from the same factors on the same seed) and handed to :func:`lsqmf.solve` as
 ``P0``/``Q0``. Other keyword arguments (``tr_options``, ``xtol``, ``gtol``, ``x_scale``,
 ``jac``, ``loss``, ``bounds`` ...) go to :func:`lsqmf.solve` unchanged.
@@ -22,10 +22,10 @@ import time
 from typing import Any
 
 from .._validation import resolve_seed
-from ..problem import build_problem
-from ..ratings import as_ratings
-from ..result import FitResult, IterationInfo
-from ..start import random_start
+from ..data.ratings import as_ratings
+from ..model.problem import build_problem
+from ..model.result import FitResult, IterationInfo
+from ..model.start import random_start
 from ._common import _spec, log_result, split_options
 
 __all__ = ["lsq"]
@@ -59,7 +59,7 @@ def lsq(R: Any, rank: int, **options: Any) -> FitResult:
     TypeError
         For ``formulation``, ``max_nfev`` or ``ftol`` (the adapter sets them).
     """
-    from ..solve import solve  # here, so that importing the solver table stays cheap
+    from ..nls.solve import solve  # here, so that importing the solver table stays cheap
 
     t_start = time.perf_counter()
     for name in _TRANSLATED:

@@ -29,7 +29,7 @@ rule). Each visit takes a step along :math:`-\nabla f_t` with step ``learning_ra
 hovers near the minimizer rather than converging to it. The solver reports ``problem.cost(x)``
 -- the exact :math:`F` -- at the end of each epoch.
 
-The epoch loop is the compiled kernel :func:`lsqmf._compiled.sgd_epoch` (numba,
+The epoch loop is the compiled kernel :func:`lsqmf.kernels.core.sgd_epoch` (numba,
 ``pip install 'lsqmf[fast]'``); the visiting order is drawn with the solver's seeded
 ``numpy.random.Generator`` and passed in, so the kernel is deterministic. Item factors are kept
 item-major (``Qt``, one contiguous row per item) and passed as the view ``Qt.T``.
@@ -43,20 +43,20 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_float
-from ..result import FitResult
+from ..model.result import FitResult
 from ._common import Setup, prepare, run_iterations
 
 __all__ = ["sgd", "sgd_epoch_kernel"]
 
 def sgd_epoch_kernel() -> Callable[..., float]:
-    """:func:`lsqmf._compiled.sgd_epoch`, after checking that numba is importable.
+    """:func:`lsqmf.kernels.core.sgd_epoch`, after checking that numba is importable.
 
     Raises
     ------
     ImportError
         If numba is not installed (the message says ``pip install 'lsqmf[fast]'``).
     """
-    from .._compiled import require_numba, sgd_epoch
+    from ..kernels.core import require_numba, sgd_epoch
 
     require_numba()
     return sgd_epoch

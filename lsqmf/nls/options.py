@@ -1,0 +1,217 @@
+"""Stage 1 of :func:`lsqmf.solve`: validate every argument into one frozen options record.
+
+:func:`validate` checks each argument and combination that does not need the problem's size
+(method against loss, bounds, tolerances and ``tr_options``; ``jac`` against ``method`` and
+``tr_solver`` through :func:`lsqmf.nls.tables.check_jac`), converts the ratings, checks the
+starting factors and settles ``rank``, and draws the run's seed. Checks that need the sizes
+(bounds and ``x_scale`` lengths, the dense-Jacobian budget, ``lm``'s residual count) are made
+by the plan stage, still before scipy is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from .._validation import (
+    check_array,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    describe,
+    resolve_seed,
+)
+from ..data.ratings import Ratings, as_ratings
+from ..kernels.backend import BACKENDS
+from ..model.problem import FORMULATIONS
+from .tables import LOSSES, METHODS, TR_OPTION_KEYS, TR_SOLVERS, check_jac
+
+__all__ = ["SolveOptions", "validate"]
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """Every validated argument of :func:`lsqmf.solve`, read by the later stages.
+
+    Names and meanings are those of :func:`lsqmf.solve`'s parameters. ``jac`` and ``backend``
+    are as requested (``'auto'`` is resolved by the plan). ``seed`` is the int that replays
+    the run (drawn when ``random_state`` is None; None for a Generator), and ``rng`` the
+    generator the random start draws from. ``P0``/``Q0`` are validated copies.
+    """
+
+    rank: int
+    formulation: str
+    alpha: float
+    beta: float
+    reg: float
+    reg_bias: float | None
+    count_scaled: bool
+    biases: bool
+    method: str
+    tr_solver: str | None
+    tr_options: Mapping[str, Any]
+    loss: str | Callable
+    f_scale: float
+    bounds: Any
+    ftol: float | None
+    xtol: float | None
+    gtol: float | None
+    x_scale: Any
+    max_nfev: int | None
+    jac: str
+    init_scale: float
+    seed: int | None
+    check_jacobian: float | None
+    max_time: float | None
+    callback: Callable | None
+    verbose: int
+    backend: str
+    blas_threads: int | None
+    P0: np.ndarray | None = field(default=None, repr=False)
+    Q0: np.ndarray | None = field(default=None, repr=False)
+    rng: np.random.Generator | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def loss_name(self) -> str:
+        """The loss as recorded in results: its name, or a callable's ``__name__``."""
+        if isinstance(self.loss, str):
+            return self.loss
+        return getattr(self.loss, "__name__", "callable")
+
+
+def _check_tolerance(name: str, value: Any, method: str) -> float | None:
+    if value is None:
+        if METHODS[method].positive_tolerances:
+            raise ValueError(f"`{name}` must be a float > 0 for method={method!r}; got None.")
+        return None
+    return check_float(name, value, min_value=0.0, max_value=1.0, max_inclusive=False)
+
+
+def _check_tolerances(
+    method: str, ftol: Any, xtol: Any, gtol: Any
+) -> tuple[float | None, float | None, float | None]:
+    tols = tuple(_check_tolerance(n, v, method) for n, v in
+                 (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)))
+    eps = np.finfo(float).eps
+    if all(t is None or t < eps for t in tols):
+        raise ValueError(f"at least one of `ftol`, `xtol`, `gtol` must be > {eps:.2e}.")
+    if METHODS[method].positive_tolerances and any(t is not None and t < eps for t in tols):
+        raise ValueError(f"method={method!r} needs `ftol`, `xtol` and `gtol` all > {eps:.2e}.")
+    return tols  # type: ignore[return-value]
+
+
+def _check_tr_options(
+    tr_options: Any, method: str, tr_solver: str | None
+) -> Mapping[str, Any]:
+    if tr_options is None:
+        tr_options = {}
+    if not isinstance(tr_options, Mapping):
+        raise TypeError(f"`tr_options` must be a dict; got {describe(tr_options)}.")
+    allowed = TR_OPTION_KEYS[tr_solver] if METHODS[method].uses_tr_solver else set()
+    unknown = set(tr_options) - allowed
+    if unknown:
+        raise ValueError(
+            f"`tr_options` has key(s) {sorted(unknown)} that method={method!r} with "
+            f"tr_solver={tr_solver!r} does not take; allowed: {sorted(allowed)}."
+        )
+    return MappingProxyType(dict(tr_options))
+
+
+def _check_model(method: str, loss: Any, bounds: Any) -> None:
+    spec = METHODS[method]
+    if not callable(loss):
+        check_choice("loss", loss, LOSSES)
+    if not spec.robust_loss and loss != "linear":
+        raise ValueError(
+            f"method={method!r} supports only loss='linear'; got loss={loss!r}. Use "
+            "method='trf' or 'dogbox' for a robust loss."
+        )
+    if not spec.bounds and bounds is not None:
+        raise ValueError(
+            f"method={method!r} does not support `bounds`; use method='trf' or 'dogbox' with "
+            "bounds, or drop the bounds."
+        )
+
+
+def _check_factors(
+    ratings: Ratings, rank: Any, P0: Any, Q0: Any
+) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    """``rank`` (taken from ``P0``/``Q0`` when None) and checked copies of the factors."""
+    n, m = ratings.shape
+    P = None if P0 is None else check_array("P0", P0, ndim=2, copy=True)
+    Q = None if Q0 is None else check_array("Q0", Q0, ndim=2, copy=True)
+    if rank is None:
+        if P is not None:
+            rank = P.shape[1]
+        elif Q is not None:
+            rank = Q.shape[0]
+        else:
+            raise ValueError("`rank` is required when neither `P0` nor `Q0` is given.")
+    rank = check_int("rank", rank, min_value=1)
+    if P is not None and P.shape != (n, rank):
+        raise ValueError(f"`P0` must have shape (n_rows, rank) = ({n}, {rank}); got {P.shape}.")
+    if Q is not None and Q.shape != (rank, m):
+        raise ValueError(f"`Q0` must have shape (rank, n_cols) = ({rank}, {m}); got {Q.shape}.")
+    return rank, P, Q
+
+
+def _positive(name: str, value: Any) -> float:
+    return float(check_float(name, value, min_value=0.0, min_inclusive=False))  # type: ignore[arg-type]
+
+
+def validate(arguments: Mapping[str, Any]) -> tuple[Ratings, SolveOptions]:
+    """Check every argument of :func:`lsqmf.solve`, given by name (``solve`` passes all of
+    its parameters; their defaults live in its signature only).
+
+    Returns
+    -------
+    ratings : Ratings
+    options : SolveOptions
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the argument, the requirement and the value received.
+    """
+    a = dict(arguments)
+    method, tr_solver, callback = a["method"], a["tr_solver"], a["callback"]
+    check_choice("method", method, METHODS)
+    check_choice("tr_solver", tr_solver, TR_SOLVERS)
+    check_choice("formulation", a["formulation"], FORMULATIONS)
+    check_choice("backend", a["backend"], BACKENDS)
+    _check_model(method, a["loss"], a["bounds"])
+    ftol, xtol, gtol = _check_tolerances(method, a["ftol"], a["xtol"], a["gtol"])
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable; got {describe(callback)}.")
+    tr_options = _check_tr_options(a["tr_options"], method, tr_solver)
+    check_jac(a["jac"], method, tr_solver)
+    max_nfev, blas_threads = a["max_nfev"], a["blas_threads"]
+    numbers = dict(
+        f_scale=_positive("f_scale", a["f_scale"]),
+        init_scale=_positive("init_scale", a["init_scale"]),
+        max_nfev=None if max_nfev is None else check_int("max_nfev", max_nfev, min_value=1),
+        max_time=check_float("max_time", a["max_time"], min_value=0.0, allow_none=True),
+        check_jacobian=check_float("check_jacobian", a["check_jacobian"], min_value=0.0,
+                                   min_inclusive=False, allow_none=True),
+        count_scaled=check_bool("count_scaled", a["count_scaled"]),
+        biases=check_bool("biases", a["biases"]),
+        verbose=check_int("verbose", a["verbose"], min_value=0, max_value=2),
+        blas_threads=None if blas_threads is None
+        else check_int("blas_threads", blas_threads, min_value=1),
+    )
+    rng, seed = resolve_seed(a["random_state"])
+    ratings = as_ratings(a["R"], missing=a["missing"], weights=a["weights"], mask=a.get("mask"))
+    rank, P0, Q0 = _check_factors(ratings, a["rank"], a["P0"], a["Q0"])
+    options = SolveOptions(
+        rank=rank, formulation=a["formulation"], alpha=a["alpha"], beta=a["beta"],
+        reg=a["reg"], reg_bias=a["reg_bias"], method=method, tr_solver=tr_solver,
+        tr_options=tr_options, loss=a["loss"], bounds=a["bounds"], ftol=ftol, xtol=xtol,
+        gtol=gtol, x_scale=a["x_scale"], jac=a["jac"], seed=seed, callback=callback,
+        backend=a["backend"], P0=P0, Q0=Q0, rng=rng, **numbers,  # type: ignore[arg-type]
+    )
+    return ratings, options

@@ -1,0 +1,126 @@
+"""Stage 4 of :func:`lsqmf.solve`: turn the run's outcome into a ``FitResult``.
+
+A converged or capped run returns scipy's point; a requested stop (callback, time budget)
+returns the best point evaluated, logged; an interrupt returns it with a
+``ConvergenceWarning``; non-finite residuals raise :class:`NonFiniteResidualError` carrying
+the best finite point. ``result.options`` records the options as run, with the seed that
+replays the run and the decisions the plan made (Jacobian kind, backend, BLAS threads).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from ..model.result import STATUS_MESSAGES, FitResult, Status, warn_not_converged
+from .options import SolveOptions
+from .plan import Plan
+from .run import Outcome
+
+__all__ = ["NonFiniteResidualError", "options_record", "result"]
+
+logger = logging.getLogger("lsqmf.solve")
+
+#: Statuses of stops the caller asked for (callback, time budget): no ConvergenceWarning.
+_REQUESTED_STOPS = (Status.CALLBACK, Status.MAX_TIME)
+
+
+class NonFiniteResidualError(FloatingPointError):
+    """Residuals became NaN or infinite; ``partial_result`` holds the best finite point."""
+
+    def __init__(self, message: str, partial_result: FitResult | None = None) -> None:
+        super().__init__(message)
+        self.partial_result = partial_result
+
+
+def options_record(plan: Plan, options: SolveOptions, restarts: int) -> dict[str, Any]:
+    """``result.options``: the options as run (``random_state`` is the seed that replays the
+    run: the drawn one when None was passed; None for a Generator)."""
+    return {
+        "rank": options.rank, "formulation": options.formulation, "alpha": options.alpha,
+        "beta": options.beta, "reg": options.reg, "reg_bias": options.reg_bias,
+        "count_scaled": options.count_scaled, "biases": options.biases,
+        "method": options.method, "tr_solver": options.tr_solver,
+        "tr_options": dict(options.tr_options), "loss": options.loss_name,
+        "f_scale": options.f_scale, "ftol": options.ftol, "xtol": options.xtol,
+        "gtol": options.gtol,
+        "x_scale": options.x_scale if isinstance(options.x_scale, str) else "array",
+        "max_nfev": options.max_nfev, "jac": plan.jac.name, "init_scale": options.init_scale,
+        "random_state": options.seed, "bounds": options.bounds is not None,
+        "max_time": options.max_time, "backend": plan.backend,
+        "blas_threads": plan.blas_threads, "x_scale_restarts": restarts,
+    }
+
+
+def _non_finite(plan: Plan, options: SolveOptions, outcome: Outcome, partial: FitResult | None
+                ) -> NonFiniteResidualError:
+    return NonFiniteResidualError(
+        f"the residuals became non-finite at evaluation {outcome.nonfinite_step} "
+        f"({outcome.nonfinite_count} of {plan.problem.n_residuals} NaN or infinite; method="
+        f"{options.method!r}, loss={options.loss_name!r}): the factors diverged. Try "
+        "method='trf', stronger regularization (larger `beta` or `reg`), bounds, a smaller "
+        "`init_scale`, x_scale='jac', or scaling the ratings. The best finite point evaluated "
+        "is in the error's `partial_result`.",
+        partial,
+    )
+
+
+def result(plan: Plan, options: SolveOptions, outcome: Outcome, t_start: float) -> FitResult:
+    """The ``FitResult`` of the outcome (``t_start``: when the fit's clock started).
+
+    Raises
+    ------
+    NonFiniteResidualError
+        If the run met non-finite residuals.
+    """
+    problem, ev, opt = plan.problem, outcome.evaluations, outcome.opt
+    ratings = problem.ratings
+    common = dict(
+        mu=problem.mu, history=ev.history(), wall_time=time.perf_counter() - t_start,
+        options=options_record(plan, options, outcome.restarts), solver="lsq",
+        row_ids=ratings.row_ids, col_ids=ratings.col_ids, row_counts=ratings.row_counts(),
+        col_counts=ratings.col_counts(), train_mean=ratings.mean(),
+    )
+
+    def at(x: np.ndarray, **kw: Any) -> FitResult:
+        x = np.array(x, copy=True)
+        P, Q, b, c = problem.unpack(x)
+        return FitResult(P=P, Q=Q, row_bias=b, col_bias=c, rms=problem.rms(x), **common, **kw)  # type: ignore[arg-type]
+
+    if opt is None:  # stopped early: the best point evaluated
+        status = Status.NON_FINITE if outcome.stop_status is None else outcome.stop_status
+        best = None if ev.best_x is None else at(
+            ev.best_x, success=False, status=status, message=STATUS_MESSAGES[status],
+            nfev=ev.nfev, njev=ev.njev, cost=ev.best_cost,
+        )
+        if outcome.nonfinite_step is not None:
+            raise _non_finite(plan, options, outcome, best)
+        assert best is not None  # x0 was evaluated and is finite
+        text = (
+            f"lsqmf.solve stopped early (status {status}: {STATUS_MESSAGES[status]}) after "
+            f"{ev.nfev} evaluations; returning the best point evaluated (cost "
+            f"{ev.best_cost:.6g})."
+        )
+        if status in _REQUESTED_STOPS:
+            logger.info(text)
+        else:
+            warn_not_converged(text, stacklevel=4)
+        return best
+    nfev, njev = opt.nfev, opt.njev if opt.njev is not None else ev.njev
+    if outcome.restarts:  # scipy's counts cover the last stage only
+        nfev, njev = ev.nfev, ev.njev
+    fit = at(
+        opt.x, success=bool(opt.success), status=int(opt.status), message=str(opt.message),
+        nfev=int(nfev), njev=None if njev is None else int(njev), cost=float(opt.cost),
+        optimality=float(opt.optimality), optimize_result=opt,
+    )
+    if not opt.success:
+        warn_not_converged(
+            f"lsqmf.solve did not converge (status {opt.status}: {opt.message}); returning "
+            f"the factors reached after {opt.nfev} evaluations (cost {opt.cost:.6g}). Raise "
+            "`max_nfev` or loosen `ftol`/`xtol`/`gtol`.", stacklevel=4,
+        )
+    return fit

@@ -1,0 +1,1350 @@
+r"""Variable projection (VarPro): eliminate one factor in closed form, optimize the other.
+
+Setting
+-------
+The joint problem of :mod:`lsqmf.model.problem` (formulations ``'l2'`` and ``'none'``) has the
+residual :math:`F(\theta, z)` with :math:`\theta = (P, b)` (row factors and, with biases, row
+biases) and :math:`z = (Q, c)` (column factors and column biases). For fixed :math:`\theta`,
+:math:`F` is affine in :math:`z` and separates over the columns: column ``i`` sees the
+features :math:`a_u = [p_u; 1]` (just :math:`p_u` without biases, :math:`k_1 = k + 1` or
+:math:`k` entries) of the rows ``u`` that observe it, with targets
+:math:`y_t = v_t - \mu - b_{u_t}` (:math:`v_t` without biases), and
+
+.. math::
+
+    z_i^*(\theta) = \arg\min_z \sum_{t \in \Omega_i} w_t (a_{u_t}^\top z - y_t)^2
+        + z^\top \Lambda_i z = G_i^{-1} h_i,\qquad
+    G_i = \sum_{t\in\Omega_i} w_t a_{u_t} a_{u_t}^\top + \Lambda_i,\quad
+    h_i = \sum_{t\in\Omega_i} w_t y_t a_{u_t},
+
+with :math:`\Lambda_i = \mathrm{diag}(\sigma_i^2, \dots, \sigma_i^2, \gamma_i^2)` the squared
+regularization scales of column ``i`` (zero under ``'none'``): the ALS half-step. So the
+column bias is eliminated together with :math:`q_i` by augmenting ``P`` with a column of
+ones, the row bias is optimized with ``P``, and :math:`\mu` stays the training mean; the
+model is unchanged. The *reduced residual* is the joint residual at the eliminated optimum,
+
+.. math:: r(\theta) = F(\theta, z^*(\theta)),
+
+in the joint problem's layout (data rows, then the regularization rows of ``P``, ``Q``,
+``b``, ``c``), so the reduced cost :math:`\tfrac12\|r(\theta)\|^2` *is* the joint cost at
+:math:`(\theta, z^*(\theta))`, and its minimizers are the joint minimizers.
+
+Jacobians
+---------
+Write :math:`J_\theta = \partial F/\partial\theta` and :math:`J_z = \partial F/\partial z`
+(both at :math:`(\theta, z^*)`). :math:`J_z` is block diagonal over columns: block ``i`` has
+the rows :math:`d_t a_{u_t}^\top` (:math:`d_t = \sqrt{w_t}`, :math:`t \in \Omega_i`) and the
+diagonal :math:`\Lambda_i^{1/2}` (the regularization rows of :math:`q_i, c_i`), so
+:math:`J_z^\top J_z = \mathrm{blockdiag}(G_i)`. The optimality of :math:`z^*`,
+:math:`J_z^\top F = 0`, differentiated along :math:`\delta\theta`, gives
+
+.. math::
+
+    (\partial_{\delta\theta} J_z)^\top F + J_z^\top (J_\theta\,\delta\theta
+        + J_z\,\delta z) = 0
+    \;\Rightarrow\;
+    \delta z = -G^{-1}\big(J_z^\top J_\theta\,\delta\theta + H\delta\theta\big),
+    \qquad H\delta\theta = (\partial_{\delta\theta} J_z)^\top F,
+
+and :math:`J = \mathrm{d}r/\mathrm{d}\theta = J_\theta + J_z\,\mathrm{d}z^*/\mathrm{d}\theta`:
+
+.. math::
+
+    J_{\mathrm{GP}} = \underbrace{(I - J_z G^{-1} J_z^\top) J_\theta}_{J_{\mathrm{K}}}
+                     - J_z G^{-1} H .
+
+This is the full Golub-Pereyra Jacobian (``jacobian='full'``). Kaufman's approximation
+(``jacobian='kaufman'``, the default) keeps the first term, the projection of
+:math:`J_\theta` onto the orthogonal complement of the range of :math:`J_z`; the dropped term
+is proportional to the residual :math:`F`, so it vanishes at a zero-residual solution. In
+entries: only the data rows of :math:`J_z` depend on :math:`\theta` (row ``t`` is
+:math:`d_t [p_{u_t}; 1]^\top`), so :math:`(H\delta\theta)_i = \sum_{t \in \Omega_i} d_t F_t
+[\delta p_{u_t}; 0]`. Products in :math:`O(Nk + mk_1^2)` with :math:`G_i^{-1}` computed
+once per :math:`\theta`:
+
+- :math:`J\delta\theta`: :math:`v = J_\theta\delta\theta` (data rows
+  :math:`d_t(\delta p_{u_t}^\top q_{i_t} + \delta b_{u_t})`, the regularization rows of
+  :math:`\theta`), :math:`s_i = G_i^{-1}(\sum_{t\in\Omega_i} d_t v_t a_{u_t}
+  [+ (H\delta\theta)_i])`, then :math:`J\delta\theta = v - J_z s` (data rows
+  :math:`v_t - d_t a_{u_t}^\top s_{i_t}`, the rows of :math:`z`: :math:`-\Lambda_i^{1/2}s_i`).
+- :math:`J^\top y`: :math:`s_i = G_i^{-1}(J_z^\top y)_i = G_i^{-1}(\sum_t d_t y_t a_{u_t} +
+  \Lambda_i^{1/2} y_{z_i})`, :math:`\tilde y = y - J_z s`, then :math:`J^\top y =
+  J_\theta^\top \tilde y\ [- H^\top s]` with :math:`(H^\top s)_{p_u} = \sum_{t: u_t = u}
+  d_t F_t s_{i_t, 1:k}` (the projection is symmetric, so one solve per column serves both
+  terms).
+
+:meth:`ReducedProblem.operator` applies these matrix-free (numba kernels, or numpy as the
+fallback and the oracle): nothing of size ``n_obs x n_unknowns`` is formed, which is what
+``tr_solver='lsmr'`` uses. :meth:`ReducedProblem.jacobian` builds the same matrices by sparse
+algebra (``J_theta - J_z (G^{-1} (J_z^T J_theta [+ H]))``), and
+:meth:`ReducedProblem.dense_jacobian` as a dense array (``tr_solver='exact'``, ``method='lm'``),
+one BLAS product per column.
+
+Gauge
+-----
+:math:`r` is invariant under :math:`P \to PA` for invertible :math:`A` under ``'none'``
+(:math:`z^*` absorbs :math:`A^{-1}`), so :math:`J` has a :math:`k^2`-dimensional null space
+there; trf's regularized subproblem (and LSMR's minimum-norm steps) handle it.
+
+Defined treatments
+------------------
+- A column with fewer observations than :math:`k_1` has a singular :math:`G_i` unless
+  :math:`\Lambda_i` is positive: under ``'none'`` (or ``'l2'`` with ``reg=0``) such columns
+  are an error that names them (use ``'l2'`` with ``reg > 0``, the ridge, or drop them).
+  A column with no observation at all is in no data residual: its :math:`z_i = 0` (the
+  minimizer of its ridge, if any; with ``count_scaled`` its ridge is 0 too).
+- A :math:`G_i` that is singular for the current ``P`` (rank-deficient features) is inverted
+  by the pseudo-inverse.
+- Robust losses: the inner solve stays least squares, so ``least_squares`` minimizes
+  :math:`\tfrac12\sum\rho(r_j(\theta)^2)` over the *least-squares* :math:`z^*(\theta)`. Both
+  Jacobians are exact for that reduced residual, and for the linear loss the reduced problem
+  is exactly the joint one; with a robust loss the result is not in general a stationary
+  point of the joint robust objective (the joint robust optimum would reweight the inner
+  problem). ``tests/test_varpro.py`` checks both statements.
+- Bounds apply to the optimized factor (and its biases); the eliminated factor cannot be
+  bounded (its closed form is unconstrained): bounds with more entries are an error.
+
+Eliminating ``P`` instead (``eliminate='P'``) runs the same on the transposed ratings and
+swaps the factors back.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator
+
+from .._validation import (
+    bound_arrays,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    describe,
+    resolve_seed,
+)
+from ..data.ratings import Ratings, as_ratings
+from ..model.problem import Problem, build_problem
+from ..model.result import (
+    STATUS_MESSAGES,
+    FitResult,
+    History,
+    IterationInfo,
+    Status,
+    warn_not_converged,
+)
+from ..model.start import random_start
+from ..runtime.threads import blas_single_thread
+
+__all__ = [
+    "ELIMINATE",
+    "VARPRO_JACOBIANS",
+    "ReducedProblem",
+    "build_reduced",
+    "solve_from_arguments",
+    "solve_varpro",
+    "transpose_ratings",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Which factor to eliminate: ``'Q'`` (optimize ``P``) or ``'P'`` (optimize ``Q``).
+ELIMINATE = ("Q", "P")
+#: Jacobians of the reduced residual: Kaufman's approximation and the full Golub-Pereyra one.
+VARPRO_JACOBIANS = ("kaufman", "full")
+#: Jacobian representations handed to ``least_squares``.
+VARPRO_JAC_KINDS = ("auto", "operator", "sparse", "dense")
+BACKENDS = ("auto", "compiled", "numpy")
+_LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
+#: ``'lm-normal'`` is lsqmf's own LM on the reduced normal equations (lsqmf.nls.lm_normal).
+_METHODS = ("trf", "dogbox", "lm", "lm-normal")
+
+
+# ---------------------------------------------------------------------- compiled kernels
+def _gram_py(col_ptr, ent, rows, w, y, P, biases, lam, G, h):  # type: ignore[no-untyped-def]
+    """G[i] = sum_t w_t a a^T + diag(lam[i]), h[i] = sum_t w_t y_t a for every column i."""
+    m = col_ptr.shape[0] - 1
+    k = P.shape[1]
+    k1 = G.shape[1]
+    a = np.empty(k1)
+    for i in range(m):
+        for p in range(k1):
+            h[i, p] = 0.0
+            for q in range(k1):
+                G[i, p, q] = 0.0
+        for j in range(col_ptr[i], col_ptr[i + 1]):
+            t = ent[j]
+            u = rows[t]
+            for p in range(k):
+                a[p] = P[u, p]
+            if biases:
+                a[k] = 1.0
+            wt = w[t]
+            wy = wt * y[t]
+            for p in range(k1):
+                h[i, p] += wy * a[p]
+                wa = wt * a[p]
+                for q in range(p + 1):
+                    G[i, p, q] += wa * a[q]
+        for p in range(k1):
+            G[i, p, p] += lam[i, p]
+            for q in range(p):
+                G[i, q, p] = G[i, p, q]
+
+
+def _matvec_py(  # type: ignore[no-untyped-def]
+    col_ptr, ent, rows, d, e, P, Qt, Ginv, lsq, dP, db, biases, full, out, out_z
+):
+    """Data rows of J @ dtheta into out (problem order) and the z rows into out_z (m, k1)."""
+    m = col_ptr.shape[0] - 1
+    k = P.shape[1]
+    k1 = Ginv.shape[1]
+    hv = np.empty(k1)
+    s = np.empty(k1)
+    for i in range(m):
+        for p in range(k1):
+            hv[p] = 0.0
+        for j in range(col_ptr[i], col_ptr[i + 1]):
+            t = ent[j]
+            u = rows[t]
+            acc = 0.0
+            for p in range(k):
+                acc += dP[u, p] * Qt[i, p]
+            if biases:
+                acc += db[u]
+            v = d[t] * acc
+            out[t] = v
+            dv = d[t] * v
+            for p in range(k):
+                hv[p] += dv * P[u, p]
+            if biases:
+                hv[k] += dv
+            if full:
+                de = d[t] * e[t]
+                for p in range(k):
+                    hv[p] += de * dP[u, p]
+        for p in range(k1):
+            acc = 0.0
+            for q in range(k1):
+                acc += Ginv[i, p, q] * hv[q]
+            s[p] = acc
+        for j in range(col_ptr[i], col_ptr[i + 1]):
+            t = ent[j]
+            u = rows[t]
+            acc = 0.0
+            for p in range(k):
+                acc += P[u, p] * s[p]
+            if biases:
+                acc += s[k]
+            out[t] -= d[t] * acc
+        for p in range(k1):
+            out_z[i, p] = -lsq[i, p] * s[p]
+
+
+def _rmatvec_py(  # type: ignore[no-untyped-def]
+    col_ptr, ent, rows, d, e, P, Qt, Ginv, lsq, y, y_z, biases, full, gP, gb
+):
+    """J^T y (data part and z rows of y) accumulated into gP (n, k) and gb (n,), zeroed."""
+    m = col_ptr.shape[0] - 1
+    k = P.shape[1]
+    k1 = Ginv.shape[1]
+    g = np.empty(k1)
+    s = np.empty(k1)
+    for i in range(m):
+        for p in range(k1):
+            g[p] = lsq[i, p] * y_z[i, p]
+        for j in range(col_ptr[i], col_ptr[i + 1]):
+            t = ent[j]
+            u = rows[t]
+            dy = d[t] * y[t]
+            for p in range(k):
+                g[p] += dy * P[u, p]
+            if biases:
+                g[k] += dy
+        for p in range(k1):
+            acc = 0.0
+            for q in range(k1):
+                acc += Ginv[i, p, q] * g[q]
+            s[p] = acc
+        for j in range(col_ptr[i], col_ptr[i + 1]):
+            t = ent[j]
+            u = rows[t]
+            acc = 0.0
+            for p in range(k):
+                acc += P[u, p] * s[p]
+            if biases:
+                acc += s[k]
+            c = d[t] * (y[t] - d[t] * acc)
+            for p in range(k):
+                gP[u, p] += c * Qt[i, p]
+            if biases:
+                gb[u] += c
+            if full:
+                de = d[t] * e[t]
+                for p in range(k):
+                    gP[u, p] -= de * s[p]
+
+
+_KERNELS: dict[str, Callable[..., Any]] = {}
+
+
+def _kernels() -> dict[str, Callable[..., Any]] | None:
+    """The numba-compiled kernels (compiled on first use, cached on disk), or None."""
+    if _KERNELS:
+        return _KERNELS
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    for name, fn in (("gram", _gram_py), ("matvec", _matvec_py), ("rmatvec", _rmatvec_py)):
+        _KERNELS[name] = numba.njit(cache=True, nogil=True)(fn)
+    return _KERNELS
+
+
+def _resolve_backend(backend: str) -> dict[str, Callable[..., Any]] | None:
+    check_choice("backend", backend, BACKENDS)
+    if backend == "numpy":
+        return None
+    kernels = _kernels()
+    if kernels is None:
+        if backend == "compiled":
+            raise ImportError("backend='compiled' needs numba; install it or use 'numpy'.")
+        logger.warning("numba is not importable: VarPro runs its numpy products")
+    return kernels
+
+
+# ---------------------------------------------------------------------- the reduced problem
+@dataclass
+class InnerSolution:
+    """The eliminated optimum at one ``theta`` and what the Jacobians need there."""
+
+    theta: np.ndarray
+    P: np.ndarray  # (n, k)
+    b: np.ndarray | None  # (n,)
+    Z: np.ndarray  # (m, k1): rows [q_i, c_i]
+    Ginv: np.ndarray  # (m, k1, k1)
+    x: np.ndarray  # joint decision vector at (theta, z*)
+    residual: np.ndarray  # joint residual there
+
+
+@dataclass(frozen=True, eq=False)
+class _Linearization:
+    """What the reduced Jacobian's products capture at one ``theta``."""
+
+    P: np.ndarray  # (n, k)
+    Qt: np.ndarray  # (m, k): the eliminated q_i
+    Ginv: np.ndarray  # (m, k1, k1)
+    e: np.ndarray  # (N,) data residuals
+    full: bool  # the Golub-Pereyra term too
+    theta_reg: np.ndarray | None  # regularization scale of every theta entry
+    z_rows: np.ndarray | None  # (m, k1) residual rows of z's regularization
+    A_rows: np.ndarray  # (N, k1) features of each entry's row (numpy products)
+    Qc: np.ndarray  # (N, k) q of each entry's column (numpy products)
+    de: np.ndarray  # (N,) d * e
+
+
+@dataclass(frozen=True, eq=False)
+class ReducedProblem:
+    """The reduced (variable-projection) problem over ``theta = [vec(P) row-major, b]``.
+
+    Build it with :func:`build_reduced`. ``problem`` is the joint problem (``Q`` eliminated:
+    for ``eliminate='P'`` it is built on the transposed ratings).
+    """
+
+    problem: Problem
+    col_ptr: np.ndarray
+    ent: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    d: np.ndarray
+    w: np.ndarray
+    lsq: np.ndarray  # (m, k1) square roots of Lambda_i's diagonal
+    kernels: dict[str, Callable[..., Any]] | None
+
+    @property
+    def n_rows(self) -> int:
+        return self.problem.n_rows
+
+    @property
+    def n_cols(self) -> int:
+        return self.problem.n_cols
+
+    @property
+    def rank(self) -> int:
+        return self.problem.rank
+
+    @property
+    def k1(self) -> int:
+        return self.rank + (1 if self.problem.biases else 0)
+
+    @property
+    def n_params(self) -> int:
+        """Length of ``theta``."""
+        n = self.n_rows
+        return n * self.rank + (n if self.problem.biases else 0)
+
+    @property
+    def n_residuals(self) -> int:
+        return self.problem.n_residuals
+
+    def split(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Views ``(P, b)`` into ``theta`` (``b`` None without biases)."""
+        n, k = self.n_rows, self.rank
+        P = theta[: n * k].reshape(n, k)
+        return P, (theta[n * k :] if self.problem.biases else None)
+
+    def pack(self, P: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        parts = [np.asarray(P, dtype=np.float64).ravel()]
+        if self.problem.biases:
+            parts.append(np.zeros(self.n_rows) if b is None else np.ravel(b))
+        return np.concatenate(parts).astype(np.float64, copy=False)
+
+    # ------------------------------------------------------------------ inner solve
+    def gram(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``G`` (m, k1, k1) and ``h`` (m, k1) of every column's normal equations."""
+        P, b = self.split(np.asarray(theta, dtype=np.float64))
+        pr = self.problem
+        y = pr.ratings.values - (pr.mu + b[self.rows] if b is not None else 0.0)
+        m, k1 = self.n_cols, self.k1
+        lam = self.lsq**2
+        if self.kernels is not None:
+            G = np.empty((m, k1, k1))
+            h = np.empty((m, k1))
+            self.kernels["gram"](
+                self.col_ptr, self.ent, self.rows, self.w, np.ascontiguousarray(y),
+                np.ascontiguousarray(P), pr.biases, lam, G, h,
+            )
+            return G, h
+        A = self._features(P)  # (n, k1)
+        Wt = self._incidence_w()
+        O = (A[:, :, None] * A[:, None, :]).reshape(self.n_rows, k1 * k1)
+        G = np.asarray(Wt @ O).reshape(m, k1, k1)
+        G[:, np.arange(k1), np.arange(k1)] += lam
+        wy = self.w * y
+        h = np.asarray(
+            sp.csr_matrix((wy, (self.cols, self.rows)), shape=(m, self.n_rows)) @ A
+        )
+        return G, h
+
+    def _features(self, P: np.ndarray) -> np.ndarray:
+        if self.problem.biases:
+            return np.hstack([P, np.ones((P.shape[0], 1))])
+        return np.ascontiguousarray(P)
+
+    def _incidence_w(self) -> sp.csr_matrix:
+        cached = self.__dict__.get("_wt_cache")
+        if cached is None:
+            cached = sp.csr_matrix(
+                (self.w, (self.cols, self.rows)), shape=(self.n_cols, self.n_rows)
+            )
+            object.__setattr__(self, "_wt_cache", cached)
+        return cached
+
+    def inner(self, theta: np.ndarray) -> InnerSolution:
+        """Solve every column's normal equations at ``theta`` (cached for the last theta)."""
+        theta = np.asarray(theta, dtype=np.float64)
+        last = self.__dict__.get("_inner_cache")
+        if last is not None and last.theta.shape == theta.shape and np.array_equal(
+            last.theta, theta
+        ):
+            return last
+        G, h = self.gram(theta)
+        empty = np.diff(self.col_ptr) == 0
+        G[empty] = np.eye(self.k1)  # no data: z_i = 0 (Ginv_i = 0 below)
+        try:
+            Ginv = np.linalg.inv(G)
+            if not np.all(np.isfinite(Ginv)):
+                raise np.linalg.LinAlgError("non-finite inverse")
+        except np.linalg.LinAlgError:
+            Ginv = np.linalg.pinv(G, hermitian=True)
+        Ginv[empty] = 0.0
+        Z = np.einsum("mij,mj->mi", Ginv, h)
+        P, b = self.split(theta)
+        k = self.rank
+        x = self.problem.pack(P, Z[:, :k].T, b, Z[:, k] if self.problem.biases else None)
+        sol = InnerSolution(
+            theta=np.array(theta, copy=True), P=np.array(P), b=None if b is None else np.array(b),
+            Z=Z, Ginv=Ginv, x=x, residual=self.problem.residual(x),
+        )
+        object.__setattr__(self, "_inner_cache", sol)
+        return sol
+
+    def residual(self, theta: np.ndarray) -> np.ndarray:
+        """The reduced residual ``r(theta) = F(theta, z*(theta))``, shape (n_residuals,)."""
+        return self.inner(theta).residual.copy()
+
+    def cost(self, theta: np.ndarray) -> float:
+        r = self.inner(theta).residual
+        return 0.5 * float(r @ r)
+
+    def joint_x(self, theta: np.ndarray) -> np.ndarray:
+        """The joint decision vector ``x`` at ``(theta, z*(theta))``."""
+        return self.inner(theta).x.copy()
+
+    # ------------------------------------------------------------------ index helpers
+    def _theta_columns(self) -> np.ndarray:
+        """Columns of the joint x that hold theta, in theta's order."""
+        n, m, k = self.n_rows, self.n_cols, self.rank
+        idx = [np.arange(n * k)]
+        if self.problem.biases:
+            idx.append(n * k + k * m + np.arange(n))
+        return np.concatenate(idx)
+
+    def _z_columns(self) -> np.ndarray:
+        """Columns of the joint x that hold z, in block order (column i: q_i then c_i)."""
+        n, m, k, k1 = self.n_rows, self.n_cols, self.rank, self.k1
+        out = np.empty((m, k1), dtype=np.int64)
+        out[:, :k] = n * k + np.arange(k)[None, :] * m + np.arange(m)[:, None]
+        if self.problem.biases:
+            out[:, k] = n * k + k * m + n + np.arange(m)
+        return out.ravel()
+
+    def _z_rows(self) -> np.ndarray | None:
+        """Residual rows of z's regularization, (m, k1) in block order, or None."""
+        if not self.problem.has_reg:
+            return None
+        return self.problem.ratings.nnz + self._z_columns().reshape(self.n_cols, self.k1)
+
+    def _theta_reg(self) -> np.ndarray | None:
+        """Regularization scale of every theta entry (None under 'none')."""
+        pr = self.problem
+        if not pr.has_reg:
+            return None
+        assert pr.P_scale is not None
+        parts = [np.repeat(pr.P_scale, self.rank)]
+        if pr.biases:
+            assert pr.row_bias_scale is not None
+            parts.append(pr.row_bias_scale)
+        return np.concatenate(parts)
+
+    # ------------------------------------------------------------------ Jacobians
+    def _check_kind(self, kind: str) -> bool:
+        check_choice("jacobian", kind, VARPRO_JACOBIANS)
+        return kind == "full"
+
+    def _h_matrix(self, sol: InnerSolution) -> sp.csr_matrix:
+        """H of the module docstring as a sparse (m*k1, n_params) matrix."""
+        k, k1 = self.rank, self.k1
+        N = self.problem.ratings.nnz
+        de = self.d * sol.residual[:N]
+        ar = np.arange(k)
+        r_idx = (self.cols[:, None] * k1 + ar).ravel()
+        c_idx = (self.rows[:, None] * k + ar).ravel()
+        vals = np.repeat(de, k)
+        return sp.csr_matrix(
+            (vals, (r_idx, c_idx)), shape=(self.n_cols * k1, self.n_params)
+        )
+
+    def _blocks(self, theta: np.ndarray, full: bool) -> tuple[Any, Any, Any]:
+        sol = self.inner(theta)
+        J = self.problem.jacobian(sol.x).tocsc()
+        J_theta = J[:, self._theta_columns()].tocsr()
+        J_z = J[:, self._z_columns()].tocsr()
+        Ginv_blk = sp.block_diag(list(sol.Ginv), format="csr")
+        T = J_z.T @ J_theta
+        if full:
+            T = T + self._h_matrix(sol)
+        return J_theta, J_z, Ginv_blk @ T
+
+    def jacobian(self, theta: np.ndarray, kind: str = "kaufman") -> sp.csr_matrix:
+        """The reduced Jacobian as a sparse matrix, shape (n_residuals, n_params).
+
+        ``kind='kaufman'`` or ``'full'`` (see the module docstring); built by sparse algebra
+        (it has about :math:`\\sum_i n_i^2 (k+1)` nonzeros: for small problems and tests).
+        """
+        full = self._check_kind(kind)
+        J_theta, J_z, T = self._blocks(theta, full)
+        return sp.csr_matrix(J_theta - J_z @ T)
+
+    def dense_jacobian(self, theta: np.ndarray, kind: str = "kaufman") -> np.ndarray:
+        """The reduced Jacobian as a dense array (for ``tr_solver='exact'`` and ``'lm'``)."""
+        full = self._check_kind(kind)
+        sol = self.inner(theta)
+        J_theta, _, T = self._blocks(theta, full)
+        T = np.asarray(T.toarray())
+        out = J_theta.toarray()
+        k1 = self.k1
+        A = self._features(sol.P)
+        for i in range(self.n_cols):
+            t = self.ent[self.col_ptr[i] : self.col_ptr[i + 1]]
+            if t.size:
+                out[t] -= (self.d[t, None] * A[self.rows[t]]) @ T[i * k1 : (i + 1) * k1]
+        z_rows = self._z_rows()
+        if z_rows is not None:
+            Tz = T.reshape(self.n_cols, k1, -1)
+            out[z_rows.ravel()] -= (self.lsq[:, :, None] * Tz).reshape(-1, T.shape[1])
+        return out
+
+    def operator(
+        self, theta: np.ndarray, kind: str = "kaufman", *, backend: str | None = None
+    ) -> LinearOperator:
+        """Matrix-free reduced Jacobian at ``theta``: products in :math:`O(Nk + mk_1^2)`.
+
+        ``backend`` None uses the problem's (compiled kernels when numba imports); ``'numpy'``
+        forces the numpy products (the kernels' oracle).
+        """
+        full = self._check_kind(kind)
+        sol = self.inner(theta)
+        kernels = self.kernels if backend is None else _resolve_backend(backend)
+        lin = self._linearize(sol, full)
+        matvec = self._matvec(lin, kernels)
+        rmatvec = self._rmatvec(lin, kernels)
+
+        def matmat(V: np.ndarray) -> np.ndarray:
+            return np.column_stack([matvec(V[:, j]) for j in range(V.shape[1])])
+
+        def rmatmat(Y: np.ndarray) -> np.ndarray:
+            return np.column_stack([rmatvec(Y[:, j]) for j in range(Y.shape[1])])
+
+        return LinearOperator(
+            (self.n_residuals, self.n_params), matvec=matvec, rmatvec=rmatvec, matmat=matmat,
+            rmatmat=rmatmat, dtype=np.float64,
+        )
+
+    def _linearize(self, sol: InnerSolution, full: bool) -> _Linearization:
+        """The arrays the operator's products capture at ``sol`` (contiguous for the kernels)."""
+        N = self.problem.ratings.nnz
+        P = np.ascontiguousarray(sol.P)
+        Qt = np.ascontiguousarray(sol.Z[:, : self.rank])
+        e = np.ascontiguousarray(sol.residual[:N])
+        return _Linearization(
+            P=P, Qt=Qt, Ginv=np.ascontiguousarray(sol.Ginv), e=e, full=full,
+            theta_reg=self._theta_reg(), z_rows=self._z_rows(),
+            A_rows=self._features(P)[self.rows], Qc=Qt[self.cols], de=self.d * e,
+        )
+
+    def _matvec(
+        self, lin: _Linearization, kernels: dict[str, Callable[..., Any]] | None
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """``v -> J v`` at ``lin``: the compiled kernel, or the numpy products."""
+        m, k, k1, N = self.n_cols, self.rank, self.k1, self.problem.ratings.nnz
+        n_res, biases, full = self.n_residuals, self.problem.biases, lin.full
+        P, Qt, Ginv, e, lsq = lin.P, lin.Qt, lin.Ginv, lin.e, self.lsq
+        d, rows, cols = self.d, self.rows, self.cols
+        A_rows, Qc, de = lin.A_rows, lin.Qc, lin.de
+        theta_reg, z_rows = lin.theta_reg, lin.z_rows
+        empty = np.zeros(0)
+
+        def matvec(v: np.ndarray) -> np.ndarray:
+            v = np.ascontiguousarray(np.ravel(v), dtype=np.float64)
+            dP, db = self.split(v)
+            out = np.zeros(n_res)
+            if kernels is not None:
+                out_z = np.empty((m, k1))
+                kernels["matvec"](
+                    self.col_ptr, self.ent, rows, d, e, P, Qt, Ginv, lsq,
+                    np.ascontiguousarray(dP), empty if db is None else db, biases, full,
+                    out[:N], out_z,
+                )
+            else:
+                jv = np.einsum("tk,tk->t", dP[rows], Qc)
+                if db is not None:
+                    jv += db[rows]
+                jv *= d
+                hv = (d * jv)[:, None] * A_rows
+                if full:
+                    hv[:, :k] += de[:, None] * dP[rows]
+                s = np.einsum("mij,mj->mi", Ginv, self._col_sum(hv))
+                out[:N] = jv - d * np.einsum("tk,tk->t", A_rows, s[cols])
+                out_z = -lsq * s
+            if theta_reg is not None:
+                assert z_rows is not None
+                out[self._theta_rows()] = theta_reg * v
+                out[z_rows.ravel()] = out_z.ravel()
+            return out
+
+        return matvec
+
+    def _rmatvec(
+        self, lin: _Linearization, kernels: dict[str, Callable[..., Any]] | None
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """``y -> J^T y`` at ``lin``: the compiled kernel, or the numpy products."""
+        n, m, k, k1, N = self.n_rows, self.n_cols, self.rank, self.k1, self.problem.ratings.nnz
+        biases, full = self.problem.biases, lin.full
+        P, Qt, Ginv, e, lsq = lin.P, lin.Qt, lin.Ginv, lin.e, self.lsq
+        d, rows, cols = self.d, self.rows, self.cols
+        A_rows, Qc, de = lin.A_rows, lin.Qc, lin.de
+        theta_reg, z_rows = lin.theta_reg, lin.z_rows
+        empty = np.zeros(0)
+        A_row_inc = self._row_incidence()
+
+        def rmatvec(y: np.ndarray) -> np.ndarray:
+            y = np.ascontiguousarray(np.ravel(y), dtype=np.float64)
+            y_data = y[:N]
+            y_z = y[z_rows] if z_rows is not None else np.zeros((m, k1))
+            if kernels is not None:
+                gP = np.zeros((n, k))
+                gb = np.zeros(n) if biases else empty
+                kernels["rmatvec"](
+                    self.col_ptr, self.ent, rows, d, e, P, Qt, Ginv, lsq, y_data,
+                    np.ascontiguousarray(y_z), biases, full, gP, gb,
+                )
+            else:
+                g = self._col_sum((d * y_data)[:, None] * A_rows) + lsq * y_z
+                s = np.einsum("mij,mj->mi", Ginv, g)
+                yt = d * (y_data - d * np.einsum("tk,tk->t", A_rows, s[cols]))
+                gP = np.asarray(A_row_inc @ (yt[:, None] * Qc))
+                if full:
+                    gP -= np.asarray(A_row_inc @ (de[:, None] * s[cols][:, :k]))
+                gb = np.asarray(A_row_inc @ yt) if biases else empty
+            out = np.concatenate([gP.ravel(), gb]) if biases else gP.ravel().copy()
+            if theta_reg is not None:
+                out += theta_reg * y[self._theta_rows()]
+            return out
+
+        return rmatvec
+
+    def column_norms(self, theta: np.ndarray) -> np.ndarray:
+        """Column norms of the Kaufman Jacobian in :math:`O(Nk_1^2)`, without forming it.
+
+        :math:`\\|J_K e_j\\|^2 = \\|J_\\theta e_j\\|^2 - (J_\\theta e_j)^\\top J_z G^{-1}
+        J_z^\\top J_\\theta e_j` (the projection is idempotent); for :math:`j = (u, l)` the
+        second term is :math:`\\sum_{t: u_t = u} w_t^2 q_{i_t l}^2\\, a_u^\\top G_{i_t}^{-1}
+        a_u` (with :math:`q \\to 1` for the bias :math:`b_u`).
+        """
+        sol = self.inner(theta)
+        k = self.rank
+        A = self._features(sol.P)[self.rows]  # (N, k1)
+        quad = np.einsum("ti,tij,tj->t", A, sol.Ginv[self.cols], A)
+        F = sol.Z[self.cols][:, :k]  # q_{i_t}, (N, k)
+        if self.problem.biases:
+            F = np.hstack([F, np.ones((len(self.rows), 1))])
+        inc = self._row_incidence()
+        sq = np.asarray(inc @ (self.w[:, None] * F**2)) - np.asarray(
+            inc @ ((self.w**2 * quad)[:, None] * F**2)
+        )
+        out = np.empty(self.n_params)
+        n = self.n_rows
+        out[: n * k] = sq[:, :k].ravel()
+        if self.problem.biases:
+            out[n * k :] = sq[:, k]
+        reg = self._theta_reg()
+        if reg is not None:
+            out += reg**2
+        return np.sqrt(np.maximum(out, 0.0))
+
+    def _theta_rows(self) -> np.ndarray:
+        """Residual rows of theta's regularization, in theta's order."""
+        return self.problem.ratings.nnz + self._theta_columns()
+
+    def _col_sum(self, X: np.ndarray) -> np.ndarray:
+        """Sum the rows of ``X`` (one per entry) per column: shape (m, X.shape[1])."""
+        inc = self.__dict__.get("_col_inc")
+        if inc is None:
+            N = len(self.cols)
+            inc = sp.csr_matrix(
+                (np.ones(N), (self.cols, np.arange(N))), shape=(self.n_cols, N)
+            )
+            object.__setattr__(self, "_col_inc", inc)
+        return np.asarray(inc @ X)
+
+    def _row_incidence(self) -> sp.csr_matrix:
+        inc = self.__dict__.get("_row_inc")
+        if inc is None:
+            N = len(self.rows)
+            inc = sp.csr_matrix(
+                (np.ones(N), (self.rows, np.arange(N))), shape=(self.n_rows, N)
+            )
+            object.__setattr__(self, "_row_inc", inc)
+        return inc
+
+
+def transpose_ratings(ratings: Ratings) -> Ratings:
+    """The ratings of the transposed matrix (rows and columns, and their ids, swapped)."""
+    return Ratings(
+        ratings.cols, ratings.rows, ratings.values, (ratings.shape[1], ratings.shape[0]),
+        weights=ratings.weights, row_ids=ratings.col_ids, col_ids=ratings.row_ids,
+    )
+
+
+def build_reduced(
+    ratings: Ratings,
+    rank: int,
+    *,
+    formulation: str = "none",
+    reg: float = 0.0,
+    reg_bias: float | None = None,
+    count_scaled: bool = False,
+    biases: bool = False,
+    backend: str = "auto",
+) -> ReducedProblem:
+    """The reduced problem eliminating ``Q`` (and the column biases) of ``ratings``.
+
+    Raises
+    ------
+    ValueError
+        For ``formulation='prior'`` (its anchor on ``Q`` has no closed-form elimination here)
+        and for columns with fewer observations than ``rank`` (+1 with biases) when their
+        normal equations have no ridge.
+    """
+    check_choice("formulation", formulation, ("l2", "none"))
+    problem = build_problem(
+        ratings, rank, formulation=formulation, reg=reg, reg_bias=reg_bias,
+        count_scaled=count_scaled, biases=biases,
+    )
+    k, m = problem.rank, problem.n_cols
+    k1 = k + (1 if biases else 0)
+    lsq = np.zeros((m, k1))
+    if problem.has_reg:
+        assert problem.Q_scale is not None
+        lsq[:, :k] = problem.Q_scale[:, None]
+        if biases:
+            assert problem.col_bias_scale is not None
+            lsq[:, k] = problem.col_bias_scale
+    counts = ratings.col_counts()
+    # a column without data is in no residual (its ridge rows, if any, are 0 at z_i = 0):
+    # z_i = 0 is its minimizer under every formulation, as in the other solvers
+    bad = np.flatnonzero((counts > 0) & (counts < k1) & np.any(lsq == 0, axis=1))
+    if bad.size:
+        shown = ", ".join(str(int(i)) for i in bad[:10]) + (" ..." if bad.size > 10 else "")
+        raise ValueError(
+            f"{bad.size} eliminated column(s) have fewer than {k1} observations (rank {k}"
+            f"{' + the bias' if biases else ''}), so their least-squares solution is not "
+            f"unique: columns {shown} (counts {', '.join(str(int(counts[i])) for i in bad[:10])})"
+            ". Use formulation='l2' with reg > 0 (a ridge), eliminate the other factor, or "
+            "drop those columns."
+        )
+    rows = np.ascontiguousarray(ratings.rows, dtype=np.int64)
+    cols = np.ascontiguousarray(ratings.cols, dtype=np.int64)
+    ent = np.argsort(cols, kind="stable").astype(np.int64)
+    col_ptr = np.searchsorted(cols[ent], np.arange(m + 1)).astype(np.int64)
+    d = np.ascontiguousarray(problem.data_scale, dtype=np.float64)
+    return ReducedProblem(
+        problem=problem, col_ptr=col_ptr, ent=ent, rows=rows, cols=cols, d=d, w=d * d,
+        lsq=lsq, kernels=_resolve_backend(backend),
+    )
+
+
+# ---------------------------------------------------------------------- solve
+class _Stop(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _resolve_bounds(bounds: Any, red: ReducedProblem, method: str) -> tuple[Any, Any]:
+    n_par = red.n_params
+    if bounds is None:
+        return -np.inf, np.inf
+    if method == "lm":
+        raise ValueError(
+            "method='lm' does not support `bounds`; use method='trf' or 'dogbox' with bounds."
+        )
+    out = bound_arrays(
+        bounds, n_par, red.n_rows * red.rank, pair_error="`bounds` must be a pair (lb, ub)",
+        shape_error=lambda name, shape: (
+            f"with `eliminate`, `bounds` apply to the optimized factor only: the {name} "
+            f"must be a scalar or have length {n_par} (its entries [+ its biases]); "
+            f"got shape {shape}. The eliminated factor has a closed form and cannot be "
+            "bounded."
+        ),
+    )
+    if np.any(out[0] >= out[1]):
+        raise ValueError("`bounds` must have lower < upper everywhere.")
+    return out[0], out[1]
+
+
+def _loss_cost(loss: str, f_scale: float) -> Callable[[np.ndarray], float]:
+    c2 = f_scale**2
+    rho: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "linear": lambda z: z,
+        "soft_l1": lambda z: 2.0 * (np.sqrt(1.0 + z) - 1.0),
+        "huber": lambda z: np.where(z <= 1.0, z, 2.0 * np.sqrt(z) - 1.0),
+        "cauchy": np.log1p,
+        "arctan": np.arctan,
+    }
+    f = rho[loss]
+    return lambda r: 0.5 * c2 * float(np.sum(f(r**2 / c2)))
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The validated options of :func:`solve_varpro`, after the method's defaults."""
+
+    eliminate: str
+    jacobian: str
+    method: str
+    tr_solver: str | None
+    tr_options: dict[str, Any]
+    #: 'operator', 'sparse' or 'dense' (handed to least_squares), 'normal' for lm-normal
+    jac: str
+    dense: bool
+    loss: str
+    f_scale: float
+    init_scale: float
+    ftol: float | None
+    xtol: float | None
+    gtol: float | None
+    max_nfev: int | None
+    max_time: float | None
+    biases: bool
+    callback: Callable[[IterationInfo], Any] | None
+
+
+def _check_names(
+    *, eliminate: Any, jacobian: Any, method: Any, tr_solver: Any, jac: Any,
+    formulation: Any, loss: Any,
+) -> None:
+    """The choices among names: the first stage of :func:`_check_settings`."""
+    check_choice("eliminate", eliminate, ELIMINATE)
+    check_choice("jacobian", jacobian, VARPRO_JACOBIANS)
+    check_choice("method", method, _METHODS)
+    check_choice("tr_solver", tr_solver, (None, "exact", "lsmr"))
+    check_choice("jac", jac, VARPRO_JAC_KINDS)
+    if formulation not in ("l2", "none"):
+        raise ValueError(
+            "`eliminate` needs formulation 'l2' or 'none' (the eliminated factor's "
+            f"closed form is a ridge or plain least-squares solve); got {describe(formulation)}."
+        )
+    if callable(loss) or loss not in _LOSSES:
+        raise ValueError(f"`loss` must be one of {', '.join(_LOSSES)} with `eliminate`; "
+                         f"got {describe(loss)}.")
+    if method == "lm" and loss != "linear":
+        raise ValueError(f"method='lm' supports only loss='linear'; got loss={loss!r}.")
+
+
+def _choose_jacobian(
+    method: str, tr_solver: str | None, jac: str, *, loss: str, bounds: Any,
+    tr_options: dict[str, Any], jacobian: str,
+) -> tuple[str, str | None, bool]:
+    """``(jac, tr_solver, dense)`` after the defaults: 'auto' resolved, 'dense' -> 'exact'."""
+    if method == "lm-normal":
+        from .lm_normal import check_normal_arguments
+
+        check_normal_arguments(loss=loss, bounds=bounds, tr_solver=tr_solver,
+                               tr_options=tr_options, jac=jac, jacobian=jacobian)
+        jac = "normal"
+    dense = method == "lm" or tr_solver == "exact"
+    if jac == "auto":
+        jac = "dense" if dense else "operator"
+    if dense and jac != "dense":
+        raise ValueError(
+            f"method={method!r} with tr_solver={tr_solver!r} needs a dense Jacobian; got "
+            f"jac={jac!r}. Use jac='dense' (or 'auto'), or tr_solver='lsmr' with "
+            "'operator'/'sparse'."
+        )
+    if not dense and jac == "dense":
+        tr_solver = "exact"
+        dense = True
+    if tr_solver is None and method not in ("lm", "lm-normal"):
+        tr_solver = "lsmr"
+    return jac, tr_solver, dense
+
+
+def _check_settings(
+    *, eliminate: Any, jacobian: Any, method: Any, tr_solver: Any, jac: Any,
+    formulation: Any, loss: Any, f_scale: Any, init_scale: Any, ftol: Any, xtol: Any,
+    gtol: Any, max_nfev: Any, max_time: Any, biases: Any, callback: Any, tr_options: Any,
+    bounds: Any,
+) -> _Settings:
+    """Check :func:`solve_varpro`'s options before any work (the first failing check
+    raises, in a fixed order) and fill in the method's defaults."""
+    _check_names(eliminate=eliminate, jacobian=jacobian, method=method, tr_solver=tr_solver,
+                 jac=jac, formulation=formulation, loss=loss)
+    f_scale = float(check_float("f_scale", f_scale, min_value=0.0, min_inclusive=False))  # type: ignore[arg-type]
+    init_scale = float(check_float("init_scale", init_scale, min_value=0.0, min_inclusive=False))  # type: ignore[arg-type]
+    for name, tol in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)):
+        if tol is None and method == "lm":
+            raise ValueError(f"`{name}` must be a float > 0 for method='lm'; got None.")
+        if tol is not None:
+            check_float(name, tol, min_value=0.0, max_value=1.0, max_inclusive=False)
+    if max_nfev is not None:
+        max_nfev = check_int("max_nfev", max_nfev, min_value=1)
+    max_time = check_float("max_time", max_time, min_value=0.0, allow_none=True)
+    biases = check_bool("biases", biases)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable; got {describe(callback)}.")
+    tr_options = {} if tr_options is None else dict(tr_options)
+    if method == "lm" and tr_options:
+        raise ValueError("method='lm' takes no `tr_options`.")
+    jac, tr_solver, dense = _choose_jacobian(method, tr_solver, jac, loss=loss, bounds=bounds,
+                                             tr_options=tr_options, jacobian=jacobian)
+    return _Settings(
+        eliminate=eliminate, jacobian=jacobian, method=method, tr_solver=tr_solver,
+        tr_options=tr_options, jac=jac, dense=dense, loss=loss, f_scale=f_scale,
+        init_scale=init_scale, ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev,
+        max_time=max_time, biases=biases, callback=callback,
+    )
+
+
+def _check_size(red: ReducedProblem, s: _Settings) -> None:
+    """Refuse 'lm' with fewer residuals than unknowns, and dense Jacobians over 4 GiB."""
+    n_res, n_par = red.n_residuals, red.n_params
+    if s.method == "lm" and n_res < n_par:
+        raise ValueError(
+            f"method='lm' needs at least as many residuals as unknowns; the reduced problem "
+            f"has {n_res} residuals and {n_par} unknowns. Use method='trf'."
+        )
+    if s.dense and n_res * n_par * 8 > 4 * 2**30:
+        raise ValueError(
+            f"a dense reduced Jacobian of shape ({n_res}, {n_par}) needs "
+            f"{n_res * n_par * 8 / 2**30:.1f} GiB; use tr_solver='lsmr'."
+        )
+
+
+def _reduced_start(
+    R: Any, rank: Any, s: _Settings, rng: np.random.Generator, *, data: Mapping[str, Any],
+    model: Mapping[str, Any], backend: str, P0: Any, Q0: Any, bounds: Any,
+) -> tuple[Ratings, int, ReducedProblem, np.ndarray, tuple[Any, Any]]:
+    """The ratings, the validated rank, the reduced problem, its start and its bounds.
+
+    ``data`` goes to :func:`lsqmf.as_ratings`, ``model`` (formulation and regularization) to
+    :func:`build_reduced`; the start is clipped into the bounds.
+    """
+    ratings = as_ratings(R, **data)
+    work = transpose_ratings(ratings) if s.eliminate == "P" else ratings
+    rank = check_int("rank", rank, min_value=1)
+    red = build_reduced(work, rank, **model, biases=s.biases, backend=backend)
+    P_start, Q_start = random_start(ratings, rank, rng, init_scale=s.init_scale, P0=P0, Q0=Q0)
+    theta0 = red.pack(P_start if s.eliminate == "Q" else Q_start.T)
+    _check_size(red, s)
+    lb, ub = _resolve_bounds(bounds, red, s.method)
+    if bounds is not None:
+        theta0 = np.clip(theta0, lb, ub)
+    return ratings, rank, red, theta0, (lb, ub)
+
+
+def _x_scale(x_scale: Any, jac: str, red: ReducedProblem, theta0: np.ndarray) -> Any:
+    """The ``x_scale`` handed to the optimizer: 'jac' is fixed at the start for the operator."""
+    if not isinstance(x_scale, str):
+        return x_scale
+    if x_scale != "jac":
+        raise ValueError(f"`x_scale` must be 'jac' or positive numbers; got {x_scale!r}.")
+    if jac != "operator":
+        return x_scale
+    # scipy cannot rescale a LinearOperator: fix the scale at the start's column norms
+    norms = red.column_norms(theta0)
+    norms[norms == 0] = 1.0
+    logger.info("x_scale='jac' with the operator: column norms at the start, fixed")
+    return 1.0 / norms
+
+
+class _Trace:
+    """The reduced residual and Jacobian handed to the optimizer.
+
+    Records every evaluation (the history), the best point seen, and the evaluation counts;
+    raises :class:`_Stop` when the callback asks to stop or ``max_time`` has passed.
+    """
+
+    def __init__(
+        self, red: ReducedProblem, s: _Settings, theta0: np.ndarray, t_start: float
+    ) -> None:
+        self.red, self.s, self.t_start = red, s, t_start
+        self.cost_of = _loss_cost(s.loss, s.f_scale)
+        self.steps: list[int] = []
+        self.costs: list[float] = []
+        self.times: list[float] = []
+        self.best_cost = np.inf
+        self.best_theta = theta0
+        self.nfev = 0
+        self.njev = 0
+
+    def residual(self, theta: np.ndarray) -> np.ndarray:
+        r = self.red.residual(theta)
+        step = self.nfev
+        self.nfev += 1
+        elapsed = time.perf_counter() - self.t_start
+        if not np.all(np.isfinite(r)):
+            raise FloatingPointError(
+                f"the reduced residuals became non-finite at evaluation {step}; try "
+                "formulation='l2' with reg > 0 or a smaller init_scale."
+            )
+        c = self.cost_of(r)
+        if c < self.best_cost:
+            self.best_cost, self.best_theta = c, np.array(theta, copy=True)
+        self.steps.append(step)
+        self.costs.append(c)
+        self.times.append(elapsed)
+        callback, max_time = self.s.callback, self.s.max_time
+        if callback is not None and callback(IterationInfo(step, c, elapsed)):
+            raise _Stop(Status.CALLBACK)
+        if max_time is not None and elapsed > max_time:
+            raise _Stop(Status.MAX_TIME)
+        return r
+
+    def jacobian(self, theta: np.ndarray) -> Any:
+        self.njev += 1
+        s = self.s
+        if s.jac == "operator":
+            return self.red.operator(theta, s.jacobian)
+        if s.jac == "sparse":
+            return self.red.jacobian(theta, s.jacobian)
+        return self.red.dense_jacobian(theta, s.jacobian)
+
+
+def _optimize(
+    trace: _Trace, theta0: np.ndarray, bounds: tuple[Any, Any], x_scale: Any
+) -> Any:
+    """Run lm-normal or ``least_squares`` from ``theta0``; the OptimizeResult."""
+    s, red = trace.s, trace.red
+    if s.method == "lm-normal":
+        from .lm_normal import lm_normal
+
+        return lm_normal(trace.residual, red, theta0, ftol=s.ftol, xtol=s.xtol, gtol=s.gtol,
+                         max_nfev=s.max_nfev, x_scale=x_scale)
+    from scipy.optimize import least_squares  # here: `import lsqmf` stays cheap
+
+    return least_squares(
+        trace.residual, theta0, jac=trace.jacobian, bounds=bounds, method=s.method,
+        ftol=s.ftol, xtol=s.xtol, gtol=s.gtol, x_scale=x_scale, loss=s.loss,
+        f_scale=s.f_scale, max_nfev=s.max_nfev,
+        tr_solver=None if s.method == "lm" else s.tr_solver, tr_options=s.tr_options,
+    )
+
+
+def _run(
+    trace: _Trace, theta0: np.ndarray, bounds: tuple[Any, Any], x_scale: Any
+) -> tuple[Any, int | None]:
+    """``(OptimizeResult, None)``, or ``(None, status)`` for a run stopped early."""
+    # the operator's kernels alternate with LSMR's small vector operations: one BLAS thread
+    # (spinning BLAS threads and the kernels contend for the cores; see lsqmf.runtime.threads).
+    # lm-normal too: its per-column products and triangular solves lose with threads (an
+    # iteration on the giraffe benchmark took 36 ms with one thread, 68 ms with two), and one
+    # thread makes its iterates independent of the caller's thread count
+    single = trace.s.method == "lm-normal" or (
+        trace.s.jac == "operator" and trace.red.kernels is not None
+    )
+    with blas_single_thread(single):
+        try:
+            return _optimize(trace, theta0, bounds, x_scale), None
+        except _Stop as stop:
+            return None, stop.status
+        except KeyboardInterrupt:
+            return None, Status.INTERRUPTED
+
+
+def _options_record(
+    s: _Settings, *, rank: int, model: Mapping[str, Any], x_scale: Any, seed: Any,
+    bounded: bool, backend: str,
+) -> dict[str, Any]:
+    """The result's ``options``: the settings after the defaults, ``model`` (formulation and
+    regularization) as given, the seed drawn and ``x_scale`` as used ('array' for an array)."""
+    return {
+        "rank": rank, "eliminate": s.eliminate, "varpro_jacobian": s.jacobian,
+        "formulation": model["formulation"], "reg": model["reg"],
+        "reg_bias": model["reg_bias"], "count_scaled": model["count_scaled"],
+        "biases": s.biases, "method": s.method,
+        "tr_solver": None if s.method == "lm" else s.tr_solver,
+        "tr_options": dict(s.tr_options), "jac": s.jac, "loss": s.loss, "f_scale": s.f_scale,
+        "ftol": s.ftol, "xtol": s.xtol, "gtol": s.gtol,
+        "x_scale": x_scale if isinstance(x_scale, str | numbers.Real) else "array",
+        "max_nfev": s.max_nfev, "init_scale": s.init_scale, "random_state": seed,
+        "bounds": bounded, "max_time": s.max_time, "backend": backend,
+    }
+
+
+def _fit_result(
+    trace: _Trace, opt: Any, stop_status: int | None, ratings: Ratings,
+    options: dict[str, Any],
+) -> FitResult:
+    """The FitResult of a finished (``opt``) or stopped run, in the caller's orientation."""
+    red = trace.red
+    if opt is not None:
+        theta, status, message = opt.x, int(opt.status), str(opt.message)
+        success, nfev = bool(opt.success), int(opt.nfev)
+        njev = int(opt.njev) if opt.njev is not None else trace.njev
+        cost, optimality = float(opt.cost), float(opt.optimality)
+    else:
+        assert stop_status is not None
+        theta, status, message = trace.best_theta, stop_status, STATUS_MESSAGES[stop_status]
+        success, nfev, njev = False, trace.nfev, trace.njev
+        cost, optimality = float(trace.best_cost), None
+    x = red.joint_x(theta)
+    P_v, Q_v, b_v, c_v = red.problem.unpack(x)
+    rms = red.problem.rms(x)
+    P, Q = np.array(P_v), np.array(Q_v)
+    b = None if b_v is None else np.array(b_v)
+    c = None if c_v is None else np.array(c_v)
+    if trace.s.eliminate == "P":
+        P, Q, b, c = Q.T.copy(), P.T.copy(), c, b
+    return FitResult(
+        P=P, Q=Q, mu=red.problem.mu, row_bias=b, col_bias=c, success=success, status=status,
+        message=message, nfev=nfev, njev=njev, cost=cost, optimality=optimality,
+        history=History.from_lists(trace.steps, trace.costs, trace.times),
+        wall_time=time.perf_counter() - trace.t_start, options=options, solver="lsq",
+        optimize_result=opt, row_ids=ratings.row_ids, col_ids=ratings.col_ids,
+        row_counts=ratings.row_counts(), col_counts=ratings.col_counts(), rms=rms,
+        train_mean=ratings.mean(),
+    )
+
+
+def _report(result: FitResult, *, stopped: bool) -> None:
+    """Log a run stopped early; warn (ConvergenceWarning, at the caller) for a failed one."""
+    if stopped:
+        logger.info("VarPro stopped early (status %d) after %d evaluations",
+                    result.status, result.nfev)
+    elif not result.success:
+        warn_not_converged(
+            f"VarPro did not converge (status {result.status}: {result.message}) after "
+            f"{result.nfev} evaluations; raise `max_nfev` or loosen the tolerances.",
+            stacklevel=4,
+        )
+
+
+def solve_varpro(
+    R: Any,
+    rank: int,
+    *,
+    eliminate: str = "Q",
+    jacobian: str = "kaufman",
+    formulation: str = "none",
+    reg: float = 0.0,
+    reg_bias: float | None = None,
+    count_scaled: bool = False,
+    biases: bool = False,
+    weights: Any = None,
+    missing: float | None = None,
+    mask: Any = None,
+    method: str = "trf",
+    tr_solver: str | None = None,
+    tr_options: Mapping[str, Any] | None = None,
+    jac: str = "auto",
+    loss: str = "linear",
+    f_scale: float = 1.0,
+    bounds: Any = None,
+    ftol: float | None = 1e-8,
+    xtol: float | None = 1e-8,
+    gtol: float | None = 1e-8,
+    x_scale: Any = 1.0,
+    max_nfev: int | None = None,
+    init_scale: float = 0.1,
+    P0: Any = None,
+    Q0: Any = None,
+    random_state: int | np.random.Generator | None = None,
+    max_time: float | None = None,
+    callback: Callable[[IterationInfo], Any] | None = None,
+    backend: str = "auto",
+) -> FitResult:
+    r"""Fit ``R ≈ P @ Q`` by variable projection: one factor in closed form, the other by
+    ``scipy.optimize.least_squares`` on the reduced residual.
+
+    Parameters
+    ----------
+    R : ndarray, scipy.sparse matrix, pandas.DataFrame or Ratings
+        The observed entries (anything :func:`lsqmf.as_ratings` accepts).
+    rank : int
+    eliminate : {'Q', 'P'}, default='Q'
+        The factor solved in closed form; the other one is optimized. ``'P'`` runs on the
+        transposed ratings.
+    jacobian : {'kaufman', 'full'}, default='kaufman'
+        Kaufman's approximation or the full Golub-Pereyra Jacobian (module docstring).
+    formulation : {'none', 'l2'}, default='none'
+        As in :func:`lsqmf.solve`; ``reg``, ``reg_bias``, ``count_scaled`` and ``biases`` too.
+    weights, missing, mask
+        As in :func:`lsqmf.as_ratings`.
+    method : {'trf', 'dogbox', 'lm', 'lm-normal'}, default='trf'
+        ``'lm-normal'`` is lsqmf's own Levenberg-Marquardt on the dense reduced normal
+        equations ``J_K^T J_K`` (Kaufman, Cholesky; :mod:`lsqmf.nls.lm_normal`), not scipy's
+        ``'lm'``: for small optimized factors (``n * rank`` up to 8000); linear loss, no
+        bounds, ``x_scale='jac'`` is Marquardt's ``diag(J^T J)`` damping.
+    tr_solver : {None, 'exact', 'lsmr'}, default=None
+        None is ``'lsmr'`` for trf/dogbox (matrix-free) and the dense QR of ``'lm'``.
+    tr_options : dict, optional
+    jac : {'auto', 'operator', 'sparse', 'dense'}, default='auto'
+        How the reduced Jacobian is handed over: ``'auto'`` is ``'dense'`` for ``'exact'``
+        and ``'lm'``, else ``'operator'`` (matrix-free).
+    loss, f_scale
+        Robust loss of the outer problem (the inner solve stays least squares).
+    bounds : pair, optional
+        Bounds of the optimized factor: scalars (its entries) or arrays of length
+        ``n * rank`` (+ ``n`` with biases).
+    ftol, xtol, gtol, max_nfev
+        As in ``least_squares`` (tighter defaults than :func:`lsqmf.solve`).
+    x_scale : float, array or 'jac', default=1.0
+        ``'jac'`` is passed to scipy with a matrix Jacobian; with the operator (which scipy
+        cannot scale) it falls back to 1 and the fact is recorded in ``options``.
+    init_scale : float, default=0.1
+        Standard deviation of the random start (:func:`lsqmf.model.start.random_start`; the
+        optimized factor is the one used).
+    P0, Q0 : ndarray, optional
+        Starting factors; only the optimized one is used.
+    random_state : int, Generator or None
+    max_time : float, optional
+        Seconds; the run stops with ``Status.MAX_TIME`` and returns its best point.
+    callback : callable, optional
+        ``callback(IterationInfo)`` after each evaluation; True stops.
+    backend : {'auto', 'compiled', 'numpy'}, default='auto'
+        Where the Jacobian products and Gram matrices run.
+
+    Returns
+    -------
+    FitResult
+        ``solver='lsq'``; ``cost`` is the joint cost at ``(P, Q)`` (equal to the reduced
+        cost), ``rms`` the RMS error on the observed entries; ``options['eliminate']``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lsqmf.nls.varpro import solve_varpro
+    >>> rng = np.random.default_rng(0)
+    >>> M = rng.standard_normal((8, 2)) @ rng.standard_normal((2, 7))
+    >>> M[rng.random(M.shape) < 0.2] = np.nan
+    >>> fit = solve_varpro(M, 2, random_state=0, backend="numpy")
+    >>> bool(fit.rms < 1e-6)
+    True
+    """
+    t_start = time.perf_counter()
+    s = _check_settings(
+        eliminate=eliminate, jacobian=jacobian, method=method, tr_solver=tr_solver, jac=jac,
+        formulation=formulation, loss=loss, f_scale=f_scale, init_scale=init_scale, ftol=ftol,
+        xtol=xtol, gtol=gtol, max_nfev=max_nfev, max_time=max_time, biases=biases,
+        callback=callback, tr_options=tr_options, bounds=bounds,
+    )
+    rng, seed = resolve_seed(random_state)
+    model = {"formulation": formulation, "reg": reg, "reg_bias": reg_bias,
+             "count_scaled": count_scaled}
+    ratings, rank, red, theta0, lu = _reduced_start(
+        R, rank, s, rng, data={"missing": missing, "weights": weights, "mask": mask},
+        model=model, backend=backend, P0=P0, Q0=Q0, bounds=bounds,
+    )
+    x_scale_used = _x_scale(x_scale, s.jac, red, theta0)
+    options = _options_record(s, rank=rank, model=model, x_scale=x_scale_used, seed=seed,
+                              bounded=bounds is not None, backend=backend)
+    trace = _Trace(red, s, theta0, t_start)
+    opt, stop_status = _run(trace, theta0, lu, x_scale_used)
+    result = _fit_result(trace, opt, stop_status, ratings, options)
+    _report(result, stopped=opt is None)
+    return result
+
+
+#: :func:`lsqmf.solve` arguments that :func:`solve_varpro` takes under the same name.
+_SHARED_ARGUMENTS = (
+    "eliminate", "formulation", "reg", "reg_bias", "count_scaled", "biases", "weights",
+    "missing", "mask", "method", "tr_solver", "tr_options", "jac", "loss", "f_scale", "bounds",
+    "ftol", "xtol", "gtol", "x_scale", "max_nfev", "init_scale", "P0", "Q0", "random_state",
+    "max_time", "callback", "backend",
+)
+
+
+def solve_from_arguments(arguments: Mapping[str, Any]) -> FitResult:
+    """Run :func:`solve_varpro` for a call of :func:`lsqmf.solve` with ``eliminate`` set.
+
+    ``arguments`` are all of ``solve``'s parameters by name (its ``locals()``); ``solve``'s
+    defaults apply (e.g. ``ftol=1e-3``, ``x_scale='jac'``), ``varpro_jacobian`` is
+    ``jacobian`` here, and the options without a meaning under elimination are refused when
+    set.
+    """
+    a = dict(arguments)
+    if a.get("check_jacobian") is not None:
+        raise ValueError(
+            "`check_jacobian` checks the joint Jacobian and does not apply with `eliminate`; "
+            "the reduced Jacobians are tested in tests/test_varpro.py. Drop it."
+        )
+    if a.get("jac") not in VARPRO_JAC_KINDS:
+        raise ValueError(
+            f"with `eliminate`, `jac` must be one of {', '.join(map(repr, VARPRO_JAC_KINDS))}; "
+            f"got {describe(a.get('jac'))}."
+        )
+    rank = a.get("rank")
+    if rank is None:
+        raise ValueError("`rank` is required with `eliminate`.")
+    kwargs = {name: a[name] for name in _SHARED_ARGUMENTS if name in a}
+    kwargs["jacobian"] = a.get("varpro_jacobian", "kaufman")
+    return solve_varpro(a["R"], rank, **kwargs)
