@@ -71,7 +71,7 @@ def run(quick: bool, repeats: int) -> dict[str, Any]:
 
     from lsqmf import __version__
     from lsqmf.data.readers import load_builtin
-    from lsqmf.evaluate.search import grid_search
+    from lsqmf.evaluate import grid_search
     from lsqmf.runtime.parallel import in_order, map_tasks, plan_backend
 
     ratings = load_builtin()

@@ -1,7 +1,7 @@
 """VarPro on MovieLens latest-small against ALS and joint ``lsq``: test RMSE against wall time.
 
 Issue 10, item 5. Every run fits the same ``'l2'`` objective on the training part of a fold of
-``lsqmf.evaluate.search.kfold(load_builtin(), 5, random_state=0)``: ``reg=0.1``,
+``lsqmf.evaluate.splits.kfold(load_builtin(), 5, random_state=0)``: ``reg=0.1``,
 ``count_scaled=True``, ``biases=True`` (the objective of :mod:`lsqmf.solvers._common`), at
 rank 20 and 50, from the same start (one :func:`lsqmf.model.start.random_start` per fold and rank,
 ``init_scale=0.1``, handed to every method as ``P0``/``Q0``). Methods, interleaved in this
@@ -21,7 +21,7 @@ Every run has the wall budget ``--budget`` (``max_time``). The test RMSE is trac
 run's ``callback``: at every evaluation that lowers the cost the benchmark reads the iterate
 from the caller's frame (the callback receives only step, cost and time), scores it on the
 test pairs (clipped to the training range, cold pairs by the bias model, as
-:func:`lsqmf.evaluate.search.predict_pairs` does) and subtracts its own time from the clock, so the
+:func:`lsqmf.evaluate.scoring.predict_pairs` does) and subtracts its own time from the clock, so the
 trace times are the solver's. "Time to ALS's RMSE" is the first trace time at which a run's
 test RMSE is at most ALS's final test RMSE (``t_target``), and at most 1.001 times it
 (``t_target_0p1``).
@@ -65,7 +65,7 @@ import numpy as np  # noqa: E402
 import lsqmf  # noqa: E402
 from lsqmf.data.ratings import Ratings  # noqa: E402
 from lsqmf.data.readers import load_builtin  # noqa: E402
-from lsqmf.evaluate.search import kfold, predict_pairs, rmse  # noqa: E402
+from lsqmf.evaluate import kfold, predict_pairs, rmse  # noqa: E402
 from lsqmf.model.problem import build_problem  # noqa: E402
 from lsqmf.model.result import FitResult, IterationInfo  # noqa: E402
 from lsqmf.model.start import random_start  # noqa: E402

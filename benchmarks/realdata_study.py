@@ -46,7 +46,7 @@ import pandas as pd  # noqa: E402
 import lsqmf  # noqa: E402
 from lsqmf import FitResult, Ratings  # noqa: E402
 from lsqmf.data.readers import load_builtin  # noqa: E402
-from lsqmf.evaluate.search import fit_and_score, holdout_split, kfold, predict_pairs  # noqa: E402
+from lsqmf.evaluate import fit_and_score, holdout_split, kfold, predict_pairs  # noqa: E402
 from lsqmf.model.problem import Problem  # noqa: E402
 
 SEED = 0

@@ -16,7 +16,7 @@ import argparse
 
 from lsqmf import Ratings
 from lsqmf.data.readers import load_builtin, load_builtin_movies
-from lsqmf.evaluate.search import fit_and_score, holdout_split, top_n
+from lsqmf.evaluate import fit_and_score, holdout_split, top_n
 from lsqmf.solvers import SOLVER_DEFAULTS
 
 

@@ -93,7 +93,7 @@ _MOVED: dict[str, str] = {
     "ratings": "data.ratings", "datasets": "data.readers", "problem": "model.problem",
     "result": "model.result", "foldin": "model.foldin", "model_io": "model.files",
     "gradcheck": "model.gradcheck", "start": "model.start", "parallel": "runtime.parallel",
-    "varpro": "nls.varpro", "evaluation": "evaluate.search", "tuning": "evaluate.tuning",
+    "varpro": "nls.varpro", "evaluation": "evaluate", "tuning": "evaluate.tuning",
     "reference": "oracle.reference", "golden": "oracle.golden", "verify": "oracle.verify",
 }
 

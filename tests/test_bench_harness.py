@@ -254,7 +254,7 @@ def test_blas_info_reports_threads() -> None:
 def test_movielens_grid_runs_fit_and_score_per_fold(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lsqmf.evaluate.search import kfold
+    from lsqmf.evaluate import kfold
 
     rng = np.random.default_rng(0)
     R = np.where(rng.random((12, 10)) < 0.6, rng.integers(1, 6, (12, 10)).astype(float), np.nan)

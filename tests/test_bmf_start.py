@@ -11,7 +11,7 @@ pytest.importorskip("numba")
 
 from lsqmf import ConvergenceWarning
 from lsqmf.data.readers import make_low_rank
-from lsqmf.evaluate.search import holdout_split
+from lsqmf.evaluate import holdout_split
 from lsqmf.solvers import als_cg, bmf
 from lsqmf.solvers._common import prepare
 from lsqmf.solvers.bmf import _warm_start

@@ -11,7 +11,7 @@ pytest.importorskip("numba")
 
 from lsqmf import ConvergenceWarning, Status
 from lsqmf.data.readers import make_low_rank
-from lsqmf.evaluate.search import holdout_split
+from lsqmf.evaluate import holdout_split
 from lsqmf.solvers import als, als_cg, bmf, bsgd
 
 # an overfitting setting: rank above the truth, almost no regularization, noisy entries

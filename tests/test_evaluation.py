@@ -8,7 +8,7 @@ import pytest
 
 from lsqmf import Ratings
 from lsqmf.data.readers import make_low_rank
-from lsqmf.evaluate.search import (
+from lsqmf.evaluate import (
     cross_validate,
     fit_and_score,
     grid_search,

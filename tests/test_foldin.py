@@ -11,7 +11,7 @@ import pytest
 
 from lsqmf import ConvergenceWarning, Ratings, solve
 from lsqmf.data.readers import make_low_rank
-from lsqmf.evaluate.search import top_n
+from lsqmf.evaluate import top_n
 from lsqmf.model.foldin import fold_in
 from lsqmf.model.result import FitResult
 from lsqmf.solvers import als

@@ -357,7 +357,7 @@ def test_solve_interrupted_exits_130_after_printing(files: dict[str, Path],
 def test_fit_interrupted_saves_then_exits_130(files: dict[str, Path], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    import lsqmf.evaluate.search as evaluation
+    import lsqmf.evaluate.scoring as evaluation
 
     real = evaluation.resolve_solver
 

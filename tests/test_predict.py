@@ -103,7 +103,7 @@ def test_cold_start_value() -> None:
 
 
 def test_top_n_refuses_a_cold_row_without_biases() -> None:
-    from lsqmf.evaluate.search import top_n
+    from lsqmf.evaluate import top_n
 
     with pytest.raises(ValueError, match=r"^row 2 is cold-start \(no training rating, so no "
                                          r"fitted factor\) and the model has no biases"):
@@ -152,7 +152,7 @@ def test_cli_predict_marks_cold_start_and_never_prints_zero(
 
 
 def test_top_n_ties_by_column_index() -> None:
-    from lsqmf.evaluate.search import top_n
+    from lsqmf.evaluate import top_n
 
     model = FitResult(P=np.ones((1, 1)), Q=np.array([[1.0, 2.0, 2.0, 2.0, 2.0, 0.5]]))
     for n in (1, 2, 3):

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import lsqmf.evaluate as ev
 from lsqmf import FitResult, Ratings
 from lsqmf.data.readers import make_low_rank
-from lsqmf.evaluate import search as ev
-from lsqmf.evaluate.search import holdout_split, ranking_metrics
+from lsqmf.evaluate import holdout_split, metrics, ranking_metrics
 from lsqmf.solvers import als
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
@@ -122,7 +122,7 @@ def test_blocks_of_users_give_the_same_numbers(monkeypatch: pytest.MonkeyPatch) 
     model = als(train, 2, reg=0.1, max_iter=500, tol=1e-3, random_state=0)
     threshold = float(np.median(ratings.values))
     whole = ranking_metrics(model, train, test, k=5, threshold=threshold)
-    monkeypatch.setattr(ev, "_RANKING_BLOCK_ELEMENTS", 3 * 20)  # three users per block
+    monkeypatch.setattr(metrics, "_RANKING_BLOCK_ELEMENTS", 3 * 20)  # three users per block
     blocked = ranking_metrics(model, train, test, k=5, threshold=threshold)
     assert blocked == pytest.approx(whole, rel=1e-12)
 
@@ -237,7 +237,7 @@ def test_ties_are_broken_by_column_index() -> None:
         scores[rng.random(scores.shape) < 0.2] = -np.inf
         k = int(rng.integers(1, 10))
         expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        np.testing.assert_array_equal(ev._top_k(scores, k), expected)
+        np.testing.assert_array_equal(metrics._top_k(scores, k), expected)
     # four items with one score: the lowest indices win
     model = FitResult(P=np.ones((1, 1)), Q=np.array([[1.0, 2.0, 2.0, 2.0, 2.0]]),
                       row_counts=np.ones(1, int), col_counts=np.ones(5, int), train_mean=3.0)

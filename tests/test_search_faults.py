@@ -11,7 +11,7 @@ import pytest
 
 from lsqmf import Ratings
 from lsqmf.data.readers import make_low_rank
-from lsqmf.evaluate.search import SearchInterrupted, cross_validate, fit_and_score, grid_search
+from lsqmf.evaluate import SearchInterrupted, cross_validate, fit_and_score, grid_search
 from lsqmf.solvers import get_solver
 
 FAST = {"biases": True, "count_scaled": False, "max_iter": 5}
@@ -181,7 +181,7 @@ def test_out_must_be_a_file(ratings: Ratings, tmp_path: Path) -> None:
 
 def test_cell_rows_have_every_fit_and_score_field(ratings: Ratings) -> None:
     cv = cross_validate(ratings, solver="als", n_splits=2, rank=1, **FAST)
-    from lsqmf.evaluate.search import kfold
+    from lsqmf.evaluate import kfold
 
     train, test = kfold(ratings, 2, 0)[0]
     row = fit_and_score("als", train, test, rank=1, random_state=0, **FAST)

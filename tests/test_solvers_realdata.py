@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lsqmf.data.readers import load_builtin
-from lsqmf.evaluate.search import fit_and_score, kfold
+from lsqmf.evaluate import fit_and_score, kfold
 
 pytestmark = pytest.mark.slow
 

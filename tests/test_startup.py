@@ -210,7 +210,7 @@ def test_aligning_test_ids_imports_no_pandas(tmp_path) -> None:
     test.write_text("userId,movieId,rating\n2,10,4.0\n3,7,1.0\n")
     loaded = _modules_after(
         "from lsqmf.data.readers import load_ratings\n"
-        "from lsqmf.evaluate.search import align_pairs\n"
+        "from lsqmf.evaluate.splits import align_pairs\n"
         f"align_pairs(load_ratings({str(train)!r}), load_ratings({str(test)!r}))"
     )
     assert "pandas" not in loaded

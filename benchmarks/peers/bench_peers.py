@@ -13,7 +13,7 @@ lsqmf), and re-runs itself there. ``--no-venv`` runs in the current interpreter 
 What is measured
 ----------------
 - Data: MovieLens latest-small (``lsqmf.data.readers.load_builtin()``), 5 folds from one seeded
-  permutation (``lsqmf.evaluate.search.kfold(ratings, 5, random_state=seed)``), the same folds for
+  permutation (``lsqmf.evaluate.splits.kfold(ratings, 5, random_state=seed)``), the same folds for
   every system.
 - Scoring, identical for every system: a test pair whose user or item has no training rating
   (cold start) is predicted by one shared bias baseline fitted on the fold's training data
@@ -242,9 +242,9 @@ def fit_lsqmf(train: Any, p: dict[str, Any], seed: int) -> tuple[Predictor, floa
 
 
 def fit_lsqmf_evaluate(train: Any, p: dict[str, Any], seed: int) -> tuple[Predictor, float]:
-    """``lsqmf evaluate``'s path: :func:`lsqmf.evaluate.search.fit_and_score` with the registry's
+    """``lsqmf evaluate``'s path: :func:`lsqmf.evaluate.scoring.fit_and_score` with the registry's
     default solver and settings (``p`` only overrides them for the curves); its ``fit_s``."""
-    from lsqmf.evaluate.search import fit_and_score
+    from lsqmf.evaluate import fit_and_score
     from lsqmf.solvers import DEFAULT_SOLVER
 
     p = dict(p)
@@ -301,7 +301,7 @@ def tune(folds: list[Any], systems: list[str], seed: int, out: Path) -> dict[str
     """Each system's setting chosen on an inner holdout of fold 0's training data."""
     import pandas as pd
 
-    from lsqmf.evaluate.search import holdout_split
+    from lsqmf.evaluate import holdout_split
 
     inner_train, inner_val = holdout_split(folds[0][0], test_size=0.1, random_state=seed + 1)
     rows = []
@@ -520,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import lsqmf
     from lsqmf.data.readers import load_builtin
-    from lsqmf.evaluate.search import kfold
+    from lsqmf.evaluate import kfold
     from lsqmf.kernels import bmf as _kernels_bmf
     from lsqmf.kernels import solvers as _kernels
 

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from lsqmf.data.readers import load_builtin
-    from lsqmf.evaluate.search import holdout_split, kfold
+    from lsqmf.evaluate import holdout_split, kfold
     from lsqmf.solvers import bmf
 
     sys.path.insert(0, str(HERE))

@@ -32,7 +32,7 @@ formulation ``'prior'``, ``ftol=1e-3``); any other name (``"lsq"``, ``"als"``, `
 from :data:`lsqmf.solvers.SOLVER_DEFAULTS` (the solver's iteration settings and the
 MovieLens objective: biases, count-scaled ``reg``; set ``biases = false`` and
 ``count_scaled = false`` for the plain ``'l2'`` objective, as ``scale.toml`` does), so a
-name runs with the same settings here, in :func:`lsqmf.evaluate.search.fit_and_score` and on the
+name runs with the same settings here, in :func:`lsqmf.evaluate.scoring.fit_and_score` and on the
 command line. An unknown name is not an error when the grid is loaded: its cells become rows
 with the error, so a grid can name a solver another build does not ship.
 
@@ -73,7 +73,7 @@ Cell columns: ``n, m, k, density``.
 ``"movielens"`` -- cross-validation on a built-in dataset: ``dataset`` (str, default
 ``"ml-latest-small"``), ``n_splits`` (int >= 2, default 5), ``random_state`` (int, default 0).
 Cells are configuration x fold; each runs
-``lsqmf.evaluate.search.fit_and_score(solver, train, test, **params)`` and records ``fit_s``,
+``lsqmf.evaluate.scoring.fit_and_score(solver, train, test, **params)`` and records ``fit_s``,
 ``rmse`` and ``mae``. Cell columns: ``fold``.
 """
 

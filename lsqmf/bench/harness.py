@@ -112,7 +112,7 @@ def resolve_solver(name: str) -> Callable[..., Any]:
 
     ``"solve"`` is :func:`lsqmf.solve`; every other name is the registered solver with the
     registry's by-name defaults (:func:`lsqmf.solvers.solver_by_name`, the same rule as
-    :func:`lsqmf.evaluate.search.fit_and_score`), in every problem kind.
+    :func:`lsqmf.evaluate.scoring.fit_and_score`), in every problem kind.
 
     Raises
     ------
@@ -186,7 +186,7 @@ def _run_task(task: _Task) -> dict[str, Any]:
         warnings.simplefilter("always")
         try:
             if task.kind == "cv":
-                from ..evaluate.search import fit_and_score
+                from ..evaluate.scoring import fit_and_score
 
                 # a registry name: fit_and_score resolves it (lsqmf.solvers.resolve_solver)
                 solver: Any = task.solver
@@ -226,7 +226,7 @@ def _fill_fit(row: dict[str, Any], res: Any) -> None:
 
 
 def _fill_cv(row: dict[str, Any], score: Mapping[str, Any], dur: float) -> None:
-    """Copy :func:`lsqmf.evaluate.search.fit_and_score`'s dict into the row (``dur = fit_s``)."""
+    """Copy :func:`lsqmf.evaluate.scoring.fit_and_score`'s dict into the row (``dur = fit_s``)."""
     fit_s = score.get("fit_s")
     row["fit_s"] = dur if fit_s is None else float(fit_s)
     row["dur"] = row["fit_s"]
@@ -440,7 +440,7 @@ def _tasks(grid: Grid, selected: list[dict[str, Any]], repeats: int,
 
 def _load_folds(grid: Grid) -> list[Any]:
     from ..data.readers import load_builtin
-    from ..evaluate.search import kfold
+    from ..evaluate.splits import kfold
 
     p = grid.problem
     ratings = load_builtin(p["dataset"])

@@ -82,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
 def _movielens(*, progress: bool) -> None:
     """Part 1: the built-in MovieLens holdout fitted with lsq and als; one line per solver."""
     from ..data.readers import load_builtin
-    from ..evaluate.search import fit_and_score, holdout_split
+    from ..evaluate.scoring import fit_and_score
+    from ..evaluate.splits import holdout_split
     from ..solvers import SOLVER_DEFAULTS
 
     ratings = load_builtin()

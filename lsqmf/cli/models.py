@@ -231,7 +231,7 @@ def _add_recommend(subparsers: Any) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     from ..data.readers import load_ratings
-    from ..evaluate.search import resolve_solver
+    from ..evaluate.scoring import resolve_solver
     from . import input_options
     from ._options import progress_callback, verbose_level
 
@@ -292,7 +292,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..data.readers import load_ratings
-    from ..evaluate.search import fit_and_score, resolve_solver
+    from ..evaluate.scoring import fit_and_score, resolve_solver
     from . import input_options
     from ._options import progress_callback, verbose_level
 
@@ -392,7 +392,7 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     from ..data.ratings import lookup_ids
     from ..data.readers import BUILTIN_NAME, load_builtin_movies, load_movies, load_ratings
-    from ..evaluate.search import top_n
+    from ..evaluate.metrics import top_n
     from ..model.files import load_model
 
     for flag, value in (("-n", args.n), ("--min-ratings", args.min_ratings)):

@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..evaluate.search import rmse
+    from ..evaluate.metrics import rmse
     from . import input_options
 
     ratings = read_ratings_file(args.file, missing=args.missing, **input_options(args))

@@ -2,7 +2,7 @@
 
 :func:`tune` scores every configuration of a search space on inner splits of the training
 ratings -- a seeded holdout (``n_splits=1``, the default: ``test_size`` of the entries) or a
-seeded k-fold -- with :func:`lsqmf.evaluate.search.fit_and_score` (the same cold-start policy and
+seeded k-fold -- with :func:`lsqmf.evaluate.scoring.fit_and_score` (the same cold-start policy and
 clipping as ``lsqmf evaluate``), and returns the configuration with the lowest mean held-out
 RMSE. The test data never enters: what it returns can be evaluated once on a test set.
 
@@ -28,7 +28,8 @@ import numpy as np
 
 from .._validation import check_float, check_int
 from ..data.ratings import Ratings, as_ratings
-from .search import fit_and_score, holdout_split, kfold
+from .scoring import fit_and_score
+from .splits import holdout_split, kfold
 
 __all__ = ["DEFAULT_SPACE", "TuneResult", "tune"]
 

@@ -122,7 +122,7 @@ def fold_in(
         A model of the new rows only (for ``axis='rows'``: ``P`` of shape ``(n_new, rank)``,
         the model's ``Q``, ``col_bias``, ``mu``, column ids and counts; the new rows' ids
         when the ratings had them, and ``row_counts`` = their known ratings), so ``predict``,
-        ``predict_ids`` and :func:`lsqmf.evaluate.search.top_n` work on it. A new row without any
+        ``predict_ids`` and :func:`lsqmf.evaluate.metrics.top_n` work on it. A new row without any
         known rating gets zero factors and bias and a count of 0: it is cold-start.
         ``options['fold_in']`` records ``axis``, ``n_new``, ``n_ratings`` (used),
         ``n_ignored``, ``loss`` and ``method`` (``'ridge'`` or ``'least_squares'``).

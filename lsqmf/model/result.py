@@ -309,7 +309,7 @@ class FitResult:
             of the bare array.
         allow_unknown : bool, default=False
             Also accept the index -1 as "unknown row/column" (what
-            :func:`lsqmf.data.ratings.lookup_ids` and :func:`lsqmf.evaluate.search.align_pairs`
+            :func:`lsqmf.data.ratings.lookup_ids` and :func:`lsqmf.evaluate.splits.align_pairs`
             return
             for an id the model does not know): such pairs are cold-start.
 

@@ -12,7 +12,7 @@ Every iterative solver accepts ``validation`` (a shared option of
 
 After every iteration the loop (:class:`~lsqmf.solvers._common.Tracker`) computes the RMSE of
 the iterate's predictions at the held-out pairs -- clipped to the training range, as
-:func:`lsqmf.evaluate.search.fit_and_score` does, and with the bias model for pairs whose row or
+:func:`lsqmf.evaluate.scoring.fit_and_score` does, and with the bias model for pairs whose row or
 column has no training rating (their factors are 0) -- keeps the best iterate, and stops with
 ``Status.VALIDATION`` when the RMSE has not improved for ``patience`` iterations
 (``patience=None``: record only). The result is the best iterate; its
