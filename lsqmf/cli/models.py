@@ -42,7 +42,7 @@ def prepare_solver(args: argparse.Namespace) -> None:
     the data is read: the command's start-up step (``prepare``, see :mod:`lsqmf.cli`). The fit
     would load them before its clock anyway; the results are the same. Skipped when the fits
     run in other processes (``cv --jobs N``, ``--scheduler``)."""
-    from ..kernels.backend import warm_up_solver
+    from ..solvers import warm_up_solver
 
     if getattr(args, "scheduler", None) is not None or getattr(args, "jobs", 1) != 1:
         return

@@ -147,7 +147,7 @@ def fit_and_score(
     test_rows, test_cols = align_pairs(train, test)
     check_choice("cold_start", cold_start, COLD_START_POLICIES)
     name, fn, rank, params = _resolve_with_rank(solver, params)
-    from ..kernels.backend import warm_up_solver
+    from ..solvers import warm_up_solver
 
     # the solver's kernels compiled or loaded from the disk cache now: fit_s never counts it
     warm_up_solver(name, params.get("backend", "auto"))

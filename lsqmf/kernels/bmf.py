@@ -39,15 +39,14 @@ No fast-math. The ``*_numpy`` functions are the oracles the tests compare the ke
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .solvers import kernel_from_table
+from .jit import Kernel
 
-__all__ = ["get_kernel", "gibbs_side_numpy", "sse_pairs_numpy", "warm_up"]
+__all__ = ["KERNELS", "gibbs_side_numpy", "sse_pairs_numpy"]
 
 #: ``range`` when called from Python; rebound to ``numba.prange`` before compiling.
 _prange: Any = range
@@ -313,21 +312,9 @@ def sse_pairs_numpy(
     return float(np.sum(weights * e * e))
 
 
-#: Kernel name -> (Python function, parallel over rows).
-KERNELS: dict[str, tuple[Callable[..., Any], bool]] = {
-    "gibbs_side": (_gibbs_side, True),
-    "sse_pairs": (_sse_pairs, False),
-}
-
-#: The numpy oracle of each kernel (same arguments, same outputs).
-ORACLES: dict[str, Callable[..., Any]] = {
-    "gibbs_side": gibbs_side_numpy,
-    "sse_pairs": sse_pairs_numpy,
-}
-
-#: The stage helpers of ``gibbs_side``: plain Python until :func:`get_kernel` first compiles a
-#: kernel, which rebinds each name here to its numba version
-#: (:func:`lsqmf.kernels.core.jit_helpers`, inlined into the kernel).
+#: The stage helpers of ``gibbs_side``: plain Python until a kernel here is first compiled,
+#: which rebinds each name here to its numba version
+#: (:func:`lsqmf.kernels.jit.jit_helpers`, inlined into the kernel).
 _HELPERS = (
     "_start_row",
     "_add_entries",
@@ -337,43 +324,32 @@ _HELPERS = (
     "_sum_block_stats",
 )
 
-_compiled: dict[str, Callable[..., Any]] = {}
-_lock = threading.Lock()
 
-
-def get_kernel(name: str, backend: str = "compiled") -> Callable[..., Any]:
-    """The kernel ``name`` of :data:`KERNELS` compiled with numba, or its numpy oracle
-    (``backend='numpy'``); raises as :func:`lsqmf.kernels.solvers.get_kernel` does."""
-    return kernel_from_table(globals(), name, backend)
-
-
-def warm_up(names: Iterable[str] | None = None) -> float:
-    """Compile (or load from the disk cache) the kernels ``names`` (default: all of
-    :data:`KERNELS`) on a tiny problem; returns seconds.
-
-    Raises
-    ------
-    ValueError
-        If a name is not in :data:`KERNELS`.
-    """
-    import time
-
-    t0 = time.perf_counter()
-    wanted = set(KERNELS if names is None else names)
-    if not wanted <= KERNELS.keys():
-        raise ValueError(f"`names` must be among {sorted(KERNELS)}; got {sorted(wanted)}.")
+def _side_problem() -> tuple[np.ndarray, ...]:
+    """Two rows over two other rows (entries 0, 1 in row 0, entry 2 in row 1)."""
     indptr = np.array([0, 2, 3], dtype=np.int64)
     other = np.array([0, 1, 1], dtype=np.int64)
-    v = np.array([1.0, 2.0, 3.0])
-    w = np.ones(3)
-    for with_bias in (True, False):
-        k1 = 3 if with_bias else 2
-        Zo = np.ones((2, k1))
-        Z = np.zeros((2, k1))
-        if "gibbs_side" in wanted:
-            get_kernel("gibbs_side")(indptr, other, v, w, 0.5, Zo, 2, with_bias, 1.0,
-                                     np.eye(k1), np.zeros(k1), np.zeros((2, k1)), Z,
-                                     np.empty((k1 + 1, k1)))
-        if "sse_pairs" in wanted:
-            get_kernel("sse_pairs")(other, other, v, w, Zo, Z, 2, with_bias, 0.5)
-    return time.perf_counter() - t0
+    return indptr, other, np.array([1.0, 2.0, 3.0]), np.ones(3)
+
+
+def _gibbs_side_example(kernel: Callable[..., Any]) -> None:
+    indptr, other, v, w = _side_problem()
+    for with_bias, k1 in ((True, 3), (False, 2)):
+        kernel(indptr, other, v, w, 0.5, np.ones((2, k1)), 2, with_bias, 1.0, np.eye(k1),
+               np.zeros(k1), np.zeros((2, k1)), np.zeros((2, k1)), np.empty((k1 + 1, k1)))
+
+
+def _sse_pairs_example(kernel: Callable[..., Any]) -> None:
+    _, other, v, w = _side_problem()
+    for with_bias, k1 in ((True, 3), (False, 2)):
+        kernel(other, other, v, w, np.ones((2, k1)), np.zeros((2, k1)), 2, with_bias, 0.5)
+
+
+#: The kernels of this module, each with its numpy oracle (same arguments, same outputs),
+#: compiled on their first call.
+KERNELS = (
+    Kernel("gibbs_side", _gibbs_side, gibbs_side_numpy, parallel=True, helpers=_HELPERS,
+           example=_gibbs_side_example),
+    Kernel("sse_pairs", _sse_pairs, sse_pairs_numpy, helpers=_HELPERS,
+           example=_sse_pairs_example),
+)

@@ -1,20 +1,19 @@
 r"""Compiled (numba) kernels, in one module, behind one lookup and an explicit backend.
 
 numba is a required dependency, but nothing here imports it at module import time: each
-kernel is written below as a plain Python function over numpy arrays and scalars, and
-:func:`get_kernel` compiles it with ``numba.njit`` on first request and keeps the compiled
-function for the life of the process.
+kernel is written below as a plain Python function over numpy arrays and scalars and declared
+in :data:`KERNELS` (a :class:`~lsqmf.kernels.jit.Kernel` each);
+:func:`lsqmf.kernels.registry.get_kernel` compiles it with ``numba.njit`` on first request and
+keeps the compiled function for the life of the process.
 
 Backends
 --------
-Every public function that runs a kernel takes ``backend='auto'|'compiled'|'numpy'``
-(:data:`BACKENDS`), resolved by :func:`resolve_backend`: ``'compiled'`` runs the kernels (and
+Every public function that runs a kernel takes ``backend='auto'|'compiled'|'numpy'``, resolved
+once by :func:`lsqmf.kernels.backend.resolve_backend`: ``'compiled'`` runs the kernels (and
 raises ImportError if numba cannot be imported), ``'numpy'`` runs the numpy implementation
 (kept as the oracle the tests compare the kernels against), ``'auto'`` is ``'compiled'``, or
-``'numpy'`` with a logged warning if numba cannot be imported. :func:`select_kernels` is the
-one helper callers use to get the kernels for a backend (None for numpy). These three and
-:func:`warm_up` live in :mod:`lsqmf.kernels.backend` (re-exported here), which ``import lsqmf``
-loads without this module, so that the oracles never import the kernels' code.
+``'numpy'`` with a logged warning if numba cannot be imported.
+:func:`lsqmf.kernels.registry.select_kernels` gives the kernels for a backend (None for numpy).
 
 Disk cache and start-up
 -----------------------
@@ -25,8 +24,8 @@ load it in a fraction of a second. numba writes the cache next to this file
 system-wide install), falls back to its per-user cache directory (``~/.cache/numba``, or
 ``$NUMBA_CACHE_DIR`` when set), so the cache works for every install. A cache entry is tied
 to this file's modification time and to the machine's CPU, and is rebuilt when either changes.
-:func:`warm_up` compiles or loads the kernels; timed entry points call it before their clock
-starts, so that compile time is never counted as fit time.
+:func:`lsqmf.kernels.registry.warm_up` compiles or loads the kernels; timed entry points call
+it before their clock starts, so that compile time is never counted as fit time.
 
 Design rules shared by every kernel
 -----------------------------------
@@ -37,8 +36,8 @@ Design rules shared by every kernel
 - Randomness (e.g. a visiting order) is drawn by the caller with a ``numpy.random.Generator``
   and passed in as an array, so kernels are deterministic.
 - A long kernel is split into helpers, one stage each (:data:`_HELPERS`), compiled by
-  :func:`jit_helpers` and inlined by LLVM, so that the compiled kernel runs the operations of
-  one written in a single body, in the same order, at the same speed.
+  :func:`lsqmf.kernels.jit.jit_helpers` and inlined by LLVM, so that the compiled kernel runs
+  the operations of one written in a single body, in the same order, at the same speed.
 - No fast-math, so floating-point operations run exactly as written, with one listed
   exception (:data:`_FASTMATH`): a kernel with no reference order to reproduce may let numba
   reassociate its sums.
@@ -67,13 +66,11 @@ Kernels
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-from .backend import BACKENDS, resolve_backend, select_kernels, warm_up
+from .jit import Kernel, compiled
 from .linalg import (
     back_substitution,
     cholesky_in_place,
@@ -81,36 +78,12 @@ from .linalg import (
     ridge_normal_equations,
 )
 
-__all__ = [
-    "BACKENDS",
-    "KERNELS",
-    "get_kernel",
-    "require_numba",
-    "resolve_backend",
-    "select_kernels",
-    "sgd_epoch",
-    "warm_up",
-]
+__all__ = ["KERNELS", "sgd_epoch"]
 
 
-#: ``range`` in plain Python; :func:`get_kernel` rebinds it to ``numba.prange`` before
-#: compiling a kernel listed in :data:`_PARALLEL` (which is how numba finds the parallel loop).
+#: ``range`` in plain Python; rebound to ``numba.prange`` before a parallel kernel is compiled
+#: (:func:`lsqmf.kernels.jit.compiled`; which is how numba finds the parallel loop).
 _prange: Any = range
-
-_INSTALL_HINT = (
-    "lsqmf's compiled kernels need numba (a required dependency), which cannot be imported; "
-    "reinstall it (pip install numba, or pip install 'lsqmf[fast]'), or pass backend='numpy'."
-)
-
-
-def require_numba() -> Any:
-    """Import and return the ``numba`` module, or raise ImportError saying how to install it."""
-    try:
-        import numba
-    except ImportError as err:
-        raise ImportError(_INSTALL_HINT) from err
-    return numba
-
 
 # --------------------------------------------------------------------------------------------
 # tutorial_mf
@@ -349,7 +322,7 @@ def sgd_epoch(
     few O(1) checks and, for scalar regularization weights, one O(n_rows + n_cols)
     broadcast.
     """
-    kernel = get_kernel("sgd_epoch")
+    kernel = compiled(_SGD_EPOCH)
     for name, arr in (("P", P), ("Q", Q)):
         _check_in_place(name, arr, 2)
     rank, n_rows, n_cols = P.shape[1], P.shape[0], Q.shape[1]
@@ -643,54 +616,11 @@ def _jac_rmatvec(
 # --------------------------------------------------------------------------------------------
 # lookup table and lazy compilation
 
-#: Kernel name -> (plain Python function, numba signature) that :func:`get_kernel` compiles.
-#: Array arguments are typed with layout 'A' (any strides), so each kernel is compiled exactly
-#: once, eagerly, whatever the memory layout of the caller's arrays (such as a transposed view);
-#: the Jacobian-product kernels, on the hot path of LSMR, take C-contiguous arrays (``::1``),
-#: which their one caller builds.
-KERNELS: dict[str, tuple[Callable[..., Any], str]] = {
-    "tutorial_mf": (
-        _tutorial_mf,
-        "int64(float64[:, :], float64[:, :], float64[:, :], int64, float64, float64, float64)",
-    ),
-    "sgd_epoch": (
-        _sgd_epoch,
-        "float64(int64[:], int64[:], float64[:], float64[:], int64[:], float64[:, :], "
-        "float64[:, :], float64[:], float64[:], float64, float64, float64[:], float64[:], "
-        "float64[:], float64[:], boolean, boolean, boolean)",
-    ),
-    "als_rows": (
-        _als_rows,
-        "int64(int64[:], int64[:], float64[:], float64[:], float64[:, :], float64[:], "
-        "float64[:], boolean, float64[:, :], boolean[:])",
-    ),
-    "jac_matvec": (
-        _jac_matvec,
-        "void(int64[::1], int64[::1], float64[::1], float64[:, ::1], float64[:, ::1], "
-        "float64[:, ::1], float64[:, ::1], float64[::1], float64[::1], boolean, float64[::1])",
-    ),
-    "jac_rmatvec": (
-        _jac_rmatvec,
-        "void(int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], float64[::1], "
-        "float64[:, ::1], float64[:, ::1], boolean, float64[:, ::1], float64[:, ::1], "
-        "float64[::1], float64[::1])",
-    ),
-}
-
-#: Kernels compiled with ``parallel=True`` (their row loop is a ``_prange``).
-_PARALLEL = frozenset({"als_rows", "jac_matvec", "jac_rmatvec"})
-
-#: Kernels allowed to reassociate and contract (fuse multiply-adds in) their sums, which lets
-#: numba vectorize them; NaN and infinity keep their IEEE meaning. Only kernels with no
-#: reference order to reproduce are listed: the result is deterministic for a given machine
-#: and independent of the thread count, but may differ from the written order in the last
-#: bits. ``jac_matvec`` (a dot product of length ``2 k`` per entry) runs about 1.7x faster.
-_FASTMATH: dict[str, set[str]] = {"jac_matvec": {"reassoc", "contract"}}
 
 #: The helpers the kernels call (one stage of a kernel each; the row-solve stages come from
-#: :mod:`lsqmf.kernels.linalg`). They are plain Python functions until :func:`get_kernel`
-#: first compiles a kernel, which rebinds each name here to its numba version (see
-#: :func:`jit_helpers`).
+#: :mod:`lsqmf.kernels.linalg`). They are plain Python functions until a kernel here is first
+#: compiled, which rebinds each name here to its numba version
+#: (:func:`lsqmf.kernels.jit.jit_helpers`).
 _HELPERS = (
     "ridge_normal_equations",
     "cholesky_in_place",
@@ -698,62 +628,59 @@ _HELPERS = (
     "back_substitution",
 )
 
-_compiled: dict[str, Callable[..., Any]] = {}
-_lock = threading.Lock()
+#: Fast-math flags of ``jac_matvec``, the one kernel allowed to reassociate and contract (fuse
+#: multiply-adds in) its sums, which lets numba vectorize it; NaN and infinity keep their IEEE
+#: meaning. Only kernels with no reference order to reproduce may do so: the result is
+#: deterministic for a given machine and independent of the thread count, but may differ from
+#: the written order in the last bits. ``jac_matvec`` (a dot product of length ``2 k`` per
+#: entry) runs about 1.7x faster.
+_FASTMATH = frozenset({"reassoc", "contract"})
 
-
-def jit_helpers(namespace: dict[str, Any], names: Iterable[str]) -> None:
-    """Rebind each function ``namespace[name]`` to ``numba.njit(inline='always')`` of it.
-
-    numba compiles a call from a kernel only to a compiled function, so a module calls this
-    (under its compile lock) before compiling its kernels. ``inline='always'`` inlines each
-    helper into the kernel at numba's IR level: without fast-math the kernel runs the same
-    operations in the same order as if the helper's body were written in it (bit-identical
-    results), and its disk cache entry holds the whole kernel. Measured against the
-    single-body kernels (compiled and loaded from the cache), a split showed no slowdown,
-    except where a helper took a runtime scale factor for every entry (``gibbs_rows`` 5-9%
-    slower at rank 10 from the cache): the caller scales the weights once instead. A compiled
-    helper is still callable from Python. Idempotent.
-    """
-    numba = require_numba()
-    for name in names:
-        function = namespace[name]
-        if not hasattr(function, "py_func"):  # not compiled yet
-            namespace[name] = numba.njit(cache=True, inline="always", nogil=True)(function)
-
-
-def get_kernel(name: str) -> Callable[..., Any]:
-    """The compiled kernel ``name`` from :data:`KERNELS` (compiled on first request).
-
-    The first request for a kernel in a process loads it from numba's disk cache, or compiles
-    it (typically a second or two) and writes the cache; later requests return the same
-    compiled function.
-
-    Raises
-    ------
-    ImportError
-        If numba is not installed.
-    ValueError
-        If ``name`` is not in :data:`KERNELS`.
-    """
-    numba = require_numba()
-    if name not in KERNELS:
-        allowed = ", ".join(repr(n) for n in KERNELS)
-        raise ValueError(f"`name` must be one of {allowed}; got {name!r}.")
-    with _lock:
-        kernel = _compiled.get(name)
-        if kernel is None:
-            jit_helpers(globals(), _HELPERS)
-            function, signature = KERNELS[name]
-            parallel = name in _PARALLEL
-            if parallel:
-                globals()["_prange"] = numba.prange  # plain `range` when called from Python
-            kernel = numba.njit(
-                signature,
-                cache=True,
-                fastmath=_FASTMATH.get(name, False),
-                nogil=True,
-                parallel=parallel,
-            )(function)
-            _compiled[name] = kernel
-    return kernel
+#: The kernels of this module, compiled eagerly from their numba signature. Array arguments are
+#: typed with layout 'A' (any strides), so each kernel is compiled exactly once whatever the
+#: memory layout of the caller's arrays (such as a transposed view); the Jacobian-product
+#: kernels, on the hot path of LSMR, take C-contiguous arrays (``::1``), which their one caller
+#: builds. Their numpy paths live with their callers (the reference loop, ``sgd``'s, ALS's and
+#: :meth:`lsqmf.model.problem.Problem.operator`'s numpy code).
+_SGD_EPOCH = Kernel(
+    "sgd_epoch",
+    _sgd_epoch,
+    signature="float64(int64[:], int64[:], float64[:], float64[:], int64[:], float64[:, :], "
+    "float64[:, :], float64[:], float64[:], float64, float64, float64[:], float64[:], "
+    "float64[:], float64[:], boolean, boolean, boolean)",
+)
+KERNELS = (
+    Kernel(
+        "tutorial_mf",
+        _tutorial_mf,
+        signature="int64(float64[:, :], float64[:, :], float64[:, :], int64, float64, float64, "
+        "float64)",
+    ),
+    _SGD_EPOCH,
+    Kernel(
+        "als_rows",
+        _als_rows,
+        signature="int64(int64[:], int64[:], float64[:], float64[:], float64[:, :], float64[:], "
+        "float64[:], boolean, float64[:, :], boolean[:])",
+        parallel=True,
+        helpers=_HELPERS,
+    ),
+    Kernel(
+        "jac_matvec",
+        _jac_matvec,
+        signature="void(int64[::1], int64[::1], float64[::1], float64[:, ::1], float64[:, ::1], "
+        "float64[:, ::1], float64[:, ::1], float64[::1], float64[::1], boolean, float64[::1])",
+        parallel=True,
+        fastmath=_FASTMATH,
+        helpers=_HELPERS,
+    ),
+    Kernel(
+        "jac_rmatvec",
+        _jac_rmatvec,
+        signature="void(int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], "
+        "float64[::1], float64[:, ::1], float64[:, ::1], boolean, float64[:, ::1], "
+        "float64[:, ::1], float64[::1], float64[::1])",
+        parallel=True,
+        helpers=_HELPERS,
+    ),
+)

@@ -40,13 +40,12 @@ share no code with them.
 from __future__ import annotations
 
 import contextlib
-import logging
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
+from .jit import Kernel
 from .linalg import (
     back_substitution,
     cholesky_in_place,
@@ -55,14 +54,13 @@ from .linalg import (
 )
 
 __all__ = [
+    "KERNELS",
+    "PARALLEL_MIN_NNZ",
     "cg_rows_numpy",
-    "get_kernel",
     "gibbs_rows_numpy",
     "kernel_threads",
     "predict_pairs_numpy",
-    "resolve_backend",
     "sgd_epoch_numpy",
-    "warm_up",
 ]
 
 #: ``range`` when called from Python; rebound to ``numba.prange`` before compiling.
@@ -474,25 +472,9 @@ def predict_pairs_numpy(
     out[:] = s
 
 
-#: Kernel name -> (Python function, parallel over rows).
-KERNELS: dict[str, tuple[Callable[..., Any], bool]] = {
-    "cg_rows": (_cg_rows, True),
-    "gibbs_rows": (_gibbs_rows, True),
-    "sgd_epoch": (_sgd_epoch, False),
-    "predict_pairs": (_predict_pairs, True),
-}
-
-#: The numpy oracle of each kernel (same arguments, same in-place outputs).
-ORACLES: dict[str, Callable[..., Any]] = {
-    "cg_rows": cg_rows_numpy,
-    "gibbs_rows": gibbs_rows_numpy,
-    "sgd_epoch": sgd_epoch_numpy,
-    "predict_pairs": predict_pairs_numpy,
-}
-
 #: The helpers the kernels call, one stage each (the row-solve stages come from
-#: :mod:`lsqmf.kernels.linalg`): plain Python until :func:`get_kernel` first compiles a kernel,
-#: which rebinds each name here to its numba version (:func:`lsqmf.kernels.core.jit_helpers`).
+#: :mod:`lsqmf.kernels.linalg`): plain Python until a kernel here is first compiled,
+#: which rebinds each name here to its numba version (:func:`lsqmf.kernels.jit.jit_helpers`).
 _HELPERS = (
     "_cg_residual",
     "_cg_steps",
@@ -504,53 +486,54 @@ _HELPERS = (
     "back_substitution",
 )
 
-_compiled: dict[str, Callable[..., Any]] = {}
-_lock = threading.Lock()
+
+# ---------------------------------------------------------------------- warm-up calls
+def _row_problem() -> tuple[np.ndarray, ...]:
+    """Two rows over two fixed rows (entries 0, 1 in row 0, entry 2 in row 1)."""
+    indptr = np.array([0, 2, 3], dtype=np.int64)
+    other = np.array([0, 1, 1], dtype=np.int64)
+    return indptr, other, np.array([1.0, 2.0, 3.0]), np.ones(3), np.ones((2, 2)), np.ones(2)
 
 
-def get_kernel(name: str, backend: str = "compiled") -> Callable[..., Any]:
-    """The kernel ``name`` compiled with numba (``backend='compiled'``) or its numpy oracle.
-
-    Raises
-    ------
-    ValueError
-        If ``name`` or ``backend`` is unknown.
-    ImportError
-        If ``backend='compiled'`` and numba is not installed.
-    """
-    return kernel_from_table(globals(), name, backend)
+def _cg_rows_example(kernel: Callable[..., Any]) -> None:
+    indptr, other, y, w, F, reg = _row_problem()
+    for with_bias, k1 in ((True, 3), (False, 2)):
+        kernel(indptr, other, y, w, F, with_bias, reg, reg, np.zeros((2, k1)), 2)
 
 
-def kernel_from_table(namespace: dict[str, Any], name: str, backend: str) -> Callable[..., Any]:
-    """``get_kernel`` of the kernel module whose globals are ``namespace``.
+def _gibbs_rows_example(kernel: Callable[..., Any]) -> None:
+    indptr, other, y, w, F, _ = _row_problem()
+    for with_bias, k1 in ((True, 3), (False, 2)):
+        kernel(indptr, other, y, w, F, with_bias, 1.0, np.eye(k1), np.zeros(k1),
+               np.zeros((2, k1)), np.zeros((2, k1)))
 
-    The module defines ``KERNELS`` (name -> (function, parallel)), ``ORACLES``, ``_HELPERS``
-    (names of its stage helpers), ``_prange``, the table ``_compiled`` of kernels compiled in
-    this process and its ``_lock``. The first request for a compiled kernel rebinds the
-    helpers (:func:`lsqmf.kernels.core.jit_helpers`) and, for a parallel kernel, ``_prange``
-    to ``numba.prange``, then compiles it (numba's disk cache: ``cache=True``).
-    """
-    kernels = namespace["KERNELS"]
-    if name not in kernels:
-        raise ValueError(f"`name` must be one of {sorted(kernels)}; got {name!r}.")
-    if backend == "numpy":
-        return namespace["ORACLES"][name]  # type: ignore[no-any-return]
-    if backend != "compiled":
-        raise ValueError(f"`backend` must be 'compiled' or 'numpy'; got {backend!r}.")
-    from .core import jit_helpers, require_numba
 
-    numba = require_numba()
-    with namespace["_lock"]:
-        compiled = namespace["_compiled"]
-        kernel = compiled.get(name)
-        if kernel is None:
-            jit_helpers(namespace, namespace["_HELPERS"])
-            function, parallel = kernels[name]
-            if parallel:
-                namespace["_prange"] = numba.prange
-            kernel = numba.njit(cache=True, nogil=True, parallel=parallel)(function)
-            compiled[name] = kernel
-    return kernel  # type: ignore[no-any-return]
+def _sgd_epoch_example(kernel: Callable[..., Any]) -> None:
+    _, other, y, w, F, reg = _row_problem()
+    rows, b = np.array([0, 0, 1], dtype=np.int64), np.zeros(2)
+    kernel(rows, other, y, w, np.arange(3, dtype=np.int64), F.copy(), F.copy(), b, b.copy(),
+           0.0, 0.01, 0.01, reg, reg, reg, reg, True)
+
+
+def _predict_pairs_example(kernel: Callable[..., Any]) -> None:
+    _, other, _, _, F, _ = _row_problem()
+    rows, b = np.array([0, 0, 1], dtype=np.int64), np.zeros(2)
+    kernel(rows, other, F, F, b, b, 0.0, True, np.empty(3))
+
+
+#: The kernels of this module, each with its numpy oracle (same arguments, same in-place
+#: outputs), compiled on their first call. ``bsgd_epoch`` is the item-major biased SGD epoch
+#: (``sgd_epoch`` of :mod:`lsqmf.kernels.core` is Funk's, another kernel).
+KERNELS = (
+    Kernel("cg_rows", _cg_rows, cg_rows_numpy, parallel=True, helpers=_HELPERS,
+           example=_cg_rows_example),
+    Kernel("gibbs_rows", _gibbs_rows, gibbs_rows_numpy, parallel=True, helpers=_HELPERS,
+           example=_gibbs_rows_example),
+    Kernel("bsgd_epoch", _sgd_epoch, sgd_epoch_numpy, helpers=_HELPERS,
+           example=_sgd_epoch_example),
+    Kernel("predict_pairs", _predict_pairs, predict_pairs_numpy, parallel=True,
+           helpers=_HELPERS, example=_predict_pairs_example),
+)
 
 
 #: Below this many observed entries the parallel row kernels run on one thread. Waking a
@@ -581,63 +564,3 @@ def kernel_threads(nnz: int) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def resolve_backend(backend: str = "auto") -> str:
-    """``'compiled'`` or ``'numpy'`` for the shared ``backend`` option of the fast solvers.
-
-    ``'auto'`` is ``'compiled'`` when numba can be imported, else ``'numpy'`` (logged).
-
-    Raises
-    ------
-    ValueError
-        If ``backend`` is not ``'auto'``, ``'compiled'`` or ``'numpy'``.
-    """
-    if backend not in ("auto", "compiled", "numpy"):
-        raise ValueError(
-            f"`backend` must be one of 'auto', 'compiled', 'numpy'; got {backend!r}."
-        )
-    if backend != "auto":
-        return backend
-    from ..runtime.threads import numba_available
-
-    if numba_available():
-        return "compiled"
-    logging.getLogger(__name__).warning(
-        "numba cannot be imported; the fast solvers run their (slow) numpy oracles instead"
-    )
-    return "numpy"
-
-
-def warm_up(names: Iterable[str] | None = None) -> float:
-    """Compile (or load from the disk cache) the kernels ``names`` (default: every kernel of
-    :data:`KERNELS`) on a tiny problem; returns seconds.
-
-    Benchmarks call it so that compile time is reported apart from fit time.
-    """
-    import time
-
-    t0 = time.perf_counter()
-    wanted = set(KERNELS if names is None else names)
-    if not wanted <= KERNELS.keys():
-        raise ValueError(f"`names` must be among {sorted(KERNELS)}; got {sorted(wanted)}.")
-    indptr = np.array([0, 2, 3], dtype=np.int64)
-    other = np.array([0, 1, 1], dtype=np.int64)
-    y = np.array([1.0, 2.0, 3.0])
-    w = np.ones(3)
-    F = np.ones((2, 2))
-    reg = np.ones(2)
-    for with_bias in (True, False):
-        k1 = 3 if with_bias else 2
-        Z = np.zeros((2, k1))
-        if "cg_rows" in wanted:
-            get_kernel("cg_rows")(indptr, other, y, w, F, with_bias, reg, reg, Z, 2)
-        if "gibbs_rows" in wanted:
-            get_kernel("gibbs_rows")(indptr, other, y, w, F, with_bias, 1.0, np.eye(k1),
-                                     np.zeros(k1), np.zeros((2, k1)), Z)
-    rows = np.array([0, 0, 1], dtype=np.int64)
-    b = np.zeros(2)
-    if "sgd_epoch" in wanted:
-        get_kernel("sgd_epoch")(rows, other, y, w, np.arange(3, dtype=np.int64), F.copy(),
-                                F.copy(), b, b.copy(), 0.0, 0.01, 0.01, reg, reg, reg, reg, True)
-    if "predict_pairs" in wanted:
-        get_kernel("predict_pairs")(rows, other, F, F, b, b, 0.0, True, np.empty(3))
-    return time.perf_counter() - t0

@@ -363,7 +363,7 @@ class Problem:
         ImportError
             If ``backend='compiled'`` and numba is not installed.
         """
-        from ..kernels.backend import select_kernels
+        from ..kernels.registry import select_kernels
 
         kernels = select_kernels(("jac_matvec", "jac_rmatvec"), backend)
         if kernels is None:

@@ -97,10 +97,10 @@ decrease is below ``ftol * cost``), ``xtol`` (a step with :math:`\|\delta\| < x_
 (default ``100 * n_theta``; the longer-step evaluations count); ``None`` disables a
 tolerance.
 
-The assembly of :math:`C` runs in a compiled kernel by default (:func:`_tri_pairs_py`:
-the products of the distinct rows ``u <= v`` of every column, then one product with the
-symmetric :math:`e_i e_i^\top`, about a quarter of the numpy version's work); the numpy
-assembly (``backend='numpy'``) is its oracle in the tests.
+The assembly of :math:`C` runs in a compiled kernel by default (``normal_tri_pairs`` of
+:mod:`lsqmf.kernels.varpro`: the products of the distinct rows ``u <= v`` of every column,
+then one product with the symmetric :math:`e_i e_i^\top`, about a quarter of the numpy
+version's work); the numpy assembly (``backend='numpy'``) is its oracle in the tests.
 
 *Inner damping (DRW).* The damped-Wiberg variant of the VarPro papers also damps the
 eliminated block of the joint system: it factors :math:`J_\theta^\top J_\theta - \sum_i
@@ -126,6 +126,7 @@ import scipy.linalg
 import scipy.sparse as sp
 from scipy.optimize import OptimizeResult
 
+from ..kernels.registry import get_kernel
 from ..model.result import STATUS_MESSAGES, Status
 
 if TYPE_CHECKING:  # varpro imports this module lazily
@@ -193,61 +194,6 @@ def check_normal_arguments(
             f"varpro_jacobian={jacobian!r}. Use jacobian='kaufman', or method='trf' for "
             "'full'."
         )
-
-
-# ---------------------------------------------------------------------- compiled kernels
-
-def _tri_pairs_py(pcol_ptr, prow, pw, feats, Ginv, start, T):  # type: ignore[no-untyped-def]
-    """T[j, tri(u, v)] = (w_u a_u)^T Ginv_i (w_v a_v) over the distinct rows u <= v of column
-    i = start + j (weights of repeated entries summed); other entries of T are left alone.
-    Each column's ``M_i = Y G_i^{-1} Y^T`` is two small matrix products."""
-    n, k1 = feats.shape
-    for j in range(T.shape[0]):
-        i = start + j
-        lo = pcol_ptr[i]
-        cnt = pcol_ptr[i + 1] - lo
-        Y = np.empty((cnt, k1))
-        for s in range(cnt):
-            u = prow[lo + s]
-            for p in range(k1):
-                Y[s, p] = pw[lo + s] * feats[u, p]
-        Mi = (Y @ Ginv[i]) @ Y.T
-        for s in range(cnt):
-            u = prow[lo + s]
-            base = u * n - (u * (u - 1)) // 2 - u
-            for s2 in range(s, cnt):
-                T[j, base + prow[lo + s2]] = Mi[s, s2]
-
-
-def _scatter_py(C, D, perm, n, k1, A):  # type: ignore[no-untyped-def]
-    """A[perm(u, a), perm(v, b)] = D_u[a, b] [u == v] - C[sym(a, b), tri(u, v)]."""
-    for u in range(n):
-        base = u * n - (u * (u - 1)) // 2 - u
-        for v in range(u, n):
-            pi = base + v
-            for a in range(k1):
-                ra = perm[u * k1 + a]
-                for b in range(k1):
-                    lo, hi = (a, b) if a <= b else (b, a)
-                    val = -C[lo * k1 - (lo * (lo - 1)) // 2 + hi - lo, pi]
-                    if u == v:
-                        val += D[u, a, b]
-                    cb = perm[v * k1 + b]
-                    A[ra, cb] = val
-                    A[cb, ra] = val
-
-
-_KERNELS: dict[str, Callable[..., Any]] = {}
-
-
-def _kernels() -> dict[str, Callable[..., Any]]:
-    """The normal-matrix kernels, compiled on first use (cached on disk)."""
-    if not _KERNELS:
-        import numba
-
-        for name, fn in (("tri_pairs", _tri_pairs_py), ("scatter", _scatter_py)):
-            _KERNELS[name] = numba.njit(cache=True, nogil=True)(fn)
-    return _KERNELS
 
 
 @dataclass
@@ -357,7 +303,7 @@ def _assemble_compiled(
 ) -> np.ndarray:
     """``A`` in theta's order: the pair products of every column by the compiled kernel
     (upper triangle ``u <= v`` only), times the symmetric ``e_i e_i^T`` by one product."""
-    kern = _kernels()
+    tri_pairs, scatter = get_kernel("normal_tri_pairs"), get_kernel("normal_scatter")
     n, k1 = lay.n, lay.k1
     m = E.shape[0]
     n_pairs = n * (n + 1) // 2
@@ -375,10 +321,10 @@ def _assemble_compiled(
             T = np.zeros((stop - start, n_pairs))
             if block == m:
                 lay.pair_buffer = T
-        kern["tri_pairs"](lay.pcol_ptr, lay.prow, lay.pw, feats, Ginv, start, T)
+        tri_pairs(lay.pcol_ptr, lay.prow, lay.pw, feats, Ginv, start, T)
         C += Esym[start:stop].T @ T
     A = np.empty((n * k1, n * k1))
-    kern["scatter"](C, np.ascontiguousarray(D), lay.perm, n, k1, A)
+    scatter(C, np.ascontiguousarray(D), lay.perm, n, k1, A)
     return A
 
 

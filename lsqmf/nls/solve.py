@@ -78,7 +78,7 @@ from typing import Any
 
 import numpy as np
 
-from ..kernels.backend import warm_up
+from ..kernels.registry import warm_up
 from ..model.result import FitResult, IterationInfo
 from .options import validate
 from .plan import MAX_DENSE_JACOBIAN_BYTES, plan
@@ -251,7 +251,7 @@ def solve(
     ``2*rank (+2)`` nonzeros per observed entry and is built in O(nnz*rank).
 
     The time in ``wall_time`` excludes compiling (or loading) the numba kernels, which
-    :func:`lsqmf.kernels.core.warm_up` does before the clock starts.
+    :func:`lsqmf.kernels.registry.warm_up` does before the clock starts.
 
     A dense Jacobian (``tr_solver='exact'``, ``method='lm'``) is factorized by LAPACK, whose
     blocked reductions sum in an order that depends on the BLAS thread count: results can
@@ -286,7 +286,7 @@ def solve(
     ratings, options = validate(arguments)
     the_plan = plan(ratings, options)
     t_warm = time.perf_counter()
-    warm_up(the_plan.backend, the_plan.kernels)
+    warm_up(the_plan.kernels, the_plan.backend)
     t_start += time.perf_counter() - t_warm  # compile/load time is not fit time
     outcome = run(the_plan, options)
     return result(the_plan, options, outcome, t_start)

@@ -131,6 +131,7 @@ from .._validation import (
     resolve_seed,
 )
 from ..data.ratings import Ratings, as_ratings
+from ..kernels.registry import select_kernels, warm_up
 from ..model.problem import Problem, build_problem
 from ..model.result import (
     STATUS_MESSAGES,
@@ -161,163 +162,30 @@ ELIMINATE = ("Q", "P")
 VARPRO_JACOBIANS = ("kaufman", "full")
 #: Jacobian representations handed to ``least_squares``.
 VARPRO_JAC_KINDS = ("auto", "operator", "sparse", "dense")
-BACKENDS = ("auto", "compiled", "numpy")
 _LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
 #: ``'lm-normal'`` is lsqmf's own LM on the reduced normal equations (lsqmf.nls.lm_normal).
 _METHODS = ("trf", "dogbox", "lm", "lm-normal")
 
 
 # ---------------------------------------------------------------------- compiled kernels
-def _gram_py(col_ptr, ent, rows, w, y, P, biases, lam, G, h):  # type: ignore[no-untyped-def]
-    """G[i] = sum_t w_t a a^T + diag(lam[i]), h[i] = sum_t w_t y_t a for every column i."""
-    m = col_ptr.shape[0] - 1
-    k = P.shape[1]
-    k1 = G.shape[1]
-    a = np.empty(k1)
-    for i in range(m):
-        for p in range(k1):
-            h[i, p] = 0.0
-            for q in range(k1):
-                G[i, p, q] = 0.0
-        for j in range(col_ptr[i], col_ptr[i + 1]):
-            t = ent[j]
-            u = rows[t]
-            for p in range(k):
-                a[p] = P[u, p]
-            if biases:
-                a[k] = 1.0
-            wt = w[t]
-            wy = wt * y[t]
-            for p in range(k1):
-                h[i, p] += wy * a[p]
-                wa = wt * a[p]
-                for q in range(p + 1):
-                    G[i, p, q] += wa * a[q]
-        for p in range(k1):
-            G[i, p, p] += lam[i, p]
-            for q in range(p):
-                G[i, q, p] = G[i, p, q]
-
-
-def _matvec_py(  # type: ignore[no-untyped-def]
-    col_ptr, ent, rows, d, e, P, Qt, Ginv, lsq, dP, db, biases, full, out, out_z
-):
-    """Data rows of J @ dtheta into out (problem order) and the z rows into out_z (m, k1)."""
-    m = col_ptr.shape[0] - 1
-    k = P.shape[1]
-    k1 = Ginv.shape[1]
-    hv = np.empty(k1)
-    s = np.empty(k1)
-    for i in range(m):
-        for p in range(k1):
-            hv[p] = 0.0
-        for j in range(col_ptr[i], col_ptr[i + 1]):
-            t = ent[j]
-            u = rows[t]
-            acc = 0.0
-            for p in range(k):
-                acc += dP[u, p] * Qt[i, p]
-            if biases:
-                acc += db[u]
-            v = d[t] * acc
-            out[t] = v
-            dv = d[t] * v
-            for p in range(k):
-                hv[p] += dv * P[u, p]
-            if biases:
-                hv[k] += dv
-            if full:
-                de = d[t] * e[t]
-                for p in range(k):
-                    hv[p] += de * dP[u, p]
-        for p in range(k1):
-            acc = 0.0
-            for q in range(k1):
-                acc += Ginv[i, p, q] * hv[q]
-            s[p] = acc
-        for j in range(col_ptr[i], col_ptr[i + 1]):
-            t = ent[j]
-            u = rows[t]
-            acc = 0.0
-            for p in range(k):
-                acc += P[u, p] * s[p]
-            if biases:
-                acc += s[k]
-            out[t] -= d[t] * acc
-        for p in range(k1):
-            out_z[i, p] = -lsq[i, p] * s[p]
-
-
-def _rmatvec_py(  # type: ignore[no-untyped-def]
-    col_ptr, ent, rows, d, e, P, Qt, Ginv, lsq, y, y_z, biases, full, gP, gb
-):
-    """J^T y (data part and z rows of y) accumulated into gP (n, k) and gb (n,), zeroed."""
-    m = col_ptr.shape[0] - 1
-    k = P.shape[1]
-    k1 = Ginv.shape[1]
-    g = np.empty(k1)
-    s = np.empty(k1)
-    for i in range(m):
-        for p in range(k1):
-            g[p] = lsq[i, p] * y_z[i, p]
-        for j in range(col_ptr[i], col_ptr[i + 1]):
-            t = ent[j]
-            u = rows[t]
-            dy = d[t] * y[t]
-            for p in range(k):
-                g[p] += dy * P[u, p]
-            if biases:
-                g[k] += dy
-        for p in range(k1):
-            acc = 0.0
-            for q in range(k1):
-                acc += Ginv[i, p, q] * g[q]
-            s[p] = acc
-        for j in range(col_ptr[i], col_ptr[i + 1]):
-            t = ent[j]
-            u = rows[t]
-            acc = 0.0
-            for p in range(k):
-                acc += P[u, p] * s[p]
-            if biases:
-                acc += s[k]
-            c = d[t] * (y[t] - d[t] * acc)
-            for p in range(k):
-                gP[u, p] += c * Qt[i, p]
-            if biases:
-                gb[u] += c
-            if full:
-                de = d[t] * e[t]
-                for p in range(k):
-                    gP[u, p] -= de * s[p]
-
-
-_KERNELS: dict[str, Callable[..., Any]] = {}
-
-
-def _kernels() -> dict[str, Callable[..., Any]] | None:
-    """The numba-compiled kernels (compiled on first use, cached on disk), or None."""
-    if _KERNELS:
-        return _KERNELS
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency
-        return None
-    for name, fn in (("gram", _gram_py), ("matvec", _matvec_py), ("rmatvec", _rmatvec_py)):
-        _KERNELS[name] = numba.njit(cache=True, nogil=True)(fn)
-    return _KERNELS
+#: The products' compiled kernels (lsqmf.kernels.varpro), by the name the code below uses.
+_KERNEL_NAMES = {"gram": "varpro_gram", "matvec": "varpro_matvec", "rmatvec": "varpro_rmatvec"}
 
 
 def _resolve_backend(backend: str) -> dict[str, Callable[..., Any]] | None:
-    check_choice("backend", backend, BACKENDS)
-    if backend == "numpy":
-        return None
-    kernels = _kernels()
-    if kernels is None:
-        if backend == "compiled":
-            raise ImportError("backend='compiled' needs numba; install it or use 'numpy'.")
-        logger.warning("numba is not importable: VarPro runs its numpy products")
-    return kernels
+    """The compiled products for ``backend`` from the kernel registry, or None for numpy."""
+    kernels = select_kernels(_KERNEL_NAMES.values(), backend)
+    return None if kernels is None else dict(zip(_KERNEL_NAMES, kernels, strict=True))
+
+
+def _kernels_used(s: _Settings) -> tuple[str, ...]:
+    """The kernels a solve with settings ``s`` runs (its warm-up loads these)."""
+    names = ["varpro_gram"]
+    if s.jac == "operator":
+        names += ["varpro_matvec", "varpro_rmatvec"]
+    if s.method == "lm-normal":
+        names += ["normal_tri_pairs", "normal_scatter"]
+    return tuple(names)
 
 
 # ---------------------------------------------------------------------- the reduced problem
@@ -1297,6 +1165,9 @@ def solve_varpro(
         xtol=xtol, gtol=gtol, max_nfev=max_nfev, max_time=max_time, biases=biases,
         callback=callback, tr_options=tr_options, bounds=bounds,
     )
+    t_warm = time.perf_counter()
+    warm_up(_kernels_used(s), backend)
+    t_start += time.perf_counter() - t_warm  # compile/load time is not fit time
     rng, seed = resolve_seed(random_state)
     model = {"formulation": formulation, "reg": reg, "reg_bias": reg_bias,
              "count_scaled": count_scaled}

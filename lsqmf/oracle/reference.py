@@ -245,7 +245,7 @@ def matrix_factorization_fast(
     R, P, Q, K, max_steps, alpha, beta, epsilon = _check_arguments(
         R, P, Q, K, max_steps, alpha, beta, epsilon
     )
-    from ..kernels.core import get_kernel
+    from ..kernels.registry import get_kernel
 
     kernel = get_kernel("tutorial_mf")
     n_steps = kernel(R, P, Q.T, max_steps, alpha, beta, epsilon)

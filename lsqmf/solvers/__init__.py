@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from ..kernels.registry import warm_up
 from ..model.result import FitResult
 from ._common import SHARED_OPTIONS, SolverOptions, SolverSpec
 from .als import als
@@ -66,6 +67,7 @@ __all__ = [
     "SHARED_OPTIONS",
     "SOLVERS",
     "SOLVER_DEFAULTS",
+    "SOLVER_KERNELS",
     "SOLVER_SPECS",
     "SolverOptions",
     "SolverSpec",
@@ -82,6 +84,7 @@ __all__ = [
     "resolve_solver",
     "sgd",
     "solver_by_name",
+    "warm_up_solver",
 ]
 
 #: The objective a by-name call fits unless told otherwise, chosen for MovieLens-like ratings
@@ -92,50 +95,63 @@ MOVIELENS_OBJECTIVE: Mapping[str, Any] = MappingProxyType(
     {"rank": 20, "reg": 0.15, "count_scaled": True, "biases": True}
 )
 
-#: Solver name -> its registry entry: the one place each solver's defaults are written.
+#: The Jacobian-product kernels (``lsq`` runs them with ``jac='operator'``, or when
+#: ``jac='auto'`` picks the operator on a large problem; ``gd`` and ``als_gd`` use the same
+#: operator).
+_OPERATOR = ("jac_matvec", "jac_rmatvec")
+
+#: Solver name -> its registry entry: the one place each solver's defaults and kernels are
+#: written.
 SOLVER_SPECS: Mapping[str, SolverSpec] = MappingProxyType({
     "lsq": SolverSpec(
         "lsq", lsq, MappingProxyType({"max_iter": 50, "tol": 1e-4, "method": "trf",
                                       "tr_solver": "lsmr"}),
         "lsqmf.solve on the 'l2' objective (Gauss-Newton trust region)", passthrough=True,
+        kernels=_OPERATOR,
     ),
     "als": SolverSpec(
         "als", als, MappingProxyType({"max_iter": 15, "tol": 1e-3}),
         "alternating exact ridge solves (ALS; ALS-WR when count-scaled)",
+        kernels=("als_rows",),
     ),
     "gd": SolverSpec(
         "gd", gd, MappingProxyType({"max_iter": 300, "tol": 1e-5, "optimizer": "adam",
                                     "learning_rate": 0.01, "beta1": 0.9, "beta2": 0.999,
                                     "epsilon": 1e-8}),
-        "full-batch gradient descent (Adam or fixed step)",
+        "full-batch gradient descent (Adam or fixed step)", kernels=_OPERATOR,
     ),
     "als_gd": SolverSpec(
         "als_gd", als_gd, MappingProxyType({"max_iter": 40, "tol": 1e-4, "inner_steps": 2}),
         "alternating blocks of exact-line-search gradient steps",
+        kernels=("als_rows", *_OPERATOR),
     ),
     "als_sgd": SolverSpec(
         "als_sgd", als_sgd, MappingProxyType({"max_iter": 30, "tol": 1e-4,
                                               "learning_rate": 0.01, "decay": 1.0}),
         "exact user solves alternating with SGD epochs over the items",
+        kernels=("als_rows", "sgd_epoch"),
     ),
     "sgd": SolverSpec(
         "sgd", sgd, MappingProxyType({"max_iter": 30, "tol": 1e-4, "learning_rate": 0.01,
                                       "decay": 1.0}),
-        "Funk SGD over the observed entries",
+        "Funk SGD over the observed entries", kernels=("sgd_epoch",),
     ),
     "als_cg": SolverSpec(
         "als_cg", als_cg, MappingProxyType({"max_iter": 100, "tol": 1e-4, "cg_steps": 3}),
         "ALS with warm-started conjugate-gradient row solves (O(nnz k) per sweep)",
+        kernels=("cg_rows",),
     ),
     "bsgd": SolverSpec(
         "bsgd", bsgd, MappingProxyType({"max_iter": 100, "tol": 1e-4, "learning_rate": 0.02,
                                         "decay": 0.9, "bias_rate": 1.0}),
         "biased SGD with an exponentially decaying step (deterministic shuffles)",
+        kernels=("bsgd_epoch",),
     ),
     "bmf": SolverSpec(
         "bmf", bmf, MappingProxyType({"max_iter": 70, "tol": 0.0, "burn_in": 15,
                                        "alpha": 0.0, "beta0": 2.0, "warm_start": 0}),
         "Bayesian MF by Gibbs sampling (posterior-mean prediction; learned priors)",
+        kernels=("cg_rows", "predict_pairs", "gibbs_side", "sse_pairs"),
     ),
 })
 
@@ -180,6 +196,23 @@ def get_spec(name: str) -> SolverSpec:
     except (KeyError, TypeError):
         names = ", ".join(repr(n) for n in SOLVER_SPECS)
         raise ValueError(f"`solver` must be one of {names}; got {name!r}.") from None
+
+
+#: Every kernel a registered solver can run (what a process that fits any of them may load).
+SOLVER_KERNELS: tuple[str, ...] = tuple(
+    dict.fromkeys(name for spec in SOLVER_SPECS.values() for name in spec.kernels)
+)
+
+
+def warm_up_solver(name: str, backend: str = "auto") -> float:
+    """``warm_up(spec.kernels, backend)`` for the solver ``name``, before its clock starts.
+
+    Loads (numba's disk cache) or compiles exactly the kernels of :attr:`SolverSpec.kernels`;
+    a name outside the registry (a user's callable) gets :data:`SOLVER_KERNELS`. A no-op for
+    the numpy backend, which loads no numba. Returns seconds.
+    """
+    spec = SOLVER_SPECS.get(name)
+    return warm_up(SOLVER_KERNELS if spec is None else spec.kernels, backend)
 
 
 def get_solver(name: str) -> Callable[..., FitResult]:

@@ -95,7 +95,8 @@ import numpy as np
 
 from .._validation import check_bool, check_choice, check_float, check_int, describe, resolve_seed
 from ..data.ratings import Ratings, as_ratings
-from ..kernels.backend import BACKENDS, warm_up_solver
+from ..kernels.backend import BACKENDS
+from ..kernels.registry import warm_up
 from ..model.problem import Problem, build_problem
 from ..model.result import (
     STATUS_MESSAGES,
@@ -253,6 +254,12 @@ class SolverSpec:
     passthrough : bool, default=False
         Options outside the contract and ``defaults`` are passed on (``lsq`` hands them to
         :func:`lsqmf.solve`, which validates them) instead of being refused.
+    kernels : tuple of str, default=()
+        The compiled kernels the solver can run (names in
+        :data:`lsqmf.kernels.registry.KERNELS`): its warm-up,
+        ``warm_up(spec.kernels, backend)``, loads these and no others (each kernel read from
+        the disk cache costs start-up time). ``tests/test_startup.py`` runs every solver after
+        its warm-up and checks that it loads no kernel missing here.
     """
 
     name: str
@@ -260,6 +267,7 @@ class SolverSpec:
     defaults: Mapping[str, Any]
     description: str
     passthrough: bool = False
+    kernels: tuple[str, ...] = ()
 
     @property
     def own_options(self) -> tuple[str, ...]:
@@ -409,8 +417,8 @@ def prepare(
 def _warm_up(name: str, backend: str) -> None:
     """Compile the solver's kernels (or load them from numba's disk cache) before the clock
     starts, so that compile time is never counted as fit time (``wall_time``, the history's
-    times); only the kernels ``name`` runs (:data:`lsqmf.kernels.backend.SOLVER_KERNELS`)."""
-    warm_up_solver(name, backend)
+    times); only the kernels ``name`` runs (:attr:`SolverSpec.kernels`)."""
+    warm_up(_spec(name).kernels, backend)
 
 
 def log_result(logger: logging.Logger, verbose: int, fit: FitResult) -> None:

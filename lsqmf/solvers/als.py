@@ -63,7 +63,7 @@ def _compiled_kernel(backend: str = "auto") -> Callable[..., Any] | None:
     ImportError
         If ``backend='compiled'`` and numba is not installed.
     """
-    from ..kernels.backend import select_kernels
+    from ..kernels.registry import select_kernels
 
     kernels = select_kernels(("als_rows",), backend)
     return None if kernels is None else kernels[0]

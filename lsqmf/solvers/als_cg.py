@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_int
-from ..kernels.solvers import get_kernel, kernel_threads, resolve_backend
+from ..kernels.registry import get_kernel, resolve_backend
+from ..kernels.solvers import kernel_threads
 from ..model.result import FitResult
 from ._common import Setup, prepare, run_iterations
 

@@ -54,8 +54,8 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_float, check_int
-from ..kernels.bmf import get_kernel as get_bmf_kernel
-from ..kernels.solvers import get_kernel, kernel_threads, resolve_backend
+from ..kernels.registry import get_kernel, resolve_backend
+from ..kernels.solvers import kernel_threads
 from ..model.result import STATUS_MESSAGES, FitResult, History, IterationInfo, Status
 from ..runtime.threads import blas_single_thread
 from ._common import Setup, log_result, prepare
@@ -459,8 +459,8 @@ def _sample(
 ) -> FitResult:
     """Run the chain: the start, ``max_iter`` sweeps (averaged after ``burn_in``), the result."""
     problem, rng = setup.problem, setup.rng
-    gibbs = get_bmf_kernel("gibbs_side", backend)
-    sse_pairs = get_bmf_kernel("sse_pairs", backend)
+    gibbs = get_kernel("gibbs_side", backend)
+    sse_pairs = get_kernel("sse_pairs", backend)
     predict = get_kernel("predict_pairs", backend)
     k = problem.rank
     with_bias = bool(problem.biases)

@@ -22,7 +22,7 @@ any machine), with the step schedule
 so the iterates settle and the relative cost change falls below ``tol``: the run converges
 in the sense of the shared stopping rule rather than hovering at a constant-step noise level.
 
-The kernel is ``sgd_epoch`` of :mod:`lsqmf.kernels.solvers` (item factors item-major, one
+The kernel is ``bsgd_epoch`` of :mod:`lsqmf.kernels.solvers` (item factors item-major, one
 contiguous row per item); ``backend='numpy'`` runs its numpy oracle (slow; for tests).
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_float
-from ..kernels.solvers import get_kernel, resolve_backend
+from ..kernels.registry import get_kernel, resolve_backend
 from ..model.result import FitResult
 from ._common import Setup, prepare, run_iterations
 
@@ -96,7 +96,7 @@ class _Epochs:
     def __init__(
         self, setup: Setup, lr: float, decay: float, bias_rate: float, backend: str
     ) -> None:
-        self.kernel = get_kernel("sgd_epoch", backend)
+        self.kernel = get_kernel("bsgd_epoch", backend)
         self.setup = setup
         r = setup.ratings
         self.rows = np.ascontiguousarray(r.rows, dtype=np.int64)
