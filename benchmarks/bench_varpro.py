@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import lsqmf  # noqa: E402
-from lsqmf.data.readers import make_tracks  # noqa: E402
+from lsqmf.data.synthetic import make_tracks  # noqa: E402
 from lsqmf.nls.varpro import solve_varpro  # noqa: E402
 from lsqmf.solvers import als  # noqa: E402
 

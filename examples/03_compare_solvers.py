@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 import lsqmf
-from lsqmf.data.readers import make_low_rank
+from lsqmf.data.synthetic import make_low_rank
 
 SOLVER_OPTIONS = {
     "als": {"max_iter": 100},

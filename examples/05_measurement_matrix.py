@@ -11,7 +11,7 @@ for every P, only P optimized) stalls much less often (compare the costs this sc
 and ``lsqmf.multistart`` restarts it from seeded starts until the best cost has been seen
 twice, so that the answer does not depend on one lucky start.
 
-``lsqmf.data.readers.make_tracks`` draws such an instance. ``lsqmf.solve(M, rank, mask=W)`` fits
+``lsqmf.data.synthetic.make_tracks`` draws such an instance. ``lsqmf.solve(M, rank, mask=W)`` fits
 exactly the entries where W is True, whatever M holds elsewhere (``Ratings.from_dense(M,
 mask=W)`` builds the same observed entries, to pass around or to ``lsqmf.multistart``).
 """
@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 import lsqmf
-from lsqmf.data.readers import make_tracks
+from lsqmf.data.synthetic import make_tracks
 
 
 def main(argv: list[str] | None = None) -> None:

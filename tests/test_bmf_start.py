@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("numba")
 
 from lsqmf import ConvergenceWarning
-from lsqmf.data.readers import make_low_rank
+from lsqmf.data.synthetic import make_low_rank
 from lsqmf.evaluate import holdout_split
 from lsqmf.solvers import als_cg, bmf
 from lsqmf.solvers._common import prepare

@@ -22,7 +22,7 @@ from lsqmf import Ratings  # noqa: E402
 from lsqmf.bench import harness  # noqa: E402
 from lsqmf.bench.grid import parse_grid  # noqa: E402
 from lsqmf.bench.harness import RAW_CSV, read_raw, run_grid  # noqa: E402
-from lsqmf.data.readers import make_low_rank  # noqa: E402
+from lsqmf.data.synthetic import make_low_rank  # noqa: E402
 from lsqmf.evaluate import cross_validate, grid_search, kfold  # noqa: E402
 from lsqmf.runtime.parallel import (  # noqa: E402
     SchedulerUnreachableError,

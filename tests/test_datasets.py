@@ -16,8 +16,8 @@ from lsqmf.data.readers import (
     load_movielens,
     load_movies,
     load_ratings,
-    make_low_rank,
 )
+from lsqmf.data.synthetic import make_low_rank
 
 ROWS = [(196, 242, 3.0, 881250949), (186, 302, 3.5, 891717742), (22, 377, 1.0, 878887116),
         (196, 377, 5.0, 881251949)]

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("numba")
 
 from lsqmf import ConvergenceWarning, Status
-from lsqmf.data.readers import make_low_rank
+from lsqmf.data.synthetic import make_low_rank
 from lsqmf.evaluate import holdout_split
 from lsqmf.solvers import als, als_cg, bmf, bsgd
 

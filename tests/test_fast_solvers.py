@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 pytest.importorskip("numba")
 
 from lsqmf import ConvergenceWarning
-from lsqmf.data.readers import make_low_rank
+from lsqmf.data.synthetic import make_low_rank
 from lsqmf.evaluate import holdout_split
 from lsqmf.kernels.solvers import get_kernel
 from lsqmf.solvers import als, als_cg, bmf, bsgd

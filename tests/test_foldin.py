@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lsqmf import ConvergenceWarning, Ratings, solve
-from lsqmf.data.readers import make_low_rank
+from lsqmf.data.synthetic import make_low_rank
 from lsqmf.evaluate import top_n
 from lsqmf.model.foldin import fold_in
 from lsqmf.model.result import FitResult

@@ -380,7 +380,7 @@ def test_fit_interrupted_saves_then_exits_130(files: dict[str, Path], tmp_path: 
 @pytest.mark.slow
 def test_real_ctrl_c_on_solve_exits_130(tmp_path: Path) -> None:
     # a solve long enough to be interrupted: SIGINT once it has started iterating
-    ratings, _ = lsqmf.data.readers.make_low_rank(400, 300, 5, density=0.2, noise=0.1,
+    ratings, _ = lsqmf.data.synthetic.make_low_rank(400, 300, 5, density=0.2, noise=0.1,
                                               random_state=0)
     path = tmp_path / "r.npy"
     dense = np.full(ratings.shape, np.nan)

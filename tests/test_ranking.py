@@ -11,7 +11,7 @@ import pytest
 
 import lsqmf.evaluate as ev
 from lsqmf import FitResult, Ratings
-from lsqmf.data.readers import make_low_rank
+from lsqmf.data.synthetic import make_low_rank
 from lsqmf.evaluate import holdout_split, metrics, ranking_metrics
 from lsqmf.solvers import als
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lsqmf import Ratings
-from lsqmf.data.readers import make_low_rank
+from lsqmf.data.synthetic import make_low_rank
 from lsqmf.evaluate import SearchInterrupted, cross_validate, fit_and_score, grid_search
 from lsqmf.solvers import get_solver
 

@@ -284,7 +284,7 @@ def test_missing_numba_message(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_defaults_fit_movielens_like(name: str) -> None:
     """The table's defaults run on 0.5-5 star data and beat the global mean."""
-    from lsqmf.data.readers import make_low_rank
+    from lsqmf.data.synthetic import make_low_rank
 
     ratings, _ = make_low_rank(60, 80, 3, density=0.3, noise=0.3, random_state=0,
                                scale=(0.5, 5.0))

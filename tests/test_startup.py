@@ -18,7 +18,7 @@ import pytest
 
 import lsqmf
 from lsqmf.cli import COMMANDS
-from lsqmf.data.readers import make_low_rank
+from lsqmf.data.synthetic import make_low_rank
 from lsqmf.kernels import backend as _backend
 from lsqmf.kernels import bmf as _kernels_bmf
 from lsqmf.kernels import core as _compiled

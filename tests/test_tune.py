@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("numba")
 
 from lsqmf.cli import main
-from lsqmf.data.readers import make_low_rank
+from lsqmf.data.synthetic import make_low_rank
 from lsqmf.evaluate.tuning import tune
 
 SPACE = {"als_cg": {"rank": [1, 3], "reg": [0.01, 1.0]}}

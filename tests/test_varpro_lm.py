@@ -277,7 +277,7 @@ def test_lm_normal_compiled_and_numpy_agree(eliminate: str) -> None:
 def test_lm_normal_steps_are_few_where_gauss_newton_alone_crawls() -> None:
     """The projected steps and the longer steps keep the count of evaluations small on a
     track-like instance from N(0, 1) starts (all reach one optimum)."""
-    from lsqmf.data.readers import make_tracks
+    from lsqmf.data.synthetic import make_tracks
 
     M, _, _ = make_tracks(40, 30, 3, track_fraction=0.4, noise=0.01, random_state=1)
     costs, nfevs = [], []

@@ -64,7 +64,7 @@ Problem generators (``problems``) and their ``[problem]`` keys
 ``default_rng([random_state, repeat, index])``: ``n`` (list of int), ``m_factor`` (float,
 default 0.8), ``rank`` (int, default 10), ``density`` (list of float in (0, 1]: fraction
 observed), ``noise`` (float >= 0, default 0.1: std of Gaussian noise added to ``P @ Q``),
-``random_state`` (int, default 0). Drawn by :func:`lsqmf.data.readers.make_low_rank` (standard
+``random_state`` (int, default 0). Drawn by :func:`lsqmf.data.synthetic.make_low_rank` (standard
 normal hidden factors scaled by ``1/sqrt(rank)``, observed positions uniform without
 replacement, no n x m array). Solved as
 ``solver(ratings, rank, **params)`` (the problem's ``rank`` overrides the registry's).
@@ -397,7 +397,7 @@ class _LazySynthetic:
         self.p, self.repeat, self.index, self.key = dict(p), repeat, index, dict(key)
 
     def build(self) -> ProblemData:
-        from ..data.readers import make_low_rank
+        from ..data.synthetic import make_low_rank
 
         p, key = self.p, self.key
         rng = np.random.default_rng([p["random_state"], self.repeat, self.index])

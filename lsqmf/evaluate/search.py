@@ -354,7 +354,7 @@ def cross_validate(
 
     Examples
     --------
-    >>> from lsqmf.data.readers import make_low_rank
+    >>> from lsqmf.data.synthetic import make_low_rank
     >>> from lsqmf.evaluate.search import cross_validate
     >>> ratings, _ = make_low_rank(40, 30, 2, density=0.5, noise=0.1, random_state=0)
     >>> cv = cross_validate(ratings, solver="als", n_splits=3, rank=2, reg=0.1, biases=False,

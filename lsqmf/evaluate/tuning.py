@@ -183,7 +183,7 @@ def tune(
 
     Examples
     --------
-    >>> from lsqmf.data.readers import make_low_rank
+    >>> from lsqmf.data.synthetic import make_low_rank
     >>> from lsqmf.evaluate.tuning import tune
     >>> R, _ = make_low_rank(40, 30, 2, density=0.5, noise=0.01, random_state=0)
     >>> res = tune(R, space={"als_cg": {"rank": [1, 2], "reg": [0.01]}})

@@ -137,7 +137,7 @@ def fold_in(
     Examples
     --------
     >>> import numpy as np
-    >>> from lsqmf.data.readers import make_low_rank
+    >>> from lsqmf.data.synthetic import make_low_rank
     >>> from lsqmf.solvers import als
     >>> R, _ = make_low_rank(30, 20, 2, density=0.6, noise=0.1, random_state=0)
     >>> model = als(R, 2, reg=0.1, biases=True, tol=1e-12, max_iter=2000, random_state=0)
