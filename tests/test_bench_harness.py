@@ -101,7 +101,10 @@ def test_interrupted_run_resumes_without_redoing_cells(
 
     second = Recorder()
     patch_solver(monkeypatch, second)
-    result = run_grid(grid, tmp_path, repeats=1)
+    said: list[str] = []
+    result = run_grid(grid, tmp_path, repeats=1, resume=True, notify=said.append)
+    assert said == [f"resuming the run in {tmp_path}: 3 cell repeats reused, "
+                    f"{N_TINY - 3} to time"]
     assert len(second.calls) == N_TINY - 3
     assert len(result) == N_TINY
     final = read_raw(tmp_path / RESULTS_CSV)
@@ -110,10 +113,13 @@ def test_interrupted_run_resumes_without_redoing_cells(
     header = json.loads((tmp_path / RUN_JSON).read_text())
     assert [s["status"] for s in header["sessions"]] == ["interrupted", "complete"]
 
-    third = Recorder()
+    third = Recorder()  # a finished run: nothing to resume, refused, left byte-identical
     patch_solver(monkeypatch, third)
-    run_grid(grid, tmp_path, repeats=1)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ValueError, match=r"holds a finished run .* nothing to resume"):
+        run_grid(grid, tmp_path, repeats=1, resume=True)
     assert third.calls == []
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_lsqmf_swallowed_ctrl_c_is_an_interrupt(
@@ -128,7 +134,7 @@ def test_lsqmf_swallowed_ctrl_c_is_an_interrupt(
     patch_solver(monkeypatch, interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_grid(grid, tmp_path, repeats=1)
-    assert len(read_raw(tmp_path / RAW_CSV)) == 0
+    assert list(tmp_path.iterdir()) == []  # no cell timed: nothing left behind
 
 
 def test_truncated_last_row_is_dropped_and_redone(grid: Any, tmp_path: Path) -> None:
@@ -139,7 +145,7 @@ def test_truncated_last_row_is_dropped_and_redone(grid: Any, tmp_path: Path) -> 
     raw_path.write_text("".join(lines[:-1]) + lines[-1][:25])  # a hard kill mid-write
     with pytest.warns(RuntimeWarning, match=r"dropped 1 broken row\(s\) of 4 \(1 with a wrong "
                       r"number of fields\)"):
-        result = run_grid(grid, tmp_path, repeats=1)
+        result = run_grid(grid, tmp_path, repeats=1, resume=True)
     assert len(result) == N_TINY
     raw = read_raw(raw_path)
     assert len(raw) == N_TINY
@@ -151,9 +157,11 @@ def test_extra_repeats_top_up_an_existing_run(grid: Any, tmp_path: Path,
     run_grid(grid, tmp_path, repeats=1)
     rec = Recorder()
     patch_solver(monkeypatch, rec)
-    result = run_grid(grid, tmp_path, repeats=2)
+    result = run_grid(grid, tmp_path, repeats=2, resume=True)
     assert len(rec.calls) == N_TINY
     assert (result["repeats"] == 2).all()
+    sessions = json.loads((tmp_path / RUN_JSON).read_text())["sessions"]
+    assert [s["n_run"] for s in sessions] == [N_TINY, N_TINY]  # the history of both runs
 
 
 def test_failing_cell_is_a_row_and_the_run_goes_on(
@@ -207,11 +215,73 @@ def test_where_selects_a_subset_and_times_the_full_runs_problems(
         np.testing.assert_array_equal(call["P0"], full[(r, i)].kwargs["P0"])
 
 
-def test_other_grid_in_the_same_out_dir_is_refused(grid: Any, tmp_path: Path) -> None:
+def _snapshot(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["fresh", "resume"])
+def test_other_grid_in_the_same_out_dir_is_refused(grid: Any, tmp_path: Path,
+                                                   resume: bool) -> None:
     run_grid(grid, tmp_path, repeats=1, where="n == 4 and tr_solver == 'lsmr'")
+    before = _snapshot(tmp_path)
     other = parse_grid(TINY.replace('loss = ["linear", "huber"]', 'loss = "cauchy"'))
-    with pytest.raises(ValueError, match="holds results of another grid"):
-        run_grid(other, tmp_path, repeats=1)
+    with pytest.raises(ValueError, match=r"holds another run .*: grid tiny.toml .* there, "
+                       r".* here\. Runs are never mixed"):
+        run_grid(other, tmp_path, repeats=1, resume=resume)
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        pytest.param("versions", {"numpy": "1.0.0"}, "numpy 1.0.0 there", id="numpy"),
+        pytest.param("host", "elsewhere", "host 'elsewhere' there", id="machine"),
+        pytest.param("threads_requested", 4, "threads 4 there, 1 here", id="threads"),
+    ],
+)
+def test_a_foreign_run_is_refused_and_left_byte_identical(
+    grid: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str, value: Any,
+    says: str
+) -> None:
+    patch_solver(monkeypatch, Recorder(interrupt_after=2))  # cells left to time
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, tmp_path, repeats=1)
+    header = json.loads((tmp_path / RUN_JSON).read_text())
+    header[field] = {**header[field], **value} if isinstance(value, dict) else value
+    (tmp_path / RUN_JSON).write_text(json.dumps(header))
+    before = _snapshot(tmp_path)
+    rec = Recorder()
+    patch_solver(monkeypatch, rec)
+    with pytest.raises(ValueError, match=rf"holds another run .*{says}"):
+        run_grid(grid, tmp_path, repeats=1, resume=True)
+    assert rec.calls == [] and _snapshot(tmp_path) == before
+
+
+def test_an_existing_run_needs_resume(grid: Any, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    patch_solver(monkeypatch, Recorder(interrupt_after=2))
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, tmp_path, repeats=1)
+    before = _snapshot(tmp_path)
+    rec = Recorder()
+    patch_solver(monkeypatch, rec)
+    with pytest.raises(ValueError, match=r"already holds a run .*2 of the selected cell "
+                       r"repeats done, 6 to time\). Pass --resume"):
+        run_grid(grid, tmp_path, repeats=1)
+    assert rec.calls == [] and _snapshot(tmp_path) == before
+
+
+def test_a_resume_interrupted_before_its_first_cell_changes_nothing(
+    grid: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patch_solver(monkeypatch, Recorder(interrupt_after=2))
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, tmp_path, repeats=1)
+    before = _snapshot(tmp_path)
+    patch_solver(monkeypatch, Recorder(interrupt_after=0))
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, tmp_path, repeats=1, resume=True)
+    assert _snapshot(tmp_path) == before  # run.json and results.csv as they were
 
 
 def test_bad_arguments(grid: Any, tmp_path: Path) -> None:
@@ -313,7 +383,7 @@ def test_resume_validates_every_row(grid: Any, tmp_path: Path, damage: Any, reas
     rec = Recorder()
     patch_solver(monkeypatch, rec)
     with pytest.warns(RuntimeWarning, match=rf"dropped 1 broken row\(s\).*{reason}"):
-        result = run_grid(grid, tmp_path, repeats=1)
+        result = run_grid(grid, tmp_path, repeats=1, resume=True)
     # the broken row's cell (if it was one of the 4) runs again with the other 4 cells
     assert len(rec.calls) in (4, 5)
     raw = read_raw(raw_path)

@@ -4,11 +4,11 @@ Files written into the output directory
 ---------------------------------------
 ``raw.csv``
     One row per (cell, repeat), appended and flushed as soon as the solve finishes. It is the
-    run's log: a rerun with the same output directory reads it and skips every (cell, repeat)
-    already there, so an interrupted run (Ctrl-C, a killed process) loses at most the cell
-    that was running. On resume every row is validated (one field per column, numbers that
-    parse, a cell id of this grid); broken rows -- a line cut by a hard kill, garbage -- are
-    dropped with a warning that counts them, and their cells run again.
+    run's log: a run with ``resume=True`` (``lsqmf bench --resume``) reads it and skips every
+    (cell, repeat) already there, so an interrupted run (Ctrl-C, a killed process) loses at
+    most the cell that was running. On resume every row is validated (one field per column,
+    numbers that parse, a cell id of this grid); broken rows -- a line cut by a hard kill,
+    garbage -- are dropped with a warning that counts them, and their cells run again.
 ``.lock``
     The pid (and host) of the run using the directory, created exclusively (``O_EXCL``): a
     second run on the same directory is refused while the first is alive; a lock left by a
@@ -18,9 +18,35 @@ Files written into the output directory
     many repeats were run) and ``n_failed``. Rewritten at the end of every run, also after an
     interrupt.
 ``run.json``
-    The run header: versions, BLAS library and thread counts, CPU count, platform, command
-    line, start and end time, grid file and fingerprint, and a ``warnings`` list (e.g. BLAS
-    threads > 1). One entry per session in ``sessions``.
+    The run header: versions, the thread count of every BLAS/OpenMP library *measured inside
+    the timed cells* (``blas``; the request is ``threads_requested``), CPU count, host,
+    platform, command line, start and end time, grid file and fingerprint, and a ``warnings``
+    list (e.g. a library that ran more threads than requested, named). ``sessions`` is the
+    history of the runs that timed cells into the directory (a resume adds one).
+
+Runs are never mixed
+--------------------
+An ``out`` that already holds a run is refused unless ``resume=True``, and a resume is refused
+(with what differs) when the run there is another one: another grid, host, platform, CPU
+count, Python/lsqmf/numpy/scipy version or thread request; or when it has nothing left to
+time (a finished run). A refused directory is left byte-identical. A resume that is
+interrupted before it times a cell leaves ``run.json`` and ``results.csv`` as they were.
+
+Threads
+-------
+With ``threads`` (default 1) every cell runs under
+:func:`lsqmf.runtime.threads.pinned_threads`: every BLAS copy (numpy's and scipy's), OpenMP and
+numba's threading layer limited to ``threads`` after they are all loaded, whatever the import
+order, and measured inside the cell (:func:`~lsqmf.runtime.threads.measure_threads`); a library
+above the request is named in a warning.
+
+Ctrl-C
+------
+Each cell's solve runs in a helper thread (:func:`lsqmf.runtime.progress.call_interruptibly`),
+so a Ctrl-C is acted on within a fraction of a second even inside a minute-long LAPACK call:
+the running cell is abandoned, ``results.csv`` and ``run.json`` are written, and
+:class:`KeyboardInterrupt` is re-raised after a message (``notify``) that says which cell was
+abandoned and how many rows are saved.
 
 Columns
 -------
@@ -43,6 +69,7 @@ grids send each problem with its cells. A cell whose worker died is a row with t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -80,8 +107,10 @@ __all__ = [
     "RESULTS_CSV",
     "RESULT_COLUMNS",
     "RUN_JSON",
+    "OutState",
     "aggregate",
     "blas_info",
+    "out_state",
     "read_raw",
     "resolve_solver",
     "run_grid",
@@ -143,6 +172,7 @@ class _Task:
     columns: dict[str, Any]
     repeat: int
     fold: int | None = None
+    threads: int | None = None  # pinned_threads(threads) around the cell; None: as is
 
 
 def _run_cell(folds: list[Any] | None, task: _Task) -> dict[str, Any]:
@@ -150,7 +180,7 @@ def _run_cell(folds: list[Any] | None, task: _Task) -> dict[str, Any]:
     if task.data is None:
         assert folds is not None and task.fold is not None
         task = _Task(task.kind, task.solver, task.params, ProblemData(args=tuple(folds[task.fold])),
-                     task.columns, task.repeat)
+                     task.columns, task.repeat, threads=task.threads)
     return _run_task(task)
 
 
@@ -177,6 +207,43 @@ def _warning_text(caught: list[warnings.WarningMessage]) -> str:
 
 
 def _run_task(task: _Task) -> dict[str, Any]:
+    """Time one (cell, repeat) in a helper thread (Ctrl-C reaches the caller at once), its
+    thread pools pinned and measured (``row['_threads']``) when ``task.threads`` is set."""
+    from ..runtime.progress import call_interruptibly
+
+    def pinned() -> dict[str, Any]:
+        if task.threads is None:
+            return _timed(task)
+        from ..runtime.threads import measure_threads, pinned_thread
+
+        with pinned_thread(task.threads):
+            measured = measure_threads()
+            row = _timed(task)
+        row["_threads"] = measured
+        return row
+
+    if task.threads is not None and _PINNED.get(os.getpid()) != task.threads:
+        _pin_process(task.threads)  # a worker process: its BLAS for the rest of its life
+    return call_interruptibly(pinned)
+
+
+#: pid -> the thread count the process's BLAS is limited to (run_grid, or a worker's first
+#: cell); a limit object is kept so that it is not undone.
+_PINNED: dict[int, int] = {}
+_PROCESS_LIMITS: list[Any] = []
+
+
+def _pin_process(threads: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from ..runtime.threads import load_thread_pools
+
+    load_thread_pools()
+    _PROCESS_LIMITS.append(threadpool_limits(limits=threads))
+    _PINNED[os.getpid()] = threads
+
+
+def _timed(task: _Task) -> dict[str, Any]:
     """Time one (cell, repeat); never raises except KeyboardInterrupt."""
     assert task.data is not None
     row: dict[str, Any] = {**task.columns, "repeat": task.repeat, **task.data.stats}
@@ -371,20 +438,40 @@ def _versions() -> dict[str, str]:
             "joblib": joblib.__version__}
 
 
+def _identity(threads: int | None) -> dict[str, Any]:
+    """What makes two runs comparable: versions, machine, thread request."""
+    return {"versions": _versions(), "host": platform.node(), "platform": platform.platform(),
+            "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "threads_requested": threads}
+
+
+def _differences(header: Mapping[str, Any], grid: Grid, threads: int | None) -> list[str]:
+    """How the run recorded in ``header`` differs from this one (empty: the same run)."""
+    here = _identity(threads)
+    out = []
+    if header.get("grid_fingerprint") not in (None, grid.fingerprint()):
+        out.append(f"grid {header.get('grid_file')} (fingerprint "
+                   f"{header.get('grid_fingerprint')}) there, {grid.source} "
+                   f"({grid.fingerprint()}) here")
+    there_v = header.get("versions") or {}
+    for lib in ("python", "lsqmf", "numpy", "scipy"):
+        if lib in there_v and there_v[lib] != here["versions"][lib]:
+            out.append(f"{lib} {there_v[lib]} there, {here['versions'][lib]} here")
+    for key in ("host", "platform", "machine", "cpu_count"):
+        if key in header and header[key] != here[key]:
+            out.append(f"{key} {header[key]!r} there, {here[key]!r} here")
+    if "threads_requested" in header:
+        if header["threads_requested"] != threads:
+            out.append(f"threads {header['threads_requested']} there, {threads} here")
+    elif (header.get("blas") or {}).get("max_threads") not in (None, threads):
+        out.append(f"BLAS threads {header['blas']['max_threads']} there, {threads} here")
+    return out
+
+
 def _session_header(grid: Grid, *, repeats: int, where: str | None, jobs: int,
-                    command: str | None, preset: str | None) -> dict[str, Any]:
-    blas = blas_info()
+                    command: str | None, preset: str | None,
+                    threads: int | None) -> dict[str, Any]:
     warn = []
-    if blas["max_threads"] is None or blas["max_threads"] > 1:
-        msg = (
-            f"BLAS may use {blas['max_threads'] or 'an unknown number of'} threads: dense "
-            "(exact/lm) cells get a multithreaded speed-up that other cells do not, and timings "
-            "depend on machine load; use `lsqmf --blas-threads 1 bench` (the default), "
-            "threadpoolctl.threadpool_limits(1) or OPENBLAS_NUM_THREADS=1 for comparable "
-            "single-thread timings."
-        )
-        warn.append(msg)
-        logger.warning(msg)
     if jobs != 1:
         msg = f"cells ran in parallel (jobs={jobs}); timings of concurrent cells interfere."
         warn.append(msg)
@@ -399,11 +486,8 @@ def _session_header(grid: Grid, *, repeats: int, where: str | None, jobs: int,
         "repeats": repeats,
         "where": where,
         "jobs": jobs,
-        "versions": _versions(),
-        "blas": blas,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
+        **_identity(threads),
+        "blas": None,  # measured inside the cells: see _Threads
         "processor": platform.processor(),
         "warnings": warn,
     }
@@ -411,7 +495,8 @@ def _session_header(grid: Grid, *, repeats: int, where: str | None, jobs: int,
 
 # ---------------------------------------------------------------------------- the run
 def _tasks(grid: Grid, selected: list[dict[str, Any]], repeats: int,
-           done: set[tuple[str, int]], shared_folds: bool = False) -> Iterator[_Task]:
+           done: set[tuple[str, int]], shared_folds: bool = False,
+           threads: int | None = None) -> Iterator[_Task]:
     by_problem: dict[int, list[dict[str, Any]]] = {}
     for cell in selected:
         by_problem.setdefault(cell["_problem"], []).append(cell)
@@ -435,7 +520,7 @@ def _tasks(grid: Grid, selected: list[dict[str, Any]], repeats: int,
         for cell in todo:
             columns = {k: v for k, v in cell.items() if not k.startswith("_")}
             yield _Task(kind, cell["solver"], grid.params(cell["_config"]), data, columns, r,
-                        fold)
+                        fold, threads)
 
 
 def _load_folds(grid: Grid) -> list[Any]:
@@ -447,6 +532,144 @@ def _load_folds(grid: Grid) -> list[Any]:
     return [tuple(f) for f in kfold(ratings, p["n_splits"], p["random_state"])]
 
 
+# ---------------------------------------------------------------------------- expected cost
+def cell_key(cell: Mapping[str, Any]) -> str:
+    """A cell's kind for the progress estimate and the interrupt message: ``method-tr_solver``
+    (``lm`` alone), else the solver name."""
+    method, tr = cell.get("method"), cell.get("tr_solver")
+    if method is not None and str(method) == "lm":
+        return "lm"
+    if method is not None:
+        return f"{method}-{tr}"
+    return str(cell.get("solver", "cell"))
+
+
+def expected_cost(cell: Mapping[str, Any]) -> float:
+    """The expected cost of a cell, in arbitrary units comparable within one :func:`cell_key`.
+
+    Seed-style cells (``n, m, k``): with ``u = (n + m) k`` unknowns and ``r = n m + u``
+    residuals (data and prior rows), a dense step (``exact``, ``lm``: an SVD or QR of the
+    r x u Jacobian) costs ``r u^2`` and an LSMR step ``r u``. Synthetic cells: ``n m density
+    k``. Cross-validation cells: 1.
+    """
+    try:
+        n, m, k = float(cell["n"]), float(cell["m"]), float(cell["k"])
+    except (KeyError, TypeError, ValueError):
+        return 1.0
+    if "density" in cell:
+        return max(n * m * float(cell["density"]) * k, 1.0)
+    u = (n + m) * k
+    r = n * m + u
+    dense = str(cell.get("tr_solver")) != "lsmr"
+    return max(r * u * u if dense else r * u, 1.0)
+
+
+def _cell_text(cell: Mapping[str, Any]) -> str:
+    """E.g. ``n=40 k=32 trf-exact-huber (repeat 2)``."""
+    parts = [f"{c}={cell[c]:g}" if isinstance(cell[c], float) else f"{c}={cell[c]}"
+             for c in ("n", "k", "sparsity", "density", "fold") if c in cell]
+    label = cell_key(cell)
+    if cell.get("loss") not in (None, "linear"):
+        label += f"-{cell['loss']}"
+    return " ".join([*parts, label])
+
+
+# ---------------------------------------------------------------------------- out directory
+@dataclass(frozen=True)
+class OutState:
+    """What an ``out`` directory holds, for a run of ``grid`` (see :func:`out_state`).
+
+    ``header`` is its ``run.json`` (None: no run there); ``n_done`` the valid (cell, repeat)
+    rows of its ``raw.csv`` among the selected ones, ``n_todo`` the selected (cell, repeat)
+    pairs still to time; ``differences`` how the run there differs from this one (empty: the
+    same run).
+    """
+
+    path: Path
+    header: dict[str, Any] | None
+    n_done: int
+    n_todo: int
+    differences: list[str]
+
+    @property
+    def has_run(self) -> bool:
+        """Whether the directory holds a run (a ``run.json`` or rows in ``raw.csv``)."""
+        raw = self.path / RAW_CSV
+        return self.header is not None or (raw.exists() and raw.stat().st_size > 0)
+
+
+def _read_done(path: Path, columns: list[str], known: set[str]) -> set[tuple[str, int]]:
+    """The (cell_id, repeat) pairs of a raw.csv, read only (broken rows skipped, the file
+    untouched: :func:`_repair` drops them when the run starts)."""
+    import csv
+
+    done: set[tuple[str, int]] = set()
+    if not path.exists():
+        return done
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        head = next(reader, None)
+        if head != columns:
+            return done
+        at_id, at_rep = columns.index("cell_id"), columns.index("repeat")
+        for fields in reader:
+            if len(fields) != len(columns) or fields[at_id] not in known:
+                continue
+            try:
+                done.add((fields[at_id], _nonneg_int(fields[at_rep])))
+            except ValueError:
+                continue
+    return done
+
+
+def out_state(grid: Grid, out: str | Path, *, repeats: int | None = None,
+              where: str | None = None, threads: int | None = 1) -> OutState:
+    """What ``out`` holds for a run of ``grid`` (read only: nothing is written).
+
+    Parameters are those of :func:`run_grid`.
+    """
+    out = Path(out)
+    repeats = grid.repeats if repeats is None else repeats
+    json_path = out / RUN_JSON
+    header = None
+    if json_path.exists():
+        try:
+            header = json.loads(json_path.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise ValueError(f"`out` directory {str(out)!r} has an unreadable {RUN_JSON} "
+                             f"({err}); use another --out directory.") from None
+    cells = grid.cells()
+    selected = select_cells(cells, where)
+    done = _read_done(out / RAW_CSV, _columns(grid), {c["cell_id"] for c in cells})
+    wanted = {(c["cell_id"], r) for c in selected for r in range(repeats)}
+    differences = _differences(header, grid, threads) if header is not None else []
+    raw = out / RAW_CSV
+    if header is None and raw.exists() and raw.stat().st_size and not done:
+        differences.append(f"its {RAW_CSV} is not of this grid")
+    return OutState(out, header, len(wanted & done), len(wanted - done), differences)
+
+
+def _refusal(state: OutState, resume: bool) -> str | None:
+    """Why a run must not write into ``state.path`` (None: it may)."""
+    where = f"`out` directory {str(state.path)!r}"
+    if not state.has_run:
+        return None
+    what = (state.header or {}).get("command") or "an earlier run"
+    if state.differences:
+        return (f"{where} holds another run ({what}): " + "; ".join(state.differences)
+                + ". Runs are never mixed: use a new --out directory.")
+    if not resume:
+        return (f"{where} already holds a run ({what}; {state.n_done} of the selected cell "
+                f"repeats done, {state.n_todo} to time). Pass --resume (resume=True) to "
+                "continue it, or use a new --out directory.")
+    if state.n_todo == 0:
+        return (f"{where} holds a finished run ({what}): every selected cell repeat "
+                f"({state.n_done}) is already timed, nothing to resume; left as it is. Use a "
+                "new --out directory to time again (e.g. `lsqmf bench --reproduce DIR --out "
+                "NEW`).")
+    return None
+
+
 def run_grid(
     grid: Grid,
     out: str | Path,
@@ -455,9 +678,12 @@ def run_grid(
     where: str | None = None,
     jobs: int = 1,
     scheduler: Any = None,
-    progress: bool = False,
+    progress: bool | None = False,
     command: str | None = None,
     preset: str | None = None,
+    threads: int | None = 1,
+    resume: bool = False,
+    notify: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) the cells of ``grid`` selected by ``where``; write CSVs into ``out``.
 
@@ -466,7 +692,8 @@ def run_grid(
     grid : Grid
         From :func:`~lsqmf.bench.grid.load_grid`.
     out : str or Path
-        Output directory; created if needed. Rows already in its ``raw.csv`` are skipped.
+        Output directory; created if needed. It must not hold another run; one's own
+        (interrupted, or to be topped up with more ``repeats``) is continued with ``resume``.
     repeats : int, optional
         Best-of count (default ``grid.repeats``).
     where : str, optional
@@ -475,13 +702,23 @@ def run_grid(
         Cells run in parallel on local processes when > 1 (timings then interfere; 1 is
         serial).
     scheduler : str, distributed.Client or cluster, optional
-        Run the cells on a Dask cluster (see :func:`lsqmf.runtime.parallel.plan_backend`); ``jobs``
-        is
-        then ignored. An unreachable scheduler is an error before anything is written.
-    progress : bool, default=False
-        Show a tqdm progress bar on stderr.
+        Run the cells on a Dask cluster (see :func:`lsqmf.runtime.parallel.plan_backend`);
+        ``jobs`` is then ignored. An unreachable scheduler is an error before anything is
+        written.
+    progress : bool or None, default=False
+        The policy of :mod:`lsqmf.runtime.progress` (None: a bar on a terminal, status lines
+        every 30 s otherwise; True: also a last line; False: nothing).
     command, preset : str, optional
         Recorded in ``run.json``.
+    threads : int or None, default=1
+        Every thread pool (each BLAS copy, OpenMP, numba) is limited to this many threads in
+        every cell and measured there (see the module docstring); None leaves them alone.
+    resume : bool, default=False
+        Continue the run in ``out`` (same grid, machine, versions and threads), timing only
+        the (cell, repeat) pairs not yet there.
+    notify : callable, optional
+        Receives the lines a user should see (what a resume reuses and times, what an
+        interrupt abandons and saves); default: the log (INFO).
 
     Returns
     -------
@@ -491,8 +728,9 @@ def run_grid(
     Raises
     ------
     ValueError
-        For a bad ``repeats``/``jobs``/``where``/``scheduler``, an ``out`` holding another
-        grid's results, or an ``out`` in use by another run (its lock file).
+        For a bad ``repeats``/``jobs``/``threads``/``where``/``scheduler``; an ``out`` holding
+        another run, or a run without ``resume``, or a finished run (nothing to time); an
+        ``out`` in use by another run (its lock file). ``out`` is then left as it was.
     KeyboardInterrupt
         Re-raised after ``raw.csv``, ``results.csv`` and ``run.json`` are consistent.
     """
@@ -500,10 +738,17 @@ def run_grid(
 
     repeats = grid.repeats if repeats is None else check_int("repeats", repeats, min_value=1)
     jobs = check_int("jobs", jobs, min_value=1)
+    if threads is not None:
+        threads = check_int("threads", threads, min_value=1)
     cells = grid.cells()
     selected = select_cells(cells, where)
-    backend = plan_backend(jobs, scheduler)  # reach the cluster before writing anything
+    say = notify if notify is not None else logger.info
     out = Path(out)
+    state = out_state(grid, out, repeats=repeats, where=where, threads=threads)
+    refusal = _refusal(state, resume)
+    if refusal is not None:  # before the directory is touched
+        raise ValueError(refusal)
+    backend = plan_backend(jobs, scheduler)  # reach the cluster before writing anything
     try:
         out.mkdir(parents=True, exist_ok=True)
         lock = FileLock(out / LOCK_FILE, f"`out` directory {str(out)!r}")
@@ -512,115 +757,211 @@ def run_grid(
         backend.close()
         raise
     try:
-        return _run_locked(grid, out, cells, selected, repeats=repeats, where=where,
-                           jobs=jobs, backend=backend, progress=progress, command=command,
-                           preset=preset)
+        state = out_state(grid, out, repeats=repeats, where=where, threads=threads)
+        refusal = _refusal(state, resume)  # again, under the lock
+        if refusal is not None:
+            raise ValueError(refusal)
+        if state.has_run:
+            say(f"resuming the run in {out}: {state.n_done} cell repeats reused, "
+                f"{state.n_todo} to time")
+        run = _Run(grid, out, cells, selected, repeats=repeats, threads=threads, say=say)
+        with _process_pinned(threads):
+            return run.execute(backend, where=where, jobs=jobs, progress=progress,
+                               command=command, preset=preset)
     finally:
         lock.release()
         backend.close()
 
 
-def _run_locked(grid: Grid, out: Path, cells: list[dict[str, Any]],
-                selected: list[dict[str, Any]], *, repeats: int, where: str | None, jobs: int,
-                backend: Any, progress: bool, command: str | None,
-                preset: str | None) -> pd.DataFrame:
-    columns = _columns(grid)
-    raw_path, json_path = out / RAW_CSV, out / RUN_JSON
-    session, sessions = _open_session(grid, out, json_path, backend, repeats=repeats,
-                                      where=where, jobs=jobs, command=command, preset=preset)
-    done: set[tuple[str, int]] = set()
-    if raw_path.exists() and raw_path.stat().st_size:
-        done = _repair(raw_path, columns, {c["cell_id"] for c in cells})
-    n_todo = sum(1 for c in selected for r in range(repeats) if (c["cell_id"], r) not in done)
-    logger.info("%d cells selected x %d repeats; %d to run, %d already done",
-                len(selected), repeats, n_todo, len(selected) * repeats - n_todo)
-    session.update(n_cells=len(cells), n_selected=len(selected), n_run=0)
+@contextlib.contextmanager
+def _process_pinned(threads: int | None) -> Iterator[None]:
+    """This process's thread pools limited to ``threads`` for the run (None: as they are)."""
+    if threads is None:
+        yield
+        return
+    from ..runtime.threads import pinned_threads
 
-    writer = RowWriter(raw_path, columns)
-    status = "interrupted"
-    try:
-        _run_cells(grid, selected, repeats, done, backend=backend, writer=writer,
-                   session=session, n_todo=n_todo, progress=progress)
-        status = "complete"
-    finally:
-        result = _close_session(out, raw_path, json_path, cells, selected, session, sessions,
-                                status)
-    return result
+    pid = os.getpid()
+    previous = _PINNED.get(pid)
+    with pinned_threads(threads):
+        _PINNED[pid] = threads
+        try:
+            yield
+        finally:
+            if previous is None:
+                _PINNED.pop(pid, None)
+            else:
+                _PINNED[pid] = previous
 
 
-def _open_session(grid: Grid, out: Path, json_path: Path, backend: Any, *, repeats: int,
-                  where: str | None, jobs: int, command: str | None,
-                  preset: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Check that ``out`` holds this grid's results (if any), write the header of a new
-    session ("running"); the session and the list of all sessions."""
-    header: dict[str, Any] = {}
-    if json_path.exists():
-        header = json.loads(json_path.read_text(encoding="utf-8"))
-        if header.get("grid_fingerprint") not in (None, grid.fingerprint()):
-            raise ValueError(
-                f"`out` directory {str(out)!r} holds results of another grid "
-                f"({header.get('grid_file')}, fingerprint {header.get('grid_fingerprint')}); "
-                "use another --out directory."
-            )
-    where_run = backend.address if backend.kind == "dask" else None
-    session = _session_header(grid, repeats=repeats, where=where, jobs=jobs,
-                              command=command, preset=preset)
-    session["backend"] = backend.kind
-    if where_run is not None:
-        session["scheduler"] = where_run
-        msg = (f"cells ran on the Dask cluster at {where_run}; timings of concurrent cells "
-               "interfere.")
-        session["warnings"].append(msg)
-        logger.warning(msg)
-    sessions = [*header.get("sessions", []), session]
-    header = {**session, "sessions": sessions, "status": "running"}
-    json_path.write_text(json.dumps(header, indent=2, default=str), encoding="utf-8")
-    return session, sessions
+class _Threads:
+    """The thread counts measured inside the cells: the most seen per library."""
+
+    def __init__(self, requested: int | None, say: Callable[[str], None]) -> None:
+        self.requested, self.say = requested, say
+        self.libraries: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+        self.cells = 0
+        self.warned: set[tuple[Any, Any, Any]] = set()
+        self.warnings: list[str] = []
+
+    def add(self, measured: list[dict[str, Any]] | None) -> None:
+        from ..runtime.threads import thread_warnings
+
+        if not measured:
+            return
+        self.cells += 1
+        for info in measured:
+            key = (info.get("user_api"), info.get("internal_api"), info.get("filepath"))
+            seen = self.libraries.get(key)
+            if seen is None or (info.get("num_threads") or 0) > (seen.get("num_threads") or 0):
+                self.libraries[key] = dict(info)
+            if self.requested is not None and key not in self.warned:
+                for msg in thread_warnings([info], self.requested):
+                    self.warned.add(key)
+                    self.warnings.append(msg)
+                    logger.warning(msg)
+
+    def record(self) -> dict[str, Any] | None:
+        """The ``blas`` entry of ``run.json``: what the cells ran on."""
+        if not self.cells:
+            return None
+        libs = list(self.libraries.values())
+        counts = [lib["num_threads"] for lib in libs
+                  if lib.get("user_api") == "blas" and lib.get("num_threads")]
+        return {"source": "threadpoolctl and numba, measured inside the timed cells",
+                "cells_measured": self.cells, "requested": self.requested,
+                "libraries": libs, "max_threads": max(counts) if counts else None}
 
 
-def _run_cells(grid: Grid, selected: list[dict[str, Any]], repeats: int,
-               done: set[tuple[str, int]], *, backend: Any, writer: RowWriter,
-               session: dict[str, Any], n_todo: int, progress: bool) -> None:
-    """Run the cells not ``done``, writing each row as it finishes; closes ``writer``."""
-    from ..runtime.parallel import map_tasks
+class _Run:
+    """One session of a run: its header, the cells it times, and how it closes."""
 
-    bar = None
-    try:
-        if progress:
-            from tqdm.auto import tqdm
+    def __init__(self, grid: Grid, out: Path, cells: list[dict[str, Any]],
+                 selected: list[dict[str, Any]], *, repeats: int, threads: int | None,
+                 say: Callable[[str], None]) -> None:
+        self.grid, self.out, self.cells, self.selected = grid, out, cells, selected
+        self.repeats, self.threads, self.say = repeats, threads, say
+        self.raw_path, self.json_path = out / RAW_CSV, out / RUN_JSON
+        self.results_path = out / RESULTS_CSV
+        # what the directory held, restored when this session times nothing
+        self.before = {p: (p.read_bytes() if p.exists() else None)
+                       for p in (self.raw_path, self.json_path, self.results_path)}
+        self.measured = _Threads(threads, say)
 
-            bar = tqdm(total=n_todo, desc=f"bench {grid.name}", unit="cell", file=sys.stderr)
-        shared = backend.kind != "serial" and grid.problems == "movielens"
-        tasks = _tasks(grid, selected, repeats, done, shared_folds=shared)
-        folds = _load_folds(grid) if shared else None
-        for outcome in map_tasks(_run_cell, tasks, shared=folds, backend=backend,
-                                 label=f"bench-{grid.name}"):
-            row = outcome.value if outcome.ok else _failed_row(outcome.task, str(outcome.error))
-            writer.write(row)
-            session["n_run"] += 1
-            if bar is not None:
-                bar.update()
-    finally:
-        writer.close()
-        if bar is not None:
+    def execute(self, backend: Any, *, where: str | None, jobs: int, progress: bool | None,
+                command: str | None, preset: str | None) -> pd.DataFrame:
+        columns = _columns(self.grid)
+        header: dict[str, Any] = {}
+        if self.before[self.json_path] is not None:
+            header = json.loads(self.before[self.json_path] or b"{}")
+        session = _session_header(self.grid, repeats=self.repeats, where=where, jobs=jobs,
+                                  command=command, preset=preset, threads=self.threads)
+        session["backend"] = backend.kind
+        if backend.kind == "dask":
+            session["scheduler"] = backend.address
+            msg = (f"cells ran on the Dask cluster at {backend.address}; timings of "
+                   "concurrent cells interfere.")
+            session["warnings"].append(msg)
+            logger.warning(msg)
+        sessions = [*header.get("sessions", []), session]
+        self._write_header(session, sessions, "running")
+        done: set[tuple[str, int]] = set()
+        if self.raw_path.exists() and self.raw_path.stat().st_size:
+            done = _repair(self.raw_path, columns, {c["cell_id"] for c in self.cells})
+        todo = [(c, r) for c in self.selected for r in range(self.repeats)
+                if (c["cell_id"], r) not in done]
+        logger.info("%d cells selected x %d repeats; %d to run, %d already done",
+                    len(self.selected), self.repeats, len(todo),
+                    len(self.selected) * self.repeats - len(todo))
+        session.update(n_cells=len(self.cells), n_selected=len(self.selected), n_run=0,
+                       n_reused=len(self.selected) * self.repeats - len(todo))
+        writer = RowWriter(self.raw_path, columns)
+        status = "interrupted"
+        try:
+            self._run_cells(done, todo, backend=backend, writer=writer, session=session,
+                            progress=progress)
+            status = "complete"
+        finally:
+            result = self._close(session, sessions, status)
+        return result
+
+    def _write_header(self, session: dict[str, Any], sessions: list[dict[str, Any]],
+                      status: str) -> None:
+        header = {**session, "sessions": sessions, "status": status}
+        self.json_path.write_text(json.dumps(header, indent=2, default=str), encoding="utf-8")
+
+    def _run_cells(self, done: set[tuple[str, int]], todo: list[tuple[dict[str, Any], int]],
+                   *, backend: Any, writer: RowWriter, session: dict[str, Any],
+                   progress: bool | None) -> None:
+        """Run the cells not ``done``, writing each row as it finishes; closes ``writer``."""
+        from ..runtime.parallel import map_tasks
+        from ..runtime.progress import Progress
+
+        grid = self.grid
+        bar = Progress(f"bench {grid.name}", len(todo), progress=progress, unit="cell repeats",
+                       expected=[(cell_key(c), expected_cost(c)) for c, _ in todo])
+        serial = backend.kind == "serial"
+
+        def announced(tasks: Iterator[_Task]) -> Iterator[_Task]:
+            for task in tasks:  # serial: pulled right before it runs
+                if serial:
+                    bar.begin(_cell_text(task.columns) + f" (repeat {task.repeat})")
+                yield task
+
+        try:
+            shared = not serial and grid.problems == "movielens"
+            tasks = _tasks(grid, self.selected, self.repeats, done, shared_folds=shared,
+                           threads=self.threads)
+            folds = _load_folds(grid) if shared else None
+            for outcome in map_tasks(_run_cell, announced(tasks), shared=folds,
+                                     backend=backend, label=f"bench-{grid.name}"):
+                row = (outcome.value if outcome.ok
+                       else _failed_row(outcome.task, str(outcome.error)))
+                self.measured.add(row.pop("_threads", None))
+                writer.write(row)
+                session["n_run"] += 1
+                cell = outcome.task.columns
+                bar.advance(cell_key(cell), expected_cost(cell), row.get("dur"))
+        except KeyboardInterrupt:
+            running = f"the running cell ({bar.current}) is abandoned; " if bar.current else ""
+            bar.message(
+                f"interrupted: {running}{session['n_run']} cell repeats timed in this session "
+                f"are saved in {self.raw_path} ({session['n_reused']} reused); writing "
+                f"{RESULTS_CSV} and {RUN_JSON}")
+            raise
+        finally:
+            writer.close()
             bar.close()
 
+    def _close(self, session: dict[str, Any], sessions: list[dict[str, Any]],
+               status: str) -> pd.DataFrame:
+        """Write the results of every cell run so far and the session's end to the header; the
+        aggregated results of the ``selected`` cells. A session that timed nothing leaves the
+        directory's files as they were."""
+        order = [c["cell_id"] for c in self.cells]
+        session["end_time"] = datetime.now(UTC).isoformat(timespec="seconds")
+        session["status"] = status
+        session["blas"] = self.measured.record()
+        session["warnings"] += self.measured.warnings
+        if session["n_run"] == 0:
+            for path, content in self.before.items():
+                if content is None:
+                    path.unlink(missing_ok=True)
+                elif path.read_bytes() != content:
+                    path.write_bytes(content)
+        else:
+            aggregate(read_raw(self.raw_path), order=order).to_csv(self.results_path,
+                                                                   index=False)
+            self._write_header(session, sessions, status)
+        if not self.raw_path.exists():
+            return aggregate(_empty_raw(_columns(self.grid)))
+        raw = read_raw(self.raw_path)
+        keep = {c["cell_id"] for c in self.selected}
+        raw = raw[raw["cell_id"].astype(str).isin(keep)]
+        return aggregate(raw, order=order)
 
-def _close_session(out: Path, raw_path: Path, json_path: Path, cells: list[dict[str, Any]],
-                   selected: list[dict[str, Any]], session: dict[str, Any],
-                   sessions: list[dict[str, Any]], status: str) -> pd.DataFrame:
-    """Write the results of every cell run so far and the session's end to the header; the
-    aggregated results of the ``selected`` cells."""
-    raw = read_raw(raw_path)
-    keep = {c["cell_id"] for c in selected}
-    raw = raw[raw["cell_id"].astype(str).isin(keep)]
-    result = aggregate(raw, order=[c["cell_id"] for c in cells])
-    all_raw = read_raw(raw_path)
-    aggregate(all_raw, order=[c["cell_id"] for c in cells]).to_csv(
-        out / RESULTS_CSV, index=False
-    )
-    session["end_time"] = datetime.now(UTC).isoformat(timespec="seconds")
-    session["status"] = status
-    header = {**session, "sessions": sessions, "status": status}
-    json_path.write_text(json.dumps(header, indent=2, default=str), encoding="utf-8")
-    return result
+
+def _empty_raw(columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns=columns)

@@ -1,9 +1,21 @@
-"""Threads: BLAS counts around lsqmf's parallel compiled kernels and by problem size, and the
-OpenMP wait policy of those kernels.
+"""Threads: BLAS counts around lsqmf's parallel compiled kernels and by problem size, the
+OpenMP wait policy of those kernels, and the thread pinning of timed work.
 
 The one rule for a solve is :func:`blas_threads_for`; :func:`blas_limit` scopes a count with
 threadpoolctl and restores the caller's setting on exit. :func:`passive_openmp_wait` sets
 ``OMP_WAIT_POLICY=passive`` (unless already set) before numba's OpenMP threading layer starts.
+
+Pinning timed work (the benchmark)
+----------------------------------
+threadpoolctl limits only the libraries loaded when the limit is applied, and on numpy 2.4 /
+scipy 1.17 numpy and scipy each ship their own OpenBLAS: a limit set after ``import numpy`` but
+before ``scipy.linalg`` leaves scipy's BLAS, the one the dense solvers use, on its default
+thread count. numba's threading layer keeps its own count, per calling thread
+(:func:`numba.set_num_threads`). So :func:`pinned_threads` first loads every thread pool a
+solve can use (:func:`load_thread_pools`: scipy.linalg, scipy.sparse.linalg and numba's
+threading layer), then limits every library threadpoolctl sees (BLAS and OpenMP) and numba's
+count in the calling thread, and :func:`measure_threads`, called inside, reports what each
+library will actually run; :func:`thread_warnings` names every library above the request.
 """
 
 from __future__ import annotations
@@ -11,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 __all__ = [
@@ -19,8 +33,14 @@ __all__ = [
     "blas_limit",
     "blas_single_thread",
     "blas_threads_for",
+    "library_name",
+    "load_thread_pools",
+    "measure_threads",
     "numba_available",
     "passive_openmp_wait",
+    "pinned_thread",
+    "pinned_threads",
+    "thread_warnings",
 ]
 
 #: The OpenMP wait policy lsqmf asks for (``OMP_WAIT_POLICY``), unless the environment sets one.
@@ -111,3 +131,128 @@ def passive_openmp_wait() -> None:
     that another library loaded earlier in the process. Child processes inherit the setting.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", OPENMP_WAIT_POLICY)
+
+
+# ---------------------------------------------------------------------------- timed work
+def load_thread_pools(numba: bool | None = None) -> None:
+    """Load every thread pool a solve may use, so that a limit applied afterwards holds.
+
+    Imports :mod:`scipy.linalg` and :mod:`scipy.sparse.linalg` (scipy's own OpenBLAS next to
+    numpy's) and, when numba is installed (``numba=None``) or ``numba=True``, starts numba's
+    threading layer (its OpenMP library), after :func:`passive_openmp_wait`.
+    """
+    import scipy.linalg
+    import scipy.sparse.linalg  # noqa: F401
+
+    if numba is None:
+        numba = numba_available()
+    if numba:
+        passive_openmp_wait()
+        import numba as nb
+
+        nb.get_num_threads()  # launches the threading layer (loads its OpenMP library)
+
+
+def library_name(info: dict[str, Any]) -> str:
+    """A reader's name for a thread pool of :func:`measure_threads`, e.g. "scipy's OpenBLAS".
+
+    The owner is the wheel the library file ships in (``numpy.libs``, ``scipy.libs``), else
+    the file name.
+    """
+    api = str(info.get("internal_api") or info.get("user_api") or "library")
+    if info.get("user_api") == "numba":
+        return f"numba's threading layer ({api})"
+    kind = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS",
+            "openmp": "OpenMP"}.get(api, api)
+    path = str(info.get("filepath") or "")
+    for owner in ("numpy", "scipy", "sklearn", "torch", "numba"):
+        if f"{os.sep}{owner}.libs{os.sep}" in path or f"{os.sep}{owner}{os.sep}" in path:
+            return f"{owner}'s {kind}"
+    return f"{kind} ({os.path.basename(path)})" if path else kind
+
+
+@contextlib.contextmanager
+def _numba_threads(threads: int) -> Iterator[None]:
+    """numba's thread count in the calling thread (numba keeps one per thread)."""
+    nb = sys.modules.get("numba")
+    if nb is None:
+        yield
+        return
+    previous = nb.get_num_threads()
+    nb.set_num_threads(min(threads, nb.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        nb.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int) -> Iterator[None]:
+    """Limit every thread pool of the process to ``threads`` for the enclosed (timed) work.
+
+    Loads the pools first (:func:`load_thread_pools`), then limits every library that
+    threadpoolctl sees (each BLAS copy: process-wide; OpenMP: the calling thread) and numba's
+    count in the calling thread. Restored on exit. A helper thread that runs the work enters
+    :func:`pinned_thread` too (OpenMP and numba keep their counts per thread).
+    """
+    from threadpoolctl import threadpool_limits
+
+    load_thread_pools()
+    with threadpool_limits(limits=threads), _numba_threads(threads):
+        yield
+
+
+@contextlib.contextmanager
+def pinned_thread(threads: int) -> Iterator[None]:
+    """The per-thread part of :func:`pinned_threads` (OpenMP and numba), for a helper thread
+    of a process whose BLAS is already limited."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="openmp"), _numba_threads(threads):
+        yield
+
+
+def measure_threads() -> list[dict[str, Any]]:
+    """The thread count each pool of the process runs now, from the calling thread.
+
+    One dict per library threadpoolctl sees (``user_api``, ``internal_api``, ``version``,
+    ``num_threads``, ``filepath``) and, when numba is loaded, one for its threading layer
+    (``user_api='numba'``); each with its :func:`library_name` as ``name``.
+    """
+    from threadpoolctl import threadpool_info
+
+    infos = [
+        {k: info.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
+                                  "filepath")}
+        for info in threadpool_info()
+    ]
+    nb = sys.modules.get("numba")
+    if nb is not None:
+        try:
+            layer = nb.threading_layer()
+        except ValueError:  # not launched
+            layer = "not launched"
+        infos.append({"user_api": "numba", "internal_api": layer, "version": nb.__version__,
+                      "num_threads": nb.get_num_threads(), "filepath": None})
+    for info in infos:
+        info["name"] = library_name(info)
+    return infos
+
+
+def thread_warnings(measured: Sequence[dict[str, Any]], requested: int) -> list[str]:
+    """One message per library that ran more than ``requested`` threads, naming it.
+
+    ``measured`` are :func:`measure_threads` entries (``num_threads`` the most seen).
+    """
+    out = []
+    for info in measured:
+        count = info.get("num_threads")
+        if count is not None and count > requested:
+            where = f" ({info['filepath']})" if info.get("filepath") else ""
+            out.append(
+                f"{info.get('name') or library_name(info)}{where} ran {count} threads in the "
+                f"timed cells although {requested} was requested, so its timings are not "
+                f"comparable; set OPENBLAS_NUM_THREADS={requested} OMP_NUM_THREADS={requested} "
+                f"NUMBA_NUM_THREADS={requested} in the environment before starting."
+            )
+    return out
