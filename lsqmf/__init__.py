@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .nls.solve import LOSSES, METHODS, TR_SOLVERS, NonFiniteResidualError, solve
     from .solvers import SOLVER_DEFAULTS, SOLVERS, get_solver
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "FORMULATIONS",

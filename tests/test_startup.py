@@ -19,12 +19,9 @@ import pytest
 import lsqmf
 from lsqmf.cli import COMMANDS
 from lsqmf.data.synthetic import make_low_rank
-from lsqmf.kernels import backend as _backend
-from lsqmf.kernels import bmf as _kernels_bmf
-from lsqmf.kernels import core as _compiled
-from lsqmf.kernels import solvers as _kernels
+from lsqmf.kernels import jit, registry
 from lsqmf.runtime.threads import passive_openmp_wait
-from lsqmf.solvers import SOLVER_SPECS, get_solver
+from lsqmf.solvers import SOLVER_KERNELS, SOLVER_SPECS, get_solver, warm_up_solver
 
 #: Modules that must not be loaded by ``import lsqmf`` or by building the command line.
 HEAVY = ("pandas", "matplotlib", "seaborn", "numba", "llvmlite", "dask", "distributed",
@@ -60,7 +57,7 @@ def test_reading_a_ratings_file_imports_no_pandas(tmp_path) -> None:
 
 def test_import_lsqmf_loads_no_submodule_until_used() -> None:
     loaded = _modules_after("import lsqmf")
-    assert sorted(m for m in loaded if m.startswith("lsqmf.")) == []
+    assert sorted(m for m in loaded if m.startswith("lsqmf.")) == ["lsqmf._version"]
     assert "numpy" not in loaded
 
 
@@ -108,52 +105,54 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
 
 # ------------------------------------------------------------------------------ warm-up
-def test_the_kernel_table_covers_every_solver() -> None:
-    assert set(_backend.SOLVER_KERNELS) == set(SOLVER_SPECS)
-    for kernels in _backend.SOLVER_KERNELS.values():
-        assert set(kernels.core) <= set(_compiled.KERNELS)
-        assert set(kernels.fast) <= set(_kernels.KERNELS)
-        assert set(kernels.bmf) <= set(_kernels_bmf.KERNELS)
+def test_every_solver_names_registered_kernels() -> None:
+    for spec in SOLVER_SPECS.values():
+        assert set(spec.kernels) <= set(registry.KERNELS), spec.name
+    assert set(SOLVER_KERNELS) == {k for spec in SOLVER_SPECS.values() for k in spec.kernels}
+    assert "gibbs_side" in SOLVER_KERNELS  # bmf's own kernels are warmed up too
+    assert not {"tutorial_mf", "gibbs_rows"} & set(SOLVER_KERNELS)  # only tests use these
 
 
 @pytest.fixture
 def fresh_kernel_caches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Empty the per-process kernel tables (kernels are then read again from the disk cache)."""
+    """Empty the per-process kernel table (kernels are then read again from the disk cache)."""
     pytest.importorskip("numba")
-    monkeypatch.setattr(_compiled, "_compiled", {})
-    monkeypatch.setattr(_kernels, "_compiled", {})
-    monkeypatch.setattr(_kernels_bmf, "_compiled", {})
+    monkeypatch.setattr(jit, "_compiled", {})
 
 
-def _loaded() -> tuple[list[str], list[str], list[str]]:
-    return sorted(_compiled._compiled), sorted(_kernels._compiled), sorted(_kernels_bmf._compiled)
+def _loaded() -> list[str]:
+    return sorted(jit._compiled)
+
+
+def _signatures() -> dict[str, int]:
+    return {name: len(getattr(f, "signatures", ())) for name, f in jit._compiled.items()}
 
 
 @pytest.mark.parametrize("solver", sorted(SOLVER_SPECS))
 def test_warm_up_loads_exactly_the_kernels_the_solver_runs(solver: str,
                                                            fresh_kernel_caches: None) -> None:
-    _backend.warm_up_solver(solver)
-    expected = _backend.SOLVER_KERNELS[solver]
-    after_warm_up = _loaded()
-    assert after_warm_up == (sorted(expected.core), sorted(expected.fast), sorted(expected.bmf))
+    warm_up_solver(solver)
+    after_warm_up = _signatures()
+    assert sorted(after_warm_up) == sorted(SOLVER_SPECS[solver].kernels)
     R, _ = make_low_rank(30, 20, 3, density=0.5, random_state=0)
     extra = {"jac": "operator"} if solver == "lsq" else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a 2-iteration run does not converge
         for biases in (False, True):
             get_solver(solver)(R, 3, random_state=0, max_iter=2, biases=biases, **extra)
-    assert _loaded() == after_warm_up  # nothing was compiled or loaded inside the clock
+    # nothing was compiled or loaded inside the clock: no new kernel, no new specialization
+    assert _signatures() == after_warm_up
 
 
 def test_numpy_backend_warms_up_nothing(fresh_kernel_caches: None) -> None:
     for solver in SOLVER_SPECS:
-        _backend.warm_up_solver(solver, "numpy")
-    assert _loaded() == ([], [], [])
+        warm_up_solver(solver, "numpy")
+    assert _loaded() == []
 
 
-def test_fast_warm_up_refuses_unknown_names() -> None:
-    with pytest.raises(ValueError, match="`names` must be among"):
-        _kernels.warm_up(["no_such_kernel"])
+def test_warm_up_refuses_unknown_names() -> None:
+    with pytest.raises(ValueError, match="`name` must be one of"):
+        registry.warm_up(["no_such_kernel"])
 
 
 def test_lsq_passes_backend_to_solve(fresh_kernel_caches: None) -> None:
@@ -162,7 +161,7 @@ def test_lsq_passes_backend_to_solve(fresh_kernel_caches: None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = lsq(R, 3, random_state=0, max_iter=5, jac="operator", backend="numpy")
-        assert _loaded() == ([], [], [])  # the numpy operator: no kernel
+        assert _loaded() == []  # the numpy operator: no kernel
         compiled = lsq(R, 3, random_state=0, max_iter=5, jac="operator", backend="compiled")
     assert fit.options["backend"] == "numpy"
     assert compiled.options["backend"] == "compiled"
@@ -172,16 +171,16 @@ def test_lsq_passes_backend_to_solve(fresh_kernel_caches: None) -> None:
 # ------------------------------------------------------------------------------ OpenMP
 def test_warm_up_asks_openmp_for_passive_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    _backend.warm_up_solver("als", "numpy")  # the numpy backend loads no OpenMP
+    warm_up_solver("als", "numpy")  # the numpy backend loads no OpenMP
     assert "OMP_WAIT_POLICY" not in os.environ
-    _backend.warm_up_solver("als")
+    warm_up_solver("als")
     assert os.environ["OMP_WAIT_POLICY"] == "passive"
 
 
 def test_a_wait_policy_set_by_the_user_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_WAIT_POLICY", "active")
     passive_openmp_wait()
-    _backend.select_kernels(("als_rows",))
+    registry.select_kernels(("als_rows",))
     assert os.environ["OMP_WAIT_POLICY"] == "active"
 
 

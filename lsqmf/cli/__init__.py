@@ -138,7 +138,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         added (what :func:`main` does; the parser of ``command`` is the same). None, or a name
         that is not a command: every subcommand.
     """
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="lsqmf",

@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace, ratings: Any) -> tuple[Any, list[warnings.WarningMessage]]:
     """``lsqmf.solve`` with the command line's options; the fit and the warnings caught."""
-    from .. import ConvergenceWarning
+    from ..model.result import ConvergenceWarning
     from ..nls.solve import solve
     from ._options import progress_callback, solve_defaults, verbose_level
 

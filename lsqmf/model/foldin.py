@@ -34,15 +34,18 @@ fold-in of a training row reproduces that row's fitted factor and bias (the test
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._validation import check_choice, check_float, check_int, describe
 from ..data.ratings import Ratings, as_ratings, lookup_ids
-from .result import FitResult
+
+if TYPE_CHECKING:  # the model type; fold-in builds its result as type(model)(...), so that
+    from .result import FitResult  # model.result (whose fold_in method calls this) is not imported
 
 __all__ = ["fold_in"]
 
@@ -212,10 +215,17 @@ def _solve_rows(p: _Rows, objective: _Objective, tol: float,
     return Z, cost, True, "ridge"
 
 
+def _is_model(model: Any) -> bool:
+    """Whether ``model`` is a fitted :class:`~lsqmf.FitResult` (by its type's name and fields:
+    this module must not import :mod:`lsqmf.model.result`, whose ``fold_in`` method calls it)."""
+    names = {c.__name__ for c in type(model).__mro__}
+    return "FitResult" in names and dataclasses.is_dataclass(model) and hasattr(model, "Q")
+
+
 def _check_fold_in_args(model: Any, ratings: Any, axis: str, unknown: str, tol: float,
                         max_nfev: int | None) -> tuple[float, int | None]:
     """Check the arguments of :func:`fold_in`; the checked ``tol`` and ``max_nfev``."""
-    if not isinstance(model, FitResult):
+    if not _is_model(model):
         raise TypeError(f"`model` must be lsqmf.FitResult; got {describe(model)}.")
     check_choice("axis", axis, ("rows", "cols"))
     check_choice("unknown", unknown, ("ignore", "raise"))
@@ -536,12 +546,12 @@ def _result(
         train_mean=model.train_mean,
     )
     if rows_axis:
-        return FitResult(
+        return type(model)(
             P=F_new, Q=model.Q, row_bias=bias_new, col_bias=model.col_bias,
             row_ids=new_ids, col_ids=model.col_ids, row_counts=counts,
             col_counts=model.col_counts, **common,
         )
-    return FitResult(
+    return type(model)(
         P=model.P, Q=np.ascontiguousarray(F_new.T), row_bias=model.row_bias, col_bias=bias_new,
         row_ids=model.row_ids, col_ids=new_ids, row_counts=model.row_counts,
         col_counts=counts, **common,
