@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 import lsqmf  # noqa: E402
 from lsqmf.data.synthetic import make_tracks  # noqa: E402
-from lsqmf.nls.varpro import solve_varpro  # noqa: E402
+from lsqmf.nls.solve import solve_varpro  # noqa: E402
 from lsqmf.solvers import als  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,7 +30,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from lsqmf.nls.varpro import solve_varpro  # noqa: E402
+from lsqmf.nls.solve import solve_varpro  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GIRAFFE = ROOT.parent / "shared" / "data" / "giraffe" / "giraffe.M.txt"

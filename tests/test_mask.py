@@ -7,7 +7,7 @@ import pytest
 
 from lsqmf import as_ratings
 from lsqmf.data.ratings import Ratings
-from lsqmf.nls.varpro import solve_varpro
+from lsqmf.nls.solve import solve_varpro
 
 
 def _matrix() -> tuple[np.ndarray, np.ndarray]:

@@ -604,7 +604,8 @@ def test_every_invalid_combination_is_refused_with_the_alternatives(case) -> Non
 
 
 def test_tables_cover_every_public_name() -> None:
-    assert list(METHOD_TABLE) == METHODS
+    assert list(METHOD_TABLE) == [*METHODS, "lm-normal"]
+    assert [m for m, spec in METHOD_TABLE.items() if spec.eliminate_only] == ["lm-normal"]
     assert list(JAC_KINDS) == ["auto", "sparse", "dense", "operator", "kron", "2-point",
                                "3-point"]
     assert [m for m, spec in METHOD_TABLE.items() if spec.dense] == ["lm"]
@@ -650,7 +651,15 @@ def test_solve_warms_the_kernels_up_before_the_clock(monkeypatch) -> None:
     R = random_observed(8, 6, 0.6, seed=3, rank=2)
     solve(R, 2, formulation="l2", reg=0.1, random_state=0, jac="operator", backend="compiled")
     solve(R, 2, formulation="l2", reg=0.1, random_state=0)
-    assert calls == [("compiled", ("jac_matvec", "jac_rmatvec")), ("compiled", ())]
+    solve(R, 2, formulation="l2", reg=0.1, random_state=0, eliminate="Q", backend="compiled")
+    solve(R, 2, formulation="l2", reg=0.1, random_state=0, eliminate="P", method="lm-normal",
+          backend="compiled")
+    solve(R, 2, formulation="l2", reg=0.1, random_state=0, eliminate="P", backend="numpy")
+    assert calls == [
+        (("jac_matvec", "jac_rmatvec"), "compiled"), ((), "compiled"),
+        (("varpro_gram", "varpro_matvec", "varpro_rmatvec"), "compiled"),
+        (("varpro_gram", "normal_tri_pairs", "normal_scatter"), "compiled"), ((), "numpy"),
+    ]
 
 
 # --------------------------------------------------------------------------- seeds, verbose
@@ -667,26 +676,39 @@ def test_the_drawn_seed_is_recorded_and_replays_the_run() -> None:
     assert other.options["random_state"] != seed
 
 
-def _solve_records(caplog, verbose: int):
+def _solve_records(caplog, verbose: int, **kwargs):
     R = random_observed(10, 8, 0.5, seed=12, rank=2)
     caplog.clear()
-    fit = solve(R, 2, formulation="l2", reg=0.1, random_state=0, verbose=verbose)
+    fit = solve(R, 2, formulation="l2", reg=0.1, random_state=0, verbose=verbose, **kwargs)
     return fit, [r for r in caplog.records if r.name == "lsqmf.solve"]
 
 
-def test_verbose_logs_through_logging_never_prints(caplog, capsys) -> None:
-    fit, quiet = _solve_records(caplog, 0)
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"eliminate": "Q"}, {"eliminate": "P", "tr_solver": "exact"},
+     {"eliminate": "Q", "method": "lm-normal"}],
+    ids=["joint", "varpro-Q", "varpro-P-exact", "lm-normal"],
+)
+def test_verbose_logs_through_logging_never_prints(caplog, capsys, kwargs) -> None:
+    """verbose=1: a line per iteration (each linearization point) and the summary; verbose=2
+    also a line per residual evaluation. The same lines for every runner."""
+    fit, quiet = _solve_records(caplog, 0, **kwargs)
     assert quiet == []
-    fit, one = _solve_records(caplog, 1)
-    assert len(one) == 1 and one[0].levelname == "INFO"
-    assert one[0].getMessage().startswith(f"finished: status {fit.status}, cost ")
-    assert f"{fit.nfev} evaluations" in one[0].getMessage()
-    fit, lines = _solve_records(caplog, 2)
+    fit, one = _solve_records(caplog, 1, **kwargs)
+    messages = [r.getMessage() for r in one]
+    assert all(r.levelname == "INFO" for r in one)
+    assert len(messages) == fit.njev + 1 and fit.njev >= 2
+    assert all(m.startswith(f"iteration {i}: cost ") for i, m in enumerate(messages[:-1]))
+    assert messages[-1].startswith(f"finished: status {fit.status}, cost ")
+    assert f"{fit.nfev} evaluations" in messages[-1]
+    fit, lines = _solve_records(caplog, 2, **kwargs)
     messages = [r.getMessage() for r in lines]
-    assert len(messages) == fit.nfev + 1 and messages[-1].startswith("finished")
-    assert messages[0].startswith("evaluation 0: cost ") and "step norm n/a" in messages[0]
-    assert all("step norm" in m and m.endswith(" s") for m in messages[:-1])
-    assert all(f"evaluation {i}:" in m for i, m in enumerate(messages[:-1]))
+    evaluations = [m for m in messages if m.startswith("evaluation ")]
+    assert len(messages) == fit.nfev + fit.njev + 1 and messages[-1].startswith("finished")
+    assert len(evaluations) == fit.nfev
+    assert evaluations[0].startswith("evaluation 0: cost ") and "step norm n/a" in evaluations[0]
+    assert all("step norm" in m and m.endswith(" s") for m in evaluations)
+    assert all(f"evaluation {i}:" in m for i, m in enumerate(evaluations))
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
 
@@ -757,4 +779,5 @@ def test_verbose_without_logging_configured_goes_to_stderr(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=tmp_path)
     assert proc.stdout == ""
-    assert proc.stderr.startswith("lsqmf.solve: finished: status ")
+    assert proc.stderr.startswith("lsqmf.solve: iteration 0: cost ")
+    assert proc.stderr.splitlines()[-1].startswith("lsqmf.solve: finished: status ")

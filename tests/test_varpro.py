@@ -10,7 +10,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from lsqmf.data.ratings import Ratings
-from lsqmf.nls.varpro import build_reduced, solve_varpro, transpose_ratings
+from lsqmf.nls.solve import solve_varpro
+from lsqmf.nls.varpro import build_reduced, transpose_ratings
 from lsqmf.solvers.als import SideSolver
 
 GIRAFFE = Path(__file__).resolve().parents[2] / "shared" / "data" / "giraffe" / "giraffe.M.txt"
@@ -300,29 +301,16 @@ def test_giraffe_gets_near_the_best_known_optimum() -> None:
     assert fit.rms == pytest.approx(0.322795, rel=1e-3)
 
 
-def _solve_arguments(**overrides):
-    import inspect
-
+def test_solve_with_eliminate_runs_varpro_with_solve_defaults() -> None:
     import lsqmf
 
-    params = inspect.signature(lsqmf.solve).parameters
-    args = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
-    args.update(overrides)
-    return args
-
-
-def test_solve_arguments_route_to_varpro_with_solve_defaults() -> None:
-    from lsqmf.nls.varpro import solve_from_arguments
-
     M = _low_rank(seed=8)
-    args = _solve_arguments(R=M, rank=2, eliminate="Q", formulation="none", init_scale=1.0,
-                            random_state=0)
-    fit = solve_from_arguments(args)
-    ref = solve_varpro(M, 2, formulation="none", init_scale=1.0, random_state=0,
-                       ftol=args["ftol"], x_scale=args["x_scale"])
+    fit = lsqmf.solve(M, 2, eliminate="Q", formulation="none", init_scale=1.0, random_state=0)
+    ref = solve_varpro(M, 2, formulation="none", init_scale=1.0, random_state=0, ftol=1e-3,
+                       x_scale="jac")
     np.testing.assert_array_equal(fit.P, ref.P)
     assert fit.options["eliminate"] == "Q"
     with pytest.raises(ValueError, match="check_jacobian"):
-        solve_from_arguments({**args, "check_jacobian": 1e-6})
+        lsqmf.solve(M, 2, eliminate="Q", formulation="none", check_jacobian=1e-6)
     with pytest.raises(ValueError, match="`jac` must be one of"):
-        solve_from_arguments({**args, "jac": "kron"})
+        lsqmf.solve(M, 2, eliminate="Q", formulation="none", jac="kron")

@@ -10,7 +10,8 @@ import pytest
 import lsqmf
 from lsqmf.data.ratings import as_ratings
 from lsqmf.nls.lm_normal import MAX_NORMAL_PARAMS, normal_equations
-from lsqmf.nls.varpro import build_reduced, solve_varpro
+from lsqmf.nls.solve import solve_varpro
+from lsqmf.nls.varpro import build_reduced
 
 GIRAFFE = Path(__file__).resolve().parents[2] / "shared" / "data" / "giraffe" / "giraffe.M.txt"
 

@@ -1,7 +1,7 @@
 r"""Levenberg-Marquardt on the reduced normal equations of variable projection.
 
-``solve_varpro(..., method='lm-normal')`` (and ``lsqmf.solve(..., eliminate=...,
-method='lm-normal')``) runs this module's damped Gauss-Newton iteration on the reduced
+``lsqmf.solve(..., eliminate=..., method='lm-normal')`` (the ``'lm_normal'`` runner of
+:mod:`lsqmf.nls.run`) runs this module's damped Gauss-Newton iteration on the reduced
 problem of :mod:`lsqmf.nls.varpro` with Kaufman's Jacobian :math:`J_K`. It is lsqmf's own
 solver, *not* ``scipy.optimize.least_squares(method='lm')``: it never forms :math:`J_K`
 (``n_obs x n_theta``), only the small dense matrix :math:`A = J_K^\top J_K`
@@ -129,20 +129,20 @@ from scipy.optimize import OptimizeResult
 from ..kernels.registry import get_kernel
 from ..model.result import STATUS_MESSAGES, Status
 
-if TYPE_CHECKING:  # varpro imports this module lazily
+if TYPE_CHECKING:
+    from .options import SolveOptions
     from .varpro import InnerSolution, ReducedProblem
 
 __all__ = [
     "MAX_NORMAL_PARAMS",
     "METHOD",
-    "check_normal_arguments",
     "lm_normal",
     "normal_equations",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The method name in :func:`lsqmf.nls.varpro.solve_varpro` and :func:`lsqmf.solve`.
+#: The method name in :func:`lsqmf.solve` (its row of :data:`lsqmf.nls.tables.METHODS`).
 METHOD = "lm-normal"
 #: Largest ``n_theta`` for which the dense normal matrix is formed (8000**2 doubles: 512 MB).
 MAX_NORMAL_PARAMS = 8000
@@ -154,46 +154,10 @@ _EXTEND_MAX = 8.0
 _MEMORY = 1
 #: Damp the eliminated block too (DRW): the factored matrix uses (G_i + mu diag G_i)^-1.
 _INNER_DAMPING = False
+#: Nielsen's initial damping: ``mu_0 = _TAU * max(diag(A) / D)``.
+_TAU = 1e-3
 #: Memory bound of the scatter blocks of ``C``.
 _BLOCK_BYTES = 256 * 2**20
-
-
-def check_normal_arguments(
-    *,
-    loss: Any,
-    bounds: Any,
-    tr_solver: Any,
-    tr_options: Any,
-    jac: Any,
-    jacobian: str,
-) -> None:
-    """Refuse the options ``method='lm-normal'`` has no meaning for (ValueError)."""
-    if loss != "linear":
-        raise ValueError(
-            f"method={METHOD!r} supports only loss='linear'; got loss={loss!r}. Use "
-            "method='trf' for a robust loss."
-        )
-    if bounds is not None:
-        raise ValueError(
-            f"method={METHOD!r} does not support `bounds`; use method='trf' with bounds."
-        )
-    if tr_solver is not None:
-        raise ValueError(
-            f"method={METHOD!r} solves the reduced normal equations by Cholesky and takes no "
-            f"`tr_solver`; got tr_solver={tr_solver!r}."
-        )
-    if tr_options:
-        raise ValueError(f"method={METHOD!r} takes no `tr_options`; got {tr_options!r}.")
-    if jac != "auto":
-        raise ValueError(
-            f"method={METHOD!r} forms J^T J itself and takes jac='auto' only; got jac={jac!r}."
-        )
-    if jacobian != "kaufman":
-        raise ValueError(
-            f"method={METHOD!r} implements Kaufman's Jacobian only; got "
-            f"varpro_jacobian={jacobian!r}. Use jacobian='kaufman', or method='trf' for "
-            "'full'."
-        )
 
 
 @dataclass
@@ -476,97 +440,100 @@ class _State:
 
 
 @dataclass(frozen=True)
-class _Settings:
-    ftol: float
-    xtol: float
-    gtol: float
-    max_nfev: int
+class _Run:
+    """One :func:`lm_normal` call: the residual, the reduced problem and its index layout,
+    the solve's options (:class:`~lsqmf.nls.options.SolveOptions`, the one record), the
+    damping's ``x_scale`` and the hook called at every new normal matrix."""
+
+    fun: Callable[[np.ndarray], np.ndarray]
+    red: ReducedProblem
+    lay: _Layout
+    options: SolveOptions
     x_scale: Any
-    tau: float
-    retract: bool
+    linearized: Callable[[np.ndarray], None]
+
+    def tol(self, name: str) -> float:
+        """``ftol``, ``xtol`` or ``gtol`` (None disables it: 0)."""
+        value = getattr(self.options, name)
+        return 0.0 if value is None else float(value)
+
+    @property
+    def max_nfev(self) -> int:
+        """``max_nfev``, by default ``100 * n_theta``."""
+        given = self.options.max_nfev
+        return 100 * self.red.n_params if given is None else int(given)
+
+    @property
+    def retract(self) -> bool:
+        """Without regularization the gauge is projected out and ``P`` retracted."""
+        return not self.red.problem.has_reg
 
 
 def lm_normal(
     fun: Callable[[np.ndarray], np.ndarray],
     red: ReducedProblem,
     theta0: np.ndarray,
+    options: SolveOptions,
     *,
-    ftol: float | None,
-    xtol: float | None,
-    gtol: float | None,
-    max_nfev: int | None,
     x_scale: Any = "jac",
-    tau: float = 1e-3,
-    retract: bool | None = None,
+    linearized: Callable[[np.ndarray], None] | None = None,
 ) -> OptimizeResult:
     """Minimize ``0.5 ||fun(theta)||^2`` by LM on the reduced normal equations.
 
     ``fun`` is the reduced residual (it records the history, and may raise to stop: the
     caller's callback and ``max_time``); the normal matrix comes from ``red`` at the same
-    point (its inner solution is cached). Returns an ``OptimizeResult`` with the fields of
-    ``least_squares``' (``x``, ``cost``, ``fun``, ``grad``, ``optimality``, ``status``,
-    ``message``, ``success``, ``nfev``, ``njev``).
+    point (its inner solution is cached). ``options`` gives ``ftol``, ``xtol``, ``gtol`` and
+    ``max_nfev``; ``x_scale`` is ``'jac'`` or the scales (the plan's); ``linearized(theta)``
+    is called at every point where the normal matrix is formed (an iteration). Returns an
+    ``OptimizeResult`` with the fields of ``least_squares``' (``x``, ``cost``, ``fun``,
+    ``grad``, ``optimality``, ``status``, ``message``, ``success``, ``nfev``, ``njev``).
     """
-    lay = _layout(red)
-    opts = _Settings(
-        ftol=0.0 if ftol is None else float(ftol),
-        xtol=0.0 if xtol is None else float(xtol),
-        gtol=0.0 if gtol is None else float(gtol),
-        max_nfev=100 * red.n_params if max_nfev is None else int(max_nfev),
-        x_scale=x_scale,
-        tau=tau,
-        retract=(not red.problem.has_reg) if retract is None else bool(retract),
-    )
+    run = _Run(fun, red, _layout(red), options, x_scale,
+               linearized if linearized is not None else (lambda x: None))
     x = np.array(theta0, dtype=np.float64, copy=True)
     r = fun(x)
-    st = _State(x, r, 0.5 * float(r @ r), *_normal(red, lay, x))
+    run.linearized(x)
+    st = _State(x, r, 0.5 * float(r @ r), *_normal(red, run.lay, x))
     if _INNER_DAMPING:
-        st.pieces = _pieces(red, lay, x)
-    if opts.retract:
+        st.pieces = _pieces(red, run.lay, x)
+    if run.retract:
         _set_gauge(red, st)
     status: Status | None = None
     while status is None:
-        status = _iteration(fun, red, lay, st, opts)
-    return _result(red, lay, st, status)
+        status = _iteration(run, st)
+    return _result(red, run.lay, st, status)
 
 
-def _iteration(
-    fun: Callable[[np.ndarray], np.ndarray],
-    red: ReducedProblem,
-    lay: _Layout,
-    st: _State,
-    opts: _Settings,
-) -> Status | None:
+def _iteration(run: _Run, st: _State) -> Status | None:
     """One accepted step (or a stop): trial steps with growing damping until the cost
     decreases; a new normal matrix at the accepted point. Returns the status if it stops."""
-    if float(np.max(np.abs(st.g), initial=0.0)) < opts.gtol:
+    xtol, max_nfev = run.tol("xtol"), run.max_nfev
+    if float(np.max(np.abs(st.g), initial=0.0)) < run.tol("gtol"):
         return Status.GTOL
-    if st.nfev >= opts.max_nfev:
+    if st.nfev >= max_nfev:
         return Status.MAX_ITER
     diag = np.diag(st.A)
-    Dd = _damping(diag, opts.x_scale)
+    Dd = _damping(diag, run.x_scale)
     if st.mu is None:
-        st.mu = max(opts.tau * float(np.max(diag / Dd, initial=1.0)), 1e-300)
+        st.mu = max(_TAU * float(np.max(diag / Dd, initial=1.0)), 1e-300)
     while True:
-        damped = _damped_step(red, lay, st, Dd)
+        damped = _damped_step(run.red, run.lay, st, Dd)
         if damped is None:
             return Status.XTOL
         step, pred = damped
-        trial = _evaluate(fun, st, st.x + step)
+        trial = _evaluate(run.fun, st, st.x + step)
         actual = st.cost - trial[2]
         rho = actual / pred if pred > 0 else -1.0
-        small_step = float(np.linalg.norm(step)) < opts.xtol * (
-            opts.xtol + float(np.linalg.norm(st.x))
-        )
+        small_step = float(np.linalg.norm(step)) < xtol * (xtol + float(np.linalg.norm(st.x)))
         logger.debug("lm-normal: mu %.3g rho %.3g cost %.12g", st.mu, rho, trial[2])
         if actual > 0:
-            if rho > _EXTEND_RHO and not small_step and st.nfev < opts.max_nfev:
-                trial = _longer_step(fun, st, step, trial, opts.max_nfev)
-            return _accept(red, lay, st, opts, trial, rho, small_step)
+            if rho > _EXTEND_RHO and not small_step and st.nfev < max_nfev:
+                trial = _longer_step(run.fun, st, step, trial, max_nfev)
+            return _accept(run, st, trial, rho, small_step)
         _raise_damping(st)
         if small_step:
             return Status.XTOL
-        if st.nfev >= opts.max_nfev:
+        if st.nfev >= max_nfev:
             return Status.MAX_ITER
 
 
@@ -693,26 +660,20 @@ class _Factor:
         return p, -(float(g @ p) + 0.5 * float(p @ (self.A @ p)))
 
 
-def _accept(
-    red: ReducedProblem,
-    lay: _Layout,
-    st: _State,
-    opts: _Settings,
-    trial: _Point,
-    rho: float,
-    small_step: bool,
-) -> Status | None:
+def _accept(run: _Run, st: _State, trial: _Point, rho: float, small_step: bool
+            ) -> Status | None:
     """Move to the trial point (retracted), update the damping, test ftol/xtol, and form
     the normal matrix there if the run goes on."""
     assert st.mu is not None
+    red = run.red
     x_new, r_new, cost_new = trial
     actual = st.cost - cost_new
     st.mu *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
     st.nu = 2.0
-    f_conv = actual < opts.ftol * st.cost and rho > 0.25
+    f_conv = actual < run.tol("ftol") * st.cost and rho > 0.25
     d, g_old = x_new - st.x, st.g
     st.x, st.r, st.cost = x_new, r_new, cost_new
-    if opts.retract:
+    if run.retract:
         st.x, R = _retract(red, st.x)
         d, g_old = _to_retracted(red, R, d, g_old)
         if st.steps is not None and st.dgs is not None:
@@ -723,9 +684,10 @@ def _accept(
         return Status.FTOL
     if small_step:
         return Status.XTOL
-    st.A, st.g = _normal(red, lay, st.x)
+    run.linearized(st.x)
+    st.A, st.g = _normal(red, run.lay, st.x)
     if _INNER_DAMPING:
-        st.pieces = _pieces(red, lay, st.x)
+        st.pieces = _pieces(red, run.lay, st.x)
     st.njev += 1
     _remember(st, d, st.g - g_old)
     if st.gauge is not None:

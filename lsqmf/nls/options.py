@@ -29,7 +29,15 @@ from .._validation import (
 from ..data.ratings import Ratings, as_ratings
 from ..kernels.backend import BACKENDS
 from ..model.problem import FORMULATIONS
-from .tables import LOSSES, METHODS, TR_OPTION_KEYS, TR_SOLVERS, check_jac
+from .tables import (
+    ELIMINATE,
+    LOSSES,
+    METHODS,
+    TR_OPTION_KEYS,
+    TR_SOLVERS,
+    VARPRO_JACOBIANS,
+    check_jac,
+)
 
 __all__ = ["SolveOptions", "validate"]
 
@@ -72,6 +80,9 @@ class SolveOptions:
     verbose: int
     backend: str
     blas_threads: int | None
+    #: the factor solved in closed form (variable projection), or None for the joint problem
+    eliminate: str | None = None
+    varpro_jacobian: str = "kaufman"
     P0: np.ndarray | None = field(default=None, repr=False)
     Q0: np.ndarray | None = field(default=None, repr=False)
     rng: np.random.Generator | None = field(default=None, repr=False, compare=False)
@@ -138,6 +149,40 @@ def _check_model(method: str, loss: Any, bounds: Any) -> None:
         )
 
 
+def _check_eliminate(a: Mapping[str, Any]) -> None:
+    """What variable projection (``eliminate``) and the methods that need it refuse."""
+    eliminate, method, formulation = a["eliminate"], a["method"], a["formulation"]
+    spec = METHODS[method]
+    if spec.eliminate_only and eliminate is None:
+        raise ValueError(
+            f"method={method!r} runs on the reduced problem of variable projection; pass "
+            "eliminate='Q' or 'P', or use method='trf', 'dogbox' or 'lm'."
+        )
+    if spec.own_jac is not None and a["tr_solver"] is not None:
+        raise ValueError(
+            f"method={method!r} solves the reduced normal equations by Cholesky and takes no "
+            f"`tr_solver`; got tr_solver={a['tr_solver']!r}."
+        )
+    if spec.own_jac is not None and a["varpro_jacobian"] != "kaufman":
+        raise ValueError(
+            f"method={method!r} implements Kaufman's Jacobian only; got varpro_jacobian="
+            f"{a['varpro_jacobian']!r}. Use varpro_jacobian='kaufman', or method='trf' for "
+            "'full'."
+        )
+    if eliminate is None:
+        return
+    if formulation not in ("l2", "none"):
+        raise ValueError(
+            "`eliminate` needs formulation 'l2' or 'none' (the eliminated factor's closed form "
+            f"is a ridge or plain least-squares solve); got formulation={formulation!r}."
+        )
+    if a["check_jacobian"] is not None:
+        raise ValueError(
+            "`check_jacobian` checks the joint Jacobian and does not apply with `eliminate`; "
+            "the reduced Jacobians are tested in tests/test_varpro.py. Drop it."
+        )
+
+
 def _check_factors(
     ratings: Ratings, rank: Any, P0: Any, Q0: Any
 ) -> tuple[int, np.ndarray | None, np.ndarray | None]:
@@ -184,12 +229,15 @@ def validate(arguments: Mapping[str, Any]) -> tuple[Ratings, SolveOptions]:
     check_choice("tr_solver", tr_solver, TR_SOLVERS)
     check_choice("formulation", a["formulation"], FORMULATIONS)
     check_choice("backend", a["backend"], BACKENDS)
+    check_choice("eliminate", a["eliminate"], ELIMINATE)
+    check_choice("varpro_jacobian", a["varpro_jacobian"], VARPRO_JACOBIANS)
     _check_model(method, a["loss"], a["bounds"])
+    _check_eliminate(a)
     ftol, xtol, gtol = _check_tolerances(method, a["ftol"], a["xtol"], a["gtol"])
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable; got {describe(callback)}.")
     tr_options = _check_tr_options(a["tr_options"], method, tr_solver)
-    check_jac(a["jac"], method, tr_solver)
+    check_jac(a["jac"], method, tr_solver, a["eliminate"])
     max_nfev, blas_threads = a["max_nfev"], a["blas_threads"]
     numbers = dict(
         f_scale=_positive("f_scale", a["f_scale"]),
@@ -212,6 +260,7 @@ def validate(arguments: Mapping[str, Any]) -> tuple[Ratings, SolveOptions]:
         reg=a["reg"], reg_bias=a["reg_bias"], method=method, tr_solver=tr_solver,
         tr_options=tr_options, loss=a["loss"], bounds=a["bounds"], ftol=ftol, xtol=xtol,
         gtol=gtol, x_scale=a["x_scale"], jac=a["jac"], seed=seed, callback=callback,
-        backend=a["backend"], P0=P0, Q0=Q0, rng=rng, **numbers,  # type: ignore[arg-type]
+        backend=a["backend"], eliminate=a["eliminate"], varpro_jacobian=a["varpro_jacobian"],
+        P0=P0, Q0=Q0, rng=rng, **numbers,  # type: ignore[arg-type]
     )
     return ratings, options

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,7 +29,10 @@ from ..model.problem import Problem, build_problem
 from ..model.start import random_start
 from ..runtime.threads import blas_threads_for
 from .options import SolveOptions
-from .tables import METHODS, JacKind, choose_jac, needs_dense
+
+if TYPE_CHECKING:
+    from .varpro import ReducedProblem
+from .tables import METHODS, REDUCED_KERNELS, JacKind, choose_jac, needs_dense
 
 __all__ = ["MAX_DENSE_JACOBIAN_BYTES", "Plan", "plan"]
 
@@ -46,8 +49,9 @@ class Plan:
     Attributes
     ----------
     problem : Problem
+        The joint problem (with ``eliminate='P'``, of the transposed ratings).
     x0 : ndarray, shape (n_params,)
-        The start (clipped into the bounds).
+        The start (clipped into the bounds): the joint ``x``, or VarPro's ``theta``.
     lb, ub : ndarray, shape (n_params,)
     jac : JacKind
         The kind that runs (``'auto'`` resolved).
@@ -65,6 +69,14 @@ class Plan:
         BLAS thread limit for the run (None: the caller's setting).
     runner : str
         Key of :data:`lsqmf.nls.run.RUNNERS`.
+    reduced : ReducedProblem or None
+        VarPro's reduced problem (``eliminate``): ``x`` is its ``theta``.
+    eliminate : {None, 'Q', 'P'}
+    varpro_jacobian : {'kaufman', 'full'}
+    kernels : tuple of str
+        Compiled kernels the run calls (to warm up before the clock starts).
+    ratings : Ratings or None
+        The caller's ratings (None: ``problem.ratings``).
     """
 
     problem: Problem
@@ -79,14 +91,29 @@ class Plan:
     backend: str
     blas_threads: int | None
     runner: str = "least_squares"
+    reduced: ReducedProblem | None = None
+    eliminate: str | None = None
+    varpro_jacobian: str = "kaufman"
+    kernels: tuple[str, ...] = ()
+    ratings: Ratings | None = None
 
     @property
-    def kernels(self) -> tuple[str, ...]:
-        """Compiled kernels the run calls (to warm up before the clock starts)."""
-        return self.jac.kernels if self.backend == "compiled" else ()
+    def n_params(self) -> int:
+        return self.problem.n_params if self.reduced is None else self.reduced.n_params
+
+    def residual(self, x: np.ndarray) -> np.ndarray:
+        """The residual the runner minimizes: the joint one, or VarPro's reduced one."""
+        if self.reduced is None:
+            return self.problem.residual(x)
+        return self.reduced.residual(x)
 
     def jacobian_function(self) -> Any:
-        """What ``least_squares`` gets as ``jac``: a function of ``x`` or scipy's scheme name."""
+        """What ``least_squares`` gets as ``jac``: a function of ``x`` or scipy's scheme name
+        (None for a method that forms its own, :data:`~lsqmf.nls.tables.NORMAL`)."""
+        if self.reduced is not None:
+            if self.jac.reduced is None:
+                return None
+            return self.jac.reduced(self.reduced, self.varpro_jacobian)
         if self.jac.build is None:
             return self.jac.scipy_name
         build = self.jac.build(self.problem, self.backend)
@@ -94,20 +121,38 @@ class Plan:
             return lambda x: build(x).toarray()
         return build
 
+    def factors(self, x: np.ndarray) -> tuple[Any, Any, Any, Any, float]:
+        """``(P, Q, row_bias, col_bias, rms)`` at ``x``, in the caller's orientation (copies)."""
+        if self.reduced is not None:
+            x = self.reduced.joint_x(x)
+        x = np.array(x, copy=True)
+        P, Q, b, c = self.problem.unpack(x)
+        rms = self.problem.rms(x)
+        if self.eliminate == "P":
+            P, Q, b, c = np.array(Q).T.copy(), np.array(P).T.copy(), c, b
+        return P, Q, b, c, rms
 
-def resolve_bounds(bounds: Any, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
-    """``(lb, ub)`` of length n_params; a scalar applies to every factor entry (not the
-    biases)."""
-    n_par = problem.n_params
+    @property
+    def caller_ratings(self) -> Ratings:
+        return self.problem.ratings if self.ratings is None else self.ratings
+
+
+def resolve_bounds(
+    bounds: Any, n_params: int, n_factor: int, *, eliminate: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(lb, ub)`` of length ``n_params``; a scalar applies to every factor entry (the first
+    ``n_factor``; not the biases). With ``eliminate`` they bound the optimized factor only."""
     if bounds is None:
-        return np.full(n_par, -np.inf), np.full(n_par, np.inf)
+        return np.full(n_params, -np.inf), np.full(n_params, np.inf)
+    length = f"{n_params} (its entries [+ its biases])" if eliminate else f"n_params={n_params}"
+    tail = (" With `eliminate`, bounds apply to the optimized factor only: the eliminated "
+            "factor has a closed form and cannot be bounded." if eliminate else "")
     lb, ub = bound_arrays(
-        bounds, n_par, problem.n_rows * problem.rank + problem.rank * problem.n_cols,
+        bounds, n_params, n_factor,
         pair_error="`bounds` must be a pair (lb, ub) of scalars (applied to every factor entry) "
-        f"or of arrays of length n_params={n_par}",
+        f"or of arrays of length {n_params}",
         shape_error=lambda name, shape: (
-            f"`bounds` {name} must be a scalar or have length n_params={n_par}; got shape "
-            f"{shape}."
+            f"`bounds` {name} must be a scalar or have length {length}; got shape {shape}.{tail}"
         ),
     )
     if np.any(lb >= ub):
@@ -136,21 +181,21 @@ def resolve_x_scale(x_scale: Any, n_par: int) -> str | np.ndarray:
     return arr
 
 
-def column_scale(problem: Problem, x: np.ndarray) -> np.ndarray:
+def column_scale(problem: Problem | ReducedProblem, x: np.ndarray) -> np.ndarray:
     """Jacobian column norms at ``x`` with zeros replaced by 1: scipy's ``'jac'`` scale."""
     norms = problem.column_norms(x)
     norms[norms == 0] = 1.0
     return norms
 
 
-def check_size(problem: Problem, options: SolveOptions, dense: bool) -> None:
+def check_size(n_res: int, n_par: int, options: SolveOptions, dense: bool, nnz: int) -> None:
     """Refuse what scipy would fail on late: lm's residual count, a dense J beyond budget."""
-    n_res, n_par = problem.n_residuals, problem.n_params
     if METHODS[options.method].overdetermined and n_res < n_par:
         raise ValueError(
             f"method={options.method!r} needs at least as many residuals as unknowns; this "
             f"problem has {n_res} residuals and {n_par} unknowns (formulation="
-            f"{options.formulation!r} with {problem.ratings.nnz} observed entries). Use "
+            f"{options.formulation!r} with {nnz} observed entries"
+            f"{', eliminate=' + repr(options.eliminate) if options.eliminate else ''}). Use "
             "method='trf' or 'dogbox', or a regularized formulation ('prior' or 'l2')."
         )
     if dense and n_res * n_par * 8 > MAX_DENSE_JACOBIAN_BYTES:
@@ -162,10 +207,12 @@ def check_size(problem: Problem, options: SolveOptions, dense: bool) -> None:
         )
 
 
-def check_start(problem: Problem, x0: np.ndarray, check_jacobian: float | None) -> None:
+def check_start(the_plan: Plan, check_jacobian: float | None) -> None:
     """Evaluate the residual once at the start (and compare J with finite differences)."""
-    r0 = problem.residual(x0)
-    if r0.shape != (problem.n_residuals,) or not np.all(np.isfinite(r0)):
+    problem, x0 = the_plan.problem, the_plan.x0
+    r0 = the_plan.residual(x0)
+    n_res = problem.n_residuals
+    if r0.shape != (n_res,) or not np.all(np.isfinite(r0)):
         raise ValueError(
             "the residuals at the starting point are not finite; check `P0`, `Q0` and the "
             "ratings."
@@ -183,11 +230,16 @@ def check_start(problem: Problem, x0: np.ndarray, check_jacobian: float | None) 
     logger.info("Jacobian check: max relative error %.3g", chk.max_rel_error)
 
 
+def _start(ratings: Ratings, options: SolveOptions) -> tuple[np.ndarray, np.ndarray]:
+    """The random start ``(P, Q)`` (``P0``/``Q0`` where given)."""
+    assert options.rng is not None
+    return random_start(ratings, options.rank, options.rng, init_scale=options.init_scale,
+                        P0=options.P0, Q0=options.Q0)
+
+
 def build(ratings: Ratings, options: SolveOptions) -> tuple[Problem, np.ndarray]:
     """The problem (its priors are the start) and the packed start ``x0``."""
-    assert options.rng is not None
-    P, Q = random_start(ratings, options.rank, options.rng, init_scale=options.init_scale,
-                        P0=options.P0, Q0=options.Q0)
+    P, Q = _start(ratings, options)
     problem = build_problem(
         ratings, options.rank, formulation=options.formulation, alpha=options.alpha,
         beta=options.beta, reg=options.reg, reg_bias=options.reg_bias,
@@ -196,32 +248,83 @@ def build(ratings: Ratings, options: SolveOptions) -> tuple[Problem, np.ndarray]
     return problem, problem.pack(P, Q)
 
 
+def build_reduced_start(
+    ratings: Ratings, options: SolveOptions, backend: str
+) -> tuple[ReducedProblem, np.ndarray]:
+    """VarPro's reduced problem (of the transposed ratings for ``eliminate='P'``) and its
+    start ``theta0``: the optimized factor of the random start."""
+    from .varpro import build_reduced, transpose_ratings
+
+    work = transpose_ratings(ratings) if options.eliminate == "P" else ratings
+    red = build_reduced(
+        work, options.rank, formulation=options.formulation, reg=options.reg,
+        reg_bias=options.reg_bias, count_scaled=options.count_scaled, biases=options.biases,
+        backend=backend,
+    )
+    P, Q = _start(ratings, options)
+    return red, red.pack(P if options.eliminate == "Q" else Q.T)
+
+
+def _threads(options: SolveOptions, dense_entries: int | None, single: bool) -> int | None:
+    if options.blas_threads is not None:
+        return options.blas_threads
+    return 1 if single else blas_threads_for(dense_entries, False)
+
+
+def _scale(x_scale: str | np.ndarray, jac: JacKind, target: Any, x0: np.ndarray,
+           reduced: bool) -> tuple[str | np.ndarray, bool]:
+    """``(x_scale, emulate)``: with the matrix-free operator scipy cannot apply ``'jac'``;
+    the joint problem emulates it by restarts, VarPro fixes the column norms at the start."""
+    if jac.name != "operator" or not isinstance(x_scale, str):
+        return x_scale, False
+    if reduced:
+        logger.info("x_scale='jac' with the reduced operator: column norms at the start, fixed")
+    return 1.0 / column_scale(target, x0), not reduced
+
+
 def plan(ratings: Ratings, options: SolveOptions) -> Plan:
     """Decide how the run goes; see the module docstring."""
-    problem, x0 = build(ratings, options)
     backend = resolve_backend(options.backend)
+    spec = METHODS[options.method]
+    red: ReducedProblem | None = None
+    if options.eliminate is None:
+        problem, x0 = build(ratings, options)
+        target: Problem | ReducedProblem = problem
+    else:
+        red, x0 = build_reduced_start(ratings, options, backend)
+        problem, target = red.problem, red
+    n_res, n_par = problem.n_residuals, target.n_params
     jac = choose_jac(options.jac, options.method, options.tr_solver, problem.jacobian_nnz(),
-                     backend)
+                     backend, options.eliminate)
     dense = jac.always_dense or needs_dense(options.method, options.tr_solver)
-    check_size(problem, options, dense)
-    lb, ub = resolve_bounds(options.bounds, problem)
-    x_scale = resolve_x_scale(options.x_scale, problem.n_params)
+    check_size(n_res, n_par, options, dense, ratings.nnz)
+    n_factor = target.n_rows * target.rank  # entries of the optimized factor(s)
+    if red is None:
+        n_factor += problem.rank * problem.n_cols
+    lb, ub = resolve_bounds(options.bounds, n_par, n_factor, eliminate=options.eliminate)
     clipped = np.clip(x0, lb, ub)
     if np.any(clipped != x0):
         logger.info("clipped %d start values into the bounds", int(np.sum(clipped != x0)))
         x0 = clipped
-    check_start(problem, x0, options.check_jacobian)
-    emulate = jac.name == "operator" and isinstance(x_scale, str)
-    if emulate:
-        x_scale = 1.0 / column_scale(problem, x0)
-    uses_kernels = bool(jac.kernels) and backend == "compiled"
-    threads = options.blas_threads
-    if threads is None:
-        threads = blas_threads_for(
-            problem.n_residuals * problem.n_params if dense else None, uses_kernels
-        )
-    return Plan(
+    x_scale, emulate = _scale(resolve_x_scale(options.x_scale, n_par), jac, target, x0,
+                              red is not None)
+    kernels = _kernels(jac, spec.kernels, red is not None) if backend == "compiled" else ()
+    operator = jac.name == "operator" and backend == "compiled"
+    the_plan = Plan(
         problem=problem, x0=x0, lb=lb, ub=ub, jac=jac, dense=dense,
         jac_sparsity=problem.jac_sparsity() if jac.scipy_name and not dense else None,
-        x_scale=x_scale, emulate_jac_scale=emulate, backend=backend, blas_threads=threads,
+        x_scale=x_scale, emulate_jac_scale=emulate, backend=backend,
+        blas_threads=_threads(options, n_res * n_par if dense else None,
+                              operator or spec.single_thread),
+        runner=spec.runner, reduced=red, eliminate=options.eliminate,
+        varpro_jacobian=options.varpro_jacobian, kernels=kernels, ratings=ratings,
     )
+    check_start(the_plan, options.check_jacobian)
+    return the_plan
+
+
+def _kernels(jac: JacKind, method_kernels: tuple[str, ...], reduced: bool) -> tuple[str, ...]:
+    """The compiled kernels a run calls (the backend is compiled)."""
+    if not reduced:
+        return jac.kernels
+    return (*REDUCED_KERNELS, *jac.reduced_kernels, *method_kernels)

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..model.result import STATUS_MESSAGES, FitResult, Status, warn_not_converged
-from .options import SolveOptions
-from .plan import Plan
-from .run import Outcome
+
+if TYPE_CHECKING:  # solvers/ import NonFiniteResidualError from here: keep this module light
+    from .options import SolveOptions
+    from .plan import Plan
+    from .run import Outcome
 
 __all__ = ["NonFiniteResidualError", "options_record", "result"]
 
@@ -38,7 +40,8 @@ class NonFiniteResidualError(FloatingPointError):
 
 def options_record(plan: Plan, options: SolveOptions, restarts: int) -> dict[str, Any]:
     """``result.options``: the options as run (``random_state`` is the seed that replays the
-    run: the drawn one when None was passed; None for a Generator)."""
+    run: the drawn one when None was passed; None for a Generator). One key layout for every
+    runner; ``jac`` is the kind that ran (``'normal'`` for lm-normal)."""
     return {
         "rank": options.rank, "formulation": options.formulation, "alpha": options.alpha,
         "beta": options.beta, "reg": options.reg, "reg_bias": options.reg_bias,
@@ -52,6 +55,7 @@ def options_record(plan: Plan, options: SolveOptions, restarts: int) -> dict[str
         "random_state": options.seed, "bounds": options.bounds is not None,
         "max_time": options.max_time, "backend": plan.backend,
         "blas_threads": plan.blas_threads, "x_scale_restarts": restarts,
+        "eliminate": options.eliminate, "varpro_jacobian": options.varpro_jacobian,
     }
 
 
@@ -76,19 +80,18 @@ def result(plan: Plan, options: SolveOptions, outcome: Outcome, t_start: float) 
     NonFiniteResidualError
         If the run met non-finite residuals.
     """
-    problem, ev, opt = plan.problem, outcome.evaluations, outcome.opt
-    ratings = problem.ratings
+    ev, opt = outcome.evaluations, outcome.opt
+    ratings = plan.caller_ratings
     common = dict(
-        mu=problem.mu, history=ev.history(), wall_time=time.perf_counter() - t_start,
+        mu=plan.problem.mu, history=ev.history(), wall_time=time.perf_counter() - t_start,
         options=options_record(plan, options, outcome.restarts), solver="lsq",
         row_ids=ratings.row_ids, col_ids=ratings.col_ids, row_counts=ratings.row_counts(),
         col_counts=ratings.col_counts(), train_mean=ratings.mean(),
     )
 
     def at(x: np.ndarray, **kw: Any) -> FitResult:
-        x = np.array(x, copy=True)
-        P, Q, b, c = problem.unpack(x)
-        return FitResult(P=P, Q=Q, row_bias=b, col_bias=c, rms=problem.rms(x), **common, **kw)  # type: ignore[arg-type]
+        P, Q, b, c, rms = plan.factors(x)
+        return FitResult(P=P, Q=Q, row_bias=b, col_bias=c, rms=rms, **common, **kw)  # type: ignore[arg-type]
 
     if opt is None:  # stopped early: the best point evaluated
         status = Status.NON_FINITE if outcome.stop_status is None else outcome.stop_status

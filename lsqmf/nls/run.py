@@ -2,17 +2,33 @@
 
 :func:`run` picks the runner named by :attr:`Plan.runner` from :data:`RUNNERS`, runs it with
 the plan's BLAS thread limit and the verbosity the caller asked for, and returns an
-:class:`Outcome` -- the evaluations recorded, and scipy's result or the reason the run
-stopped early. It raises nothing for an early stop; the result stage turns the outcome into a
-``FitResult`` (or a ``NonFiniteResidualError``).
+:class:`Outcome` -- the evaluations recorded, and the optimizer's result or the reason the
+run stopped early. It raises nothing for an early stop; the result stage turns the outcome
+into a ``FitResult`` (or a ``NonFiniteResidualError``).
+
+The runners:
+
+``'least_squares'``
+    ``scipy.optimize.least_squares`` on the plan's residual: the joint problem, or VarPro's
+    reduced one (``eliminate=``, :mod:`lsqmf.nls.varpro`) with its Jacobian kinds.
+``'lm_normal'``
+    lsqmf's Levenberg-Marquardt on VarPro's reduced normal equations
+    (``method='lm-normal'``, :mod:`lsqmf.nls.lm_normal`).
+
+Every runner evaluates through one :class:`Evaluations` (the history, the best point, the
+callback, the time budget, the stop at the first non-finite residual, the log lines: one per
+iteration at ``verbose >= 1``, one per evaluation at ``verbose=2``) and reports through one
+:class:`Outcome`.
 
 Extension point: a runner is a function ``(plan, options) -> Outcome``; add it to
-:data:`RUNNERS` and name it in the plan.
+:data:`RUNNERS` and name it in the method's row of :data:`lsqmf.nls.tables.METHODS`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +41,7 @@ from ..model.result import History, IterationInfo, Status
 from ..runtime.threads import blas_limit
 from .options import SolveOptions
 from .plan import Plan, column_scale
-from .tables import LOSSES, METHODS
+from .tables import METHODS, loss_row, scipy_loss
 
 if TYPE_CHECKING:
     from scipy.optimize import OptimizeResult
@@ -67,21 +83,18 @@ class _NonFinite(Exception):
 
 
 def loss_cost(loss: str | Callable, f_scale: float) -> Callable[[np.ndarray], float]:
-    """scipy's cost ``0.5 * f_scale**2 * sum(rho(r**2 / f_scale**2))`` for the given loss."""
-    if loss == "linear":
-        return lambda r: 0.5 * float(r @ r)
-    c2 = f_scale**2
-    if callable(loss):
-        return lambda r: 0.5 * c2 * float(np.sum(np.asarray(loss(r**2 / c2))[0]))
-    rho = LOSSES[loss]
-    return lambda r: 0.5 * c2 * float(np.sum(rho(r**2 / c2)))
+    """scipy's cost ``0.5 * f_scale**2 * sum(rho(r**2 / f_scale**2))`` for the given loss
+    (its row of :data:`lsqmf.nls.tables.LOSSES`, or a callable ``loss``)."""
+    row = loss_row(loss)
+    return lambda r: row.cost(r, f_scale)
 
 
 class Evaluations:
-    """The residual and Jacobian as scipy sees them: counts every evaluation, records the
-    cost history and the best point, calls the callback, enforces the time budget, logs a
-    line per evaluation at ``verbose=2``, and (with ``plan.emulate_jac_scale``) signals a
-    stale column scaling."""
+    """The residual and Jacobian as the optimizer sees them: counts every evaluation, records
+    the cost history and the best point, calls the callback, enforces the time budget, stops
+    at the first non-finite residual, logs a line per iteration (a new linearization point)
+    at ``verbose >= 1`` and per evaluation at ``verbose=2``, and (with
+    ``plan.emulate_jac_scale``) signals a stale column scaling."""
 
     def __init__(self, plan: Plan, options: SolveOptions) -> None:
         self.plan, self.options = plan, options
@@ -99,7 +112,7 @@ class Evaluations:
         self.jac_function = plan.jacobian_function()
 
     def fun(self, x: np.ndarray) -> np.ndarray:
-        r = self.plan.problem.residual(x)
+        r = self.plan.residual(x)
         step = self.nfev
         self.nfev += 1
         elapsed = time.perf_counter() - self.start
@@ -141,8 +154,16 @@ class Evaluations:
             if np.any(scale > RESCALE_FACTOR * self.scale_inv):
                 raise _Rescale(np.array(x, copy=True), scale)
         self.first_jac = False
-        self.njev += 1
+        self.linearized(x)
         return self.jac_function(x)
+
+    def linearized(self, x: np.ndarray) -> None:
+        """Count a Jacobian (or normal-matrix) evaluation at ``x``, an iterate: its log line
+        at ``verbose >= 1`` (the best cost so far: every runner's iterates descend)."""
+        if self.options.verbose >= 1:
+            logger.info("iteration %d: cost %.6e, %d evaluations, %.3f s", self.njev,
+                        self.best_cost, self.nfev, time.perf_counter() - self.start)
+        self.njev += 1
 
     def history(self) -> History:
         return History.from_lists(self.steps, self.costs, self.times)
@@ -176,11 +197,34 @@ def _least_squares(plan: Plan, options: SolveOptions, ev: Evaluations, x_start: 
     return least_squares(
         ev.fun, x_start, jac=jac, bounds=(plan.lb, plan.ub), method=options.method,
         ftol=options.ftol, xtol=options.xtol, gtol=options.gtol, x_scale=x_scale,
-        loss=options.loss, f_scale=options.f_scale,
+        loss=scipy_loss(options.loss), f_scale=options.f_scale,
         max_nfev=None if options.max_nfev is None else options.max_nfev - ev.nfev,
         jac_sparsity=plan.jac_sparsity, tr_solver=options.tr_solver if uses_tr else None,
         tr_options=dict(options.tr_options),
     )
+
+
+def _linalg_error(options: SolveOptions, ev: Evaluations, err: Exception) -> Exception:
+    return np.linalg.LinAlgError(
+        f"the linear algebra of method={options.method!r}, tr_solver={options.tr_solver!r} "
+        f"failed after {ev.nfev} evaluations ({err}); try tr_solver='lsmr', a regularized "
+        "formulation, or another method."
+    )
+
+
+def _guarded(ev: Evaluations, options: SolveOptions, call: Callable[[], Any]) -> Outcome:
+    """Run ``call`` (one optimizer run) and turn its ending into an :class:`Outcome`:
+    scipy's (or lm-normal's) result, or the reason it stopped early."""
+    try:
+        return Outcome(ev, opt=call())
+    except _Stop as stop:
+        return Outcome(ev, stop_status=stop.status)
+    except _NonFinite as err:
+        return Outcome(ev, nonfinite_step=err.step, nonfinite_count=err.n_bad)
+    except KeyboardInterrupt:
+        return Outcome(ev, stop_status=Status.INTERRUPTED)
+    except np.linalg.LinAlgError as err:
+        raise _linalg_error(options, ev, err) from err
 
 
 def run_least_squares(plan: Plan, options: SolveOptions) -> Outcome:
@@ -193,7 +237,9 @@ def run_least_squares(plan: Plan, options: SolveOptions) -> Outcome:
     while True:
         ev.first_jac = True
         try:
-            opt = _least_squares(plan, options, ev, x_start, x_scale)
+            outcome = _guarded(
+                ev, options, functools.partial(_least_squares, plan, options, ev, x_start, x_scale)
+            )
         except _Rescale as rescale:
             # continue from the accepted iterate with the running maximum of the column
             # norms, as scipy's 'jac' keeps
@@ -203,25 +249,26 @@ def run_least_squares(plan: Plan, options: SolveOptions) -> Outcome:
             x_scale, x_start = 1.0 / ev.scale_inv, rescale.x
             logger.info("x_scale restart %d after %d evaluations", restarts, ev.nfev)
             continue
-        except _Stop as stop:
-            return Outcome(ev, stop_status=stop.status, restarts=restarts)
-        except _NonFinite as err:
-            return Outcome(ev, nonfinite_step=err.step, nonfinite_count=err.n_bad,
-                           restarts=restarts)
-        except KeyboardInterrupt:
-            return Outcome(ev, stop_status=Status.INTERRUPTED, restarts=restarts)
-        except np.linalg.LinAlgError as err:
-            raise np.linalg.LinAlgError(
-                f"the linear algebra of method={options.method!r}, tr_solver="
-                f"{options.tr_solver!r} failed after {ev.nfev} evaluations ({err}); try "
-                "tr_solver='lsmr', a regularized formulation, or another method."
-            ) from err
-        return Outcome(ev, opt=opt, restarts=restarts)
+        return dataclasses.replace(outcome, restarts=restarts)
 
 
-#: Runner name -> function ``(plan, options) -> Outcome``; :attr:`Plan.runner` names one.
+def run_lm_normal(plan: Plan, options: SolveOptions) -> Outcome:
+    """lm-normal (:func:`lsqmf.nls.lm_normal.lm_normal`) on VarPro's reduced problem."""
+    from .lm_normal import lm_normal
+
+    assert plan.reduced is not None
+    ev = Evaluations(plan, options)
+    return _guarded(ev, options, functools.partial(
+        lm_normal, ev.fun, plan.reduced, plan.x0, options, x_scale=plan.x_scale,
+        linearized=ev.linearized,
+    ))
+
+
+#: Runner name -> function ``(plan, options) -> Outcome``; :attr:`Plan.runner` names one
+#: (from the method's row of :data:`lsqmf.nls.tables.METHODS`).
 RUNNERS: dict[str, Callable[[Plan, SolveOptions], Outcome]] = {
     "least_squares": run_least_squares,
+    "lm_normal": run_lm_normal,
 }
 
 

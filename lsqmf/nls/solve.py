@@ -85,7 +85,6 @@ from .plan import MAX_DENSE_JACOBIAN_BYTES, plan
 from .result import NonFiniteResidualError, result
 from .run import RESCALE_FACTOR, run
 from .tables import JAC_KINDS, LOSSES, METHODS, TR_SOLVERS
-from .varpro import solve_from_arguments
 
 __all__ = [
     "JAC_KINDS",
@@ -96,6 +95,7 @@ __all__ = [
     "TR_SOLVERS",
     "NonFiniteResidualError",
     "solve",
+    "solve_varpro",
 ]
 
 
@@ -173,12 +173,20 @@ def solve(
         Under ``'l2'``, scale each row's and column's weight by its number of ratings.
     biases : bool, default=False
         Fit ``mu + b_u + c_i + p_u q_i`` with ``mu`` the training mean.
-    method : {'trf', 'dogbox', 'lm'}, default='trf'
+    method : {'trf', 'dogbox', 'lm', 'lm-normal'}, default='trf'
+        scipy's methods, or (with ``eliminate`` only) ``'lm-normal'``: lsqmf's own
+        Levenberg-Marquardt on the dense reduced normal equations (Kaufman's Jacobian,
+        Cholesky; :mod:`lsqmf.nls.lm_normal`), for small optimized factors (``n * rank`` up
+        to 8000); linear loss, no bounds, no ``tr_solver``; ``x_scale='jac'`` is Marquardt's
+        ``diag(J^T J)`` damping.
     tr_solver : {None, 'exact', 'lsmr'}, default=None
         As in ``least_squares``; ``'lm'`` ignores it.
     tr_options : dict, optional
         Passed to the trust-region solver (``lsmr`` options, ``regularize``).
     loss : {'linear', 'soft_l1', 'huber', 'cauchy', 'arctan'} or callable, default='linear'
+        A row of :data:`~lsqmf.nls.tables.LOSSES` (rho with its derivatives), or a callable
+        with scipy's contract (``loss(z)`` returns the ``(3, m)`` array). With ``eliminate``
+        the inner solve stays least squares.
     f_scale : float, default=1.0
         Soft margin between inlier and outlier residuals of a robust loss.
     bounds : (lb, ub), optional
@@ -205,10 +213,13 @@ def solve(
         Called as ``callback(IterationInfo(step, cost, time))`` after every residual
         evaluation; returning True stops the run.
     verbose : {0, 1, 2}, default=0
-        As in ``least_squares``, but through :mod:`logging` (logger ``lsqmf.solve``, level
-        INFO; to stderr when logging is not configured), never printed: 1 logs one line at
+        Progress through :mod:`logging` (logger ``lsqmf.solve``, level INFO; to stderr when
+        logging is not configured), never printed: 1 logs a line per iteration (each new
+        linearization point: the best cost so far, evaluations, time; scipy's finite
+        differences, ``jac='2-point'``/``'3-point'``, have no such point to log) and one at
         the end (status, cost, evaluations, time), 2 also a line per residual evaluation
-        (cost, norm of the step from the previous evaluation, time).
+        (cost, norm of the step from the previous evaluation, time). The same for every
+        method and with ``eliminate``.
     backend : {'auto', 'compiled', 'numpy'}, default='auto'
         Who runs the matrix-free Jacobian products: the numba kernels (``'compiled'``;
         ``'auto'`` when numba imports) or numpy (the oracle). Only ``jac='operator'`` (and
@@ -225,7 +236,9 @@ def solve(
         Variable projection (:mod:`lsqmf.nls.varpro`): solve this factor (with its biases) in
         closed form for the current other one and optimize only the other. Needs
         ``formulation='l2'`` or ``'none'``; ``jac`` is ``'auto'``, ``'operator'``,
-        ``'sparse'`` or ``'dense'``; bounds apply to the optimized factor.
+        ``'sparse'`` or ``'dense'`` (``'auto'``: ``'dense'`` where scipy needs it, else the
+        matrix-free ``'operator'``); bounds apply to the optimized factor; ``x_scale='jac'``
+        with the operator is fixed at the start's column norms.
     varpro_jacobian : {'kaufman', 'full'}, default='kaufman'
         With ``eliminate``: Kaufman's approximation or the full Golub-Pereyra Jacobian.
 
@@ -280,8 +293,6 @@ def solve(
     5.0
     """
     arguments = dict(locals())
-    if eliminate is not None:
-        return solve_from_arguments(arguments)
     t_start = time.perf_counter()
     ratings, options = validate(arguments)
     the_plan = plan(ratings, options)
@@ -290,3 +301,39 @@ def solve(
     t_start += time.perf_counter() - t_warm  # compile/load time is not fit time
     outcome = run(the_plan, options)
     return result(the_plan, options, outcome, t_start)
+
+
+def solve_varpro(
+    R: Any,
+    rank: int | None = None,
+    *,
+    eliminate: str = "Q",
+    jacobian: str = "kaufman",
+    formulation: str = "none",
+    ftol: float | None = 1e-8,
+    xtol: float | None = 1e-8,
+    gtol: float | None = 1e-8,
+    x_scale: Any = 1.0,
+    **options: Any,
+) -> FitResult:
+    r"""Variable projection with VarPro's defaults: :func:`solve` with ``eliminate`` set.
+
+    The same run as ``solve(R, rank, eliminate=eliminate, varpro_jacobian=jacobian, ...)``,
+    with the defaults of VarPro's benchmarks (``formulation='none'``, tolerances ``1e-8``,
+    ``x_scale=1.0``); every other keyword is :func:`solve`'s. See :mod:`lsqmf.nls.varpro`
+    for the method.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lsqmf.nls.solve import solve_varpro
+    >>> rng = np.random.default_rng(0)
+    >>> M = rng.standard_normal((8, 2)) @ rng.standard_normal((2, 7))
+    >>> M[rng.random(M.shape) < 0.2] = np.nan
+    >>> fit = solve_varpro(M, 2, random_state=0, backend="numpy")
+    >>> bool(fit.rms < 1e-6)
+    True
+    """
+    return solve(R, rank, eliminate=eliminate, varpro_jacobian=jacobian,
+                 formulation=formulation, ftol=ftol, xtol=xtol, gtol=gtol, x_scale=x_scale,
+                 **options)
