@@ -314,3 +314,126 @@ def test_solve_with_eliminate_runs_varpro_with_solve_defaults() -> None:
         lsqmf.solve(M, 2, eliminate="Q", formulation="none", check_jacobian=1e-6)
     with pytest.raises(ValueError, match="`jac` must be one of"):
         lsqmf.solve(M, 2, eliminate="Q", formulation="none", jac="kron")
+
+
+# ----------------------------------------------------------------- one pipeline with solve
+@pytest.fixture
+def nan_from_evaluation(monkeypatch: pytest.MonkeyPatch):
+    """Make the reduced residual NaN from evaluation ``k`` on (``k`` set by the test)."""
+    from lsqmf.nls.varpro import ReducedProblem
+
+    real = ReducedProblem.residual
+    state = {"calls": 0, "k": 3}
+
+    def residual(self, theta):
+        r = real(self, theta)
+        state["calls"] += 1
+        if state["calls"] > state["k"]:
+            r[:3] = np.nan
+        return r
+
+    monkeypatch.setattr(ReducedProblem, "residual", residual)
+    return state
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"method": "trf"}, {"method": "trf", "tr_solver": "exact"}, {"method": "lm"},
+     {"method": "lm-normal"}, {"method": "lm-normal", "eliminate": "P"}],
+    ids=["trf-lsmr", "trf-exact", "lm", "lm-normal", "lm-normal-P"],
+)
+def test_non_finite_reduced_residuals_raise_with_the_best_finite_point(
+    nan_from_evaluation, kwargs
+) -> None:
+    import lsqmf
+    from lsqmf.model.result import Status
+
+    M = _low_rank(seed=9)
+    # the plan evaluates the start once (calls 1), the runner's evaluations follow
+    nan_from_evaluation["k"] = 4
+    with pytest.raises(lsqmf.NonFiniteResidualError, match="non-finite at evaluation 3") as e:
+        solve_varpro(M, 2, init_scale=1.0, random_state=0, **kwargs)
+    assert isinstance(e.value, FloatingPointError)
+    fit = e.value.partial_result
+    assert isinstance(fit, lsqmf.FitResult)
+    assert fit.status == Status.NON_FINITE and not fit.success
+    assert fit.nfev == 4 and len(fit.history.cost) == 3
+    assert fit.cost == min(fit.history.cost) and np.isfinite(fit.P).all()
+    assert fit.P.shape == (12, 2) and fit.Q.shape == (2, 10)
+    assert fit.options["eliminate"] == kwargs.get("eliminate", "Q")
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "during"),
+    [({"blas_threads": 2}, 2), ({"blas_threads": 2, "method": "lm-normal"}, 2),
+     ({"method": "lm-normal"}, 1), ({"tr_solver": "exact"}, 1),
+     ({"backend": "compiled"}, 1)],
+    ids=["operator-2", "lm-normal-2", "lm-normal", "exact-small", "operator-compiled"],
+)
+def test_blas_threads_are_honoured_with_eliminate(kwargs, during) -> None:
+    from threadpoolctl import threadpool_limits
+
+    M = _low_rank(seed=10)
+    seen: list[list[int]] = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        outside = _blas_threads()
+        fit = solve_varpro(  # the callback records the threads and stops at step 4
+            M, 2, init_scale=1.0, random_state=0,
+            callback=lambda info: bool(seen.append(_blas_threads())) or info.step >= 4, **kwargs)
+        assert _blas_threads() == outside
+    assert seen and all(threads and max(threads) == during for threads in seen)
+    assert fit.options["blas_threads"] == during
+
+
+def test_options_have_one_key_layout_for_every_runner() -> None:
+    import lsqmf
+
+    M = _low_rank(seed=11)
+    fits = [
+        lsqmf.solve(M, 2, formulation="l2", reg=0.1, random_state=0),
+        lsqmf.solve(M, 2, formulation="l2", reg=0.1, random_state=0, method="lm"),
+        lsqmf.solve(M, 2, formulation="l2", reg=0.1, random_state=0, jac="operator"),
+        lsqmf.solve(M, 2, formulation="l2", reg=0.1, random_state=0, eliminate="Q"),
+        lsqmf.solve(M, 2, formulation="l2", reg=0.1, random_state=0, eliminate="P",
+                    tr_solver="exact", varpro_jacobian="full"),
+        lsqmf.solve(M, 2, formulation="l2", reg=0.1, random_state=0, eliminate="Q",
+                    method="lm-normal"),
+    ]
+    keys = [list(fit.options) for fit in fits]
+    assert all(k == keys[0] for k in keys)
+    assert {"eliminate", "varpro_jacobian", "jac", "backend", "blas_threads",
+            "random_state", "x_scale_restarts"} <= set(keys[0])
+    assert [f.options["eliminate"] for f in fits] == [None, None, None, "Q", "P", "Q"]
+    assert [f.options["jac"] for f in fits] == ["sparse", "dense", "operator", "operator",
+                                                 "dense", "normal"]
+    assert fits[4].options["varpro_jacobian"] == "full"
+    assert all(f.options["random_state"] == 0 for f in fits)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "lm-normal"}, r"method='lm-normal' runs on the reduced problem"),
+        ({"eliminate": "R"}, r"`eliminate` must be one of None, 'Q', 'P'"),
+        ({"eliminate": "Q", "varpro_jacobian": "exact"}, r"`varpro_jacobian` must be one of"),
+        ({"eliminate": "Q", "formulation": "prior"}, r"formulation 'l2' or 'none'"),
+        ({"eliminate": "Q", "jac": "2-point"}, r"with `eliminate`, `jac` must be one of"),
+        ({"eliminate": "Q", "tr_solver": "exact", "jac": "operator"},
+         r"tr_solver='exact' needs a dense Jacobian.*'auto', 'dense' with"),
+        ({"eliminate": "Q", "bounds": (np.zeros(5), 1.0)}, r"cannot be bounded"),
+    ],
+    ids=["lm-normal-joint", "eliminate", "varpro_jacobian", "prior", "2-point", "exact-op",
+         "bounds"],
+)
+def test_invalid_eliminate_combinations_are_refused(kwargs, match) -> None:
+    import lsqmf
+
+    with pytest.raises(ValueError, match=match):
+        lsqmf.solve(_low_rank(seed=12), 2, formulation=kwargs.pop("formulation", "none"),
+                    **kwargs)
