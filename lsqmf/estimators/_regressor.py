@@ -191,11 +191,11 @@ class RatingRegressor(RegressorMixin, BaseEstimator):
         """
         check_choice("cold_start", self.cold_start, COLD_START_POLICIES)
         keywords = solver_keywords(self, COMMON_OPTIONS)
-        users, items = self._check_pairs(X, reset=True)
-        _, y = validate_data(self, X, y, reset=False, dtype=None, y_numeric=True,
-                             multi_output=False)
+        checked, y = validate_data(self, X, y, reset=True, dtype=None, y_numeric=True,
+                                   multi_output=False)
         values = np.asarray(y, dtype=np.float64)
         weights = self._weights(sample_weight, len(values))
+        users, items = self._id_columns(X, checked)
         if weights is not None:
             keep = weights > 0
             users, items, values, weights = users[keep], items[keep], values[keep], weights[keep]
@@ -214,9 +214,10 @@ class RatingRegressor(RegressorMixin, BaseEstimator):
         self.n_iter_ = int(model.nfev)
         return self
 
-    def _check_pairs(self, X: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The user and item id columns of ``X`` (dtypes of a DataFrame's columns kept)."""
-        checked = validate_data(self, X, reset=reset, dtype=None)
+    @staticmethod
+    def _id_columns(X: Any, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The user and item id columns of ``X`` (``checked`` its validated array; the
+        dtypes of a DataFrame's columns are kept)."""
         if checked.shape[1] != 2:
             raise ValueError(
                 "`X` must have exactly 2 columns (user id, item id); got n_features = "
@@ -277,7 +278,7 @@ class RatingRegressor(RegressorMixin, BaseEstimator):
             pairs (the same cold-start rule and clipping).
         """
         check_is_fitted(self, "model_")
-        users, items = self._check_pairs(X, reset=False)
+        users, items = self._id_columns(X, validate_data(self, X, reset=False, dtype=None))
         model = self.model_
         rows = lookup_ids(self.users_, users, model.shape[0])
         cols = lookup_ids(self.items_, items, model.shape[1])
