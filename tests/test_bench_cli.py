@@ -62,11 +62,30 @@ def test_bench_runs_plots_and_resumes(grid_file: Path, tmp_path: Path,
     header = json.loads((out / "run.json").read_text())
     assert header["command"] == (f"lsqmf bench --grid {grid_file} --repeats 1 --out {out} "
                                  "--no-progress")
-    # a rerun finds every cell done
-    assert main(argv) == 0
-    assert len(read_raw(out / "raw.csv")) == N_CELLS
+    # a rerun is refused: the directory holds a run; with --resume, a finished one
+    before = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*argv, "--resume"]) == 2
+    assert "holds a finished run" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == before
+
+
+def test_bench_resume_reports_what_it_reuses(grid_file: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    argv = ["bench", "--grid", str(grid_file), "--out", str(out), "--repeats", "1",
+            "--no-progress", "--no-plots"]
+    assert main([*argv, "--where", "n == 4"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    err = capsys.readouterr().err
+    half = N_CELLS // 2
+    assert f"resuming the run in {out}: {half} cell repeats reused, {half} to time" in err
     header = json.loads((out / "run.json").read_text())
-    assert [s["n_run"] for s in header["sessions"]] == [N_CELLS, 0]
+    assert [s["n_run"] for s in header["sessions"]] == [half, half]
 
 
 def test_bench_where_selects_cells(grid_file: Path, tmp_path: Path) -> None:

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CONVERGENCE_CONFIGS",
+    "INCOMPLETE",
     "config_label",
     "convergence_study",
+    "display_label",
     "plot_convergence",
     "plot_timings",
 ]
@@ -71,6 +73,34 @@ def config_label(frame: pd.DataFrame, columns: Sequence[str] = _HUE_COLUMNS) -> 
         cols = [c for c in columns if c in frame][:1]
     parts = frame[cols].astype(str).replace({"nan": "", "None": "", "<NA>": ""})
     return parts.apply(lambda r: "-".join(v for v in r if v), axis=1)
+
+
+#: Words of a configuration label as a reader should see them (``lm-none`` is "lm (MINPACK)").
+_WORDS = {"lsmr": "LSMR", "exact": "exact (dense SVD)", "none": "", "solve": "",
+          "operator": "operator", "kron": "Kronecker"}
+
+#: The mark of a figure drawn from a partial run.
+INCOMPLETE = "INCOMPLETE"
+
+
+def display_label(label: str) -> str:
+    """A configuration label for a legend: ``trf-lsmr`` -> ``trf + LSMR``, ``lm-none`` ->
+    ``lm (MINPACK)``; a suffix in parentheses is kept."""
+    head, sep, tail = label.partition(" (")
+    tokens = [t for t in head.split("-") if t]
+    if tokens and tokens[0] == "lm" and all(t in ("none", "linear") for t in tokens[1:]):
+        text = "lm (MINPACK)"
+    else:
+        text = " + ".join(w for w in (_WORDS.get(t, t) for t in tokens) if w) or head
+    return text + (f" ({tail}" if sep else "")
+
+
+def _mark_incomplete(fig: Any, note: str | None) -> None:
+    """A red "INCOMPLETE" stamp with ``note`` in the figure's bottom right corner."""
+    if note:
+        fig.text(0.995, 0.005, f"{INCOMPLETE}: {note.removeprefix('incomplete: ')}",
+                 color="#b2182b", fontsize=10, fontweight="bold", ha="right", va="bottom",
+                 bbox={"boxstyle": "round,pad=0.3", "fc": "#fde0dd", "ec": "#b2182b"})
 
 
 def _save(fig: Any, out: Path, stem: str) -> list[Path]:
@@ -289,8 +319,9 @@ def _timing_legends(fig: Any, lines: _Lines) -> None:
         handles = [Line2D([], [], lw=1.8, ms=5, **line_style[lab]) for lab in labels]
     else:  # line style and marker tell the `style` values apart: colour only here
         handles = [Line2D([], [], lw=3, color=line_style[lab]["color"]) for lab in labels]
-    legend = fig.legend(handles, labels, loc="outside right center", fontsize=9,
-                        title="method-tr_solver")
+    legend = fig.legend(handles, [display_label(lab) for lab in labels],
+                        loc="outside right center", fontsize=9,
+                        title="method + trust-region solver")
     if style is not None:
         style_handles = [Line2D([], [], color="0.3", lw=1.5, linestyle=lines.style_marks[v][0],
                                 marker=lines.style_marks[v][1]) for v in lines.style_vals]
@@ -328,6 +359,7 @@ def plot_timings(
     x: str = "n",
     y: str = "dur",
     stem: str = "timings",
+    incomplete: str | None = None,
 ) -> list[Path]:
     """Draw the timing grid of a results table and save it as PNG and SVG.
 
@@ -356,6 +388,9 @@ def plot_timings(
         Columns on the axes (both log scale).
     stem : str, default='timings'
         File name without extension.
+    incomplete : str, optional
+        The figure comes from a partial run: stamped "INCOMPLETE" with this note (e.g.
+        "the run was interrupted").
 
     Returns
     -------
@@ -387,6 +422,7 @@ def plot_timings(
         ax.set_ylabel("solve time [s]" if y == "dur" else y)
     _timing_legends(fig, lines)
     fig.suptitle(_timings_suptitle(frame, style, facet), fontsize=11)
+    _mark_incomplete(fig, incomplete)
     return _save(fig, Path(out), stem)
 
 
@@ -400,7 +436,7 @@ def convergence_study(
     configs: Sequence[dict[str, Any]] = DEFAULT_CONVERGENCE_CONFIGS,
     random_state: int = 0,
     max_time: float | None = 120.0,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> pd.DataFrame:
     """Record the cost history of each configuration on one seed-style problem.
 
@@ -427,20 +463,15 @@ def convergence_study(
     density = check_float("density", density, min_value=0.0, max_value=1.0,  # type: ignore[assignment]
                           min_inclusive=False)
     P, Q, R = _seed_problem(n, m, rank, density, random_state)
+    from ..runtime.progress import Progress
+
     frames = []
-    bar = None
-    if progress:
-        import sys
-
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(configs), desc="convergence", unit="config", file=sys.stderr)
-    for cfg in configs:
-        frames.append(_convergence_run(R, P.round(1), Q.round(1), cfg, max_time))
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
+    with Progress("convergence study", len(configs), progress=progress,
+                  unit="configurations") as bar:
+        for cfg in configs:
+            bar.begin("-".join(str(cfg.get(k)) for k in ("method", "tr_solver")))
+            frames.append(_convergence_run(R, P.round(1), Q.round(1), cfg, max_time))
+            bar.advance()
     out = pd.concat(frames, ignore_index=True)
     out["n"], out["m"], out["rank"], out["density"] = n, m, rank, density
     cols = ["configuration", "method", "tr_solver", "step", "cost", "time", "success", "error",
@@ -486,13 +517,17 @@ def _convergence_run(R: np.ndarray, P0: np.ndarray, Q0: np.ndarray, cfg: dict[st
 
 
 def plot_convergence(history: Any, out: str | Path, *, stem: str = "convergence",
-                     title: str | None = None) -> list[Path]:
+                     title: str | None = None, incomplete: str | None = None) -> list[Path]:
     """Draw cost vs evaluations and cost vs time per configuration; save PNG and SVG.
 
-    ``history`` is the frame of :func:`convergence_study` (or its CSV).
+    ``history`` is the frame of :func:`convergence_study` (or its CSV). Lines have the timing
+    figure's styles (LSMR blue, exact red, ``lm`` black; trf solid with circles, dogbox
+    dashed with squares), evaluations are integer ticks, and when every configuration took
+    the same steps (the costs by evaluation coincide) the left panel says so.
     """
-    import seaborn as sns
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     frame = _as_frame(history)
     missing = {"configuration", "step", "cost", "time"} - set(frame.columns)
@@ -501,29 +536,48 @@ def plot_convergence(history: Any, out: str | Path, *, stem: str = "convergence"
     frame = frame[frame["cost"].notna()].copy()
     if frame.empty:
         raise ValueError("`history` has no finite cost to plot.")
+    for col in ("method", "tr_solver"):
+        if col not in frame:
+            frame[col] = frame["configuration"].str.split("-").str[0 if col == "method" else 1]
+    stopped: set[str] = set()
     if "success" in frame:
-        ok = frame.groupby("configuration")["success"].transform(
+        ok = frame.groupby("configuration")["success"].agg(
             lambda v: v.astype(str).str.lower().eq("true").all())
-        frame.loc[~ok, "configuration"] = frame.loc[~ok, "configuration"] + " (stopped early)"
-    fig = Figure(figsize=(12, 4.2), layout="constrained")
+        stopped = set(ok.index[~ok])
+    order = _label_order(frame)
+    styles = _line_styles(frame, order)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, sharey=True)
-    order = sorted(frame["configuration"].unique())
-    timed = frame[frame["time"] > 0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", (FutureWarning, UserWarning))
-        sns.lineplot(data=frame, x="step", y="cost", hue="configuration", hue_order=order,
-                     marker="o", ax=ax1, estimator=None, legend=False)
-        sns.lineplot(data=timed, x="time", y="cost", hue="configuration", hue_order=order,
-                     marker="o", ax=ax2, estimator=None)
+    curves = {}
+    for k, label in enumerate(order):
+        g = frame[frame["configuration"] == label].sort_values("step")
+        st = dict(styles[label])
+        # later lines thinner and their markers smaller, so coinciding lines stay visible
+        kw = {**st, "lw": 2.6 - 0.35 * k, "ms": 8 - k, "mfc": "none" if k % 2 else st["color"]}
+        ax1.plot(g["step"], g["cost"], **kw)
+        timed = g[g["time"] > 0]
+        ax2.plot(timed["time"], timed["cost"], **kw)
+        curves[label] = g["cost"].to_numpy()
+    first = next(iter(curves.values()))
+    if len(curves) > 1 and all(len(c) == len(first) and np.allclose(c, first, rtol=0.05)
+                               for c in curves.values()):
+        ax1.text(0.97, 0.97, f"all {len(curves)} configurations take nearly\nthe "
+                 "same steps (costs within 5%):\ntheir lines overlap",
+                 transform=ax1.transAxes, ha="right", va="top",
+                 fontsize=9, bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.7"})
     for ax in (ax1, ax2):
         ax.set_yscale("log")
         ax.grid(True, which="major", alpha=0.3)
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax1.set_xlabel("residual evaluations")
     ax1.set_ylabel("cost")
     ax2.set_xscale("log")
     ax2.set_xlabel("time since start [s]")
-    if ax2.get_legend() is not None:
-        ax2.get_legend().set_title("method-tr_solver")
+    handles = [Line2D([], [], lw=1.8, ms=6, **styles[lab]) for lab in order]
+    names = [display_label(lab) + (" (stopped early)" if lab in stopped else "")
+             for lab in order]
+    fig.legend(handles, names, loc="outside right center", fontsize=9,
+               title="method + trust-region solver")
     if title is None:
         title = "Convergence"
         if {"n", "m", "rank", "density"} <= set(frame.columns):
@@ -531,4 +585,5 @@ def plot_convergence(history: Any, out: str | Path, *, stem: str = "convergence"
             title += (f" (n={int(r['n'])}, m={int(r['m'])}, rank {int(r['rank'])}, "
                       f"{float(r['density']):.0%} observed)")
     fig.suptitle(title, fontsize=11)
+    _mark_incomplete(fig, incomplete)
     return _save(fig, Path(out), stem)

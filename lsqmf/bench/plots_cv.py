@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["plot_cv_heatmap", "plot_rmse_vs_time"]
+__all__ = ["best_or_tie", "plot_cv_heatmap", "plot_rmse_vs_time"]
 
 
 def _figure(width: float, height: float) -> Any:
@@ -24,6 +24,30 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
+def best_or_tie(results: pd.DataFrame, row: str, col: str, value: str = "rmse"
+                ) -> tuple[list[tuple[Any, Any]], float]:
+    """The cells that share the lowest mean ``value``, and the fold spread that decides it.
+
+    The spread is the largest standard deviation over the folds among the (``row``, ``col``)
+    cells. The lowest cell is "best" only when every other cell's mean is higher by more than
+    that spread; otherwise every cell within the spread of the lowest mean ties with it.
+
+    Returns
+    -------
+    cells : list of (row value, col value)
+        One cell: the best; more: a tie.
+    spread : float
+        NaN with one fold (then the lowest cell alone is returned).
+    """
+    stats = results.groupby([row, col])[value].agg(["mean", "std"]).dropna(subset=["mean"])
+    lowest = float(stats["mean"].min())
+    spread = float(stats["std"].max()) if stats["std"].notna().any() else float("nan")
+    if spread != spread:  # NaN: one fold, nothing to compare with
+        return [stats["mean"].idxmin()], spread
+    within = stats.index[stats["mean"] - lowest <= spread]
+    return list(within), spread
+
+
 def plot_cv_heatmap(
     results: pd.DataFrame,
     out_path: str | Path,
@@ -32,8 +56,14 @@ def plot_cv_heatmap(
     col: str = "reg",
     value: str = "rmse",
     title: str | None = None,
+    incomplete: str | None = None,
 ) -> Path:
     """Heatmap of mean validation ``value`` (default RMSE) over ``row`` x ``col``.
+
+    The lowest cell is outlined and called "best" only when it beats every other cell by more
+    than the fold spread (:func:`best_or_tie`); otherwise the cells that tie are outlined and
+    the title says "tie". Sized to read at 100% (at least 6.4 x 4 inches at 150 dpi); the
+    title wraps instead of being clipped.
 
     Parameters
     ----------
@@ -43,13 +73,18 @@ def plot_cv_heatmap(
         other grid parameter is averaged over too.
     out_path : str or Path
         Image file to write (format from the suffix).
+    incomplete : str, optional
+        The results come from a partial run: stamped "INCOMPLETE" with this note.
 
     Returns
     -------
     Path
         ``out_path``.
     """
+    import textwrap
+
     import seaborn as sns
+    from matplotlib.patches import Rectangle
 
     for name in (row, col, value):
         if name not in results.columns:
@@ -57,14 +92,31 @@ def plot_cv_heatmap(
                 f"`results` has no column {name!r}; columns are {list(results.columns)}."
             )
     table = results.pivot_table(index=row, columns=col, values=value, aggfunc="mean")
-    fig = _figure(1.2 + 1.1 * table.shape[1], 1.0 + 0.6 * table.shape[0])
+    fig = _figure(max(6.4, 1.8 + 1.2 * table.shape[1]), max(4.0, 1.6 + 0.6 * table.shape[0]))
     ax = fig.add_subplot()
     sns.heatmap(table, annot=True, fmt=".4f", cmap="viridis_r", ax=ax,
-                cbar_kws={"label": f"validation {value.upper()}"})
-    ax.set_title(title or f"mean validation {value.upper()} over folds")
+                cbar_kws={"label": f"mean validation {value.upper()}"})
+    cells, spread = best_or_tie(results, row, col, value)
+    rows, cols = list(table.index), list(table.columns)
+    for r, c in cells:
+        ax.add_patch(Rectangle((cols.index(c), rows.index(r)), 1, 1, fill=False,
+                               ec="#d62728", lw=2.5))
+    if len(cells) == 1:
+        (r, c), = cells
+        verdict = f"best: {row} = {r}, {col} = {c} (outlined)"
+        if spread == spread:
+            verdict += f"; ahead by more than the fold spread {spread:.2g}"
+    else:
+        verdict = (f"tie: {len(cells)} cells (outlined) within the fold spread {spread:.2g} "
+                   "of the lowest")
+    head = title or f"mean validation {value.upper()} over folds"
+    ax.set_title(textwrap.fill(head, 60) + "\n" + textwrap.fill(verdict, 70), fontsize=10)
+    if incomplete:
+        fig.text(0.995, 0.005, f"INCOMPLETE: {incomplete.removeprefix('incomplete: ')}",
+                 color="#b2182b", fontsize=9, fontweight="bold", ha="right", va="bottom")
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=150, bbox_inches="tight")
     return out
 
 
@@ -99,8 +151,8 @@ def plot_rmse_vs_time(
     ax.set_xlabel("wall time (s, log scale)")
     ax.set_ylabel("validation RMSE")
     ax.set_title(title or "validation RMSE against wall time")
-    ax.legend()
+    ax.legend(title="solver")
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=150, bbox_inches="tight")
     return out

@@ -1,8 +1,13 @@
 """``lsqmf bench``, ``lsqmf plot`` and ``lsqmf report``: run a benchmark grid, draw, report.
 
-``lsqmf bench (--preset NAME | --grid FILE) [--repeats N] --out DIR [--where QUERY]
-[--jobs N] [--no-progress] [--no-plots] [--convergence]`` runs (or resumes) the grid, writes
-``raw.csv``, ``results.csv`` and ``run.json`` into DIR, then the figures.
+``lsqmf bench (--preset NAME | --grid FILE | --reproduce DIR) [--repeats N] --out DIR
+[--where QUERY] [--resume] [--jobs N] [--progress/--no-progress] [--no-plots]
+[--convergence]`` runs the grid into a new DIR (``--resume`` continues one's own interrupted
+run there), writes ``raw.csv``, ``results.csv`` and ``run.json``, then the figures. With
+``--reproduce DIR`` (a committed run, e.g. ``reports/seed``) it re-times that run's grid,
+``--where`` subset and repeats (unless given) into ``--out`` and compares the two per panel
+(:mod:`lsqmf.bench.compare`): ``compare.md`` and ``compare.csv`` in ``--out``, the table on
+stdout.
 
 ``lsqmf plot RESULTS.csv [--out DIR] [--style loss | --facet loss] [--convergence [CSV]]
 [--progress/--no-progress]`` draws the timing grid (and the convergence figure: from a saved
@@ -37,27 +42,41 @@ def _register_bench(subparsers: Any) -> None:
         "bench",
         help="run a benchmark grid (resumable) and draw its figures",
         description=(
-            "Time every cell (problem x solver configuration) of a grid, best of --repeats. "
-            "Each finished cell is appended to DIR/raw.csv at once; rerunning with the same "
-            "--out skips finished cells, so an interrupted run loses nothing. A failing cell "
-            "is recorded with its error and the run goes on. Writes DIR/results.csv (best of "
-            "the repeats), DIR/run.json (versions, BLAS threads, command line) and figures."
+            "Time every cell (problem x solver configuration) of a grid, best of --repeats, "
+            "with every BLAS/OpenMP/numba thread pool limited to --blas-threads (default 1) "
+            "and measured inside the cells. Each finished cell is appended to DIR/raw.csv at "
+            "once; an interrupted run is continued with the same command and --resume. A DIR "
+            "holding another run (other grid, machine, versions or threads) or a finished one "
+            "is refused and left as it is. A failing cell is recorded with its error and the "
+            "run goes on. Writes DIR/results.csv (best of the repeats), DIR/run.json "
+            "(versions, the measured threads, the history of the runs) and figures. "
+            "--reproduce DIR re-times a committed run into --out and compares the two."
         ),
     )
     _add_grid_options(b)
     _add_execution_options(b)
     _add_after_run_options(b)
-    b.set_defaults(func=run_bench)
+    b.set_defaults(func=run_bench, bench_parser=b)
 
 
 def _add_grid_options(b: argparse.ArgumentParser) -> None:
-    """Which grid (preset or file), where its results go, which cells, how many repeats."""
+    """Which grid (preset, file or committed run), where its results go, which cells, how
+    many repeats, resuming."""
     from ..bench.grid import PRESETS
 
-    src = b.add_mutually_exclusive_group(required=True)
+    src = b.add_mutually_exclusive_group()
     src.add_argument("--preset", choices=sorted(PRESETS), help="a grid from benchmarks/")
     src.add_argument("--grid", type=Path, metavar="FILE", help="a grid TOML file")
-    b.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    src.add_argument("--reproduce", type=Path, metavar="DIR", default=None,
+                     help="re-time the committed run in DIR (e.g. reports/seed: its grid, "
+                     "subset and repeats; --where narrows the subset, --repeats overrides) into "
+                     "--out and compare the two per "
+                     "panel (LSMR/exact ratio, crossover, verdict)")
+    b.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="output directory: new, or one's own interrupted run with --resume")
+    b.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (same grid, machine, versions, threads): "
+                   "says how many cell repeats it reuses and how many it times")
     b.add_argument("--repeats", type=int, default=None, metavar="N",
                    help="best-of count (default: the grid's `repeats`)")
     b.add_argument("--where", default=None, metavar="QUERY",
@@ -73,8 +92,10 @@ def _add_execution_options(b: argparse.ArgumentParser) -> None:
     b.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the cells on a Dask cluster, e.g. tcp://host:8786 (needs "
                    "lsqmf[cluster]); --jobs is then ignored; resuming works the same")
-    b.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar")
+    from ..runtime.progress import PROGRESS_HELP
+
+    b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help=PROGRESS_HELP)
 
 
 def _add_after_run_options(b: argparse.ArgumentParser) -> None:
@@ -88,7 +109,7 @@ def _add_after_run_options(b: argparse.ArgumentParser) -> None:
 
 def _register_plot(subparsers: Any) -> None:
     """The ``plot`` subcommand: the results CSV, the figures' layout, the convergence figure."""
-    from ._options import add_progress_options
+    from ..runtime.progress import PROGRESS_HELP
 
     p = subparsers.add_parser(
         "plot",
@@ -106,7 +127,8 @@ def _register_plot(subparsers: Any) -> None:
     p.add_argument("--convergence", nargs="?", const=True, default=False, metavar="CSV",
                    help="also draw the convergence figure: from CSV (a convergence.csv) when "
                    "given, else run the convergence study first")
-    add_progress_options(p)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help=PROGRESS_HELP)
     p.set_defaults(func=run_plot)
 
 
@@ -124,51 +146,62 @@ def _register_report(subparsers: Any) -> None:
 
 
 def _draw(results: Any, out: Path, *, style: str | None, convergence: bool | str,
-          progress: bool, facet: str | None = None) -> list[Path]:
-    """Draw the figures; with ``progress`` a tqdm bar on stderr names the step being drawn."""
+          progress: bool | None, facet: str | None = None,
+          incomplete: str | None = None) -> list[Path]:
+    """Draw the figures, with progress by :mod:`lsqmf.runtime.progress`'s policy."""
     from ..bench import plots
+    from ..runtime.progress import Progress
 
     steps = [f"timings ({len(results)} cells)"]
     if convergence is True:
         steps.append("convergence study")
     if convergence:
         steps.append("convergence figure")
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(steps), desc="lsqmf plot", unit="step", file=sys.stderr,
-                   leave=False)
-
-    def step(index: int) -> None:
-        if bar is not None:
-            bar.n = index
-            bar.set_postfix_str(steps[index] if index < len(steps) else "done", refresh=False)
-            bar.refresh()
-
-    try:
-        step(0)
-        files = plots.plot_timings(results, out, style=style, facet=facet)
+    with Progress("lsqmf plot", len(steps), progress=progress, unit="steps") as bar:
+        bar.begin(steps[0])
+        files = plots.plot_timings(results, out, style=style, facet=facet,
+                                   incomplete=incomplete)
+        bar.advance()
         if convergence is True:
-            step(1)
+            bar.begin(steps[1])
             frame = plots.convergence_study(progress=progress)
             frame.to_csv(out / "convergence.csv", index=False)
-            step(2)
+            bar.advance()
+            bar.begin(steps[2])
             files += plots.plot_convergence(frame, out)
+            bar.advance()
         elif convergence:
-            step(1)
+            bar.begin(steps[1])
             files += plots.plot_convergence(Path(convergence), out)
-        step(len(steps))
-    finally:
-        if bar is not None:
-            bar.close()
+            bar.advance()
     return files
+
+
+def incomplete_note(results_csv: Path) -> str | None:
+    """"incomplete: ..." when the run next to ``results_csv`` (its run.json) did not finish
+    or timed only part of its cells; None otherwise (or without a run.json)."""
+    import json
+
+    header_path = results_csv.parent / "run.json"
+    try:
+        header = json.loads(header_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    status = header.get("status")
+    if status not in (None, "complete"):
+        return f"incomplete: the run was {status}"
+    return None
 
 
 def _command_line(args: argparse.Namespace) -> str:
     """The ``lsqmf bench`` command equivalent to ``args`` (for the run header)."""
     parts = ["lsqmf", "bench"]
-    parts += ["--preset", args.preset] if args.preset else ["--grid", str(args.grid)]
+    if getattr(args, "reproduce", None) is not None:
+        parts += ["--reproduce", str(args.reproduce)]
+    parts += (["--preset", args.preset] if args.preset else
+              ["--grid", str(args.grid)] if args.grid else [])
+    if getattr(args, "resume", False):
+        parts.append("--resume")
     if args.repeats is not None:
         parts += ["--repeats", str(args.repeats)]
     parts += ["--out", str(args.out)]
@@ -178,27 +211,60 @@ def _command_line(args: argparse.Namespace) -> str:
         parts += ["--jobs", str(args.jobs)]
     if getattr(args, "scheduler", None):
         parts += ["--scheduler", args.scheduler]
-    for flag, on in (("--no-progress", not args.progress), ("--no-plots", not args.plots),
+    for flag, on in (("--progress", args.progress is True),
+                     ("--no-progress", args.progress is False), ("--no-plots", not args.plots),
                      ("--convergence", args.convergence)):
         if on:
             parts.append(flag)
     return shlex.join(parts)
 
 
-def run_bench(args: argparse.Namespace) -> int:
+def _bench_grid(args: argparse.Namespace) -> tuple[Any, str | None, int | None, str | None]:
+    """``(grid, where, repeats, preset)`` of ``lsqmf bench``: from --preset/--grid, or from
+    the committed run of --reproduce (checked against --preset/--grid when given)."""
     from ..bench.grid import load_grid
-    from ..bench.harness import RESULTS_CSV, run_grid
 
-    grid = load_grid(args.grid, preset=args.preset)
+    if args.reproduce is None:
+        if args.preset is None and args.grid is None:
+            args.bench_parser.error("one of --preset, --grid or --reproduce is required")
+        return load_grid(args.grid, preset=args.preset), args.where, args.repeats, args.preset
+    from ..bench.compare import committed_run
+
+    header = committed_run(args.reproduce)
+    if args.out.resolve() == args.reproduce.resolve():
+        raise ValueError(f"--out {str(args.out)!r} is the committed run; reproduce into a new "
+                         "directory.")
+    preset = header.get("preset")
+    grid = load_grid(header.get("grid_file") if not preset else None, preset=preset)
+    if header.get("grid_fingerprint") not in (None, grid.fingerprint()):
+        raise ValueError(
+            f"--reproduce {str(args.reproduce)!r}: its grid ({header.get('grid_file')}, "
+            f"fingerprint {header.get('grid_fingerprint')}) is not the current "
+            f"{grid.source} ({grid.fingerprint()}); the committed run cannot be re-timed.")
+    where = header.get("where")  # a --where narrows the committed subset
+    if args.where is not None:
+        where = args.where if where is None else f"({where}) and ({args.where})"
+    repeats = args.repeats if args.repeats is not None else header.get("repeats")
+    return grid, where, repeats, preset
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from ..bench.harness import RAW_CSV, RESULTS_CSV, run_grid
+
+    grid, where, repeats, preset = _bench_grid(args)
     command = _command_line(args)
+    threads = getattr(args, "blas_threads", None) or 1
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     try:
-        result = run_grid(grid, args.out, repeats=args.repeats, where=args.where,
-                          jobs=args.jobs, scheduler=args.scheduler, progress=args.progress,
-                          command=command,
-                          preset=args.preset)
+        result = run_grid(grid, args.out, repeats=repeats, where=where, jobs=args.jobs,
+                          scheduler=args.scheduler, progress=args.progress, command=command,
+                          preset=preset, threads=threads, resume=args.resume, notify=say)
     except KeyboardInterrupt:
-        print(f"interrupted; finished cells are in {args.out / 'raw.csv'}; rerun the same "
-              "command to resume", file=sys.stderr)
+        print(f"interrupted; finished cells are in {args.out / RAW_CSV}; continue with the "
+              "same command and --resume", file=sys.stderr)
         return 130
     n_err = int((result["error"].astype(str).str.len() > 0).sum()) if len(result) else 0
     print(f"{len(result)} cells in {args.out / RESULTS_CSV} ({n_err} with errors)")
@@ -206,19 +272,33 @@ def run_bench(args: argparse.Namespace) -> int:
         for path in _draw(result, args.out, style=None, convergence=args.convergence,
                           progress=args.progress):
             print(f"wrote {path}")
+    if args.reproduce is not None:
+        _compare(args.reproduce, args.out)
     return 0
+
+
+def _compare(committed: Path, out: Path) -> None:
+    """Write and print the comparison of ``out`` with the committed run."""
+    from ..bench.compare import compare_runs, render_comparison
+
+    table = compare_runs(committed, out)
+    text = render_comparison(table, committed, out)
+    table.to_csv(out / "compare.csv", index=False)
+    (out / "compare.md").write_text(text, encoding="utf-8")
+    print(text, end="")
+    print(f"wrote {out / 'compare.md'} and {out / 'compare.csv'}")
 
 
 def run_plot(args: argparse.Namespace) -> int:
     from ..bench.harness import read_raw
-    from ._options import show_bar
 
     if not args.results.is_file():
         raise FileNotFoundError(f"results file {str(args.results)!r} does not exist.")
     out = args.out if args.out is not None else args.results.parent
     out.mkdir(parents=True, exist_ok=True)
     for path in _draw(read_raw(args.results), out, style=args.style, facet=args.facet,
-                      convergence=args.convergence, progress=show_bar(args)):
+                      convergence=args.convergence, progress=args.progress,
+                      incomplete=incomplete_note(args.results)):
         print(f"wrote {path}")
     return 0
 

@@ -39,12 +39,26 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
-__all__ = ["STATUS_INTERVAL", "Progress", "call_interruptibly", "format_seconds", "is_terminal"]
+__all__ = [
+    "PROGRESS_HELP",
+    "STATUS_INTERVAL",
+    "Progress",
+    "call_interruptibly",
+    "format_seconds",
+    "is_terminal",
+]
 
 T = TypeVar("T")
 
 #: Seconds between two status lines off a terminal.
 STATUS_INTERVAL = 30.0
+
+#: The help of ``--progress/--no-progress`` of every command that follows the policy.
+PROGRESS_HELP = (
+    "progress on stderr: by default a bar when stderr is a terminal, else a status line "
+    "every 30 s (with the estimated time left); --progress also prints a last line, "
+    "--no-progress nothing"
+)
 
 #: Seconds between two redraws of the bar on a terminal.
 _REDRAW = 0.2
