@@ -30,7 +30,7 @@ def test_demo_runs_and_prints_the_verdict(
     for name in ("results.csv", "timings.png", "timings.svg", "README.md"):
         assert (out / "seed" / name).stat().st_size > 0
         assert f"wrote {out / 'seed' / name}" in printed or name == "results.csv"
-    assert "84 cells timed (0 recorded an error)" in printed
+    assert "84 cells timed, 0 reused from an earlier run (0 recorded an error)" in printed
     assert "LSMR vs exact (the seed's claim: LSMR strongly preferred): " in printed
     report = (out / "seed" / "README.md").read_text(encoding="utf-8")
     assert "This demo timed the problems with n <= 5 once each." in report
@@ -38,3 +38,14 @@ def test_demo_runs_and_prints_the_verdict(
     header = json.loads((out / "seed" / "run.json").read_text(encoding="utf-8"))
     blas = [lib for lib in header["blas"]["libraries"] if lib["user_api"] == "blas"]
     assert blas and all(lib["num_threads"] == 1 for lib in blas), blas
+    # the limit was measured inside the cells and held for every library (numba's too)
+    assert header["blas"]["requested"] == 1 and header["warnings"] == []
+    assert all(lib["num_threads"] == 1 for lib in header["blas"]["libraries"])
+
+    # a rerun reuses the cells and says so: it does not claim to have timed them
+    before = (out / "seed" / "run.json").read_bytes()
+    assert main(["demo", "--out", str(out), "--skip-movielens", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "0 cells timed, 84 reused from an earlier run (0 recorded an error)" in captured.out
+    assert "already in" in captured.err and "reusing them" in captured.err
+    assert (out / "seed" / "run.json").read_bytes() == before

@@ -41,8 +41,10 @@ Run lsqmf end to end on built-in data, writing everything to OUT:
 
 By default only the problems with n <= 20 run (252 cells, about 30 s);
 --full runs all 336 cells, up to n = 40 (several minutes: the dense exact
-solves at n = 40 dominate). BLAS runs on one thread for comparable timings;
-`lsqmf --blas-threads N demo ...` changes that.
+solves at n = 40 dominate). Every BLAS/OpenMP/numba thread pool runs on one
+thread for comparable timings; `lsqmf --blas-threads N demo ...` changes that.
+Rerun on the same OUT, the demo reuses the cells an earlier demo timed there
+(and says so); delete OUT/seed to time them again.
 """
 
 _EPILOG = """\
@@ -64,8 +66,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default="lsqmf-demo", help="output directory (default lsqmf-demo)")
     p.add_argument("--full", action="store_true",
                    help="run the whole seed grid (336 cells, n up to 40; minutes)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar or progress lines (on stderr)")
+    from ..runtime.progress import PROGRESS_HELP
+
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help=PROGRESS_HELP)
     p.add_argument("--skip-movielens", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_run)
 
@@ -74,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.skip_movielens:
-        _movielens(progress=not args.no_progress)
+        _movielens(progress=args.progress is not False)
     _seed_grid(args, out)
     return 0
 
@@ -105,9 +109,8 @@ def _movielens(*, progress: bool) -> None:
 
 def _seed_grid(args: argparse.Namespace, out: Path) -> None:
     """Part 2: the seed timing grid, its figure and report under ``out / 'seed'``."""
-    from threadpoolctl import threadpool_limits
-
     from ..bench import load_grid, run_grid
+    from ..bench.harness import out_state, read_raw
     from ..bench.plots import plot_timings
     from ..bench.report import lsmr_verdict, write_report
 
@@ -115,14 +118,22 @@ def _seed_grid(args: argparse.Namespace, out: Path) -> None:
     what = "all 336 cells" if args.full else f"the cells with {QUICK_WHERE}"
     print(f"seed timing grid ({what}), repeats 1 -> {out / 'seed'}", flush=True)
     grid = load_grid(preset="seed")
-    # scipy's BLAS may have been loaded after `lsqmf` set the thread limit (threadpoolctl only
-    # limits libraries already loaded): set it again now that every library is in
     threads = getattr(args, "blas_threads", None) or 1
-    with threadpool_limits(limits=threads, user_api="blas"):
+    state = out_state(grid, out / "seed", repeats=1, where=where, threads=threads)
+    if state.has_run and not state.differences and state.n_todo == 0:
+        results = read_raw(out / "seed" / "results.csv")
+        results = results[results.eval(where)] if where else results
+        timed = 0
+        print(f"every cell is already in {out / 'seed'} from an earlier demo run; reusing them "
+              "(delete that folder to time them again)", file=sys.stderr, flush=True)
+    else:
+        before = state.n_done
         results = run_grid(
-            grid, out / "seed", repeats=1, where=where, progress=not args.no_progress,
-            command="lsqmf demo", preset="seed",
+            grid, out / "seed", repeats=1, where=where, progress=args.progress,
+            command="lsqmf demo", preset="seed", threads=threads, resume=state.has_run,
+            notify=lambda line: print(line, file=sys.stderr, flush=True),
         )
+        timed = len(results) - before
     figures = plot_timings(results, out / "seed")
     note = None if args.full else (
         f"This demo timed the problems with {QUICK_WHERE} once each. The full grid "
@@ -132,7 +143,8 @@ def _seed_grid(args: argparse.Namespace, out: Path) -> None:
     report = write_report(out / "seed" / "results.csv", out / "seed" / "README.md", note=note)
     errors = results["error"].fillna("").astype(str) if "error" in results else None
     failed = 0 if errors is None else int((errors != "").sum())
-    print(f"{len(results)} cells timed ({failed} recorded an error)")
+    print(f"{timed} cells timed, {len(results) - timed} reused from an earlier run "
+          f"({failed} recorded an error)")
     print(f"LSMR vs exact (the seed's claim: LSMR strongly preferred): {lsmr_verdict(results)}")
     for path in [*figures, report]:
         print(f"wrote {path}")
