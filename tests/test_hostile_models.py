@@ -7,9 +7,13 @@ it must preserve.
 
 from __future__ import annotations
 
+import io
 import json
-import logging
 import os
+import re
+import struct
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -260,15 +264,14 @@ def test_oversized_info_refused_before_reading(tmp_path: Path, monkeypatch) -> N
         load_model(path)
 
 
-def test_unknown_members_are_ignored_and_logged(tmp_path: Path, caplog) -> None:
+def test_unknown_members_are_refused_unread(tmp_path: Path) -> None:
     arrays = _members(save_model(_model(), tmp_path / "good.npz"))
     path = _write(tmp_path / "extra.npz", {**arrays, "evil": np.zeros(10**6)})
     with zipfile.ZipFile(path, "a") as zf:
         zf.writestr("../../escape.txt", b"never extracted")
-    with caplog.at_level(logging.INFO, logger="lsqmf.model.files"):
-        model, _ = load_model(path)
-    assert "ignoring members the model format does not define" in caplog.text
-    np.testing.assert_array_equal(model.P, _model().P)
+    with pytest.raises(ValueError, match=r"member '\.\./\.\./escape\.txt': not a member of an "
+                       r"lsqmf model file \(it has '\.\./\.\./escape\.txt', 'evil\.npy'"):
+        load_model(path)
     assert not (tmp_path.parent.parent / "escape.txt").exists()
 
 
@@ -386,3 +389,263 @@ def test_save_to_a_directory(tmp_path: Path) -> None:
 def test_load_argument_errors(path: Any, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         load_model(path)
+
+
+# ------------------------------------------------------------ tampered zip entries and headers
+def _rezip(src: Path, dst: Path, edit: Callable[[str, bytes], list[tuple[str, bytes]]],
+           compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    """Copy ``src``'s members through ``edit(name, data) -> [(name, data), ...]``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", compression) as zout:
+        for name in zin.namelist():
+            for new_name, data in edit(name, zin.read(name)):
+                zout.writestr(new_name, data)
+    return dst
+
+
+def _patch_entries(data: bytes, *, flag: int = 0, method: int | None = None) -> bytes:
+    """Set general-purpose ``flag`` bits and the compression ``method`` of every entry, in the
+    local headers and the central directory."""
+    out = bytearray(data)
+    for signature, flag_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        at = out.find(signature)
+        while at >= 0:
+            out[at + flag_at] |= flag
+            if method is not None:
+                out[at + method_at:at + method_at + 2] = struct.pack("<H", method)
+            at = out.find(signature, at + 4)
+    return bytes(out)
+
+
+def _npy(header: dict[str, Any], payload: bytes) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue() + payload
+
+
+def _replace(member: str, data: bytes) -> Callable[[str, bytes], list[tuple[str, bytes]]]:
+    return lambda name, old: [(name, data if name == member else old)]
+
+
+_P_BYTES = _model().P.tobytes()
+ZIP_TAMPERED = {
+    "npy-header-1e12-rows": (
+        _replace("P.npy", _npy({"descr": "<f8", "fortran_order": False, "shape": (10**12, 2)},
+                               _P_BYTES)),
+        r"member 'P': its header declares shape \(1000000000000, 2\) of float64 "
+        r"\(16000000000000 bytes\) but the member holds 48 bytes of data"),
+    "npy-header-shape-swapped": (
+        _replace("P.npy", _npy({"descr": "<f8", "fortran_order": False, "shape": (2, 3)},
+                               _P_BYTES)),
+        r"member 'Q': P is \(2, 3\) and Q is \(2, 4\)"),
+    "npy-header-object-dtype": (
+        _replace("P.npy", _npy({"descr": "|O", "fortran_order": False, "shape": (3, 2)},
+                               _P_BYTES)),
+        r"member 'P': holds Python objects \(pickle\); refused"),
+    "npy-header-structured-dtype": (
+        _replace("P.npy", _npy({"descr": [("a", "<f8")], "fortran_order": False,
+                                "shape": (3, 2)}, _P_BYTES)),
+        r"member 'P': dtype \[\('a', '<f8'\)\] is not one a model file uses"),
+    "npy-header-garbage": (
+        _replace("Q.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': nope}\n" + b"\0" * 64),
+        r"member 'Q': not a readable array"),
+    "renamed-member": (
+        lambda name, old: [("p.npy" if name == "P.npy" else name, old)],
+        r"is not an lsqmf model file: missing \['P'\] \(and has members it does not define: "
+        r"\['p\.npy'\]\)"),
+    "extra-member": (
+        lambda name, old: [(name, old)] + ([("README", b"hi")] if name == "info.npy" else []),
+        r"member 'README': not a member of an lsqmf model file"),
+    "repeated-member": (
+        lambda name, old: [(name, old)] * (2 if name == "mu.npy" else 1),
+        r"member 'mu\.npy': appears more than once in the archive"),
+}
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize(("edit", "match"), ZIP_TAMPERED.values(), ids=ZIP_TAMPERED.keys())
+def test_tampered_zip_member_refused(tmp_path: Path, edit: Callable, match: str) -> None:
+    good = save_model(_model(), tmp_path / "good.npz")
+    bad = _rezip(good, tmp_path / "bad.npz", edit)
+    with pytest.raises(ValueError, match=re.escape(str(bad)) + r"',? " + match):
+        load_model(bad)
+
+
+@pytest.mark.parametrize(
+    ("flag", "method", "match"),
+    [
+        (1, None, r"member 'info': flagged encrypted; lsqmf never writes encrypted members"),
+        (0, 99, r"member 'info': zip compression method 99; lsqmf writes only 0 \(stored\) and "
+                r"8 \(deflate\)"),
+        (0, 14, r"member 'info': zip compression method 14"),
+        (0, 12, r"member 'info': zip compression method 12"),
+    ],
+    ids=["encrypted", "method-99", "method-14-lzma", "method-12-bzip2"],
+)
+def test_zip_entry_flags_refused_before_decompressing(tmp_path: Path, flag: int,
+                                                      method: int | None, match: str) -> None:
+    good = save_model(_model(), tmp_path / "good.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(_patch_entries(good.read_bytes(), flag=flag, method=method))
+    with pytest.raises(ValueError, match=re.escape(str(bad)) + "', " + match):
+        load_model(bad)
+
+
+def test_declared_rank_1e9_refused(tmp_path: Path) -> None:
+    arrays = _members(save_model(_model(), tmp_path / "good.npz"))
+    bad = _write(tmp_path / "bad.npz", _with_info(arrays, rank=10**9))
+    with pytest.raises(ValueError, match=r"member 'P': the metadata declares rank 1000000000; "
+                       r"the factors have 2"):
+        load_model(bad)
+
+
+@pytest.mark.parametrize("ids", [["a\0", "b", "c", "d"], ["a", "b\0c", "c", "d"], ["\0"] * 4],
+                         ids=["trailing-nul", "inner-nul", "only-nul"])
+def test_ids_with_nul_refused_on_save(tmp_path: Path, ids: list[str]) -> None:
+    with pytest.raises(ValueError, match=r"the model's `col_ids` has an id with a NUL "
+                       r"character at position 0|at position 1"):
+        save_model(_model(col_ids=np.array(ids, dtype=object)), tmp_path / "m.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ids_with_nul_refused_on_load(tmp_path: Path) -> None:
+    arrays = _members(save_model(_model(), tmp_path / "good.npz"))
+    bad = _write(tmp_path / "bad.npz", {**arrays, "col_ids": np.array(["a", "b\0c", "c", "d"])})
+    with pytest.raises(ValueError, match=r"member 'col_ids': id at position 1 \('b\\x00c'\) "
+                       r"contains a NUL character"):
+        load_model(bad)
+
+
+# ------------------------------------------------------------ file-system faults on save
+@pytest.mark.parametrize("name", ["with space.npz", "unicodé-模型.npz", "new\nline.npz",
+                                  "-dash.npz", "quote'\".npz"],
+                         ids=["space", "unicode", "newline", "dash", "quotes"])
+def test_odd_path_names_round_trip(tmp_path: Path, name: str) -> None:
+    path = save_model(_model(), tmp_path / name)
+    assert path == tmp_path / name
+    np.testing.assert_array_equal(load_model(path)[0].P, _model().P)
+
+
+def test_symlink_output_writes_its_target(tmp_path: Path) -> None:
+    target = save_model(_model(), tmp_path / "elsewhere" / "real.npz")
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    with pytest.raises(FileExistsError, match=re.escape(repr(str(target))) + " exists"):
+        save_model(_model(mu=1.0), link)
+    assert save_model(_model(mu=1.0), link, force=True) == target
+    assert link.is_symlink() and load_model(link)[0].mu == 1.0
+    assert sorted(p.name for p in target.parent.iterdir()) == ["real.npz"]
+
+
+def test_dangling_symlink_output_refused(tmp_path: Path) -> None:
+    link = tmp_path / "link.npz"
+    link.symlink_to(tmp_path / "gone" / "x.npz")
+    with pytest.raises(FileNotFoundError, match=r"is a symbolic link to .*gone/x\.npz', which "
+                       r"does not exist") as info:
+        save_model(_model(), link, force=True)
+    assert info.value.filename == str(link)
+
+
+_SAVE_SCRIPT = """
+import resource, signal, sys
+sys.path.insert(0, {tests!r})
+from test_hostile_models import _model
+from lsqmf.model.files import save_model
+import numpy as np
+limit = {limit!r}
+if limit is not None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+if {user!r} is not None:
+    import os
+    os.setgid(65534); os.setuid(65534)
+try:
+    P = np.random.default_rng(0).random((5000, 2))  # incompressible: larger than the limit
+    save_model(_model(P=P, row_bias=None, col_bias=None, row_ids=None, col_ids=None,
+                      row_counts=None, col_counts=None), {path!r}, force=True)
+except OSError as err:
+    print(type(err).__name__, err.filename, err.strerror, sep="|")
+"""
+
+
+def _save_in_child(path: Path, *, limit: int | None = None, user: int | None = None) -> str:
+    script = _SAVE_SCRIPT.format(tests=str(Path(__file__).parent), limit=limit, user=user,
+                                 path=str(path))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_disk_full_leaves_old_file_and_names_path(tmp_path: Path) -> None:
+    path = save_model(_model(), tmp_path / "m.npz")
+    before = path.read_bytes()
+    out = _save_in_child(path, limit=4096)  # the new file would be larger than 4 kB
+    kind, filename, reason = out.split("|")
+    assert (kind, filename) == ("OSError", str(path))
+    assert reason.startswith("File too large; the model was not saved")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+def test_read_only_folder_names_path(tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = tmp_path_factory.mktemp("ro", numbered=True)
+    folder.chmod(0o555)
+    for parent in folder.parents:  # let the unprivileged child reach the folder
+        if parent == Path("/tmp") or parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    user = 65534 if os.geteuid() == 0 else None  # root ignores permissions
+    out = _save_in_child(folder / "m.npz", user=user)
+    assert out.split("|")[:2] == ["PermissionError", str(folder / "m.npz")]
+    assert list(folder.iterdir()) == []
+
+
+# ------------------------------------------------------------ concurrent writers and readers
+_WRITER = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_hostile_models import _model
+from lsqmf.model.files import save_model
+import numpy as np
+mu = float(sys.argv[1])
+for _ in range({n}):
+    save_model(_model(P=np.full((4000, 2), mu), mu=mu, row_bias=None, col_bias=None,
+                      row_ids=None, col_ids=None, row_counts=None, col_counts=None),
+               {path!r}, force=True)
+print("done")
+"""
+
+
+def test_two_writers_and_a_reader_see_only_complete_files(tmp_path: Path) -> None:
+    path = tmp_path / "m.npz"
+    script = _WRITER.format(tests=str(Path(__file__).parent), n=15, path=str(path))
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(mu)],
+                                stdout=subprocess.PIPE, text=True) for mu in (1.0, 2.0)]
+    seen: set[float] = set()
+    while any(w.poll() is None for w in writers) or not seen:
+        if path.exists():
+            model, _ = load_model(path)  # never a half-written file
+            assert model.mu in (1.0, 2.0) and np.all(model.P == model.mu)
+            seen.add(model.mu)
+    for w in writers:
+        out, _ = w.communicate(timeout=120)
+        assert (w.returncode, out.strip()) == (0, "done")
+    assert {p.name for p in tmp_path.iterdir()} == {"m.npz"}
+
+
+def test_kill_9_during_save_leaves_a_complete_file(tmp_path: Path) -> None:
+    path = save_model(_model(P=np.full((4000, 2), 7.0), mu=7.0, row_bias=None, col_bias=None,
+                             row_ids=None, col_ids=None, row_counts=None, col_counts=None),
+                      tmp_path / "m.npz")
+    script = _WRITER.format(tests=str(Path(__file__).parent), n=10**6, path=str(path))
+    writer = subprocess.Popen([sys.executable, "-c", script, "3.0"])
+    try:  # once the writer has replaced the file, it is in the middle of its next save
+        while writer.poll() is None and load_model(path)[0].mu != 3.0:
+            pass
+    finally:
+        writer.kill()
+        writer.wait(timeout=60)
+    model, _ = load_model(path)
+    assert model.mu in (3.0, 7.0) and np.all(model.P == model.mu)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "m.npz"]
+    assert all(n.startswith(".m.npz.") and n.endswith(".tmp") for n in leftovers)

@@ -26,17 +26,26 @@ member         dtype              shape
 Version 1 files (the same members, without ``shape``/``rank``/``members`` in ``info``) are
 still read, with the same checks.
 
-Loading is defensive: only the members above are read (others are ignored and logged); every
-member's declared uncompressed size (the zip directory's ``file_size``) is checked against
-what its shape in ``info`` allows before a byte of it is decompressed; each array's dtype,
-shape and finiteness, and the id-map, bias and count lengths, are validated. Any violation
+Loading is defensive. A file with a member the format does not define (renamed, extra or
+repeated) is refused. Before a byte of a member is decompressed, its zip entry must be neither
+encrypted nor compressed by a method other than stored or deflate, and its declared
+uncompressed size (the zip directory's ``file_size``, which bounds what is decompressed) must
+fit what its shape in ``info`` allows; then its ``.npy`` header must declare a plain dtype
+and exactly as many data bytes as the member holds, so nothing is allocated for a header
+that claims more. Each array's dtype, shape and finiteness, and the id-map, bias and count
+lengths, are validated; string ids must not contain NUL characters (numpy drops trailing
+ones, so such an id would not round-trip; they are refused on save too). Any violation
 raises ``ValueError`` naming the file and the member. An empty, truncated or non-zip file
 raises one ``ValueError`` saying so.
 
 Writing is atomic: the archive is written to a temporary file in the target directory,
-flushed to disk (``fsync``) and moved into place with ``os.replace``, so a crash leaves either
-the old file or the new one, never half of one. An existing file is never overwritten unless
-``force=True`` (``--force`` on the command line).
+flushed to disk (``fsync``) and moved into place with ``os.replace`` (or ``os.link`` when not
+overwriting), so a crash, a kill -9 or a full disk leaves either the old file or the new one,
+never half of one, and two processes saving the same path leave one complete file. A reader
+opens either the old or the new file. An existing file is never overwritten unless
+``force=True`` (``--force`` on the command line). An output path that is a symbolic link
+writes its target (atomically, in the target's folder; the link is kept); a dangling link, a
+directory, a read-only folder or a full disk is an ``OSError``/``ValueError`` naming the path.
 
 The training ratings are not stored, and nothing inside a model file is ever used as a path
 to open: ``metadata`` is information for the user, not instructions for lsqmf.
@@ -49,6 +58,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import math
@@ -89,14 +99,20 @@ _MAX_V1_FACTOR_BYTES = 16 * 2**30
 _MAX_MEMBER_BYTES = 16 * 2**30
 #: Widest unicode id (characters) accepted in an id map.
 _MAX_ID_CHARS = 256
+#: Zip compression methods a model file may use (what numpy.savez/savez_compressed write).
+_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
-def _ids_array(ids: np.ndarray | None) -> np.ndarray | None:
+def _ids_array(name: str, ids: np.ndarray | None) -> np.ndarray | None:
     if ids is None:
         return None
     arr = np.asarray(ids)
     if arr.dtype.kind in "iu":
         return arr.astype(np.int64)
+    for at, value in enumerate(arr.reshape(-1).tolist()):
+        if "\0" in str(value):  # numpy's unicode arrays drop trailing NULs: refuse, not strip
+            raise ValueError(f"the model's `{name}` has an id with a NUL character at "
+                             f"position {at} ({str(value)!r}); such ids cannot be stored.")
     return arr.astype(str)  # object ids (strings) -> fixed-width unicode, no pickle
 
 
@@ -173,9 +189,17 @@ def save_model(
 
 
 def _target_path(out: Path, force: bool) -> Path:
-    """``out`` with the ``.npz`` suffix; refuses a directory, and an existing file unless forced."""
+    """``out`` with the ``.npz`` suffix, a symbolic link resolved to its target; refuses a
+    directory, a dangling link, and an existing file unless forced."""
     if out.suffix != ".npz":
         out = out.with_name(out.name + ".npz")
+    if out.is_symlink():
+        target = out.resolve()
+        if not target.exists():
+            raise FileNotFoundError(
+                errno.ENOENT, f"is a symbolic link to {str(target)!r}, which does not exist; "
+                "give a file name", str(out))
+        out = target  # the link is kept; its target is replaced (atomically, in its folder)
     if out.is_dir():
         raise ValueError(f"`path` {str(out)!r} is a directory; give a file name.")
     if out.exists() and not force:
@@ -205,7 +229,7 @@ def _model_arrays(model: FitResult) -> dict[str, np.ndarray]:
         if counts is not None:
             arrays[name] = np.asarray(counts, dtype=np.int64)
     for name, ids in (("row_ids", model.row_ids), ("col_ids", model.col_ids)):
-        arr = _ids_array(ids)
+        arr = _ids_array(name, ids)
         if arr is not None:
             arrays[name] = arr
     return arrays
@@ -235,27 +259,26 @@ def _model_info(
 
 
 def _atomic_savez(out: Path, arrays: dict[str, np.ndarray], *, force: bool) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    """Write the archive to a temporary file beside ``out``, fsync it, move it into place.
+
+    An ``OSError`` (read-only folder, disk full, a file-size limit) is re-raised naming
+    ``out``; the temporary file is removed, and an existing ``out`` is left as it was.
+    """
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _write_error(err, out) from err
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
             fh.flush()
             os.fsync(fh.fileno())
-        if force:
-            os.replace(tmp, out)
-        else:
-            try:
-                os.link(tmp, out)  # atomic, and fails if `out` appeared meanwhile
-            except FileExistsError:
-                raise FileExistsError(
-                    f"{str(out)!r} exists; pass force=True (--force on the command line) to "
-                    "overwrite."
-                ) from None
-            except OSError:  # no hard links on this file system
-                if out.exists():
-                    raise FileExistsError(f"{str(out)!r} exists; pass force=True.") from None
-                os.replace(tmp, out)
+        _move_into_place(tmp, out, force=force)
+    except FileExistsError:
+        raise
+    except OSError as err:
+        raise _write_error(err, out) from err
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -265,6 +288,32 @@ def _atomic_savez(out: Path, arrays: dict[str, np.ndarray], *, force: bool) -> N
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _move_into_place(tmp: Path, out: Path, *, force: bool) -> None:
+    if force:
+        os.replace(tmp, out)
+        return
+    try:
+        os.link(tmp, out)  # atomic, and fails if `out` appeared meanwhile
+    except FileExistsError:
+        raise FileExistsError(
+            f"{str(out)!r} exists; pass force=True (--force on the command line) to "
+            "overwrite."
+        ) from None
+    except OSError:  # no hard links on this file system
+        if out.exists():
+            raise FileExistsError(f"{str(out)!r} exists; pass force=True.") from None
+        os.replace(tmp, out)
+
+
+def _write_error(err: OSError, out: Path) -> OSError:
+    """``err`` as the same ``OSError`` subclass naming ``out`` (not the temporary file)."""
+    reason = err.strerror or str(err) or type(err).__name__
+    new = type(err)(err.errno, f"{reason}; the model was not saved (an existing file is left "
+                    "as it was)", str(out)) if err.errno is not None else OSError(
+        f"{str(out)!r}: {reason}; the model was not saved (an existing file is left as it was)")
+    return new
 
 
 # ------------------------------------------------------------------------------------ load
@@ -298,6 +347,14 @@ def _read_member(
 ) -> np.ndarray:
     info = zf.getinfo(f"{name}.npy")
     max_bytes = min(max_bytes, _MAX_MEMBER_BYTES)
+    if info.flag_bits & 0x1:
+        raise ValueError(f"{str(p)!r}, member {name!r}: flagged encrypted; lsqmf never writes "
+                         "encrypted members (a tampered file?); refusing to read it.")
+    if info.compress_type not in _COMPRESSIONS:
+        raise ValueError(
+            f"{str(p)!r}, member {name!r}: zip compression method {info.compress_type}; lsqmf "
+            "writes only 0 (stored) and 8 (deflate); refusing to read it."
+        )
     if info.file_size > max_bytes:
         raise ValueError(
             f"{str(p)!r}, member {name!r}: declares {info.file_size} bytes, more than the "
@@ -305,18 +362,58 @@ def _read_member(
         )
     try:
         with zf.open(info) as fh:
-            arr = np.lib.format.read_array(fh, allow_pickle=False)
-    except ValueError as err:
-        if "allow_pickle" in str(err) or "Object arrays" in str(err):
-            raise ValueError(
-                f"{str(p)!r}, member {name!r}: holds Python objects (pickle); refused."
-            ) from err
-        raise ValueError(f"{str(p)!r}, member {name!r}: not a readable array ({err}).") from err
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, KeyError) as err:
+            dtype, shape, fortran = _npy_header(fh, p, name, info.file_size)
+            arr = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+            _read_into(fh, arr, p, name)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, KeyError, RuntimeError,
+            NotImplementedError) as err:
         raise ValueError(
             f"{str(p)!r}, member {name!r}: corrupt or truncated ({type(err).__name__}: {err})."
         ) from err
     return arr
+
+
+def _npy_header(fh: Any, p: Path, name: str, member_bytes: int
+                ) -> tuple[np.dtype[Any], tuple[int, ...], bool]:
+    """Read and check an ``.npy`` header: a plain dtype and a size that the member holds.
+
+    The data's size (shape times item size) must be exactly what follows the header in the
+    member, so a header claiming 10^12 rows is refused before anything is allocated.
+    """
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        read = {(1, 0): fmt.read_array_header_1_0,
+                (2, 0): fmt.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f"unsupported .npy version {version}")
+        shape, fortran, dtype = read(fh, max_header_size=_NPY_HEADER_BYTES)
+    except (ValueError, SyntaxError, TypeError) as err:
+        raise ValueError(f"{str(p)!r}, member {name!r}: not a readable array ({err}).") from err
+    if dtype.hasobject:
+        raise ValueError(f"{str(p)!r}, member {name!r}: holds Python objects (pickle); refused.")
+    if dtype.kind not in "fiuU" or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"{str(p)!r}, member {name!r}: dtype {dtype} is not one a model "
+                         "file uses; refused.")
+    n_items = math.prod(shape)
+    data_bytes = member_bytes - fh.tell()
+    if n_items * dtype.itemsize != data_bytes:
+        raise ValueError(
+            f"{str(p)!r}, member {name!r}: its header declares shape {tuple(shape)} of "
+            f"{dtype} ({n_items * dtype.itemsize} bytes) but the member holds {data_bytes} "
+            "bytes of data; refusing to read it."
+        )
+    return dtype, tuple(shape), bool(fortran)
+
+
+def _read_into(fh: Any, arr: np.ndarray, p: Path, name: str) -> None:
+    view = memoryview(arr.reshape(-1, order="A").view(np.uint8))  # type: ignore[arg-type]
+    done = 0
+    while done < len(view):
+        n = fh.readinto(view[done:])
+        if not n:
+            raise ValueError(f"{str(p)!r}, member {name!r}: truncated data.")
+        done += n
 
 
 def _read_info(zf: zipfile.ZipFile, p: Path) -> dict[str, Any]:
@@ -341,13 +438,25 @@ def _read_info(zf: zipfile.ZipFile, p: Path) -> dict[str, Any]:
 
 
 def _members(zf: zipfile.ZipFile, p: Path) -> set[str]:
-    names = {n.removesuffix(".npy") for n in zf.namelist() if n.endswith(".npy")}
+    listed = zf.namelist()
+    repeated = sorted({n for n in listed if listed.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{str(p)!r}, member {repeated[0]!r}: appears more than once in the "
+                         "archive (a tampered file?); refusing to read it.")
+    names = {n.removesuffix(".npy") for n in listed if n.endswith(".npy")}
     missing = set(_REQUIRED) - names
+    known = {f"{n}.npy" for n in (*_ARRAY_MEMBERS, "info")}
+    unknown = sorted(set(listed) - known)
     if missing:
-        raise ValueError(f"{str(p)!r} is not an lsqmf model file: missing {sorted(missing)}.")
-    ignored = sorted(set(zf.namelist()) - {f"{n}.npy" for n in (*_ARRAY_MEMBERS, "info")})
-    if ignored:
-        logger.info("%s: ignoring members the model format does not define: %s", p, ignored)
+        extra = f" (and has members it does not define: {unknown})" if unknown else ""
+        raise ValueError(f"{str(p)!r} is not an lsqmf model file: missing "
+                         f"{sorted(missing)}{extra}.")
+    if unknown:
+        raise ValueError(
+            f"{str(p)!r}, member {unknown[0]!r}: not a member of an lsqmf model file "
+            f"(it has {', '.join(map(repr, unknown))}; the format defines "
+            f"{', '.join(sorted(known))}); refusing a renamed or extra member."
+        )
     return names
 
 
@@ -471,6 +580,10 @@ def _check_indexed_member(
         if arr.dtype.kind == "U" and arr.dtype.itemsize // 4 > _MAX_ID_CHARS:
             raise fail(name, f"ids longer than {_MAX_ID_CHARS} characters are not "
                        "supported.")
+        nul = [i for i, v in enumerate(arr.tolist()) if "\0" in v] if arr.dtype.kind == "U" else []
+        if nul:
+            raise fail(name, f"id at position {nul[0]} ({str(arr[nul[0]])!r}) contains a NUL "
+                       "character; ids with NUL cannot be stored.")
         if len(np.unique(arr)) != len(arr):
             raise fail(name, "has repeated ids; each id must name one row/column.")
 
