@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lsqmf import ConvergenceWarning, FitResult
-from lsqmf.kernels.core import get_kernel
+from lsqmf.kernels.registry import get_kernel
 from lsqmf.solvers import SOLVERS
 from lsqmf.solvers._common import Setup, prepare
 

@@ -1,4 +1,5 @@
-"""Compiled kernels (lsqmf.kernels.core) against plain-Python oracles."""
+"""Compiled kernels (lsqmf.kernels.core, through lsqmf.kernels.registry) against plain-Python
+oracles."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from lsqmf.kernels import core as _compiled
+from lsqmf.kernels import jit, registry
 from lsqmf.oracle.golden import case_names, load_case
 from lsqmf.oracle.reference import matrix_factorization, matrix_factorization_fast
 from lsqmf.oracle.verify import verify
@@ -23,10 +25,10 @@ pytest.importorskip("numba")
 
 
 def test_missing_numba_gives_a_clear_import_error(monkeypatch):
-    _compiled.get_kernel("tutorial_mf")  # compiled and cached before numba "disappears"
+    registry.get_kernel("tutorial_mf")  # compiled and cached before numba "disappears"
     monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` raise ImportError
     with pytest.raises(ImportError, match=r"required dependency.*pip install numba"):
-        _compiled.get_kernel("tutorial_mf")
+        registry.get_kernel("tutorial_mf")
     P, Q = np.ones((2, 1)), np.ones((2, 1))
     with pytest.raises(ImportError, match=r"required dependency.*pip install numba"):
         matrix_factorization_fast(np.ones((2, 2)), P, Q, 1)
@@ -35,11 +37,11 @@ def test_missing_numba_gives_a_clear_import_error(monkeypatch):
 
 def test_unknown_kernel_name():
     with pytest.raises(ValueError, match=r"`name` must be one of 'tutorial_mf'.*got 'nope'"):
-        _compiled.get_kernel("nope")
+        registry.get_kernel("nope")
 
 
 def test_kernel_is_compiled_once():
-    assert _compiled.get_kernel("tutorial_mf") is _compiled.get_kernel("tutorial_mf")
+    assert registry.get_kernel("tutorial_mf") is registry.get_kernel("tutorial_mf")
 
 
 # --------------------------------------------------------------------------------------------
@@ -49,38 +51,40 @@ def test_kernel_is_compiled_once():
 @pytest.mark.parametrize(("backend", "expected"),
                          [("auto", "compiled"), ("compiled", "compiled"), ("numpy", "numpy")])
 def test_resolve_backend(backend, expected):
-    assert _compiled.resolve_backend(backend) == expected
+    assert registry.resolve_backend(backend) == expected
 
 
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match=r"`backend` must be one of 'auto', 'compiled', 'numpy'"):
-        _compiled.resolve_backend("cuda")
+        registry.resolve_backend("cuda")
     with pytest.raises(ValueError, match=r"`backend` must be one of"):
-        _compiled.select_kernels(("als_rows",), "cuda")
+        registry.select_kernels(("als_rows",), "cuda")
 
 
 def test_select_kernels_by_backend(monkeypatch):
-    assert _compiled.select_kernels(("als_rows",), "numpy") is None
-    (kernel,) = _compiled.select_kernels(("als_rows",), "compiled")
-    assert kernel is _compiled.get_kernel("als_rows")
+    assert registry.select_kernels(("als_rows",), "numpy") is None
+    (kernel,) = registry.select_kernels(("als_rows",), "compiled")
+    assert kernel is registry.get_kernel("als_rows")
     monkeypatch.setitem(sys.modules, "numba", None)
-    assert _compiled.resolve_backend("auto") == "numpy"
-    assert _compiled.select_kernels(("als_rows",), "auto") is None
+    assert registry.resolve_backend("auto") == "numpy"
+    assert registry.select_kernels(("als_rows",), "auto") is None
     with pytest.raises(ImportError, match="pip install numba"):
-        _compiled.select_kernels(("als_rows",), "compiled")
-    _compiled.warm_up("numpy")  # a no-op without numba
+        registry.select_kernels(("als_rows",), "compiled")
+    registry.warm_up(None, "numpy")  # a no-op without numba
 
 
 def test_warm_up_prepares_every_kernel():
-    _compiled.warm_up("compiled")
-    assert set(_compiled._compiled) == set(_compiled.KERNELS)
+    registry.warm_up(None, "compiled")
+    assert set(jit._compiled) == set(registry.KERNELS)
+    for name in registry.KERNELS:  # lazily typed ones ran their example
+        assert registry.get_kernel(name).signatures, name
 
 
 def test_kernels_are_cached_on_disk():
     """Every kernel is compiled with cache=True (numba's dispatcher then holds a cache)."""
-    _compiled.warm_up("compiled")
-    for name in _compiled.KERNELS:
-        kernel = _compiled.get_kernel(name)
+    registry.warm_up(None, "compiled")
+    for name in registry.KERNELS:
+        kernel = registry.get_kernel(name)
         assert kernel._cache.__class__.__name__ == "FunctionCache", name
 
 
@@ -434,7 +438,7 @@ def test_read_only_install_caches_in_the_user_cache(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env.update(PYTHONPATH=str(tree), XDG_CACHE_HOME=str(tmp_path / "cache"),
                PYTHONDONTWRITEBYTECODE="1")
-    code = ("import lsqmf.kernels.core as c; c.warm_up('compiled', ['jac_matvec']); "
+    code = ("import lsqmf.kernels.registry as c; c.warm_up(['jac_matvec'], 'compiled'); "
             "s = c.get_kernel('jac_matvec').stats; "
             "print(sum(s.cache_hits.values()), s.cache_path)")
     try:

@@ -15,7 +15,7 @@ pytest.importorskip("numba")
 from lsqmf import ConvergenceWarning
 from lsqmf.data.synthetic import make_low_rank
 from lsqmf.evaluate import holdout_split
-from lsqmf.kernels.solvers import get_kernel
+from lsqmf.kernels.registry import get_kernel
 from lsqmf.solvers import als, als_cg, bmf, bsgd
 
 
@@ -94,7 +94,7 @@ def test_sgd_epoch_matches_oracle(with_bias):
     results = []
     for backend in ("compiled", "numpy"):
         arrays = [a.copy() for a in start]
-        loss = get_kernel("sgd_epoch", backend)(rows, cols, v, w, order, *arrays, 0.2, 0.03,
+        loss = get_kernel("bsgd_epoch", backend)(rows, cols, v, w, order, *arrays, 0.2, 0.03,
                                                 0.05, *reg, with_bias)
         results.append((loss, arrays))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
@@ -116,7 +116,7 @@ def test_predict_pairs_matches_oracle():
 def test_get_kernel_rejects_unknown_names():
     with pytest.raises(ValueError, match="`name` must be one of"):
         get_kernel("nope")
-    with pytest.raises(ValueError, match="`backend` must be 'compiled' or 'numpy'; got 'gpu'"):
+    with pytest.raises(ValueError, match="`backend` must be one of 'auto', 'compiled', 'numpy'"):
         get_kernel("cg_rows", "gpu")
 
 

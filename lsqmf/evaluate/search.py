@@ -256,7 +256,7 @@ def _run_cells(
     n_jobs: int,
     scheduler: Any,
     out: Any,
-    progress: bool,
+    progress: bool | None,
     desc: str,
 ) -> pd.DataFrame:
     """Run (or resume) the cells; one row per cell in cell order; rows written as they finish.
@@ -264,10 +264,9 @@ def _run_cells(
     With ``out``, the finished cells of an earlier run with the same data, folds, solver and
     parameters are kept (failed ones run again) and every new row is appended at once.
     """
-    from tqdm.auto import tqdm
-
     from ..runtime.checkpoint import RowWriter, sort_rows
     from ..runtime.parallel import map_tasks, plan_backend
+    from ..solvers import warm_up_solvers
 
     path = None if out is None else Path(out)
     by_id = {c.cell_id: c for c in cells}
@@ -276,17 +275,18 @@ def _run_cells(
     backend = plan_backend(n_jobs, scheduler)  # connects (or fails) before any work
     rows_by_index: dict[int, dict[str, Any]] = {}
     writer = RowWriter(path, columns) if path is not None else None
-    bar = tqdm(total=len(cells), initial=len(done), disable=not progress, desc=desc,
-               unit="fit")
+    from ..runtime.progress import Progress
+
+    bar = Progress(desc, len(todo), progress=progress, unit="fits")
     extra_seen: set[str] = set()
     try:
         for outcome in map_tasks(_score_cell, todo, shared=data, backend=backend,
-                                 label=desc.replace(" ", "-")):
+                                 warm_up=warm_up_solvers, label=desc.replace(" ", "-")):
             row = _cell_row(outcome, data, head_of, columns, extra_seen, desc)
             rows_by_index[outcome.task.index] = row
             if writer is not None:
                 writer.write(row)
-            bar.update(1)
+            bar.advance()
     except KeyboardInterrupt:
         if writer is not None:
             writer.close()
@@ -457,7 +457,7 @@ def grid_search(
     n_jobs: int = 1,
     scheduler: Any = None,
     out: str | Path | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     refit: bool = True,
     cold_start: str = "bias",
     clip: Any = "auto",
@@ -491,8 +491,9 @@ def grid_search(
         path (same data, folds, solver and parameters) keeps the finished cells and runs the
         others (failed cells run again). Rows that are broken or belong to other cells are
         dropped with a warning.
-    progress : bool, default=True
-        Show a tqdm progress bar (on stderr).
+    progress : bool or None, default=None
+        Progress on stderr by :mod:`lsqmf.runtime.progress`'s policy: None a bar on a
+        terminal, else a status line every 30 s; True also a last line; False nothing.
     refit : bool, default=True
         Refit the best configuration on all of ``ratings``.
     cold_start, clip

@@ -191,6 +191,7 @@ def tune(
     ('als_cg', 2)
     """
     from ..runtime.parallel import in_order, map_tasks
+    from ..solvers import warm_up_solvers
 
     t0 = time.perf_counter()
     ratings, n_splits, test_size, max_time, n_jobs = _check_tune_args(
@@ -202,7 +203,8 @@ def tune(
         if n_splits == 1 else kfold(ratings, n_splits, random_state=random_state)
     )
     outcomes = map_tasks(_score, _tasks(configs, len(splits), random_state, t0, max_time),
-                         shared=splits, n_jobs=n_jobs, scheduler=scheduler, label="lsqmf-tune")
+                         shared=splits, n_jobs=n_jobs, scheduler=scheduler, label="lsqmf-tune",
+                         warm_up=warm_up_solvers)
     finished = _consume(outcomes, len(configs) * len(splits), progress)
     rows = [o.value if o.ok else _failed_row(o.task, o.error) for o in in_order(finished)]
     complete = _complete_means(rows, len(splits))

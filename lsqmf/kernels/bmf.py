@@ -341,6 +341,8 @@ def _gibbs_side_example(kernel: Callable[..., Any]) -> None:
 
 def _sse_pairs_example(kernel: Callable[..., Any]) -> None:
     _, other, v, w = _side_problem()
+    for array in (other, v):  # bmf passes the ratings' (read-only) indices and values
+        array.setflags(write=False)
     for with_bias, k1 in ((True, 3), (False, 2)):
         kernel(other, other, v, w, np.ones((2, k1)), np.zeros((2, k1)), 2, with_bias, 0.5)
 

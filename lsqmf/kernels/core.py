@@ -70,6 +70,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_choice
 from .jit import Kernel, compiled
 from .linalg import (
     back_substitution,
@@ -231,6 +232,7 @@ def sgd_epoch(
     *,
     update_rows: bool = True,
     update_cols: bool = True,
+    backend: str = "compiled",
 ) -> float:
     r"""One epoch of Funk-style SGD over observed entries, updating factors in place.
 
@@ -298,6 +300,10 @@ def sgd_epoch(
     update_rows, update_cols : bool, default=True
         Update the row side (``P``, ``row_bias``) and the column side (``Q``, ``col_bias``);
         switch one off to fit one side with the other held fixed (as ``als_sgd`` does).
+    backend : {'compiled', 'numpy'}, default='compiled'
+        The resolved backend (:func:`lsqmf.kernels.backend.resolve_backend`): the numba
+        kernel, or its oracle -- the same loop run by the Python interpreter (a serial
+        per-entry update has no vectorized form), which imports no numba.
 
     Returns
     -------
@@ -322,7 +328,8 @@ def sgd_epoch(
     few O(1) checks and, for scalar regularization weights, one O(n_rows + n_cols)
     broadcast.
     """
-    kernel = compiled(_SGD_EPOCH)
+    check_choice("backend", backend, ("compiled", "numpy"))
+    kernel = compiled(_SGD_EPOCH) if backend == "compiled" else _sgd_epoch
     for name, arr in (("P", P), ("Q", Q)):
         _check_in_place(name, arr, 2)
     rank, n_rows, n_cols = P.shape[1], P.shape[0], Q.shape[1]
@@ -645,6 +652,7 @@ _FASTMATH = frozenset({"reassoc", "contract"})
 _SGD_EPOCH = Kernel(
     "sgd_epoch",
     _sgd_epoch,
+    oracle=_sgd_epoch,  # the interpreted loop: a serial per-entry update has no vectorized form
     signature="float64(int64[:], int64[:], float64[:], float64[:], int64[:], float64[:, :], "
     "float64[:, :], float64[:], float64[:], float64, float64, float64[:], float64[:], "
     "float64[:], float64[:], boolean, boolean, boolean)",

@@ -511,6 +511,8 @@ def _gibbs_rows_example(kernel: Callable[..., Any]) -> None:
 def _sgd_epoch_example(kernel: Callable[..., Any]) -> None:
     _, other, y, w, F, reg = _row_problem()
     rows, b = np.array([0, 0, 1], dtype=np.int64), np.zeros(2)
+    for array in (rows, other, y):  # bsgd passes the ratings' (read-only) indices and values
+        array.setflags(write=False)
     kernel(rows, other, y, w, np.arange(3, dtype=np.int64), F.copy(), F.copy(), b, b.copy(),
            0.0, 0.01, 0.01, reg, reg, reg, reg, True)
 
@@ -546,9 +548,10 @@ PARALLEL_MIN_NNZ = 500_000
 
 
 @contextlib.contextmanager
-def kernel_threads(nnz: int) -> Iterator[None]:
-    """Run the enclosed kernel calls on one numba thread when ``nnz < PARALLEL_MIN_NNZ``."""
-    if nnz >= PARALLEL_MIN_NNZ:
+def kernel_threads(nnz: int, backend: str) -> Iterator[None]:
+    """Run the enclosed kernel calls on one numba thread when ``nnz < PARALLEL_MIN_NNZ``
+    (a no-op, which imports no numba, for the resolved ``backend='numpy'``)."""
+    if nnz >= PARALLEL_MIN_NNZ or backend == "numpy":
         yield
         return
     try:

@@ -50,12 +50,14 @@ Nothing that finished is lost: every finished task has been yielded before an er
 Worker start-up
 ---------------
 The compiled numba kernels come from numba's on-disk cache where lsqmf's kernels enable it.
-On Dask each worker additionally runs :func:`warm_up` once, when the map starts or when the
-worker joins later (a worker plugin), so the kernels are loaded (or compiled) once per worker
-and never per task. Local worker processes compile or load each kernel on first use and keep
-it for the life of the (reused) process. Start Dask workers with ``NUMBA_NUM_THREADS`` (and
-``OMP_NUM_THREADS``) equal to their thread count so that kernels do not oversubscribe cores
-(joblib does this itself for local processes).
+On Dask each worker additionally runs the ``warm_up`` the caller passes to :func:`map_tasks`
+(e.g. :func:`lsqmf.solvers.warm_up_solvers`: the kernels of every registered solver) once,
+when the map starts or when the worker joins later (a worker plugin), so the kernels are loaded
+(or compiled) once per worker and never per task. This module imports no kernel code: which
+kernels to load is the caller's knowledge. Local worker processes compile or load each
+kernel on first use and keep it for the life of the (reused) process. Start Dask workers with
+``NUMBA_NUM_THREADS`` (and ``OMP_NUM_THREADS``) equal to their thread count so that kernels do
+not oversubscribe cores (joblib does this itself for local processes).
 """
 
 from __future__ import annotations
@@ -78,7 +80,6 @@ __all__ = [
     "in_order",
     "map_tasks",
     "plan_backend",
-    "warm_up",
 ]
 
 logger = logging.getLogger(__name__)
@@ -249,36 +250,6 @@ def plan_backend(
 
 
 # ---------------------------------------------------------------------------- warm-up
-def warm_up() -> None:
-    """Load (or compile) lsqmf's numba kernels in this process; nothing without numba.
-
-    Calls :func:`lsqmf.kernels.core.warm_up` (and the fast solvers' own
-    ``lsqmf.kernels.solvers.warm_up``) where they exist, else requests every kernel of
-    :data:`lsqmf.kernels.core.KERNELS`. Each kernel is read from numba's on-disk cache (or
-    compiled, once per machine) once per process.
-    """
-    import importlib
-
-    from ..kernels import core as _compiled
-
-    try:
-        own = getattr(_compiled, "warm_up", None)
-        if callable(own):
-            own()
-        else:
-            for name in _compiled.KERNELS:
-                _compiled.get_kernel(name)
-        try:
-            fast = importlib.import_module("lsqmf.kernels.solvers")
-        except ImportError:
-            return
-        extra = getattr(fast, "warm_up", None)
-        if callable(extra):
-            extra()
-    except ImportError:  # no numba: the numpy paths need no warm-up
-        return
-
-
 def _warm_up_plugin(function: Callable[[], Any]) -> Any:
     from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -328,7 +299,7 @@ def map_tasks(
     n_jobs: int = 1,
     scheduler: Any = None,
     backend: Backend | None = None,
-    warm_up: Callable[[], Any] | None = warm_up,
+    warm_up: Callable[[], Any] | None = None,
     connect_timeout: float | None = None,
     label: str = "lsqmf",
 ) -> Iterator[Outcome]:
@@ -346,8 +317,9 @@ def map_tasks(
         As in :func:`plan_backend`; ignored when ``backend`` is given.
     backend : Backend, optional
         A plan from :func:`plan_backend` (then the caller closes it).
-    warm_up : callable or None, default=:func:`warm_up`
-        Run once per Dask worker before its first task (None: no warm-up).
+    warm_up : callable or None, default=None
+        Run once per Dask worker before its first task (None: no warm-up; the fits still
+        load their kernels before their clocks start).
     label : str
         Prefix of the Dask task keys (shown in the dashboard).
 

@@ -85,6 +85,7 @@ __all__ = [
     "sgd",
     "solver_by_name",
     "warm_up_solver",
+    "warm_up_solvers",
 ]
 
 #: The objective a by-name call fits unless told otherwise, chosen for MovieLens-like ratings
@@ -213,6 +214,13 @@ def warm_up_solver(name: str, backend: str = "auto") -> float:
     """
     spec = SOLVER_SPECS.get(name)
     return warm_up(SOLVER_KERNELS if spec is None else spec.kernels, backend)
+
+
+def warm_up_solvers(backend: str = "auto") -> float:
+    """``warm_up(SOLVER_KERNELS, backend)``: every kernel a registered solver can run (and no
+    kernel only the tests use). What a Dask worker runs once before its first fit
+    (``map_tasks(..., warm_up=warm_up_solvers)``). Returns seconds."""
+    return warm_up(SOLVER_KERNELS, backend)
 
 
 def get_solver(name: str) -> Callable[..., FitResult]:

@@ -95,7 +95,7 @@ import numpy as np
 
 from .._validation import check_bool, check_choice, check_float, check_int, describe, resolve_seed
 from ..data.ratings import Ratings, as_ratings
-from ..kernels.backend import BACKENDS
+from ..kernels.backend import BACKENDS, resolve_backend
 from ..kernels.registry import warm_up
 from ..model.problem import Problem, build_problem
 from ..model.result import (
@@ -171,7 +171,7 @@ class SolverOptions:
     verbose : {0, 1, 2}, default=0
         0 silent, 1 one line at the end, 2 a line per iteration (through ``logging``).
     backend : {'auto', 'compiled', 'numpy'}, default='auto'
-        Who runs the solver's kernels (see :func:`lsqmf.kernels.core.resolve_backend`): the
+        Who runs the solver's kernels (see :func:`lsqmf.kernels.backend.resolve_backend`): the
         numba kernels, or the numpy implementations (the oracles); ``'auto'``: compiled.
     validation : Ratings, float or None, default=None
         Held-out ratings, or the fraction of the training entries to hold out (split off
@@ -315,6 +315,8 @@ class Setup:
     t_start: float
     own: dict[str, Any] = field(default_factory=dict)
     validation: Validation | None = None
+    #: The backend that runs (``opts.backend`` resolved once: 'compiled' or 'numpy').
+    backend: str = "numpy"
 
     @property
     def max_iter(self) -> int:
@@ -348,7 +350,7 @@ class Setup:
             "max_time": o.max_time, "init_scale": o.init_scale, "random_state": self.seed,
             "verbose": o.verbose,
             "validation": None if self.validation is None else self.validation.source,
-            "patience": o.patience, **self.own,
+            "patience": o.patience, "backend": self.backend, **self.own,
         }
 
     @property
@@ -395,7 +397,8 @@ def prepare(
     solver validates them).
     """
     opts, own = split_options(_spec(name), rank, {**(options or {}), **keywords})
-    _warm_up(name, opts.backend)
+    backend = resolve_backend(opts.backend)
+    _warm_up(name, backend)
     t_start = time.perf_counter()
     rng, seed = resolve_seed(opts.random_state)
     ratings = as_ratings(R, weights=opts.weights)
@@ -411,7 +414,7 @@ def prepare(
     )
     return Setup(name=name, ratings=ratings, problem=problem, x0=problem.pack(P, Q), rng=rng,
                  opts=opts, seed=seed, t_start=t_start, own=own,
-                 validation=validation)
+                 validation=validation, backend=backend)
 
 
 def _warm_up(name: str, backend: str) -> None:

@@ -297,7 +297,7 @@ def user_side(setup: Setup) -> SideSolver:
     r = setup.ratings
     return SideSolver(
         r.rows, r.cols, r.shape[0], r.shape[1], r.values, r.weights, setup.reg_row,
-        setup.reg_row_bias, backend=setup.opts.backend,
+        setup.reg_row_bias, backend=setup.backend,
     )
 
 
@@ -306,7 +306,7 @@ def item_side(setup: Setup) -> SideSolver:
     r = setup.ratings
     return SideSolver(
         r.cols, r.rows, r.shape[1], r.shape[0], r.values, r.weights, setup.reg_col,
-        setup.reg_col_bias, backend=setup.opts.backend,
+        setup.reg_col_bias, backend=setup.backend,
     )
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_int
-from ..kernels.registry import get_kernel, resolve_backend
+from ..kernels.registry import get_kernel
 from ..kernels.solvers import kernel_threads
 from ..model.result import FitResult
 from ._common import Setup, prepare, run_iterations
@@ -136,8 +136,7 @@ def als_cg(R: Any, rank: int, **options: Any) -> FitResult:
     """
     setup = prepare("als_cg", R, rank, options)
     cg_steps = check_int("cg_steps", setup.own["cg_steps"], min_value=1)
-    backend = resolve_backend(getattr(setup.opts, "backend", "auto"))
-    step = cg_step_factory(setup, cg_steps, get_kernel("cg_rows", backend))
+    step = cg_step_factory(setup, cg_steps, get_kernel("cg_rows", setup.backend))
     return run_iterations(
         setup, step,
         hint="increase `reg` (or use biases and count_scaled=True) and check the ratings.",
@@ -167,7 +166,7 @@ def cg_step_factory(
         if with_bias:
             Zu[:, k] = b
             Zi[:, k] = c
-        with kernel_threads(len(users.values)):
+        with kernel_threads(len(users.values), setup.backend):
             kernel(users.indptr, users.other, users.targets(mu, c), users.weights,
                    np.ascontiguousarray(Zi[:, :k]), with_bias, reg_u, reg_ub, Zu, cg_steps)
             b_new = Zu[:, k] if with_bias else None

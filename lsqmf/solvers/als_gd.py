@@ -69,12 +69,12 @@ def als_gd(R: Any, rank: int, **options: Any) -> FitResult:
     def step(x: np.ndarray, j: int) -> np.ndarray:
         for block in blocks:
             for _ in range(inner_steps):
-                g = problem.gradient(x)
+                g = problem.gradient(x, backend=setup.backend)
                 g[~block] = 0.0
                 gg = float(g @ g)
                 if gg == 0.0:
                     break
-                Jg = problem.operator(x).matvec(g)
+                Jg = problem.operator(x, backend=setup.backend).matvec(g)
                 curvature = float(Jg @ Jg)
                 if curvature <= 0.0:
                     break

@@ -27,7 +27,7 @@ from .._validation import check_float
 from ..model.result import FitResult
 from ._common import prepare, run_iterations
 from .als import update_users, user_side
-from .sgd import EpochRunner, sgd_epoch_kernel
+from .sgd import EpochRunner
 
 __all__ = ["als_sgd"]
 
@@ -53,7 +53,7 @@ def als_sgd(R: Any, rank: int, **options: Any) -> FitResult:
     Raises
     ------
     ImportError
-        If numba is not installed.
+        If ``backend='compiled'`` and numba is not installed.
 
     Examples
     --------
@@ -65,7 +65,6 @@ def als_sgd(R: Any, rank: int, **options: Any) -> FitResult:
     >>> fit.status, bool(fit.history.cost[-1] < fit.history.cost[0])
     (2, True)
     """
-    sgd_epoch_kernel()  # fail early, with the install hint, when numba is missing
     setup = prepare("als_sgd", R, rank, options)
     lr = check_float("learning_rate", setup.own["learning_rate"], min_value=0.0,
                      min_inclusive=False)

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_float, check_int
-from ..kernels.registry import get_kernel, resolve_backend
+from ..kernels.registry import get_kernel
 from ..kernels.solvers import kernel_threads
 from ..model.result import STATUS_MESSAGES, FitResult, History, IterationInfo, Status
 from ..runtime.threads import blas_single_thread
@@ -250,10 +250,10 @@ def bmf(R: Any, rank: int, **options: Any) -> FitResult:
     alpha_opt = None if alpha == 0.0 else alpha
     beta0 = check_float("beta0", own["beta0"], min_value=0.0, min_inclusive=False)
     assert beta0 is not None
-    backend = resolve_backend(getattr(setup.opts, "backend", "auto"))
+    backend = setup.backend
     warm = check_int("warm_start", own["warm_start"], min_value=0)
     setup.own.update({"burn_in": burn_in, "alpha": alpha, "beta0": beta0, "warm_start": warm})
-    with blas_single_thread(backend == "compiled"), kernel_threads(setup.ratings.nnz):
+    with blas_single_thread(backend == "compiled"), kernel_threads(setup.ratings.nnz, backend):
         return _sample(setup, burn_in, alpha_opt, beta0, backend, warm)
 
 

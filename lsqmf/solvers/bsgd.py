@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_float
-from ..kernels.registry import get_kernel, resolve_backend
+from ..kernels.registry import get_kernel
 from ..model.result import FitResult
 from ._common import Setup, prepare, run_iterations
 
@@ -80,7 +80,7 @@ def bsgd(R: Any, rank: int, **options: Any) -> FitResult:
     decay = check_float("decay", own["decay"], min_value=0.0, max_value=1.0,
                         min_inclusive=False)
     bias_rate = check_float("bias_rate", own["bias_rate"], min_value=0.0)
-    backend = resolve_backend(getattr(setup.opts, "backend", "auto"))
+    backend = setup.backend
     assert lr is not None and decay is not None and bias_rate is not None
     runner = _Epochs(setup, lr, decay, bias_rate, backend)
     return run_iterations(

@@ -81,7 +81,7 @@ def gd(R: Any, rank: int, **options: Any) -> FitResult:
     v = np.zeros(problem.n_params)
 
     def step(x: np.ndarray, j: int) -> np.ndarray:
-        g = problem.gradient(x)
+        g = problem.gradient(x, backend=setup.backend)
         if optimizer == "fixed":
             return x - lr * g
         m[:] = b1 * m + (1.0 - b1) * g

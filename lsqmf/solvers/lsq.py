@@ -23,6 +23,8 @@ from typing import Any
 
 from .._validation import resolve_seed
 from ..data.ratings import as_ratings
+from ..kernels.backend import resolve_backend
+from ..kernels.registry import warm_up
 from ..model.problem import build_problem
 from ..model.result import FitResult, IterationInfo
 from ..model.start import random_start
@@ -69,6 +71,10 @@ def lsq(R: Any, rank: int, **options: Any) -> FitResult:
                 f"max_nfev, tol -> ftol); got {name}={options[name]!r}."
             )
     opts, own = split_options(_spec("lsq"), rank, options)
+    backend = resolve_backend(opts.backend)
+    t_warm = time.perf_counter()
+    warm_up(_spec("lsq").kernels, backend)  # as solve() does: compile time is not fit time
+    t_start += time.perf_counter() - t_warm
     rng, seed = resolve_seed(opts.random_state)
     ratings = as_ratings(R, weights=opts.weights)
     P, Q = random_start(ratings, opts.rank, rng, init_scale=opts.init_scale, P0=opts.P0,
@@ -89,7 +95,7 @@ def lsq(R: Any, rank: int, **options: Any) -> FitResult:
         reg_bias=opts.reg_bias, count_scaled=opts.count_scaled, biases=opts.biases,
         method=method, tr_solver=None if method == "lm" else tr_solver,
         max_nfev=opts.max_iter, ftol=opts.tol, init_scale=opts.init_scale,
-        random_state=rng, max_time=opts.max_time, callback=callback, backend=opts.backend,
+        random_state=rng, max_time=opts.max_time, callback=callback, backend=backend,
         **own,
     )
     rms = fit.rms

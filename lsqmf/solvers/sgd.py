@@ -37,6 +37,7 @@ item-major (``Qt``, one contiguous row per item) and passed as the view ``Qt.T``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -48,25 +49,19 @@ from ._common import Setup, prepare, run_iterations
 
 __all__ = ["sgd", "sgd_epoch_kernel"]
 
-def sgd_epoch_kernel() -> Callable[..., float]:
-    """:func:`lsqmf.kernels.core.sgd_epoch`, after checking that numba is importable.
+def sgd_epoch_kernel(backend: str) -> Callable[..., float]:
+    """:func:`lsqmf.kernels.core.sgd_epoch` for the resolved ``backend`` (the numba kernel,
+    or the interpreted loop that imports no numba)."""
+    from ..kernels.core import sgd_epoch
 
-    Raises
-    ------
-    ImportError
-        If numba is not installed (the message says ``pip install 'lsqmf[fast]'``).
-    """
-    from ..kernels.core import require_numba, sgd_epoch
-
-    require_numba()
-    return sgd_epoch
+    return functools.partial(sgd_epoch, backend=backend)
 
 
 class EpochRunner:
     """Holds the contiguous arrays and per-visit weights of SGD epochs for one problem."""
 
     def __init__(self, setup: Setup, learning_rate: float, decay: float) -> None:
-        self.kernel = sgd_epoch_kernel()
+        self.kernel = sgd_epoch_kernel(setup.backend)
         self.setup = setup
         r = setup.ratings
         # contiguous int64 / float64 copies, as the kernel expects
@@ -128,7 +123,7 @@ def sgd(R: Any, rank: int, **options: Any) -> FitResult:
     Raises
     ------
     ImportError
-        If numba is not installed.
+        If ``backend='compiled'`` and numba is not installed.
     NonFiniteResidualError
         When the iterates diverge (``learning_rate`` too large), with the best finite
         iterate in ``partial_result``.
@@ -142,7 +137,6 @@ def sgd(R: Any, rank: int, **options: Any) -> FitResult:
     >>> fit.status, bool(fit.history.cost[-1] < fit.history.cost[0])
     (2, True)
     """
-    sgd_epoch_kernel()  # fail early, with the install hint, when numba is missing
     setup = prepare("sgd", R, rank, options)
     lr = check_float("learning_rate", setup.own["learning_rate"], min_value=0.0,
                      min_inclusive=False)
