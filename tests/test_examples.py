@@ -89,3 +89,24 @@ def test_05_measurement_matrix() -> None:
     assert "converged True" in line
     rms = float(out.split("hidden entries ")[1].split()[0])
     assert rms < 0.1  # noise 0.01 on entries of RMS ~1.6: the hidden entries are recovered
+
+
+def test_06_sklearn_gridsearch() -> None:
+    pytest.importorskip("sklearn")
+    out = _run("06_sklearn_gridsearch.py", "--quick")
+    assert "Ratings(shape=(100, 200)" in out
+    assert "best: rank " in out
+    # GridSearchCV's folds and seeds reproduce lsqmf's cross_validate
+    assert "agree to 1e-10: True" in out
+    folds = [line.split() for line in out.splitlines() if line[:4].strip().isdigit()]
+    assert len(folds) == 3 and all(abs(float(a) - float(b)) <= 1e-10 for _, a, b in folds)
+
+
+def test_07_sklearn_impute_pipeline() -> None:
+    pytest.importorskip("sklearn")
+    out = _run("07_sklearn_impute_pipeline.py", "--quick")
+    rows = {line[:10].strip(): line[10:].split() for line in out.splitlines()[2:]}
+    assert set(rows) == {"mean", "knn", "lsqmf als"}
+    accuracy, imputation = float(rows["lsqmf als"][0]), float(rows["lsqmf als"][2])
+    assert accuracy > 0.9
+    assert imputation < float(rows["mean"][2])  # low rank beats column means
