@@ -129,6 +129,7 @@ class Progress:
         self._last_draw = -math.inf
         self._last_line = self.start
         self._printed = False
+        self._closed = False
         self._width = 0
 
     # -- state
@@ -231,9 +232,10 @@ class Progress:
         self._show()
 
     def close(self) -> None:
-        """End the bar (a terminal) or print the last status line (when one is due)."""
-        if not self.enabled:
+        """End the bar (a terminal) or print the last status line (when one is due); once."""
+        if not self.enabled or self._closed:
             return
+        self._closed = True
         if self.terminal:
             self._draw(self.clock())
             self.stream.write("\n")
