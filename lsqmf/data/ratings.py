@@ -34,7 +34,7 @@ from .._validation import describe
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Ratings", "as_ratings", "lookup_ids"]
+__all__ = ["Ratings", "as_mask", "as_ratings", "lookup_ids"]
 
 
 def _as_index_array(name: str, values: Any) -> np.ndarray:
@@ -251,9 +251,10 @@ class Ratings:
             observed, with a warning.
         weights : array_like, shape (n_rows, n_cols), optional
             Weight of each entry; read only at observed entries.
-        mask : array_like of bool, shape (n_rows, n_cols), optional
-            Visibility mask of a measurement matrix: exactly the entries where it is True
-            are observed, whatever ``array`` holds elsewhere (NaN included); the values
+        mask : array_like of bool or of 0/1 integers, shape (n_rows, n_cols), optional
+            Visibility mask of a measurement matrix (any integer dtype holding only 0 and 1,
+            e.g. MATLAB's ``uint8``, is read as ``mask == 1``): exactly the entries where it
+            is True are observed, whatever ``array`` holds elsewhere (NaN included); the values
             where it is True must be finite. Not combined with ``missing``.
 
         Notes
@@ -308,11 +309,7 @@ class Ratings:
         arr = _as_float_array(array)
         if arr.ndim != 2 or arr.size == 0:
             raise ValueError(f"`R` must be a non-empty 2-D array; got shape {arr.shape}.")
-        m_arr = np.asarray(mask)
-        if m_arr.dtype != np.bool_:
-            raise TypeError(
-                f"`mask` must be a boolean array (True = observed); got {describe(mask)}."
-            )
+        m_arr = as_mask(mask)
         if m_arr.shape != arr.shape:
             raise ValueError(f"`mask` must have the shape of `R` {arr.shape}; got {m_arr.shape}.")
         rows, cols = np.nonzero(m_arr)
@@ -514,14 +511,49 @@ def _unmask(array: np.ma.MaskedArray, mask: Any) -> tuple[Any, Any]:
     data = np.ma.getdata(array)
     if mask is not None:
         m = np.asarray(mask)
-        if m.dtype == np.bool_ and m.shape == hidden.shape:
-            return data, m & ~hidden
+        if m.dtype.kind in "biu" and m.shape == hidden.shape:
+            try:
+                return data, as_mask(m) & ~hidden
+            except ValueError:
+                pass  # values other than 0/1: reported by the usual check
         return data, mask
     if np.iscomplexobj(data) or data.dtype.kind not in "biuf":
         return data, None
     values = np.array(data, dtype=np.float64)
     values[hidden] = np.nan
     return values, None
+
+
+def as_mask(mask: Any, name: str = "mask") -> np.ndarray:
+    """A visibility mask as a boolean array: booleans, or integers holding only 0 and 1.
+
+    MATLAB stores visibility as ``logical`` or ``uint8``/``double`` 0/1 arrays; a 0/1 array of
+    any integer dtype is read as ``mask == 1``.
+
+    Raises
+    ------
+    TypeError
+        For a mask that is not boolean or integer (floats, objects, strings).
+    ValueError
+        For an integer mask holding a value other than 0 and 1 (the values are shown).
+    """
+    arr = np.asarray(mask)
+    if arr.dtype == np.bool_:
+        return arr
+    if arr.dtype.kind not in "iu":
+        raise TypeError(
+            f"`{name}` must be a boolean array, or integers holding only 0 and 1 (1 = observed);"
+            f" got {describe(mask)}."
+        )
+    bad = (arr != 0) & (arr != 1)
+    if bad.any():
+        values = np.unique(arr[bad])
+        shown = ", ".join(str(v) for v in values[:5]) + (", ..." if values.size > 5 else "")
+        raise ValueError(
+            f"`{name}` must hold only 0 and 1 (1 = observed); got {int(bad.sum())} other "
+            f"value(s): {shown}."
+        )
+    return arr == 1
 
 
 def _as_float_array(array: Any) -> np.ndarray:
@@ -581,7 +613,7 @@ def as_ratings(
     """Turn any accepted input into :class:`Ratings`.
 
     Accepts a :class:`Ratings` (returned as is, or with ``weights``), a dense array (NaN or
-    ``missing`` marks unobserved; or a boolean ``mask`` of the observed entries, see
+    ``missing`` marks unobserved; or a boolean or 0/1 integer ``mask`` of the observed entries, see
     :meth:`Ratings.from_dense`), a ``scipy.sparse`` matrix/array, or a pandas DataFrame.
     """
     if mask is not None:

@@ -10,6 +10,9 @@ content                          read as
 ================================ ==================================================================
 ``\\x93NUMPY`` (``.npy``)         a dense matrix (NaN, or ``missing``, marks unobserved entries)
 zip (``.npz``)                   a ``scipy.sparse.save_npz`` matrix, or one dense array
+``MATLAB 5.0 MAT-file`` (``.mat``) a named matrix (``matrix=``) and optional visibility mask
+                                 (``mask=``) of a MATLAB v5/v7 file (``scipy.io.loadmat``);
+                                 v7.3 (HDF5) files are refused with a message saying so
 gzip                             its decompressed content, by the rules of this table
 text                             ratings lines (the MovieLens formats below); a dense matrix of
                                  numbers only with ``dense=True`` (``--dense`` on the CLI)
@@ -99,7 +102,7 @@ BUILTIN_NAME = "builtin"
 
 
 #: Values of ``format`` in :func:`read_input`.
-INPUT_FORMATS = ("auto", "csv", "tab", "dat", "npy", "npz")
+INPUT_FORMATS = ("auto", "csv", "tab", "dat", "npy", "npz", "mat")
 
 
 _SEPARATORS = {"tab": "\t", "dat": "::", "csv": ","}
@@ -115,6 +118,12 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 
 _EMPTY_ZIP = b"PK\x05\x06"
+
+
+_MAT_MAGIC = b"MATLAB"  # the text header of MATLAB v5, v7 and v7.3 files
+
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # at offset 0, 512, 1024, ... (v7.3 at 512)
 
 
 _QUOTE = 80  # characters of a bad line quoted in an error message
@@ -173,6 +182,8 @@ def _binary_kind(head: bytes) -> str | None:
     """What a binary file looks like, or None for text."""
     if head.startswith(_NPY_MAGIC):
         return "a NumPy .npy file"
+    if head.startswith(_MAT_MAGIC) and b"MAT-file" in head[:128]:
+        return "a MATLAB .mat file"
     if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP)):
         return "a zip archive (e.g. an .npz file)"
     if head.startswith(_GZIP_MAGIC):
@@ -676,16 +687,129 @@ def _read_npz(path: Path, missing: float | None) -> Ratings:
     )
 
 
-# ------------------------------------------------------------------------------- one reader
-def _sniff(path: Path) -> str:
-    """'npy', 'npz' or 'text' from the first bytes (gzip is text, decompressed later)."""
+# ------------------------------------------------------------------------------- MATLAB
+def _mat_variables(path: Path) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, shape, MATLAB class) of every variable of a v5/v7 .mat file; v7.3 refused."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(8)
+            head = fh.read(1024)
+    except OSError as err:
+        raise ValueError(f"{str(path)!r}: cannot read the file ({err.strerror or err}).") from err
+    if b"MATLAB 7.3" in head[:128] or head[512:520] == _HDF5_MAGIC or head.startswith(
+            _HDF5_MAGIC):
+        raise ValueError(
+            f"{str(path)!r} is a MATLAB v7.3 (HDF5) .mat file, which lsqmf does not read; save "
+            "it from MATLAB with save(..., '-v7') (or read it with h5py and pass the arrays "
+            "to lsqmf.solve(M, rank, mask=W))."
+        )
+    import scipy.io
+
+    try:
+        return [(name, tuple(shape), cls) for name, shape, cls in scipy.io.whosmat(str(path))]
+    except (ValueError, TypeError, OSError, EOFError, NotImplementedError) as err:
+        raise ValueError(f"{str(path)!r} is not a readable MATLAB .mat file ({err}).") from err
+
+
+def _mat_listing(variables: list[tuple[str, tuple[int, ...], str]]) -> str:
+    if not variables:
+        return "it holds no variables"
+    return "its variables: " + ", ".join(
+        f"{name} ({'x'.join(str(n) for n in shape)} {cls})" for name, shape, cls in variables
+    )
+
+
+def _pick_mat_name(path: Path, variables: list[tuple[str, tuple[int, ...], str]],
+                   name: str | None, what: str) -> str:
+    """The variable named ``name``, or (None, the matrix only) the only 2-D numeric one."""
+    names = [v[0] for v in variables]
+    if name is not None:
+        if name not in names:
+            raise ValueError(
+                f"{str(path)!r}: no variable named {name!r} for the {what}; "
+                f"{_mat_listing(variables)}."
+            )
+        return name
+    numeric = [v[0] for v in variables
+               if len(v[1]) == 2 and min(v[1]) >= 2 and v[2] in _MAT_NUMERIC]
+    if len(numeric) != 1:
+        why = "no 2-D numeric variable" if not numeric else f"{len(numeric)} candidates"
+        raise ValueError(
+            f"{str(path)!r}: name the {what} with `matrix=` ({why}); {_mat_listing(variables)}."
+        )
+    return numeric[0]
+
+
+_MAT_NUMERIC = ("double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+                "int64", "uint64", "logical", "sparse")
+
+
+def _read_mat(path: Path, missing: float | None, matrix: str | None,
+              mask: str | None) -> Ratings:
+    """A named matrix (and visibility mask) of a MATLAB v5/v7 file."""
+    import scipy.io
+    import scipy.sparse as sp
+
+    from .ratings import as_mask, as_ratings
+
+    variables = _mat_variables(path)
+    m_name = _pick_mat_name(path, variables, matrix, "matrix")
+    w_name = None if mask is None else _pick_mat_name(path, variables, mask, "mask")
+    if w_name == m_name:
+        raise ValueError(f"{str(path)!r}: `matrix` and `mask` name the same variable {m_name!r}.")
+    wanted = [m_name] if w_name is None else [m_name, w_name]
+    try:
+        data = scipy.io.loadmat(str(path), variable_names=wanted, squeeze_me=False)
+    except (ValueError, TypeError, OSError, EOFError, NotImplementedError) as err:
+        raise ValueError(f"{str(path)!r} is not a readable MATLAB .mat file ({err}).") from err
+    arr = data[m_name]
+    if sp.issparse(arr):
+        if w_name is not None or missing is not None:
+            raise ValueError(
+                f"{str(path)!r}: {m_name!r} is a sparse matrix (its stored entries are "
+                "observed); `mask` and `missing` apply to dense matrices."
+            )
+        return as_ratings(arr)
+    if w_name is None:
+        return _dense_ratings(arr, path, missing, f"variable {m_name!r}")
+    if missing is not None:
+        raise ValueError("`missing` and `mask` cannot be combined: with a `mask`, exactly its "
+                         f"nonzero entries are observed; got missing={missing!r}.")
+    w = data[w_name]
+    if sp.issparse(w):
+        w = w.toarray()
+    w = np.asarray(w)
+    if w.dtype.kind == "f":  # MATLAB's default class is double: 0.0/1.0 visibility
+        if not np.isin(w, (0.0, 1.0)).all():
+            raise ValueError(
+                f"{str(path)!r}: mask {w_name!r} must hold only 0 and 1 (1 = visible); got "
+                f"other values, e.g. {w[~np.isin(w, (0.0, 1.0))].ravel()[0]!r}."
+            )
+        w = w.astype(np.uint8)
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf" or arr.ndim != 2:
+        return _dense_ratings(arr, path, None, f"variable {m_name!r}")  # raises its message
+    if w.shape != arr.shape:
+        raise ValueError(
+            f"{str(path)!r}: mask {w_name!r} must have the shape of {m_name!r} {arr.shape}; "
+            f"got {w.shape}."
+        )
+    try:
+        return as_ratings(arr, mask=as_mask(w, name=f"mask {w_name!r}"))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{str(path)!r}: {err}") from err
+
+
+# ------------------------------------------------------------------------------- one reader
+def _sniff(path: Path) -> str:
+    """'npy', 'npz', 'mat' or 'text' from the first bytes (gzip is text, decompressed later)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(128)
     except OSError as err:
         raise ValueError(f"{str(path)!r}: cannot read the file ({err.strerror or err}).") from err
     if head.startswith(_NPY_MAGIC):
         return "npy"
+    if head.startswith(_MAT_MAGIC) and b"MAT-file" in head:
+        return "mat"
     if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP)):
         return "npz"
     return "text"
@@ -698,6 +822,8 @@ def read_input(
     dense: bool = False,
     missing: float | None = None,
     header: bool | None = None,
+    matrix: str | None = None,
+    mask: str | None = None,
 ) -> Ratings:
     """Read any input file of lsqmf (the reader behind every ``lsqmf`` subcommand).
 
@@ -705,7 +831,7 @@ def read_input(
     ----------
     source : str or path-like
         A file, or the word ``'builtin'`` for the vendored MovieLens latest-small ratings.
-    format : {'auto', 'csv', 'tab', 'dat', 'npy', 'npz'}, default='auto'
+    format : {'auto', 'csv', 'tab', 'dat', 'npy', 'npz', 'mat'}, default='auto'
         ``'auto'`` decides from the content (module docstring table); the others force it.
     dense : bool, default=False
         Read a text file as a dense matrix (one row per line; commas, tabs or whitespace;
@@ -714,6 +840,13 @@ def read_input(
         The value marking unobserved entries of a dense input (besides NaN).
     header : bool or None, default=None
         Whether a text file's first non-blank line is a header (None: decide and log).
+    matrix : str, optional
+        ``.mat`` files: the variable holding the matrix (e.g. ``'M'``; NaN, or ``missing``,
+        marks unobserved entries unless ``mask`` is given). Default: the file's only 2-D
+        numeric variable; with several, an error lists them.
+    mask : str, optional
+        ``.mat`` files: the variable holding the visibility mask (e.g. ``'W'``; logical, or
+        0/1 of any integer class or double): exactly its 1 entries are observed.
 
     Returns
     -------
@@ -742,12 +875,28 @@ def read_input(
         raise TypeError(f"`header` must be True, False or None; got {describe(header)}.")
     if missing is not None:
         missing = check_float("missing", missing)
+    for name, value in (("matrix", matrix), ("mask", mask)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(
+                f"`{name}` must be a variable name (str) or None; got {describe(value)}."
+            )
     if isinstance(source, str) and source == BUILTIN_NAME:
         if dense or missing is not None or format != "auto":
             raise ValueError("the built-in data set takes no `format`, `dense` or `missing`.")
+        if matrix is not None or mask is not None:
+            raise ValueError("the built-in data set takes no `matrix` or `mask` (.mat only).")
         return load_builtin()
     p = _check_path(source)
     kind = _sniff(p) if format == "auto" else format
+    if kind == "mat":
+        if dense:
+            raise ValueError(f"`dense` applies to text files; {str(p)!r} is read as .mat.")
+        return _read_mat(p, missing, matrix, mask)
+    if matrix is not None or mask is not None:
+        raise ValueError(
+            f"`matrix` and `mask` name variables of a MATLAB .mat file; {str(p)!r} is read as "
+            f"{kind}."
+        )
     if kind in ("npy", "npz"):
         if dense:
             raise ValueError(f"`dense` applies to text files; {str(p)!r} is read as .{kind}.")
