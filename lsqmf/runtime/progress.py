@@ -171,7 +171,7 @@ class Progress:
             w = self._done_weight.get(key, 0.0)
             rate = self._done_seconds[key] / w if w > 0 else overall
             left += rem * rate
-        if not self._remaining:  # no weights given: by count
+        if self._total_weight <= 0:  # no weights given: by count
             left = (self.total - self.done) * spent / self.done
         # wall per item-second: < 1 when items run in parallel, > 1 with overhead between them
         wall = max(self.clock() - self.start, 1e-9)
