@@ -201,9 +201,9 @@ SFM_FAMILIES: dict[str, dict[str, object]] = {
     # moving occluder
     "tumble": dict(n_frames=40, n_points=240, motion="tumble", facing=True, lifetime=24.0,
                    occluder=0.15, noise=0.5, outliers=0.0),
-    # a long sequence with short tracks: 5-10% visible
-    "sparse_long": dict(n_frames=120, n_points=800, motion="tumble", facing=False,
-                        lifetime=8.0, occluder=0.0, noise=0.5, outliers=0.0),
+    # short tracks in a longer sequence: 5-10% visible (200 x 10,000 with lifetime=14)
+    "sparse_long": dict(n_frames=60, n_points=400, motion="tumble", facing=False,
+                        lifetime=5.0, occluder=0.0, noise=0.5, outliers=0.0),
     # "tumble" with 2% of the visible observations replaced by gross mismatches
     "outliers": dict(n_frames=40, n_points=240, motion="tumble", facing=True, lifetime=24.0,
                      occluder=0.15, noise=0.5, outliers=0.02),
