@@ -1,15 +1,18 @@
 """Stage 2 of :func:`lsqmf.solve`: turn the options into a plan, deciding everything once.
 
-:func:`plan` builds the :class:`~lsqmf.model.problem.Problem` from the random start, resolves the
-bounds and ``x_scale`` to the problem's length, evaluates the residual once at the start (and
-the Jacobian check when asked), and decides -- from the tables of :mod:`lsqmf.nls.tables`
--- which Jacobian kind runs, whether it is dense, which backend runs the kernels, how many BLAS
-threads the run uses, and which runner of :data:`lsqmf.nls.run.RUNNERS` runs it. The later
-stages read the plan and decide nothing again.
+:func:`plan` builds the :class:`~lsqmf.model.problem.Problem` from the random start -- or,
+with ``eliminate``, VarPro's :class:`~lsqmf.nls.varpro.ReducedProblem` (on the transposed
+ratings for ``'P'``) whose ``theta`` is the optimized factor of the same start -- resolves the
+bounds and ``x_scale`` to the optimized vector's length, evaluates the residual once at the
+start (and the Jacobian check when asked), and decides -- from the tables of
+:mod:`lsqmf.nls.tables` -- which Jacobian kind runs, whether it is dense, which backend runs
+the kernels and which kernels to warm up, how many BLAS threads the run uses, and which runner
+of :data:`lsqmf.nls.run.RUNNERS` runs it (the method's row says). The later stages read the
+plan and decide nothing again: :meth:`Plan.residual`, :meth:`Plan.jacobian_function` and
+:meth:`Plan.factors` are the same calls for the joint and the reduced problem.
 
-Extending ``solve``: a new way of running (e.g. a reduced problem) adds a runner to
-``RUNNERS`` and sets :attr:`Plan.runner` here from a new option; the plan's fields are what
-every runner receives.
+Extending ``solve``: a new way of running adds a runner to ``RUNNERS`` and a method row naming
+it; the plan's fields are what every runner receives.
 """
 
 from __future__ import annotations

@@ -6,16 +6,19 @@ options record (:class:`~lsqmf.nls.options.SolveOptions`):
 1. :func:`~lsqmf.nls.options.validate` -- every argument checked, the ratings converted,
    the seed drawn;
 2. :func:`~lsqmf.nls.plan.plan` -- the :class:`~lsqmf.model.problem.Problem` from the random
-   start, the residual evaluated once at the start, and every decision (Jacobian kind, dense
-   or not, backend, BLAS threads, runner) made once from the lookup tables of
+   start (with ``eliminate``, VarPro's reduced problem of :mod:`lsqmf.nls.varpro` from the
+   same start), the residual evaluated once at the start, and every decision (Jacobian kind,
+   dense or not, backend, BLAS threads, runner) made once from the lookup tables of
    :mod:`lsqmf.nls.tables`;
-3. :func:`~lsqmf.nls.run.run` -- the runner the plan names (:data:`~lsqmf.nls.run.
-   RUNNERS`; ``least_squares`` with the ``x_scale`` emulation below);
+3. :func:`~lsqmf.nls.run.run` -- the runner the method's row names (:data:`~lsqmf.nls.run.
+   RUNNERS`: ``'least_squares'``, for the joint or the reduced residual, with the ``x_scale``
+   emulation below; ``'lm_normal'``, :mod:`lsqmf.nls.lm_normal`);
 4. :func:`~lsqmf.nls.result.result` -- the :class:`~lsqmf.FitResult` (or the error).
 
-To extend ``solve`` with a new way of running, add an option to the record, a runner to
-``RUNNERS`` and the choice of it to the plan. See :mod:`lsqmf.model.problem` for the objective and
-its Jacobian.
+To extend ``solve`` with a new way of running, add a runner to ``RUNNERS`` and a method row
+naming it to :data:`~lsqmf.nls.tables.METHODS` (an option it needs goes into the record and
+the plan); a loss is one row of :data:`~lsqmf.nls.tables.LOSSES`. See
+:mod:`lsqmf.model.problem` for the objective and its Jacobian.
 
 Jacobian kinds (``jac=``, the table :data:`JAC_KINDS`)
 ------------------------------------------------------

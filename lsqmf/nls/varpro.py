@@ -53,8 +53,8 @@ and :math:`J = \mathrm{d}r/\mathrm{d}\theta = J_\theta + J_z\,\mathrm{d}z^*/\mat
     J_{\mathrm{GP}} = \underbrace{(I - J_z G^{-1} J_z^\top) J_\theta}_{J_{\mathrm{K}}}
                      - J_z G^{-1} H .
 
-This is the full Golub-Pereyra Jacobian (``jacobian='full'``). Kaufman's approximation
-(``jacobian='kaufman'``, the default) keeps the first term, the projection of
+This is the full Golub-Pereyra Jacobian (``varpro_jacobian='full'`` of :func:`lsqmf.solve`).
+Kaufman's approximation (``'kaufman'``, the default) keeps the first term, the projection of
 :math:`J_\theta` onto the orthogonal complement of the range of :math:`J_z`; the dropped term
 is proportional to the residual :math:`F`, so it vanishes at a zero-residual solution. In
 entries: only the data rows of :math:`J_z` depend on :math:`\theta` (row ``t`` is
@@ -106,6 +106,11 @@ Defined treatments
 
 Eliminating ``P`` instead (``eliminate='P'``) runs the same on the transposed ratings and
 swaps the factors back.
+
+This module is the reduced problem only; :func:`lsqmf.solve` with ``eliminate`` runs it
+through the one pipeline (:mod:`lsqmf.nls.plan` builds it, :mod:`lsqmf.nls.run` runs
+``least_squares`` or lm-normal on it, :mod:`lsqmf.nls.result` maps ``theta`` back to the
+factors).
 """
 
 from __future__ import annotations
