@@ -34,10 +34,12 @@ Run (about 25 minutes of CPU)::
 
     taskset -c 1 python benchmarks/bench_sfm_family.py
     python benchmarks/bench_sfm_family.py --report-only   # summary + figure from runs.csv
+    taskset -c 1 python benchmarks/bench_sfm_family.py --diagnose 8   # failures.csv
 
 Outputs in ``reports/sfm/``: ``runs.csv`` (one row per run), ``sequences.csv`` (shape,
 density and best RMS of each sequence), ``summary.csv`` (per family and call),
-``elimination.csv`` (recipe vs other per sequence) and ``success_vs_time.png``.
+``elimination.csv`` (recipe vs other per sequence), ``success_vs_time.png`` and, with
+``--diagnose``, ``failures.csv`` (how failed recipe starts end).
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def plan_calls(family: str, i: int, shape: tuple[int, int],
     """(call, eliminate, seed) of every run on one sequence, interleaved by seed."""
     giraffe = family == "giraffe"
     n_starts = args.giraffe_starts if giraffe else args.starts
-    n_scaled = args.giraffe_starts if giraffe else args.scaled_starts
+    n_scaled = args.giraffe_scaled_starts if giraffe else args.scaled_starts
     elim = rule_eliminate(shape)
     calls = []
     for s in range(n_starts):
@@ -166,7 +168,9 @@ def plan_calls(family: str, i: int, shape: tuple[int, int],
 def run(args: argparse.Namespace) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     seqs = sequences(args)
-    with open(OUT / "sequences.csv", "w", newline="") as fh:
+    mode = "a" if args.append else "w"
+    seq_path = OUT / ("sequences.csv" if not args.append else "sequences_appended.csv")
+    with open(seq_path, "w", newline="") as fh:
         w = csv.DictWriter(fh, SEQ_FIELDS)
         w.writeheader()
         for family, i, M, W, rank, truth in seqs:
@@ -183,9 +187,10 @@ def run(args: argparse.Namespace) -> None:
         run_one(M, W, rank, "recipe", elim, 0, 10.0)
     run_one(M, W, rank, "obvious", "-", 0, 10.0)
     path = OUT / "runs.csv"
-    with open(path, "w", newline="") as fh:
+    with open(path, mode, newline="") as fh:
         writer = csv.DictWriter(fh, FIELDS)
-        writer.writeheader()
+        if not args.append:
+            writer.writeheader()
         t_all = time.process_time()
         for family, i, M, W, rank, _ in seqs:
             cap = args.giraffe_cap if family == "giraffe" else args.cap
@@ -324,6 +329,68 @@ def report() -> None:
         print(s)
 
 
+# ------------------------------------------------------------------------------- diagnosis
+def inner_condition(fit: Any, W: np.ndarray, elim: str) -> float:
+    """Largest condition number of the eliminated factor's inner least-squares problems at
+    the end point, with the optimized factor orthonormalized first (the reduced cost only
+    sees its span), e.g. for ``'Q'``: ``cond(U[visible rows of column j])``, ``P = U R``."""
+    if elim == "Q":
+        U, _ = np.linalg.qr(fit.P)
+        blocks = (U[W[:, j]] for j in range(W.shape[1]))
+    else:
+        U, _ = np.linalg.qr(fit.Q.T)
+        blocks = (U[W[i]] for i in range(W.shape[0]))
+    return float(max(np.linalg.cond(b) for b in blocks))
+
+
+def diagnose(args: argparse.Namespace) -> None:
+    """Re-run failed ``recipe`` starts (deterministic) and classify how they end: the end
+    point's inner conditioning, and where the recipe goes when restarted from the end point
+    (unchanged: did the stop come too early?) and from the end point perturbed by 1e-3 of
+    its norm (a saddle or a flat region escapes; a strict local minimum returns)."""
+    rows = load_runs()
+    seqs = {(f, i): (M, W, rank) for f, i, M, W, rank, _ in sequences(args)}
+    out = []
+    wanted = set(args.families) | ({"giraffe"} if args.giraffe else set())
+    for family in sorted({r["family"] for r in rows} & wanted):
+        failed = [r for r in rows if r["family"] == family and r["call"] == "recipe"
+                  and not r["hit"]][: args.diagnose]
+        for r in failed:
+            M, W, rank = seqs[(family, r["sequence"])]
+            elim = r["eliminate"]
+            kw = dict(RECIPE, eliminate=elim, mask=W)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = lsqmf.solve(M, rank, random_state=r["seed"], **kw)
+                again = lsqmf.solve(M, rank, P0=fit.P, Q0=fit.Q, **kw)
+                rng = np.random.default_rng(r["seed"])
+                P1 = fit.P + 1e-3 * np.linalg.norm(fit.P) / np.sqrt(fit.P.size) * \
+                    rng.standard_normal(fit.P.shape)
+                Q1 = fit.Q + 1e-3 * np.linalg.norm(fit.Q) / np.sqrt(fit.Q.size) * \
+                    rng.standard_normal(fit.Q.shape)
+                kicked = lsqmf.solve(M, rank, P0=P1, Q0=Q1, **kw)
+                opt = lsqmf.solve(M, rank, random_state=0, **kw)  # reference for the cond
+            best = r["best_rms"]
+            out.append(dict(
+                family=family, sequence=r["sequence"], seed=r["seed"], eliminate=elim,
+                rms=round(fit.rms, 6), best_rms=round(best, 6),
+                rms_gap_pct=round(100 * (fit.rms / best - 1), 3),
+                status=fit.status, success_flag=bool(fit.success), nfev=fit.nfev,
+                optimality=fit.optimality,
+                inner_cond=round(inner_condition(fit, W, elim), 1),
+                inner_cond_at_best=round(inner_condition(opt, W, elim), 1)
+                if opt.rms <= best * (1 + SUCCESS_RTOL) else float("nan"),
+                restart_rms=round(again.rms, 6), restart_nfev=again.nfev,
+                restart_hit=again.rms <= best * (1 + SUCCESS_RTOL),
+                kick_rms=round(kicked.rms, 6), kick_nfev=kicked.nfev,
+                kick_hit=kicked.rms <= best * (1 + SUCCESS_RTOL),
+            ))
+            print(out[-1], file=sys.stderr, flush=True)
+    name = "failures.csv" if not args.append else "failures_appended.csv"
+    if out:
+        write_csv(OUT / name, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--families", nargs="+", default=list(SFM_FAMILIES),
@@ -334,15 +401,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--other-seqs", type=int, default=5)
     ap.add_argument("--other-starts", type=int, default=3)
     ap.add_argument("--giraffe-starts", type=int, default=20)
+    ap.add_argument("--giraffe-scaled-starts", type=int, default=10)
     ap.add_argument("--no-giraffe", dest="giraffe", action="store_false")
     ap.add_argument("--cap", type=float, default=20.0,
                     help="max_time (wall seconds) per generated run")
     ap.add_argument("--giraffe-cap", type=float, default=40.0)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--append", action="store_true",
+                    help="append to runs.csv and sequences.csv (a run split by family)")
+    ap.add_argument("--diagnose", type=int, default=0, metavar="N",
+                    help="only re-run and classify the first N failed recipe starts per family")
     ap.add_argument("--out", type=Path, default=None, help="output directory")
     args = ap.parse_args(argv)
     global OUT
     OUT = args.out or OUT
+    if args.diagnose:
+        with threadpool_limits(1):
+            diagnose(args)
+        return 0
     if not args.report_only:
         with threadpool_limits(1):
             run(args)

@@ -203,7 +203,7 @@ SFM_FAMILIES: dict[str, dict[str, object]] = {
                    occluder=0.15, noise=0.5, outliers=0.0),
     # short tracks in a longer sequence: 5-10% visible (200 x 10,000 with lifetime=14)
     "sparse_long": dict(n_frames=60, n_points=400, motion="tumble", facing=False,
-                        lifetime=5.0, occluder=0.0, noise=0.5, outliers=0.0),
+                        lifetime=3.0, occluder=0.0, noise=0.5, outliers=0.0),
     # "tumble" with 2% of the visible observations replaced by gross mismatches
     "outliers": dict(n_frames=40, n_points=240, motion="tumble", facing=True, lifetime=24.0,
                      occluder=0.15, noise=0.5, outliers=0.02),
@@ -341,6 +341,30 @@ def _ensure_coverage(vis: np.ndarray, rng: np.random.Generator, min_frames: int,
             vis[lo:hi + 1, j] = True
 
 
+def _visibility(rng: np.random.Generator, X: np.ndarray, normals: np.ndarray, R: np.ndarray,
+                P: np.ndarray, translation: bool, facing: bool, lifetime: float | None,
+                occluder: float, dropout: float) -> np.ndarray:
+    """Frame x point visibility of the points ``X`` (3 x n): the AND of the causes."""
+    n_frames, n = R.shape[0], X.shape[1]
+    vis = np.ones((n_frames, n), dtype=bool)
+    if facing:
+        vis &= np.einsum("fk,kn->fn", R[:, 2, :], normals) > 0.1 * np.linalg.norm(
+            normals, axis=0)
+    if lifetime is not None:
+        length = rng.geometric(1.0 / lifetime, size=n)
+        start = np.asarray(rng.integers(-length + 1, n_frames))  # may begin before frame 0
+        f_idx = np.arange(n_frames)[:, None]
+        vis &= (f_idx >= start[None, :]) & (f_idx < (start + length)[None, :])
+    if occluder > 0.0:
+        width = IMAGE_SIZE[0]
+        x = P[0::2, :3] @ X + (P[0::2, 3:4] if translation else 0.0)
+        centre = (np.linspace(-0.1, 1.1, n_frames) * width)[:, None]
+        vis &= np.abs(x - centre) > occluder * width / 2
+    if dropout > 0.0:
+        vis &= rng.random((n_frames, n)) >= dropout
+    return vis
+
+
 def make_affine_sfm(
     n_frames: int = 40,
     n_points: int = 200,
@@ -384,10 +408,13 @@ def make_affine_sfm(
       the image during the sequence and hides the points behind it (gaps inside tracks);
     - ``dropout``: each remaining observation is lost independently with this probability.
 
-    Then every track is widened to at least ``min_frames`` frames and every frame to at least
-    ``rank + 2`` tracks (the tracks nearest in time are extended), so each column has at
-    least ``2 * min_frames`` visible entries and each row at least ``rank + 2``, which
-    ``formulation='none'`` and variable projection need in either elimination.
+    As a tracker drops tracks shorter than a few frames, a point visible in fewer than
+    ``min_frames`` frames is redrawn (a new random surface point), so the columns are tracks
+    of at least ``min_frames`` frames with the lengths the causes above give them; a frame
+    that still sees fewer than ``rank + 2`` tracks gets the tracks nearest in time extended
+    to it. So each column has at least ``2 * min_frames`` visible entries and each row at
+    least ``rank + 2``, which ``formulation='none'`` and variable projection need in either
+    elimination.
 
     Visible entries get Gaussian pixel noise of standard deviation ``noise``; a fraction
     ``outliers`` of the visible observations (frame, point) is then replaced, both
@@ -481,14 +508,6 @@ def make_affine_sfm(
     rng = check_random_state(random_state)
     rank = 4 if translation else 3
 
-    # the object: points on an ellipsoid, with outward normals
-    semi = rng.uniform(0.6, 1.2, size=3)
-    u = rng.standard_normal((3, n_points))
-    u /= np.linalg.norm(u, axis=0, keepdims=True)
-    X = semi[:, None] * u
-    normals = u / semi[:, None]
-    normals /= np.linalg.norm(normals, axis=0, keepdims=True)
-
     # the motion and the cameras
     if rotation is None:
         low, high = (180.0, 360.0) if motion == "turntable" else (90.0, 240.0)
@@ -505,23 +524,34 @@ def make_affine_sfm(
         t = np.zeros_like(t)
     P = np.concatenate([A, t[:, :, None]], axis=2) if translation else A  # (F, 2, rank)
     P = P.reshape(2 * n_frames, rank)
+
+    # the object: points on an ellipsoid; a tracker keeps only the points it followed for
+    # min_frames frames or more, so candidates seen less are redrawn
+    semi = rng.uniform(0.6, 1.2, size=3)
+    X_parts, vis_parts, kept = [], [], 0
+    for _ in range(200):
+        batch = max(64, 2 * (n_points - kept))
+        u = rng.standard_normal((3, batch))
+        u /= np.linalg.norm(u, axis=0, keepdims=True)
+        X_b = semi[:, None] * u
+        vis_b = _visibility(rng, X_b, u / semi[:, None], R, P, translation, facing, lifetime,
+                            occluder, dropout)
+        ok = vis_b.sum(axis=0) >= min_frames
+        X_parts.append(X_b[:, ok])
+        vis_parts.append(vis_b[:, ok])
+        kept += int(ok.sum())
+        if kept >= n_points:
+            break
+    else:
+        raise ValueError(
+            f"fewer than 1 in 200 points is visible in `min_frames`={min_frames} frames with "
+            f"these settings (lifetime={lifetime}, occluder={occluder}, dropout={dropout}); "
+            "raise `lifetime` or lower `min_frames`."
+        )
+    X = np.concatenate(X_parts, axis=1)[:, :n_points]
+    vis = np.concatenate(vis_parts, axis=1)[:, :n_points]
     Q = np.vstack([X, np.ones((1, n_points))]) if translation else X
     clean = P @ Q
-
-    # visibility, frame x point
-    vis = np.ones((n_frames, n_points), dtype=bool)
-    if facing:
-        vis &= np.einsum("fk,kn->fn", R[:, 2, :], normals) > 0.1
-    if lifetime is not None:
-        length = rng.geometric(1.0 / lifetime, size=n_points)
-        start = rng.integers(-length + 1, n_frames)  # windows may begin before frame 0
-        f_idx = np.arange(n_frames)[:, None]
-        vis &= (f_idx >= start[None, :]) & (f_idx < (start + length)[None, :])
-    if occluder > 0.0:
-        centre = (np.linspace(-0.1, 1.1, n_frames) * width)[:, None]
-        vis &= np.abs(clean[0::2] - centre) > occluder * width / 2
-    if dropout > 0.0:
-        vis &= rng.random((n_frames, n_points)) >= dropout
     _ensure_coverage(vis, rng, min_frames, min(rank + 2, n_points))
     mask = np.repeat(vis, 2, axis=0)
 
