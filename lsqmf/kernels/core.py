@@ -66,6 +66,7 @@ Kernels
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -329,7 +330,7 @@ def sgd_epoch(
     broadcast.
     """
     check_choice("backend", backend, ("compiled", "numpy"))
-    kernel = compiled(_SGD_EPOCH) if backend == "compiled" else _sgd_epoch
+    kernel: Callable[..., Any] = compiled(_SGD_EPOCH) if backend == "compiled" else _sgd_epoch
     for name, arr in (("P", P), ("Q", Q)):
         _check_in_place(name, arr, 2)
     rank, n_rows, n_cols = P.shape[1], P.shape[0], Q.shape[1]
