@@ -133,7 +133,7 @@ class Param:
     def invalid(self) -> list[Any]:
         """Values this option must refuse (what the contract test feeds every entry point)."""
         bad: list[Any] = ["not-a-value", [1, 2]]
-        if not self.allow_none and self.kind not in ("custom",):
+        if not self.allow_none and self.kind != "custom" and None not in self.choices:
             bad.append(None)
         if self.kind in ("int", "float"):
             bad += [True, complex(1, 1)]

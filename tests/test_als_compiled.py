@@ -15,6 +15,7 @@ from lsqmf import ConvergenceWarning, FitResult
 from lsqmf.kernels.registry import get_kernel
 from lsqmf.solvers import SOLVERS
 from lsqmf.solvers._common import Setup, prepare
+from lsqmf.solvers.als import SPEC as ALS
 
 pytest.importorskip("numba")
 
@@ -27,7 +28,7 @@ def _setup(
     seed: int = 0,
 ) -> Setup:
     return prepare(
-        "als", R, rank, reg=reg, reg_bias=reg_bias, count_scaled=count_scaled, biases=biases,
+        ALS, R, rank, reg=reg, reg_bias=reg_bias, count_scaled=count_scaled, biases=biases,
         weights=weights, random_state=seed, max_iter=1, tol=0.0, max_time=None, callback=None,
         P0=None, Q0=None, init_scale=0.5,
     )

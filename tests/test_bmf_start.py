@@ -12,7 +12,7 @@ pytest.importorskip("numba")
 from lsqmf import ConvergenceWarning
 from lsqmf.data.synthetic import make_low_rank
 from lsqmf.evaluate import holdout_split
-from lsqmf.solvers import als_cg, bmf
+from lsqmf.solvers import SOLVER_SPECS, als_cg, bmf
 from lsqmf.solvers._common import prepare
 from lsqmf.solvers.bmf import _warm_start
 
@@ -26,7 +26,7 @@ def small():
 
 
 def test_warm_start_is_als_cg_from_the_same_random_start(small):
-    setup = prepare("bmf", small, 3, {**OBJECTIVE, "random_state": 4})
+    setup = prepare(SOLVER_SPECS["bmf"], small, 3, {**OBJECTIVE, "random_state": 4})
     x = _warm_start(setup, 2, "compiled")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -39,7 +39,7 @@ def test_warm_start_is_als_cg_from_the_same_random_start(small):
 
 
 def test_no_warm_start_is_the_random_start(small):
-    setup = prepare("bmf", small, 3, {**OBJECTIVE, "random_state": 4})
+    setup = prepare(SOLVER_SPECS["bmf"], small, 3, {**OBJECTIVE, "random_state": 4})
     assert _warm_start(setup, 0, "compiled") is setup.x0
 
 

@@ -16,6 +16,7 @@ import lsqmf
 from lsqmf import ConvergenceWarning, FitResult, IterationInfo, build_problem
 from lsqmf.nls.solve import NonFiniteResidualError
 from lsqmf.solvers import SOLVER_DEFAULTS, SOLVERS, get_solver
+from lsqmf.solvers.als import SPEC as ALS
 
 NAMES = list(SOLVERS)
 ITERATIVE = [n for n in NAMES if n != "lsq"]
@@ -320,7 +321,7 @@ def test_als_half_steps_zero_the_block_gradient(
     R[0, 0] = 1.0  # at least one observed entry
     w = rng.random((n, m)) + 0.5 if weighted else None
     setup = prepare(
-        "als", R, rank, {"reg": 0.3, "reg_bias": 0.2, "count_scaled": count_scaled,
+        ALS, R, rank, {"reg": 0.3, "reg_bias": 0.2, "count_scaled": count_scaled,
                          "biases": biases, "weights": w, "random_state": seed, "max_iter": 1,
                          "tol": 0.0, "init_scale": 0.5},
     )
@@ -348,7 +349,7 @@ def test_als_single_rating_rows_closed_form(biases: bool) -> None:
     R[:, 6] = rng.random(6)  # item 6: six ratings
     w = np.where(np.isnan(R), 0.0, rng.random(R.shape) + 0.5)
     setup = prepare(
-        "als", R, 2, {"reg": 0.2, "reg_bias": 0.05, "biases": biases, "weights": w,
+        ALS, R, 2, {"reg": 0.2, "reg_bias": 0.05, "biases": biases, "weights": w,
                       "random_state": 0, "max_iter": 1, "tol": 0.0, "init_scale": 0.5},
     )
     problem = setup.problem

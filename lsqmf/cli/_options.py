@@ -22,7 +22,10 @@ import contextlib
 import inspect
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._params import Param
 
 __all__ = [
     "LSQ_OPTIONS",
@@ -102,26 +105,47 @@ def add_solve_options(p: argparse.ArgumentParser) -> None:
                    "in the result's options)")
 
 
-def own_option_flags() -> dict[str, tuple[type, list[str]]]:
-    """Every solver-own option of the registry -> (value type, solvers that take it)."""
+def own_option_flags() -> dict[str, tuple[Param, list[str]]]:
+    """Every solver-own option of the registry -> (its declaration, solvers that take it)."""
     from ..solvers import SOLVER_SPECS
 
-    flags: dict[str, tuple[type, list[str]]] = {}
+    flags: dict[str, tuple[Param, list[str]]] = {}
     for name, spec in SOLVER_SPECS.items():
-        for option in spec.own_options:
-            if option in ("method", "tr_solver"):  # lsq: the add_lsq_options group
+        for param in spec.params:
+            if param.name in ("method", "tr_solver") or not param.cli:  # lsq: add_lsq_options
                 continue
-            kind = type(spec.defaults[option])
-            flags.setdefault(option, (kind, []))[1].append(name)
+            flags.setdefault(param.name, (param, []))[1].append(name)
     return flags
 
 
-def _own_choices(option: str) -> list[str] | None:
-    if option == "optimizer":
-        from ..solvers.gd import OPTIMIZERS
+def _defaults_text(option: str, names: list[str] | None = None) -> str:
+    """The by-name default of ``option`` per solver, grouped: ``'20 (bmf: 10)'``."""
+    from ..solvers import SHARED_PARAMS, SOLVER_DEFAULTS
 
-        return list(OPTIMIZERS)
-    return None
+    shared = {p.name: p.default for p in SHARED_PARAMS}
+    by_value: dict[str, list[str]] = {}
+    for name in names or list(SOLVER_DEFAULTS):
+        value = SOLVER_DEFAULTS[name].get(option, shared.get(option))
+        by_value.setdefault(repr(value), []).append(name)
+    if len(by_value) == 1:
+        return next(iter(by_value))
+    return "; ".join(f"{', '.join(ns)}: {v}" for v, ns in by_value.items())
+
+
+def _param_flag(p: argparse.ArgumentParser | Any, param: Param, help_text: str,
+                **overrides: Any) -> None:
+    """One ``--flag`` for a declared option (default None: "not given")."""
+    flag = "--" + param.name.replace("_", "-")
+    kwargs: dict[str, Any] = {"default": None, "help": help_text}
+    if param.kind == "bool":
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif param.kind == "choice":
+        kwargs["choices"] = [c for c in param.choices if c is not None]
+    else:
+        kwargs["type"] = {"int": int, "float": float}.get(param.kind, str)
+        kwargs["metavar"] = param.name.upper().replace("_", "-")
+    kwargs.update(overrides)
+    p.add_argument(flag, **kwargs)
 
 
 def add_lsq_options(p: argparse.ArgumentParser) -> None:
@@ -140,46 +164,41 @@ def add_lsq_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_solver_options(p: argparse.ArgumentParser, *, multi: bool = False) -> None:
-    """The shared solver options, every registry solver's own options, and the lsq group."""
-    from ..solvers import DEFAULT_SOLVER, SOLVER_SPECS
+    """The shared solver options, every registry solver's own options, and the lsq group,
+    generated from the declarations (:data:`lsqmf.solvers.SHARED_PARAMS`, each solver's
+    ``params``): type, choices, the requirement and the real by-name default per solver."""
+    from ..solvers import DEFAULT_SOLVER, SHARED_PARAMS, SOLVER_SPECS
 
     default = "als" if multi else DEFAULT_SOLVER  # cv grids over reg, which bmf does not use
     p.add_argument("--solver", choices=list(SOLVER_SPECS), default=default,
                    help=f"solver name (default: {default}): "
                    + "; ".join(f"{n}: {s.description}" for n, s in SOLVER_SPECS.items()))
-    if multi:
-        p.add_argument("--rank", type=int, nargs="+", required=True, metavar="K",
-                       help="ranks to try")
-        p.add_argument("--reg", type=float, nargs="+", default=None, metavar="R",
-                       help="regularization weights to try (default: the solver's)")
-    else:
-        p.add_argument("--rank", type=int, default=None, metavar="K",
-                       help="number of factors (default: the solver's)")
-        p.add_argument("--reg", type=float, default=None, metavar="R",
-                       help="L2 weight (default: the solver's)")
-    p.add_argument("--biases", action=argparse.BooleanOptionalAction, default=None,
-                   help="fit global mean + user and item biases (default: the solver's)")
-    p.add_argument("--count-scaled", action=argparse.BooleanOptionalAction, default=None,
-                   help="scale reg by each user's/item's rating count (default: the solver's)")
-    p.add_argument("--max-iter", type=int, default=None, metavar="N",
-                   help="iterations / epochs / evaluations (default: the solver's)")
-    p.add_argument("--tol", type=float, default=None, metavar="T",
-                   help="relative-decrease tolerance (default: the solver's)")
-    p.add_argument("--max-time", type=float, default=None, metavar="S",
-                   help="time budget in seconds")
-    p.add_argument("--init-scale", type=float, default=None, metavar="S",
-                   help="standard deviation of the random start (default: the solver's)")
-    for option, (kind, names) in own_option_flags().items():
-        flag = "--" + option.replace("_", "-")
-        p.add_argument(flag, type=kind, default=None, choices=_own_choices(option),
-                       help=f"{option} of {', '.join(names)} (default: the solver's)")
+    shared = {param.name: param for param in SHARED_PARAMS}
+    for name in ("rank", "reg"):
+        param = shared[name]
+        text = f"{param.help}: {param.requirement()} (default: {_defaults_text(name)})"
+        if multi and name == "rank":
+            _param_flag(p, param, "ranks to try; " + text, nargs="+", required=True)
+        elif multi:
+            _param_flag(p, param, "values to try; " + text, nargs="+")
+        else:
+            _param_flag(p, param, text)
+    for name in _SHARED_FLAGS:
+        param = shared[name]
+        _param_flag(p, param, f"{param.help}: {param.requirement()} "
+                    f"(default: {_defaults_text(name)})")
+    for option, (param, names) in own_option_flags().items():
+        _param_flag(p, param, f"{param.help}, for {', '.join(names)}: {param.requirement()} "
+                    f"(default: {_defaults_text(option, names)})")
     add_lsq_options(p)
     p.add_argument("--seed", type=int, default=None,
                    help="random_state (default: drawn, and recorded in the result's options)")
 
 
-#: Shared options of add_solver_options (besides rank and reg, which cv grids over).
-_SHARED_FLAGS = ("biases", "count_scaled", "max_iter", "tol", "max_time", "init_scale")
+#: Shared options of add_solver_options besides rank and reg (which cv grids over): those of
+#: :data:`lsqmf.solvers.SHARED_PARAMS` the command line offers.
+_SHARED_FLAGS = ("reg_bias", "biases", "count_scaled", "max_iter", "tol", "max_time", "init_scale",
+                 "backend")
 
 
 def solver_params(args: argparse.Namespace, *, grid: bool = False) -> dict[str, Any]:

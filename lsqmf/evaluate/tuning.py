@@ -22,12 +22,14 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from .._validation import check_float, check_int
 from ..data.ratings import Ratings, as_ratings
+from ..solvers import DEFAULT_SOLVER, SOLVER_SPECS
 from .scoring import fit_and_score
 from .splits import holdout_split, kfold
 
@@ -35,13 +37,15 @@ __all__ = ["DEFAULT_SPACE", "TuneResult", "tune"]
 
 logger = logging.getLogger(__name__)
 
-#: Solver name -> parameter name -> values tried: the search space of ``lsqmf tune``. Every
-#: other parameter comes from the registry (:data:`lsqmf.solvers.SOLVER_DEFAULTS`).
-DEFAULT_SPACE: Mapping[str, Mapping[str, Sequence[Any]]] = {
-    "bmf": {"rank": [10, 20, 30], "max_iter": [80, 160]},
-    "als_cg": {"rank": [20, 50], "reg": [0.05, 0.08, 0.15]},
-    "bsgd": {"rank": [20, 50], "reg": [0.02, 0.05]},
-}
+#: Solver name -> parameter name -> values tried: the search space of ``lsqmf tune``, a view of
+#: the registry (each solver's :attr:`~lsqmf.solvers.SolverSpec.tuning`). Every other parameter
+#: comes from the registry (:data:`lsqmf.solvers.SOLVER_DEFAULTS`). The default solver comes
+#: first, then the registry's order.
+DEFAULT_SPACE: Mapping[str, Mapping[str, Sequence[Any]]] = MappingProxyType({
+    name: MappingProxyType({k: list(v) for k, v in spec.tuning.items()})
+    for name, spec in sorted(SOLVER_SPECS.items(), key=lambda kv: kv[0] != DEFAULT_SOLVER)
+    if spec.tuning
+})
 
 
 @dataclass(frozen=True)

@@ -50,21 +50,31 @@ from typing import Any
 
 from ..kernels.registry import warm_up
 from ..model.result import FitResult
-from ._common import SHARED_OPTIONS, SolverOptions, SolverSpec
+from ._common import SHARED_OPTIONS, SHARED_PARAMS, SolverOptions, SolverSpec
+from .als import SPEC as _ALS
 from .als import als
+from .als_cg import SPEC as _ALS_CG
 from .als_cg import als_cg
+from .als_gd import SPEC as _ALS_GD
 from .als_gd import als_gd
+from .als_sgd import SPEC as _ALS_SGD
 from .als_sgd import als_sgd
+from .bmf import SPEC as _BMF
 from .bmf import bmf
+from .bsgd import SPEC as _BSGD
 from .bsgd import bsgd
+from .gd import SPEC as _GD
 from .gd import gd
+from .lsq import SPEC as _LSQ
 from .lsq import lsq
+from .sgd import SPEC as _SGD
 from .sgd import sgd
 
 __all__ = [
     "DEFAULT_SOLVER",
     "MOVIELENS_OBJECTIVE",
     "SHARED_OPTIONS",
+    "SHARED_PARAMS",
     "SOLVERS",
     "SOLVER_DEFAULTS",
     "SOLVER_KERNELS",
@@ -96,64 +106,11 @@ MOVIELENS_OBJECTIVE: Mapping[str, Any] = MappingProxyType(
     {"rank": 20, "reg": 0.15, "count_scaled": True, "biases": True}
 )
 
-#: The Jacobian-product kernels (``lsq`` runs them with ``jac='operator'``, or when
-#: ``jac='auto'`` picks the operator on a large problem; ``gd`` and ``als_gd`` use the same
-#: operator).
-_OPERATOR = ("jac_matvec", "jac_rmatvec")
-
-#: Solver name -> its registry entry: the one place each solver's defaults and kernels are
-#: written.
+#: Solver name -> its registry entry (each defined beside its function, in the solver's own
+#: module: its defaults, declared options, kernels and tuning space), in listing order.
 SOLVER_SPECS: Mapping[str, SolverSpec] = MappingProxyType({
-    "lsq": SolverSpec(
-        "lsq", lsq, MappingProxyType({"max_iter": 50, "tol": 1e-4, "method": "trf",
-                                      "tr_solver": "lsmr"}),
-        "lsqmf.solve on the 'l2' objective (Gauss-Newton trust region)", passthrough=True,
-        kernels=_OPERATOR,
-    ),
-    "als": SolverSpec(
-        "als", als, MappingProxyType({"max_iter": 15, "tol": 1e-3}),
-        "alternating exact ridge solves (ALS; ALS-WR when count-scaled)",
-        kernels=("als_rows",),
-    ),
-    "gd": SolverSpec(
-        "gd", gd, MappingProxyType({"max_iter": 300, "tol": 1e-5, "optimizer": "adam",
-                                    "learning_rate": 0.01, "beta1": 0.9, "beta2": 0.999,
-                                    "epsilon": 1e-8}),
-        "full-batch gradient descent (Adam or fixed step)", kernels=_OPERATOR,
-    ),
-    "als_gd": SolverSpec(
-        "als_gd", als_gd, MappingProxyType({"max_iter": 40, "tol": 1e-4, "inner_steps": 2}),
-        "alternating blocks of exact-line-search gradient steps",
-        kernels=("als_rows", *_OPERATOR),
-    ),
-    "als_sgd": SolverSpec(
-        "als_sgd", als_sgd, MappingProxyType({"max_iter": 30, "tol": 1e-4,
-                                              "learning_rate": 0.01, "decay": 1.0}),
-        "exact user solves alternating with SGD epochs over the items",
-        kernels=("als_rows", "sgd_epoch"),
-    ),
-    "sgd": SolverSpec(
-        "sgd", sgd, MappingProxyType({"max_iter": 30, "tol": 1e-4, "learning_rate": 0.01,
-                                      "decay": 1.0}),
-        "Funk SGD over the observed entries", kernels=("sgd_epoch",),
-    ),
-    "als_cg": SolverSpec(
-        "als_cg", als_cg, MappingProxyType({"max_iter": 100, "tol": 1e-4, "cg_steps": 3}),
-        "ALS with warm-started conjugate-gradient row solves (O(nnz k) per sweep)",
-        kernels=("cg_rows",),
-    ),
-    "bsgd": SolverSpec(
-        "bsgd", bsgd, MappingProxyType({"max_iter": 100, "tol": 1e-4, "learning_rate": 0.02,
-                                        "decay": 0.9, "bias_rate": 1.0}),
-        "biased SGD with an exponentially decaying step (deterministic shuffles)",
-        kernels=("bsgd_epoch",),
-    ),
-    "bmf": SolverSpec(
-        "bmf", bmf, MappingProxyType({"max_iter": 70, "tol": 0.0, "burn_in": 15,
-                                       "alpha": 0.0, "beta0": 2.0, "warm_start": 0}),
-        "Bayesian MF by Gibbs sampling (posterior-mean prediction; learned priors)",
-        kernels=("cg_rows", "predict_pairs", "gibbs_side", "sse_pairs"),
-    ),
+    spec.name: spec
+    for spec in (_LSQ, _ALS, _GD, _ALS_GD, _ALS_SGD, _SGD, _ALS_CG, _BSGD, _BMF)
 })
 
 #: The solver of ``lsqmf evaluate`` and ``lsqmf fit`` without ``--solver``.

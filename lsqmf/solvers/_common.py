@@ -89,11 +89,13 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from .._validation import check_bool, check_choice, check_float, check_int, describe, resolve_seed
+from .._params import Param, validate
+from .._validation import resolve_seed
 from ..data.ratings import Ratings, as_ratings
 from ..kernels.backend import BACKENDS, resolve_backend
 from ..kernels.registry import warm_up
@@ -114,7 +116,9 @@ from ._holdout import Validation, check_validation, split_validation
 __all__ = [
     "BEST_ITERATE_STATUSES",
     "DIVERGENCE_FACTOR",
+    "OPERATOR_KERNELS",
     "SHARED_OPTIONS",
+    "SHARED_PARAMS",
     "Setup",
     "SolverOptions",
     "SolverSpec",
@@ -130,6 +134,52 @@ DIVERGENCE_FACTOR = 1e6
 
 #: Statuses whose result is the best iterate seen rather than the last one.
 BEST_ITERATE_STATUSES = frozenset({Status.VALIDATION, Status.NON_FINITE})
+
+
+def _any(value: Any) -> Any:
+    return value
+
+
+#: The options every solver shares, declared once: validation, the command line's flags and
+#: the contract test read this table. ``max_iter`` and ``tol`` have per-solver defaults (the
+#: ``settings`` of each :class:`SolverSpec`); the objective's defaults here are those of a
+#: direct call (a by-name call starts from :data:`lsqmf.solvers.SOLVER_DEFAULTS`).
+SHARED_PARAMS: tuple[Param, ...] = (
+    Param("rank", "int", None, low=1, help="number of latent factors"),
+    Param("reg", "float", 0.1, low=0.0, help="L2 weight of the factors"),
+    Param("reg_bias", "float", None, low=0.0, allow_none=True,
+          help="L2 weight of the biases (None: reg)"),
+    Param("count_scaled", "bool", False,
+          help="scale each user's/item's regularization by its number of ratings"),
+    Param("biases", "bool", False, help="fit a global mean plus user and item biases"),
+    Param("weights", "custom", None, check=_any, cli=False, help="per-rating weights"),
+    Param("random_state", "custom", None, check=_any, cli=False,
+          help="seed of the start (None: drawn and recorded)"),
+    Param("max_iter", "int", 100, low=1, help="iterations (sweeps, steps, epochs)"),
+    Param("tol", "float", 1e-4, low=0.0,
+          help="stop when the relative cost change of an iteration is at most this"),
+    Param("max_time", "float", None, low=0.0, allow_none=True, help="time budget in seconds"),
+    Param("callback", "callable", None, allow_none=True, cli=False,
+          help="callback(IterationInfo) after each iteration; True stops"),
+    Param("P0", "custom", None, check=_any, cli=False, help="starting row factors"),
+    Param("Q0", "custom", None, check=_any, cli=False, help="starting column factors"),
+    Param("init_scale", "float", 0.1, low=0.0, low_open=True,
+          help="standard deviation of the drawn starting factors"),
+    Param("verbose", "int", 0, low=0, high=2, cli=False,
+          help="0 silent, 1 a line at the end, 2 a line per iteration"),
+    Param("backend", "choice", "auto", choices=BACKENDS,
+          help="who runs the kernels: compiled (numba), numpy, or auto"),
+    Param("validation", "custom", None, check=_any, cli=False,
+          help="held-out Ratings or a fraction to hold out, scored after every iteration"),
+    Param("patience", "int", 5, low=1, allow_none=True, cli=False,
+          help="with validation: iterations without improvement before stopping"),
+)
+
+_SHARED_DEFAULTS = {p.name: p.default for p in SHARED_PARAMS}
+
+#: The Jacobian-product kernels (``lsq`` runs them with ``jac='operator'`` or when
+#: ``jac='auto'`` picks the operator; ``gd`` and ``als_gd`` use the same operator).
+OPERATOR_KERNELS = ("jac_matvec", "jac_rmatvec")
 
 
 @dataclass(frozen=True)
@@ -182,54 +232,40 @@ class SolverOptions:
         a lower validation RMSE; None records the RMSE without stopping.
     """
 
+    # the fields' defaults are SHARED_PARAMS' (written there once)
     rank: Any
-    reg: Any = 0.1
-    reg_bias: Any = None
-    count_scaled: Any = False
-    biases: Any = False
-    weights: Any = None
-    random_state: Any = None
-    max_iter: Any = 100
-    tol: Any = 1e-4
-    max_time: Any = None
-    callback: Any = None
-    P0: Any = None
-    Q0: Any = None
-    init_scale: Any = 0.1
-    verbose: Any = 0
-    backend: Any = "auto"
-    validation: Any = None
-    patience: Any = 5
+    reg: Any = _SHARED_DEFAULTS["reg"]
+    reg_bias: Any = _SHARED_DEFAULTS["reg_bias"]
+    count_scaled: Any = _SHARED_DEFAULTS["count_scaled"]
+    biases: Any = _SHARED_DEFAULTS["biases"]
+    weights: Any = _SHARED_DEFAULTS["weights"]
+    random_state: Any = _SHARED_DEFAULTS["random_state"]
+    max_iter: Any = _SHARED_DEFAULTS["max_iter"]
+    tol: Any = _SHARED_DEFAULTS["tol"]
+    max_time: Any = _SHARED_DEFAULTS["max_time"]
+    callback: Any = _SHARED_DEFAULTS["callback"]
+    P0: Any = _SHARED_DEFAULTS["P0"]
+    Q0: Any = _SHARED_DEFAULTS["Q0"]
+    init_scale: Any = _SHARED_DEFAULTS["init_scale"]
+    verbose: Any = _SHARED_DEFAULTS["verbose"]
+    backend: Any = _SHARED_DEFAULTS["backend"]
+    validation: Any = _SHARED_DEFAULTS["validation"]
+    patience: Any = _SHARED_DEFAULTS["patience"]
 
     def validated(self) -> SolverOptions:
-        """A copy with every value checked and normalized (the one validation function).
+        """A copy with every value checked and normalized by :data:`SHARED_PARAMS` (the one
+        validation of the shared options).
 
         Raises
         ------
         ValueError, TypeError
             Naming the option, the requirement and the value received.
         """
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"`callback` must be callable; got {describe(self.callback)}.")
-        verbose = check_int("verbose", self.verbose, min_value=0, max_value=2)
-        validation, patience = check_validation(self.validation, self.patience)
-        return dataclasses.replace(
-            self,
-            rank=check_int("rank", self.rank, min_value=1),
-            reg=check_float("reg", self.reg, min_value=0.0),
-            reg_bias=check_float("reg_bias", self.reg_bias, min_value=0.0, allow_none=True),
-            count_scaled=check_bool("count_scaled", self.count_scaled),
-            biases=check_bool("biases", self.biases),
-            max_iter=check_int("max_iter", self.max_iter, min_value=1),
-            tol=check_float("tol", self.tol, min_value=0.0),
-            max_time=check_float("max_time", self.max_time, min_value=0.0, allow_none=True),
-            init_scale=check_float("init_scale", self.init_scale, min_value=0.0,
-                                   min_inclusive=False),
-            verbose=verbose,
-            backend=check_choice("backend", self.backend, BACKENDS),
-            validation=validation,
-            patience=patience,
-        )
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        checked = validate(SHARED_PARAMS, values)
+        checked["validation"], checked["patience"] = check_validation(self.validation,
+                                                                      self.patience)
+        return dataclasses.replace(self, **checked)
 
 
 #: Names of the shared options, in declaration order.
@@ -238,7 +274,9 @@ SHARED_OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Solve
 
 @dataclass(frozen=True)
 class SolverSpec:
-    """One entry of the solver registry :data:`lsqmf.solvers.SOLVER_SPECS`.
+    """One solver: what the registry :data:`lsqmf.solvers.SOLVER_SPECS` knows of it.
+
+    Each solver module defines its ``SPEC`` beside its function; the registry lists them.
 
     Attributes
     ----------
@@ -246,13 +284,17 @@ class SolverSpec:
         The registry name (``result.solver``).
     function : callable
         ``function(R, rank, **options) -> FitResult``.
-    defaults : Mapping
-        The solver's defaults: its iteration settings (``max_iter``, ``tol``) and every own
-        option. The only place these defaults are written.
+    settings : Mapping
+        The solver's defaults of shared options (its iteration settings ``max_iter``,
+        ``tol``).
     description : str
         One line for listings (``lsqmf fit --help``).
+    params : tuple of Param, default=()
+        The solver's own options, declared (default, range or choices, help): validated by
+        :func:`split_options`, offered as command-line flags, fed invalid values by the
+        contract test. The only place their defaults are written.
     passthrough : bool, default=False
-        Options outside the contract and ``defaults`` are passed on (``lsq`` hands them to
+        Options outside the contract and ``params`` are passed on (``lsq`` hands them to
         :func:`lsqmf.solve`, which validates them) instead of being refused.
     kernels : tuple of str, default=()
         The compiled kernels the solver can run (names in
@@ -260,19 +302,29 @@ class SolverSpec:
         ``warm_up(spec.kernels, backend)``, loads these and no others (each kernel read from
         the disk cache costs start-up time). ``tests/test_startup.py`` runs every solver after
         its warm-up and checks that it loads no kernel missing here.
+    tuning : Mapping, default={}
+        Parameter name -> values that ``lsqmf tune`` tries for this solver (empty: the solver
+        is not in the default search space).
     """
 
     name: str
     function: Callable[..., FitResult]
-    defaults: Mapping[str, Any]
+    settings: Mapping[str, Any]
     description: str
+    params: tuple[Param, ...] = ()
     passthrough: bool = False
     kernels: tuple[str, ...] = ()
+    tuning: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    @property
+    def defaults(self) -> Mapping[str, Any]:
+        """The solver's defaults: its ``settings`` and the default of every own option."""
+        return MappingProxyType({**self.settings, **{p.name: p.default for p in self.params}})
 
     @property
     def own_options(self) -> tuple[str, ...]:
-        """The options this solver adds to the contract (those of ``defaults`` not shared)."""
-        return tuple(k for k in self.defaults if k not in SHARED_OPTIONS)
+        """The options this solver adds to the contract (its ``params``)."""
+        return tuple(p.name for p in self.params)
 
 
 def split_options(
@@ -286,7 +338,7 @@ def split_options(
         For an option neither shared nor the solver's own (the message lists both sets).
     """
     merged = {**spec.defaults, **options}
-    unknown = [k for k in merged if k not in SHARED_OPTIONS and k not in spec.defaults]
+    unknown = [k for k in merged if k not in SHARED_OPTIONS and k not in spec.own_options]
     if unknown and not spec.passthrough:
         raise TypeError(
             f"lsqmf.solvers.{spec.name}() got an unexpected option `{unknown[0]}`; its own "
@@ -297,7 +349,7 @@ def split_options(
         raise TypeError(f"lsqmf.solvers.{spec.name}(): `rank` is the second positional "
                         f"argument, not an option.")
     shared = SolverOptions(rank=rank, **{k: v for k, v in merged.items() if k in SHARED_OPTIONS})
-    own = {k: v for k, v in merged.items() if k not in SHARED_OPTIONS}
+    own = validate(spec.params, {k: v for k, v in merged.items() if k not in SHARED_OPTIONS})
     return shared.validated(), own
 
 
@@ -380,25 +432,22 @@ class Setup:
         return np.zeros(self.problem.n_cols) if s is None else s**2
 
 
-def _spec(name: str) -> SolverSpec:
-    from . import SOLVER_SPECS  # the registry; imported at call time (it imports the solvers)
-
-    return SOLVER_SPECS[name]
-
-
 def prepare(
-    name: str, R: Any, rank: Any, options: Mapping[str, Any] | None = None, /,
+    spec: SolverSpec, R: Any, rank: Any, options: Mapping[str, Any] | None = None, /,
     **keywords: Any,
 ) -> Setup:
-    """Validate the shared options, build the ``'l2'`` problem and the random start.
+    """Validate the options, build the ``'l2'`` problem and the random start.
 
-    ``options`` (and any ``keywords``) are the keywords the solver function received; the
-    solver's own options end up in ``setup.own`` with the registry's defaults filled in (the
-    solver validates them).
+    ``spec`` is the solver's own :class:`SolverSpec`; ``options`` (and any ``keywords``) are
+    the keywords the solver function received. The solver's own options end up in
+    ``setup.own``, checked against ``spec.params`` with their defaults filled in.
     """
-    opts, own = split_options(_spec(name), rank, {**(options or {}), **keywords})
+    opts, own = split_options(spec, rank, {**(options or {}), **keywords})
+    name = spec.name
     backend = resolve_backend(opts.backend)
-    _warm_up(name, backend)
+    # compile the kernels (or load them from numba's disk cache) before the clock starts, so
+    # that compile time is never counted as fit time; only the kernels this solver runs
+    warm_up(spec.kernels, backend)
     t_start = time.perf_counter()
     rng, seed = resolve_seed(opts.random_state)
     ratings = as_ratings(R, weights=opts.weights)
@@ -415,13 +464,6 @@ def prepare(
     return Setup(name=name, ratings=ratings, problem=problem, x0=problem.pack(P, Q), rng=rng,
                  opts=opts, seed=seed, t_start=t_start, own=own,
                  validation=validation, backend=backend)
-
-
-def _warm_up(name: str, backend: str) -> None:
-    """Compile the solver's kernels (or load them from numba's disk cache) before the clock
-    starts, so that compile time is never counted as fit time (``wall_time``, the history's
-    times); only the kernels ``name`` runs (:attr:`SolverSpec.kernels`)."""
-    warm_up(_spec(name).kernels, backend)
 
 
 def log_result(logger: logging.Logger, verbose: int, fit: FitResult) -> None:

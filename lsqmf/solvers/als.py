@@ -42,15 +42,17 @@ oracle the tests compare the kernel against).
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..model.result import FitResult
-from ._common import Setup, prepare, run_iterations
+from ._common import Setup, SolverSpec, prepare, run_iterations
 
-__all__ = ["als"]
+__all__ = [
+    "SPEC","als"]
 
 #: Largest temporary (in float64 elements, 64 MiB) built while forming Gram matrices.
 _BLOCK_ELEMENTS = 8_388_608
@@ -284,7 +286,7 @@ def als(R: Any, rank: int, **options: Any) -> FitResult:
     >>> fit.status, bool(np.allclose(fit.P @ fit.Q, R, atol=0.01))
     (2, True)
     """
-    setup = prepare("als", R, rank, options)
+    setup = prepare(SPEC, R, rank, options)
     step = als_step_factory(setup)
     return run_iterations(
         setup, step,
@@ -339,3 +341,11 @@ def als_step_factory(setup: Setup) -> Callable[[np.ndarray, int], np.ndarray]:
         return update_items(setup, items, x)
 
     return step
+
+
+#: The solver's registry entry (collected by :data:`lsqmf.solvers.SOLVER_SPECS`).
+SPEC = SolverSpec(
+    "als", als, MappingProxyType({"max_iter": 15, "tol": 1e-3}),
+    "alternating exact ridge solves (ALS; ALS-WR when count-scaled)",
+    kernels=("als_rows",),
+)

@@ -27,17 +27,19 @@ by one thread in index order, so results do not depend on the thread count); its
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from .._validation import check_int
+from .._params import Param
 from ..kernels.registry import get_kernel
 from ..kernels.solvers import kernel_threads
 from ..model.result import FitResult
-from ._common import Setup, prepare, run_iterations
+from ._common import Setup, SolverSpec, prepare, run_iterations
 
-__all__ = ["RowData", "als_cg"]
+__all__ = [
+    "SPEC","RowData", "als_cg"]
 
 
 class RowData:
@@ -134,8 +136,8 @@ def als_cg(R: Any, rank: int, **options: Any) -> FitResult:
     >>> fit.status, bool(np.allclose(fit.P @ fit.Q, R, atol=0.01))
     (2, True)
     """
-    setup = prepare("als_cg", R, rank, options)
-    cg_steps = check_int("cg_steps", setup.own["cg_steps"], min_value=1)
+    setup = prepare(SPEC, R, rank, options)
+    cg_steps = setup.own["cg_steps"]  # checked by prepare
     step = cg_step_factory(setup, cg_steps, get_kernel("cg_rows", setup.backend))
     return run_iterations(
         setup, step,
@@ -177,3 +179,13 @@ def cg_step_factory(
         return problem.pack(Zu, Zi.T)
 
     return step
+
+
+#: The solver's registry entry (collected by :data:`lsqmf.solvers.SOLVER_SPECS`).
+SPEC = SolverSpec(
+    "als_cg", als_cg, MappingProxyType({"max_iter": 100, "tol": 1e-4}),
+    "ALS with warm-started conjugate-gradient row solves (O(nnz k) per sweep)",
+    params=(Param("cg_steps", "int", 3, low=1, help="conjugate-gradient steps per row"),),
+    kernels=("cg_rows",),
+    tuning=MappingProxyType({"rank": (20, 50), "reg": (0.05, 0.08, 0.15)}),
+)

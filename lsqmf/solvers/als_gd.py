@@ -17,15 +17,17 @@ descent; as ``inner_steps`` grows each block update tends to the exact ALS solve
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from .._validation import check_int
+from .._params import Param
 from ..model.result import FitResult
-from ._common import prepare, run_iterations
+from ._common import OPERATOR_KERNELS, SolverSpec, prepare, run_iterations
 
-__all__ = ["als_gd"]
+__all__ = [
+    "SPEC","als_gd"]
 
 
 def als_gd(R: Any, rank: int, **options: Any) -> FitResult:
@@ -55,8 +57,8 @@ def als_gd(R: Any, rank: int, **options: Any) -> FitResult:
     >>> bool(np.all(np.diff(fit.history.cost) <= 1e-12))
     True
     """
-    setup = prepare("als_gd", R, rank, options)
-    inner_steps = check_int("inner_steps", setup.own["inner_steps"], min_value=1)
+    setup = prepare(SPEC, R, rank, options)
+    inner_steps = setup.own["inner_steps"]  # checked by prepare
     problem = setup.problem
     n, m, k = problem.n_rows, problem.n_cols, problem.rank
     user_block = np.zeros(problem.n_params, dtype=bool)
@@ -86,3 +88,12 @@ def als_gd(R: Any, rank: int, **options: Any) -> FitResult:
         hint="increase `reg`, or check the ratings for extreme values.",
         options={"inner_steps": inner_steps},
     )
+
+
+#: The solver's registry entry (collected by :data:`lsqmf.solvers.SOLVER_SPECS`).
+SPEC = SolverSpec(
+    "als_gd", als_gd, MappingProxyType({"max_iter": 40, "tol": 1e-4}),
+    "alternating blocks of exact-line-search gradient steps",
+    params=(Param("inner_steps", "int", 2, low=1, help="gradient steps per block"),),
+    kernels=("als_rows", *OPERATOR_KERNELS),
+)

@@ -19,17 +19,19 @@ the large one on MovieLens-like data (many more items than users) -- thus never 
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from .._validation import check_float
+from .._params import Param
 from ..model.result import FitResult
-from ._common import prepare, run_iterations
+from ._common import SolverSpec, prepare, run_iterations
 from .als import update_users, user_side
 from .sgd import EpochRunner
 
-__all__ = ["als_sgd"]
+__all__ = [
+    "SPEC","als_sgd"]
 
 
 def als_sgd(R: Any, rank: int, **options: Any) -> FitResult:
@@ -65,13 +67,8 @@ def als_sgd(R: Any, rank: int, **options: Any) -> FitResult:
     >>> fit.status, bool(fit.history.cost[-1] < fit.history.cost[0])
     (2, True)
     """
-    setup = prepare("als_sgd", R, rank, options)
-    lr = check_float("learning_rate", setup.own["learning_rate"], min_value=0.0,
-                     min_inclusive=False)
-    decay_checked = check_float("decay", setup.own["decay"], min_value=0.0, max_value=1.0,
-                                min_inclusive=False)
-    assert lr is not None and decay_checked is not None
-    decay = decay_checked
+    setup = prepare(SPEC, R, rank, options)
+    lr, decay = setup.own["learning_rate"], setup.own["decay"]  # checked by prepare
     users = user_side(setup)
     runner = EpochRunner(setup, lr, decay)
 
@@ -84,3 +81,16 @@ def als_sgd(R: Any, rank: int, **options: Any) -> FitResult:
         hint="lower `learning_rate` (or set `decay` < 1) or increase `reg`.",
         options={"learning_rate": lr, "decay": decay},
     )
+
+
+#: The solver's registry entry (collected by :data:`lsqmf.solvers.SOLVER_SPECS`).
+SPEC = SolverSpec(
+    "als_sgd", als_sgd, MappingProxyType({"max_iter": 30, "tol": 1e-4}),
+    "exact user solves alternating with SGD epochs over the items",
+    params=(
+        Param("learning_rate", "float", 0.01, low=0.0, low_open=True, help="SGD step size"),
+        Param("decay", "float", 1.0, low=0.0, high=1.0, low_open=True,
+              help="step multiplier per epoch"),
+    ),
+    kernels=("als_rows", "sgd_epoch"),
+)

@@ -49,19 +49,21 @@ from __future__ import annotations
 
 import functools
 import time
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from .._validation import check_float, check_int
+from .._params import Param
 from ..kernels.registry import get_kernel
 from ..kernels.solvers import kernel_threads
 from ..model.result import STATUS_MESSAGES, FitResult, History, IterationInfo, Status
 from ..runtime.threads import blas_single_thread
-from ._common import Setup, log_result, prepare
+from ._common import Setup, SolverSpec, log_result, prepare
 from .als_cg import RowData, cg_step_factory
 
-__all__ = ["MeanFactors", "bmf", "gauss_wishart_from_stats", "sample_gauss_wishart"]
+__all__ = [
+    "SPEC","MeanFactors", "bmf", "gauss_wishart_from_stats", "sample_gauss_wishart"]
 
 
 def sample_gauss_wishart(
@@ -239,19 +241,18 @@ def bmf(R: Any, rank: int, **options: Any) -> FitResult:
     >>> bool(fit.success), bool(fit.rms < 0.05)
     (True, True)
     """
-    setup = prepare("bmf", R, rank, options)
-    own = setup.own
-    burn_in = check_int("burn_in", own["burn_in"], min_value=0)
+    setup = prepare(SPEC, R, rank, options)
+    own = setup.own  # checked against SPEC.params by prepare
+    burn_in = own["burn_in"]
     if burn_in >= setup.max_iter:  # e.g. a short run with the default burn-in
         setup.logger.debug("bmf: burn_in=%d reduced to max_iter - 1 = %d", burn_in,
                            setup.max_iter - 1)
         burn_in = setup.max_iter - 1
-    alpha = check_float("alpha", own["alpha"], min_value=0.0)
+    alpha = own["alpha"]
     alpha_opt = None if alpha == 0.0 else alpha
-    beta0 = check_float("beta0", own["beta0"], min_value=0.0, min_inclusive=False)
-    assert beta0 is not None
+    beta0 = own["beta0"]
     backend = setup.backend
-    warm = check_int("warm_start", own["warm_start"], min_value=0)
+    warm = own["warm_start"]
     setup.own.update({"burn_in": burn_in, "alpha": alpha, "beta0": beta0, "warm_start": warm})
     with blas_single_thread(backend == "compiled"), kernel_threads(setup.ratings.nnz, backend):
         return _sample(setup, burn_in, alpha_opt, beta0, backend, warm)
@@ -499,3 +500,20 @@ def _sample(
             break
     return _bmf_result(setup, errors, avg.means(k, _split_blocks(Zu, Zi, k, with_bias)),
                        status, j, alphas, avg, History.from_lists(steps, costs, times))
+
+
+#: The solver's registry entry (collected by :data:`lsqmf.solvers.SOLVER_SPECS`).
+SPEC = SolverSpec(
+    "bmf", bmf, MappingProxyType({"max_iter": 70, "tol": 0.0}),
+    "Bayesian MF by Gibbs sampling (posterior-mean prediction; learned priors)",
+    params=(
+        Param("burn_in", "int", 15, low=0, help="sweeps discarded before averaging"),
+        Param("alpha", "float", 0.0, low=0.0,
+              help="noise precision (0: sampled from its posterior)"),
+        Param("beta0", "float", 2.0, low=0.0, low_open=True,
+              help="prior strength of the hyperprior's mean"),
+        Param("warm_start", "int", 0, low=0, help="CG-ALS sweeps before sampling"),
+    ),
+    kernels=("cg_rows", "predict_pairs", "gibbs_side", "sse_pairs"),
+    tuning=MappingProxyType({"rank": (10, 20, 30), "max_iter": (80, 160)}),
+)

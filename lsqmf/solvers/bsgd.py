@@ -28,16 +28,18 @@ contiguous row per item); ``backend='numpy'`` runs its numpy oracle (slow; for t
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from .._validation import check_float
+from .._params import Param
 from ..kernels.registry import get_kernel
 from ..model.result import FitResult
-from ._common import Setup, prepare, run_iterations
+from ._common import Setup, SolverSpec, prepare, run_iterations
 
-__all__ = ["bsgd"]
+__all__ = [
+    "SPEC","bsgd"]
 
 
 def bsgd(R: Any, rank: int, **options: Any) -> FitResult:
@@ -74,14 +76,10 @@ def bsgd(R: Any, rank: int, **options: Any) -> FitResult:
     >>> fit.status, bool(fit.rms < 0.05)
     (2, True)
     """
-    setup = prepare("bsgd", R, rank, options)
-    own = setup.own
-    lr = check_float("learning_rate", own["learning_rate"], min_value=0.0, min_inclusive=False)
-    decay = check_float("decay", own["decay"], min_value=0.0, max_value=1.0,
-                        min_inclusive=False)
-    bias_rate = check_float("bias_rate", own["bias_rate"], min_value=0.0)
+    setup = prepare(SPEC, R, rank, options)
+    own = setup.own  # checked against SPEC.params by prepare
+    lr, decay, bias_rate = own["learning_rate"], own["decay"], own["bias_rate"]
     backend = setup.backend
-    assert lr is not None and decay is not None and bias_rate is not None
     runner = _Epochs(setup, lr, decay, bias_rate, backend)
     return run_iterations(
         setup, runner.epoch,
@@ -129,3 +127,19 @@ class _Epochs:
         if with_bias:
             return problem.pack(P, Qt.T, b, c)
         return problem.pack(P, Qt.T)
+
+
+#: The solver's registry entry (collected by :data:`lsqmf.solvers.SOLVER_SPECS`).
+SPEC = SolverSpec(
+    "bsgd", bsgd, MappingProxyType({"max_iter": 100, "tol": 1e-4}),
+    "biased SGD with an exponentially decaying step (deterministic shuffles)",
+    params=(
+        Param("learning_rate", "float", 0.02, low=0.0, low_open=True, help="SGD step size"),
+        Param("decay", "float", 0.9, low=0.0, high=1.0, low_open=True,
+              help="step multiplier per epoch"),
+        Param("bias_rate", "float", 1.0, low=0.0,
+              help="biases' step as a multiple of the factors' step"),
+    ),
+    kernels=("bsgd_epoch",),
+    tuning=MappingProxyType({"rank": (20, 50), "reg": (0.02, 0.05)}),
+)

@@ -18,15 +18,20 @@ Adam's cost history is not monotone; the relative-change rule ``tol`` still appl
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from .._validation import check_choice, check_float
+from .._params import Param
 from ..model.result import FitResult
-from ._common import prepare, run_iterations
+from ._common import OPERATOR_KERNELS, SolverSpec, prepare, run_iterations
 
-__all__ = ["OPTIMIZERS", "gd"]
+__all__ = [
+    "OPTIMIZERS",
+    "SPEC",
+    "gd",
+]
 
 OPTIMIZERS = ("adam", "fixed")
 
@@ -68,14 +73,10 @@ def gd(R: Any, rank: int, **options: Any) -> FitResult:
     >>> fit.status, bool(fit.history.cost[-1] < fit.history.cost[0])
     (2, True)
     """
-    setup = prepare("gd", R, rank, options)
-    own = setup.own
-    optimizer = check_choice("optimizer", own["optimizer"], OPTIMIZERS)
-    lr = check_float("learning_rate", own["learning_rate"], min_value=0.0, min_inclusive=False)
-    b1 = check_float("beta1", own["beta1"], min_value=0.0, max_value=1.0, max_inclusive=False)
-    b2 = check_float("beta2", own["beta2"], min_value=0.0, max_value=1.0, max_inclusive=False)
-    eps = check_float("epsilon", own["epsilon"], min_value=0.0, min_inclusive=False)
-    assert lr is not None and b1 is not None and b2 is not None and eps is not None
+    setup = prepare(SPEC, R, rank, options)
+    own = setup.own  # checked against SPEC.params by prepare
+    optimizer, lr = own["optimizer"], own["learning_rate"]
+    b1, b2, eps = own["beta1"], own["beta2"], own["epsilon"]
     problem = setup.problem
     m = np.zeros(problem.n_params)
     v = np.zeros(problem.n_params)
@@ -100,3 +101,22 @@ def gd(R: Any, rank: int, **options: Any) -> FitResult:
         options={"optimizer": optimizer, "learning_rate": lr, "beta1": b1, "beta2": b2,
                  "epsilon": eps},
     )
+
+
+#: The solver's registry entry (collected by :data:`lsqmf.solvers.SOLVER_SPECS`).
+SPEC = SolverSpec(
+    "gd", gd, MappingProxyType({"max_iter": 300, "tol": 1e-5}),
+    "full-batch gradient descent (Adam or fixed step)",
+    params=(
+        Param("optimizer", "choice", "adam", choices=OPTIMIZERS, help="update rule"),
+        Param("learning_rate", "float", 0.01, low=0.0, low_open=True,
+              help="step size (Adam: roughly the largest per-coordinate step)"),
+        Param("beta1", "float", 0.9, low=0.0, high=1.0, high_open=True,
+              help="Adam's first-moment decay"),
+        Param("beta2", "float", 0.999, low=0.0, high=1.0, high_open=True,
+              help="Adam's second-moment decay"),
+        Param("epsilon", "float", 1e-8, low=0.0, low_open=True,
+              help="Adam's denominator guard"),
+    ),
+    kernels=OPERATOR_KERNELS,
+)

@@ -19,18 +19,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from types import MappingProxyType
 from typing import Any
 
-from .._validation import resolve_seed
+from .._params import Param
+from .._validation import describe, resolve_seed
 from ..data.ratings import as_ratings
 from ..kernels.backend import resolve_backend
 from ..kernels.registry import warm_up
 from ..model.problem import build_problem
 from ..model.result import FitResult, IterationInfo
 from ..model.start import random_start
-from ._common import _spec, log_result, split_options
+from ..nls.tables import METHODS, TR_SOLVERS
+from ._common import OPERATOR_KERNELS, SolverSpec, log_result, split_options
 
-__all__ = ["lsq"]
+__all__ = ["SPEC", "lsq"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +73,17 @@ def lsq(R: Any, rank: int, **options: Any) -> FitResult:
                 f"`{name}` is set by the 'lsq' adapter (formulation='l2', max_iter -> "
                 f"max_nfev, tol -> ftol); got {name}={options[name]!r}."
             )
-    opts, own = split_options(_spec("lsq"), rank, options)
+    opts, own = split_options(SPEC, rank, options)
+    if opts.validation is not None:
+        raise ValueError(
+            "`validation` is not supported by the 'lsq' solver (scipy's least_squares has no "
+            "per-iteration hook to score and keep the best iterate); hold out ratings with "
+            "lsqmf.evaluate.holdout_split, or use a solver of the iteration loop (als, gd, ...); "
+            f"got {describe(opts.validation)}."
+        )
     backend = resolve_backend(opts.backend)
     t_warm = time.perf_counter()
-    warm_up(_spec("lsq").kernels, backend)  # as solve() does: compile time is not fit time
+    warm_up(SPEC.kernels, backend)  # as solve() does: compile time is not fit time
     t_start += time.perf_counter() - t_warm
     rng, seed = resolve_seed(opts.random_state)
     ratings = as_ratings(R, weights=opts.weights)
@@ -112,3 +122,17 @@ def lsq(R: Any, rank: int, **options: Any) -> FitResult:
                               wall_time=time.perf_counter() - t_start)
     log_result(logger, opts.verbose, fit)
     return fit
+
+
+#: The solver's registry entry (collected by :data:`lsqmf.solvers.SOLVER_SPECS`).
+SPEC = SolverSpec(
+    "lsq", lsq, MappingProxyType({"max_iter": 50, "tol": 1e-4}),
+    "lsqmf.solve on the 'l2' objective (Gauss-Newton trust region)",
+    params=(
+        Param("method", "choice", "trf", choices=tuple(METHODS),
+              help="least-squares method of lsqmf.solve"),
+        Param("tr_solver", "choice", "lsmr", choices=TR_SOLVERS,
+              help="trust-region solver (None: scipy's choice)"),
+    ),
+    passthrough=True, kernels=OPERATOR_KERNELS,
+)

@@ -39,15 +39,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from .._validation import check_float
+from .._params import Param
 from ..model.result import FitResult
-from ._common import Setup, prepare, run_iterations
+from ._common import Setup, SolverSpec, prepare, run_iterations
 
-__all__ = ["sgd", "sgd_epoch_kernel"]
+__all__ = [
+    "SPEC","sgd", "sgd_epoch_kernel"]
 
 def sgd_epoch_kernel(backend: str) -> Callable[..., float]:
     """:func:`lsqmf.kernels.core.sgd_epoch` for the resolved ``backend`` (the numba kernel,
@@ -137,16 +139,24 @@ def sgd(R: Any, rank: int, **options: Any) -> FitResult:
     >>> fit.status, bool(fit.history.cost[-1] < fit.history.cost[0])
     (2, True)
     """
-    setup = prepare("sgd", R, rank, options)
-    lr = check_float("learning_rate", setup.own["learning_rate"], min_value=0.0,
-                     min_inclusive=False)
-    decay_checked = check_float("decay", setup.own["decay"], min_value=0.0, max_value=1.0,
-                                min_inclusive=False)
-    assert lr is not None and decay_checked is not None
-    decay = decay_checked
+    setup = prepare(SPEC, R, rank, options)
+    lr, decay = setup.own["learning_rate"], setup.own["decay"]  # checked by prepare
     runner = EpochRunner(setup, lr, decay)
     return run_iterations(
         setup, runner.epoch,
         hint="lower `learning_rate` (or set `decay` < 1) or increase `reg`.",
         options={"learning_rate": lr, "decay": decay},
     )
+
+
+#: The solver's registry entry (collected by :data:`lsqmf.solvers.SOLVER_SPECS`).
+SPEC = SolverSpec(
+    "sgd", sgd, MappingProxyType({"max_iter": 30, "tol": 1e-4}),
+    "Funk SGD over the observed entries",
+    params=(
+        Param("learning_rate", "float", 0.01, low=0.0, low_open=True, help="SGD step size"),
+        Param("decay", "float", 1.0, low=0.0, high=1.0, low_open=True,
+              help="step multiplier per epoch"),
+    ),
+    kernels=("sgd_epoch",),
+)
