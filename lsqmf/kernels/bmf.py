@@ -22,11 +22,11 @@ drawn by Cholesky as :math:`z = \Sigma_r h + L^{-\top}\varepsilon_r` with the st
 
 The kernel is a loop over rows calling one helper per stage (the prior's terms, the entries,
 Cholesky with the reciprocals of the diagonal, the draw, the row's statistics, the blocks'
-sums): plain Python until :func:`get_kernel` compiles the kernel, which rebinds them to
-numba functions inlined into it (:func:`lsqmf.kernels.core.jit_helpers`; same operations in the
-same order as a single body). Its Cholesky multiplies by the reciprocal pivots where the
-shared stages of :mod:`lsqmf.kernels.linalg` divide, and it adds four entries at a time, so
-it keeps its own stages: with the shared ones the draws would change in the last bits.
+sums): plain Python until :func:`lsqmf.kernels.jit.compiled` compiles the kernel, which rebinds
+them to numba functions inlined into it (:func:`lsqmf.kernels.jit.jit_helpers`; same operations
+in the same order as a single body). Its Cholesky multiplies by the reciprocal pivots where the
+shared stages of :mod:`lsqmf.kernels.linalg` divide, and it adds four entries at a time, so it
+keeps its own stages: with the shared ones the draws would change in the last bits.
 
 ``sse_pairs`` is the weighted squared error of the current sample at the training pairs,
 straight from the blocks.

@@ -3,7 +3,7 @@ r"""Stages of the compiled row-solve kernels: ridge normal equations, Cholesky, 
 Plain Python functions over numpy arrays, one stage each, shared by ``als_rows``
 (:mod:`lsqmf.kernels.core`) and ``gibbs_rows`` (:mod:`lsqmf.kernels.solvers`). A kernel module
 imports them and, before compiling its kernels, rebinds them to their numba versions with
-:func:`lsqmf.kernels.core.jit_helpers` (the compiled kernel runs the same operations in the same
+:func:`lsqmf.kernels.jit.jit_helpers` (the compiled kernel runs the same operations in the same
 order as one written in a single body). Nothing here imports numba or the rest of lsqmf.
 
 For row ``r`` of the solving side with entries ``t`` in ``start:end`` and features

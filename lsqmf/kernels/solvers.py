@@ -31,10 +31,10 @@ Determinism: rows are independent and each is computed by one thread with its su
 order, so results do not depend on the number of threads; no fast-math. Randomness (orders,
 normals) is always drawn by the caller.
 
-Kernels are compiled lazily by :func:`get_kernel` (numba, ``cache=True``: on-disk cache, so
-only the first process on a machine pays the compile). Nothing here imports numba at import
-time. The ``*_numpy`` functions are the oracles the tests compare the kernels against; they
-share no code with them.
+Kernels are compiled lazily by :func:`lsqmf.kernels.registry.get_kernel` (numba,
+``cache=True``: on-disk cache, so only the first process on a machine pays the compile).
+Nothing here imports numba at import time. The ``*_numpy`` functions are the oracles the tests
+compare the kernels against; they share no code with them.
 """
 
 from __future__ import annotations
