@@ -128,7 +128,8 @@ def test_bench_grid_and_its_resume_on_the_cluster_equal_serial(cluster: Any,
     serial = run_grid(grid, tmp_path / "serial", repeats=2)
     # half the grid serially, then resumed on the cluster
     run_grid(grid, tmp_path / "mixed", repeats=2, where="n == 4")
-    mixed = run_grid(grid, tmp_path / "mixed", repeats=2, scheduler=cluster.scheduler_address)
+    mixed = run_grid(grid, tmp_path / "mixed", repeats=2, scheduler=cluster.scheduler_address,
+                     resume=True)
     assert list(mixed["cell_id"]) == list(serial["cell_id"])  # grid order
     assert (mixed["repeats"] == 2).all()
     # every (cell, repeat) row is the same but for the timing (best-of picks by time)

@@ -431,7 +431,7 @@ def _versions() -> dict[str, str]:
     import pandas as pd
     import scipy
 
-    from .. import __version__
+    from .._version import __version__
 
     return {"python": platform.python_version(), "lsqmf": __version__,
             "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,

@@ -516,6 +516,29 @@ def _convergence_run(R: np.ndarray, P0: np.ndarray, Q0: np.ndarray, cfg: dict[st
         return h
 
 
+def _convergence_lines(ax1: Any, ax2: Any, frame: pd.DataFrame, order: list[str],
+                       styles: dict[str, dict[str, Any]]) -> None:
+    """Cost by evaluation (``ax1``) and by time (``ax2``) per configuration; a note when the
+    lines by evaluation overlap."""
+    curves = {}
+    for k, label in enumerate(order):
+        g = frame[frame["configuration"] == label].sort_values("step")
+        st = dict(styles[label])
+        # later lines thinner and their markers smaller, so coinciding lines stay visible
+        kw = {**st, "lw": 2.6 - 0.35 * k, "ms": 8 - k, "mfc": "none" if k % 2 else st["color"]}
+        ax1.plot(g["step"], g["cost"], **kw)
+        timed = g[g["time"] > 0]
+        ax2.plot(timed["time"], timed["cost"], **kw)
+        curves[label] = g["cost"].to_numpy()
+    first = next(iter(curves.values()))
+    if len(curves) > 1 and all(len(c) == len(first) and np.allclose(c, first, rtol=0.05)
+                               for c in curves.values()):
+        ax1.text(0.97, 0.97, f"all {len(curves)} configurations take nearly\nthe "
+                 "same steps (costs within 5%):\ntheir lines overlap",
+                 transform=ax1.transAxes, ha="right", va="top",
+                 fontsize=9, bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.7"})
+
+
 def plot_convergence(history: Any, out: str | Path, *, stem: str = "convergence",
                      title: str | None = None, incomplete: str | None = None) -> list[Path]:
     """Draw cost vs evaluations and cost vs time per configuration; save PNG and SVG.
@@ -548,23 +571,7 @@ def plot_convergence(history: Any, out: str | Path, *, stem: str = "convergence"
     styles = _line_styles(frame, order)
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, sharey=True)
-    curves = {}
-    for k, label in enumerate(order):
-        g = frame[frame["configuration"] == label].sort_values("step")
-        st = dict(styles[label])
-        # later lines thinner and their markers smaller, so coinciding lines stay visible
-        kw = {**st, "lw": 2.6 - 0.35 * k, "ms": 8 - k, "mfc": "none" if k % 2 else st["color"]}
-        ax1.plot(g["step"], g["cost"], **kw)
-        timed = g[g["time"] > 0]
-        ax2.plot(timed["time"], timed["cost"], **kw)
-        curves[label] = g["cost"].to_numpy()
-    first = next(iter(curves.values()))
-    if len(curves) > 1 and all(len(c) == len(first) and np.allclose(c, first, rtol=0.05)
-                               for c in curves.values()):
-        ax1.text(0.97, 0.97, f"all {len(curves)} configurations take nearly\nthe "
-                 "same steps (costs within 5%):\ntheir lines overlap",
-                 transform=ax1.transAxes, ha="right", va="top",
-                 fontsize=9, bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.7"})
+    _convergence_lines(ax1, ax2, frame, order, styles)
     for ax in (ax1, ax2):
         ax.set_yscale("log")
         ax.grid(True, which="major", alpha=0.3)
