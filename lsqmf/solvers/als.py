@@ -51,8 +51,7 @@ import scipy.sparse as sp
 from ..model.result import FitResult
 from ._common import Setup, SolverSpec, prepare, run_iterations
 
-__all__ = [
-    "SPEC","als"]
+__all__ = ["SPEC", "als"]
 
 #: Largest temporary (in float64 elements, 64 MiB) built while forming Gram matrices.
 _BLOCK_ELEMENTS = 8_388_608

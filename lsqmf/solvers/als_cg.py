@@ -38,8 +38,7 @@ from ..kernels.solvers import kernel_threads
 from ..model.result import FitResult
 from ._common import Setup, SolverSpec, prepare, run_iterations
 
-__all__ = [
-    "SPEC","RowData", "als_cg"]
+__all__ = ["SPEC", "RowData", "als_cg"]
 
 
 class RowData:

@@ -26,8 +26,7 @@ from .._params import Param
 from ..model.result import FitResult
 from ._common import OPERATOR_KERNELS, SolverSpec, prepare, run_iterations
 
-__all__ = [
-    "SPEC","als_gd"]
+__all__ = ["SPEC", "als_gd"]
 
 
 def als_gd(R: Any, rank: int, **options: Any) -> FitResult:

@@ -24,14 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from .._params import Param
 from ..model.result import FitResult
 from ._common import SolverSpec, prepare, run_iterations
 from .als import update_users, user_side
-from .sgd import EpochRunner
+from .sgd import STEP_PARAMS, EpochRunner
 
-__all__ = [
-    "SPEC","als_sgd"]
+__all__ = ["SPEC", "als_sgd"]
 
 
 def als_sgd(R: Any, rank: int, **options: Any) -> FitResult:
@@ -87,10 +85,6 @@ def als_sgd(R: Any, rank: int, **options: Any) -> FitResult:
 SPEC = SolverSpec(
     "als_sgd", als_sgd, MappingProxyType({"max_iter": 30, "tol": 1e-4}),
     "exact user solves alternating with SGD epochs over the items",
-    params=(
-        Param("learning_rate", "float", 0.01, low=0.0, low_open=True, help="SGD step size"),
-        Param("decay", "float", 1.0, low=0.0, high=1.0, low_open=True,
-              help="step multiplier per epoch"),
-    ),
+    params=STEP_PARAMS,
     kernels=("als_rows", "sgd_epoch"),
 )

@@ -62,8 +62,7 @@ from ..runtime.threads import blas_single_thread
 from ._common import Setup, SolverSpec, log_result, prepare
 from .als_cg import RowData, cg_step_factory
 
-__all__ = [
-    "SPEC","MeanFactors", "bmf", "gauss_wishart_from_stats", "sample_gauss_wishart"]
+__all__ = ["SPEC", "MeanFactors", "bmf", "gauss_wishart_from_stats", "sample_gauss_wishart"]
 
 
 def sample_gauss_wishart(

@@ -28,6 +28,7 @@ contiguous row per item); ``backend='numpy'`` runs its numpy oracle (slow; for t
 
 from __future__ import annotations
 
+import dataclasses
 from types import MappingProxyType
 from typing import Any
 
@@ -37,9 +38,9 @@ from .._params import Param
 from ..kernels.registry import get_kernel
 from ..model.result import FitResult
 from ._common import Setup, SolverSpec, prepare, run_iterations
+from .sgd import STEP_PARAMS
 
-__all__ = [
-    "SPEC","bsgd"]
+__all__ = ["SPEC", "bsgd"]
 
 
 def bsgd(R: Any, rank: int, **options: Any) -> FitResult:
@@ -134,9 +135,8 @@ SPEC = SolverSpec(
     "bsgd", bsgd, MappingProxyType({"max_iter": 100, "tol": 1e-4}),
     "biased SGD with an exponentially decaying step (deterministic shuffles)",
     params=(
-        Param("learning_rate", "float", 0.02, low=0.0, low_open=True, help="SGD step size"),
-        Param("decay", "float", 0.9, low=0.0, high=1.0, low_open=True,
-              help="step multiplier per epoch"),
+        dataclasses.replace(STEP_PARAMS[0], default=0.02),  # learning_rate
+        dataclasses.replace(STEP_PARAMS[1], default=0.9),  # decay
         Param("bias_rate", "float", 1.0, low=0.0,
               help="biases' step as a multiple of the factors' step"),
     ),

@@ -48,8 +48,8 @@ from .._params import Param
 from ..model.result import FitResult
 from ._common import Setup, SolverSpec, prepare, run_iterations
 
-__all__ = [
-    "SPEC","sgd", "sgd_epoch_kernel"]
+__all__ = ["SPEC", "STEP_PARAMS", "sgd", "sgd_epoch_kernel"]
+
 
 def sgd_epoch_kernel(backend: str) -> Callable[..., float]:
     """:func:`lsqmf.kernels.core.sgd_epoch` for the resolved ``backend`` (the numba kernel,
@@ -149,14 +149,17 @@ def sgd(R: Any, rank: int, **options: Any) -> FitResult:
     )
 
 
+#: The step options of the SGD solvers (``sgd``, ``als_sgd``; ``bsgd`` with other defaults).
+STEP_PARAMS = (
+    Param("learning_rate", "float", 0.01, low=0.0, low_open=True, help="SGD step size"),
+    Param("decay", "float", 1.0, low=0.0, high=1.0, low_open=True,
+          help="step multiplier per epoch"),
+)
+
 #: The solver's registry entry (collected by :data:`lsqmf.solvers.SOLVER_SPECS`).
 SPEC = SolverSpec(
     "sgd", sgd, MappingProxyType({"max_iter": 30, "tol": 1e-4}),
     "Funk SGD over the observed entries",
-    params=(
-        Param("learning_rate", "float", 0.01, low=0.0, low_open=True, help="SGD step size"),
-        Param("decay", "float", 1.0, low=0.0, high=1.0, low_open=True,
-              help="step multiplier per epoch"),
-    ),
+    params=STEP_PARAMS,
     kernels=("sgd_epoch",),
 )
