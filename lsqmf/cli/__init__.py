@@ -15,7 +15,9 @@ code meaning
 3    ``verify``: the candidate's process exited or crashed before reporting
 4    ``verify``: the candidate ran out of time
 70   an unexpected internal error (a bug: please report it with ``--traceback``)
-130  interrupted (Ctrl-C); what was finished is saved first (models, benchmark rows, CV folds)
+130  interrupted (Ctrl-C, or SIGTERM or SIGHUP, which the program handles like Ctrl-C: see
+     :mod:`lsqmf.cli._signals`); what was finished is saved first (the model of ``fit`` at its
+     last iterate, benchmark rows, CV folds); 130 whichever of the three signals arrived
 ==== ========================================================================================
 
 Start-up
@@ -80,7 +82,8 @@ _EPILOG = (
     "exit status: 0 success; 1 a check failed (verify mismatch, --check-jacobian); 2 bad usage "
     "or input (bad option, missing or malformed file, non-finite residual, out of memory); "
     "3 verify: the candidate's process exited or crashed; 4 verify: the candidate timed out; "
-    "70 internal error; 130 interrupted (Ctrl-C; finished work is saved first). Errors are one "
+    "70 internal error; 130 interrupted (Ctrl-C, SIGTERM or SIGHUP; finished work is saved "
+    "first). Errors are one "
     "line on stderr; -v or --traceback shows the traceback."
 )
 
@@ -242,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lsqmf: error: --blas-threads must be >= 1; got {threads}", file=sys.stderr)
         return 2
     show_traceback = bool(args.verbose or getattr(args, "traceback", False))
+    if program:  # SIGTERM and SIGHUP act like Ctrl-C: finished work is saved, exit 130
+        from ._signals import install
+
+        install()
     try:
         prepare = getattr(args, "prepare", None)
         if prepare is not None:  # the command's own start-up (its kernels)
@@ -257,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(err, SystemExit):
             raise
         code, line = describe_error(err)
-        if show_traceback:
+        if show_traceback and (not isinstance(err, KeyboardInterrupt)
+                               or getattr(args, "traceback", False)):  # -v: no trace on Ctrl-C
             traceback.print_exc(file=sys.stderr)
         print(f"lsqmf {args.command}: {line}", file=sys.stderr)
         return code

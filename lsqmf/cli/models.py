@@ -130,7 +130,9 @@ def _add_fit(subparsers: Any) -> None:
     f = subparsers.add_parser(
         "fit", help="fit a model on a ratings file and save it",
         description="Fit a solver on RATINGS (a MovieLens file or 'builtin') and save the model "
-        "(factors, biases, id maps, options; no training data) to an .npz file.",
+        "(factors, biases, id maps, options; no training data) to an .npz file. Interrupted "
+        "(Ctrl-C, SIGTERM or SIGHUP), the solver stops at its next iteration, that iterate is "
+        "saved (status -5) and the exit status is 130; a second signal stops at once.",
     )
     f.add_argument("ratings", metavar="RATINGS")
     _add_solver_options(f)
@@ -234,19 +236,22 @@ def run_fit(args: argparse.Namespace) -> int:
     from ..evaluate.scoring import resolve_solver
     from . import input_options
     from ._options import progress_callback, verbose_level
+    from ._signals import deferred_stop
 
     ratings = load_ratings(args.ratings, **input_options(args))
     name, fn, params = resolve_solver(args.solver, _solver_params(args))
     rank = params.pop("rank")
     params["verbose"] = verbose_level(args)
     # a diverging run raises NonFiniteResidualError here: nothing is saved, main() prints
-    # one line and exits non-zero
-    with progress_callback(args, params.get("max_iter"), f"lsqmf fit {name}") as callback:
-        model = fn(ratings, rank, **params, callback=callback)
-    path = save_fitted(model, ratings, args.ratings, args.out, force=args.force)
+    # one line and exits non-zero. Ctrl-C, SIGTERM, SIGHUP: the solver stops at its next
+    # iteration (callback) and its iterate is saved (a second signal stops at once)
+    with deferred_stop() as stop:
+        with progress_callback(args, params.get("max_iter"), f"lsqmf fit {name}") as callback:
+            model = stop.mark(fn(ratings, rank, **params, callback=stop.wrap(callback)))
+        path = save_fitted(model, ratings, args.ratings, args.out, force=args.force)
     print(model.summary())
     print(f"saved {name} model to {path}")
-    if int(model.status) == -5:  # Status.INTERRUPTED: saved what was fitted, then exit 130
+    if int(model.status) == -5 or stop.requested:  # Status.INTERRUPTED: saved, exit 130
         print("lsqmf fit: interrupted; the model saved is the last iterate", file=sys.stderr)
         return 130
     return 0
