@@ -64,13 +64,13 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     import lsqmf
-    from lsqmf.kernels import core as _compiled
+    from lsqmf.kernels.registry import warm_up
     from lsqmf.model.problem import build_problem
 
     sizes = [100, 400] if args.quick else [50, 100, 200, 400, 800, 1600]
     repeats = 2 if args.quick else args.repeats
     t0 = time.perf_counter()
-    _compiled.warm_up("compiled")
+    warm_up(None, "compiled")
     warm = time.perf_counter() - t0
     rows_out = []
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():

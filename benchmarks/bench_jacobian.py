@@ -176,11 +176,12 @@ def _time_products(ratings, spec: dict, P0: np.ndarray, Q0: np.ndarray, out: dic
 def _warm_up(out: dict) -> bool:
     """Compile the numba Jacobian kernels (if numba is installed) before anything is timed;
     records the compile time in ``out`` and returns whether the compiled path is used."""
-    from lsqmf.kernels import core as _compiled
+    from lsqmf.kernels.backend import resolve_backend
+    from lsqmf.kernels.registry import warm_up
 
     t = time.perf_counter()
-    compiled = _compiled.resolve_backend("auto") == "compiled"
-    _compiled.warm_up("auto", ("jac_matvec", "jac_rmatvec"))
+    compiled = resolve_backend("auto") == "compiled"
+    warm_up(("jac_matvec", "jac_rmatvec"), "auto")
     out["compile_seconds"] = time.perf_counter() - t if compiled else 0.0
     return compiled
 

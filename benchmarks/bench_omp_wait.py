@@ -51,9 +51,9 @@ POLICIES = ("default", "passive")
 
 _CHILD = """
 import sys
-from lsqmf import _backend
+from lsqmf.kernels import registry
 if {disable}:
-    _backend.passive_openmp_wait = lambda: None  # leave OMP_WAIT_POLICY unset
+    registry.passive_openmp_wait = lambda: None  # leave OMP_WAIT_POLICY unset
 from lsqmf.cli import main
 raise SystemExit(main(sys.argv[1:]))
 """

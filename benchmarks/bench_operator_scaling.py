@@ -58,10 +58,11 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     import lsqmf
     from lsqmf.data.readers import load_builtin
-    from lsqmf.kernels.core import resolve_backend, warm_up
+    from lsqmf.kernels.backend import resolve_backend
+    from lsqmf.kernels.registry import warm_up
     from lsqmf.model.problem import build_problem
 
-    warm_up("auto", ("jac_matvec", "jac_rmatvec"))
+    warm_up(("jac_matvec", "jac_rmatvec"), "auto")
     compiled = resolve_backend("auto") == "compiled"
     ratings = load_builtin()
     if args.quick:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsqmf.kernels.core import get_kernel
+from lsqmf.kernels.registry import get_kernel
 from lsqmf.oracle.golden import load_case
 from lsqmf.oracle.reference import matrix_factorization, matrix_factorization_fast
 

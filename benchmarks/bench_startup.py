@@ -105,9 +105,9 @@ else:
     cli.build_parser()
     import lsqmf.data.readers, lsqmf.evaluate.search, lsqmf.solvers
     t1, c1 = time.perf_counter(), time.process_time()
-    from lsqmf import _backend
-    if hasattr(_backend, "warm_up_solver"):
-        _backend.warm_up_solver({solver!r})
+    import lsqmf.solvers
+    if hasattr(lsqmf.solvers, "warm_up_solver"):
+        lsqmf.solvers.warm_up_solver({solver!r})
     else:  # code before the per-solver warm-up: fit_and_score loaded every kernel
         from lsqmf.runtime.parallel import warm_up
         warm_up()
@@ -227,8 +227,7 @@ class Version:
 
     def fill(self, solvers: tuple[str, ...]) -> None:
         """Fill this version's kernel cache (every kernel, and the evaluate path)."""
-        fill_all = ("from lsqmf import _compiled\n_compiled.warm_up('compiled')\n"
-                    "from lsqmf.solvers import _kernels\n_kernels.warm_up()\n")
+        fill_all = "from lsqmf.kernels.registry import warm_up\nwarm_up(None, 'compiled')\n"
         commands = [[sys.executable, "-c", fill_all]]
         for solver in solvers:
             commands += [self.command("startup", solver), self.command("evaluate_warm", solver)]

@@ -521,11 +521,10 @@ def main(argv: list[str] | None = None) -> int:
     import lsqmf
     from lsqmf.data.readers import load_builtin
     from lsqmf.evaluate import kfold
-    from lsqmf.kernels import bmf as _kernels_bmf
-    from lsqmf.kernels import solvers as _kernels
+    from lsqmf.solvers import warm_up_solvers
 
     def warm_up() -> float:
-        return _kernels.warm_up() + _kernels_bmf.warm_up()
+        return warm_up_solvers()
 
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
