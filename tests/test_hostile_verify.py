@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -136,8 +138,12 @@ def test_rewriting_the_golden_files_cannot_change_the_verdict(tmp_path: Path) ->
         np.savez(target, **data)  # the "expected" output now equals ours
         return P, Q
     """), "    ")
+    before = (golden / "one_step.npz").read_bytes()
     report = verify(_write(tmp_path, "rewriter", source), cases=["one_step"], golden_dir=golden)
-    assert not report.passed and "P outside tolerance" in report.results[0].reason
+    assert (report.passed, report.outcome) == (False, "tampered")
+    assert re.search(r"the candidate changed files verify depends on \(now restored\): "
+                     r".*golden/one_step\.npz \(changed or deleted\)", report.detail)
+    assert (golden / "one_step.npz").read_bytes() == before  # the next run sees the original
 
 
 def test_grandchildren_are_killed(tmp_path: Path) -> None:
@@ -247,3 +253,156 @@ def test_cli_timeout_option_checked(capsys: pytest.CaptureFixture[str]) -> None:
 def test_default_timeout_is_documented() -> None:
     assert DEFAULT_TIMEOUT == 600.0
     assert signal.SIGKILL  # POSIX: timeouts kill the candidate's whole process group
+
+
+# ------------------------------------------------------------ escapes (issue #23 item 7)
+def _dead(pid: int) -> bool:
+    """Whether ``pid`` has died (polls a bounded while: SIGKILL lands asynchronously)."""
+    stat = Path(f"/proc/{pid}/stat")
+    for _ in range(400):
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _correct(tmp_path: Path, name: str, at_import: str = "", in_call: str = "") -> str:
+    source = (CORRECT + textwrap.dedent(at_import) + CALL
+              + textwrap.indent(textwrap.dedent(in_call), "    ")
+              + "    return _ref(R, P, Q, K, steps, alpha, beta, eps)\n")
+    return _write(tmp_path, name, source)
+
+
+ESCAPES_THAT_STILL_PASS = {
+    "reads-stdin": ("", "import sys\nassert sys.stdin.read() == ''\n"),
+    "chdir-and-environ": ("import os\nos.chdir('/')\nos.environ.clear()\n",
+                          "import os\nos.chdir('/tmp')\nos.environ['HOME'] = '/nowhere'\n"),
+    "prints-megabytes": ("print('x' * 2_000_000)\n",
+                         "import sys\nsys.stdout.write('y' * 8_000_000)\n"
+                         "sys.stderr.write('z' * 1_000_000)\n"),
+    "thread-left-running": ("", "import threading, time\n"
+                                "threading.Thread(target=time.sleep, args=(3600,)).start()\n"),
+}
+
+
+@pytest.mark.parametrize("name", list(ESCAPES_THAT_STILL_PASS))
+def test_escape_attempt_does_not_change_a_correct_verdict(tmp_path: Path, name: str) -> None:
+    at_import, in_call = ESCAPES_THAT_STILL_PASS[name]
+    report = verify(_correct(tmp_path, name, at_import, in_call), cases=["one_step"],
+                    timeout=60)
+    assert (report.outcome, report.passed) == ("completed", True), report.detail
+
+
+def test_huge_output_is_capped_in_the_detail(tmp_path: Path) -> None:
+    source = (CALL + "    import os, sys\n"
+              "    sys.stdout.write('w' * 5_000_000 + '\\nlast words')\n"
+              "    sys.stdout.flush()\n    os._exit(9)\n")
+    report = verify(_write(tmp_path, "noisy_crash", source), cases=["one_step"])
+    assert report.outcome == "crashed"
+    assert re.search(r"its last output: 'last words \(of 5000011 bytes of output, the last "
+                     r"4096 kept\)'", report.detail), report.detail
+
+
+def test_patching_numpy_at_import_cannot_pass_a_wrong_answer(tmp_path: Path) -> None:
+    source = textwrap.dedent("""\
+        import numpy as np
+        np.allclose = lambda *a, **k: True
+        np.array_equal = lambda *a, **k: True
+        np.abs = lambda x: np.zeros_like(x)
+        np.all = lambda *a, **k: True
+    """) + CALL + "    return P * 0 + 1, Q * 0 + 1\n"
+    report = verify(_write(tmp_path, "patcher", source), cases=["one_step"])
+    assert (report.outcome, report.passed) == ("completed", False)
+    assert "P outside tolerance" in report.results[0].reason
+
+
+def test_forged_result_files_are_refused(tmp_path: Path) -> None:
+    # at import: read the stored outputs, write the result files the child would, then leave
+    source = textwrap.dedent(f"""\
+        import os, sys
+        import numpy as np
+        from pathlib import Path
+        work = Path(sys.argv[1])
+        gold = np.load({str(GOLDEN_DIR / "one_step.npz")!r})
+        inp = np.load(work / "input0.npz")
+        np.savez(work / "case0.npz", status=np.asarray("returned"), P_out=gold["P"],
+                 Q_out=gold["Q"], P_after=gold["P"], Q_after=gold["Q"], R_after=inp["R"])
+        np.savez(work / "done.npz", n_cases=np.asarray(1))
+        os._exit(0)
+    """) + CALL + "    pass\n"
+    report = verify(_write(tmp_path, "forger", source), cases=["one_step"])
+    assert (report.outcome, report.passed) == ("tampered", False)
+    assert "case0.npz does not carry this run's token" in report.detail
+
+
+def test_adding_a_file_to_the_oracle_package_is_undone(tmp_path: Path) -> None:
+    planted = Path(GOLDEN_DIR).parent / "_planted_by_candidate.py"
+    source = CORRECT + f"open({str(planted)!r}, 'w').write('x = 1')\n" + CALL \
+        + "    return _ref(R, P, Q, K, steps, alpha, beta, eps)\n"
+    try:
+        report = verify(_write(tmp_path, "planter", source), cases=["one_step"])
+        assert report.outcome == "tampered" and "_planted_by_candidate.py (added)" in report.detail
+        assert not planted.exists()
+    finally:
+        planted.unlink(missing_ok=True)
+
+
+def test_daemonized_grandchild_is_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    in_call = f"""\
+        import os, time
+        if os.fork() == 0:  # double fork + setsid: leaves the child's session
+            os.setsid()
+            if os.fork() == 0:
+                open({str(pid_file)!r}, "w").write(str(os.getpid()))
+                time.sleep(3600)
+            os._exit(0)
+        while not os.path.exists({str(pid_file)!r}):
+            time.sleep(0.01)
+    """
+    report = verify(_correct(tmp_path, "daemon", in_call=in_call), cases=["one_step"],
+                    timeout=60)
+    assert report.passed, report.detail
+    assert _dead(int(pid_file.read_text()))
+
+
+_SPIN = """\
+    import os, time
+    open({pids!r} + ".child", "w").write(str(os.getpid()))
+    if os.fork() == 0:
+        open({pids!r} + ".grandchild", "w").write(str(os.getpid()))
+        while True:
+            time.sleep(0.01)
+    while True:
+        pass
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "SIGTERM"])
+def test_killing_lsqmf_verify_kills_the_candidate(tmp_path: Path, signum: int) -> None:
+    pids = str(tmp_path / "pid")
+    spec = _write(tmp_path, "spinner", CALL + textwrap.indent(_SPIN.format(pids=pids), "    "))
+    proc = subprocess.Popen([sys.executable, "-m", "lsqmf", "verify", spec, "--case",
+                             "one_step", "--timeout", "600"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(2400):  # bounded wait until both are running
+            if Path(pids + ".grandchild").exists() and Path(pids + ".child").exists():
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    if signum == signal.SIGTERM:
+        assert proc.returncode == 130 and err.strip().splitlines()[-1] == (
+            "lsqmf verify: interrupted: received SIGTERM"), err
+    assert _dead(int(Path(pids + ".child").read_text()))
+    assert _dead(int(Path(pids + ".grandchild").read_text()))

@@ -11,6 +11,8 @@ see :mod:`lsqmf.oracle.verify`), prints one row per golden case and exits with
 3  the candidate's process ended before reporting every case (``sys.exit``, ``os._exit``,
    crash, signal)
 4  the candidate ran out of time (``--timeout``, default 600 s for the whole run); it was killed
+1  also: the candidate changed the golden files or lsqmf's oracle sources (they are restored)
+   or wrote a result file itself (outcome ``tampered``, see :mod:`lsqmf.oracle._isolation`)
 == ===========================================================================================
 
 ``lsqmf golden [--out DIR] [--force]`` regenerates the golden outputs by running the reference
@@ -50,8 +52,10 @@ def _register_verify(subparsers: Any) -> None:
         epilog=(
             "exit status: 0 all cases pass; 1 a case fails; 2 the candidate cannot be imported "
             "or raises, or a bad option; 3 the candidate's process exited or crashed before "
-            "reporting (sys.exit, os._exit, a signal); 4 it ran out of time (--timeout); 130 "
-            "interrupted (Ctrl-C)."
+            "reporting (sys.exit, os._exit, a signal); 4 it ran out of time (--timeout); 1 also "
+            "when it changed the golden files or lsqmf's oracle sources (restored) or forged a "
+            "result; 130 interrupted (Ctrl-C, SIGTERM, SIGHUP: the candidate and everything it "
+            "started are killed)."
         ),
     )
     p.add_argument(
@@ -121,7 +125,7 @@ def _register_golden(subparsers: Any) -> None:
 
 
 #: Exit codes of ``lsqmf verify`` by how the run ended (a completed run: 0 pass, 1 fail, 2 raised).
-EXIT_CODES = {"load_error": 2, "crashed": 3, "timeout": 4}
+EXIT_CODES = {"load_error": 2, "crashed": 3, "timeout": 4, "tampered": 1}
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -186,6 +190,8 @@ def _format_report(report: Any) -> str:
         lines.append(f"CRASHED: {report.detail}")
     elif report.outcome == "timeout":
         lines.append(f"TIMEOUT: {report.detail}")
+    elif report.outcome == "tampered":
+        lines.append(f"TAMPERED: {report.detail}")
     elif report.errored:
         n_err = sum(r.error is not None for r in report.results)
         lines.append(f"ERROR: the candidate raised on {n_err} of {n} case(s)")

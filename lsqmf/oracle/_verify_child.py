@@ -7,14 +7,24 @@ child starts quickly and holds nothing of lsqmf's unless the candidate imports i
 inputs). The child imports the candidate, calls it on fresh copies of each case's inputs, and
 writes what came back -- arrays only -- to ``case<i>.npz`` (``load.npz`` if the import failed,
 ``done.npz`` at the end). It compares nothing: the verdict is the parent's.
+
+Before importing the candidate the child arranges to die with its parent (Linux
+``PR_SET_PDEATHSIG``, also in every process it forks with ``os.fork``). After the import it
+tells the parent so over the socket it was given (``config['fd']``) and receives the run's
+token, which every result file carries (see :mod:`lsqmf.oracle._isolation` for the threat
+model). At the end it leaves with ``os._exit(0)``: a thread the candidate left running does
+not keep the process alive.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import importlib.util
 import json
 import os
+import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -112,12 +122,61 @@ def _scalar_text(value: str) -> np.ndarray:
     return np.asarray(str(value))
 
 
+_TOKEN: dict[str, str] = {}
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Be killed when the parent thread that started this process ends (Linux)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl
+            pass
+
+
 def _write_npz(path: Path, **arrays: Any) -> None:
-    """Write ``arrays`` to ``path`` all at once (the parent never sees half a file)."""
+    """Write ``arrays`` and the run's token to ``path`` all at once (the parent never sees half
+    a file)."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, token=np.asarray(_TOKEN.get("value", "")), **arrays)
     os.replace(tmp, path)
+
+
+def _receive_token(fd: int) -> None:
+    """Tell the parent the candidate is imported; receive the run's token."""
+    with socket.socket(fileno=fd) as sock:
+        sock.sendall(b"loaded\n")
+        data = b""
+        while len(data) < 64:
+            chunk = sock.recv(64 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    _TOKEN["value"] = data.decode("ascii", "replace")
+
+
+def _load(config: dict[str, Any], work: Path) -> Callable[..., Any] | None:
+    """Import the candidate (then receive the token); None after writing ``load.npz``."""
+    try:
+        candidate = load_candidate(config["spec"])
+    except SystemExit as err:
+        _receive_token(config["fd"])
+        _write_npz(work / "load.npz", kind=_scalar_text("exit"),
+                   message=_scalar_text(f"the candidate called sys.exit({err.code!r}) while "
+                                        "being imported"))
+        return None
+    except BaseException as err:
+        reason = f"{type(err).__name__}: {err}"
+        if err.__cause__ is not None:
+            reason += f" (caused by {type(err.__cause__).__name__}: {err.__cause__})"
+        _receive_token(config["fd"])
+        _write_npz(work / "load.npz", kind=_scalar_text("load_error"),
+                   message=_scalar_text(reason))
+        return None
+    _receive_token(config["fd"])
+    return candidate
 
 
 def main(workdir: str) -> int:
@@ -125,22 +184,15 @@ def main(workdir: str) -> int:
     what it returned. Compares nothing."""
     work = Path(workdir)
     config = json.loads((work / "config.json").read_text())
+    _die_with_parent()
+    os.register_at_fork(after_in_child=_die_with_parent)
+    if os.getppid() != config["parent"]:  # the parent died before the line above
+        return _CHILD_DONE
     cwd = os.getcwd()
     if "" not in sys.path and cwd not in sys.path:
         sys.path.insert(0, cwd)  # like `python -m`: modules in the current directory import
-    try:
-        candidate = load_candidate(config["spec"])
-    except SystemExit as err:
-        _write_npz(work / "load.npz", kind=_scalar_text("exit"),
-                   message=_scalar_text(f"the candidate called sys.exit({err.code!r}) while "
-                                        "being imported"))
-        return _CHILD_DONE
-    except BaseException as err:
-        reason = f"{type(err).__name__}: {err}"
-        if err.__cause__ is not None:
-            reason += f" (caused by {type(err.__cause__).__name__}: {err.__cause__})"
-        _write_npz(work / "load.npz", kind=_scalar_text("load_error"),
-                   message=_scalar_text(reason))
+    candidate = _load(config, work)
+    if candidate is None:
         return _CHILD_DONE
     for index in range(config["n_cases"]):
         with np.load(work / f"input{index}.npz", allow_pickle=False) as data:
@@ -185,4 +237,10 @@ def _returned_arrays(out: Any) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    code = main(sys.argv[1])
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)  # not sys.exit: a thread the candidate left must not keep us alive

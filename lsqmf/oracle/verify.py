@@ -37,20 +37,32 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
 from .._validation import check_bool, check_float, describe
+from ._isolation import (
+    OUTPUT_TAIL,
+    CappedOutput,
+    Snapshot,
+    children_of,
+    kill_descendants,
+    subreaper,
+)
 from ._verify_child import load_candidate
 from .golden import GoldenData, case_names, load_case
 
@@ -60,8 +72,10 @@ __all__ = ["DEFAULT_TIMEOUT", "OUTCOMES", "CaseResult", "VerifyReport", "load_ca
 DEFAULT_TIMEOUT = 600.0
 
 #: How an isolated run ended: every case ran; the candidate could not be imported; the
-#: child process ended (exit, crash, signal) before reporting every case; it ran out of time.
-OUTCOMES = ("completed", "load_error", "crashed", "timeout")
+#: child process ended (exit, crash, signal) before reporting every case; it ran out of time;
+#: it changed the golden files or lsqmf's oracle sources (restored), or a result file was not
+#: written by lsqmf's child (see :mod:`lsqmf.oracle._isolation`).
+OUTCOMES = ("completed", "load_error", "crashed", "timeout", "tampered")
 
 logger = logging.getLogger(__name__)
 
@@ -375,6 +389,9 @@ def _verify_isolated(
     timeout: float,
 ) -> VerifyReport:
     goldens = [load_case(name, golden_dir) for name in names]  # read here, not in the child
+    protected = Snapshot(_protected_dirs(golden_dir))
+    token = secrets.token_hex(32)
+    verdict = partial(_incomplete, spec, names, atol, rtol, check_mutation)
     with tempfile.TemporaryDirectory(prefix="lsqmf-verify-") as tmp:
         work = Path(tmp)
         (work / "config.json").write_text(json.dumps({"spec": spec, "n_cases": len(names)}))
@@ -382,29 +399,40 @@ def _verify_isolated(
             np.savez(work / f"input{index}.npz", R=golden.R, P0=golden.P0, Q0=golden.Q0,
                      K=golden.K, max_steps=golden.max_steps, alpha=golden.alpha,
                      beta=golden.beta, epsilon=golden.epsilon)
-        returncode, timed_out, output = _run_child(work, timeout)
-        load = _read_result(work / "load.npz", 2**20)
+        try:
+            returncode, timed_out, output = _run_child(work, timeout, token)
+        finally:
+            tampered = protected.changes()  # restored, also after Ctrl-C
+        if tampered:
+            return verdict("tampered", "the candidate changed files verify depends on (now "
+                           f"restored): {'; '.join(tampered[:5])}", [])
+        reads = _Results(work, token)
+        load = reads.read("load.npz", 2**20)
         if load is not None:
             outcome = "crashed" if str(load["kind"]) == "exit" else "load_error"
-            return _incomplete(spec, names, atol, rtol, check_mutation, outcome,
-                               str(load["message"]), [])
+            if str(load["kind"]) == "forged":
+                outcome = "tampered"
+            return verdict(outcome, str(load["message"]), [])
         results: list[CaseResult] = []
         for index, golden in enumerate(goldens):
             limit = 4 * (golden.R.nbytes + golden.P.nbytes + golden.Q.nbytes) + _RESULT_SLACK
-            data = _read_result(work / f"case{index}.npz", limit)
+            data = reads.read(f"case{index}.npz", limit)
             if data is None:
                 break
+            if str(data["status"]) == "forged":
+                return verdict("tampered", str(data["message"]), results)
             if str(data["status"]) == "exited":
-                return _incomplete(spec, names, atol, rtol, check_mutation, "crashed",
-                                   f"{data['message']} during case {golden.name!r}", results)
+                return verdict("crashed", f"{data['message']} during case {golden.name!r}",
+                               results)
             results.append(_judge(golden, data, atol, rtol, check_mutation))
-        done = (work / "done.npz").is_file()
-    if timed_out:
+        done = reads.read("done.npz", 2**20) is not None
+    complete = done and len(results) == len(names)
+    if timed_out and not complete:
         running = names[len(results)] if len(results) < len(names) else names[-1]
         detail = (f"the candidate did not finish within {timeout:g} s (still running case "
                   f"{running!r}); its process was killed")
-        return _incomplete(spec, names, atol, rtol, check_mutation, "timeout", detail, results)
-    if not done or len(results) < len(names):
+        return verdict("timeout", detail, results)
+    if not complete:
         running = names[len(results)] if len(results) < len(names) else names[-1]
         how = (f"was killed by signal {_signal_name(-returncode)}" if returncode < 0
                else f"exited with code {returncode}")
@@ -412,9 +440,36 @@ def _verify_isolated(
                   "its result (os._exit, a crash or a kill)")
         if output:
             detail += f"; its last output: {output!r}"
-        return _incomplete(spec, names, atol, rtol, check_mutation, "crashed", detail, results)
+        return verdict("crashed", detail, results)
     return VerifyReport(candidate=spec, atol=atol, rtol=rtol, check_mutation=check_mutation,
                         results=tuple(results))
+
+
+def _protected_dirs(golden_dir: str | os.PathLike[str] | None) -> list[Path]:
+    """The golden files used and lsqmf's oracle sources (which hold the shipped goldens)."""
+    dirs = [Path(__file__).resolve().parent]
+    if golden_dir is not None and Path(golden_dir).resolve() != dirs[0] / "golden":
+        dirs.append(Path(golden_dir).resolve())
+    return dirs
+
+
+class _Results:
+    """Reads the child's result files, refusing those without the run's token."""
+
+    def __init__(self, work: Path, token: str) -> None:
+        self.work, self.token = work, token
+
+    def read(self, name: str, limit: int) -> dict[str, np.ndarray] | None:
+        data = _read_result(self.work / name, limit)
+        if data is None or (str(data.get("kind", "")) == "load_error" and "token" not in data):
+            return data
+        if str(data.get("token", "")) != self.token:
+            message = np.asarray(f"the result file {name} does not carry this run's token: "
+                                 "it was not written by lsqmf's child process (forged by the "
+                                 "candidate?)")
+            return {"status": np.asarray("forged"), "kind": np.asarray("forged"),
+                    "message": message}
+        return data
 
 
 def _signal_name(number: int) -> str:
@@ -424,39 +479,64 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
-def _run_child(work: Path, timeout: float) -> tuple[int, bool, str]:
-    """Run the child; (return code, timed out, the tail of its output)."""
-    log_path = work / "output.txt"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD_CODE, _CHILD_SCRIPT, str(work)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: a timeout kills all of it
-        )
-        timed_out = False
+def _run_child(work: Path, timeout: float, token: str) -> tuple[int, bool, str]:
+    """Run the child; (return code, timed out, the last line of its output).
+
+    See :mod:`lsqmf.oracle._isolation`: the child's output is capped, its stdin is
+    ``/dev/null``, the token is sent once the candidate is imported, and whatever the child
+    started is killed at the end, at a timeout, and on Ctrl-C or SIGTERM here.
+    """
+    ours, theirs = socket.socketpair()
+    config = json.loads((work / "config.json").read_text())
+    config.update(parent=os.getpid(), fd=theirs.fileno())
+    (work / "config.json").write_text(json.dumps(config))
+    spared = children_of(os.getpid())
+    deadline = time.monotonic() + timeout
+    with ours, subreaper():
+        with theirs:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _CHILD_CODE, _CHILD_SCRIPT, str(work)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,  # its own session: killed with all of it at the end
+            )
+        output = CappedOutput(proc.stdout)  # type: ignore[arg-type]
         try:
-            proc.wait(timeout=timeout)
+            _send_token(ours, token, deadline)
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
+            timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True
-        except BaseException:  # Ctrl-C here: take the child down too
-            _kill_group(proc)
-            raise
-        finally:
-            _kill_group(proc)  # whatever the candidate left running
-    with open(log_path, "rb") as fh:
-        fh.seek(max(0, log_path.stat().st_size - 300))
-        tail = fh.read().decode("utf-8", "replace").strip()
-    lines = [line for line in tail.splitlines() if line.strip()]
-    return int(proc.returncode), timed_out, lines[-1] if lines else ""
+        finally:  # also on Ctrl-C or SIGTERM: take the child and its descendants down
+            kill_descendants(proc.pid, spared)
+            proc.wait()
+            line = output.last_line()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    if output.total > OUTPUT_TAIL:
+        line = f"{line} (of {output.total} bytes of output, the last {OUTPUT_TAIL} kept)"
+    return int(proc.returncode), timed_out, line
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    if hasattr(os, "killpg"):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    elif proc.poll() is None:  # pragma: no cover - non-POSIX
-        proc.kill()
-    proc.wait()
+def _send_token(sock: socket.socket, token: str, deadline: float) -> None:
+    """Wait for the child's ``loaded`` (the candidate is imported), then send the token."""
+    received = b""
+    while not received.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise subprocess.TimeoutExpired("lsqmf verify child", 0)
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(64)
+        except TimeoutError:
+            raise subprocess.TimeoutExpired("lsqmf verify child", 0) from None
+        except OSError:
+            return
+        if not chunk:  # the child ended before importing the candidate
+            return
+        received += chunk
+    with contextlib.suppress(OSError):
+        sock.sendall(token.encode("ascii"))
 
 
 def _read_result(path: Path, limit: int) -> dict[str, np.ndarray] | None:
