@@ -297,3 +297,49 @@ def test_stop_request_marks_only_its_own_stop(status: int, requested: bool,
                       success=status > 0, message="m", cost=0.0, solver="als")
     marked = stop.mark(model)
     assert (marked.status, marked.success) == (expect, expect > 0)
+
+
+# ------------------------------------------------------------------------------ workers
+@pytest.mark.parametrize(("n_jobs", "tasks", "expect"), [
+    (64, [1, 2], 2), (-1, list(range(100)), os.cpu_count()), (10**6, iter(range(5)),
+                                                              os.cpu_count()),
+    (3, [], 1), (1, [1, 2, 3], 1),
+], ids=["more-jobs-than-tasks", "all-cores", "uncounted-tasks", "no-tasks", "one"])
+def test_worker_count_bounded_by_work_and_cores(n_jobs: int, tasks, expect: int) -> None:  # type: ignore[no-untyped-def]
+    from lsqmf.runtime.parallel import _n_workers
+
+    assert _n_workers(n_jobs, tasks) == expect
+
+
+_ORPHAN_SCRIPT = """
+import os, sys, time
+from lsqmf.runtime.parallel import map_tasks
+
+def task(shared, i):
+    open(os.path.join(shared, f"worker{i}"), "w").write(str(os.getpid()))
+    time.sleep(3600)
+
+for _ in map_tasks(task, [0, 1], shared=sys.argv[1], n_jobs=2):
+    pass
+"""
+
+
+def test_workers_exit_after_kill_9_of_their_parent(tmp_path: Path) -> None:
+    script = tmp_path / "orphans.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=tmp_path)
+    files = [tmp_path / "worker0", tmp_path / "worker1"]
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while not all(f.exists() and f.read_text() for f in files):
+            assert parent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait(timeout=PATIENCE)
+    pids = [int(f.read_text()) for f in files]
+    deadline = time.monotonic() + 60  # liveness bound: each worker polls every 0.5 s
+    while any(Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text()
+              .rsplit(")", 1)[1].split()[0] not in ("Z", "X") for pid in pids):
+        assert time.monotonic() < deadline, f"workers {pids} outlived their parent"
+        time.sleep(0.1)

@@ -64,7 +64,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import re
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -273,7 +277,31 @@ def _warm_up_plugin(function: Callable[[], Any]) -> Any:
 
 # ---------------------------------------------------------------------------- the map
 def _call(fn: Callable[[Any, Any], Any], shared: Any, index: int, task: Any) -> tuple[int, Any]:
+    _exit_with_parent()
     return index, fn(shared, task)
+
+
+_WATCHING: list[int] = []
+
+
+def _exit_with_parent() -> None:
+    """In a local worker process: start (once) a thread that ends the process when its parent
+    dies (``kill -9`` of the caller), instead of living on idle for minutes."""
+    if _WATCHING or multiprocessing.parent_process() is None:
+        return
+    parent = os.getppid()
+    _WATCHING.append(parent)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="lsqmf-parent-watch").start()
+
+
+#: Seconds between a worker's checks that its parent is alive.
+_PARENT_POLL = 0.5
 
 
 class _Box:
@@ -354,9 +382,21 @@ def _is_worker_death(err: BaseException) -> bool:
     return type(err).__name__ in ("TerminatedWorkerError", "BrokenProcessPool")
 
 
+def _n_workers(n_jobs: int, tasks: Iterable[Any]) -> int:
+    """Worker processes to start: ``n_jobs`` (-1: every core), at most the cores and, when
+    the tasks are counted (a list), at most the tasks."""
+    cores = os.cpu_count() or 1
+    n = cores if n_jobs < 0 else min(n_jobs, cores)
+    if hasattr(tasks, "__len__"):
+        n = min(n, max(len(tasks), 1))  # type: ignore[arg-type]
+    return max(n, 1)
+
+
 def _processes(fn: Callable[[Any, Any], Any], tasks: Iterable[Any], shared: Any,
                n_jobs: int) -> Iterator[Outcome]:
     from joblib import Parallel, delayed
+
+    n_jobs = _n_workers(n_jobs, tasks)
 
     source = iter(enumerate(tasks))
     started: dict[int, Any] = {}
