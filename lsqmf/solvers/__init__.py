@@ -55,6 +55,7 @@ from .als import SPEC as _ALS
 from .als import als
 from .als_cg import SPEC as _ALS_CG
 from .als_cg import als_cg
+from .als_dask import SPEC as _ALS_DASK
 from .als_gd import SPEC as _ALS_GD
 from .als_gd import als_gd
 from .als_sgd import SPEC as _ALS_SGD
@@ -110,7 +111,7 @@ MOVIELENS_OBJECTIVE: Mapping[str, Any] = MappingProxyType(
 #: module: its defaults, declared options, kernels and tuning space), in listing order.
 SOLVER_SPECS: Mapping[str, SolverSpec] = MappingProxyType({
     spec.name: spec
-    for spec in (_LSQ, _ALS, _GD, _ALS_GD, _ALS_SGD, _SGD, _ALS_CG, _BSGD, _BMF)
+    for spec in (_LSQ, _ALS, _GD, _ALS_GD, _ALS_SGD, _SGD, _ALS_CG, _BSGD, _BMF, _ALS_DASK)
 })
 
 #: The solver of ``lsqmf evaluate`` and ``lsqmf fit`` without ``--solver``.
