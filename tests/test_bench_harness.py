@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import lsqmf
-from lsqmf.bench import harness
+from lsqmf.bench import cells, harness
 from lsqmf.bench.grid import load_grid, parse_grid
 from lsqmf.bench.harness import RAW_CSV, RESULTS_CSV, RUN_JSON, aggregate, read_raw, run_grid
 
@@ -58,7 +58,8 @@ class Recorder:
 
 
 def patch_solver(monkeypatch: pytest.MonkeyPatch, fake: Any) -> None:
-    monkeypatch.setattr(harness, "resolve_solver", lambda name: fake)
+    """Cells call ``fake``: in this process, so the run needs ``isolate=False``."""
+    monkeypatch.setattr(cells, "resolve_solver", lambda name: fake)
 
 
 def test_run_writes_one_row_per_cell_and_the_header(grid: Any, tmp_path: Path) -> None:
@@ -93,7 +94,7 @@ def test_interrupted_run_resumes_without_redoing_cells(
     first = Recorder(interrupt_after=3)
     patch_solver(monkeypatch, first)
     with pytest.raises(KeyboardInterrupt):
-        run_grid(grid, tmp_path, repeats=1)
+        run_grid(grid, tmp_path, isolate=False, repeats=1)
     raw = read_raw(tmp_path / RAW_CSV)
     assert len(raw) == 3  # finished cells are on disk, as valid CSV
     assert len(read_raw(tmp_path / RESULTS_CSV)) == 3
@@ -102,7 +103,7 @@ def test_interrupted_run_resumes_without_redoing_cells(
     second = Recorder()
     patch_solver(monkeypatch, second)
     said: list[str] = []
-    result = run_grid(grid, tmp_path, repeats=1, resume=True, notify=said.append)
+    result = run_grid(grid, tmp_path, isolate=False, repeats=1, resume=True, notify=said.append)
     assert said == [f"resuming the run in {tmp_path}: 3 cell repeats reused, "
                     f"{N_TINY - 3} to time"]
     assert len(second.calls) == N_TINY - 3
@@ -117,7 +118,7 @@ def test_interrupted_run_resumes_without_redoing_cells(
     patch_solver(monkeypatch, third)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(ValueError, match=r"holds a finished run .* nothing to resume"):
-        run_grid(grid, tmp_path, repeats=1, resume=True)
+        run_grid(grid, tmp_path, isolate=False, repeats=1, resume=True)
     assert third.calls == []
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
@@ -133,7 +134,7 @@ def test_lsqmf_swallowed_ctrl_c_is_an_interrupt(
 
     patch_solver(monkeypatch, interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_grid(grid, tmp_path, repeats=1)
+        run_grid(grid, tmp_path, isolate=False, repeats=1)
     assert list(tmp_path.iterdir()) == []  # no cell timed: nothing left behind
 
 
@@ -154,10 +155,10 @@ def test_truncated_last_row_is_dropped_and_redone(grid: Any, tmp_path: Path) -> 
 
 def test_extra_repeats_top_up_an_existing_run(grid: Any, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    run_grid(grid, tmp_path, repeats=1)
+    run_grid(grid, tmp_path, isolate=False, repeats=1)
     rec = Recorder()
     patch_solver(monkeypatch, rec)
-    result = run_grid(grid, tmp_path, repeats=2, resume=True)
+    result = run_grid(grid, tmp_path, isolate=False, repeats=2, resume=True)
     assert len(rec.calls) == N_TINY
     assert (result["repeats"] == 2).all()
     sessions = json.loads((tmp_path / RUN_JSON).read_text())["sessions"]
@@ -169,7 +170,7 @@ def test_failing_cell_is_a_row_and_the_run_goes_on(
 ) -> None:
     rec = Recorder(fail_when={"tr_solver": "exact"})
     patch_solver(monkeypatch, rec)
-    result = run_grid(grid, tmp_path, repeats=1)
+    result = run_grid(grid, tmp_path, isolate=False, repeats=1)
     assert len(result) == N_TINY
     failed = result[result["tr_solver"] == "exact"]
     assert len(failed) == 4
@@ -203,7 +204,7 @@ def test_where_selects_a_subset_and_times_the_full_runs_problems(
     where = "tr_solver == 'lsmr' and loss == 'linear' and method == 'trf' and n <= 10"
     rec = Recorder()
     patch_solver(monkeypatch, rec)
-    result = run_grid(grid, tmp_path, repeats=2, where=where)
+    result = run_grid(grid, tmp_path, isolate=False, repeats=2, where=where)
     assert len(result) == 8  # 2 n x 2 k_factor x 2 sparsity
     assert (result["tr_solver"] == "lsmr").all() and (result["n"] <= 10).all()
     assert len(rec.calls) == 16
@@ -245,7 +246,7 @@ def test_a_foreign_run_is_refused_and_left_byte_identical(
 ) -> None:
     patch_solver(monkeypatch, Recorder(interrupt_after=2))  # cells left to time
     with pytest.raises(KeyboardInterrupt):
-        run_grid(grid, tmp_path, repeats=1)
+        run_grid(grid, tmp_path, isolate=False, repeats=1)
     header = json.loads((tmp_path / RUN_JSON).read_text())
     header[field] = {**header[field], **value} if isinstance(value, dict) else value
     (tmp_path / RUN_JSON).write_text(json.dumps(header))
@@ -253,7 +254,7 @@ def test_a_foreign_run_is_refused_and_left_byte_identical(
     rec = Recorder()
     patch_solver(monkeypatch, rec)
     with pytest.raises(ValueError, match=rf"holds another run .*{says}"):
-        run_grid(grid, tmp_path, repeats=1, resume=True)
+        run_grid(grid, tmp_path, isolate=False, repeats=1, resume=True)
     assert rec.calls == [] and _snapshot(tmp_path) == before
 
 
@@ -261,13 +262,13 @@ def test_an_existing_run_needs_resume(grid: Any, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     patch_solver(monkeypatch, Recorder(interrupt_after=2))
     with pytest.raises(KeyboardInterrupt):
-        run_grid(grid, tmp_path, repeats=1)
+        run_grid(grid, tmp_path, isolate=False, repeats=1)
     before = _snapshot(tmp_path)
     rec = Recorder()
     patch_solver(monkeypatch, rec)
     with pytest.raises(ValueError, match=r"already holds a run .*2 of the selected cell "
                        r"repeats done, 6 to time\). Pass --resume"):
-        run_grid(grid, tmp_path, repeats=1)
+        run_grid(grid, tmp_path, isolate=False, repeats=1)
     assert rec.calls == [] and _snapshot(tmp_path) == before
 
 
@@ -276,11 +277,11 @@ def test_a_resume_interrupted_before_its_first_cell_changes_nothing(
 ) -> None:
     patch_solver(monkeypatch, Recorder(interrupt_after=2))
     with pytest.raises(KeyboardInterrupt):
-        run_grid(grid, tmp_path, repeats=1)
+        run_grid(grid, tmp_path, isolate=False, repeats=1)
     before = _snapshot(tmp_path)
     patch_solver(monkeypatch, Recorder(interrupt_after=0))
     with pytest.raises(KeyboardInterrupt):
-        run_grid(grid, tmp_path, repeats=1, resume=True)
+        run_grid(grid, tmp_path, isolate=False, repeats=1, resume=True)
     assert _snapshot(tmp_path) == before  # run.json and results.csv as they were
 
 
@@ -376,14 +377,14 @@ def _set_field(header: str, line: str, name: str, value: str) -> str:
 )
 def test_resume_validates_every_row(grid: Any, tmp_path: Path, damage: Any, reason: str,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    run_grid(grid, tmp_path, repeats=1, where="n == 4")
+    run_grid(grid, tmp_path, isolate=False, repeats=1, where="n == 4")
     raw_path = tmp_path / RAW_CSV
     header, *rows = raw_path.read_text().splitlines(keepends=True)
     raw_path.write_text(header + "".join(damage(header, rows)))
     rec = Recorder()
     patch_solver(monkeypatch, rec)
     with pytest.warns(RuntimeWarning, match=rf"dropped 1 broken row\(s\).*{reason}"):
-        result = run_grid(grid, tmp_path, repeats=1, resume=True)
+        result = run_grid(grid, tmp_path, isolate=False, repeats=1, resume=True)
     # the broken row's cell (if it was one of the 4) runs again with the other 4 cells
     assert len(rec.calls) in (4, 5)
     raw = read_raw(raw_path)
@@ -416,7 +417,7 @@ def test_lock_is_released_after_an_interrupt(grid: Any, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     patch_solver(monkeypatch, Recorder(interrupt_after=1))
     with pytest.raises(KeyboardInterrupt):
-        run_grid(grid, tmp_path, repeats=1)
+        run_grid(grid, tmp_path, isolate=False, repeats=1)
     assert not (tmp_path / harness.LOCK_FILE).exists()
 
 
@@ -428,7 +429,7 @@ def test_concurrent_runs_on_one_out_do_not_duplicate_rows(grid: Any, tmp_path: P
     script = textwrap.dedent(f"""
         import sys, time
         import lsqmf
-        from lsqmf.bench import harness
+        from lsqmf.bench import cells, harness
         from lsqmf.bench.grid import parse_grid
 
         def slow(R, **kwargs):  # holds the directory for a few seconds

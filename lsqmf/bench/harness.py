@@ -37,16 +37,21 @@ Threads
 With ``threads`` (default 1) every cell runs under
 :func:`lsqmf.runtime.threads.pinned_threads`: every BLAS copy (numpy's and scipy's), OpenMP and
 numba's threading layer limited to ``threads`` after they are all loaded, whatever the import
-order, and measured inside the cell (:func:`~lsqmf.runtime.threads.measure_threads`); a library
-above the request is named in a warning.
+order, and measured inside the cell (:func:`~lsqmf.runtime.threads.measure_threads`), in the
+process that times it (the child process below, or a worker); a library above the request is
+named in a warning.
 
 Ctrl-C
 ------
-Each cell's solve runs in a helper thread (:func:`lsqmf.runtime.progress.call_interruptibly`),
-so a Ctrl-C is acted on within a fraction of a second even inside a minute-long LAPACK call:
-the running cell is abandoned, ``results.csv`` and ``run.json`` are written, and
-:class:`KeyboardInterrupt` is re-raised after a message (``notify``) that says which cell was
-abandoned and how many rows are saved.
+Serial cells run in one child process (:class:`lsqmf.bench.cells.CellWorker`: started at the
+first cell and reused, so start-up is paid once a run), which the harness kills on Ctrl-C or
+SIGTERM: the interrupt is acted on within a fraction of a second even inside a minute-long
+LAPACK call that holds the interpreter lock. The running cell is abandoned, ``results.csv``
+and ``run.json`` are written, and :class:`KeyboardInterrupt` is re-raised after a message
+(``notify``) that says which cell was abandoned and how many rows are saved. With
+``isolate=False`` the cells run in this process, in a helper thread
+(:func:`lsqmf.runtime.progress.call_interruptibly`): the same numbers, but an interrupt waits
+for the running LAPACK call.
 
 Columns
 -------
@@ -72,12 +77,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import platform
 import sys
-import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -94,6 +96,15 @@ from ..runtime.checkpoint import (
     parse_float,
     parse_int,
     read_checkpoint,
+)
+from .cells import (  # resolve_solver and CORE_SOLVER are part of this module's API
+    _PINNED,
+    CORE_SOLVER,
+    CellWorker,
+    _failed_row,
+    _run_cell,
+    _Task,
+    resolve_solver,
 )
 from .grid import Grid, ProblemData, select_cells
 
@@ -128,181 +139,6 @@ RESULT_COLUMNS = [
     "nnz", "dur", "nfev", "njev", "cost", "success", "status", "error", "warning",
 ]
 _CV_COLUMNS = ["fit_s", "rmse", "mae"]
-
-
-# ---------------------------------------------------------------------------- solvers
-#: The grid solver name of the core entry point :func:`lsqmf.solve` itself (its own defaults:
-#: ``formulation='prior'``, ``ftol=1e-3``, ...), as opposed to the registry's ``'lsq'`` adapter.
-CORE_SOLVER = "solve"
-
-
-def resolve_solver(name: str) -> Callable[..., Any]:
-    """The function a grid's ``solver`` name stands for.
-
-    ``"solve"`` is :func:`lsqmf.solve`; every other name is the registered solver with the
-    registry's by-name defaults (:func:`lsqmf.solvers.solver_by_name`, the same rule as
-    :func:`lsqmf.evaluate.scoring.fit_and_score`), in every problem kind.
-
-    Raises
-    ------
-    ValueError
-        If the name is not registered (or the registry is not available).
-    """
-    if name == CORE_SOLVER:
-        from ..nls.solve import solve
-
-        return solve
-    try:
-        from ..solvers import solver_by_name
-    except ImportError as err:
-        raise ValueError(
-            f"solver {name!r} cannot be resolved: the solver registry lsqmf.solvers is not "
-            f"available ({err})."
-        ) from err
-    return solver_by_name(name)
-
-
-# ---------------------------------------------------------------------------- one cell
-@dataclass
-class _Task:
-    kind: str  # 'fit' or 'cv'
-    solver: str
-    params: dict[str, Any]
-    data: ProblemData | None  # None: fold `fold` of the shared folds
-    columns: dict[str, Any]
-    repeat: int
-    fold: int | None = None
-    threads: int | None = None  # pinned_threads(threads) around the cell; None: as is
-
-
-def _run_cell(folds: list[Any] | None, task: _Task) -> dict[str, Any]:
-    """:func:`_run_task` with the fold taken from the shared folds (sent once per worker)."""
-    if task.data is None:
-        assert folds is not None and task.fold is not None
-        task = _Task(task.kind, task.solver, task.params, ProblemData(args=tuple(folds[task.fold])),
-                     task.columns, task.repeat, threads=task.threads)
-    return _run_task(task)
-
-
-def _failed_row(task: _Task, error: str) -> dict[str, Any]:
-    """The row of a cell that has no result (its worker died)."""
-    stats = task.data.stats if task.data is not None else {}
-    return {**task.columns, "repeat": task.repeat, **stats, "dur": math.nan, "nfev": None,
-            "njev": None, "cost": math.nan, "success": False, "status": None,
-            "error": error[:500], "warning": ""}
-
-
-def _err_text(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {err}".replace("\n", " ").strip()
-    return text[:500]
-
-
-def _warning_text(caught: list[warnings.WarningMessage]) -> str:
-    seen: list[str] = []
-    for w in caught:
-        text = f"{w.category.__name__}: {w.message}".replace("\n", " ")[:300]
-        if text not in seen:
-            seen.append(text)
-    return " || ".join(seen)
-
-
-def _run_task(task: _Task) -> dict[str, Any]:
-    """Time one (cell, repeat) in a helper thread (Ctrl-C reaches the caller at once), its
-    thread pools pinned and measured (``row['_threads']``) when ``task.threads`` is set."""
-    from ..runtime.progress import call_interruptibly
-
-    def pinned() -> dict[str, Any]:
-        if task.threads is None:
-            return _timed(task)
-        from ..runtime.threads import measure_threads, pinned_thread
-
-        with pinned_thread(task.threads):
-            measured = measure_threads()
-            row = _timed(task)
-        row["_threads"] = measured
-        return row
-
-    if task.threads is not None and _PINNED.get(os.getpid()) != task.threads:
-        _pin_process(task.threads)  # a worker process: its BLAS for the rest of its life
-    return call_interruptibly(pinned)
-
-
-#: pid -> the thread count the process's BLAS is limited to (run_grid, or a worker's first
-#: cell); a limit object is kept so that it is not undone.
-_PINNED: dict[int, int] = {}
-_PROCESS_LIMITS: list[Any] = []
-
-
-def _pin_process(threads: int) -> None:
-    from threadpoolctl import threadpool_limits
-
-    from ..runtime.threads import load_thread_pools
-
-    load_thread_pools()
-    _PROCESS_LIMITS.append(threadpool_limits(limits=threads))
-    _PINNED[os.getpid()] = threads
-
-
-def _timed(task: _Task) -> dict[str, Any]:
-    """Time one (cell, repeat); never raises except KeyboardInterrupt."""
-    assert task.data is not None
-    row: dict[str, Any] = {**task.columns, "repeat": task.repeat, **task.data.stats}
-    row.update(dur=math.nan, nfev=None, njev=None, cost=math.nan, success=False, status=None,
-               error="", warning="")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            if task.kind == "cv":
-                from ..evaluate.scoring import fit_and_score
-
-                # a registry name: fit_and_score resolves it (lsqmf.solvers.resolve_solver)
-                solver: Any = task.solver
-                if solver == CORE_SOLVER:
-                    solver = resolve_solver(solver)
-                t0 = time.perf_counter()
-                score = fit_and_score(solver, *task.data.args, **task.params)
-                dur = time.perf_counter() - t0
-                _fill_cv(row, score, dur)
-            else:
-                fn = resolve_solver(task.solver)
-                t0 = time.perf_counter()
-                res = fn(*task.data.args, **task.data.kwargs, **task.params)
-                dur = time.perf_counter() - t0
-                if getattr(res, "status", None) == -5:  # lsqmf.solve swallowed a Ctrl-C
-                    raise KeyboardInterrupt
-                row["dur"] = dur
-                _fill_fit(row, res)
-        except KeyboardInterrupt:
-            raise
-        except Exception as err:  # a failing cell is a row, not the end of the run
-            row["error"] = _err_text(err)
-            row["dur"] = math.nan
-            row["success"] = False
-    row["warning"] = _warning_text(caught)
-    return row
-
-
-def _fill_fit(row: dict[str, Any], res: Any) -> None:
-    for key in ("nfev", "njev", "cost", "success", "status"):
-        value = getattr(res, key, None)
-        if isinstance(value, np.generic):
-            value = value.item()
-        row[key] = value
-    if row["cost"] is None:
-        row["cost"] = math.nan
-
-
-def _fill_cv(row: dict[str, Any], score: Mapping[str, Any], dur: float) -> None:
-    """Copy :func:`lsqmf.evaluate.scoring.fit_and_score`'s dict into the row (``dur = fit_s``)."""
-    fit_s = score.get("fit_s")
-    row["fit_s"] = dur if fit_s is None else float(fit_s)
-    row["dur"] = row["fit_s"]
-    for key in ("rmse", "mae", "cost"):
-        value = score.get(key)
-        row[key] = math.nan if value is None else float(value)
-    row["nfev"] = score.get("n_iter")
-    row["status"] = score.get("status")
-    row["success"] = bool(score.get("success", True))
 
 
 # ---------------------------------------------------------------------------- CSV I/O
@@ -684,6 +520,7 @@ def run_grid(
     threads: int | None = 1,
     resume: bool = False,
     notify: Callable[[str], None] | None = None,
+    isolate: bool = True,
 ) -> pd.DataFrame:
     """Run (or resume) the cells of ``grid`` selected by ``where``; write CSVs into ``out``.
 
@@ -719,6 +556,13 @@ def run_grid(
     notify : callable, optional
         Receives the lines a user should see (what a resume reuses and times, what an
         interrupt abandons and saves); default: the log (INFO).
+    isolate : bool, default=True
+        Serial cells run in one child process (started at the first cell, reused by the
+        next ones, killed on an interrupt: see :mod:`lsqmf.bench.cells`), so that Ctrl-C or
+        SIGTERM is acted on within a second even while a cell holds the interpreter lock in
+        LAPACK. False runs them in this process (in a helper thread: an interrupt then waits
+        for the running LAPACK call). Local processes and Dask run cells in their workers
+        either way.
 
     Returns
     -------
@@ -765,7 +609,8 @@ def run_grid(
             say(f"resuming the run in {out}: {state.n_done} cell repeats reused, "
                 f"{state.n_todo} to time")
         run = _Run(grid, out, cells, selected, repeats=repeats, threads=threads, say=say)
-        with _process_pinned(threads):
+        run.isolate = isolate and backend.kind == "serial"
+        with _process_pinned(None if run.isolate else threads):  # the child pins its own
             return run.execute(backend, where=where, jobs=jobs, progress=progress,
                                command=command, preset=preset)
     finally:
@@ -847,6 +692,7 @@ class _Run:
         self.before = {p: (p.read_bytes() if p.exists() else None)
                        for p in (self.raw_path, self.json_path, self.results_path)}
         self.measured = _Threads(threads, say)
+        self.isolate = False  # serial cells in a child process (CellWorker)
 
     def execute(self, backend: Any, *, where: str | None, jobs: int, progress: bool | None,
                 command: str | None, preset: str | None) -> pd.DataFrame:
@@ -901,6 +747,7 @@ class _Run:
         bar = Progress(f"bench {grid.name}", len(todo), progress=progress, unit="cell repeats",
                        expected=[(cell_key(c), expected_cost(c)) for c, _ in todo])
         serial = backend.kind == "serial"
+        worker = CellWorker(tick=bar.tick) if self.isolate else None
 
         def announced(tasks: Iterator[_Task]) -> Iterator[_Task]:
             for task in tasks:  # serial: pulled right before it runs
@@ -913,7 +760,7 @@ class _Run:
             tasks = _tasks(grid, self.selected, self.repeats, done, shared_folds=shared,
                            threads=self.threads)
             folds = _load_folds(grid) if shared else None
-            for outcome in map_tasks(_run_cell, announced(tasks), shared=folds,
+            for outcome in map_tasks(worker or _run_cell, announced(tasks), shared=folds,
                                      backend=backend, label=f"bench-{grid.name}"):
                 row = (outcome.value if outcome.ok
                        else _failed_row(outcome.task, str(outcome.error)))
@@ -923,15 +770,24 @@ class _Run:
                 cell = outcome.task.columns
                 bar.advance(cell_key(cell), expected_cost(cell), row.get("dur"))
         except KeyboardInterrupt:
-            running = f"the running cell ({bar.current}) is abandoned; " if bar.current else ""
-            bar.message(
-                f"interrupted: {running}{session['n_run']} cell repeats timed in this session "
-                f"are saved in {self.raw_path} ({session['n_reused']} reused); writing "
-                f"{RESULTS_CSV} and {RUN_JSON}")
+            bar.message(self._interrupted(bar.current, session, killed=worker is not None))
             raise
         finally:
+            if worker is not None:
+                worker.close()  # already killed after an interrupt
             writer.close()
             bar.close()
+
+    def _interrupted(self, current: str | None, session: dict[str, Any], *,
+                     killed: bool) -> str:
+        """The line an interrupt prints: the abandoned cell and what is saved."""
+        running = ""
+        if current:
+            how = " (its worker process killed)" if killed else ""
+            running = f"the running cell ({current}) is abandoned{how}; "
+        return (f"interrupted: {running}{session['n_run']} cell repeats timed in this session "
+                f"are saved in {self.raw_path} ({session['n_reused']} reused); writing "
+                f"{RESULTS_CSV} and {RUN_JSON}")
 
     def _close(self, session: dict[str, Any], sessions: list[dict[str, Any]],
                status: str) -> pd.DataFrame:
