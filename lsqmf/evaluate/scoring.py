@@ -13,6 +13,8 @@ Clipping
 --------
 ``clip='auto'`` (default) clips predictions to the range of the training values (the rating
 scale, e.g. 0.5--5 stars); ``clip=(low, high)`` to a given range; ``clip=None`` not at all.
+:meth:`lsqmf.FitResult.predict` has the same default (the range recorded by the solver in
+``options['rating_scale']``).
 
 :func:`fit_and_score` fits one solver on ``train`` and scores ``test``. Solver names resolve
 through :data:`lsqmf.solvers.SOLVERS`; parameters not given are taken from
@@ -139,8 +141,10 @@ def fit_and_score(
     dict
         ``solver``, ``rmse``, ``mae``, ``fit_s`` (wall seconds of the fit), ``n_test``,
         ``n_scored`` (pairs with a finite prediction), ``n_cold_start``, ``train_rmse``,
-        ``cost``, ``n_iter``, ``status``, ``success``, the parameters used, and with
-        ``ranking`` the fields of :func:`ranking_metrics`.
+        ``cost``, ``n_iter``, ``status``, ``success``, the parameters as used (the seed
+        drawn when ``random_state`` was None, ``reg`` as scaled by the data when it was None,
+        as recorded in the model's options), and with ``ranking`` the fields of
+        :func:`ranking_metrics`.
     """
     train = _check_ratings(train)
     test = _check_ratings(test)
@@ -172,13 +176,24 @@ def fit_and_score(
         "status": model.status,
         "success": bool(model.success),
         "rank": rank,
-        **{k: v for k, v in params.items() if _scalar(v)},
+        **{k: v for k, v in _used(params, model).items() if _scalar(v)},
     }
     if ranking is not None:
         out.update(_ranking_fields(model, train, test, ranking))
     if return_model:
         out["model"] = model
     return out
+
+
+def _used(params: Mapping[str, Any], model: FitResult) -> dict[str, Any]:
+    """The parameters as the fit used them: where the model records a value (the drawn seed,
+    ``reg`` scaled by the data, bmf's ``burn_in``), that value, not the None given."""
+    recorded = model.options or {}
+    used = {k: recorded.get(k, v) if v is None else v for k, v in params.items()}
+    for k in ("random_state", "reg"):
+        if recorded.get(k) is not None:
+            used[k] = recorded[k]
+    return used
 
 
 def _resolve_with_rank(

@@ -268,6 +268,16 @@ class FitResult:
     def has_biases(self) -> bool:
         return self.row_bias is not None
 
+    @property
+    def rating_scale(self) -> tuple[float, float] | None:
+        """``(low, high)``, the smallest and largest training value (the solvers record it in
+        ``options['rating_scale']``; kept by model files): what :meth:`predict` clips to by
+        default. None when not recorded."""
+        scale = self.options.get("rating_scale") if self.options else None
+        if scale is None:
+            return None
+        return check_clip(tuple(scale))
+
     @overload
     def predict(
         self, rows: Any, cols: Any, *, cold_start: str = ..., clip: Any = ...,
@@ -286,7 +296,7 @@ class FitResult:
         cols: Any,
         *,
         cold_start: str = "bias",
-        clip: Any = None,
+        clip: Any = "auto",
         return_cold_start: bool = False,
         allow_unknown: bool = False,
     ) -> np.ndarray | Predictions:
@@ -302,8 +312,12 @@ class FitResult:
             when its row or column had no training rating (see :attr:`row_counts`).
         cold_start : {'bias', 'nan', 'raise'}, default='bias'
             What to predict for a cold-start pair; see :data:`COLD_START_POLICIES`.
-        clip : (low, high), optional
-            Clip predictions to the rating scale; ``low <= high``, neither NaN.
+        clip : 'auto', (low, high) or None, default='auto'
+            Clip predictions to a range: ``'auto'`` to the training scale
+            (:attr:`rating_scale`, the min and max training value, e.g. 0.5--5 stars; no
+            clipping when the model records none), a pair ``low <= high`` (neither NaN), or
+            None for the raw model values. The same default as ``lsqmf evaluate`` and
+            :func:`lsqmf.evaluate.fit_and_score`.
         return_cold_start : bool, default=False
             Return a :class:`Predictions` record (values, cold-start mask and count) instead
             of the bare array.
@@ -341,6 +355,8 @@ class FitResult:
         >>> out = model.predict([0, 1], [1, 1], return_cold_start=True)
         >>> out.values.tolist(), out.cold_start.tolist(), out.n_cold_start
         ([2.0, 3.25], [False, True], 1)
+        >>> model.predict([0], [1], clip=(0.0, 1.5)).tolist()
+        [1.5]
         """
         r = check_indices("rows", rows, self.shape[0], "row", allow_unknown=allow_unknown)
         c = check_indices("cols", cols, self.shape[1], "column", allow_unknown=allow_unknown)
@@ -365,7 +381,7 @@ class FitResult:
         items: Any,
         *,
         cold_start: str = "bias",
-        clip: Any = None,
+        clip: Any = "auto",
         return_cold_start: bool = False,
     ) -> np.ndarray | Predictions:
         """Predict entries by raw user and item *id* (models fitted on a DataFrame or file).
@@ -403,7 +419,7 @@ class FitResult:
     ) -> Predictions:
         """Predictions for checked int64 index arrays; -1 marks an unknown row or column."""
         check_choice("cold_start", cold_start, COLD_START_POLICIES)
-        bounds = check_clip(clip)
+        bounds = self.rating_scale if isinstance(clip, str) and clip == "auto" else check_clip(clip)
         if rows.shape != cols.shape:
             raise ValueError(
                 f"`rows` and `cols` must have the same shape; got {rows.shape} and {cols.shape}."
@@ -493,6 +509,11 @@ class FitResult:
             f"cost: {self.cost:.6g}  nfev: {self.nfev}  njev: {self.njev}"
             f"  wall time: {self.wall_time:.3f} s",
         ]
+        used = [f"{k}: {self.options[k]:.4g}" if isinstance(self.options[k], float)
+                else f"{k}: {self.options[k]}" for k in ("reg", "random_state")
+                if self.options and self.options.get(k) is not None]
+        if used:  # the values used (reg scaled by the data, the drawn seed): replayable
+            lines.append("  ".join(used))
         return "\n".join(lines)
 
 

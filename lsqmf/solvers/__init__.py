@@ -34,16 +34,30 @@ The registry
 :data:`SOLVER_SPECS` is the one table: name -> :class:`SolverSpec` (function, defaults,
 description). Every entry point -- the evaluation helpers, grid search, the benchmark harness
 and grids, the command line -- resolves a name with :func:`resolve_solver`, and nowhere else.
-:data:`SOLVERS` (name -> function) and :data:`SOLVER_DEFAULTS` (name -> the keywords a
-by-name call uses: :data:`MOVIELENS_OBJECTIVE` plus the solver's defaults) are views of it.
+:data:`SOLVERS` (name -> function) and :data:`SOLVER_DEFAULTS` (name -> its defaults) are
+views of it.
 
-Defaults, once: a solver called directly uses the contract's objective defaults (``reg=0.1``,
-no biases) and its entry's ``defaults``; resolved by name it uses :data:`SOLVER_DEFAULTS`
-(the same iteration settings, with the MovieLens objective). Given keywords override both.
+Defaults, once: a solver called directly (``als(R)``, ``als(R, 20)``), by name
+(:func:`resolve_solver`, :func:`lsqmf.evaluate.fit_and_score`, ``lsqmf tune``) or from the
+command line gets the same defaults, :data:`SOLVER_DEFAULTS`: the objective of
+:data:`SHARED_PARAMS` (biases, count-scaled regularization, ``reg=None`` scaled by the data:
+the spec's ``reg_per_std`` times the standard deviation of the training ratings), the spec's
+``rank`` and its settings and own options. Given keywords override them. The value of
+``reg`` used is recorded in ``result.options['reg']``, the seed in
+``result.options['random_state']``.
+
+======== ==== =========== ====================================================
+solver   rank reg_per_std refused shared options (not used by the solver)
+======== ==== =========== ====================================================
+``bmf``  10   --          ``reg``, ``reg_bias``, ``count_scaled``, ``tol``
+others   20   0.15        --
+``bsgd`` 20   0.05        --
+======== ==== =========== ====================================================
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -73,7 +87,7 @@ from .sgd import sgd
 
 __all__ = [
     "DEFAULT_SOLVER",
-    "MOVIELENS_OBJECTIVE",
+    "OBJECTIVE_OPTIONS",
     "SHARED_OPTIONS",
     "SHARED_PARAMS",
     "SOLVERS",
@@ -88,24 +102,18 @@ __all__ = [
     "als_sgd",
     "bmf",
     "bsgd",
+    "default_of",
     "gd",
     "get_solver",
     "get_spec",
     "lsq",
+    "reg_rule",
     "resolve_solver",
     "sgd",
     "solver_by_name",
     "warm_up_solver",
     "warm_up_solvers",
 ]
-
-#: The objective a by-name call fits unless told otherwise, chosen for MovieLens-like ratings
-#: (0.5--5 stars, a few hundred to a few thousand ratings per user): biases, count-scaled
-#: ("weighted-lambda") regularization ``reg=0.15`` (the best rank-20 value of the sweep in
-#: ``reports/realdata/README.md``) and rank 20.
-MOVIELENS_OBJECTIVE: Mapping[str, Any] = MappingProxyType(
-    {"rank": 20, "reg": 0.15, "count_scaled": True, "biases": True}
-)
 
 #: Solver name -> its registry entry (each defined beside its function, in the solver's own
 #: module: its defaults, declared options, kernels and tuning space), in listing order.
@@ -117,29 +125,52 @@ SOLVER_SPECS: Mapping[str, SolverSpec] = MappingProxyType({
 #: The solver of ``lsqmf evaluate`` and ``lsqmf fit`` without ``--solver``.
 DEFAULT_SOLVER = "bmf"
 
-#: Solver name -> objective settings a by-name call uses instead of
-#: :data:`MOVIELENS_OBJECTIVE`'s (``rank`` cannot be a solver default: it is positional).
-#: bmf's rank 10 with 70 sweeps (15 burn-in) was chosen on inner holdouts of MovieLens
-#: latest-small training folds (RMSE within 0.003 of rank 20 with 160 sweeps, at a sixth of
-#: the time); bsgd's reg 0.05 on the same holdouts (with count_scaled, it is the per-rating
-#: weight of Funk's rule).
-BY_NAME_OBJECTIVE: Mapping[str, Mapping[str, Any]] = MappingProxyType({
-    "bmf": MappingProxyType({"rank": 10}),
-    "bsgd": MappingProxyType({"reg": 0.05}),
-})
-
 #: Solver name -> function ``solver(R, rank, **options) -> FitResult`` (a view of the registry).
 SOLVERS: Mapping[str, Callable[..., FitResult]] = MappingProxyType(
     {name: spec.function for name, spec in SOLVER_SPECS.items()}
 )
 
-#: Solver name -> the keywords a by-name call starts from: :data:`MOVIELENS_OBJECTIVE` and the
-#: solver's own defaults (a view of the registry).
+#: The shared options whose defaults :data:`SOLVER_DEFAULTS` lists (the objective).
+OBJECTIVE_OPTIONS = ("reg", "reg_bias", "count_scaled", "biases")
+
+_SHARED = {p.name: p.default for p in SHARED_PARAMS}
+
+#: Solver name -> its defaults, the same at every entry point (a view of the registry): the
+#: spec's ``rank``, the objective's defaults from :data:`SHARED_PARAMS` (``reg=None``: scaled
+#: by the data), the spec's settings (``max_iter``, ``tol``) and its own options' defaults.
 SOLVER_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
-    {name: MappingProxyType({**MOVIELENS_OBJECTIVE, **BY_NAME_OBJECTIVE.get(name, {}),
+    {name: MappingProxyType({"rank": spec.rank, **{k: _SHARED[k] for k in OBJECTIVE_OPTIONS},
                              **spec.defaults})
      for name, spec in SOLVER_SPECS.items()}
 )
+
+
+def _defaults_paragraph(spec: SolverSpec) -> str:
+    """The paragraph appended to a solver's docstring: its defaults, read from the registry
+    (so ``help(lsqmf.solvers.als)`` shows the values every entry point uses)."""
+    d = SOLVER_DEFAULTS[spec.name]
+    parts = [f"rank={d['rank']}", f"reg={reg_rule(spec.name)}"]
+    parts += [f"{k}={v!r}" for k, v in d.items() if k not in ("rank", "reg")]
+    refused = (f" Refused when given (not used by {spec.name}): "
+               + ", ".join(f"``{k}``" for k in spec.unused) + ".") if spec.unused else ""
+    text = ("Defaults (the registry's, ``lsqmf.solvers.SOLVER_DEFAULTS[" + repr(spec.name)
+            + "]``, the same for a direct call, a by-name call, the command line and "
+            "``lsqmf tune``): " + ", ".join(parts) + "." + refused)
+    return "\n\n    " + "\n    ".join(textwrap.wrap(text, 88)) + "\n"
+
+
+def default_of(name: str, option: str) -> Any:
+    """The default of ``option`` for the solver ``name`` (its spec's, else the shared one)."""
+    return SOLVER_DEFAULTS[name].get(option, _SHARED.get(option))
+
+
+def reg_rule(name: str) -> str:
+    """``reg``'s default in words for the solver ``name``: ``'0.15 x std(ratings)'``, or why it
+    is refused."""
+    spec = get_spec(name)
+    if "reg" in spec.unused:
+        return f"not used ({spec.unused['reg']})"
+    return f"{spec.reg_per_std:g} x std(ratings)"
 
 
 def get_spec(name: str) -> SolverSpec:
@@ -191,8 +222,9 @@ def resolve_solver(
 ) -> tuple[str, Callable[..., FitResult], dict[str, Any]]:
     """``(name, function, params)`` for a by-name call: the one resolution rule.
 
-    A registry name gets :data:`SOLVER_DEFAULTS` for every parameter not in ``params``
-    (``rank`` included); a callable is used as it is, with ``params`` unchanged.
+    A registry name gets :data:`SOLVER_DEFAULTS` -- the same defaults as a direct call -- for
+    every parameter not in ``params`` (``rank`` included, so the caller can pass it
+    positionally); a callable is used as it is, with ``params`` unchanged.
 
     Raises
     ------
@@ -225,5 +257,10 @@ def solver_by_name(name: str) -> Callable[..., FitResult]:
         return fn(R, resolved.pop("rank"), **resolved)
 
     call.__name__ = spec.name
-    call.__doc__ = f"lsqmf.solvers.{spec.name} with the registry's by-name defaults."
+    call.__doc__ = f"lsqmf.solvers.{spec.name} with the registry's defaults."
     return call
+
+
+for _spec in SOLVER_SPECS.values():
+    if _spec.function.__doc__ and "Defaults (the registry's" not in _spec.function.__doc__:
+        _spec.function.__doc__ = _spec.function.__doc__.rstrip() + _defaults_paragraph(_spec)

@@ -32,14 +32,15 @@ any run can be replayed.
 
 Which defaults apply
 --------------------
-Called directly (``lsqmf.solvers.als(R, 2)``), a solver uses the field defaults of
-:class:`SolverOptions` for the objective (``reg=0.1``, no biases, not count-scaled,
-``init_scale=0.1``) and its registry entry's ``defaults`` for its iteration settings and own
-options (``max_iter``, ``tol``, ``learning_rate`` ...): these are written once, in the
-registry. Resolved *by name* (:func:`lsqmf.solvers.resolve_solver`: the evaluation helpers,
-grid search, the benchmark harness and the command line), the same settings are used with
-the registry's MovieLens objective on top (``rank=20``, ``reg=0.15``, count-scaled, biases:
-:data:`lsqmf.solvers.MOVIELENS_OBJECTIVE`); what the caller gives overrides both.
+One set, whichever way a solver is reached: called directly (``lsqmf.solvers.als(R)`` or
+``als(R, 20)``), by name (:func:`lsqmf.solvers.resolve_solver`: the evaluation helpers, grid
+search, ``lsqmf tune``, the benchmark harness, the scikit-learn estimators) or from the command
+line, a solver uses the defaults of :data:`SHARED_PARAMS` for the objective (biases,
+count-scaled regularization, ``reg=None``: scaled by the data, see :func:`data_scaled_reg`)
+and its :class:`SolverSpec` for its rank, iteration settings and own options; what the caller
+gives overrides them. :data:`lsqmf.solvers.SOLVER_DEFAULTS` shows them per solver. A shared
+option a solver does not use (``bmf``'s ``reg``: its regularization is learned) is refused
+when given, never silently ignored (:attr:`SolverSpec.unused`).
 
 Stopping rules (shared)
 -----------------------
@@ -123,6 +124,8 @@ __all__ = [
     "SolverOptions",
     "SolverSpec",
     "Tracker",
+    "data_scaled_options",
+    "data_scaled_reg",
     "log_result",
     "prepare",
     "run_iterations",
@@ -141,17 +144,24 @@ def _any(value: Any) -> Any:
 
 
 #: The options every solver shares, declared once: validation, the command line's flags and
-#: the contract test read this table. ``max_iter`` and ``tol`` have per-solver defaults (the
-#: ``settings`` of each :class:`SolverSpec`); the objective's defaults here are those of a
-#: direct call (a by-name call starts from :data:`lsqmf.solvers.SOLVER_DEFAULTS`).
+#: the contract test read this table. These are the defaults of every entry point -- a direct
+#: call, a by-name call (:func:`lsqmf.solvers.resolve_solver`), the command line and ``lsqmf
+#: tune`` -- except ``rank``, ``max_iter`` and ``tol``, whose defaults are per solver (the
+#: :class:`SolverSpec`'s ``rank`` and ``settings``). ``reg=None`` is scaled by the data:
+#: ``spec.reg_per_std`` times the standard deviation of the training ratings (see
+#: :func:`data_scaled_reg`), the value used recorded in ``result.options['reg']``.
 SHARED_PARAMS: tuple[Param, ...] = (
-    Param("rank", "int", None, low=1, help="number of latent factors"),
-    Param("reg", "float", 0.1, low=0.0, help="L2 weight of the factors"),
+    Param("rank", "int", None, low=1, allow_none=True,
+          help="number of latent factors (None: the solver's default)"),
+    Param("reg", "float", None, low=0.0, allow_none=True,
+          help="L2 weight of the factors (None: scaled by the data, the solver's reg_per_std "
+          "x the standard deviation of the training ratings)"),
     Param("reg_bias", "float", None, low=0.0, allow_none=True,
-          help="L2 weight of the biases (None: reg)"),
-    Param("count_scaled", "bool", False,
+          help="L2 weight of the biases (None: reg; with reg=None, the solver's reg_per_std, "
+          "which is scale-free for biases)"),
+    Param("count_scaled", "bool", True,
           help="scale each user's/item's regularization by its number of ratings"),
-    Param("biases", "bool", False, help="fit a global mean plus user and item biases"),
+    Param("biases", "bool", True, help="fit a global mean plus user and item biases"),
     Param("weights", "custom", None, check=_any, cli=False, help="per-rating weights"),
     Param("random_state", "custom", None, check=_any, cli=False,
           help="seed of the start (None: drawn and recorded)"),
@@ -188,15 +198,19 @@ class SolverOptions:
 
     Attributes
     ----------
-    rank : int
-        Number of latent factors.
-    reg : float, default=0.1
-        L2 weight :math:`\\lambda` of the factors.
+    rank : int or None
+        Number of latent factors (None: the solver's ``SolverSpec.rank``).
+    reg : float or None, default=None
+        L2 weight :math:`\\lambda` of the factors; None: scaled by the data,
+        ``spec.reg_per_std`` times the standard deviation of the training ratings
+        (:func:`data_scaled_reg`; the value used is recorded in ``result.options['reg']``).
     reg_bias : float or None, default=None
-        L2 weight of the biases (None: ``reg``).
-    count_scaled : bool, default=False
+        L2 weight of the biases (None: ``reg``; when ``reg`` is None too, the spec's
+        ``reg_per_std``: with count scaling a bias is shrunk by ``1 / (1 + reg_bias)``
+        whatever the rating scale, see :func:`data_scaled_options`).
+    count_scaled : bool, default=True
         Scale each user's/item's regularization by its number of ratings (weighted-lambda).
-    biases : bool, default=False
+    biases : bool, default=True
         Fit ``mu + b_u + c_i + p_u q_i`` (``mu`` the training mean, fixed).
     weights : array_like or None
         Per-rating weights (see :func:`lsqmf.as_ratings`).
@@ -305,6 +319,21 @@ class SolverSpec:
     tuning : Mapping, default={}
         Parameter name -> values that ``lsqmf tune`` tries for this solver (empty: the solver
         is not in the default search space).
+    rank : int, default=20
+        The solver's default rank (every entry point's: a direct call without ``rank``, a
+        by-name call, the command line, ``lsqmf tune``'s fixed settings).
+    reg_per_std : float, default=0.15
+        ``reg=None`` (the default) means ``reg_per_std`` times the standard deviation of the
+        training ratings (:func:`data_scaled_reg`): the regularization follows the rating
+        scale. Measured per family of rating sets in ``reports/defaults/README.md``.
+    unused : Mapping, default={}
+        Shared option -> why this solver does not use it. Given a value other than its
+        default, such an option is refused (``ValueError`` with that reason) rather than
+        silently ignored.
+    finalize : callable or None, default=None
+        ``finalize(opts, own) -> own``: checks across options (raising ``ValueError``) and
+        defaults that depend on other options, after each option was validated alone; ``own``
+        holds the solver's own options and ``given`` (the names the caller passed).
     """
 
     name: str
@@ -315,6 +344,10 @@ class SolverSpec:
     passthrough: bool = False
     kernels: tuple[str, ...] = ()
     tuning: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    rank: int = 20
+    reg_per_std: float = 0.15
+    unused: Mapping[str, str] = field(default_factory=dict)
+    finalize: Callable[[SolverOptions, dict[str, Any]], dict[str, Any]] | None = None
 
     @property
     def defaults(self) -> Mapping[str, Any]:
@@ -348,9 +381,60 @@ def split_options(
     if "rank" in merged:
         raise TypeError(f"lsqmf.solvers.{spec.name}(): `rank` is the second positional "
                         f"argument, not an option.")
-    shared = SolverOptions(rank=rank, **{k: v for k, v in merged.items() if k in SHARED_OPTIONS})
+    shared = SolverOptions(rank=spec.rank if rank is None else rank,
+                           **{k: v for k, v in merged.items() if k in SHARED_OPTIONS})
     own = validate(spec.params, {k: v for k, v in merged.items() if k not in SHARED_OPTIONS})
-    return shared.validated(), own
+    shared = shared.validated()
+    _refuse_unused(spec, shared)
+    if spec.finalize is not None:
+        own = spec.finalize(shared, {**own, "given": frozenset(options)})
+        own.pop("given", None)
+    return shared, own
+
+
+def _refuse_unused(spec: SolverSpec, opts: SolverOptions) -> None:
+    """``ValueError`` for a shared option this solver does not use, given a non-default value
+    (an option either changes the fit or is refused)."""
+    unused = dict(spec.unused)
+    if opts.validation is None:
+        unused.setdefault("patience", "it counts iterations without a better validation "
+                          "score: give `validation` too")
+    if not opts.biases:
+        unused.setdefault("reg_bias", "the model has no biases (biases=False)")
+    if opts.P0 is not None and opts.Q0 is not None:
+        unused.setdefault("init_scale", "both starting factors P0 and Q0 are given")
+    for name, why in unused.items():
+        value = getattr(opts, name)
+        default = spec.settings.get(name, _SHARED_DEFAULTS[name])
+        if value != default:
+            raise ValueError(
+                f"lsqmf.solvers.{spec.name}: `{name}` is not used ({why}); "
+                f"got {name}={value!r}. Leave it at its default ({default!r})."
+            )
+
+
+def data_scaled_options(spec: SolverSpec, opts: SolverOptions,
+                        ratings: Ratings) -> SolverOptions:
+    """``opts`` with ``reg=None`` resolved: ``reg`` by :func:`data_scaled_reg` and, when
+    ``reg_bias`` is None too, ``reg_bias = spec.reg_per_std`` (a bias scales like the ratings,
+    so its scale-free weight is the one that leaves the fit unchanged under a change of
+    units)."""
+    reg_bias = spec.reg_per_std if opts.reg_bias is None else opts.reg_bias
+    return dataclasses.replace(opts, reg=data_scaled_reg(spec, ratings),
+                               reg_bias=float(reg_bias))
+
+
+def data_scaled_reg(spec: SolverSpec, ratings: Ratings) -> float:
+    """The ``reg`` of ``reg=None``: ``spec.reg_per_std`` times the standard deviation of the
+    ratings' values (1 when they are constant or empty).
+
+    With :math:`\\sigma` the standard deviation, multiplying every rating by ``c`` multiplies
+    the optimal factors by :math:`\\sqrt c` and the residual term by :math:`c^2`, so only a
+    ``reg`` proportional to :math:`\\sigma` leaves the fitted model unchanged: the default
+    follows the rating scale (0.5--5 stars, 1--10, 0--100) instead of being tuned to one.
+    """
+    std = float(np.std(ratings.values)) if ratings.nnz else 0.0
+    return float(spec.reg_per_std) * (std if std > 0 and np.isfinite(std) else 1.0)
 
 
 @dataclass
@@ -402,8 +486,16 @@ class Setup:
             "max_time": o.max_time, "init_scale": o.init_scale, "random_state": self.seed,
             "verbose": o.verbose,
             "validation": None if self.validation is None else self.validation.source,
-            "patience": o.patience, "backend": self.backend, **self.own,
+            "patience": o.patience, "backend": self.backend,
+            "rating_scale": self.rating_scale, **self.own,
         }
+
+    @property
+    def rating_scale(self) -> list[float] | None:
+        """``[min, max]`` of the training values: what ``FitResult.predict`` clips to by
+        default (recorded in ``result.options['rating_scale']``)."""
+        v = self.ratings.values
+        return [float(v.min()), float(v.max())] if v.size else None
 
     @property
     def reg_row(self) -> np.ndarray:
@@ -455,6 +547,8 @@ def prepare(
                         Q0=opts.Q0)
     # after the start, so that it is the start the run would use without validation
     ratings, validation = split_validation(ratings, opts.validation, opts.patience, rng)
+    if opts.reg is None:  # the data-scaled default, recorded as the value used
+        opts = data_scaled_options(spec, opts, ratings)
     P[ratings.row_counts() == 0] = 0.0  # given factors too: those rows are never fitted
     Q[:, ratings.col_counts() == 0] = 0.0
     problem = build_problem(
@@ -494,8 +588,8 @@ class Tracker:
         self.setup = setup
         self.hint = hint
         problem = setup.problem
-        cost0 = problem.cost(x0)
-        zero_cost = problem.cost(np.zeros_like(x0))
+        cost0 = problem.cost(x0, backend=setup.backend)
+        zero_cost = problem.cost(np.zeros_like(x0), backend=setup.backend)
         self.limit = DIVERGENCE_FACTOR * max(cost0, zero_cost, np.finfo(float).tiny)
         self.steps, self.costs = [0], [cost0]
         self.times = [time.perf_counter() - setup.t_start]
@@ -520,7 +614,8 @@ class Tracker:
             When the run diverges (see the module docstring), with the best iterate.
         """
         setup = self.setup
-        cost = setup.problem.cost(x) if np.all(np.isfinite(x)) else float("nan")
+        cost = (setup.problem.cost(x, backend=setup.backend) if np.all(np.isfinite(x))
+                else float("nan"))
         elapsed = time.perf_counter() - setup.t_start
         if not np.isfinite(cost) or cost > self.limit:
             self._diverged(j, cost)
@@ -533,7 +628,7 @@ class Tracker:
             if cost < self.best_cost:
                 self.best_x, self.best_cost, self.best_step = x, cost, j
         else:
-            score = self.validation.score(setup.problem, x)
+            score = self.validation.score(setup.problem, x, backend=setup.backend)
             self.val_rmse.append(score)
             if score < self.best_val - self.validation.min_delta:
                 self.best_val, self.stale = score, 0
@@ -579,7 +674,7 @@ class Tracker:
             wall_time=time.perf_counter() - setup.t_start, options=self._options(),
             solver=setup.name, row_ids=setup.ratings.row_ids, col_ids=setup.ratings.col_ids,
             row_counts=setup.ratings.row_counts(), col_counts=setup.ratings.col_counts(),
-            rms=problem.rms(x), train_mean=setup.ratings.mean(),
+            rms=problem.rms(x, backend=setup.backend), train_mean=setup.ratings.mean(),
         )
 
     def _options(self) -> dict[str, Any]:

@@ -114,7 +114,7 @@ class SideSolver:
         self.indptr = np.concatenate([[0], np.cumsum(counts)])
         self.counts = counts
         self.n_own, self.n_other = n_own, n_other
-        self.W = sp.csr_matrix((self.weights, self.other, self.indptr), shape=(n_own, n_other))
+        self._W: sp.csr_matrix | None = None  # the numpy path's; built on first use
         self.reg_factor = reg_factor
         self.reg_bias = reg_bias
         self._kernel = _compiled_kernel(backend)
@@ -124,6 +124,15 @@ class SideSolver:
             self._weights64 = np.ascontiguousarray(self.weights, dtype=np.float64)
             self._reg_factor64 = np.ascontiguousarray(reg_factor, dtype=np.float64)
             self._reg_bias64 = np.ascontiguousarray(reg_bias, dtype=np.float64)
+
+    @property
+    def W(self) -> sp.csr_matrix:
+        """The sparse ``(n_own, n_other)`` matrix of the weights (the numpy path only: the
+        compiled half-step reads ``indptr``/``other``/``weights``, so it never pays for it)."""
+        if self._W is None:
+            self._W = sp.csr_matrix((self.weights, self.other, self.indptr),
+                                    shape=(self.n_own, self.n_other))
+        return self._W
 
     def solve(
         self, features: np.ndarray, offset: np.ndarray | None, with_bias: bool
@@ -192,7 +201,8 @@ class SideSolver:
         F = np.hstack([features, np.ones((n_other, 1))]) if with_bias else features
         F = np.ascontiguousarray(F)
         y = self.values if offset is None else self.values - offset[self.other]
-        Wy = sp.csr_matrix((self.weights * y, self.other, self.indptr), shape=self.W.shape)
+        Wy = sp.csr_matrix((self.weights * y, self.other, self.indptr),
+                           shape=(self.n_own, self.n_other))
         h = np.asarray(Wy @ F)  # (n_own, k1)
         lam = np.empty((self.n_own, F.shape[1]))
         lam[:, :k] = self.reg_factor[:, None]
@@ -244,7 +254,7 @@ def _solve_batch(G: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return np.einsum("nij,nj->ni", np.linalg.pinv(G), rhs)
 
 
-def als(R: Any, rank: int, **options: Any) -> FitResult:
+def als(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by alternating exact ridge solves (ALS; ALS-WR with
     ``count_scaled=True``).
 
@@ -252,8 +262,8 @@ def als(R: Any, rank: int, **options: Any) -> FitResult:
     ----------
     R : ndarray, scipy.sparse matrix, pandas.DataFrame or Ratings
         The observed ratings (anything :func:`lsqmf.as_ratings` accepts).
-    rank : int
-        Number of latent factors.
+    rank : int, default=20
+        Number of latent factors (the registry's ``SOLVER_SPECS['als'].rank``).
     **options
         The shared options of :class:`lsqmf.solvers.SolverOptions` (``reg``, ``biases``,
         ``random_state``, ``max_iter``, ``tol``, ``verbose`` ...); ``max_iter`` counts full
@@ -346,5 +356,5 @@ def als_step_factory(setup: Setup) -> Callable[[np.ndarray, int], np.ndarray]:
 SPEC = SolverSpec(
     "als", als, MappingProxyType({"max_iter": 15, "tol": 1e-3}),
     "alternating exact ridge solves (ALS; ALS-WR when count-scaled)",
-    kernels=("als_rows",),
+    kernels=("als_rows", "residual_sse"),
 )

@@ -93,15 +93,15 @@ class RowData:
         return self.values - mu - other_bias[self.other]
 
 
-def als_cg(R: Any, rank: int, **options: Any) -> FitResult:
+def als_cg(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by ALS with ``cg_steps`` conjugate-gradient steps per row.
 
     Parameters
     ----------
     R : ndarray, scipy.sparse matrix, pandas.DataFrame or Ratings
         The observed ratings (anything :func:`lsqmf.as_ratings` accepts).
-    rank : int
-        Number of latent factors.
+    rank : int, default=20
+        Number of latent factors (the registry's ``SOLVER_SPECS['als_cg'].rank``).
     **options
         The shared options of :class:`lsqmf.solvers.SolverOptions` (``max_iter`` counts
         sweeps: users, then items) and als_cg's own (defaults:
@@ -185,6 +185,6 @@ SPEC = SolverSpec(
     "als_cg", als_cg, MappingProxyType({"max_iter": 100, "tol": 1e-4}),
     "ALS with warm-started conjugate-gradient row solves (O(nnz k) per sweep)",
     params=(Param("cg_steps", "int", 3, low=1, help="conjugate-gradient steps per row"),),
-    kernels=("cg_rows",),
+    kernels=("cg_rows", "residual_sse"),
     tuning=MappingProxyType({"rank": (20, 50), "reg": (0.05, 0.08, 0.15)}),
 )

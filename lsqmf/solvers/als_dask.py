@@ -681,7 +681,7 @@ def _options_record(opts: SolverOptions, own: dict[str, Any], seed: int | None,
     }
 
 
-def als_dask(R: Any, rank: Any, **options: Any) -> FitResult:
+def als_dask(R: Any, rank: Any = None, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by blocked ALS, on a Dask cluster or in this process.
 
     Parameters

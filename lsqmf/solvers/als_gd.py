@@ -29,7 +29,7 @@ from ._common import OPERATOR_KERNELS, SolverSpec, prepare, run_iterations
 __all__ = ["SPEC", "als_gd"]
 
 
-def als_gd(R: Any, rank: int, **options: Any) -> FitResult:
+def als_gd(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by alternating blocks of exact-line-search gradient steps.
 
     Parameters
@@ -94,5 +94,5 @@ SPEC = SolverSpec(
     "als_gd", als_gd, MappingProxyType({"max_iter": 40, "tol": 1e-4}),
     "alternating blocks of exact-line-search gradient steps",
     params=(Param("inner_steps", "int", 2, low=1, help="gradient steps per block"),),
-    kernels=("als_rows", *OPERATOR_KERNELS),
+    kernels=("als_rows", *OPERATOR_KERNELS, "residual_sse"),
 )

@@ -32,7 +32,7 @@ from .sgd import STEP_PARAMS, EpochRunner
 __all__ = ["SPEC", "als_sgd"]
 
 
-def als_sgd(R: Any, rank: int, **options: Any) -> FitResult:
+def als_sgd(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by exact user solves alternating with item SGD epochs.
 
     Parameters
@@ -86,5 +86,5 @@ SPEC = SolverSpec(
     "als_sgd", als_sgd, MappingProxyType({"max_iter": 30, "tol": 1e-4}),
     "exact user solves alternating with SGD epochs over the items",
     params=STEP_PARAMS,
-    kernels=("als_rows", "sgd_epoch"),
+    kernels=("als_rows", "sgd_epoch", "residual_sse"),
 )

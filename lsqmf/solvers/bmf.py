@@ -36,9 +36,11 @@ compressed by truncated SVD (QR of both sides and an SVD of the small core) to a
 truncation of 80 averaged rank-10 samples predicts held-out ratings with the RMSE of the
 exact average to 1e-4.)
 
-There is no regularization weight to choose: the priors are learned. ``reg``, ``reg_bias`` and
-``count_scaled`` only define the ``'l2'`` cost reported in the history (at each sample) and
-in ``result.cost`` (at the posterior mean), for comparison with the other solvers.
+There is no regularization weight to choose: the priors are learned. ``reg``, ``reg_bias``,
+``count_scaled`` (and ``tol``) are therefore refused when given (an option either changes the
+fit or is refused); their defaults only define the ``'l2'`` cost reported in the history (at
+each sample) and in ``result.cost`` (at the posterior mean), for comparison with the other
+solvers.
 ``max_iter`` is the number of sweeps (burn-in included): a sampler has no convergence test,
 and completing the planned sweeps is success. With ``validation`` the RMSE of the running
 posterior mean on the held-out pairs is recorded after every sweep past the burn-in, and the
@@ -59,7 +61,7 @@ from ..kernels.registry import get_kernel
 from ..kernels.solvers import kernel_threads
 from ..model.result import STATUS_MESSAGES, FitResult, History, IterationInfo, Status
 from ..runtime.threads import blas_single_thread
-from ._common import Setup, SolverSpec, log_result, prepare
+from ._common import Setup, SolverOptions, SolverSpec, log_result, prepare
 from .als_cg import RowData, cg_step_factory
 
 __all__ = ["SPEC", "MeanFactors", "bmf", "gauss_wishart_from_stats", "sample_gauss_wishart"]
@@ -193,23 +195,26 @@ def _whiten(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return V[:, keep], np.sqrt(evals[keep])
 
 
-def bmf(R: Any, rank: int, **options: Any) -> FitResult:
+def bmf(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     r"""Bayesian MF by Gibbs sampling: the posterior-mean prediction, as rank-``rank`` factors.
 
     Parameters
     ----------
     R : ndarray, scipy.sparse matrix, pandas.DataFrame or Ratings
         The observed ratings (anything :func:`lsqmf.as_ratings` accepts).
-    rank : int
-        Number of latent factors of each sample (and of the returned factors).
+    rank : int, default=10
+        Number of latent factors of each sample and of the returned factors (the
+        registry's ``SOLVER_SPECS['bmf'].rank``).
     **options
         The shared options of :class:`lsqmf.solvers.SolverOptions` (``max_iter`` counts
         sweeps, burn-in included; ``random_state`` seeds the start and every draw; ``reg``,
-        ``reg_bias`` and ``count_scaled`` only define the reported cost; ``tol`` is not used)
+        ``reg_bias``, ``count_scaled`` and ``tol`` are refused when given: the priors are
+        learned and every planned sweep runs -- the reported cost uses their defaults)
         and bmf's own (defaults: ``lsqmf.solvers.SOLVER_SPECS['bmf']``):
 
-        - ``burn_in`` : int, sweeps discarded before averaging (at most ``max_iter - 1``:
-          a larger value is reduced to it, so a run always averages at least one sample)
+        - ``burn_in`` : int or None, sweeps discarded before averaging, at most
+          ``max_iter - 1`` (a larger one is refused: a run averages at least one sample);
+          None (the default) is ``min(15, max_iter - 1)``
         - ``alpha`` : float, the noise precision :math:`\alpha`; 0 (the default) samples it
           under its Gamma(1, 1) prior
         - ``beta0`` : float, prior strength of the hyper-mean
@@ -501,12 +506,33 @@ def _sample(
                        status, j, alphas, avg, History.from_lists(steps, costs, times))
 
 
+#: ``burn_in``'s default when ``max_iter`` allows it (``burn_in=None``).
+BURN_IN = 15
+
+
+def _finalize(opts: SolverOptions, own: dict[str, Any]) -> dict[str, Any]:
+    """``burn_in`` checked against ``max_iter`` (a given one must leave a sample to average;
+    None becomes ``min(BURN_IN, max_iter - 1)``)."""
+    max_iter = int(opts.max_iter)
+    if own["burn_in"] is None:
+        return {**own, "burn_in": min(BURN_IN, max_iter - 1)}
+    if own["burn_in"] >= max_iter:
+        raise ValueError(
+            f"lsqmf.solvers.bmf: `burn_in` must be < `max_iter` (the sweeps after the burn-in "
+            f"are averaged); got burn_in={own['burn_in']}, max_iter={max_iter}. Lower "
+            f"burn_in, raise max_iter, or leave burn_in at None (min({BURN_IN}, max_iter - 1))."
+        )
+    return own
+
+
 #: The solver's registry entry (collected by :data:`lsqmf.solvers.SOLVER_SPECS`).
 SPEC = SolverSpec(
     "bmf", bmf, MappingProxyType({"max_iter": 70, "tol": 0.0}),
     "Bayesian MF by Gibbs sampling (posterior-mean prediction; learned priors)",
     params=(
-        Param("burn_in", "int", 15, low=0, help="sweeps discarded before averaging"),
+        Param("burn_in", "int", None, low=0, allow_none=True,
+              help="sweeps discarded before averaging, < max_iter (None: "
+              f"min({BURN_IN}, max_iter - 1))"),
         Param("alpha", "float", 0.0, low=0.0,
               help="noise precision (0: sampled from its posterior)"),
         Param("beta0", "float", 2.0, low=0.0, low_open=True,
@@ -514,5 +540,13 @@ SPEC = SolverSpec(
         Param("warm_start", "int", 0, low=0, help="CG-ALS sweeps before sampling"),
     ),
     kernels=("cg_rows", "predict_pairs", "gibbs_side", "sse_pairs"),
-    tuning=MappingProxyType({"rank": (10, 20, 30), "max_iter": (80, 160)}),
+    tuning=MappingProxyType({"rank": (10, 20, 30), "max_iter": (70, 160)}),  # defaults first
+    rank=10,
+    unused=MappingProxyType({
+        "reg": "bmf learns its regularization: the factors' priors are sampled",
+        "reg_bias": "bmf learns its regularization: the biases' priors are sampled",
+        "count_scaled": "bmf learns its regularization: the factors' priors are sampled",
+        "tol": "bmf runs its max_iter sweeps; stop it early with validation=, max_time=",
+    }),
+    finalize=_finalize,
 )

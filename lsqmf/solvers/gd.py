@@ -36,7 +36,7 @@ __all__ = [
 OPTIMIZERS = ("adam", "fixed")
 
 
-def gd(R: Any, rank: int, **options: Any) -> FitResult:
+def gd(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by full-batch gradient descent.
 
     Parameters
@@ -118,5 +118,5 @@ SPEC = SolverSpec(
         Param("epsilon", "float", 1e-8, low=0.0, low_open=True,
               help="Adam's denominator guard"),
     ),
-    kernels=OPERATOR_KERNELS,
+    kernels=(*OPERATOR_KERNELS, "residual_sse"),
 )

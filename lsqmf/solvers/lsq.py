@@ -31,7 +31,13 @@ from ..model.problem import build_problem
 from ..model.result import FitResult, IterationInfo
 from ..model.start import random_start
 from ..nls.tables import METHODS, TR_SOLVERS
-from ._common import OPERATOR_KERNELS, SolverSpec, log_result, split_options
+from ._common import (
+    OPERATOR_KERNELS,
+    SolverSpec,
+    data_scaled_options,
+    log_result,
+    split_options,
+)
 
 __all__ = ["SPEC", "lsq"]
 
@@ -41,7 +47,7 @@ logger = logging.getLogger(__name__)
 _TRANSLATED = ("formulation", "max_nfev", "ftol")
 
 
-def lsq(R: Any, rank: int, **options: Any) -> FitResult:
+def lsq(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     """Fit the ``'l2'`` objective with ``scipy.optimize.least_squares`` (Gauss-Newton).
 
     Parameters
@@ -87,6 +93,8 @@ def lsq(R: Any, rank: int, **options: Any) -> FitResult:
     t_start += time.perf_counter() - t_warm
     rng, seed = resolve_seed(opts.random_state)
     ratings = as_ratings(R, weights=opts.weights)
+    if opts.reg is None:  # the registry's data-scaled default, as prepare() resolves it
+        opts = data_scaled_options(SPEC, opts, ratings)
     P, Q = random_start(ratings, opts.rank, rng, init_scale=opts.init_scale, P0=opts.P0,
                         Q0=opts.Q0)
     method = own.pop("method")
@@ -116,7 +124,9 @@ def lsq(R: Any, rank: int, **options: Any) -> FitResult:
         rms = problem.rms(problem.pack(fit.P, fit.Q, fit.row_bias, fit.col_bias))
     recorded = {**fit.options, "rank": opts.rank, "max_iter": opts.max_iter,
                 "tol": opts.tol, "init_scale": opts.init_scale, "random_state": seed,
-                "verbose": opts.verbose, "weights": ratings.weights is not None}
+                "verbose": opts.verbose, "weights": ratings.weights is not None,
+                "rating_scale": ([float(ratings.values.min()), float(ratings.values.max())]
+                                 if ratings.nnz else None)}
     train_mean = ratings.mean() if fit.train_mean is None else fit.train_mean
     fit = dataclasses.replace(fit, options=recorded, rms=rms, train_mean=train_mean,
                               wall_time=time.perf_counter() - t_start)
@@ -134,5 +144,5 @@ SPEC = SolverSpec(
         Param("tr_solver", "choice", "lsmr", choices=TR_SOLVERS,
               help="trust-region solver (None: scipy's choice)"),
     ),
-    passthrough=True, kernels=OPERATOR_KERNELS,
+    passthrough=True, kernels=(*OPERATOR_KERNELS, "residual_sse"),
 )

@@ -101,7 +101,7 @@ class EpochRunner:
         return problem.pack(P, Qt.T)
 
 
-def sgd(R: Any, rank: int, **options: Any) -> FitResult:
+def sgd(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by Funk SGD over the observed entries.
 
     Parameters
@@ -161,5 +161,5 @@ SPEC = SolverSpec(
     "sgd", sgd, MappingProxyType({"max_iter": 30, "tol": 1e-4}),
     "Funk SGD over the observed entries",
     params=STEP_PARAMS,
-    kernels=("sgd_epoch",),
+    kernels=("sgd_epoch", "residual_sse"),
 )
