@@ -123,7 +123,7 @@ class Param:
                 text = f"{noun} {'<' if self.high_open else '<='} {_num(self.high)}"
             else:
                 text = noun
-        elif self.kind == "choice":
+        elif self.kind == "choice" or self.choices:
             text = "one of " + ", ".join(str(c) for c in self.choices)
         else:
             text = {"bool": "True or False", "callable": "a callable",

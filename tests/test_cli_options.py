@@ -48,7 +48,7 @@ def test_solve_defaults_and_choices_are_lsqmf_solve_s() -> None:
 def test_solver_options_come_from_the_registry(command: str) -> None:
     actions = _actions(command)
     assert list(actions["solver"].choices) == list(SOLVER_SPECS)
-    own = {o for spec in SOLVER_SPECS.values() for o in spec.own_options}
+    own = {p.name for spec in SOLVER_SPECS.values() for p in spec.params if p.cli}
     flags = set(own_option_flags())
     assert flags == own - {"method", "tr_solver"}
     for option in (*flags, *LSQ_OPTIONS, "method", "tr_solver", "biases", "count_scaled",

@@ -98,3 +98,48 @@ def test_python_dash_m(dense_file) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["success"] is True
+
+
+@pytest.fixture
+def tracks_file(tmp_path):
+    """A 12 x 10 exactly rank-2 measurement matrix with 20% missing, in pixel-like units."""
+    rng = np.random.default_rng(3)
+    M = 100.0 * rng.standard_normal((12, 2)) @ rng.standard_normal((2, 10))
+    M[rng.random(M.shape) < 0.2] = np.nan
+    path = tmp_path / "tracks.npy"
+    np.save(path, M)
+    return path
+
+
+def test_solve_variable_projection_from_the_command_line(tracks_file, capsys) -> None:
+    code = main(["solve", str(tracks_file), "--rank", "2", "--formulation", "none",
+                 "--method", "lm-normal", "--eliminate", "Q", "--init-scale", "1",
+                 "--seed", "0", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["options"]["eliminate"] == "Q" and out["options"]["method"] == "lm-normal"
+    assert out["train_rmse"] < 1e-6  # exactly rank 2: the optimum fits every entry
+
+
+def test_solve_multistart_reports_the_optima(tracks_file, capsys) -> None:
+    code = main(["solve", str(tracks_file), "--rank", "2", "--formulation", "none",
+                 "--method", "lm-normal", "--eliminate", "Q", "--init-scale", "1",
+                 "--multistart", "6", "--until-seen", "2", "--seed", "1"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "optimum cost" in captured.err and "train RMSE" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--eliminate", "X"], "invalid choice"),
+        (["--ftol", "2"], "`ftol` must be < 1.0"),
+        (["--tr-solver", "cholesky"], "invalid choice"),
+    ],
+)
+def test_solve_generated_flags_refuse_bad_values(tracks_file, capsys, argv, match) -> None:
+    with pytest.raises(SystemExit) as info:  # argparse's own refusal, or lsqmf's exit 2
+        raise SystemExit(main(["solve", str(tracks_file), "--rank", "2", *argv]))
+    assert info.value.code == 2
+    assert match in capsys.readouterr().err

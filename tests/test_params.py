@@ -12,8 +12,10 @@ import argparse
 import numpy as np
 import pytest
 
+import lsqmf
 from lsqmf._params import Param, validate
-from lsqmf.cli._options import add_solver_options
+from lsqmf.cli._options import add_solve_options, add_solver_options
+from lsqmf.nls.options import SOLVE_PARAMS
 from lsqmf.solvers import SHARED_PARAMS, SOLVER_DEFAULTS, SOLVER_SPECS
 
 R = np.array([[5.0, 3.0, np.nan], [4.0, np.nan, 1.0], [1.0, 1.0, 5.0]])
@@ -89,3 +91,43 @@ def test_the_command_line_offers_every_declared_option_with_its_real_default() -
             if param.name not in ("method", "tr_solver"):  # the lsq group: lsqmf.solve's
                 default = SOLVER_DEFAULTS[spec.name].get(param.name, param.default)
                 assert repr(default) in flags[param.name].help, (param.name, spec.name)
+
+
+SOLVE_CASES = [(param, value) for param in SOLVE_PARAMS if param.kind != "custom"
+               for value in param.invalid()]
+
+
+@pytest.mark.parametrize(("param", "value"), SOLVE_CASES,
+                         ids=[f"{p.name}-{v!r:.20}" for p, v in SOLVE_CASES])
+def test_solve_refuses_every_invalid_value(param: Param, value: object) -> None:
+    with pytest.raises((TypeError, ValueError), match=f"`{param.name}`"):
+        if param.name == "rank":
+            lsqmf.solve(R, value)
+        else:
+            lsqmf.solve(R, 1, **{param.name: value})
+
+
+def test_solve_refuses_an_unknown_loss_name_and_takes_a_callable() -> None:
+    with pytest.raises(ValueError, match="`loss` must be one of"):
+        lsqmf.solve(R, 1, loss="tukey")
+    assert lsqmf.solve(R, 1, loss=lambda z: np.vstack([z, np.ones_like(z), 0 * z]),
+                       random_state=0).success in (True, False)
+
+
+def test_the_signature_of_solve_is_the_declaration() -> None:
+    import inspect
+
+    signature = inspect.signature(lsqmf.solve).parameters
+    assert {p.name for p in SOLVE_PARAMS} == set(signature) - {"R"}
+    for param in SOLVE_PARAMS:
+        assert signature[param.name].default == param.default, param.name
+
+
+def test_lsqmf_solve_offers_every_declared_flag_with_its_default() -> None:
+    parser = argparse.ArgumentParser()
+    add_solve_options(parser)
+    flags = {a.dest: a for a in parser._actions}
+    for param in SOLVE_PARAMS:
+        if param.cli and param.name != "rank":
+            assert flags[param.name].default == param.default, param.name
+            assert repr(param.default) in flags[param.name].help, param.name

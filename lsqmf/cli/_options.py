@@ -69,38 +69,47 @@ def _bounds_help() -> str:
     return "lower and upper bound of every unknown (lsqmf.solve's bounds=(LOW, HIGH))"
 
 
-def add_solve_options(p: argparse.ArgumentParser) -> None:
-    """The options of ``lsqmf solve``: :func:`lsqmf.solve`'s, with its defaults."""
-    from ..model.problem import FORMULATIONS
-    from ..nls.tables import JAC_KINDS, LOSSES, METHODS
+def solve_flag_params() -> tuple[Param, ...]:
+    """The options of :func:`lsqmf.solve` that ``lsqmf solve`` offers as flags (declared in
+    :data:`lsqmf.nls.options.SOLVE_PARAMS`; ``--rank``, ``--seed``, ``--bounds`` and
+    ``--missing`` are added by the command itself)."""
+    from ..nls.options import SOLVE_PARAMS
 
-    d = solve_defaults()
-    p.add_argument("--method", choices=list(METHODS), default=d["method"])
-    p.add_argument("--tr-solver", type=_tr_solver, default=d["tr_solver"],
-                   choices=_tr_solver_choices(),
-                   help="trust-region solver: none (scipy's choice), exact or lsmr "
-                   f"(default: {d['tr_solver']})")
-    p.add_argument("--loss", choices=list(LOSSES), default=d["loss"])
-    p.add_argument("--f-scale", type=float, default=d["f_scale"])
-    p.add_argument("--formulation", choices=list(FORMULATIONS), default=d["formulation"],
-                   help=f"objective (default: {d['formulation']}, as lsqmf.solve)")
-    p.add_argument("--alpha", type=float, default=d["alpha"], help="data weight of 'prior'")
-    p.add_argument("--beta", type=float, default=d["beta"], help="prior weight of 'prior'")
-    p.add_argument("--reg", type=float, default=d["reg"], help="L2 weight of 'l2'")
-    p.add_argument("--count-scaled", action=argparse.BooleanOptionalAction,
-                   default=d["count_scaled"], help="scale reg by rating counts")
-    p.add_argument("--biases", action=argparse.BooleanOptionalAction, default=d["biases"],
-                   help="fit global mean + user/item biases")
-    p.add_argument("--jac", choices=list(JAC_KINDS), default=d["jac"])
-    p.add_argument("--bounds", type=float, nargs=2, default=d["bounds"],
-                   metavar=("LOW", "HIGH"), help=_bounds_help())
-    p.add_argument("--ftol", type=float, default=d["ftol"])
-    p.add_argument("--max-nfev", type=int, default=d["max_nfev"])
-    p.add_argument("--max-time", type=float, default=d["max_time"],
-                   help="time budget in seconds")
-    p.add_argument("--init-scale", type=float, default=d["init_scale"],
-                   help="standard deviation of the random start")
-    p.add_argument("--seed", type=int, default=d["random_state"],
+    return tuple(p for p in SOLVE_PARAMS if p.cli and p.name != "rank")
+
+
+def _none_or(kind: type) -> Callable[[str], Any]:
+    """An argparse type that reads ``none`` as None (for options whose None means something)."""
+    def convert(text: str) -> Any:
+        return None if text.lower() == "none" else kind(text)
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def add_solve_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``lsqmf solve``, generated from :func:`lsqmf.solve`'s declarations: type,
+    choices, the requirement and the real default in the help."""
+    for param in solve_flag_params():
+        flag = "--" + param.name.replace("_", "-")
+        text = f"{param.help}: {param.requirement()} (default: {param.default!r})"
+        if param.kind == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=param.default,
+                           help=text)
+        elif param.choices:
+            names = [str(c) for c in param.choices]
+            p.add_argument(flag, type=_none_or(str) if None in param.choices else str,
+                           default=param.default,
+                           choices=list(param.choices), metavar="{" + ",".join(names) + "}",
+                           help=text)
+        else:
+            kind = {"int": int, "float": float}[param.kind]
+            p.add_argument(flag, type=_none_or(kind) if param.allow_none else kind,
+                           default=param.default, help=text,
+                           metavar=param.name.upper().replace("_", "-"))
+    p.add_argument("--bounds", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help=_bounds_help())
+    p.add_argument("--seed", type=int, default=None,
                    help="random_state of the initial factors (default: drawn, and recorded "
                    "in the result's options)")
 

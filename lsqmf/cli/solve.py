@@ -13,18 +13,21 @@ __all__ = ["read_ratings_file", "register"]
 
 
 def read_ratings_file(
-    path: str, *, missing: float | None = None, dense: bool = False, header: bool | None = None
+    path: str, *, missing: float | None = None, dense: bool = False, header: bool | None = None,
+    matrix: str | None = None, mask: str | None = None,
 ) -> Any:
     """Load the ratings named on the command line with :func:`lsqmf.data.readers.read_input`.
 
     ``builtin`` is the vendored MovieLens latest-small set; ``.npy`` is a dense matrix (NaN, or
     ``missing``, marks unobserved entries); ``.npz`` is a ``scipy.sparse.save_npz`` matrix or
     one dense array; a text file is MovieLens-format ratings (``u.data``, ``ratings.dat``,
-    ``ratings.csv``, gzipped or not), or a dense matrix with ``dense=True`` (``--dense``).
+    ``ratings.csv``, gzipped or not), or a dense matrix with ``dense=True`` (``--dense``); a
+    MATLAB ``.mat`` file holds a matrix and a mask named by ``matrix`` and ``mask``.
     """
     from ..data.readers import read_input
 
-    return read_input(path, missing=missing, dense=dense, header=header)
+    names = {k: v for k, v in (("matrix", matrix), ("mask", mask)) if v is not None}
+    return read_input(path, missing=missing, dense=dense, header=header, **names)
 
 
 def register(subparsers: Any) -> None:
@@ -36,17 +39,27 @@ def register(subparsers: Any) -> None:
         "solve",
         help="fit a factorization with scipy.optimize.least_squares",
         description="Fit R ~ P @ Q on the observed entries of a ratings file with lsqmf.solve "
-        "and print a summary (every default is lsqmf.solve's). FILE: 'builtin', a MovieLens "
-        "ratings file, a dense .npy (NaN = missing), a scipy.sparse .npz, or a dense text "
-        "matrix with --dense. With --out, the model is saved as by 'lsqmf fit'.",
+        "and print a summary (every option and default is lsqmf.solve's). FILE: 'builtin', a "
+        "MovieLens ratings file, a dense .npy (NaN = missing), a scipy.sparse .npz, a MATLAB "
+        ".mat (--matrix, --mask), or a dense text matrix with --dense. --multistart N runs "
+        "seeded starts (lsqmf.multistart) until the best cost is seen --until-seen times. With "
+        "--out, the model is saved as by 'lsqmf fit'.",
     )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--rank", type=int, required=True, help="number of factors")
     add_solve_options(p)
     p.add_argument("--missing", type=float, default=None,
                    help="value marking missing entries of a dense input (.npy, --dense)")
+    p.add_argument("--matrix", default=None, metavar="NAME",
+                   help="the variable of a .mat FILE that holds the matrix")
+    p.add_argument("--mask", default=None, metavar="NAME",
+                   help="the variable of a .mat FILE that holds the 0/1 visibility mask")
+    p.add_argument("--multistart", type=int, default=None, metavar="N",
+                   help="run up to N seeded starts (lsqmf.multistart) and keep the best")
+    p.add_argument("--until-seen", type=int, default=2, metavar="K",
+                   help="with --multistart: stop once the best cost is reached K times "
+                   "(default: 2)")
     add_input_options(p)
-    p.add_argument("--check-jacobian", type=float, default=None, metavar="TOL")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", type=Path, default=None, metavar="MODEL",
                    help="save the model (.npz, as 'lsqmf fit' does)")
@@ -59,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..evaluate.metrics import rmse
     from . import input_options
 
-    ratings = read_ratings_file(args.file, missing=args.missing, **input_options(args))
+    ratings = read_ratings_file(args.file, missing=args.missing, matrix=args.matrix,
+                                mask=args.mask, **input_options(args))
     fit, caught = _fit(args, ratings)
     train_rmse = rmse(ratings.values, fit.predict(ratings.rows, ratings.cols))
     _print_fit(args, ratings, fit, train_rmse)
@@ -78,29 +92,43 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace, ratings: Any) -> tuple[Any, list[warnings.WarningMessage]]:
-    """``lsqmf.solve`` with the command line's options; the fit and the warnings caught."""
+    """``lsqmf.solve`` (or ``lsqmf.multistart``) with the command line's options; the fit and
+    the warnings caught."""
     from ..model.result import ConvergenceWarning
-    from ..nls.solve import solve
-    from ._options import progress_callback, solve_defaults, verbose_level
+    from ._options import progress_callback, solve_flag_params, verbose_level
 
-    options = {
-        "method": args.method, "tr_solver": args.tr_solver, "loss": args.loss,
-        "f_scale": args.f_scale, "formulation": args.formulation, "alpha": args.alpha,
-        "beta": args.beta, "reg": args.reg, "count_scaled": args.count_scaled,
-        "biases": args.biases, "jac": args.jac, "ftol": args.ftol, "max_nfev": args.max_nfev,
-        "max_time": args.max_time, "init_scale": args.init_scale, "random_state": args.seed,
-        "check_jacobian": args.check_jacobian,
-        "bounds": None if args.bounds is None else tuple(args.bounds),
-    }
-    if "verbose" in solve_defaults():
-        options["verbose"] = verbose_level(args)
+    options = {param.name: getattr(args, param.name) for param in solve_flag_params()}
+    options["bounds"] = None if args.bounds is None else tuple(args.bounds)
+    options["verbose"] = verbose_level(args)
     with (
         warnings.catch_warnings(record=True) as caught,
         progress_callback(args, args.max_nfev, "lsqmf solve") as callback,
     ):
         warnings.simplefilter("always", ConvergenceWarning)
-        fit = solve(ratings, args.rank, callback=callback, **options)
+        if args.multistart is None:
+            from ..nls.solve import solve
+
+            fit = solve(ratings, args.rank, callback=callback, random_state=args.seed,
+                        **options)
+        else:
+            fit = _multistart(args, ratings, options)
     return fit, caught
+
+
+def _multistart(args: argparse.Namespace, ratings: Any, options: dict[str, Any]) -> Any:
+    """The best fit of ``lsqmf.multistart``; one line per distinct optimum on stderr."""
+    from ..nls.multistart import multistart
+
+    run = multistart(ratings, args.rank, until_seen=args.until_seen, max_starts=args.multistart,
+                     random_state=args.seed, **options)
+    for cost, hits in zip(run.optima, run.hits, strict=True):
+        print(f"optimum cost {cost:.8g}: reached by {hits} of {len(run.seeds)} start(s)",
+              file=sys.stderr)
+    if not run.converged:
+        print(f"lsqmf solve: the best cost was reached {int(run.hits[0])} time(s), fewer than "
+              f"--until-seen {args.until_seen}, in {len(run.seeds)} start(s): it may not be "
+              "the global optimum", file=sys.stderr)
+    return run.best
 
 
 def _print_fit(args: argparse.Namespace, ratings: Any, fit: Any, train_rmse: float) -> None:

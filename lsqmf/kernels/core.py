@@ -56,6 +56,10 @@ Kernels
     One exact ALS half-step: for every row of the solving side, accumulate its ridge normal
     equations and solve them by Cholesky, rows in parallel (``numba.prange``; compiled with
     ``parallel=True``). Used by :mod:`lsqmf.solvers.als` with the compiled backend.
+``residual_sse``
+    The squared residual norm at the observed (or held-out) pairs in one fused pass over the
+    entries, chunks in parallel: the data term of :meth:`lsqmf.model.problem.Problem.cost`, the
+    RMS and the validation RMSE, without gathering the ``(nnz, rank)`` factor rows.
 ``jac_matvec``, ``jac_rmatvec``
     The data block of the factorization Jacobian applied to a vector, :math:`Jv`, and its
     transpose, :math:`J^\top y`, straight from the factors and the observed indices (no
@@ -80,7 +84,7 @@ from .linalg import (
     ridge_normal_equations,
 )
 
-__all__ = ["KERNELS", "sgd_epoch"]
+__all__ = ["KERNELS", "SSE_CHUNK", "residual_sse_numpy", "sgd_epoch"]
 
 
 #: ``range`` in plain Python; rebound to ``numba.prange`` before a parallel kernel is compiled
@@ -414,6 +418,9 @@ def _per_index(name: str, value: Any, n: int) -> np.ndarray:
 #: numerically singular; the caller then solves that row with its dense fallback.
 _CHOL_RTOL = 1e-13
 
+#: Rows per parallel task of ``als_rows`` (its work arrays are allocated once per block).
+_ALS_BLOCK = 64
+
 
 def _als_rows(
     indptr: np.ndarray,
@@ -461,35 +468,47 @@ def _als_rows(
     Notes
     -----
     Rows are independent and each is computed by one thread in a fixed order, so the result
-    does not depend on the number of threads. Time :math:`O(N k^2 + n k^3)`.
+    does not depend on the number of threads. Time :math:`O(N k^2 + n k^3)`; the work arrays
+    are allocated once per block of ``_ALS_BLOCK`` rows.
     """
     n_own = indptr.shape[0] - 1
     k = F.shape[1]
     k1 = k + 1 if with_bias else k
-    n_failed = 0
-    for r in _prange(n_own):
-        start = indptr[r]
-        end = indptr[r + 1]
-        failed[r] = False
-        for p in range(k1):
-            out[r, p] = 0.0
-        if start == end:
-            continue
-        G = np.zeros((k1, k1))
-        h = np.zeros(k1)
+    n_blocks = (n_own + _ALS_BLOCK - 1) // _ALS_BLOCK
+    block_failed = np.zeros(n_blocks, dtype=np.int64)
+    for blk in _prange(n_blocks):
+        # work arrays once per block of rows, not per row (an allocation per row costs more
+        # than the solve of a row with a few ratings)
+        G = np.empty((k1, k1))
+        h = np.empty(k1)
         a = np.empty(k1)
         z = np.empty(k1)
-        ridge_normal_equations(start, end, other, y, weights, F, with_bias, a, G, h)
-        for p in range(k):
-            G[p, p] += reg_factor[r]
-        if with_bias:
-            G[k, k] += reg_bias[r]
-        if not cholesky_in_place(G, _CHOL_RTOL, True):
-            failed[r] = True
-            n_failed += 1
-            continue
-        forward_substitution(G, h, z)
-        back_substitution(G, z, out, r)
+        for r in range(blk * _ALS_BLOCK, min(n_own, (blk + 1) * _ALS_BLOCK)):
+            start = indptr[r]
+            end = indptr[r + 1]
+            failed[r] = False
+            for p in range(k1):
+                out[r, p] = 0.0
+            if start == end:
+                continue
+            for p in range(k1):
+                h[p] = 0.0
+                for q in range(k1):
+                    G[p, q] = 0.0
+            ridge_normal_equations(start, end, other, y, weights, F, with_bias, a, G, h)
+            for p in range(k):
+                G[p, p] += reg_factor[r]
+            if with_bias:
+                G[k, k] += reg_bias[r]
+            if not cholesky_in_place(G, _CHOL_RTOL, True):
+                failed[r] = True
+                block_failed[blk] += 1
+                continue
+            forward_substitution(G, h, z)
+            back_substitution(G, z, out, r)
+    n_failed = 0
+    for blk in range(n_blocks):
+        n_failed += block_failed[blk]
     return n_failed
 
 
@@ -622,6 +641,135 @@ def _jac_rmatvec(
 
 
 # --------------------------------------------------------------------------------------------
+# residual_sse
+
+#: Entries per parallel task of ``residual_sse`` (a fixed split, so the sum's order -- each
+#: chunk in entry order, then the chunks in order -- does not depend on the thread count).
+SSE_CHUNK = 16384
+
+
+def _residual_sse(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    d: np.ndarray,
+    P: np.ndarray,
+    Qt: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    mu: float,
+    with_bias: bool,
+    lo: float,
+    hi: float,
+) -> float:
+    r"""Sum of the squared scaled errors at the pairs, in one pass: no per-entry arrays.
+
+    ``sum_t (d_t (clip(pred_t, lo, hi) - values_t))^2`` with
+    ``pred_t = mu + b[u] + c[i] + P[u] . Qt[i]`` (``u = rows[t]``, ``i = cols[t]``; the
+    biases and ``mu`` only with ``with_bias``). An index -1 marks an id unknown to the factors
+    (held-out pairs): its factor product and its bias count as 0. ``d`` empty means every
+    ``d_t = 1``; ``lo = -inf``, ``hi = inf`` clip nothing (a NaN prediction stays NaN).
+
+    Parameters
+    ----------
+    rows, cols : ndarray of int64, shape (nnz,)
+    values : ndarray of float64, shape (nnz,)
+    d : ndarray of float64, shape (nnz,) or (0,)
+        The residual scale of each entry (:attr:`lsqmf.model.problem.Problem.data_scale`).
+    P : ndarray of float64, shape (n_rows, k) ; Qt : (n_cols, k)
+        Row factors and column factors, one contiguous row per user / item.
+    b, c : ndarray of float64, shape (n_rows,), (n_cols,)
+        Biases (read only when ``with_bias``; may be empty otherwise).
+    mu : float
+    with_bias : bool
+    lo, hi : float
+
+    Notes
+    -----
+    Chunks of :data:`SSE_CHUNK` entries in parallel, each summed in entry order, then the
+    chunks' sums in chunk order: the result does not depend on the number of threads.
+    Time :math:`O(N k)`, extra memory :math:`O(N / \mathrm{SSE\_CHUNK})`.
+    """
+    nnz = rows.shape[0]
+    k = P.shape[1]
+    scaled = d.shape[0] > 0
+    n_chunks = (nnz + SSE_CHUNK - 1) // SSE_CHUNK
+    partial = np.zeros(n_chunks)
+    for ch in _prange(n_chunks):
+        acc = 0.0
+        for t in range(ch * SSE_CHUNK, min(nnz, (ch + 1) * SSE_CHUNK)):
+            u = rows[t]
+            i = cols[t]
+            pred = mu if with_bias else 0.0
+            if u >= 0 and i >= 0:
+                for p in range(k):
+                    pred += P[u, p] * Qt[i, p]
+            if with_bias:
+                if u >= 0:
+                    pred += b[u]
+                if i >= 0:
+                    pred += c[i]
+            if pred < lo:
+                pred = lo
+            elif pred > hi:
+                pred = hi
+            e = pred - values[t]
+            if scaled:
+                e *= d[t]
+            acc += e * e
+        partial[ch] = acc
+    total = 0.0
+    for ch in range(n_chunks):
+        total += partial[ch]
+    return total
+
+
+def residual_sse_numpy(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    d: np.ndarray,
+    P: np.ndarray,
+    Qt: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    mu: float,
+    with_bias: bool,
+    lo: float,
+    hi: float,
+) -> float:
+    """Oracle of ``residual_sse``: vectorized numpy over chunks of :data:`SSE_CHUNK` pairs
+    (the temporaries are ``SSE_CHUNK x k``, never ``nnz x k``), the chunks' sums in order."""
+    total = 0.0
+    for start in range(0, rows.shape[0], SSE_CHUNK):
+        sl = slice(start, start + SSE_CHUNK)
+        u, i = rows[sl], cols[sl]
+        ok_u, ok_i = u >= 0, i >= 0
+        uu, ii = np.where(ok_u, u, 0), np.where(ok_i, i, 0)
+        pred = np.einsum("tk,tk->t", P[uu], Qt[ii]) * (ok_u & ok_i)
+        if with_bias:
+            pred = pred + mu + np.where(ok_u, b[uu], 0.0) + np.where(ok_i, c[ii], 0.0)
+        pred = np.where(pred < lo, lo, np.where(pred > hi, hi, pred))
+        e = pred - values[sl]
+        if d.shape[0]:
+            e = e * d[sl]
+        total += float(e @ e)
+    return total
+
+
+def _residual_sse_example(kernel: Callable[..., Any]) -> None:
+    """Both callers' argument types: the ratings' read-only indices and values, writable
+    factors (held-out pairs are passed read-only too)."""
+    rows, cols = np.array([0, 0, 1], dtype=np.int64), np.array([0, 1, -1], dtype=np.int64)
+    values, d, F = np.array([1.0, 2.0, 3.0]), np.ones(3), np.ones((2, 2))
+    for array in (rows, cols, values, d):
+        array.setflags(write=False)
+    for with_bias in (True, False):
+        kernel(rows, cols, values, d, F, F, np.zeros(2), np.zeros(2), 0.5, with_bias,
+               -np.inf, np.inf)
+
+
+# --------------------------------------------------------------------------------------------
 # lookup table and lazy compilation
 
 
@@ -674,6 +822,8 @@ KERNELS = (
         parallel=True,
         helpers=_HELPERS,
     ),
+    Kernel("residual_sse", _residual_sse, residual_sse_numpy, parallel=True,
+           example=_residual_sse_example),
     Kernel(
         "jac_matvec",
         _jac_matvec,

@@ -7,8 +7,8 @@ source numba compiles, its numpy oracle, how to compile it) in a ``KERNELS`` tup
 =====================  ===========================================================
 module                 kernels
 =====================  ===========================================================
-``kernels.core``       ``tutorial_mf``, ``sgd_epoch``, ``als_rows``, ``jac_matvec``,
-                       ``jac_rmatvec``
+``kernels.core``       ``tutorial_mf``, ``sgd_epoch``, ``als_rows``, ``residual_sse``,
+                       ``jac_matvec``, ``jac_rmatvec``
 ``kernels.solvers``    ``cg_rows``, ``gibbs_rows``, ``bsgd_epoch``, ``predict_pairs``
 ``kernels.bmf``        ``gibbs_side``, ``sse_pairs``
 ``kernels.varpro``     ``varpro_gram``, ``varpro_matvec``, ``varpro_rmatvec``,

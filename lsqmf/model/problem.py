@@ -106,6 +106,11 @@ __all__ = ["FORMULATIONS", "Problem", "build_problem", "kron_jacobian"]
 #: Objective formulations; see the module docstring.
 FORMULATIONS = ("prior", "l2", "none")
 
+#: ``d`` of :meth:`Problem.data_sse` without scales (read-only, as ``data_scale`` is: the
+#: compiled kernel is typed once for both).
+_UNSCALED = np.empty(0)
+_UNSCALED.setflags(write=False)
+
 
 @dataclass(frozen=True, eq=False)
 class Problem:
@@ -207,11 +212,34 @@ class Problem:
             pred += self.mu + b[rows] + c[cols]
         return pred
 
-    def rms(self, x: np.ndarray) -> float:
+    def rms(self, x: np.ndarray, *, backend: str = "numpy") -> float:
         """Root mean square of the model error on the observed entries (unweighted, no
-        regularization): ``sqrt(mean((prediction - value)**2))``."""
-        err = self.predict_observed(x) - self.ratings.values
-        return float(np.sqrt(np.mean(err**2))) if err.size else float("nan")
+        regularization): ``sqrt(mean((prediction - value)**2))``, by :meth:`data_sse`."""
+        nnz = self.ratings.nnz
+        return float(np.sqrt(self.data_sse(x, scaled=False, backend=backend) / nnz)) if nnz \
+            else float("nan")
+
+    def data_sse(self, x: np.ndarray, *, scaled: bool = True, backend: str = "numpy") -> float:
+        """The data term's squared norm, :math:`\\sum_t (d_t(\\hat r_t - v_t))^2`, in one fused
+        pass over the entries (``scaled=False``: every :math:`d_t = 1`).
+
+        Never forms an ``(nnz, rank)`` array: the kernel ``residual_sse`` of
+        :mod:`lsqmf.kernels.core` (``backend='compiled'``, chunks of entries in parallel) or its
+        numpy oracle (``'numpy'``, vectorized over chunks of the entries); ``'auto'``: compiled
+        when numba imports. The two sum in the same chunks, so they agree to rounding.
+        """
+        from ..kernels.registry import get_kernel
+
+        kernel = get_kernel("residual_sse", backend)
+        P, Q, b, c = self.unpack(np.asarray(x, dtype=np.float64))
+        r = self.ratings
+        empty = np.empty(0)
+        d = self.data_scale if scaled else _UNSCALED
+        return float(kernel(
+            r.rows, r.cols, r.values, d, P, np.ascontiguousarray(Q.T),
+            empty if b is None else b, empty if c is None else c, float(self.mu),
+            self.biases, -np.inf, np.inf,
+        ))
 
     def residual(self, x: np.ndarray) -> np.ndarray:
         """The residual vector ``r(x)``, shape (n_residuals,)."""
@@ -231,10 +259,18 @@ class Problem:
             parts += [self.row_bias_scale * b, self.col_bias_scale * c]
         return np.concatenate(parts)
 
-    def cost(self, x: np.ndarray) -> float:
-        """``0.5 * ||r(x)||^2``: the objective every lsqmf solver reports (linear loss)."""
-        r = self.residual(x)
-        return 0.5 * float(r @ r)
+    def cost(self, x: np.ndarray, *, backend: str = "numpy") -> float:
+        """``0.5 * ||r(x)||^2``: the objective every lsqmf solver reports (linear loss).
+
+        The data term by :meth:`data_sse` (one fused pass over the entries, by ``backend``),
+        the regularization term from the factors: no residual vector and no ``(nnz, rank)``
+        array is formed. Agrees with ``0.5 * r @ r`` to rounding.
+        """
+        total = self.data_sse(x, backend=backend)
+        if self.has_reg:
+            reg = self._reg_residual(np.asarray(x, dtype=np.float64))
+            total += float(reg @ reg)
+        return 0.5 * total
 
     def gradient(self, x: np.ndarray, *, backend: str = "auto") -> np.ndarray:
         """Gradient of :meth:`cost`, ``J(x)^T r(x)``, in :math:`O(Nk)` (products by

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from .._params import Param
+from .._params import validate as validate_params
 from .._validation import (
     check_array,
-    check_bool,
     check_choice,
-    check_float,
     check_int,
     describe,
     resolve_seed,
@@ -31,6 +31,7 @@ from ..kernels.backend import BACKENDS
 from ..model.problem import FORMULATIONS
 from .tables import (
     ELIMINATE,
+    JAC_KINDS,
     LOSSES,
     METHODS,
     TR_OPTION_KEYS,
@@ -39,7 +40,91 @@ from .tables import (
     check_jac,
 )
 
-__all__ = ["SolveOptions", "validate"]
+__all__ = ["SOLVE_DEFAULTS", "SOLVE_PARAMS", "SolveOptions", "validate"]
+
+
+def _loss(value: Any) -> Any:
+    """A loss name of :data:`LOSSES`, or a callable ``rho(z) -> (3, m)`` array."""
+    if not callable(value):
+        check_choice("loss", value, LOSSES)
+    return value
+
+
+def _any(value: Any) -> Any:
+    return value
+
+
+#: :func:`lsqmf.solve`'s options, declared once: their defaults (the signature reads them),
+#: constraints (:func:`validate`'s single-value checks) and help (``lsqmf solve``'s flags are
+#: generated from this table). Combinations (method x loss, bounds, tolerances, jac,
+#: eliminate) are checked by :func:`validate` after these.
+SOLVE_PARAMS: tuple[Param, ...] = (
+    Param("rank", "int", None, low=1, allow_none=True, cli=False,
+          help="number of latent factors (None: from P0 or Q0)"),
+    Param("P0", "custom", None, check=_any, cli=False,
+          help="starting row factors, shape (n_rows, rank)"),
+    Param("Q0", "custom", None, check=_any, cli=False,
+          help="starting column factors, shape (rank, n_cols)"),
+    Param("missing", "custom", None, check=_any, cli=False,
+          help="value that marks an unobserved entry of a dense R (besides NaN)"),
+    Param("weights", "custom", None, check=_any, cli=False, help="per-entry weights"),
+    Param("mask", "custom", None, check=_any, cli=False,
+          help="0/1 or boolean array of the observed entries of a dense R"),
+    Param("formulation", "choice", "prior", choices=tuple(FORMULATIONS),
+          help="objective: prior (the seed's), l2 (ridge) or none (plain least squares)"),
+    Param("alpha", "float", 0.9, low=0.0, low_open=True, help="data weight of 'prior'"),
+    Param("beta", "float", 0.1, low=0.0, help="prior weight of 'prior'"),
+    Param("reg", "float", 0.0, low=0.0, help="L2 weight of 'l2'"),
+    Param("reg_bias", "float", None, low=0.0, allow_none=True,
+          help="L2 weight of the biases (None: reg)"),
+    Param("count_scaled", "bool", False, help="scale reg by each row's/column's rating count"),
+    Param("biases", "bool", False, help="fit a global mean plus row and column biases"),
+    Param("method", "choice", "trf", choices=tuple(METHODS),
+          help="least-squares method (lm-normal needs eliminate)"),
+    Param("tr_solver", "choice", None, choices=TR_SOLVERS,
+          help="trust-region solver (None: scipy's choice by the Jacobian's type)"),
+    Param("tr_options", "custom", None, check=_any, cli=False,
+          help="options of the trust-region solver"),
+    Param("loss", "custom", "linear", check=_loss, choices=tuple(LOSSES),
+          help="robust loss (the API also takes a callable rho)"),
+    Param("f_scale", "float", 1.0, low=0.0, low_open=True,
+          help="soft margin between inlier and outlier residuals"),
+    Param("bounds", "custom", None, check=_any, cli=False,
+          help="(low, high) bounds of every unknown"),
+    Param("ftol", "float", 1e-3, low=0.0, high=1.0, high_open=True, allow_none=True,
+          help="stop when the relative cost decrease is below this"),
+    Param("xtol", "float", 1e-8, low=0.0, high=1.0, high_open=True, allow_none=True,
+          help="stop when the relative step is below this"),
+    Param("gtol", "float", 1e-8, low=0.0, high=1.0, high_open=True, allow_none=True,
+          help="stop when the scaled gradient is below this"),
+    Param("x_scale", "custom", "jac", check=_any, cli=False,
+          help="characteristic scale of each unknown, or 'jac'"),
+    Param("max_nfev", "int", None, low=1, allow_none=True,
+          help="residual evaluations (None: scipy's default)"),
+    Param("jac", "choice", "auto", choices=tuple(JAC_KINDS), help="how the Jacobian is built"),
+    Param("init_scale", "float", 0.1, low=0.0, low_open=True,
+          help="standard deviation of the random start"),
+    Param("random_state", "custom", None, check=_any, cli=False,
+          help="seed of the start (None: drawn and recorded)"),
+    Param("check_jacobian", "float", None, low=0.0, low_open=True, allow_none=True,
+          help="compare the Jacobian with finite differences first, to this tolerance"),
+    Param("max_time", "float", None, low=0.0, allow_none=True, help="time budget in seconds"),
+    Param("callback", "callable", None, allow_none=True, cli=False,
+          help="callback(IterationInfo) after each evaluation; True stops"),
+    Param("verbose", "int", 0, low=0, high=2, cli=False,
+          help="0 silent, 1 a line per iteration and a summary, 2 more"),
+    Param("backend", "choice", "auto", choices=BACKENDS,
+          help="who runs the kernels: compiled (numba), numpy, or auto"),
+    Param("blas_threads", "int", None, low=1, allow_none=True, cli=False,  # lsqmf's global flag
+          help="BLAS threads for the run (None: leave the library's setting)"),
+    Param("eliminate", "choice", None, choices=ELIMINATE,
+          help="variable projection: the factor solved in closed form (Q or P)"),
+    Param("varpro_jacobian", "choice", "kaufman", choices=VARPRO_JACOBIANS,
+          help="reduced Jacobian of variable projection"),
+)
+
+#: Name -> default, read by :func:`lsqmf.solve`'s signature.
+SOLVE_DEFAULTS: Mapping[str, Any] = MappingProxyType({p.name: p.default for p in SOLVE_PARAMS})
 
 
 @dataclass(frozen=True)
@@ -96,11 +181,11 @@ class SolveOptions:
 
 
 def _check_tolerance(name: str, value: Any, method: str) -> float | None:
-    if value is None:
-        if METHODS[method].positive_tolerances:
-            raise ValueError(f"`{name}` must be a float > 0 for method={method!r}; got None.")
-        return None
-    return check_float(name, value, min_value=0.0, max_value=1.0, max_inclusive=False)
+    """``value`` (range-checked by :data:`SOLVE_PARAMS`), refused as None where the method
+    needs every tolerance."""
+    if value is None and METHODS[method].positive_tolerances:
+        raise ValueError(f"`{name}` must be a float > 0 for method={method!r}; got None.")
+    return value  # type: ignore[no-any-return]
 
 
 def _check_tolerances(
@@ -205,13 +290,9 @@ def _check_factors(
     return rank, P, Q
 
 
-def _positive(name: str, value: Any) -> float:
-    return float(check_float(name, value, min_value=0.0, min_inclusive=False))  # type: ignore[arg-type]
-
-
 def validate(arguments: Mapping[str, Any]) -> tuple[Ratings, SolveOptions]:
     """Check every argument of :func:`lsqmf.solve`, given by name (``solve`` passes all of
-    its parameters; their defaults live in its signature only).
+    its parameters; their defaults and single-value constraints are :data:`SOLVE_PARAMS`).
 
     Returns
     -------
@@ -223,35 +304,16 @@ def validate(arguments: Mapping[str, Any]) -> tuple[Ratings, SolveOptions]:
     ValueError, TypeError
         Naming the argument, the requirement and the value received.
     """
-    a = dict(arguments)
-    method, tr_solver, callback = a["method"], a["tr_solver"], a["callback"]
-    check_choice("method", method, METHODS)
-    check_choice("tr_solver", tr_solver, TR_SOLVERS)
-    check_choice("formulation", a["formulation"], FORMULATIONS)
-    check_choice("backend", a["backend"], BACKENDS)
-    check_choice("eliminate", a["eliminate"], ELIMINATE)
-    check_choice("varpro_jacobian", a["varpro_jacobian"], VARPRO_JACOBIANS)
+    a = validate_params(SOLVE_PARAMS, arguments)  # every single-value check, declared
+    method, tr_solver = a["method"], a["tr_solver"]
     _check_model(method, a["loss"], a["bounds"])
     _check_eliminate(a)
     ftol, xtol, gtol = _check_tolerances(method, a["ftol"], a["xtol"], a["gtol"])
-    if callback is not None and not callable(callback):
-        raise TypeError(f"`callback` must be callable; got {describe(callback)}.")
     tr_options = _check_tr_options(a["tr_options"], method, tr_solver)
     check_jac(a["jac"], method, tr_solver, a["eliminate"])
-    max_nfev, blas_threads = a["max_nfev"], a["blas_threads"]
-    numbers = dict(
-        f_scale=_positive("f_scale", a["f_scale"]),
-        init_scale=_positive("init_scale", a["init_scale"]),
-        max_nfev=None if max_nfev is None else check_int("max_nfev", max_nfev, min_value=1),
-        max_time=check_float("max_time", a["max_time"], min_value=0.0, allow_none=True),
-        check_jacobian=check_float("check_jacobian", a["check_jacobian"], min_value=0.0,
-                                   min_inclusive=False, allow_none=True),
-        count_scaled=check_bool("count_scaled", a["count_scaled"]),
-        biases=check_bool("biases", a["biases"]),
-        verbose=check_int("verbose", a["verbose"], min_value=0, max_value=2),
-        blas_threads=None if blas_threads is None
-        else check_int("blas_threads", blas_threads, min_value=1),
-    )
+    numbers = {k: a[k] for k in ("f_scale", "init_scale", "max_nfev", "max_time",
+                                 "check_jacobian", "count_scaled", "biases", "verbose",
+                                 "blas_threads")}
     rng, seed = resolve_seed(a["random_state"])
     ratings = as_ratings(a["R"], missing=a["missing"], weights=a["weights"], mask=a.get("mask"))
     rank, P0, Q0 = _check_factors(ratings, a["rank"], a["P0"], a["Q0"])
@@ -259,7 +321,7 @@ def validate(arguments: Mapping[str, Any]) -> tuple[Ratings, SolveOptions]:
         rank=rank, formulation=a["formulation"], alpha=a["alpha"], beta=a["beta"],
         reg=a["reg"], reg_bias=a["reg_bias"], method=method, tr_solver=tr_solver,
         tr_options=tr_options, loss=a["loss"], bounds=a["bounds"], ftol=ftol, xtol=xtol,
-        gtol=gtol, x_scale=a["x_scale"], jac=a["jac"], seed=seed, callback=callback,
+        gtol=gtol, x_scale=a["x_scale"], jac=a["jac"], seed=seed, callback=a["callback"],
         backend=a["backend"], eliminate=a["eliminate"], varpro_jacobian=a["varpro_jacobian"],
         P0=P0, Q0=Q0, rng=rng, **numbers,  # type: ignore[arg-type]
     )

@@ -83,6 +83,7 @@ import numpy as np
 
 from ..kernels.registry import warm_up
 from ..model.result import FitResult, IterationInfo
+from .options import SOLVE_DEFAULTS as _D
 from .options import validate
 from .plan import MAX_DENSE_JACOBIAN_BYTES, plan
 from .result import NonFiniteResidualError, result
@@ -102,44 +103,46 @@ __all__ = [
 ]
 
 
+# The defaults are those declared in lsqmf.nls.options.SOLVE_PARAMS (their one home, with each
+# option's constraint and help); help(lsqmf.solve) shows their values.
 def solve(
     R: Any,
-    rank: int | None = None,
+    rank: int | None = _D["rank"],
     *,
-    P0: Any = None,
-    Q0: Any = None,
-    missing: float | None = None,
-    weights: Any = None,
-    formulation: str = "prior",
-    alpha: float = 0.9,
-    beta: float = 0.1,
-    reg: float = 0.0,
-    reg_bias: float | None = None,
-    count_scaled: bool = False,
-    biases: bool = False,
-    method: str = "trf",
-    tr_solver: str | None = None,
-    tr_options: Mapping[str, Any] | None = None,
-    loss: str | Callable = "linear",
-    f_scale: float = 1.0,
-    bounds: Any = None,
-    ftol: float | None = 1e-3,
-    xtol: float | None = 1e-8,
-    gtol: float | None = 1e-8,
-    x_scale: Any = "jac",
-    max_nfev: int | None = None,
-    jac: str = "auto",
-    init_scale: float = 0.1,
-    random_state: int | np.random.Generator | None = None,
-    check_jacobian: float | None = None,
-    max_time: float | None = None,
-    callback: Callable[[IterationInfo], Any] | None = None,
-    verbose: int = 0,
-    backend: str = "auto",
-    blas_threads: int | None = None,
-    mask: Any = None,
-    eliminate: str | None = None,
-    varpro_jacobian: str = "kaufman",
+    P0: Any = _D["P0"],
+    Q0: Any = _D["Q0"],
+    missing: float | None = _D["missing"],
+    weights: Any = _D["weights"],
+    formulation: str = _D["formulation"],
+    alpha: float = _D["alpha"],
+    beta: float = _D["beta"],
+    reg: float = _D["reg"],
+    reg_bias: float | None = _D["reg_bias"],
+    count_scaled: bool = _D["count_scaled"],
+    biases: bool = _D["biases"],
+    method: str = _D["method"],
+    tr_solver: str | None = _D["tr_solver"],
+    tr_options: Mapping[str, Any] | None = _D["tr_options"],
+    loss: str | Callable = _D["loss"],
+    f_scale: float = _D["f_scale"],
+    bounds: Any = _D["bounds"],
+    ftol: float | None = _D["ftol"],
+    xtol: float | None = _D["xtol"],
+    gtol: float | None = _D["gtol"],
+    x_scale: Any = _D["x_scale"],
+    max_nfev: int | None = _D["max_nfev"],
+    jac: str = _D["jac"],
+    init_scale: float = _D["init_scale"],
+    random_state: int | np.random.Generator | None = _D["random_state"],
+    check_jacobian: float | None = _D["check_jacobian"],
+    max_time: float | None = _D["max_time"],
+    callback: Callable[[IterationInfo], Any] | None = _D["callback"],
+    verbose: int = _D["verbose"],
+    backend: str = _D["backend"],
+    blas_threads: int | None = _D["blas_threads"],
+    mask: Any = _D["mask"],
+    eliminate: str | None = _D["eliminate"],
+    varpro_jacobian: str = _D["varpro_jacobian"],
 ) -> FitResult:
     r"""Fit ``R ≈ P @ Q`` on the observed entries with ``scipy.optimize.least_squares``.
 

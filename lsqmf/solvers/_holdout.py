@@ -29,6 +29,7 @@ import numpy as np
 
 from .._validation import check_float, check_int, describe
 from ..data.ratings import Ratings, lookup_ids
+from ..kernels.registry import get_kernel
 from ..model.problem import Problem
 
 __all__ = ["Validation", "check_validation", "split_validation"]
@@ -68,15 +69,22 @@ class Validation:
         err = np.clip(pred, *self.clip) - self.values
         return float(np.sqrt(np.mean(err * err))) if err.size else float("nan")
 
-    def score(self, problem: Problem, x: np.ndarray) -> float:
-        """Validation RMSE of the iterate ``x`` of ``problem``."""
+    def score(self, problem: Problem, x: np.ndarray, *, backend: str = "numpy") -> float:
+        """Validation RMSE of the iterate ``x`` of ``problem``: the clipped predictions'
+        squared errors summed in one fused pass over the pairs (kernel ``residual_sse`` or its
+        numpy oracle, by ``backend``), without arrays of predictions or factor rows."""
+        if not self.size:
+            return float("nan")
         P, Q, b, c = problem.unpack(x)
-        r_ok, c_ok = self.rows >= 0, self.cols >= 0
-        r, c_ = np.where(r_ok, self.rows, 0), np.where(c_ok, self.cols, 0)
-        pred = np.einsum("nk,kn->n", P[r], Q[:, c_]) * (r_ok & c_ok)
-        if b is not None and c is not None:
-            pred = pred + problem.mu + np.where(r_ok, b[r], 0.0) + np.where(c_ok, c[c_], 0.0)
-        return self.rmse(pred)
+        empty = np.empty(0)
+        unscaled = empty.view()
+        unscaled.setflags(write=False)  # the kernel's type for `d` (Problem.data_scale's)
+        sse = get_kernel("residual_sse", backend)(
+            self.rows, self.cols, self.values, unscaled, P, np.ascontiguousarray(Q.T),
+            empty if b is None else b, empty if c is None else c, float(problem.mu),
+            problem.biases, *self.clip,
+        )
+        return float(np.sqrt(sse / self.size))
 
 
 def check_validation(validation: Any, patience: Any) -> tuple[Any, int | None]:
@@ -123,11 +131,12 @@ def split_validation(
         train, held = ratings.subset(~mask), ratings.subset(mask)
         rows, cols, source = held.rows, held.cols, f"fraction={validation:g}"
     clip = (float(train.values.min()), float(train.values.max()))
-    return train, Validation(
-        rows=np.asarray(rows, dtype=np.int64), cols=np.asarray(cols, dtype=np.int64),
-        values=np.asarray(held.values, dtype=np.float64), clip=clip, patience=patience,
-        source=source,
-    )
+    arrays = [np.array(a, dtype=dtype) for a, dtype in
+              ((rows, np.int64), (cols, np.int64), (held.values, np.float64))]
+    for a in arrays:  # read-only, as the training ratings' (the kernel's argument types)
+        a.setflags(write=False)
+    return train, Validation(rows=arrays[0], cols=arrays[1], values=arrays[2], clip=clip,
+                             patience=patience, source=source)
 
 
 def _align(train: Ratings, held: Ratings) -> tuple[np.ndarray, np.ndarray]:
