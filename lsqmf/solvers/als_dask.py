@@ -232,21 +232,24 @@ def _interleave(blocks: Sequence[np.ndarray], n: int) -> np.ndarray:
     return out
 
 
-def _reg(opts: SolverOptions, std: float) -> float:
-    """``reg``, or for ``reg=None`` the contract's data-scaled default (the spec's
-    ``reg_per_std`` times the standard deviation of the ratings, as ``prepare`` does)."""
-    if opts.reg is not None:
-        return float(opts.reg)
+def _regs(opts: SolverOptions, std: float) -> tuple[float, float]:
+    """``(reg, reg_bias)`` used: as given, or for ``reg=None`` the contract's data-scaled
+    defaults (as :func:`lsqmf.solvers._common.data_scaled_options` from a Ratings: ``reg`` is
+    the spec's ``reg_per_std`` times the standard deviation of the ratings, ``reg_bias``
+    ``reg_per_std`` unless given); ``reg_bias=None`` with a given ``reg`` is ``reg``."""
     per_std = float(getattr(SPEC, "reg_per_std", 0.15))
-    return per_std * (std if std > 0 and np.isfinite(std) else 1.0)
+    if opts.reg is None:
+        reg = per_std * (std if std > 0 and np.isfinite(std) else 1.0)
+        return reg, per_std if opts.reg_bias is None else float(opts.reg_bias)
+    reg = float(opts.reg)
+    return reg, reg if opts.reg_bias is None else float(opts.reg_bias)
 
 
 def _objective(opts: SolverOptions, backend: str, mu: float, n_blocks: int, std: float
                ) -> blk.BlockObjective:
-    reg = _reg(opts, std)
+    reg, reg_bias = _regs(opts, std)
     return blk.BlockObjective(
-        rank=int(opts.rank), reg=reg, reg_bias=reg if opts.reg_bias is None
-        else float(opts.reg_bias), count_scaled=bool(opts.count_scaled),
+        rank=int(opts.rank), reg=reg, reg_bias=reg_bias, count_scaled=bool(opts.count_scaled),
         biases=bool(opts.biases), mu=mu if opts.biases else 0.0, n_blocks=n_blocks,
         backend=backend,
     )
@@ -670,7 +673,8 @@ def _options_record(opts: SolverOptions, own: dict[str, Any], seed: int | None,
     """``result.options``: the shared record (as every solver's) and the own options (the
     scheduler as its address)."""
     return {
-        "rank": opts.rank, "reg": data.obj.reg, "reg_bias": opts.reg_bias,
+        "rank": opts.rank, "reg": data.obj.reg,
+        "reg_bias": data.obj.reg_bias if opts.reg is None else opts.reg_bias,
         "count_scaled": opts.count_scaled, "biases": opts.biases,
         "weights": opts.weights is not None, "max_iter": opts.max_iter, "tol": opts.tol,
         "max_time": opts.max_time, "init_scale": opts.init_scale, "random_state": seed,
