@@ -366,12 +366,41 @@ which other jobs on the machine do not inflate) and the 1-minute load average be
     (out / "README.md").write_text(text)
 
 
+def draw_rmse_vs_time(out: Path, cv_curves: pd.DataFrame, r20_curves: pd.DataFrame,
+                      best_rank: int) -> None:
+    """``rmse_vs_time.png``: fold 0 of the CV study (rank ``best_rank``) and of the rank-20
+    study, one color per solver, one line style per rank."""
+    from lsqmf.bench.plots_cv import plot_rmse_vs_time
+
+    c0 = cv_curves[(cv_curves["fold"] == 0)].assign(rank=f"rank {best_rank}")
+    r0 = r20_curves[r20_curves["fold"] == 0].assign(rank="rank 20")
+    curves = pd.concat([c0, r0], ignore_index=True)
+    curves = curves[curves["time"] > 0]
+    plot_rmse_vs_time(curves[["solver", "rank", "time", "rmse"]], out / "rmse_vs_time.png",
+                      title="MovieLens latest-small, fold 0: validation RMSE vs wall time",
+                      target=TARGET_RMSE, style="rank")
+
+
+def redraw(out: Path) -> None:
+    """Redraw the figure from the committed CSVs of ``out`` (nothing is run)."""
+    selection = pd.read_csv(out / "selection.csv")
+    affordable = selection[selection["rank"] <= CV_MAX_RANK]
+    best_rank = int(affordable.loc[affordable["rmse"].idxmin(), "rank"])
+    draw_rmse_vs_time(out, pd.read_csv(out / "cv_curves.csv"),
+                      pd.read_csv(out / "rank20_curves.csv"), best_rank)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("reports/realdata"))
     parser.add_argument("--quick", action="store_true",
                         help="a minutes-long smoke run (tiny grid, 2 iterations)")
+    parser.add_argument("--redraw", action="store_true",
+                        help="only redraw rmse_vs_time.png from the CSVs in --out")
     args = parser.parse_args(argv)
+    if args.redraw:
+        redraw(args.out)
+        return 0
     if args.quick:
         SELECT_GRID.update(rank=[3], reg=[0.1])
         for settings in SOLVER_SETTINGS.values():
@@ -406,17 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     r20, r20_curves = stage_cv("rank20", ratings, out, ["als", "lsq"], 20, reg20,
                                overrides={"lsq": lsq20})
 
-    from lsqmf.bench.plots_cv import plot_rmse_vs_time
-
-    c0 = cv_curves[(cv_curves["fold"] == 0)].copy()
-    c0["solver"] = c0["solver"] + f" (rank {best[0]})"
-    r0 = r20_curves[r20_curves["fold"] == 0].copy()
-    r0["solver"] = r0["solver"] + " (rank 20)"
-    curves = pd.concat([c0, r0], ignore_index=True)
-    curves = curves[curves["time"] > 0]
-    plot_rmse_vs_time(curves[["solver", "time", "rmse"]], out / "rmse_vs_time.png",
-                      title="MovieLens latest-small, fold 0: validation RMSE vs wall time",
-                      target=TARGET_RMSE)
+    draw_rmse_vs_time(out, cv_curves, r20_curves, best[0])
     timing = stage_als_timing(ratings, out)
     write_report(out, selection, cv, r20, r20_curves, best, reg20, env, timing)
     print(f"wrote {out}/README.md", file=sys.stderr)

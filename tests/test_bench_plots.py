@@ -120,3 +120,43 @@ def test_convergence_failure_is_a_row() -> None:
     history = convergence_study(6, 5, 2, 0.5, configs=[{"method": "lm", "loss": "huber"}])
     assert len(history) == 1
     assert history["error"].iloc[0].startswith("ValueError: method='lm' supports only")
+
+
+def test_convergence_legend_matches_the_lines_and_explains_a_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Legend handles carry the lines' own (hollow or filled) markers; a run that did not
+    converge is starred, with the footnote that says what the star means."""
+    from matplotlib.figure import Figure
+
+    history = convergence_study(12, 10, 2, 0.5, max_time=None)
+    history.loc[history["configuration"] == "lm-none", "success"] = False
+    seen: dict[str, object] = {}
+    real_save = Figure.savefig
+
+    def spy(fig: Figure, *args: object, **kwargs: object) -> None:
+        seen["fig"] = fig
+        real_save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    plot_convergence(history, tmp_path)
+    fig = seen["fig"]
+    legend = fig.legends[0]  # type: ignore[attr-defined]
+    names = [t.get_text() for t in legend.get_texts()]
+    assert "lm (MINPACK) *" in names and not any("stopped early" in n for n in names)
+    ax = fig.axes[0]  # type: ignore[attr-defined]
+    for line, handle in zip(ax.get_lines(), legend.legend_handles, strict=True):
+        assert line.get_markerfacecolor() == handle.get_markerfacecolor()
+    assert "* not converged" in fig.get_supxlabel()  # type: ignore[attr-defined]
+
+
+def test_rmse_vs_time_with_a_style_column(tmp_path: Path) -> None:
+    from lsqmf.bench.plots_cv import plot_rmse_vs_time
+
+    rows = [{"solver": s, "rank": f"rank {r}", "time": t, "rmse": 1.0 / (1 + t + r / 100)}
+            for s in ("als", "lsq") for r in (20, 50) for t in (0.1, 1.0, 10.0)]
+    out = plot_rmse_vs_time(pd.DataFrame(rows), tmp_path / "f.png", style="rank",
+                            target=0.9, title="t")
+    assert out.stat().st_size > 0
+    with pytest.raises(ValueError, match="`style` must be a column of `curves`"):
+        plot_rmse_vs_time(pd.DataFrame(rows), tmp_path / "g.png", style="nope")

@@ -516,6 +516,13 @@ def _convergence_run(R: np.ndarray, P0: np.ndarray, Q0: np.ndarray, cfg: dict[st
         return h
 
 
+def _convergence_style(k: int, style: dict[str, Any]) -> dict[str, Any]:
+    """The line of the ``k``-th configuration: later lines thinner, their markers smaller and
+    every other one hollow, so coinciding lines stay visible (the legend shows the same)."""
+    return {**style, "lw": 2.6 - 0.35 * k, "ms": 8 - k,
+            "mfc": "none" if k % 2 else style["color"]}
+
+
 def _convergence_lines(ax1: Any, ax2: Any, frame: pd.DataFrame, order: list[str],
                        styles: dict[str, dict[str, Any]]) -> None:
     """Cost by evaluation (``ax1``) and by time (``ax2``) per configuration; a note when the
@@ -523,9 +530,7 @@ def _convergence_lines(ax1: Any, ax2: Any, frame: pd.DataFrame, order: list[str]
     curves = {}
     for k, label in enumerate(order):
         g = frame[frame["configuration"] == label].sort_values("step")
-        st = dict(styles[label])
-        # later lines thinner and their markers smaller, so coinciding lines stay visible
-        kw = {**st, "lw": 2.6 - 0.35 * k, "ms": 8 - k, "mfc": "none" if k % 2 else st["color"]}
+        kw = _convergence_style(k, styles[label])
         ax1.plot(g["step"], g["cost"], **kw)
         timed = g[g["time"] > 0]
         ax2.plot(timed["time"], timed["cost"], **kw)
@@ -580,11 +585,15 @@ def plot_convergence(history: Any, out: str | Path, *, stem: str = "convergence"
     ax1.set_ylabel("cost")
     ax2.set_xscale("log")
     ax2.set_xlabel("time since start [s]")
-    handles = [Line2D([], [], lw=1.8, ms=6, **styles[lab]) for lab in order]
-    names = [display_label(lab) + (" (stopped early)" if lab in stopped else "")
-             for lab in order]
+    handles = [Line2D([], [], **_convergence_style(k, styles[lab]))
+               for k, lab in enumerate(order)]
+    names = [display_label(lab) + (" *" if lab in stopped else "") for lab in order]
     fig.legend(handles, names, loc="outside right center", fontsize=9,
                title="method + trust-region solver")
+    if stopped:
+        fig.supxlabel("* not converged: stopped before its tolerance was met (the study "
+                      "stops each run after max_time, 120 s by default)", fontsize=9,
+                      color="0.3")
     if title is None:
         title = "Convergence"
         if {"n", "m", "rank", "density"} <= set(frame.columns):
