@@ -187,6 +187,51 @@ def run_multistart(quick: bool) -> None:
         pd.DataFrame(ms).to_csv(OUT / "multistart.csv", index=False)
 
 
+#: The figure's names of the methods (the keys of METHODS are the CSVs' names).
+LABELS = {
+    "joint trf-lsmr": "joint problem, trf + LSMR",
+    "joint trf-exact": "joint problem, trf + exact SVD",
+    "als": "ALS",
+    "varpro kaufman lsmr": "VarPro, Kaufman Jacobian, LSMR",
+    "varpro full lsmr": "VarPro, full Jacobian, LSMR",
+    "varpro kaufman exact": "VarPro, Kaufman Jacobian, exact SVD",
+    "varpro full exact": "VarPro, full Jacobian, exact SVD",
+    "varpro lm-normal Q": "VarPro lm-normal, eliminate Q",
+    "varpro lm-normal P": "VarPro lm-normal, eliminate P",
+}
+
+
+def _success_figure(plt: Any, summary: Any, best: Any) -> Any:
+    """Success rate against median time per run, one panel per dataset, one legend. Hollow
+    markers of decreasing size, so methods at the same point stay visible (nested)."""
+    from matplotlib.lines import Line2D
+
+    n = summary["dataset"].nunique()
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n + 3.2, 4.2), squeeze=False,
+                             layout="constrained")
+    markers = "os^vDP*Xh"
+    style = {m: (markers[j % len(markers)], f"C{j % 10}", 170 - 14 * j)
+             for j, m in enumerate(METHODS)}
+    for ax, (name, part) in zip(axes[0], summary.groupby("dataset", sort=False), strict=True):
+        for _, row in part.iterrows():
+            marker, color, size = style.get(row["method"], ("o", "k", 60))
+            ax.scatter(row["median_wall"], row["success_rate"], s=size, marker=marker,
+                       facecolors="none", edgecolors=color, linewidths=1.6)
+        ax.set_xscale("log")
+        ax.set_xlim(0.01, 300)
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("median wall time per run [s]")
+        ax.set_ylabel("success rate (reached the best RMS)")
+        ax.set_title(f"{name} (best RMS {best[name]:.4g})")
+    used = [m for m in METHODS if m in set(summary["method"])]
+    handles = [Line2D([], [], ls="", marker=style[m][0], mfc="none", mec=style[m][1], mew=1.6,
+                      ms=9) for m in used]
+    fig.legend(handles, [LABELS.get(m, m) for m in used], loc="outside right center",
+               fontsize=9, frameon=False)
+    return fig
+
+
 def report() -> None:
     import matplotlib
 
@@ -209,22 +254,7 @@ def report() -> None:
         np.inf,
     )
     summary.to_csv(OUT / "summary.csv", index=False, float_format="%.6g")
-    fig, axes = plt.subplots(1, summary["dataset"].nunique(), figsize=(11, 4), squeeze=False)
-    markers = "os^vDP*Xh"
-    style = {m: (markers[j % len(markers)], f"C{j % 10}") for j, m in enumerate(METHODS)}
-    for ax, (name, part) in zip(axes[0], summary.groupby("dataset", sort=False), strict=True):
-        for _, row in part.iterrows():
-            marker, color = style.get(row["method"], ("o", "k"))
-            ax.scatter(row["median_wall"], row["success_rate"], s=50, marker=marker,
-                       color=color, label=row["method"], alpha=0.8)
-        ax.set_xscale("log")
-        ax.set_xlim(0.01, 300)
-        ax.legend(fontsize=7, loc="center right")
-        ax.set_ylim(-0.05, 1.05)
-        ax.set_xlabel("median wall time per run [s]")
-        ax.set_ylabel("success rate")
-        ax.set_title(f"{name} (best RMS {best[name]:.6f})")
-    fig.tight_layout()
+    fig = _success_figure(plt, summary, best)
     fig.savefig(OUT / "success_vs_time.png", dpi=120)
     print(summary.to_string(index=False))
     if (OUT / "multistart.csv").exists():

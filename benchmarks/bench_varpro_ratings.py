@@ -482,6 +482,38 @@ def report(args: argparse.Namespace) -> None:
     plot(args)
 
 
+def _method_label(method: str) -> str:
+    """A reader's name of a method of the CSVs, e.g. 'varpro-P-lsmr3' -> 'VarPro, eliminate P,
+    LSMR <= 3 inner iterations'."""
+    if method in ("als", "als-tight"):
+        return "ALS" + (", tight tolerance" if method == "als-tight" else "")
+    base, _, cap = method.partition("-lsmr")
+    name = {"lsq": "lsq (joint problem, trf)"}.get(base, base)
+    if base.startswith("varpro-"):
+        name = f"VarPro, eliminate {base.removeprefix('varpro-')}"
+    return name + (f", LSMR <= {cap} inner iterations" if cap else "")
+
+
+def _method_styles(plt: Any, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """One color family per kind (ALS black/grey, lsq oranges dashed, VarPro-Q greens
+    dash-dot, VarPro-P blues solid), shades by the LSMR cap, so a dozen lines stay apart."""
+    families = {"lsq": ("Oranges", "--"), "varpro-Q": ("Greens", "-."),
+                "varpro-P": ("Blues", "-")}
+    out: dict[str, dict[str, Any]] = {
+        "als": {"color": "k", "lw": 2.4, "ls": "-"},
+        "als-tight": {"color": "0.55", "lw": 1.6, "ls": ":"},
+    }
+    for fam, (cmap, ls) in families.items():
+        members = sorted((m for m in methods if m.partition("-lsmr")[0] == fam),
+                         key=lambda m: int(m.partition("-lsmr")[2] or 10**6))
+        for j, m in enumerate(members):
+            shade = 0.35 + 0.65 * (j / max(len(members) - 1, 1))
+            out[m] = {"color": plt.get_cmap(cmap)(shade), "lw": 1.5, "ls": ls}
+    for m in methods:
+        out.setdefault(m, {"color": "m", "lw": 1.2, "ls": "-"})
+    return out
+
+
 def plot(args: argparse.Namespace) -> None:
     """Test RMSE (top) and cost above the cell's best (bottom) against time, fold 0."""
     import matplotlib
@@ -492,21 +524,20 @@ def plot(args: argparse.Namespace) -> None:
     series = _traces(args.trace)
     fold = min(f for f, _, _ in series)
     ranks = sorted({rk for _, rk, _ in series})
-    fig, axes = plt.subplots(2, len(ranks), figsize=(6.5 * len(ranks), 8), squeeze=False)
+    fig, axes = plt.subplots(2, len(ranks), figsize=(6.2 * len(ranks) + 3.4, 8), squeeze=False,
+                             layout="constrained")
     methods = list(dict.fromkeys(m for _, _, m in series if not m.startswith("als-rep")))
-    cycle = [plt.get_cmap("tab20")(i) for i in range(20)]
+    styles = _method_styles(plt, methods)
     for col, rank in enumerate(ranks):
         best = min(p[1] for (f, rk, _), pts in series.items() if (f, rk) == (fold, rank)
                    for p in pts)
-        for i, method in enumerate(methods):
+        for method in methods:
             pts = series.get((fold, rank, method))
             if not pts:
                 continue
             t = np.maximum([p[0] for p in pts], 1e-2)
-            style = {"color": "k" if method == "als" else cycle[i % len(cycle)],
-                     "lw": 2.2 if method == "als" else 1.2,
-                     "ls": "-" if "varpro" in method or method == "als" else "--"}
-            axes[0][col].plot(t, [p[2] for p in pts], label=method, **style)
+            style = styles[method]
+            axes[0][col].plot(t, [p[2] for p in pts], label=_method_label(method), **style)
             axes[1][col].plot(t, [(p[1] - best) / best + 1e-7 for p in pts], **style)
         als_pts = series[(fold, rank, "als")]
         axes[0][col].axhline(als_pts[-1][2], color="k", lw=0.6, ls=":")
@@ -515,7 +546,6 @@ def plot(args: argparse.Namespace) -> None:
         top.set_ylim(als_pts[-1][2] - 0.004, als_pts[-1][2] + 0.03)
         top.set_ylabel("test RMSE")
         top.set_title(f"MovieLens latest-small fold {fold}, rank {rank} (l2, reg 0.1, biases)")
-        top.legend(fontsize=7)
         bottom = axes[1][col]
         bottom.set_yscale("log")
         bottom.set_ylabel("(cost - best cost in the cell) / best")
@@ -523,8 +553,15 @@ def plot(args: argparse.Namespace) -> None:
             ax.set_xscale("log")
             ax.set_xlabel("solver time, s (one thread; dotted: ALS final)")
             ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(args.figure, dpi=100)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    rank = {"ALS": 0, "ALS, tight tolerance": 1, "lsq": 2, "VarPro, eliminate Q": 3}
+    order = sorted(range(len(labels)), key=lambda i: (
+        min((v for k, v in rank.items() if labels[i].startswith(k)), default=4),
+        labels[i].split(", LSMR")[0], int(labels[i].partition("<= ")[2].split()[0] or 0)
+        if "<= " in labels[i] else 0))
+    fig.legend([handles[i] for i in order], [labels[i] for i in order],
+               loc="outside right center", fontsize=9, frameon=False)
+    fig.savefig(args.figure, dpi=110)
     print(f"wrote {args.figure}")
 
 
