@@ -5,8 +5,12 @@ Choices come from :data:`lsqmf.solvers.SOLVER_SPECS`, :data:`lsqmf.nls.solve.MET
 :data:`~lsqmf.nls.solve.JAC_KINDS`
 and :data:`lsqmf.model.problem.FORMULATIONS`; defaults of ``lsqmf solve`` are those of
 :func:`lsqmf.solve`'s signature (read with :mod:`inspect`); the solver options of ``fit``,
-``evaluate`` and ``cv`` default to None, which means "the registry's by-name default"
-(:func:`lsqmf.solvers.resolve_solver`). ``--seed`` defaults to the library's
+``evaluate`` and ``cv`` default to None, which means "the registry's default"
+(:data:`lsqmf.solvers.SOLVER_DEFAULTS`, the same as a direct call's and ``lsqmf tune``'s; the
+help shows each solver's value). ``fit``, ``evaluate`` and ``cv`` share the default solver
+(:data:`lsqmf.solvers.DEFAULT_SOLVER`) and its default rank. ``fit`` and ``evaluate`` read a
+configuration saved by ``lsqmf tune --out`` with ``--config FILE`` (its solver and
+parameters; flags given on the command line win). ``--seed`` defaults to the library's
 ``random_state=None``: a seed is drawn and recorded in the result's options, so any run can be
 replayed with ``--seed``.
 
@@ -22,6 +26,7 @@ import contextlib
 import inspect
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,8 +38,10 @@ __all__ = [
     "add_progress_options",
     "add_solve_options",
     "add_solver_options",
+    "apply_config",
     "own_option_flags",
     "progress_callback",
+    "read_config",
     "solve_defaults",
     "solver_params",
     "verbose_level",
@@ -128,14 +135,19 @@ def own_option_flags() -> dict[str, tuple[Param, list[str]]]:
 
 
 def _defaults_text(option: str, names: list[str] | None = None) -> str:
-    """The by-name default of ``option`` per solver, grouped: ``'20 (bmf: 10)'``."""
-    from ..solvers import SHARED_PARAMS, SOLVER_DEFAULTS
+    """The default of ``option`` per solver, grouped: ``'als, ...: 20; bmf: 10'`` (``reg``: its
+    rule, ``0.15 x std(ratings)``; an option a solver refuses: ``not used``)."""
+    from ..solvers import SOLVER_DEFAULTS, default_of, get_spec, reg_rule
 
-    shared = {p.name: p.default for p in SHARED_PARAMS}
     by_value: dict[str, list[str]] = {}
     for name in names or list(SOLVER_DEFAULTS):
-        value = SOLVER_DEFAULTS[name].get(option, shared.get(option))
-        by_value.setdefault(repr(value), []).append(name)
+        if option == "reg":
+            text = reg_rule(name).split(" (")[0]
+        elif option in get_spec(name).unused:
+            text = "not used"
+        else:
+            text = repr(default_of(name, option))
+        by_value.setdefault(text, []).append(name)
     if len(by_value) == 1:
         return next(iter(by_value))
     return "; ".join(f"{', '.join(ns)}: {v}" for v, ns in by_value.items())
@@ -178,16 +190,16 @@ def add_solver_options(p: argparse.ArgumentParser, *, multi: bool = False) -> No
     ``params``): type, choices, the requirement and the real by-name default per solver."""
     from ..solvers import DEFAULT_SOLVER, SHARED_PARAMS, SOLVER_SPECS
 
-    default = "als" if multi else DEFAULT_SOLVER  # cv grids over reg, which bmf does not use
-    p.add_argument("--solver", choices=list(SOLVER_SPECS), default=default,
-                   help=f"solver name (default: {default}): "
+    # one default solver (and so one default rank) for fit, evaluate, cv and tune
+    p.add_argument("--solver", choices=list(SOLVER_SPECS), default=None,
+                   help=f"solver name (default: {DEFAULT_SOLVER}): "
                    + "; ".join(f"{n}: {s.description}" for n, s in SOLVER_SPECS.items()))
     shared = {param.name: param for param in SHARED_PARAMS}
     for name in ("rank", "reg"):
         param = shared[name]
         text = f"{param.help}: {param.requirement()} (default: {_defaults_text(name)})"
         if multi and name == "rank":
-            _param_flag(p, param, "ranks to try; " + text, nargs="+", required=True)
+            _param_flag(p, param, "ranks to try; " + text, nargs="+")
         elif multi:
             _param_flag(p, param, "values to try; " + text, nargs="+")
         else:
@@ -201,7 +213,66 @@ def add_solver_options(p: argparse.ArgumentParser, *, multi: bool = False) -> No
                     f"(default: {_defaults_text(option, names)})")
     add_lsq_options(p)
     p.add_argument("--seed", type=int, default=None,
-                   help="random_state (default: drawn, and recorded in the result's options)")
+                   help="random_state (default: drawn, printed and recorded in the result's "
+                   "options)")
+    if not multi:
+        p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                       help="a configuration saved by 'lsqmf tune --out FILE' (JSON: solver "
+                       "and params); options given here override it")
+
+
+def apply_config(args: argparse.Namespace) -> None:
+    """Resolve ``args.solver`` (``--config``'s, else :data:`lsqmf.solvers.DEFAULT_SOLVER`) and
+    fill the solver flags not given on the command line from ``--config FILE``. Idempotent.
+
+    Raises
+    ------
+    ValueError
+        For an unreadable configuration, one naming another solver than ``--solver``, or a
+        parameter the command line does not offer.
+    """
+    from ..solvers import DEFAULT_SOLVER
+
+    if getattr(args, "_config_applied", False):
+        return
+    path = getattr(args, "config", None)
+    if path is not None:
+        solver, params = read_config(path)
+        if args.solver is not None and args.solver != solver:
+            raise ValueError(f"--solver {args.solver} differs from the solver of --config "
+                             f"{str(path)!r} ({solver}); drop one of them.")
+        args.solver = solver
+        for key, value in params.items():
+            if not hasattr(args, key):
+                raise ValueError(f"--config {str(path)!r}: parameter {key!r} is not an option "
+                                 "of this command.")
+            if getattr(args, key) is None:
+                setattr(args, key, tuple(value) if key == "bounds" else value)
+    if args.solver is None:
+        args.solver = DEFAULT_SOLVER
+    args._config_applied = True
+
+
+def read_config(path: Path) -> tuple[str, dict[str, Any]]:
+    """``(solver, params)`` of a configuration file (what ``TuneResult.save`` writes).
+
+    Raises
+    ------
+    ValueError
+        When the file cannot be read or has no ``solver`` string and ``params`` object.
+    """
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--config {str(path)!r}: cannot read a JSON configuration "
+                         f"({err}).") from err
+    if (not isinstance(data, dict) or not isinstance(data.get("solver"), str)
+            or not isinstance(data.get("params", {}), dict)):
+        raise ValueError(f"--config {str(path)!r}: expected an object with 'solver' (a name) "
+                         "and 'params' (an object), as 'lsqmf tune --out' writes.")
+    return data["solver"], dict(data.get("params", {}))
 
 
 #: Shared options of add_solver_options besides rank and reg (which cv grids over): those of
@@ -220,6 +291,7 @@ def solver_params(args: argparse.Namespace, *, grid: bool = False) -> dict[str, 
     """
     from ..solvers import get_spec
 
+    apply_config(args)
     spec = get_spec(args.solver)
     params: dict[str, Any] = {"random_state": args.seed}
     for name in (*_SHARED_FLAGS, *(() if grid else ("rank", "reg"))):

@@ -43,7 +43,9 @@ def prepare_solver(args: argparse.Namespace) -> None:
     would load them before its clock anyway; the results are the same. Skipped when the fits
     run in other processes (``cv --jobs N``, ``--scheduler``)."""
     from ..solvers import warm_up_solver
+    from ._options import apply_config
 
+    apply_config(args)  # --config FILE and the default solver, before anything reads them
     if getattr(args, "scheduler", None) is not None or getattr(args, "jobs", 1) != 1:
         return
     warm_up_solver(args.solver, _solver_params(args).get("backend", "auto"))
@@ -310,10 +312,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
                            ) as callback:
         out = fit_and_score(args.solver, train, test, ranking=ranking, callback=callback,
                             verbose=verbose_level(args), **params)
-    if args.json:
+    if args.json:  # random_state and reg as used: the drawn seed, the data-scaled reg
         print(json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}))
     else:
-        print(f"solver {out['solver']}  rank {out['rank']}  reg {out.get('reg')}")
+        reg = out.get("reg")
+        print(f"solver {out['solver']}  rank {out['rank']}  "
+              f"reg {'n/a' if reg is None else format(reg, '.4g')}  "
+              f"seed {out.get('random_state')}")
         print(f"RMSE {out['rmse']:.4f}  MAE {out['mae']:.4f}  fit {out['fit_s']:.2f} s  "
               f"test pairs {out['n_test']} ({out['n_cold_start']} cold start)")
         if ranking is not None:
@@ -368,14 +373,15 @@ def _cv_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
     """``(param_grid, seeds, fixed)`` of the grid search of ``lsqmf cv``."""
     from ..solvers import SOLVER_DEFAULTS
 
+    fixed = _solver_params(args, grid=True)  # resolves the default solver first
     regs = args.reg if args.reg is not None else [SOLVER_DEFAULTS[args.solver]["reg"]]
-    fixed = _solver_params(args, grid=True)
+    ranks = args.rank if args.rank is not None else [SOLVER_DEFAULTS[args.solver]["rank"]]
     fixed.pop("random_state")  # --seed seeds the folds; each fold's fit is seeded by its number
     seeds = {} if args.seed is None else {"random_state": args.seed}  # else grid_search's
     ranking = _ranking(args)
     if ranking is not None:
         fixed["ranking"] = ranking  # passed on to fit_and_score
-    return {"rank": args.rank, "reg": regs}, seeds, fixed
+    return {"rank": ranks, "reg": regs}, seeds, fixed
 
 
 def _print_cv(gs: Any, args: argparse.Namespace) -> None:
