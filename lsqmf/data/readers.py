@@ -374,6 +374,24 @@ def _bad(path: Path, lineno: int, message: str) -> ValueError:
     return ValueError(f"{str(path)!r}, line {lineno}: {message}")
 
 
+def _trimmed(parts: list[str], n_fields: int = 3) -> list[str]:
+    """``parts`` without trailing blank fields beyond the first ``n_fields`` (a trailing
+    delimiter or a trailing tab, as pandas and Surprise read them): only empty or
+    whitespace fields go, never data."""
+    end = len(parts)
+    while end > n_fields and not parts[end - 1].strip():
+        end -= 1
+    return parts if end == len(parts) else parts[:end]
+
+
+def _log_trimmed(path: Path, count: int, first: int) -> None:
+    """One line for the lenient reading: the file, how many lines and the first one."""
+    if count:
+        logger.warning(
+            "%s: %d line(s) end with an empty field (a trailing delimiter or whitespace), "
+            "first on line %d; read without it (no data dropped)", path, count, first)
+
+
 def _parse_ratings(
     lines: list[str], path: Path, fmt: str, header: bool | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -418,7 +436,7 @@ def _data_field_count(
     where = ""
     if header:
         first_no, first = numbered[0]
-        first_fields = first.split(sep)
+        first_fields = _trimmed(first.split(sep))
         if len(first_fields) not in (3, 4):
             raise _bad(
                 path,
@@ -433,7 +451,7 @@ def _data_field_count(
         raise ValueError(f"{str(path)!r} has no rating lines: there is no rating to read.")
     if n_fields is None:
         lineno, line = numbered[0]
-        n_fields = len(line.split(sep))
+        n_fields = len(_trimmed(line.split(sep)))
         where = f" (as on line {lineno})"
         if n_fields not in (3, 4):
             hint = ""
@@ -461,8 +479,13 @@ def _parse_data_lines(
     users: list[str] = []
     items: list[str] = []
     ratings = np.empty(len(numbered), dtype=np.float64)
+    n_trimmed = first_trimmed = 0
     for t, (lineno, line) in enumerate(numbered):
         parts = line.split(sep)
+        if len(parts) > n_fields and not "".join(parts[n_fields:]).strip():
+            n_trimmed += 1  # trailing delimiter(s): empty fields only, no data dropped
+            first_trimmed = first_trimmed or lineno
+            parts = parts[:n_fields]
         if len(parts) != n_fields:
             raise _bad(
                 path,
@@ -487,6 +510,7 @@ def _parse_data_lines(
         users.append(user)
         items.append(item)
         ratings[t] = value
+    _log_trimmed(path, n_trimmed, first_trimmed)
     return linenos, np.array(users, dtype=object), np.array(items, dtype=object), ratings
 
 
