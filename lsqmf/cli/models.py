@@ -219,7 +219,11 @@ def _add_recommend(subparsers: Any) -> None:
         "items the user rated in the ratings file (--ratings; required unless the model was "
         "fitted on 'builtin': paths inside a model file are never opened). A user the model "
         "does not know is folded in from their ratings in that file (their factor is solved "
-        "against the model's items, without refitting). Scores are the model's, unclipped. "
+        "against the model's items, without refitting). Items are ranked by the predicted rating "
+        "shrunk toward the user's baseline by the item's number of training ratings n: "
+        "baseline + n / (n + K) x (prediction - baseline), K = --shrinkage (default 10), so an "
+        "item with one rating predicted above the scale does not top the list; the score shown "
+        "is the model's predicted rating clipped to the data's scale (as lsqmf predict). "
         "Titles are shown when a movies file is at hand (--movies, or the built-in one for "
         "models fitted on 'builtin').",
     )
@@ -230,6 +234,9 @@ def _add_recommend(subparsers: Any) -> None:
     r.add_argument("--movies", type=Path, default=None, metavar="FILE")
     r.add_argument("--min-ratings", type=int, default=1, metavar="N",
                    help="recommend only items with at least N training ratings (default 1)")
+    r.add_argument("--shrinkage", type=float, default=10.0, metavar="K",
+                   help="rank by baseline + n / (n + K) x (prediction - baseline), n the "
+                   "item's training ratings (default 10; 0: by the prediction)")
     r.set_defaults(func=run_recommend)
 
 
@@ -428,7 +435,8 @@ def run_recommend(args: argparse.Namespace) -> int:
         rated = ratings.col_ids[ratings.cols[ratings.rows == seen]]
         exclude = lookup_ids(model.col_ids, rated, model.shape[1])
         exclude = exclude[exclude >= 0]
-    cols, scores = top_n(model, row, args.n, exclude=exclude, min_count=args.min_ratings)
+    cols, scores = top_n(model, row, args.n, exclude=exclude, min_count=args.min_ratings,
+                         shrinkage=args.shrinkage)
     titles: dict[Any, str] = {}
     movies = None
     if args.movies is not None:
@@ -438,6 +446,9 @@ def run_recommend(args: argparse.Namespace) -> int:
     if movies is not None:
         titles = dict(zip(movies["item"].tolist(), movies["title"].tolist(), strict=True))
     limit = f"; items with < {args.min_ratings} ratings left out" if args.min_ratings > 1 else ""
+    print("ranked by the predicted rating" + (f" shrunk by support (--shrinkage "
+          f"{args.shrinkage:g})" if args.shrinkage else "") + "; scores: predicted ratings "
+          "on the data's scale")
     print(f"top {len(cols)} for user {user} ({len(exclude)} rated items excluded{limit}"
           f"{note}):")
     for rank, (c, s) in enumerate(zip(cols, scores, strict=True), start=1):

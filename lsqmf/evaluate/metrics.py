@@ -69,8 +69,10 @@ def top_n(
     *,
     exclude: Any = None,
     min_count: int = 1,
+    shrinkage: float = 10.0,
+    clip: Any = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` columns (items) with the highest predicted score for row (user) ``row``.
+    """The ``n`` columns (items) a row (user) ``row`` is predicted to rate highest.
 
     Parameters
     ----------
@@ -85,11 +87,22 @@ def top_n(
         (``model.col_counts``); the default leaves out the columns that had none (their
         factors were never fitted). A higher value keeps rarely rated items, whose scores
         rest on a handful of ratings, off the list.
+    shrinkage : float, default=10.0
+        Rank by the prediction shrunk toward the user's baseline (``mu + b_u``; the training
+        mean for a model without biases) by the item's support: ``base + n_i / (n_i + k)
+        * (prediction - base)`` with ``n_i`` its training ratings and ``k = shrinkage``. An
+        item with one rating predicted at 5.5 on a 1-5 scale keeps a tenth of its lead and
+        does not top the list; an item with 100 ratings keeps 91%. 0 ranks by the
+        prediction itself (also when the model records no column counts).
+    clip : 'auto', (low, high) or None, default='auto'
+        The returned scores: the model's predicted ratings clipped as
+        :meth:`~lsqmf.FitResult.predict` clips (``'auto'``: the training scale).
 
     Returns
     -------
     cols, scores : ndarray
-        Column indices and predicted scores (unclipped), best first, ties by column index.
+        Column indices, best first by the shrunk prediction (ties by column index), and
+        their predicted ratings on the data's scale (``model.predict(row, cols, clip=clip)``).
         Costs O(n_cols * rank). For a cold-start row (no training rating) of a model with
         biases, the ranking is by the column biases.
 
@@ -113,9 +126,16 @@ def top_n(
             "has no biases: every item would score the same. Fold the user's ratings in "
             "(FitResult.fold_in) or use a model with biases."
         )
+    shrinkage = check_float("shrinkage", shrinkage, min_value=0.0)
     scores = model.P[row] @ model.Q + model.mu
+    base = model.mu if model.has_biases else (model.train_mean or 0.0)
     if model.row_bias is not None and model.col_bias is not None:
         scores = scores + model.row_bias[row] + model.col_bias
+        base = base + model.row_bias[row]
+    rank_by = scores
+    if shrinkage > 0 and model.col_counts is not None:
+        counts = np.asarray(model.col_counts, dtype=np.float64)
+        rank_by = base + counts / (counts + shrinkage) * (scores - base)
     allowed = (
         np.ones(n_cols, dtype=bool) if model.col_counts is None
         else model.col_counts >= min_count
@@ -129,8 +149,8 @@ def top_n(
         return np.empty(0, dtype=np.int64), np.empty(0)
     # a full sort of the candidates (O(n_cols log n_cols), small next to the scores): ties by
     # column index, also across the n-th place
-    order = cand[np.lexsort((cand, -scores[cand]))][:k]
-    return order, scores[order]
+    order = cand[np.lexsort((cand, -rank_by[cand]))][:k]
+    return order, model.predict(np.full(k, row), order, clip=clip)
 
 
 #: Largest score block (users x columns, float64 elements) that :func:`ranking_metrics` holds.
