@@ -126,16 +126,16 @@ def top_n(
             "has no biases: every item would score the same. Fold the user's ratings in "
             "(FitResult.fold_in) or use a model with biases."
         )
-    shrinkage = check_float("shrinkage", shrinkage, min_value=0.0)
+    shrink = float(check_float("shrinkage", shrinkage, min_value=0.0))  # type: ignore[arg-type]
     scores = model.P[row] @ model.Q + model.mu
     base = model.mu if model.has_biases else (model.train_mean or 0.0)
     if model.row_bias is not None and model.col_bias is not None:
         scores = scores + model.row_bias[row] + model.col_bias
         base = base + model.row_bias[row]
     rank_by = scores
-    if shrinkage > 0 and model.col_counts is not None:
+    if shrink > 0 and model.col_counts is not None:
         counts = np.asarray(model.col_counts, dtype=np.float64)
-        rank_by = base + counts / (counts + shrinkage) * (scores - base)
+        rank_by = base + counts / (counts + shrink) * (scores - base)
     allowed = (
         np.ones(n_cols, dtype=bool) if model.col_counts is None
         else model.col_counts >= min_count
