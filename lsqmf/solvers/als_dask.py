@@ -39,7 +39,7 @@ Checkpoints and faults
 With ``checkpoint=DIR`` (a directory every worker can write, e.g. a shared file system, as
 MLlib's checkpoint directory), every finished sweep's factor blocks are written by the workers
 that hold them (``.npy``, atomically), then one flushed line of ``history.csv`` (the run's
-fingerprint, sweep, cost, RMS, time) by the client; the previous sweep's files are then removed.
+fingerprint, sweep, cost, RMS, time) by the client; the files of older sweeps are then removed (the last two sweeps are kept).
 The next sweep reads its factors from those files, so the lineage of every task is at most
 one sweep long: a worker killed mid-sweep is recovered by the scheduler, which recomputes
 that worker's rating blocks (from the ratings held in the graph, or by re-reading the
@@ -455,7 +455,7 @@ class _Checkpoint:
             writer.write({"cell_id": self._id(sweep), "sweep": sweep, **row})
         finally:
             writer.close()
-        for old in range(max(0, sweep - 3), sweep):
+        for old in range(max(0, sweep - 4), sweep - 1):  # keep the previous sweep too
             for p in self._files(old):
                 Path(p).unlink(missing_ok=True)
         return self.load(ex, data, sweep)
@@ -571,10 +571,15 @@ def _sweep_retrying(ex: Any, data: _Data, Qz: list[Any], j: int, ck: _Checkpoint
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _iterate(ex: Any, data: _Data, trace: _Trace, Pz: list[Any], Qz: list[Any],
+def _iterate(ex: Any, data: _Data, trace: _Trace, start: list[tuple[list[Any], list[Any]]],
              ck: _Checkpoint | None, options: dict[str, Any]
              ) -> tuple[Status, list[Any], list[Any]]:
-    """Sweeps from the last recorded one to ``max_iter`` under the shared stopping rules."""
+    """Sweeps from the last recorded one to ``max_iter`` under the shared stopping rules.
+
+    ``start`` holds the factor handles to start from and is emptied, so that no caller keeps
+    them alive: a handle held is a task the scheduler would recompute after a worker's death
+    (and, with checkpoints, a file it would read again)."""
+    Pz, Qz = start.pop()
     status = Status.MAX_ITER
     for j in range(trace.steps[-1] + 1, int(trace.opts.max_iter) + 1):
         newP, newQ, cost, rms = _sweep_retrying(ex, data, Qz, j, ck)
@@ -582,6 +587,7 @@ def _iterate(ex: Any, data: _Data, trace: _Trace, Pz: list[Any], Qz: list[Any],
             raise _divergence(ex, data, trace, Pz, Qz, options, j, cost)
         row = trace.record(j, cost, rms)
         Pz, Qz = (newP, newQ) if ck is None else ck.save(ex, data, newP, newQ, j, row)
+        del newP, newQ  # with checkpoints: only the loads of sweep j stay wanted
         stop = trace.decide()
         if stop is not None:
             status = stop
@@ -647,7 +653,9 @@ def _fit(ex: Any, data: _Data, opts: SolverOptions, options: dict[str, Any],
         if rows and trace.converged():  # a finished run, resumed: nothing left to do
             status = Status.FTOL
         else:
-            status, Pz, Qz = _iterate(ex, data, trace, Pz, Qz, ck, options)
+            start = [(Pz, Qz)]
+            del Pz, Qz
+            status, Pz, Qz = _iterate(ex, data, trace, start, ck, options)
         result = _result(ex, data, trace, status, Pz, Qz, options, trace.costs[-1])
     finally:
         if ck is not None:
