@@ -185,14 +185,40 @@ def _connect(scheduler: Any, timeout: float) -> tuple[Any, bool, str]:
                 f"`scheduler` must be a scheduler address such as 'tcp://host:8786'; got "
                 f"{scheduler!r}."
             )
-    try:
-        client = Client(address, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as err:
-        raise SchedulerUnreachableError(
-            f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
-            f"({type(err).__name__}); start one (`dask scheduler`) or check the address."
-        ) from None
+    client = _client_within(Client, str(address), timeout)
     return client, True, str(address)
+
+
+def _client_within(client_type: Any, address: str, timeout: float) -> Any:
+    """``Client(address)``, or SchedulerUnreachableError after ``timeout`` (+2 s) at most.
+
+    distributed's own timeout covers the TCP connection, not a peer that accepts and then
+    never speaks the Dask protocol (an HTTP server, a silent port): the connection is made in
+    a helper thread and abandoned (closed when it ends) if it does not finish in time.
+    """
+    result: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            result["client"] = client_type(address, timeout=timeout, set_as_default=False)
+        except BaseException as err:  # reported below, in the caller's thread
+            result["error"] = err
+        if result.get("abandoned") and "client" in result:
+            result["client"].close()
+
+    thread = threading.Thread(target=connect, daemon=True, name="lsqmf-dask-connect")
+    thread.start()
+    thread.join(timeout + 2.0)
+    if thread.is_alive() or "error" in result:
+        result["abandoned"] = True
+        err = result.get("error")
+        why = (f"{type(err).__name__}: {err}" if err is not None
+               else "it accepted the connection but never answered as a Dask scheduler")
+        raise SchedulerUnreachableError(
+            f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s ({why}); "
+            "start one (`dask scheduler`) or check the address."
+        ) from None
+    return result["client"]
 
 
 def plan_backend(
