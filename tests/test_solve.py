@@ -402,7 +402,7 @@ SEED = (np.where(SEED_MASK, 1.0, np.nan), np.ones((5, 2)), np.ones((2, 4)))
         ({"rank": 0}, ValueError, r"`rank` must be an int >= 1; got 0"),
         ({"rank": "2"}, TypeError, r"`rank` must be an int"),
         ({"rank": 2.0}, TypeError, r"`rank` must be an int"),
-        ({"method": "newton"}, ValueError, r"`method` must be one of 'trf', 'dogbox', 'lm'"),
+        ({"method": "newton"}, ValueError, r"`method` must be one of 'auto', 'trf', 'dogbox', 'lm'"),
         ({"tr_solver": "cg"}, ValueError, r"`tr_solver` must be one of None, 'exact', 'lsmr'"),
         ({"loss": "l1"}, ValueError, r"`loss` must be one of 'linear', 'soft_l1'"),
         ({"method": "lm", "loss": "huber"}, ValueError, r"method='lm' supports only"),
@@ -651,7 +651,8 @@ def test_solve_warms_the_kernels_up_before_the_clock(monkeypatch) -> None:
     R = random_observed(8, 6, 0.6, seed=3, rank=2)
     solve(R, 2, formulation="l2", reg=0.1, random_state=0, jac="operator", backend="compiled")
     solve(R, 2, formulation="l2", reg=0.1, random_state=0)
-    solve(R, 2, formulation="l2", reg=0.1, random_state=0, eliminate="Q", backend="compiled")
+    solve(R, 2, formulation="l2", reg=0.1, random_state=0, eliminate="Q", method="trf",
+          backend="compiled")
     solve(R, 2, formulation="l2", reg=0.1, random_state=0, eliminate="P", method="lm-normal",
           backend="compiled")
     solve(R, 2, formulation="l2", reg=0.1, random_state=0, eliminate="P", backend="numpy")

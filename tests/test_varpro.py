@@ -305,11 +305,15 @@ def test_solve_with_eliminate_runs_varpro_with_solve_defaults() -> None:
     import lsqmf
 
     M = _low_rank(seed=8)
-    fit = lsqmf.solve(M, 2, eliminate="Q", formulation="none", init_scale=1.0, random_state=0)
+    fit = lsqmf.solve(M, 2, eliminate="Q", formulation="none", init_scale=1.0, random_state=0,
+                      method="trf")
     ref = solve_varpro(M, 2, formulation="none", init_scale=1.0, random_state=0, ftol=1e-3,
-                       x_scale="jac")
+                       x_scale="jac", method="trf")
     np.testing.assert_array_equal(fit.P, ref.P)
     assert fit.options["eliminate"] == "Q"
+    # method='auto' (the default) runs lm-normal once a factor is eliminated (issue #19)
+    auto = lsqmf.solve(M, 2, eliminate="Q", formulation="none", random_state=0)
+    assert auto.options["method"] == "lm-normal" and auto.success
     with pytest.raises(ValueError, match="check_jacobian"):
         lsqmf.solve(M, 2, eliminate="Q", formulation="none", check_jacobian=1e-6)
     with pytest.raises(ValueError, match="`jac` must be one of"):
@@ -410,7 +414,8 @@ def test_options_have_one_key_layout_for_every_runner() -> None:
     assert {"eliminate", "varpro_jacobian", "jac", "backend", "blas_threads",
             "random_state", "x_scale_restarts"} <= set(keys[0])
     assert [f.options["eliminate"] for f in fits] == [None, None, None, "Q", "P", "Q"]
-    assert [f.options["jac"] for f in fits] == ["sparse", "dense", "operator", "operator",
+    # eliminate='Q' with method='auto' runs lm-normal (issue #19): its jac is 'normal'
+    assert [f.options["jac"] for f in fits] == ["sparse", "dense", "operator", "normal",
                                                  "dense", "normal"]
     assert fits[4].options["varpro_jacobian"] == "full"
     assert all(f.options["random_state"] == 0 for f in fits)
@@ -419,8 +424,9 @@ def test_options_have_one_key_layout_for_every_runner() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"method": "lm-normal"}, r"method='lm-normal' runs on the reduced problem"),
-        ({"eliminate": "R"}, r"`eliminate` must be one of None, 'Q', 'P'"),
+        ({"method": "lm-normal", "eliminate": None},
+         r"method='lm-normal' runs on the reduced problem"),
+        ({"eliminate": "R"}, r"`eliminate` must be one of 'auto', None, 'Q', 'P'"),
         ({"eliminate": "Q", "varpro_jacobian": "exact"}, r"`varpro_jacobian` must be one of"),
         ({"eliminate": "Q", "formulation": "prior"}, r"formulation 'l2' or 'none'"),
         ({"eliminate": "Q", "jac": "2-point"}, r"with `eliminate`, `jac` must be one of"),

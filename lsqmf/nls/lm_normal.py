@@ -128,12 +128,14 @@ from scipy.optimize import OptimizeResult
 
 from ..kernels.registry import get_kernel
 from ..model.result import STATUS_MESSAGES, Status
+from .result import data_cost
 
 if TYPE_CHECKING:
     from .options import SolveOptions
     from .varpro import InnerSolution, ReducedProblem
 
 __all__ = [
+    "DECREMENT_TOL",
     "MAX_NORMAL_PARAMS",
     "METHOD",
     "lm_normal",
@@ -156,6 +158,14 @@ _MEMORY = 1
 _INNER_DAMPING = False
 #: Nielsen's initial damping: ``mu_0 = _TAU * max(diag(A) / D)``.
 _TAU = 1e-3
+#: An ftol/xtol stop is taken only where the Gauss-Newton step would remove at most this
+#: fraction of ``cost + 1e-12 cost_0`` (:func:`_decrement`); the same bound decides
+#: ``success`` at the end. Otherwise the iteration goes on (a tiny step with a large
+#: gradient raises the damping) and, when the damping overflows, stops with success=False.
+DECREMENT_TOL = 1e-8
+#: The absolute part of that bound, relative to the cost of the zero factorization
+#: (:func:`data_cost`; zero-residual fits).
+_DECREMENT_FLOOR = 1e-12
 #: Memory bound of the scatter blocks of ``C``.
 _BLOCK_BYTES = 256 * 2**20
 
@@ -434,6 +444,7 @@ class _State:
     nu: float = 2.0
     nfev: int = 1
     njev: int = 1
+    cost0: float = 0.0
     # the last accepted steps (columns, in x's coordinates) and the gradient changes over them
     steps: np.ndarray | None = None
     dgs: np.ndarray | None = None
@@ -494,6 +505,7 @@ def lm_normal(
     r = fun(x)
     run.linearized(x)
     st = _State(x, r, 0.5 * float(r @ r), *_normal(red, run.lay, x))
+    st.cost0 = data_cost(red.problem)
     if _INNER_DAMPING:
         st.pieces = _pieces(red, run.lay, x)
     if run.retract:
@@ -501,7 +513,28 @@ def lm_normal(
     status: Status | None = None
     while status is None:
         status = _iteration(run, st)
-    return _result(red, run.lay, st, status)
+    return _result(run, st, status)
+
+
+def _decrement(run: _Run, st: _State) -> float:
+    """The decrease the Gauss-Newton step at ``st.x`` predicts (``g^T A^+ g / 2``, the gauge
+    lifted, a ``1e-10`` relative damping), over ``cost + 1e-12 data_cost``; inf when no such
+    step can be formed (``A`` not positive definite even with damping ``1e-4``)."""
+    Dd = _damping(np.diag(st.A), "jac")
+    scale = st.cost + _DECREMENT_FLOOR * st.cost0
+    for damp in (1e-10, 1e-8, 1e-6, 1e-4):
+        try:
+            p, pred = _Factor.of(st, damp * Dd).step(st.g)
+        except (np.linalg.LinAlgError, ValueError):
+            continue
+        if np.all(np.isfinite(p)) and np.isfinite(pred):
+            return max(float(pred), 0.0) / max(scale, 1e-300)
+    return float("inf")
+
+
+def _converged(run: _Run, st: _State) -> bool:
+    """An ftol/xtol stop is taken only here (:data:`DECREMENT_TOL`)."""
+    return _decrement(run, st) <= DECREMENT_TOL
 
 
 def _iteration(run: _Run, st: _State) -> Status | None:
@@ -531,7 +564,7 @@ def _iteration(run: _Run, st: _State) -> Status | None:
                 trial = _longer_step(run.fun, st, step, trial, max_nfev)
             return _accept(run, st, trial, rho, small_step)
         _raise_damping(st)
-        if small_step:
+        if small_step and _converged(run, st):
             return Status.XTOL
         if st.nfev >= max_nfev:
             return Status.MAX_ITER
@@ -678,12 +711,6 @@ def _accept(run: _Run, st: _State, trial: _Point, rho: float, small_step: bool
         d, g_old = _to_retracted(red, R, d, g_old)
         if st.steps is not None and st.dgs is not None:
             st.steps, st.dgs = _to_retracted(red, R, st.steps, st.dgs)
-    if f_conv and small_step:
-        return Status.FTOL_XTOL
-    if f_conv:
-        return Status.FTOL
-    if small_step:
-        return Status.XTOL
     run.linearized(st.x)
     st.A, st.g = _normal(red, run.lay, st.x)
     if _INNER_DAMPING:
@@ -692,6 +719,10 @@ def _accept(run: _Run, st: _State, trial: _Point, rho: float, small_step: bool
     _remember(st, d, st.g - g_old)
     if st.gauge is not None:
         _set_gauge(red, st)
+    if (f_conv or small_step) and _converged(run, st):
+        # a stop only where the Gauss-Newton step has next to nothing left to remove
+        return Status.FTOL_XTOL if f_conv and small_step else (
+            Status.FTOL if f_conv else Status.XTOL)
     return None
 
 
@@ -739,10 +770,39 @@ def _remember(st: _State, d: np.ndarray, y: np.ndarray) -> None:
         st.dgs = np.column_stack([y, st.dgs])[:, :_MEMORY]
 
 
-def _result(red: ReducedProblem, lay: _Layout, st: _State, status: Status) -> OptimizeResult:
+def _verdict(run: _Run, st: _State, status: Status) -> tuple[bool, str]:
+    """``(success, message)``: a positive status is a success only at a point where the
+    optimized factor has full rank (without regularization a rank-deficient one is a saddle
+    of the reduced cost, e.g. the all-zero factorization) and the Gauss-Newton decrement is
+    at most :data:`DECREMENT_TOL`."""
+    message = STATUS_MESSAGES[status]
+    if status <= 0:
+        return False, message
+    if run.retract:
+        P, _ = run.red.split(st.x)
+        sv = np.linalg.svd(P, compute_uv=False)
+        if sv.size and (not np.all(np.isfinite(sv)) or sv[-1] <= 1e-10 * max(sv[0], 1e-300)):
+            rank = int(np.sum(sv > 1e-10 * max(sv[0], 1e-300)))
+            return False, (
+                f"{message} But the optimized factor has rank {rank} < {P.shape[1]}: a saddle "
+                "of the reduced cost (e.g. a zero start), not a minimum. Start from another "
+                "point (random_state) or use lsqmf.multistart.")
+    dec = _decrement(run, st)
+    if dec > DECREMENT_TOL:
+        return False, (
+            f"{message} But the Gauss-Newton step there would still remove {dec:.3g} of the "
+            f"cost (more than {DECREMENT_TOL:g}): the iteration stalled at a point that is "
+            "not a minimum (a tiny or rejected step with a large gradient, e.g. next to "
+            "nearly rank-deficient inner problems). Try another start or lsqmf.multistart.")
+    return True, message
+
+
+def _result(run: _Run, st: _State, status: Status) -> OptimizeResult:
+    red, lay = run.red, run.lay
+    status = Status(status)
+    success, message = _verdict(run, st, status)
     # the gradient at the returned point (cheap; A is not needed there)
     g = st.g if status in (Status.GTOL, Status.MAX_ITER) else _gradient(red, lay, st.x)
-    status = Status(status)
     logger.debug("lm-normal: status %d after %d evaluations, cost %.6g", status, st.nfev, st.cost)
     return OptimizeResult(
         x=st.x,
@@ -751,8 +811,8 @@ def _result(red: ReducedProblem, lay: _Layout, st: _State, status: Status) -> Op
         grad=g,
         optimality=float(np.max(np.abs(g), initial=0.0)),
         status=int(status),
-        message=STATUS_MESSAGES[status],
-        success=status > 0,
+        message=message,
+        success=success,
         nfev=st.nfev,
         njev=st.njev,
         active_mask=np.zeros(red.n_params, dtype=int),

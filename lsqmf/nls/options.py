@@ -29,6 +29,7 @@ from .._validation import (
 from ..data.ratings import Ratings, as_ratings
 from ..kernels.backend import BACKENDS
 from ..model.problem import FORMULATIONS
+from .auto import AUTO, choose_eliminate, choose_method, start_scale
 from .tables import (
     ELIMINATE,
     JAC_KINDS,
@@ -79,8 +80,9 @@ SOLVE_PARAMS: tuple[Param, ...] = (
           help="L2 weight of the biases (None: reg)"),
     Param("count_scaled", "bool", False, help="scale reg by each row's/column's rating count"),
     Param("biases", "bool", False, help="fit a global mean plus row and column biases"),
-    Param("method", "choice", "trf", choices=tuple(METHODS),
-          help="least-squares method (lm-normal needs eliminate)"),
+    Param("method", "choice", AUTO, choices=(AUTO, *METHODS),
+          help="least-squares method (auto: lm-normal with variable projection where its "
+          "dense reduced system fits, else trf; lm-normal needs eliminate)"),
     Param("tr_solver", "choice", None, choices=TR_SOLVERS,
           help="trust-region solver (None: scipy's choice by the Jacobian's type)"),
     Param("tr_options", "custom", None, check=_any, cli=False,
@@ -102,8 +104,9 @@ SOLVE_PARAMS: tuple[Param, ...] = (
     Param("max_nfev", "int", None, low=1, allow_none=True,
           help="residual evaluations (None: scipy's default)"),
     Param("jac", "choice", "auto", choices=tuple(JAC_KINDS), help="how the Jacobian is built"),
-    Param("init_scale", "float", 0.1, low=0.0, low_open=True,
-          help="standard deviation of the random start"),
+    Param("init_scale", "float", None, low=0.0, low_open=True, allow_none=True,
+          help="standard deviation of the random start (None: 0.1 under prior and l2, "
+          "sqrt(rms(data) / sqrt(rank)) under none)"),
     Param("random_state", "custom", None, check=_any, cli=False,
           help="seed of the start (None: drawn and recorded)"),
     Param("check_jacobian", "float", None, low=0.0, low_open=True, allow_none=True,
@@ -117,8 +120,9 @@ SOLVE_PARAMS: tuple[Param, ...] = (
           help="who runs the kernels: compiled (numba), numpy, or auto"),
     Param("blas_threads", "int", None, low=1, allow_none=True, cli=False,  # lsqmf's global flag
           help="BLAS threads for the run (None: leave the library's setting)"),
-    Param("eliminate", "choice", None, choices=ELIMINATE,
-          help="variable projection: the factor solved in closed form (Q or P)"),
+    Param("eliminate", "choice", AUTO, choices=(AUTO, *ELIMINATE),
+          help="variable projection: the factor solved in closed form (Q or P; auto: the "
+          "larger factor under none, and under l2 with a mask; None: the joint problem)"),
     Param("varpro_jacobian", "choice", "kaufman", choices=VARPRO_JACOBIANS,
           help="reduced Jacobian of variable projection"),
 )
@@ -290,6 +294,26 @@ def _check_factors(
     return rank, P, Q
 
 
+def _resolve_auto(a: dict[str, Any], ratings: Ratings, rank: int) -> None:
+    """``eliminate``, ``method`` and ``init_scale`` as run (:mod:`lsqmf.nls.auto`).
+
+    ``eliminate='auto'`` means the joint problem when the caller chose a scipy method, a
+    ``tr_solver``, a Jacobian kind or a Jacobian check (their meaning stays what it was)."""
+    explicit = (a["method"] not in (AUTO, "lm-normal") or a["tr_solver"] is not None
+                or a["jac"] != "auto" or a["check_jacobian"] is not None)
+    if a["eliminate"] == AUTO and explicit:
+        a["eliminate"] = None
+    a["eliminate"] = choose_eliminate(
+        a["eliminate"], formulation=a["formulation"], ratings=ratings, rank=rank,
+        biases=a["biases"], reg=a["reg"], has_mask=a.get("mask") is not None)
+    a["method"] = choose_method(
+        a["method"], eliminate=a["eliminate"], shape=ratings.shape, rank=rank,
+        biases=a["biases"], bounds=a["bounds"], loss=a["loss"],
+        explicit=(a["tr_solver"] is not None or a["varpro_jacobian"] != "kaufman"
+                  or a["jac"] != "auto"))
+    a["init_scale"] = start_scale(a["init_scale"], a["formulation"], ratings, rank)
+
+
 def validate(arguments: Mapping[str, Any]) -> tuple[Ratings, SolveOptions]:
     """Check every argument of :func:`lsqmf.solve`, given by name (``solve`` passes all of
     its parameters; their defaults and single-value constraints are :data:`SOLVE_PARAMS`).
@@ -304,7 +328,11 @@ def validate(arguments: Mapping[str, Any]) -> tuple[Ratings, SolveOptions]:
     ValueError, TypeError
         Naming the argument, the requirement and the value received.
     """
-    a = validate_params(SOLVE_PARAMS, arguments)  # every single-value check, declared
+    a = dict(validate_params(SOLVE_PARAMS, arguments))  # every single-value check, declared
+    rng, seed = resolve_seed(a["random_state"])
+    ratings = as_ratings(a["R"], missing=a["missing"], weights=a["weights"], mask=a.get("mask"))
+    rank, P0, Q0 = _check_factors(ratings, a["rank"], a["P0"], a["Q0"])
+    _resolve_auto(a, ratings, rank)
     method, tr_solver = a["method"], a["tr_solver"]
     _check_model(method, a["loss"], a["bounds"])
     _check_eliminate(a)
@@ -314,9 +342,6 @@ def validate(arguments: Mapping[str, Any]) -> tuple[Ratings, SolveOptions]:
     numbers = {k: a[k] for k in ("f_scale", "init_scale", "max_nfev", "max_time",
                                  "check_jacobian", "count_scaled", "biases", "verbose",
                                  "blas_threads")}
-    rng, seed = resolve_seed(a["random_state"])
-    ratings = as_ratings(a["R"], missing=a["missing"], weights=a["weights"], mask=a.get("mask"))
-    rank, P0, Q0 = _check_factors(ratings, a["rank"], a["P0"], a["Q0"])
     options = SolveOptions(
         rank=rank, formulation=a["formulation"], alpha=a["alpha"], beta=a["beta"],
         reg=a["reg"], reg_bias=a["reg_bias"], method=method, tr_solver=tr_solver,

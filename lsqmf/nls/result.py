@@ -22,9 +22,18 @@ if TYPE_CHECKING:  # solvers/ import NonFiniteResidualError from here: keep this
     from .plan import Plan
     from .run import Outcome
 
-__all__ = ["NonFiniteResidualError", "options_record", "result"]
+__all__ = ["NonFiniteResidualError", "data_cost", "decrement", "options_record", "result"]
 
 logger = logging.getLogger("lsqmf.solve")
+
+#: A least_squares run that claims convergence where a Gauss-Newton step would still remove
+#: more than this fraction of the cost (:func:`decrement`) is reported with success=False.
+#: Loose on purpose: ``ftol=1e-3`` (the rating default) legitimately stops at fractions up to
+#: about 1e-2; next to the zero saddle the fraction is close to 1.
+JOINT_DECREMENT_TOL = 0.1
+#: LSMR iterations spent estimating that fraction (a lower bound: LSMR's explained part grows
+#: with the iterations).
+_DECREMENT_ITERATIONS = 30
 
 #: Statuses of stops the caller asked for (callback, time budget): no ConvergenceWarning.
 _REQUESTED_STOPS = (Status.CALLBACK, Status.MAX_TIME)
@@ -72,6 +81,55 @@ def _non_finite(plan: Plan, options: SolveOptions, outcome: Outcome, partial: Fi
     )
 
 
+def data_cost(problem: Any) -> float:
+    """``0.5 * sum(w * v**2)`` over the observed values: the cost of the zero factorization,
+    the scale of "next to nothing" for zero-residual fits."""
+    values = np.asarray(problem.ratings.values, dtype=np.float64)
+    return 0.5 * float(np.sum(np.asarray(problem.data_scale) ** 2 * values**2))
+
+
+def decrement(plan: Plan, x: np.ndarray, cost0: float = 0.0) -> float:
+    """The fraction of the cost a Gauss-Newton step from ``x`` would remove in the linear
+    model, ``(||r||^2 - min_y ||r - J y||^2) / (||r||^2 + 2e-12 cost0)`` (``cost0``: the
+    cost of the zero factorization, so a zero-residual fit at rounding level is not
+    "large"), estimated
+    from below by :data:`_DECREMENT_ITERATIONS` LSMR iterations."""
+    from scipy.sparse.linalg import lsmr
+
+    r = plan.residual(x)
+    rr = float(r @ r)
+    if rr == 0.0:
+        return 0.0
+    J = plan.problem.jacobian(x) if plan.reduced is None else plan.reduced.operator(
+        x, plan.varpro_jacobian)
+    y = lsmr(J, r, maxiter=_DECREMENT_ITERATIONS)[0]
+    fit = r - J @ y
+    return max(0.0, (rr - float(fit @ fit)) / (rr + 2e-12 * cost0))
+
+
+def _saddle(plan: Plan, options: SolveOptions, x: np.ndarray, cost0: float) -> str | None:
+    """Why a least_squares run that claims convergence did not reach a minimum, or None:
+    under ``'none'`` a rank-deficient factor (a saddle, e.g. the all-zero factorization), and
+    for the linear loss a Gauss-Newton decrement above :data:`JOINT_DECREMENT_TOL`."""
+    P, Q, _, _, _ = plan.factors(x)
+    if options.formulation == "none":
+        for name, F in (("P", P), ("Q", Q)):
+            sv = np.linalg.svd(np.asarray(F), compute_uv=False)
+            if sv.size and sv[-1] <= 1e-10 * max(float(sv[0]), 1e-300):
+                return (f"the factor {name} is rank-deficient: a saddle of the cost (e.g. "
+                        "next to the all-zero factorization), not a minimum")
+    if options.loss_name != "linear" or options.bounds is not None:
+        return None  # the unconstrained Gauss-Newton step means nothing at an active bound
+    dec = decrement(plan, x, cost0)
+    if dec > JOINT_DECREMENT_TOL:
+        return (f"a Gauss-Newton step from the returned point would still remove {dec:.3g} of "
+                f"the cost (more than {JOINT_DECREMENT_TOL:g}): the run stopped on a small "
+                "decrease or step while the gradient is large (e.g. a start next to the zero "
+                "saddle). Tighten `ftol`, start at the data's scale (init_scale), or use "
+                "formulation='none' with method='auto'")
+    return None
+
+
 def result(plan: Plan, options: SolveOptions, outcome: Outcome, t_start: float) -> FitResult:
     """The ``FitResult`` of the outcome (``t_start``: when the fit's clock started).
 
@@ -112,6 +170,10 @@ def result(plan: Plan, options: SolveOptions, outcome: Outcome, t_start: float) 
         else:
             warn_not_converged(text, stacklevel=4)
         return best
+    if opt.success and plan.runner == "least_squares":
+        why = _saddle(plan, options, opt.x, data_cost(plan.problem))
+        if why is not None:
+            opt.success, opt.message = False, f"{opt.message} But {why}."
     nfev, njev = opt.nfev, opt.njev if opt.njev is not None else ev.njev
     if outcome.restarts:  # scipy's counts cover the last stage only
         nfev, njev = ev.nfev, ev.njev
@@ -123,7 +185,7 @@ def result(plan: Plan, options: SolveOptions, outcome: Outcome, t_start: float) 
     if not opt.success:
         warn_not_converged(
             f"lsqmf.solve did not converge (status {opt.status}: {opt.message}); returning "
-            f"the factors reached after {opt.nfev} evaluations (cost {opt.cost:.6g}). Raise "
-            "`max_nfev` or loosen `ftol`/`xtol`/`gtol`.", stacklevel=4,
+            f"the factors reached after {opt.nfev} evaluations (cost {opt.cost:.6g}).",
+            stacklevel=4,
         )
     return fit
