@@ -291,6 +291,56 @@ PEER_FITS = {"libmf": _fit_libmf, "cornac": _fit_cornac, "surprise": _fit_surpri
              "myfm": _fit_myfm}
 
 
+# ------------------------------------------------------------------ report
+def report(out: Path) -> None:
+    """``summary.csv`` (median, min and max over repeats per system and size; before/after
+    ratios of the medians) and ``scaling.png`` from ``runs.csv``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    runs = pd.read_csv(out / "runs.csv")
+    stats = runs.groupby(["system", "size"]).agg(
+        n=("fit_s", "size"), fit_s=("fit_s", "median"), fit_min=("fit_s", "min"),
+        fit_max=("fit_s", "max"), peak_mb=("peak_mb", "median"),
+        peak_min=("peak_mb", "min"), peak_max=("peak_mb", "max"),
+        fit_mb=("fit_mb", "median"), rmse=("rmse", "median"), rmse_min=("rmse", "min"),
+        rmse_max=("rmse", "max"), nnz=("nnz", "first")).reset_index()
+    # per-repeat ratios before/after (the same repeat ran interleaved), median and range
+    wide = runs.pivot_table(index=["size", "repeat"], columns="system", values="fit_s")
+    rows = []
+    for solver in LSQMF:
+        b, a = f"before:{solver}", f"after:{solver}"
+        if b in wide and a in wide:
+            r = (wide[b] / wide[a]).dropna().groupby(level="size")
+            rows += [{"system": a, "size": size, "speedup": g.median(), "speedup_min": g.min(),
+                      "speedup_max": g.max()} for size, g in r]
+    stats = stats.merge(pd.DataFrame(rows), on=["system", "size"], how="left") if rows \
+        else stats
+    stats.to_csv(out / "summary.csv", index=False, float_format="%.4g")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for system, g in stats.groupby("system"):
+        style = "--" if system.startswith("before:") else "-"
+        if ":" not in system:
+            style = ":"
+        for ax, col, lo, hi in ((axes[0], "fit_s", "fit_min", "fit_max"),
+                                (axes[1], "peak_mb", "peak_min", "peak_max")):
+            ax.errorbar(g["nnz"], g[col], yerr=[g[col] - g[lo], g[hi] - g[col]], ls=style,
+                        marker="o", ms=3, label=system, capsize=2)
+    for ax, label in ((axes[0], "fit time, s (median, min-max)"),
+                      (axes[1], "peak RSS of the process, MB")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training ratings")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "scaling.png", dpi=120)
+
+
 # ------------------------------------------------------------------ parent
 def systems_for(size: int, solvers: list[str], peers: list[str], before: bool) -> list[str]:
     out = [f"after:{s}" for s in solvers]
@@ -334,6 +384,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=Path("/tmp/lsqmf_scale_data"))
     parser.add_argument("--out", type=Path, default=Path("reports/scale"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report", action="store_true",
+                        help="only write summary.csv and scaling.png from runs.csv")
     parser.add_argument("--cell", help=argparse.SUPPRESS)
     parser.add_argument("--cell-data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -341,6 +393,9 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_cell(args.cell, args.cell_data)))
         return
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        report(args.out)
+        return
     runs = args.out / "runs.csv"
     done = done_cells(runs)
     new = not runs.exists()
@@ -365,6 +420,7 @@ def main(argv: list[str] | None = None) -> None:
                     if "error" not in row:
                         writer.writerow(row)
                         f.flush()
+    report(args.out)
 
 
 if __name__ == "__main__":

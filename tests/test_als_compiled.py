@@ -27,8 +27,10 @@ def _setup(
     count_scaled: bool = False, biases: bool = False, weights: np.ndarray | None = None,
     seed: int = 0,
 ) -> Setup:
+    # reg_bias only with biases: a solver refuses an option the model does not use
     return prepare(
-        ALS, R, rank, reg=reg, reg_bias=reg_bias, count_scaled=count_scaled, biases=biases,
+        ALS, R, rank, reg=reg, reg_bias=reg_bias if biases else None,
+        count_scaled=count_scaled, biases=biases,
         weights=weights, random_state=seed, max_iter=1, tol=0.0, max_time=None, callback=None,
         P0=None, Q0=None, init_scale=0.5,
     )
