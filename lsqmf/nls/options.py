@@ -29,7 +29,7 @@ from .._validation import (
 from ..data.ratings import Ratings, as_ratings
 from ..kernels.backend import BACKENDS
 from ..model.problem import FORMULATIONS
-from .auto import AUTO, choose_eliminate, choose_method, start_scale
+from .auto import AUTO, LM_NORMAL_X_SCALE, choose_eliminate, choose_method, start_scale
 from .tables import (
     ELIMINATE,
     JAC_KINDS,
@@ -99,8 +99,9 @@ SOLVE_PARAMS: tuple[Param, ...] = (
           help="stop when the relative step is below this"),
     Param("gtol", "float", 1e-8, low=0.0, high=1.0, high_open=True, allow_none=True,
           help="stop when the scaled gradient is below this"),
-    Param("x_scale", "custom", "jac", check=_any, cli=False,
-          help="characteristic scale of each unknown, or 'jac'"),
+    Param("x_scale", "custom", None, check=_any, cli=False,
+          help="characteristic scale of each unknown, or 'jac' (None: 'jac' for scipy's "
+          "methods, 1.0 -- Levenberg's damping -- for lm-normal)"),
     Param("max_nfev", "int", None, low=1, allow_none=True,
           help="residual evaluations (None: scipy's default)"),
     Param("jac", "choice", "auto", choices=tuple(JAC_KINDS), help="how the Jacobian is built"),
@@ -312,6 +313,8 @@ def _resolve_auto(a: dict[str, Any], ratings: Ratings, rank: int) -> None:
         explicit=(a["tr_solver"] is not None or a["varpro_jacobian"] != "kaufman"
                   or a["jac"] != "auto"))
     a["init_scale"] = start_scale(a["init_scale"], a["formulation"], ratings, rank)
+    if a["x_scale"] is None:
+        a["x_scale"] = LM_NORMAL_X_SCALE if a["method"] == "lm-normal" else "jac"
 
 
 def validate(arguments: Mapping[str, Any]) -> tuple[Ratings, SolveOptions]:
