@@ -154,8 +154,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument(
         "--blas-threads", type=int, default=None, metavar="N",
-        help="limit BLAS/LAPACK threads (threadpoolctl); 'bench' and 'demo' default to 1 for "
-        "comparable timings, other commands leave the library default",
+        help="limit BLAS/LAPACK threads. 'bench' and 'demo' default to 1 for comparable "
+        "timings: every BLAS copy, OpenMP and numba pool is limited in the process that times "
+        "the cells, measured there and recorded in run.json. Other commands apply the limit "
+        "with threadpoolctl when they start; without it they keep the library default",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = (COMMANDS[command],) if command in COMMANDS else _COMMAND_MODULES

@@ -26,8 +26,12 @@ Ctrl-C
 :func:`call_interruptibly` runs one long call (a solve that sits in LAPACK for a minute) in a
 helper thread while the calling thread waits in short steps, so a Ctrl-C raises
 :class:`KeyboardInterrupt` in the caller within a fraction of a second instead of when the
-call returns. The abandoned call keeps its thread until it returns or the process exits;
-:attr:`Progress.current` says what it was, for the message "finishing ... / saved ...".
+call returns -- provided the call releases the interpreter lock now and then: scipy.linalg's
+LAPACK wrappers (the SVD of ``exact``) hold it for the whole call, and the waiting thread
+then runs only when that call returns. The benchmark therefore times its cells in a child
+process that it kills (:class:`lsqmf.bench.cells.CellWorker`), and uses this function to wait
+for the child's reply. The abandoned call keeps its thread until it returns or the process
+exits; :attr:`Progress.current` says what it was, for the message "finishing ... / saved ...".
 """
 
 from __future__ import annotations
