@@ -92,7 +92,7 @@ def test_blocked_equals_als_in_process(n_blocks: int, objective: str, backend: s
           "backend": backend}
     want = _quiet(als, train, 3, **kw)
     got = _quiet(als_dask, train, 3, n_blocks=n_blocks, **kw)
-    assert got.solver == "als_dask" and got.options["n_blocks"] == n_blocks
+    assert got.solver == "als_dask" and got.options["n_blocks_used"] == n_blocks
     assert_same_fit(got, want, test)
 
 

@@ -58,6 +58,7 @@ CONVERGE = {
     "sgd": {"max_iter": 1500, "tol": 1e-11, "learning_rate": 0.05, "decay": 0.999},
     "als_cg": {"max_iter": 2000, "tol": 1e-11, "cg_steps": 3},
     "bsgd": {"max_iter": 3000, "tol": 1e-11, "learning_rate": 0.05, "decay": 0.999},
+    "als_dask": {"max_iter": 2000, "tol": 1e-11, "n_blocks": 2},
 }
 
 
@@ -81,7 +82,8 @@ def _quiet(name: str, R: object, rank: int, **kw: object) -> FitResult:
 
 
 def test_table_names() -> None:
-    assert set(SOLVERS) == {"lsq", "als", "gd", "als_gd", "als_sgd", "sgd", "als_cg", "bsgd", "bmf"}
+    assert set(SOLVERS) == {"lsq", "als", "gd", "als_gd", "als_sgd", "sgd", "als_cg", "bsgd", "bmf",
+                            "als_dask"}
     assert set(SOLVER_DEFAULTS) == set(SOLVERS)
     assert get_solver("als") is REGISTRY_SOLVERS["als"]
 

@@ -37,16 +37,16 @@ is ever gathered, only scalars per block, and the factors at the end.
 Checkpoints and faults
 ----------------------
 With ``checkpoint=DIR`` (a directory every worker can write, e.g. a shared file system, as
-MLlib's checkpoint directory), every finished sweep's factor blocks are written by the workers
-that hold them (``.npy``, atomically), then one flushed line of ``history.csv`` (the run's
-fingerprint, sweep, cost, RMS, time) by the client; the files of older sweeps are then removed (the last two sweeps are kept).
-The next sweep reads its factors from those files, so the lineage of every task is at most
-one sweep long: a worker killed mid-sweep is recovered by the scheduler, which recomputes
-that worker's rating blocks (from the ratings held in the graph, or by re-reading the
-shards) and only the current sweep's tasks. If the scheduler gives up on a task
-(``KilledWorker``), the sweep is restarted from the checkpoint (at most twice). A client
-that dies is resumed by calling again with the same data, options and ``checkpoint``: the
-sweeps on disk are not run again (``max_iter`` counts them).
+MLlib's checkpoint directory), every finished sweep's factor blocks are written by the
+workers that hold them (``.npy``, atomically), then one flushed line of ``history.csv`` (the
+run's fingerprint, sweep, cost, RMS, time) by the client; the files of older sweeps are then
+removed (the last two sweeps are kept). The next sweep reads its factors from those files,
+so the lineage of every task is at most one sweep long: a worker killed mid-sweep is
+recovered by the scheduler, which recomputes that worker's rating blocks (from the ratings
+held in the graph, or by re-reading the shards) and only the current sweep's tasks. If the
+scheduler gives up on a task (``KilledWorker``), the sweep is restarted from the checkpoint
+(at most twice). A client that dies is resumed by calling again with the same data, options
+and ``checkpoint``: the sweeps on disk are not run again (``max_iter`` counts them).
 
 Data from shards
 ----------------
@@ -645,6 +645,8 @@ def _fit(ex: Any, data: _Data, opts: SolverOptions, options: dict[str, Any],
             cost0, rms0 = _evaluate(ex, data, Pz, Qz)
             trace = _Trace(opts, t_start, 0.0, [0], [cost0],
                            [time.perf_counter() - t_start], rms0)
+            if int(opts.verbose) >= 2:
+                logger.info("als_dask: sweep 0 cost %.6g rms %.6g", cost0, rms0)
             if ck is not None:
                 Pz, Qz = ck.save(ex, data, Pz, Qz, 0, {"cost": cost0, "rms": rms0, "time":
                                                        trace.times[0]})
@@ -688,8 +690,8 @@ def _options_record(opts: SolverOptions, own: dict[str, Any], seed: int | None,
         "max_time": opts.max_time, "init_scale": opts.init_scale, "random_state": seed,
         "verbose": opts.verbose, "validation": None, "patience": opts.patience,
         "backend": backend, "rating_scale": data.scale, "scheduler": ex.address,
-        "n_blocks": data.obj.n_blocks,
-        "checkpoint": own["checkpoint"], "columns": list(own["columns"]),
+        "n_blocks": own["n_blocks"], "n_blocks_used": data.obj.n_blocks,
+        "checkpoint": own["checkpoint"], "columns": tuple(own["columns"]),
     }
 
 
@@ -724,7 +726,7 @@ def als_dask(R: Any, rank: Any = None, **options: Any) -> FitResult:
     FitResult
         ``solver='als_dask'``; ``nfev`` is the number of sweeps (resumed ones included);
         ``cost`` is the objective summed over the blocks; ``options['scheduler']`` the
-        scheduler's address and ``options['n_blocks']`` the blocks used.
+        scheduler's address and ``options['n_blocks_used']`` the blocks used.
 
     Raises
     ------
