@@ -96,6 +96,19 @@ def test_blocked_equals_als_in_process(n_blocks: int, objective: str, backend: s
     assert_same_fit(got, want, test)
 
 
+@pytest.mark.parametrize("n_blocks", [3, 5])
+def test_sparse_blocks_receive_subsets_and_give_the_same_fit(n_blocks: int) -> None:
+    from lsqmf.solvers._common import split_options
+    from lsqmf.solvers.als_dask import SPEC, _from_ratings, _Here
+
+    r, _ = make_low_rank(300, 200, 2, density=0.01, noise=0.05, random_state=0)
+    data = _from_ratings(_Here(), r, split_options(SPEC, 2, {})[0], "numpy", n_blocks)
+    whole = [w for links in data.user_links + data.item_links for w in links["whole"]]
+    assert 0 < sum(whole) < len(whole)  # both kinds of message: subsets and whole blocks
+    kw = {"max_iter": SWEEPS, "tol": 0.0, "random_state": 0}
+    assert_same_fit(_quiet(als_dask, r, 2, n_blocks=n_blocks, **kw), _quiet(als, r, 2, **kw))
+
+
 def test_weighted_ratings_give_the_same_fit() -> None:
     train, _ = _data(1)
     w = np.random.default_rng(0).uniform(0.5, 2.0, train.nnz)
