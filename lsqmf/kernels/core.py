@@ -164,6 +164,11 @@ def _tutorial_mf(
 # --------------------------------------------------------------------------------------------
 # sgd_epoch
 
+#: Entries an SGD epoch reads ahead into small buffers before updating: those loads are
+#: independent of each other, so the processor overlaps their cache misses (in a plain loop
+#: over a shuffled ``order`` each visit's loads wait behind the previous update). 256 visits
+#: are 8 kB, in L1 cache. Same visits, same arithmetic, same numbers.
+GATHER = 256
 
 def _sgd_epoch(
     rows: np.ndarray,
@@ -189,31 +194,45 @@ def _sgd_epoch(
     rank = P.shape[1]
     weighted = weights.shape[0] > 0
     loss = 0.0
-    for s in range(order.shape[0]):
-        t = order[s]
-        u = rows[t]
-        i = cols[t]
-        w = weights[t] if weighted else 1.0
-        pred = mu
-        if fit_biases:
-            pred += row_bias[u] + col_bias[i]
-        for k in range(rank):
-            pred += P[u, k] * Q[k, i]
-        err = values[t] - pred
-        loss += w * err * err
-        werr = w * err
-        if fit_biases:
-            if update_rows:
-                row_bias[u] += lr * (werr - reg_row_bias[u] * row_bias[u])
-            if update_cols:
-                col_bias[i] += lr * (werr - reg_col_bias[i] * col_bias[i])
-        for k in range(rank):
-            p = P[u, k]
-            q = Q[k, i]
-            if update_rows:
-                P[u, k] = p + lr * (werr * q - reg_P[u] * p)
-            if update_cols:
-                Q[k, i] = q + lr * (werr * p - reg_Q[i] * q)
+    n_visits = order.shape[0]
+    us = np.empty(GATHER, dtype=np.int64)
+    its = np.empty(GATHER, dtype=np.int64)
+    vs = np.empty(GATHER, dtype=np.float64)
+    ws = np.ones(GATHER, dtype=np.float64)
+    for s0 in range(0, n_visits, GATHER):
+        # read ahead: independent loads whose cache misses overlap (see GATHER)
+        n = min(GATHER, n_visits - s0)
+        for j in range(n):
+            t = order[s0 + j]
+            us[j] = rows[t]
+            its[j] = cols[t]
+            vs[j] = values[t]
+            if weighted:
+                ws[j] = weights[t]
+        for j in range(n):
+            u = us[j]
+            i = its[j]
+            w = ws[j]
+            pred = mu
+            if fit_biases:
+                pred += row_bias[u] + col_bias[i]
+            for k in range(rank):
+                pred += P[u, k] * Q[k, i]
+            err = vs[j] - pred
+            loss += w * err * err
+            werr = w * err
+            if fit_biases:
+                if update_rows:
+                    row_bias[u] += lr * (werr - reg_row_bias[u] * row_bias[u])
+                if update_cols:
+                    col_bias[i] += lr * (werr - reg_col_bias[i] * col_bias[i])
+            for k in range(rank):
+                p = P[u, k]
+                q = Q[k, i]
+                if update_rows:
+                    P[u, k] = p + lr * (werr * q - reg_P[u] * p)
+                if update_cols:
+                    Q[k, i] = q + lr * (werr * p - reg_Q[i] * q)
     return loss
 
 

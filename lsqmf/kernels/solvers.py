@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from .core import GATHER as _core_gather
 from .jit import Kernel
 from .linalg import (
     back_substitution,
@@ -68,6 +69,9 @@ _prange: Any = range
 
 #: Rows per parallel task of the row kernels (work arrays are allocated once per block).
 _BLOCK = 64
+
+#: Entries an SGD epoch reads ahead (:data:`lsqmf.kernels.core.GATHER`).
+GATHER = _core_gather
 
 #: Smallest squared residual norm at which CG keeps stepping (relative to its start).
 _CG_RTOL2 = 1e-20
@@ -367,32 +371,67 @@ def _sgd_epoch(
     reg_col_bias: np.ndarray,
     fit_biases: bool,
 ) -> float:
-    """One epoch of biased SGD (``Qt`` item-major); returns the weighted squared error seen."""
+    """One epoch of biased SGD (``Qt`` item-major); returns the weighted squared error seen.
+
+    The entries are read :data:`GATHER` at a time into small buffers first
+    (:func:`_gather_entries`): those loads are independent of each other, so the processor
+    overlaps their cache misses, where a load inside the update loop waits for the previous
+    visit. The visits and their arithmetic are those of a plain loop over ``order``.
+    """
     k = P.shape[1]
     loss = 0.0
-    for s in range(order.shape[0]):
-        t = order[s]
-        u = rows[t]
-        i = cols[t]
-        pred = mu
-        if fit_biases:
-            pred += b[u] + c[i]
-        for p in range(k):
-            pred += P[u, p] * Qt[i, p]
-        e = values[t] - pred
-        we = weights[t] * e
-        loss += we * e
-        if fit_biases:
-            b[u] += lr_bias * (we - reg_row_bias[u] * b[u])
-            c[i] += lr_bias * (we - reg_col_bias[i] * c[i])
-        ru = reg_row[u]
-        ri = reg_col[i]
-        for p in range(k):
-            pu = P[u, p]
-            qi = Qt[i, p]
-            P[u, p] = pu + lr * (we * qi - ru * pu)
-            Qt[i, p] = qi + lr * (we * pu - ri * qi)
+    n_visits = order.shape[0]
+    us = np.empty(GATHER, dtype=np.int64)
+    its = np.empty(GATHER, dtype=np.int64)
+    vs = np.empty(GATHER, dtype=np.float64)
+    ws = np.empty(GATHER, dtype=np.float64)
+    for s0 in range(0, n_visits, GATHER):
+        n = _gather_entries(order, s0, rows, cols, values, weights, us, its, vs, ws)
+        for j in range(n):
+            u = us[j]
+            i = its[j]
+            pred = mu
+            if fit_biases:
+                pred += b[u] + c[i]
+            for p in range(k):
+                pred += P[u, p] * Qt[i, p]
+            e = vs[j] - pred
+            we = ws[j] * e
+            loss += we * e
+            if fit_biases:
+                b[u] += lr_bias * (we - reg_row_bias[u] * b[u])
+                c[i] += lr_bias * (we - reg_col_bias[i] * c[i])
+            ru = reg_row[u]
+            ri = reg_col[i]
+            for p in range(k):
+                pu = P[u, p]
+                qi = Qt[i, p]
+                P[u, p] = pu + lr * (we * qi - ru * pu)
+                Qt[i, p] = qi + lr * (we * pu - ri * qi)
     return loss
+
+
+def _gather_entries(
+    order: np.ndarray,
+    s0: int,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    us: np.ndarray,
+    its: np.ndarray,
+    vs: np.ndarray,
+    ws: np.ndarray,
+) -> int:
+    """Copy the entries ``order[s0:s0 + len(us)]`` into the buffers; returns how many."""
+    n = min(us.shape[0], order.shape[0] - s0)
+    for j in range(n):
+        t = order[s0 + j]
+        us[j] = rows[t]
+        its[j] = cols[t]
+        vs[j] = values[t]
+        ws[j] = weights[t]
+    return n
 
 
 def sgd_epoch_numpy(
@@ -476,6 +515,7 @@ def predict_pairs_numpy(
 #: :mod:`lsqmf.kernels.linalg`): plain Python until a kernel here is first compiled,
 #: which rebinds each name here to its numba version (:func:`lsqmf.kernels.jit.jit_helpers`).
 _HELPERS = (
+    "_gather_entries",
     "_cg_residual",
     "_cg_steps",
     "_cg_product",

@@ -119,7 +119,7 @@ class _Epochs:
         with_bias = bool(problem.biases)
         b = np.array(b) if with_bias else np.zeros(problem.n_rows)
         c = np.array(c) if with_bias else np.zeros(problem.n_cols)
-        order = self.setup.rng.permutation(len(self.values)).astype(np.int64)
+        order = self.setup.rng.permutation(len(self.values)).astype(np.int64, copy=False)
         lr = self.lr * self.decay ** (j - 1)
         self.kernel(self.rows, self.cols, self.values, self.weights, order, P, Qt, b, c,
                     float(problem.mu) if with_bias else 0.0, lr, lr * self.bias_rate,

@@ -88,7 +88,7 @@ class EpochRunner:
         Qt = np.ascontiguousarray(Q.T)
         row_bias = np.zeros(problem.n_rows) if b is None else np.ascontiguousarray(b)
         col_bias = np.zeros(problem.n_cols) if c is None else np.ascontiguousarray(c)
-        order = self.setup.rng.permutation(len(self.values)).astype(np.int64)
+        order = self.setup.rng.permutation(len(self.values)).astype(np.int64, copy=False)
         lr = self.learning_rate * self.decay ** (j - 1)
         self.kernel(
             self.rows, self.cols, self.values, self.weights, order, P, Qt.T, row_bias,
