@@ -18,7 +18,7 @@ every machine:
     report).
 ``method='auto'``
     ``'lm-normal'`` with variable projection when the optimized factor has at most
-    :data:`~lsqmf.nls.lm_normal.MAX_NORMAL_PARAMS` unknowns (its dense reduced normal matrix
+    :data:`~lsqmf.nls.tables.MAX_NORMAL_PARAMS` unknowns (its dense reduced normal matrix
     fits), the loss is any row of the loss table and there are no bounds; otherwise ``'trf'``
     (with variable projection: the matrix-free reduced operator with LSMR).
 ``x_scale=None``
@@ -36,8 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.ratings import Ratings
-from .lm_normal import MAX_NORMAL_PARAMS
-from .tables import METHODS
+from .tables import MAX_NORMAL_PARAMS, METHODS
 
 __all__ = ["AUTO", "LM_NORMAL_X_SCALE", "choose_eliminate", "choose_method", "start_scale"]
 

@@ -129,6 +129,7 @@ from scipy.optimize import OptimizeResult
 from ..kernels.registry import get_kernel
 from ..model.result import STATUS_MESSAGES, Status
 from .result import data_cost
+from .tables import MAX_NORMAL_PARAMS
 
 if TYPE_CHECKING:
     from .options import SolveOptions
@@ -146,8 +147,8 @@ logger = logging.getLogger(__name__)
 
 #: The method name in :func:`lsqmf.solve` (its row of :data:`lsqmf.nls.tables.METHODS`).
 METHOD = "lm-normal"
-#: Largest ``n_theta`` for which the dense normal matrix is formed (8000**2 doubles: 512 MB).
-MAX_NORMAL_PARAMS = 8000
+# MAX_NORMAL_PARAMS, the largest n_theta for which the dense normal matrix is formed, lives in
+# the light nls.tables (the auto choices of solve's validation read it without this module).
 #: Gain ratio above which an accepted step is extended (:func:`_extend`), and the longest
 #: extension (in multiples of the step).
 _EXTEND_RHO = 1.25

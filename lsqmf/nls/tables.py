@@ -131,6 +131,10 @@ def scipy_loss(loss: str | Callable) -> str | Callable:
 
 TR_SOLVERS = (None, "exact", "lsmr")
 
+#: Largest ``n_theta`` for which lm-normal forms the dense normal matrix (8000**2 doubles:
+#: 512 MB); :func:`lsqmf.nls.auto.choose_method` picks the matrix-free path above it.
+MAX_NORMAL_PARAMS = 8000
+
 #: ``tr_options`` keys each ``tr_solver`` takes (None: scipy picks lsmr or exact by the
 #: Jacobian's type; lsqmf accepts lsmr's keys for it).
 TR_OPTION_KEYS: Mapping[str | None, frozenset[str]] = MappingProxyType({
