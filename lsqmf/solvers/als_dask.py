@@ -90,7 +90,24 @@ from ..model.start import random_start
 from ..nls.result import NonFiniteResidualError
 from ..runtime.checkpoint import FileLock, RowWriter, parse_float, parse_int, read_checkpoint
 from ..runtime.parallel import plan_backend
-from . import _als_blocks as blk
+from ._als_blocks import (
+    BlockObjective,
+    SideBlock,
+    block_cost,
+    block_size,
+    evaluate_block,
+    first,
+    identity,
+    load_factors,
+    make_block,
+    read_shard,
+    save_factors,
+    second,
+    select_rows,
+    shard_stats,
+    solve_block,
+    split_triplets,
+)
 from ._common import DIVERGENCE_FACTOR, SolverOptions, SolverSpec, log_result, split_options
 
 __all__ = ["SPEC", "als_dask", "plan_traffic"]
@@ -198,7 +215,7 @@ class _Data:
     n_cols: int
     nnz: int
     mean: float
-    obj: blk.BlockObjective
+    obj: BlockObjective
     users: list[Any]
     items: list[Any]
     user_links: list[dict[str, Any]]
@@ -246,16 +263,16 @@ def _regs(opts: SolverOptions, std: float) -> tuple[float, float]:
 
 
 def _objective(opts: SolverOptions, backend: str, mu: float, n_blocks: int, std: float
-               ) -> blk.BlockObjective:
+               ) -> BlockObjective:
     reg, reg_bias = _regs(opts, std)
-    return blk.BlockObjective(
+    return BlockObjective(
         rank=int(opts.rank), reg=reg, reg_bias=reg_bias, count_scaled=bool(opts.count_scaled),
         biases=bool(opts.biases), mu=mu if opts.biases else 0.0, n_blocks=n_blocks,
         backend=backend,
     )
 
 
-def _place(ex: Any, obj: blk.BlockObjective, n: int, m: int, users: list[Any],
+def _place(ex: Any, obj: BlockObjective, n: int, m: int, users: list[Any],
            items: list[Any], **ids: Any) -> _Data:
     links = ex.gather([ex.submit(_links, b, key=f"links-{s}-{i}")
                        for s, side in enumerate((users, items)) for i, b in enumerate(side)])
@@ -264,7 +281,7 @@ def _place(ex: Any, obj: blk.BlockObjective, n: int, m: int, users: list[Any],
     return _Data(n, m, nnz, float("nan"), obj, users, items, links[:B], links[B:], **ids)
 
 
-def _links(block: blk.SideBlock) -> dict[str, Any]:
+def _links(block: SideBlock) -> dict[str, Any]:
     return block.links()
 
 
@@ -275,10 +292,10 @@ def _from_ratings(ex: Any, r: Ratings, opts: SolverOptions, backend: str,
     B = max(1, min(n_blocks, n, m))
     obj = _objective(opts, backend, r.mean(), B, float(np.std(r.values)) if r.nnz else 0.0)
     trip = (r.rows, r.cols, r.values) + (() if r.weights is None else (r.weights,))
-    users = [ex.submit(blk.make_block, b, n, m, obj, part, key=f"users-{b}", worker=b)
-             for b, part in enumerate(blk.split_triplets(trip, B, 0))]
-    items = [ex.submit(blk.make_block, b, m, n, obj, part, key=f"items-{b}", worker=b)
-             for b, part in enumerate(blk.split_triplets(trip, B, 1))]
+    users = [ex.submit(make_block, b, n, m, obj, part, key=f"users-{b}", worker=b)
+             for b, part in enumerate(split_triplets(trip, B, 0))]
+    items = [ex.submit(make_block, b, m, n, obj, part, key=f"items-{b}", worker=b)
+             for b, part in enumerate(split_triplets(trip, B, 1))]
     data = _place(ex, obj, n, m, users, items, row_ids=r.row_ids, col_ids=r.col_ids)
     data.mean = r.mean()
     data.scale = [float(r.values.min()), float(r.values.max())] if r.nnz else None
@@ -304,8 +321,8 @@ def _from_shards(ex: Any, paths: list[str], opts: SolverOptions, backend: str,
                  n_blocks: int, columns: tuple[str, ...]) -> _Data:
     """Blocks read by the workers: one read task per shard, split there by block, the pieces
     concatenated on the block's worker; the client gathers per-shard counts and sums only."""
-    reads = [ex.submit(blk.read_shard, p, columns, key=f"read-{s}") for s, p in enumerate(paths)]
-    stats = ex.gather([ex.submit(blk.shard_stats, t, key=f"stats-{s}")
+    reads = [ex.submit(read_shard, p, columns, key=f"read-{s}") for s, p in enumerate(paths)]
+    stats = ex.gather([ex.submit(shard_stats, t, key=f"stats-{s}")
                        for s, t in enumerate(reads)])
     n, m = max(s[0] for s in stats) + 1, max(s[1] for s in stats) + 1
     tiny = np.finfo(float).tiny
@@ -317,10 +334,10 @@ def _from_shards(ex: Any, paths: list[str], opts: SolverOptions, backend: str,
     obj = _objective(opts, backend, mean, B, std)
     sides = []
     for side, (n_own, n_other) in enumerate(((n, m), (m, n))):
-        splits = [ex.submit(blk.split_triplets, t, B, side, key=f"split-{side}-{s}")
+        splits = [ex.submit(split_triplets, t, B, side, key=f"split-{side}-{s}")
                   for s, t in enumerate(reads)]
         sides.append([
-            ex.submit(blk.make_block, b, n_own, n_other, obj,
+            ex.submit(make_block, b, n_own, n_other, obj,
                       *[ex.submit(_part, sp, b, key=f"part-{side}-{s}-{b}")
                         for s, sp in enumerate(splits)],
                       key=f"{('users', 'items')[side]}-{b}", worker=b)
@@ -346,13 +363,13 @@ def _half_step(ex: Any, data: _Data, solving_users: bool, factors: list[Any], ta
     for b, block in enumerate(solving):
         messages = [
             factors[j] if whole else
-            ex.submit(blk.select_rows, giving[j], factors[j], b, key=f"msg-{side}{tag}-{j}-{b}")
+            ex.submit(select_rows, giving[j], factors[j], b, key=f"msg-{side}{tag}-{j}-{b}")
             for j, whole in zip(links[b]["sources"], links[b]["whole"], strict=True)
         ]
-        pair = ex.submit(blk.solve_block, block, data.obj, with_cost, *messages,
+        pair = ex.submit(solve_block, block, data.obj, with_cost, *messages,
                          key=f"solve-{side}{tag}-{b}")
-        zs.append(ex.submit(blk.first, pair, key=f"z-{side}{tag}-{b}"))
-        costs.append(ex.submit(blk.second, pair, key=f"cost-{side}{tag}-{b}"))
+        zs.append(ex.submit(first, pair, key=f"z-{side}{tag}-{b}"))
+        costs.append(ex.submit(second, pair, key=f"cost-{side}{tag}-{b}"))
     return zs, costs
 
 
@@ -372,13 +389,13 @@ def _evaluate(ex: Any, data: _Data, Pz: list[Any], Qz: list[Any]) -> tuple[float
     costs = []
     for b, block in enumerate(data.items):
         links = data.item_links[b]
-        messages = [Pz[j] if whole else ex.submit(blk.select_rows, data.users[j], Pz[j], b,
+        messages = [Pz[j] if whole else ex.submit(select_rows, data.users[j], Pz[j], b,
                                                   key=f"msg-e-{j}-{b}")
                     for j, whole in zip(links["sources"], links["whole"], strict=True)]
-        costs.append(ex.submit(blk.evaluate_block, block, data.obj, Qz[b], *messages,
+        costs.append(ex.submit(evaluate_block, block, data.obj, Qz[b], *messages,
                                key=f"eval-i-{b}"))
     for b, block in enumerate(data.users):
-        costs.append(ex.submit(blk.block_cost, block, data.obj, Pz[b], np.zeros((0, 1)), False,
+        costs.append(ex.submit(block_cost, block, data.obj, Pz[b], np.zeros((0, 1)), False,
                                key=f"eval-u-{b}"))
     parts = ex.gather(costs)
     cost = float(sum(c for c, _ in parts))
@@ -395,7 +412,7 @@ def plan_traffic(user_links: Sequence[dict[str, Any]], item_links: Sequence[dict
     for links, n_other in ((user_links, n_cols), (item_links, n_rows)):
         for L in links:
             for j, whole, need in zip(L["sources"], L["whole"], L["needs"], strict=True):
-                sent += (blk.block_size(n_other, B, j) if whole else need) * width * 8
+                sent += (block_size(n_other, B, j) if whole else need) * width * 8
     return {"blocked": sent, "broadcast": B * (n_rows + n_cols) * width * 8}
 
 
@@ -446,7 +463,7 @@ class _Checkpoint:
              row: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         """Write the sweep (workers write blocks, then the client its row); the factor
         handles to continue from: loads of those files (lineage of one sweep)."""
-        writes = [ex.submit(blk.save_factors, z, self.path(s, sweep, b),
+        writes = [ex.submit(save_factors, z, self.path(s, sweep, b),
                             key=f"save-{s}{sweep}-{b}")
                   for s, zs in (("P", Pz), ("Q", Qz)) for b, z in enumerate(zs)]
         ex.gather(writes)
@@ -463,7 +480,7 @@ class _Checkpoint:
     def load(self, ex: Any, data: _Data, sweep: int) -> tuple[list[Any], list[Any]]:
         """Handles of the factor blocks of ``sweep``, each read beside its rating block."""
         return tuple(  # type: ignore[return-value]
-            [ex.submit(blk.load_factors, self.path(s, sweep, b), anchor,
+            [ex.submit(load_factors, self.path(s, sweep, b), anchor,
                        key=f"load-{s}{sweep}-{b}")
              for b, anchor in enumerate(blocks)]
             for s, blocks in (("P", data.users), ("Q", data.items))
@@ -618,9 +635,9 @@ def _start(ex: Any, data: _Data, opts: SolverOptions, rng: np.random.Generator
     B, extra = data.obj.n_blocks, int(data.obj.biases)
     Pb = np.hstack([P, np.zeros((P.shape[0], extra))])
     Qb = np.hstack([Q.T, np.zeros((Q.shape[1], extra))])
-    return ([ex.submit(blk.identity, np.ascontiguousarray(Pb[b::B]), key=f"P0-{b}", worker=b)
+    return ([ex.submit(identity, np.ascontiguousarray(Pb[b::B]), key=f"P0-{b}", worker=b)
              for b in range(B)],
-            [ex.submit(blk.identity, np.ascontiguousarray(Qb[b::B]), key=f"Q0-{b}", worker=b)
+            [ex.submit(identity, np.ascontiguousarray(Qb[b::B]), key=f"Q0-{b}", worker=b)
              for b in range(B)])
 
 
