@@ -9,7 +9,8 @@ module                 kernels
 =====================  ===========================================================
 ``kernels.core``       ``tutorial_mf``, ``sgd_epoch``, ``als_rows``, ``residual_sse``,
                        ``jac_matvec``, ``jac_rmatvec``
-``kernels.solvers``    ``cg_rows``, ``gibbs_rows``, ``bsgd_epoch``, ``predict_pairs``
+``kernels.solvers``    ``cg_rows``, ``gibbs_rows``, ``bsgd_epoch``, ``bsgd_cells``,
+                       ``predict_pairs``
 ``kernels.bmf``        ``gibbs_side``, ``sse_pairs``
 ``kernels.varpro``     ``varpro_gram``, ``varpro_matvec``, ``varpro_rmatvec``,
                        ``normal_tri_pairs``, ``normal_scatter``

@@ -57,6 +57,7 @@ from .linalg import (
 __all__ = [
     "KERNELS",
     "PARALLEL_MIN_NNZ",
+    "bsgd_cells_numpy",
     "cg_rows_numpy",
     "gibbs_rows_numpy",
     "kernel_threads",
@@ -469,6 +470,124 @@ def sgd_epoch_numpy(
     return float(loss)
 
 
+def _bsgd_cells(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    cell_ptr: np.ndarray,
+    shifts: np.ndarray,
+    P: np.ndarray,
+    Qt: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    mu: float,
+    lr: float,
+    lr_bias: float,
+    reg_row: np.ndarray,
+    reg_col: np.ndarray,
+    reg_row_bias: np.ndarray,
+    reg_col_bias: np.ndarray,
+    fit_biases: bool,
+    losses: np.ndarray,
+) -> None:
+    """One epoch of blocked biased SGD (LIBMF's stratified schedule), in parallel.
+
+    The entries are sorted by cell of a ``B x B`` grid of row blocks x column blocks, cell
+    ``(r, q)`` holding ``cell_ptr[r B + q]:cell_ptr[r B + q + 1]``. Stratum ``s`` updates
+    the ``B`` cells ``(r, (r + shifts[s]) % B)``, which share no row and no column, so they
+    run in parallel and the result does not depend on the thread count or the schedule;
+    each cell visits its entries in stored order (updates as in ``bsgd_epoch``).
+    ``losses[cell]`` receives the cell's weighted squared error seen.
+    """
+    n_blocks = shifts.shape[0]
+    for s in range(n_blocks):
+        for r in _prange(n_blocks):
+            cell = r * n_blocks + (r + shifts[s]) % n_blocks
+            losses[cell] = _sgd_range(
+                rows, cols, values, weights, cell_ptr[cell], cell_ptr[cell + 1], P, Qt, b, c,
+                mu, lr, lr_bias, reg_row, reg_col, reg_row_bias, reg_col_bias, fit_biases)
+
+
+def _sgd_range(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    start: int,
+    stop: int,
+    P: np.ndarray,
+    Qt: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    mu: float,
+    lr: float,
+    lr_bias: float,
+    reg_row: np.ndarray,
+    reg_col: np.ndarray,
+    reg_row_bias: np.ndarray,
+    reg_col_bias: np.ndarray,
+    fit_biases: bool,
+) -> float:
+    """The visits of ``bsgd_epoch`` to the entries ``start:stop`` in stored order."""
+    k = P.shape[1]
+    loss = 0.0
+    for t in range(start, stop):
+        u = rows[t]
+        i = cols[t]
+        pred = mu
+        if fit_biases:
+            pred += b[u] + c[i]
+        for p in range(k):
+            pred += P[u, p] * Qt[i, p]
+        e = values[t] - pred
+        we = weights[t] * e
+        loss += we * e
+        if fit_biases:
+            b[u] += lr_bias * (we - reg_row_bias[u] * b[u])
+            c[i] += lr_bias * (we - reg_col_bias[i] * c[i])
+        ru = reg_row[u]
+        ri = reg_col[i]
+        for p in range(k):
+            pu = P[u, p]
+            qi = Qt[i, p]
+            P[u, p] = pu + lr * (we * qi - ru * pu)
+            Qt[i, p] = qi + lr * (we * pu - ri * qi)
+    return loss
+
+
+def bsgd_cells_numpy(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    cell_ptr: np.ndarray,
+    shifts: np.ndarray,
+    P: np.ndarray,
+    Qt: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    mu: float,
+    lr: float,
+    lr_bias: float,
+    reg_row: np.ndarray,
+    reg_col: np.ndarray,
+    reg_row_bias: np.ndarray,
+    reg_col_bias: np.ndarray,
+    fit_biases: bool,
+    losses: np.ndarray,
+) -> None:
+    """Oracle of ``bsgd_cells``: the cells one after another, each by ``sgd_epoch_numpy``."""
+    n_blocks = len(shifts)
+    for s in range(n_blocks):
+        for r in range(n_blocks):
+            cell = r * n_blocks + (r + int(shifts[s])) % n_blocks
+            order = np.arange(cell_ptr[cell], cell_ptr[cell + 1])
+            losses[cell] = sgd_epoch_numpy(
+                rows, cols, values, weights, order, P, Qt, b, c, mu, lr, lr_bias, reg_row,
+                reg_col, reg_row_bias, reg_col_bias, fit_biases)
+
+
 def _predict_pairs(
     rows: np.ndarray,
     cols: np.ndarray,
@@ -516,6 +635,7 @@ def predict_pairs_numpy(
 #: which rebinds each name here to its numba version (:func:`lsqmf.kernels.jit.jit_helpers`).
 _HELPERS = (
     "_gather_entries",
+    "_sgd_range",
     "_cg_residual",
     "_cg_steps",
     "_cg_product",
@@ -557,6 +677,14 @@ def _sgd_epoch_example(kernel: Callable[..., Any]) -> None:
            0.0, 0.01, 0.01, reg, reg, reg, reg, True)
 
 
+def _bsgd_cells_example(kernel: Callable[..., Any]) -> None:
+    _, other, y, w, F, reg = _row_problem()
+    rows, b = np.array([0, 0, 1], dtype=np.int64), np.zeros(2)
+    cell_ptr = np.array([0, 2, 2, 2, 3], dtype=np.int64)
+    kernel(rows, other, y, w, cell_ptr, np.array([0, 1], dtype=np.int64), F.copy(), F.copy(),
+           b, b.copy(), 0.0, 0.01, 0.01, reg, reg, reg, reg, True, np.zeros(4))
+
+
 def _predict_pairs_example(kernel: Callable[..., Any]) -> None:
     _, other, _, _, F, _ = _row_problem()
     rows, b = np.array([0, 0, 1], dtype=np.int64), np.zeros(2)
@@ -573,6 +701,8 @@ KERNELS = (
            example=_gibbs_rows_example),
     Kernel("bsgd_epoch", _sgd_epoch, sgd_epoch_numpy, helpers=_HELPERS,
            example=_sgd_epoch_example),
+    Kernel("bsgd_cells", _bsgd_cells, bsgd_cells_numpy, parallel=True, helpers=_HELPERS,
+           example=_bsgd_cells_example),
     Kernel("predict_pairs", _predict_pairs, predict_pairs_numpy, parallel=True,
            helpers=_HELPERS, example=_predict_pairs_example),
 )

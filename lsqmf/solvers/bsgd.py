@@ -36,6 +36,7 @@ import numpy as np
 
 from .._params import Param
 from ..kernels.registry import get_kernel
+from ..kernels.solvers import kernel_threads
 from ..model.result import FitResult
 from ._common import Setup, SolverSpec, prepare, run_iterations
 from .sgd import STEP_PARAMS
@@ -80,12 +81,15 @@ def bsgd(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     setup = prepare(SPEC, R, rank, options)
     own = setup.own  # checked against SPEC.params by prepare
     lr, decay, bias_rate = own["learning_rate"], own["decay"], own["bias_rate"]
-    backend = setup.backend
+    backend, blocks = setup.backend, own.get("blocks", 0)
     runner = _Epochs(setup, lr, decay, bias_rate, backend)
+    if blocks:
+        runner.use_blocks(blocks)
     return run_iterations(
         setup, runner.epoch,
         hint="lower `learning_rate` (or `decay`) or increase `reg`.",
-        options={"learning_rate": lr, "decay": decay, "bias_rate": bias_rate},
+        options={"learning_rate": lr, "decay": decay, "bias_rate": bias_rate,
+                 "blocks": blocks},
     )
 
 
@@ -110,6 +114,25 @@ class _Epochs:
         self.reg_row_bias = setup.reg_row_bias / n_u
         self.reg_col_bias = setup.reg_col_bias / n_i
         self.lr, self.decay, self.bias_rate = lr, decay, bias_rate
+        self.cell_ptr: np.ndarray | None = None
+        self.blocks = 0
+
+    def use_blocks(self, blocks: int) -> None:
+        """Sort the entries once by cell of a ``blocks x blocks`` grid (rows and columns
+        assigned to blocks at random, the entries of a cell in a random order, all drawn with
+        the run's Generator) for :func:`lsqmf.kernels.solvers.bsgd_cells` epochs."""
+        rng, r = self.setup.rng, self.setup.ratings
+        self.blocks = blocks
+        row_block = rng.permutation(r.shape[0]) % blocks
+        col_block = rng.permutation(r.shape[1]) % blocks
+        cell = row_block[self.rows] * blocks + col_block[self.cols]
+        shuffle = rng.permutation(r.nnz)
+        idx = shuffle[np.argsort(cell[shuffle], kind="stable")]
+        self.rows, self.cols = self.rows[idx], self.cols[idx]
+        self.values, self.weights = self.values[idx], self.weights[idx]
+        self.cell_ptr = np.zeros(blocks * blocks + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cell, minlength=blocks * blocks), out=self.cell_ptr[1:])
+        self.kernel = get_kernel("bsgd_cells", self.setup.backend)
 
     def epoch(self, x: np.ndarray, j: int) -> np.ndarray:
         problem = self.setup.problem
@@ -119,12 +142,20 @@ class _Epochs:
         with_bias = bool(problem.biases)
         b = np.array(b) if with_bias else np.zeros(problem.n_rows)
         c = np.array(c) if with_bias else np.zeros(problem.n_cols)
-        order = self.setup.rng.permutation(len(self.values)).astype(np.int64, copy=False)
         lr = self.lr * self.decay ** (j - 1)
-        self.kernel(self.rows, self.cols, self.values, self.weights, order, P, Qt, b, c,
-                    float(problem.mu) if with_bias else 0.0, lr, lr * self.bias_rate,
-                    self.reg_row, self.reg_col, self.reg_row_bias, self.reg_col_bias,
-                    with_bias)
+        mu = float(problem.mu) if with_bias else 0.0
+        regs = (self.reg_row, self.reg_col, self.reg_row_bias, self.reg_col_bias)
+        if self.cell_ptr is None:
+            order = self.setup.rng.permutation(len(self.values)).astype(np.int64, copy=False)
+            self.kernel(self.rows, self.cols, self.values, self.weights, order, P, Qt, b, c,
+                        mu, lr, lr * self.bias_rate, *regs, with_bias)
+        else:  # a random schedule of the strata, drawn per epoch
+            shifts = self.setup.rng.permutation(self.blocks)
+            losses = np.zeros(len(self.cell_ptr) - 1)
+            with kernel_threads(len(self.values), self.setup.backend):
+                self.kernel(self.rows, self.cols, self.values, self.weights, self.cell_ptr,
+                            shifts, P, Qt, b, c, mu, lr, lr * self.bias_rate, *regs,
+                            with_bias, losses)
         if with_bias:
             return problem.pack(P, Qt.T, b, c)
         return problem.pack(P, Qt.T)
@@ -139,8 +170,11 @@ SPEC = SolverSpec(
         dataclasses.replace(STEP_PARAMS[1], default=0.9),  # decay
         Param("bias_rate", "float", 1.0, low=0.0,
               help="biases' step as a multiple of the factors' step"),
+        Param("blocks", "int", 0, low=0,
+              help="0: serial epochs in a shuffled order; B >= 1: LIBMF's blocked parallel "
+                   "epochs over a B x B grid (same numbers for any thread count)"),
     ),
-    kernels=("bsgd_epoch", "residual_sse"),
+    kernels=("bsgd_epoch", "bsgd_cells", "residual_sse"),
     tuning=MappingProxyType({"rank": (20, 50), "reg": (0.02, 0.05)}),
     # the per-rating weight of Funk's rule; 0.05 was the best by-name value on inner holdouts
     # of MovieLens latest-small (std 1.04): reports/defaults/README.md
