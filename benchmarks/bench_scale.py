@@ -62,7 +62,16 @@ LSQMF = {
              "tol": 0.0},
     "sgd": {"rank": 10, "reg": 0.05, "biases": True, "count_scaled": True, "max_iter": 10,
             "tol": 0.0, "learning_rate": 0.01},
+    # bsgd's blocked parallel epochs (LIBMF's schedule; after only: new in round 2)
+    "bsgd_b8": {"solver": "bsgd", "rank": 10, "reg": 0.05, "biases": True,
+                "count_scaled": True, "max_iter": 15, "tol": 0.0, "blocks": 8},
 }
+#: Systems that exist only in the working tree (no before: cell).
+AFTER_ONLY = {"bsgd_b8"}
+#: Held-out ratings of the cell (set by run_cell): with ``--curve``, lsqmf cells record the
+#: validation RMSE after every iteration (unclipped) and its time, for time-to-RMSE.
+_HELD: list[Any] = []
+_CURVE: list[Any] = []
 PEERS = {
     "libmf": {"k": 10, "nr_iters": 20, "lambda": 0.05, "eta": 0.1},
     "cornac": {"k": 10, "max_iter": 20, "learning_rate": 0.01, "lambda_reg": 0.01},
@@ -72,7 +81,7 @@ PEERS = {
 #: Largest size each peer is run at (Surprise and myfm are single-threaded and slow).
 PEER_MAX = {"libmf": 10**9, "cornac": 10**9, "surprise": 1_000_000, "myfm": 1_000_000}
 FIELDS = ["system", "code", "size", "repeat", "nnz", "fit_s", "rmse", "peak_mb", "start_mb",
-          "fit_mb", "train_rmse", "lsqmf_path"]
+          "fit_mb", "train_rmse", "lsqmf_path", "curve"]
 
 
 # ------------------------------------------------------------------ data
@@ -118,6 +127,8 @@ def run_cell(system: str, path: Path) -> dict[str, Any]:
     import numpy as np
 
     train, held = load(path)
+    if os.environ.get("LSQMF_BENCH_CURVE"):
+        _HELD.append(held)
     lo, hi = float(train.values.min()), float(train.values.max())
     code, _, name = system.partition(":")
     fit = _fit_lsqmf if code in ("before", "after") else PEER_FITS[code]
@@ -131,6 +142,8 @@ def run_cell(system: str, path: Path) -> dict[str, Any]:
     out = {"fit_s": fit_s, "rmse": rmse(held, predict(held.rows, held.cols)),
            "peak_mb": peak_mb, "start_mb": start_mb, "fit_mb": peak_mb - start_mb,
            "nnz": train.nnz, "lsqmf_path": _lsqmf_path()}
+    if _CURVE:
+        out["curve"] = json.dumps(_CURVE)
     if train_pred:
         tr = train.subset(sub)
         out["train_rmse"] = rmse(tr, predict(tr.rows, tr.cols))
@@ -164,16 +177,21 @@ def _fit_lsqmf(name: str, train: Any) -> tuple[Any, float, float, bool]:
     from lsqmf.kernels.registry import warm_up
     from lsqmf.solvers import SOLVER_SPECS
 
-    spec = SOLVER_SPECS[name]
-    warm_up(spec.kernels, "auto")
     params = dict(LSQMF[name])
+    spec = SOLVER_SPECS[params.pop("solver", name)]
+    warm_up(spec.kernels, "auto")
     rank = params.pop("rank")
+    if _HELD:
+        params.update(validation=_HELD[0], patience=None)
     start = rss_mb()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         t0 = time.perf_counter()
         fit = spec.function(train, rank, random_state=0, **params)
         fit_s = time.perf_counter() - t0
+    if _HELD:
+        curve = zip(fit.history.time[1:], fit.options["validation_rmse"], strict=False)
+        _CURVE[:] = [[round(float(t), 4), round(float(r), 5)] for t, r in curve]
     n, m = train.shape
     b = np.zeros(n) if fit.row_bias is None else fit.row_bias
     c = np.zeros(m) if fit.col_bias is None else fit.col_bias
@@ -345,14 +363,16 @@ def report(out: Path) -> None:
 def systems_for(size: int, solvers: list[str], peers: list[str], before: bool) -> list[str]:
     out = [f"after:{s}" for s in solvers]
     if before:
-        out += [f"before:{s}" for s in solvers]
+        out += [f"before:{s}" for s in solvers if s not in AFTER_ONLY]
     out += [p for p in peers if size <= PEER_MAX[p]]
     return out
 
 
-def launch(system: str, path: Path, before: Path | None) -> dict[str, Any]:
+def launch(system: str, path: Path, before: Path | None, curve: bool = False) -> dict[str, Any]:
     code = system.partition(":")[0]
     env = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+    if curve:
+        env["LSQMF_BENCH_CURVE"] = "1"
     python = sys.executable
     if code == "before":
         assert before is not None
@@ -384,6 +404,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=Path("/tmp/lsqmf_scale_data"))
     parser.add_argument("--out", type=Path, default=Path("reports/scale"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--curve", action="store_true",
+                        help="lsqmf cells also score the held-out ratings after every "
+                             "iteration (validation=, no early stop): time-to-RMSE")
     parser.add_argument("--report", action="store_true",
                         help="only write summary.csv and scaling.png from runs.csv")
     parser.add_argument("--cell", help=argparse.SUPPRESS)
@@ -413,7 +436,7 @@ def main(argv: list[str] | None = None) -> None:
                 for system in cells:
                     if (system, size, rep) in done:
                         continue
-                    row = launch(system, path, args.before)
+                    row = launch(system, path, args.before, args.curve)
                     row.update(system=system, code=system.partition(":")[0], size=size,
                                repeat=rep)
                     print(json.dumps(row), file=sys.stderr, flush=True)
