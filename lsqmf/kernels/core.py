@@ -81,6 +81,7 @@ from .linalg import (
     back_substitution,
     cholesky_in_place,
     forward_substitution,
+    gather_entries,
     ridge_normal_equations,
 )
 
@@ -192,7 +193,6 @@ def _sgd_epoch(
 ) -> float:
     """One SGD epoch over the observed entries listed in ``order``; see :func:`sgd_epoch`."""
     rank = P.shape[1]
-    weighted = weights.shape[0] > 0
     loss = 0.0
     n_visits = order.shape[0]
     us = np.empty(GATHER, dtype=np.int64)
@@ -201,14 +201,7 @@ def _sgd_epoch(
     ws = np.ones(GATHER, dtype=np.float64)
     for s0 in range(0, n_visits, GATHER):
         # read ahead: independent loads whose cache misses overlap (see GATHER)
-        n = min(GATHER, n_visits - s0)
-        for j in range(n):
-            t = order[s0 + j]
-            us[j] = rows[t]
-            its[j] = cols[t]
-            vs[j] = values[t]
-            if weighted:
-                ws[j] = weights[t]
+        n = gather_entries(order, s0, rows, cols, values, weights, us, its, vs, ws)
         for j in range(n):
             u = us[j]
             i = its[j]
@@ -797,6 +790,7 @@ def _residual_sse_example(kernel: Callable[..., Any]) -> None:
 #: compiled, which rebinds each name here to its numba version
 #: (:func:`lsqmf.kernels.jit.jit_helpers`).
 _HELPERS = (
+    "gather_entries",
     "ridge_normal_equations",
     "cholesky_in_place",
     "forward_substitution",
@@ -824,6 +818,7 @@ _SGD_EPOCH = Kernel(
     signature="float64(int64[:], int64[:], float64[:], float64[:], int64[:], float64[:, :], "
     "float64[:, :], float64[:], float64[:], float64, float64, float64[:], float64[:], "
     "float64[:], float64[:], boolean, boolean, boolean)",
+    helpers=_HELPERS,
 )
 KERNELS = (
     Kernel(

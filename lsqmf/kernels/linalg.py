@@ -23,6 +23,7 @@ __all__ = [
     "back_substitution",
     "cholesky_in_place",
     "forward_substitution",
+    "gather_entries",
     "ridge_normal_equations",
 ]
 
@@ -100,3 +101,33 @@ def back_substitution(G: np.ndarray, v: np.ndarray, out: np.ndarray, r: int) -> 
         for s in range(p + 1, k1):
             x -= G[s, p] * out[r, s]
         out[r, p] = x / G[p, p]
+
+
+def gather_entries(
+    order: np.ndarray,
+    s0: int,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    us: np.ndarray,
+    its: np.ndarray,
+    vs: np.ndarray,
+    ws: np.ndarray,
+) -> int:
+    """Copy the entries ``order[s0:s0 + len(us)]`` into the buffers; returns how many.
+
+    The SGD epochs read a block of shuffled entries ahead before updating (their loads are then
+    independent, so the processor overlaps their cache misses). An empty ``weights`` leaves
+    ``ws`` as it is (the caller's ones).
+    """
+    n = min(us.shape[0], order.shape[0] - s0)
+    weighted = weights.shape[0] > 0
+    for j in range(n):
+        t = order[s0 + j]
+        us[j] = rows[t]
+        its[j] = cols[t]
+        vs[j] = values[t]
+        if weighted:
+            ws[j] = weights[t]
+    return n

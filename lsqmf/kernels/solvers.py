@@ -51,6 +51,7 @@ from .linalg import (
     back_substitution,
     cholesky_in_place,
     forward_substitution,
+    gather_entries,
     ridge_normal_equations,
 )
 
@@ -375,9 +376,9 @@ def _sgd_epoch(
     """One epoch of biased SGD (``Qt`` item-major); returns the weighted squared error seen.
 
     The entries are read :data:`GATHER` at a time into small buffers first
-    (:func:`_gather_entries`): those loads are independent of each other, so the processor
-    overlaps their cache misses, where a load inside the update loop waits for the previous
-    visit. The visits and their arithmetic are those of a plain loop over ``order``.
+    (:func:`lsqmf.kernels.linalg.gather_entries`): those loads are independent of each other,
+    so the processor overlaps their cache misses, where a load inside the update loop waits for
+    the previous visit. The visits and their arithmetic are those of a plain loop over ``order``.
     """
     k = P.shape[1]
     loss = 0.0
@@ -387,7 +388,7 @@ def _sgd_epoch(
     vs = np.empty(GATHER, dtype=np.float64)
     ws = np.empty(GATHER, dtype=np.float64)
     for s0 in range(0, n_visits, GATHER):
-        n = _gather_entries(order, s0, rows, cols, values, weights, us, its, vs, ws)
+        n = gather_entries(order, s0, rows, cols, values, weights, us, its, vs, ws)
         for j in range(n):
             u = us[j]
             i = its[j]
@@ -410,29 +411,6 @@ def _sgd_epoch(
                 P[u, p] = pu + lr * (we * qi - ru * pu)
                 Qt[i, p] = qi + lr * (we * pu - ri * qi)
     return loss
-
-
-def _gather_entries(
-    order: np.ndarray,
-    s0: int,
-    rows: np.ndarray,
-    cols: np.ndarray,
-    values: np.ndarray,
-    weights: np.ndarray,
-    us: np.ndarray,
-    its: np.ndarray,
-    vs: np.ndarray,
-    ws: np.ndarray,
-) -> int:
-    """Copy the entries ``order[s0:s0 + len(us)]`` into the buffers; returns how many."""
-    n = min(us.shape[0], order.shape[0] - s0)
-    for j in range(n):
-        t = order[s0 + j]
-        us[j] = rows[t]
-        its[j] = cols[t]
-        vs[j] = values[t]
-        ws[j] = weights[t]
-    return n
 
 
 def sgd_epoch_numpy(
@@ -634,7 +612,7 @@ def predict_pairs_numpy(
 #: :mod:`lsqmf.kernels.linalg`): plain Python until a kernel here is first compiled,
 #: which rebinds each name here to its numba version (:func:`lsqmf.kernels.jit.jit_helpers`).
 _HELPERS = (
-    "_gather_entries",
+    "gather_entries",
     "_sgd_range",
     "_cg_residual",
     "_cg_steps",
