@@ -394,11 +394,7 @@ def _verify_isolated(
     verdict = partial(_incomplete, spec, names, atol, rtol, check_mutation)
     with tempfile.TemporaryDirectory(prefix="lsqmf-verify-") as tmp:
         work = Path(tmp)
-        (work / "config.json").write_text(json.dumps({"spec": spec, "n_cases": len(names)}))
-        for index, golden in enumerate(goldens):  # only the inputs go to the child
-            np.savez(work / f"input{index}.npz", R=golden.R, P0=golden.P0, Q0=golden.Q0,
-                     K=golden.K, max_steps=golden.max_steps, alpha=golden.alpha,
-                     beta=golden.beta, epsilon=golden.epsilon)
+        _write_inputs(work, spec, goldens)
         try:
             returncode, timed_out, output = _run_child(work, timeout, token)
         finally:
@@ -426,23 +422,36 @@ def _verify_isolated(
                                results)
             results.append(_judge(golden, data, atol, rtol, check_mutation))
         done = reads.read("done.npz", 2**20) is not None
-    complete = done and len(results) == len(names)
-    if timed_out and not complete:
+    if not (done and len(results) == len(names)):
         running = names[len(results)] if len(results) < len(names) else names[-1]
+        return _unfinished(verdict, results, running, timed_out, timeout, returncode, output)
+    return VerifyReport(candidate=spec, atol=atol, rtol=rtol, check_mutation=check_mutation,
+                        results=tuple(results))
+
+
+def _write_inputs(work: Path, spec: str, goldens: list[Any]) -> None:
+    """The child's inputs: the candidate's spec and each case's inputs (never its outputs)."""
+    (work / "config.json").write_text(json.dumps({"spec": spec, "n_cases": len(goldens)}))
+    for index, golden in enumerate(goldens):
+        np.savez(work / f"input{index}.npz", R=golden.R, P0=golden.P0, Q0=golden.Q0,
+                 K=golden.K, max_steps=golden.max_steps, alpha=golden.alpha,
+                 beta=golden.beta, epsilon=golden.epsilon)
+
+
+def _unfinished(verdict: Callable[..., VerifyReport], results: list[CaseResult], running: str,
+                timed_out: bool, timeout: float, returncode: int, output: str) -> VerifyReport:
+    """The verdict of a child that did not report every case: a timeout or a crash."""
+    if timed_out:
         detail = (f"the candidate did not finish within {timeout:g} s (still running case "
                   f"{running!r}); its process was killed")
         return verdict("timeout", detail, results)
-    if not complete:
-        running = names[len(results)] if len(results) < len(names) else names[-1]
-        how = (f"was killed by signal {_signal_name(-returncode)}" if returncode < 0
-               else f"exited with code {returncode}")
-        detail = (f"the candidate process {how} during case {running!r}, before reporting "
-                  "its result (os._exit, a crash or a kill)")
-        if output:
-            detail += f"; its last output: {output!r}"
-        return verdict("crashed", detail, results)
-    return VerifyReport(candidate=spec, atol=atol, rtol=rtol, check_mutation=check_mutation,
-                        results=tuple(results))
+    how = (f"was killed by signal {_signal_name(-returncode)}" if returncode < 0
+           else f"exited with code {returncode}")
+    detail = (f"the candidate process {how} during case {running!r}, before reporting "
+              "its result (os._exit, a crash or a kill)")
+    if output:
+        detail += f"; its last output: {output!r}"
+    return verdict("crashed", detail, results)
 
 
 def _protected_dirs(golden_dir: str | os.PathLike[str] | None) -> list[Path]:
