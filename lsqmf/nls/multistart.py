@@ -27,7 +27,7 @@ import logging
 import numbers
 import time
 import warnings
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,7 @@ from ..model.result import FitResult, Status
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MultistartResult", "multistart", "parallel_map"]
+__all__ = ["MultistartResult", "multistart"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,15 +138,6 @@ def _one_start(R: Any, rank: int, seed: int, options: dict[str, Any]) -> _Run:
     rms = float("nan") if fit.rms is None else float(fit.rms)
     return _Run(seed, fit, float(fit.cost), rms, int(fit.status), time.perf_counter() - t0,
                 time.process_time() - c0, int(fit.nfev))
-
-
-def parallel_map(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], n_jobs: int) -> list:
-    """``[fn(*task) for task in tasks]``, in order, on ``n_jobs`` joblib workers (1: inline)."""
-    if n_jobs == 1 or len(tasks) <= 1:
-        return [fn(*task) for task in tasks]
-    from joblib import Parallel, delayed
-
-    return list(Parallel(n_jobs=n_jobs)(delayed(fn)(*task) for task in tasks))
 
 
 def _start(shared: tuple[Any, int, dict[str, Any]], seed: int) -> _Run:

@@ -20,7 +20,7 @@ from ..model.result import STATUS_MESSAGES, FitResult, Status, warn_not_converge
 if TYPE_CHECKING:  # solvers/ import NonFiniteResidualError from here: keep this module light
     from .options import SolveOptions
     from .plan import Plan
-    from .run import Outcome
+    from .run import RunOutcome
 
 __all__ = ["NonFiniteResidualError", "data_cost", "decrement", "options_record", "result"]
 
@@ -68,7 +68,7 @@ def options_record(plan: Plan, options: SolveOptions, restarts: int) -> dict[str
     }
 
 
-def _non_finite(plan: Plan, options: SolveOptions, outcome: Outcome, partial: FitResult | None
+def _non_finite(plan: Plan, options: SolveOptions, outcome: RunOutcome, partial: FitResult | None
                 ) -> NonFiniteResidualError:
     return NonFiniteResidualError(
         f"the residuals became non-finite at evaluation {outcome.nonfinite_step} "
@@ -130,7 +130,7 @@ def _saddle(plan: Plan, options: SolveOptions, x: np.ndarray, cost0: float) -> s
     return None
 
 
-def result(plan: Plan, options: SolveOptions, outcome: Outcome, t_start: float) -> FitResult:
+def result(plan: Plan, options: SolveOptions, outcome: RunOutcome, t_start: float) -> FitResult:
     """The ``FitResult`` of the outcome (``t_start``: when the fit's clock started).
 
     Raises

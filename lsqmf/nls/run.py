@@ -2,7 +2,7 @@
 
 :func:`run` picks the runner named by :attr:`Plan.runner` from :data:`RUNNERS`, runs it with
 the plan's BLAS thread limit and the verbosity the caller asked for, and returns an
-:class:`Outcome` -- the evaluations recorded, and the optimizer's result or the reason the
+:class:`RunOutcome` -- the evaluations recorded, and the optimizer's result or the reason the
 run stopped early. It raises nothing for an early stop; the result stage turns the outcome
 into a ``FitResult`` (or a ``NonFiniteResidualError``).
 
@@ -18,9 +18,9 @@ The runners:
 Every runner evaluates through one :class:`Evaluations` (the history, the best point, the
 callback, the time budget, the stop at the first non-finite residual, the log lines: one per
 iteration at ``verbose >= 1``, one per evaluation at ``verbose=2``) and reports through one
-:class:`Outcome`.
+:class:`RunOutcome`.
 
-Extension point: a runner is a function ``(plan, options) -> Outcome``; add it to
+Extension point: a runner is a function ``(plan, options) -> RunOutcome``; add it to
 :data:`RUNNERS` and name it in the method's row of :data:`lsqmf.nls.tables.METHODS`.
 """
 
@@ -46,7 +46,7 @@ from .tables import METHODS, loss_row, scipy_loss
 if TYPE_CHECKING:
     from scipy.optimize import OptimizeResult
 
-__all__ = ["RESCALE_FACTOR", "RUNNERS", "Evaluations", "Outcome", "loss_cost", "run"]
+__all__ = ["RESCALE_FACTOR", "RUNNERS", "Evaluations", "RunOutcome", "loss_cost", "run"]
 
 logger = logging.getLogger("lsqmf.solve")
 
@@ -170,7 +170,7 @@ class Evaluations:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RunOutcome:
     """What a runner did: scipy's result (None after an early stop), the status of an early
     stop, or the non-finite evaluation; the evaluations recorded; the ``x_scale`` restarts."""
 
@@ -212,22 +212,22 @@ def _linalg_error(options: SolveOptions, ev: Evaluations, err: Exception) -> Exc
     )
 
 
-def _guarded(ev: Evaluations, options: SolveOptions, call: Callable[[], Any]) -> Outcome:
-    """Run ``call`` (one optimizer run) and turn its ending into an :class:`Outcome`:
+def _guarded(ev: Evaluations, options: SolveOptions, call: Callable[[], Any]) -> RunOutcome:
+    """Run ``call`` (one optimizer run) and turn its ending into an :class:`RunOutcome`:
     scipy's (or lm-normal's) result, or the reason it stopped early."""
     try:
-        return Outcome(ev, opt=call())
+        return RunOutcome(ev, opt=call())
     except _Stop as stop:
-        return Outcome(ev, stop_status=stop.status)
+        return RunOutcome(ev, stop_status=stop.status)
     except _NonFinite as err:
-        return Outcome(ev, nonfinite_step=err.step, nonfinite_count=err.n_bad)
+        return RunOutcome(ev, nonfinite_step=err.step, nonfinite_count=err.n_bad)
     except KeyboardInterrupt:
-        return Outcome(ev, stop_status=Status.INTERRUPTED)
+        return RunOutcome(ev, stop_status=Status.INTERRUPTED)
     except np.linalg.LinAlgError as err:
         raise _linalg_error(options, ev, err) from err
 
 
-def run_least_squares(plan: Plan, options: SolveOptions) -> Outcome:
+def run_least_squares(plan: Plan, options: SolveOptions) -> RunOutcome:
     """``scipy.optimize.least_squares`` on the plan, restarted with fresh column scales when
     the operator's emulated ``x_scale='jac'`` goes stale (see :mod:`lsqmf.solve`)."""
     ev = Evaluations(plan, options)
@@ -252,7 +252,7 @@ def run_least_squares(plan: Plan, options: SolveOptions) -> Outcome:
         return dataclasses.replace(outcome, restarts=restarts)
 
 
-def run_lm_normal(plan: Plan, options: SolveOptions) -> Outcome:
+def run_lm_normal(plan: Plan, options: SolveOptions) -> RunOutcome:
     """lm-normal (:func:`lsqmf.nls.lm_normal.lm_normal`) on VarPro's reduced problem."""
     from .lm_normal import lm_normal
 
@@ -264,9 +264,9 @@ def run_lm_normal(plan: Plan, options: SolveOptions) -> Outcome:
     ))
 
 
-#: Runner name -> function ``(plan, options) -> Outcome``; :attr:`Plan.runner` names one
+#: Runner name -> function ``(plan, options) -> RunOutcome``; :attr:`Plan.runner` names one
 #: (from the method's row of :data:`lsqmf.nls.tables.METHODS`).
-RUNNERS: dict[str, Callable[[Plan, SolveOptions], Outcome]] = {
+RUNNERS: dict[str, Callable[[Plan, SolveOptions], RunOutcome]] = {
     "least_squares": run_least_squares,
     "lm_normal": run_lm_normal,
 }
@@ -295,7 +295,7 @@ def verbose_logging(verbose: int) -> Iterator[None]:
             logger.removeHandler(handler)
 
 
-def _log_summary(outcome: Outcome) -> None:
+def _log_summary(outcome: RunOutcome) -> None:
     ev, opt = outcome.evaluations, outcome.opt
     if opt is not None:
         status, cost = int(opt.status), float(opt.cost)
@@ -309,7 +309,7 @@ def _log_summary(outcome: Outcome) -> None:
     )
 
 
-def run(plan: Plan, options: SolveOptions) -> Outcome:
+def run(plan: Plan, options: SolveOptions) -> RunOutcome:
     """Run the plan's runner under its BLAS thread limit; log the summary at ``verbose>=1``."""
     with verbose_logging(options.verbose), blas_limit(plan.blas_threads):
         outcome = RUNNERS[plan.runner](plan, options)
