@@ -19,6 +19,11 @@ own seeded start (seed = the start number), interleaved start by start:
 ``scaled``
     The recipe from N(0, sigma^2) factors with ``sigma = sqrt(rms(M) / sqrt(rank))``, so that
     ``P0 @ Q0`` has the data's RMS (given as ``P0``/``Q0``).
+``ridge``
+    Two stages from the recipe's N(0, 1) start: ``formulation='l2'`` with ``reg = 1e-7 *
+    mean(M**2)`` (a small ridge, which keeps every inner problem well posed and the
+    reduced cost smooth), then the recipe from its end point. Run as a supplementary pass
+    (``--ridge-only --append``) after the others.
 ``svd-mean`` / ``svd-zero``
     The recipe from the truncated SVD of the matrix with its missing entries filled by the
     row's mean / by zero (``P0 = U S^1/2``, ``Q0 = S^1/2 V^T``): deterministic, one start per
@@ -66,10 +71,11 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports" / "sfm"
 GIRAFFE = Path("/work/shared/data/giraffe/giraffe.M.txt")
 SUCCESS_RTOL = 1e-6
+RIDGE = 1e-7  # the ridge call's stage-1 reg, times the mean square of the data
 RECIPE = dict(formulation="none", method="lm-normal", x_scale=1.0, init_scale=1.0,
               ftol=1e-10, xtol=1e-10, gtol=1e-10, max_nfev=300)
 FIELDS = ["family", "sequence", "call", "eliminate", "seed", "cpu_s", "wall_s", "nfev", "rms",
-          "cost", "optimality", "success_flag", "status", "message"]
+          "cost", "optimality", "success_flag", "status", "message", "code"]
 SEQ_FIELDS = ["family", "sequence", "n_rows", "n_cols", "rank", "density", "min_col_visible",
               "median_col_visible", "min_row_visible", "median_row_visible", "data_rms",
               "truth_rms"]
@@ -119,13 +125,19 @@ def run_one(M: np.ndarray, W: np.ndarray, rank: int, call: str, elim: str, seed:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            nfev0 = 0
+            if call == "ridge":  # stage 1: a small ridge smooths the reduced cost
+                reg = RIDGE * float(np.mean(M[W] ** 2))
+                stage = lsqmf.solve(M, rank, mask=W, **dict(kwargs, formulation="l2", reg=reg))
+                kwargs["P0"], kwargs["Q0"], nfev0 = stage.P, stage.Q, stage.nfev
+                kwargs.pop("random_state")
             fit = lsqmf.solve(M, rank, mask=W, **kwargs)
         except Exception as err:  # record, never stop the benchmark
             return dict(cpu_s=time.process_time() - t0, wall_s=time.perf_counter() - w0,
                         nfev=-1, rms=np.inf, cost=np.inf, optimality=np.nan,
                         success_flag=False, status=-99, message=f"{type(err).__name__}: {err}")
     return dict(cpu_s=time.process_time() - t0, wall_s=time.perf_counter() - w0,
-                nfev=fit.nfev, rms=fit.rms, cost=fit.cost,
+                nfev=fit.nfev + nfev0, rms=fit.rms, cost=fit.cost,
                 optimality=np.nan if fit.optimality is None else fit.optimality,
                 success_flag=bool(fit.success), status=fit.status, message=fit.message)
 
@@ -135,7 +147,7 @@ def sequences(args: argparse.Namespace) -> list[tuple[str, int, np.ndarray, np.n
     out = []
     for family in args.families:
         settings = SFM_FAMILIES[family]
-        for i in range(args.sequences):
+        for i in range(args.first_sequence, args.sequences):
             seq = make_affine_sfm(**settings, random_state=i)  # type: ignore[arg-type]
             truth = float(np.sqrt(np.mean((seq.M - seq.clean)[seq.mask & ~seq.outliers] ** 2)))
             out.append((family, i, seq.M, seq.mask, seq.rank, truth))
@@ -148,6 +160,9 @@ def sequences(args: argparse.Namespace) -> list[tuple[str, int, np.ndarray, np.n
 def plan_calls(family: str, i: int, shape: tuple[int, int],
                args: argparse.Namespace) -> list[tuple[str, str, int]]:
     """(call, eliminate, seed) of every run on one sequence, interleaved by seed."""
+    if args.ridge_only:
+        n = args.giraffe_ridge_starts if family == "giraffe" else args.ridge_starts
+        return [("ridge", rule_eliminate(shape), s) for s in range(n)]
     giraffe = family == "giraffe"
     n_starts = args.giraffe_starts if giraffe else args.starts
     n_scaled = args.giraffe_scaled_starts if giraffe else args.scaled_starts
@@ -165,8 +180,24 @@ def plan_calls(family: str, i: int, shape: tuple[int, int],
     return calls
 
 
+def code_state() -> str:
+    """The library state a run measures: HEAD, ``+wt`` when ``lsqmf/`` has uncommitted edits
+    (other engineers work in the same tree, so a long run can straddle their commits)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "lsqmf"],
+                               cwd=ROOT).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+wt" if dirty else "")
+
+
 def run(args: argparse.Namespace) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
+    code = code_state()
     seqs = sequences(args)
     mode = "a" if args.append else "w"
     seq_path = OUT / ("sequences.csv" if not args.append else "sequences_appended.csv")
@@ -198,7 +229,7 @@ def run(args: argparse.Namespace) -> None:
             for call, elim, seed in plan_calls(family, i, M.shape, args):
                 row = run_one(M, W, rank, call, elim, seed, cap)
                 writer.writerow(dict(family=family, sequence=i, call=call, eliminate=elim,
-                                     seed=seed, **row))
+                                     seed=seed, code=code, **row))
             fh.flush()
             print(f"{family} {i}: {time.process_time() - t_seq:.1f} s CPU "
                   f"(total {time.process_time() - t_all:.0f} s)", file=sys.stderr, flush=True)
@@ -214,6 +245,7 @@ def load_runs() -> list[dict[str, Any]]:
             for k in ("sequence", "seed", "nfev", "status"):
                 r[k] = int(r[k])
             r["success_flag"] = r["success_flag"] == "True"
+            r["code"] = r.get("code") or "A"
             rows.append(r)
     best: dict[tuple[str, int], float] = {}
     for r in rows:
@@ -227,10 +259,15 @@ def load_runs() -> list[dict[str, Any]]:
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    truth = {}
+    with open(OUT / "sequences.csv", newline="") as fh:
+        for t in csv.DictReader(fh):
+            truth[(t["family"], int(t["sequence"]))] = float(t["truth_rms"])
     out = []
-    keys = sorted({(r["family"], r["call"]) for r in rows})
-    for family, call in keys:
-        sel = [r for r in rows if r["family"] == family and r["call"] == call]
+    keys = sorted({(r["family"], r["call"], r["code"]) for r in rows})
+    for family, call, code in keys:
+        sel = [r for r in rows
+               if r["family"] == family and r["call"] == call and r["code"] == code]
         cpu = np.array([r["cpu_s"] for r in sel])
         hits = np.array([r["hit"] for r in sel])
         nfev = np.array([r["nfev"] for r in sel])
@@ -241,9 +278,13 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rates = np.array([np.mean(v) for v in per_seq.values()])
         p = hits.mean()
         out.append(dict(
-            family=family, call=call,
+            family=family, call=call, code=code,
             eliminate="/".join(sorted({r["eliminate"] for r in sel})),
             sequences=len(per_seq), runs=len(sel), success_pct=round(100 * p, 1),
+            success_1e4_pct=round(100 * np.mean([r["rms"] <= r["best_rms"] * (1 + 1e-4)
+                                                 for r in sel]), 1),
+            below_truth_pct=round(100 * np.mean([r["rms"] <= truth[(family, r["sequence"])]
+                                                 for r in sel]), 1),
             worst_sequence_pct=round(100 * rates.min(), 1),
             success_at_3_pct=round(100 * np.mean(1 - (1 - rates) ** 3), 1),
             median_cpu_s=round(float(np.median(cpu)), 4),
@@ -295,13 +336,17 @@ def plot(summary: list[dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
 
     families = sorted({s["family"] for s in summary})
-    calls = ["obvious", "recipe", "other", "scaled", "svd-mean", "svd-zero"]
-    markers = dict(zip(calls, ["x", "o", "s", "^", "D", "v"], strict=True))
+    calls = ["obvious", "recipe", "other", "scaled", "svd-mean", "svd-zero", "ridge"]
+    markers = dict(zip(calls, ["x", "o", "s", "^", "D", "v", "*"], strict=True))
     colors = dict(zip(families, plt.get_cmap("tab10").colors, strict=False))
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for s in summary:
+        hollow = s["code"] != "A"  # runs of the later library state (README)
+        style: dict[str, Any] = ({"color": colors[s["family"]]} if s["call"] == "obvious"
+                                 else {"facecolors": "none" if hollow else colors[s["family"]],
+                                       "edgecolors": colors[s["family"]]})
         ax.scatter(max(s["median_cpu_s"], 1e-3), s["success_pct"], marker=markers[s["call"]],
-                   color=colors[s["family"]], s=55, alpha=0.85)
+                   s=55, alpha=0.85, **style)
     for f in families:
         ax.scatter([], [], color=colors[f], marker="o", label=f)
     for c in calls:
@@ -396,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", nargs="+", default=list(SFM_FAMILIES),
                     choices=list(SFM_FAMILIES))
     ap.add_argument("--sequences", type=int, default=20)
+    ap.add_argument("--first-sequence", type=int, default=0,
+                    help="start at this sequence number (a run split across processes)")
     ap.add_argument("--starts", type=int, default=20)
     ap.add_argument("--scaled-starts", type=int, default=10)
     ap.add_argument("--other-seqs", type=int, default=5)
@@ -407,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="max_time (wall seconds) per generated run")
     ap.add_argument("--giraffe-cap", type=float, default=40.0)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--ridge-only", action="store_true",
+                    help="run only the ridge call (a supplementary pass, with --append)")
+    ap.add_argument("--ridge-starts", type=int, default=5)
+    ap.add_argument("--giraffe-ridge-starts", type=int, default=5)
     ap.add_argument("--append", action="store_true",
                     help="append to runs.csv and sequences.csv (a run split by family)")
     ap.add_argument("--diagnose", type=int, default=0, metavar="N",
