@@ -47,6 +47,28 @@ memory, ``os._exit``):
 Nothing that finished is lost: every finished task has been yielded before an error or a
 ``KeyboardInterrupt`` leaves the generator (which then cancels the tasks still queued).
 
+On Dask, also:
+
+- a scheduler that dies (or becomes unreachable) mid-run: once the client gives up
+  reconnecting (after ``distributed.comm.timeouts.connect``, 10 s by default), a
+  :class:`SchedulerLostError` naming the address and how many tasks finished (all of them
+  already yielded) -- never a hang or distributed's own ``ClosedClientError``;
+- workers with another lsqmf: before any task (in :func:`plan_backend` and again when a map
+  starts), every worker reports its ``lsqmf.__version__`` (the installed package's version
+  as that worker imports it); any difference from this process is a
+  :class:`WorkerEnvironmentError` naming the worker and both versions, as is a worker that
+  cannot import lsqmf at all;
+- functions and classes the workers cannot import (a solver defined in a notebook, a script
+  or a module only on this machine's ``sys.path``): the modules that ``fn``, ``shared`` and
+  the tasks refer to are looked up on every worker first; pure-Python modules the workers
+  lack are sent by value (cloudpickle) with ``shared``; a module that cannot be sent that way
+  (compiled, no source) is a :class:`WorkerEnvironmentError` naming it and the object using
+  it, before any task;
+- an exception ``fn`` raises that cannot be pickled (it holds a lock, a socket, a generator,
+  or its ``__init__`` takes other arguments than it stores) is a :class:`TaskFailedError`
+  naming the task, the original type and message; one that can be pickled propagates as
+  itself (serially too).
+
 Worker start-up
 ---------------
 The compiled numba kernels come from numba's on-disk cache where lsqmf's kernels enable it.
@@ -67,6 +89,7 @@ import logging
 import multiprocessing
 import os
 import re
+import sys
 import threading
 import time
 import uuid
@@ -80,7 +103,11 @@ from .._validation import check_int, describe
 __all__ = [
     "Backend",
     "Outcome",
+    "SchedulerLostError",
     "SchedulerUnreachableError",
+    "TaskFailedError",
+    "WorkerEnvironmentError",
+    "check_workers",
     "in_order",
     "map_tasks",
     "plan_backend",
@@ -97,6 +124,19 @@ _ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^\s/:]+(:\d+)?$|^inproc://\S+$"
 
 class SchedulerUnreachableError(ConnectionError, ValueError):
     """The Dask scheduler given as ``scheduler`` cannot be reached (or has no worker)."""
+
+
+class SchedulerLostError(ConnectionError):
+    """The Dask scheduler went away during a map (the finished tasks were yielded)."""
+
+
+class WorkerEnvironmentError(ValueError):
+    """A Dask worker cannot run lsqmf's tasks as this process would: another lsqmf version,
+    no lsqmf, or a module the tasks need that cannot be sent to it."""
+
+
+class TaskFailedError(RuntimeError):
+    """A task raised an exception that could not be sent back from its worker as itself."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +316,55 @@ def plan_backend(
             f"the Dask scheduler at {address!r} has no worker after {connect_timeout:g} s; "
             "start workers (`dask worker ADDRESS`)."
         ) from None
+    try:
+        check_workers(client, address)
+    except BaseException:
+        if owns:
+            client.close()
+        raise
     return Backend("dask", client=client, owns_client=owns, address=address)
+
+
+# ---------------------------------------------------------------------------- workers
+def lsqmf_identity() -> str:
+    """``lsqmf.__version__`` as this process imports it (on a worker: the installed lsqmf's
+    version, from its ``lsqmf/_version.py``)."""
+    from .._version import __version__  # read at each call (a preload script may set it)
+
+    return str(__version__)
+
+
+def check_workers(client: Any, address: str | None = None) -> None:
+    """Refuse (before any task) workers whose lsqmf differs from this process's.
+
+    Every worker runs :func:`lsqmf_identity` (``client.run``): the ``lsqmf.__version__`` it
+    imports. Two checkouts with the same version number (editable installs of different
+    commits) are not told apart.
+
+    Raises
+    ------
+    WorkerEnvironmentError
+        Naming each worker that differs (or cannot import lsqmf) and both identities.
+    """
+    mine = lsqmf_identity()
+    try:
+        theirs = client.run(lsqmf_identity, on_error="return")
+    except Exception as err:  # e.g. lsqmf itself cannot be unpickled there
+        raise WorkerEnvironmentError(
+            f"the Dask workers at {address!r} cannot run lsqmf ({_err_text(err)}); install "
+            f"lsqmf {mine} on them."
+        ) from None
+    bad = {w: v for w, v in theirs.items() if v != mine and not isinstance(v, Exception)}
+    broken = {w: _err_text(v) for w, v in theirs.items() if isinstance(v, Exception)}
+    if not bad and not broken:
+        return
+    shown = [f"{w}: lsqmf {v}" for w, v in sorted(bad.items())]
+    shown += [f"{w}: cannot import lsqmf ({why})" for w, why in sorted(broken.items())]
+    raise WorkerEnvironmentError(
+        f"{len(shown)} of {len(theirs)} Dask workers at {address!r} run another lsqmf than "
+        f"this process (lsqmf {mine}): {'; '.join(shown[:5])}; their results could "
+        "differ, so none was used. Install the same lsqmf on every worker."
+    )
 
 
 # ---------------------------------------------------------------------------- warm-up
@@ -304,7 +392,26 @@ def _warm_up_plugin(function: Callable[[], Any]) -> Any:
 # ---------------------------------------------------------------------------- the map
 def _call(fn: Callable[[Any, Any], Any], shared: Any, index: int, task: Any) -> tuple[int, Any]:
     _exit_with_parent()
-    return index, fn(shared, task)
+    return index, _sendable(fn, shared, index, task)
+
+
+def _sendable(fn: Callable[[Any, Any], Any], shared: Any, index: int, task: Any) -> Any:
+    """``fn(shared, task)`` in a worker; an exception that cannot be pickled back to the
+    caller becomes a :class:`TaskFailedError` naming the task (the others are re-raised)."""
+    import cloudpickle
+
+    try:
+        return fn(shared, task)
+    except Exception as err:
+        try:
+            cloudpickle.loads(cloudpickle.dumps(err))
+        except Exception as why:
+            message = (f"task {index} ({repr(task)[:200]}) raised {_err_text(err)} (an "
+                       f"exception that cannot be sent back from the worker: {_err_text(why)})")
+        else:
+            raise
+    # raised outside the handler: no unpicklable __context__ travels with it
+    raise TaskFailedError(message)
 
 
 _WATCHING: list[int] = []
@@ -331,18 +438,156 @@ _PARENT_POLL = 0.5
 
 
 class _Box:
-    """Holds the shared object so that ``client.scatter`` sends it whole (not per element)."""
+    """Holds ``(fn, shared)``, sent to the cluster once as one object.
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    With ``payload`` (cloudpickle bytes, for modules the workers lack) only the bytes travel;
+    each worker unpickles them once, at its first task.
+    """
+
+    def __init__(self, value: Any, payload: bytes | None = None) -> None:
+        self._value = None if payload is not None else value
+        self.payload = payload
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.payload is not None:
+            return {"_value": None, "payload": self.payload}
+        return self.__dict__
+
+    @property
+    def value(self) -> Any:
+        if self._value is None and self.payload is not None:
+            import pickle
+
+            try:
+                self._value = pickle.loads(self.payload)
+            except Exception as err:
+                raise WorkerEnvironmentError(
+                    f"a worker could not load the task function and shared data sent to it "
+                    f"by value ({_err_text(err)}); install the modules they use on the workers."
+                ) from None
+        return self._value
 
 
-def _call_boxed(fn: Callable[[Any, Any], Any], box: _Box, task: Any) -> Any:
-    return fn(box.value, task)
+def _call_boxed(box: _Box, index: int, task: Any) -> Any:
+    fn, shared = box.value
+    return _sendable(fn, shared, index, task)
 
 
 def _identity(box: _Box) -> _Box:
     return box
+
+
+# ---------------------------------------------------------------------------- shipping
+class _Discard:
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
+def _referenced_modules(obj: Any) -> set[str]:
+    """The modules whose functions and classes pickling ``obj`` refers to by name (without
+    copying its arrays)."""
+    import types
+
+    import cloudpickle
+
+    found: set[str] = set()
+
+    class Scanner(cloudpickle.Pickler):  # type: ignore[misc]
+        def reducer_override(self, o: Any) -> Any:
+            if isinstance(o, types.FunctionType | type | types.BuiltinFunctionType):
+                module = getattr(o, "__module__", None)
+                if isinstance(module, str):
+                    found.add(module)
+            return super().reducer_override(o)
+
+    Scanner(_Discard(), protocol=5, buffer_callback=lambda _: False).dump(obj)
+    return found - {"__main__", "builtins"}
+
+
+def _import_errors(names: list[str]) -> dict[str, str]:
+    """On a worker: the modules of ``names`` it cannot import, with the reason."""
+    import importlib
+
+    errors = {}
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except BaseException as err:  # any failure is the answer
+            errors[name] = _err_text(err)
+    return errors
+
+
+def _missing_on_workers(client: Any, names: set[str]) -> dict[str, str]:
+    if not names:
+        return {}
+    answers = client.run(_import_errors, sorted(names))
+    return {name: why for errors in answers.values() for name, why in errors.items()}
+
+
+def _refuse_missing(client: Any, obj: Any, known: frozenset[str], what: str) -> frozenset[str]:
+    """Check that the workers import every module ``obj`` needs; ``known`` grown."""
+    names = _referenced_modules(obj) - known
+    missing = _missing_on_workers(client, names)
+    if missing:
+        name, why = next(iter(sorted(missing.items())))
+        raise WorkerEnvironmentError(
+            f"{what} refers to module {name!r}, which the Dask workers cannot import ({why}); "
+            "install it on the workers, or pass the object through `shared`/the function."
+        )
+    return known | names
+
+
+def ship(client: Any, fn: Callable[[Any, Any], Any], shared: Any) -> tuple[_Box, frozenset[str]]:
+    """``(fn, shared)`` boxed for the workers, with the modules they need checked there.
+
+    Pure-Python modules the workers cannot import (a solver defined in a module on this
+    machine only) are sent by value (cloudpickle); any other is a
+    :class:`WorkerEnvironmentError` naming it, before any task.
+    """
+    import cloudpickle
+
+    value = (fn, shared)
+    by_value: dict[str, str] = {}
+    for _ in range(8):  # modules used by the modules sent by value, and so on
+        names = _referenced_modules(value) - set(by_value)
+        missing = _missing_on_workers(client, names)
+        if not missing:
+            break
+        for name, why in missing.items():
+            _register_by_value(name, why, fn)
+            by_value[name] = why
+    known = frozenset(_referenced_modules(value))
+    if not by_value:
+        return _Box(value), known
+    try:
+        payload = cloudpickle.dumps(value, protocol=5)
+    except Exception as err:
+        raise WorkerEnvironmentError(
+            f"cannot send {describe(fn)} and its data by value to the Dask workers "
+            f"({_err_text(err)}); install {sorted(by_value)} on the workers."
+        ) from None
+    finally:
+        for name in by_value:
+            cloudpickle.unregister_pickle_by_value(sys.modules[name])
+    logger.info("sending module(s) %s by value to the Dask workers (they cannot import "
+                "them)", sorted(by_value))
+    return _Box(value, payload), known - set(by_value)
+
+
+def _register_by_value(name: str, why: str, fn: Any) -> None:
+    import cloudpickle
+
+    module = sys.modules.get(name)
+    source = getattr(getattr(module, "__spec__", None), "origin", None) or ""
+    if module is None or name.split(".")[0] == "lsqmf" or not source.endswith(".py"):
+        what = ("lsqmf itself" if name.split(".")[0] == "lsqmf" else
+                "not a pure-Python module" if module is not None else "not imported here")
+        raise WorkerEnvironmentError(
+            f"the Dask workers cannot import module {name!r} ({why}), needed by "
+            f"{describe(fn)} or its data, and it cannot be sent to them by value ({what}); "
+            "install it on the workers."
+        )
+    cloudpickle.register_pickle_by_value(module)
 
 
 def map_tasks(
@@ -471,27 +716,63 @@ def _dask(fn: Callable[[Any, Any], Any], tasks: Iterable[Any], shared: Any, clie
           warm: Callable[[], Any] | None, label: str) -> Iterator[Outcome]:
     if warm is not None:
         client.register_plugin(_warm_up_plugin(warm), name="lsqmf-warm-up")
+    check_workers(client, _address(client))  # workers may have joined since the plan
     feed = _DaskFeed(fn, tasks, shared, client, label)
+    done = 0
     try:
         feed.top_up()
         for future in feed.queue:
-            outcome = feed.collect(future)
+            try:
+                outcome = feed.collect(future)
+            except Exception as err:
+                _raise_if_lost(client, done, err)
+                raise
             if outcome is None:  # resubmitted
                 continue
+            done += 1
             yield outcome
-            feed.top_up()
+            try:
+                feed.top_up()
+            except Exception as err:
+                _raise_if_lost(client, done, err)
+                raise
     finally:
         feed.close()
 
 
+def _address(client: Any) -> str | None:
+    try:
+        return str(client.scheduler.address)
+    except Exception:  # pragma: no cover - a client without a scheduler comm
+        return None
+
+
+def _scheduler_lost(client: Any, err: BaseException) -> bool:
+    return (client.status != "running" or "scheduler-connection-lost" in str(err)
+            or type(err).__name__ in ("ClosedClientError", "CommClosedError"))
+
+
+def _raise_if_lost(client: Any, done: int, err: BaseException) -> None:
+    """Raise :class:`SchedulerLostError` if ``err`` comes from a client that lost its
+    scheduler (distributed closes it after failing to reconnect)."""
+    if not _scheduler_lost(client, err):
+        return
+    raise SchedulerLostError(
+        f"lost the Dask scheduler at {_address(client)!r} during the run, after {done} "
+        f"finished task(s) (kept: already returned to the caller) ({_err_text(err)}); "
+        "restart the scheduler and rerun (a run with a checkpoint resumes)."
+    ) from None
+
+
 def _scatter_shared(client: Any, shared: Any, label: str) -> Any:
-    """Send ``shared`` to the cluster once, as a task that holds it; its future."""
+    """Send ``shared`` (a :class:`_Box`) to the cluster once, as a task that holds it; its
+    future."""
     # A task holding the data, not client.scatter: the scheduler keeps its spec and
     # recomputes it if every worker holding it dies (a scattered object is lost then, and
     # every task waiting for it is cancelled). Sent once; workers fetch it from each other.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sending large graph")
-        future = client.submit(_identity, _Box(shared), pure=False, priority=1,
+        future = client.submit(_identity, shared, pure=False, priority=1,
                                key=f"{label}-shared-{uuid.uuid4().hex[:8]}")
     try:
         client.replicate([future])  # waits for it, then copies it to every worker
@@ -508,8 +789,9 @@ class _DaskFeed:
                  client: Any, label: str) -> None:
         from distributed import as_completed
 
-        self.fn, self.shared, self.client, self.label = fn, shared, client, label
-        self.box = _scatter_shared(client, shared, label)
+        self.client, self.label = client, label
+        self.shared, self.known = ship(client, fn, shared)
+        self.box = _scatter_shared(client, self.shared, label)
         n_threads = sum(w.get("nthreads", 1)
                         for w in client.scheduler_info()["workers"].values())
         self.window = max(4, 2 * n_threads)
@@ -520,8 +802,10 @@ class _DaskFeed:
         self.queue: as_completed = as_completed([], loop=client.loop)
 
     def submit(self, i: int, task: Any) -> None:
+        if i not in self.attempts:
+            self.known = _refuse_missing(self.client, task, self.known, f"task {i}")
         attempt = self.attempts[i] = self.attempts.get(i, -1) + 1
-        future = self.client.submit(_call_boxed, self.fn, self.box, task, pure=False,
+        future = self.client.submit(_call_boxed, self.box, i, task, pure=False,
                                     priority=-i, key=f"{self.label}-{self.run_id}-{i}-{attempt}")
         self.pending[future] = (i, task)
         self.queue.add(future)
@@ -542,6 +826,8 @@ class _DaskFeed:
         try:
             outcome = Outcome(i, task, future.result())
         except CancelledError as err:
+            if _scheduler_lost(self.client, err):
+                raise  # the scheduler is gone (see _raise_if_lost)
             # the task's inputs were lost: every worker holding the shared data died
             future.release()
             if self.attempts[i] < _RESUBMITS:
@@ -563,10 +849,11 @@ class _DaskFeed:
 
     def close(self) -> None:
         """Cancel the tasks still queued and release the shared data."""
-        for future in list(self.pending):
-            future.cancel()
+        if self.client.status == "running":
+            for future in list(self.pending):
+                future.cancel()
+            self.box.release()
         self.pending.clear()
-        self.box.release()
 
 
 #: How often a task whose inputs were lost (not one that killed its worker) is resubmitted.
