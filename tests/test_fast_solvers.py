@@ -124,6 +124,8 @@ def test_get_kernel_rejects_unknown_names():
 # ------------------------------------------------------------------ solvers
 
 OBJECTIVE = {"reg": 0.1, "biases": True, "count_scaled": True}
+#: bmf refuses reg (its priors are learned; it never used it): its share of OBJECTIVE
+BMF_OBJECTIVE = {"biases": True, "count_scaled": True}
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +170,13 @@ def test_bsgd_converges_near_the_als_optimum(small):
 
 @pytest.mark.parametrize("solver", [als_cg, bsgd, bmf], ids=["als_cg", "bsgd", "bmf"])
 def test_same_seed_same_numbers(small, solver):
-    kw = {"max_iter": 30} if solver is bmf else {"max_iter": 30, "tol": 0.0}
+    kw = ({"max_iter": 30, **BMF_OBJECTIVE} if solver is bmf
+          else {"max_iter": 30, "tol": 0.0, **OBJECTIVE})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        a = solver(small, 3, **OBJECTIVE, random_state=5, **kw)
-        b = solver(small, 3, **OBJECTIVE, random_state=5, **kw)
-        c = solver(small, 3, **OBJECTIVE, random_state=6, **kw)
+        a = solver(small, 3, random_state=5, **kw)
+        b = solver(small, 3, random_state=5, **kw)
+        c = solver(small, 3, random_state=6, **kw)
     np.testing.assert_array_equal(a.P, b.P)
     np.testing.assert_array_equal(a.Q, b.Q)
     np.testing.assert_array_equal(a.history.cost, b.history.cost)
@@ -182,11 +185,12 @@ def test_same_seed_same_numbers(small, solver):
 
 @pytest.mark.parametrize("solver", [als_cg, bmf], ids=["als_cg", "bmf"])
 def test_compiled_and_numpy_backends_agree(small, solver):
-    kw = {"max_iter": 8, "burn_in": 3} if solver is bmf else {"max_iter": 8, "tol": 0.0}
+    kw = ({"max_iter": 8, "burn_in": 3, **BMF_OBJECTIVE} if solver is bmf
+          else {"max_iter": 8, "tol": 0.0, **OBJECTIVE})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        a = solver(small, 3, **OBJECTIVE, random_state=4, backend="compiled", **kw)
-        b = solver(small, 3, **OBJECTIVE, random_state=4, backend="numpy", **kw)
+        a = solver(small, 3, random_state=4, backend="compiled", **kw)
+        b = solver(small, 3, random_state=4, backend="numpy", **kw)
     np.testing.assert_allclose(a.P @ a.Q, b.P @ b.Q, rtol=1e-7, atol=1e-9)
 
 
@@ -217,7 +221,11 @@ def test_bmf_posterior_mean_compression_matches_the_exact_average():
 
 
 def test_bmf_burn_in_longer_than_the_run_keeps_the_last_sample(small):
-    fit = bmf(small, 2, max_iter=5, burn_in=10, random_state=0)
+    # issue 21: a given burn_in >= max_iter is refused (it was reduced silently); the default
+    # (None) still adapts to a short run and keeps the last sample
+    with pytest.raises(ValueError, match="`burn_in` must be < `max_iter`"):
+        bmf(small, 2, max_iter=5, burn_in=10, random_state=0)
+    fit = bmf(small, 2, max_iter=5, random_state=0)
     assert fit.options["burn_in"] == 4 and fit.options["n_samples"] == 1
     with pytest.raises(ValueError, match="`burn_in`"):
         bmf(small, 2, burn_in=-1)

@@ -291,7 +291,8 @@ def als(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     >>> from lsqmf.solvers import als
     >>> rng = np.random.default_rng(0)
     >>> R = rng.random((6, 2)) @ rng.random((2, 5))
-    >>> fit = als(R, 2, reg=0.01, tol=1e-8, max_iter=1000, random_state=0)
+    >>> fit = als(R, 2, reg=0.01, biases=False, count_scaled=False, tol=1e-8, max_iter=1000,
+    ...           random_state=0)
     >>> fit.status, bool(np.allclose(fit.P @ fit.Q, R, atol=0.01))
     (2, True)
     """
