@@ -9,7 +9,9 @@ inside numpy or scipy.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ __all__ = [
     "check_array",
     "check_bool",
     "check_choice",
+    "check_file",
     "check_float",
     "check_int",
     "check_random_state",
@@ -133,6 +136,21 @@ def check_array(
         n_bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise ValueError(f"`{name}` must be finite; it has {n_bad} NaN or infinite value(s).")
     return arr
+
+
+def check_file(path: Any, what: str, *, a_file: str | None = None) -> Path:
+    """``path`` as a :class:`~pathlib.Path` to an existing regular file; ``what`` names the kind
+    of file in the messages (``'ratings'``), ``a_file`` overrides ``f'a {what} file'``."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"`path` must be a file path; got {describe(path)}.")
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{str(p)!r} is a directory, not {a_file or f'a {what} file'}.")
+    if p.exists() and not p.is_file():  # a FIFO or a device: reading it could block forever
+        raise ValueError(f"{str(p)!r} is not a regular file (a pipe or a device); give a file.")
+    if not p.is_file():
+        raise FileNotFoundError(f"no such {what} file: {str(p)!r} (it does not exist)")
+    return p
 
 
 def check_random_state(random_state: Any, name: str = "random_state") -> np.random.Generator:

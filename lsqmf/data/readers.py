@@ -62,7 +62,6 @@ from __future__ import annotations
 import gzip
 import logging
 import math
-import os
 import re
 import zipfile
 import zlib
@@ -72,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validation import check_choice, check_float, describe
+from .._validation import check_choice, check_file, check_float, describe
 from .ratings import Ratings
 
 if TYPE_CHECKING:
@@ -144,16 +143,7 @@ def builtin_path(kind: str = "ratings") -> Path:
 
 
 def _check_path(path: Any, what: str = "ratings") -> Path:
-    if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"`path` must be a file path; got {describe(path)}.")
-    p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"{str(p)!r} is a directory, not a {what} file.")
-    if p.exists() and not p.is_file():  # a FIFO or a device: reading it could block forever
-        raise ValueError(f"{str(p)!r} is not a regular file (a pipe or a device); give a file.")
-    if not p.is_file():
-        raise FileNotFoundError(f"no such {what} file: {str(p)!r} (it does not exist)")
-    return p
+    return check_file(path, what)
 
 
 def _quote(line: str) -> str:
@@ -642,15 +632,20 @@ def _dense_ratings(arr: Any, path: Path, missing: float | None, what: str) -> Ra
         raise ValueError(f"{str(path)!r}: {err}") from err
 
 
+def _refuse_pickle(path: Path, err: ValueError) -> None:
+    """Raise the message for an array file that holds pickled objects (``err`` from np.load)."""
+    if "allow_pickle" in str(err):
+        raise ValueError(
+            f"{str(path)!r} holds Python objects (pickled); only numeric "
+            "arrays are read, never pickles."
+        ) from err
+
+
 def _read_npy(path: Path, missing: float | None) -> Ratings:
     try:
         arr = np.load(path, allow_pickle=False)
     except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise ValueError(
-                f"{str(path)!r} holds Python objects (pickled); only numeric "
-                "arrays are read, never pickles."
-            ) from err
+        _refuse_pickle(path, err)
         raise ValueError(f"{str(path)!r} is not a readable .npy file ({err}).") from err
     except (OSError, EOFError) as err:
         raise ValueError(f"{str(path)!r} is not a readable .npy file ({err}).") from err
@@ -698,11 +693,7 @@ def _read_npz(path: Path, missing: float | None) -> Ratings:
     except ValueError as err:
         if str(err).startswith(f"{str(path)!r}"):
             raise
-        if "allow_pickle" in str(err):
-            raise ValueError(
-                f"{str(path)!r} holds Python objects (pickled); only numeric "
-                "arrays are read, never pickles."
-            ) from err
+        _refuse_pickle(path, err)
         raise ValueError(f"{str(path)!r}: {err}") from err
     except (zipfile.BadZipFile, OSError, EOFError, KeyError, zlib.error) as err:
         raise ValueError(f"{str(path)!r} is not a readable .npz file ({err}).") from err

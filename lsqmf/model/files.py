@@ -73,7 +73,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import describe
+from .._validation import check_file, describe
 from .result import FitResult
 
 __all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "load_model", "read_metadata", "save_model"]
@@ -318,15 +318,7 @@ def _write_error(err: OSError, out: Path) -> OSError:
 
 # ------------------------------------------------------------------------------------ load
 def _open_archive(path: str | os.PathLike[str]) -> tuple[Path, zipfile.ZipFile]:
-    if not isinstance(path, str | os.PathLike):
-        raise TypeError(f"`path` must be a file path; got {describe(path)}.")
-    p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"{str(p)!r} is a directory, not an lsqmf model file.")
-    if p.exists() and not p.is_file():  # a FIFO or a device: reading it could block forever
-        raise ValueError(f"{str(p)!r} is not a regular file (a pipe or a device).")
-    if not p.is_file():
-        raise FileNotFoundError(f"no such model file: {str(p)!r}")
+    p = check_file(path, "model", a_file="an lsqmf model file")
     size = p.stat().st_size
     if size == 0:
         raise ValueError(f"{str(p)!r} is empty (0 bytes): not an lsqmf model file.")

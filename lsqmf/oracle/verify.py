@@ -319,17 +319,7 @@ def _run_case(
     diff_Q, ok_Q = _compare("Q", Q_out, golden.Q, atol, rtol, reasons)
     mutation_ok: bool | None = None
     if check_mutation:
-        mutation_reasons: list[str] = []
-        _compare("P (caller's array)", P, golden.P, atol, rtol, mutation_reasons)
-        _compare("Q (caller's array)", Q, golden.Q, atol, rtol, mutation_reasons)
-        if not np.array_equal(R, golden.R):
-            mutation_reasons.append("R was modified")
-        mutation_ok = not mutation_reasons
-        if mutation_reasons:
-            reasons.append(
-                "in-place check: " + "; ".join(mutation_reasons)
-                + " (the reference updates the caller's P and Q in place)"
-            )
+        mutation_ok = _in_place_ok(golden, P, Q, R, atol, rtol, reasons)
     passed = ok_P and ok_Q and mutation_ok is not False
     return CaseResult(golden.name, diff_P, diff_Q, mutation_ok, passed, reason="; ".join(reasons))
 
@@ -587,21 +577,28 @@ def _judge(golden: GoldenData, data: dict[str, np.ndarray], atol: float, rtol: f
     (diff_P, ok_P), (diff_Q, ok_Q) = diffs
     mutation_ok: bool | None = None
     if check_mutation:
-        mutation_reasons: list[str] = []
-        for key, label, expected in (("P_after", "P (caller's array)", golden.P),
-                                     ("Q_after", "Q (caller's array)", golden.Q)):
-            _compare(label, data.get(key), expected, atol, rtol, mutation_reasons)
-        R_after = data.get("R_after")
-        if R_after is None or not np.array_equal(R_after, golden.R):
-            mutation_reasons.append("R was modified")
-        mutation_ok = not mutation_reasons
-        if mutation_reasons:
-            reasons.append(
-                "in-place check: " + "; ".join(mutation_reasons)
-                + " (the reference updates the caller's P and Q in place)"
-            )
+        mutation_ok = _in_place_ok(golden, data.get("P_after"), data.get("Q_after"),
+                                   data.get("R_after"), atol, rtol, reasons)
     passed = ok_P and ok_Q and mutation_ok is not False
     return CaseResult(golden.name, diff_P, diff_Q, mutation_ok, passed, reason="; ".join(reasons))
+
+
+def _in_place_ok(golden: GoldenData, P_after: Any, Q_after: Any, R_after: Any, atol: float,
+                 rtol: float, reasons: list[str]) -> bool:
+    """Whether the caller's ``P`` and ``Q`` hold the golden outputs after the call and ``R``
+    is unchanged (the reference updates P and Q in place); if not, one line why in ``reasons``.
+    """
+    mutation_reasons: list[str] = []
+    _compare("P (caller's array)", P_after, golden.P, atol, rtol, mutation_reasons)
+    _compare("Q (caller's array)", Q_after, golden.Q, atol, rtol, mutation_reasons)
+    if R_after is None or not np.array_equal(R_after, golden.R):
+        mutation_reasons.append("R was modified")
+    if mutation_reasons:
+        reasons.append(
+            "in-place check: " + "; ".join(mutation_reasons)
+            + " (the reference updates the caller's P and Q in place)"
+        )
+    return not mutation_reasons
 
 
 def _incomplete(spec: str, names: list[str], atol: float, rtol: float, check_mutation: bool,
