@@ -111,6 +111,7 @@ from ..model.result import (
 )
 from ..model.start import random_start
 from ..nls.result import NonFiniteResidualError
+from ..runtime.memory import check_budget, fit_bytes
 from ..runtime.threads import blas_single_thread, numba_available
 from ._holdout import Validation, check_validation, split_validation
 
@@ -137,6 +138,10 @@ DIVERGENCE_FACTOR = 1e6
 
 #: Statuses whose result is the best iterate seen rather than the last one.
 BEST_ITERATE_STATUSES = frozenset({Status.VALIDATION, Status.NON_FINITE})
+#: Statuses whose result is the best iterate when it is better than the last one (a run that
+#: oscillates, e.g. ``gd`` with a large step, returns its best, not its last, factors).
+UNFINISHED_STATUSES = frozenset({Status.MAX_ITER, Status.MAX_TIME, Status.INTERRUPTED,
+                                 Status.CALLBACK})
 
 
 def _any(value: Any) -> Any:
@@ -543,6 +548,7 @@ def prepare(
     t_start = time.perf_counter()
     rng, seed = resolve_seed(opts.random_state)
     ratings = as_ratings(R, weights=opts.weights)
+    check_fit_budget(name, ratings, opts.rank)
     P, Q = random_start(ratings, opts.rank, rng, init_scale=opts.init_scale, P0=opts.P0,
                         Q0=opts.Q0)
     # after the start, so that it is the start the run would use without validation
@@ -558,6 +564,19 @@ def prepare(
     return Setup(name=name, ratings=ratings, problem=problem, x0=problem.pack(P, Q), rng=rng,
                  opts=opts, seed=seed, t_start=t_start, own=own,
                  validation=validation, backend=backend)
+
+
+def check_fit_budget(name: str, ratings: Ratings, rank: int) -> None:
+    """Refuse, before allocating, a fit that cannot fit in memory (a rank of 10^6, ids of
+    10^11 taken as indices): :class:`~lsqmf.runtime.memory.MemoryBudgetError`."""
+    n_rows, n_cols = ratings.shape
+    check_budget(
+        fit_bytes(n_rows, n_cols, ratings.nnz, rank),
+        f"lsqmf.solvers.{name}: a fit of `rank`={rank} on {n_rows} x {n_cols} ratings "
+        f"({ratings.nnz} observed)",
+        "Use a smaller `rank`" + (" or number the ids consecutively (Ratings.from_frame does)"
+                                  if ratings.nnz < 0.01 * max(n_rows, n_cols) else "") + ".",
+    )
 
 
 def log_result(logger: logging.Logger, verbose: int, fit: FitResult) -> None:
@@ -656,6 +675,8 @@ class Tracker:
         """The iterate a result with ``status`` returns (the best or the last) and its cost."""
         if status in BEST_ITERATE_STATUSES or self.validation is not None:
             return self.best_x, self.best_cost
+        if status in UNFINISHED_STATUSES and self.best_cost < self.cost:
+            return self.best_x, self.best_cost
         return self.x, self.cost
 
     def result(
@@ -721,20 +742,35 @@ def run_iterations(
     # the steps alternate numpy work with numba's parallel kernels (ALS half-steps, Jacobian
     # products) when numba is installed: one BLAS thread, see blas_single_thread
     with blas_single_thread(numba_available()):
-        x = tracker.x
-        for j in range(1, setup.max_iter + 1):
-            x = step(x, j)
-            stop = tracker.observe(j, x)
-            if stop is not None:
-                status = stop
-                break
+        try:
+            x = tracker.x
+            for j in range(1, setup.max_iter + 1):
+                x = step(x, j)
+                stop = tracker.observe(j, x)
+                if stop is not None:
+                    status = stop
+                    break
+        except KeyboardInterrupt:  # Ctrl-C: the best iterate so far, marked, not lost
+            status = Status.INTERRUPTED
     result = tracker.result(status, *tracker.result_x(status))
     log_result(setup.logger, tracker.verbose, result)
+    _warn_unfinished(setup, tracker, status)
+    return result
+
+
+def _warn_unfinished(setup: Setup, tracker: Tracker, status: Status) -> None:
+    """The ConvergenceWarning of a run stopped by ``max_iter`` or an interrupt."""
+    which = ("the last factors" if tracker.best_cost >= tracker.cost else
+             f"the best factors (iteration {tracker.best_step}, cost {tracker.best_cost:.6g})")
     if status == Status.MAX_ITER:
         warn_not_converged(
             f"lsqmf.solvers.{setup.name}: `max_iter`={setup.max_iter} iterations reached "
             f"before the relative cost change fell below tol={setup.tol:g} (cost "
-            f"{tracker.cost:.6g}); returning the last factors. Increase `max_iter` or `tol`.",
-            stacklevel=4,
+            f"{tracker.cost:.6g}); returning {which}. Increase `max_iter` or `tol`.",
+            stacklevel=5,
         )
-    return result
+    elif status == Status.INTERRUPTED:
+        warn_not_converged(
+            f"lsqmf.solvers.{setup.name}: interrupted (KeyboardInterrupt) after iteration "
+            f"{tracker.steps[-1]}; returning {which}.", stacklevel=5,
+        )
