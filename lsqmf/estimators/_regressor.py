@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_choice, describe
 from ..data.ratings import Ratings, lookup_ids
+from ..evaluate.scoring import _resolve_clip as resolve_clip
 from ..model.result import COLD_START_POLICIES
 from ..solvers import resolve_solver
 from ._base import COMMON_OPTIONS, check_id_column, solver_keywords, validate_data
@@ -296,14 +297,10 @@ class RatingRegressor(RegressorMixin, BaseEstimator):
 
 
 def _clip_range(clip: Any, ratings: Ratings) -> tuple[float, float] | None:
-    """``clip`` resolved on the training ratings, as :mod:`lsqmf.evaluate.search` does."""
-    if clip is None:
-        return None
-    if isinstance(clip, str):
-        check_choice("clip", clip, ["auto"])
-        return float(ratings.values.min()), float(ratings.values.max())
-    if (not isinstance(clip, tuple | list) or len(clip) != 2
-            or not all(isinstance(c, int | float | np.number) for c in clip)
-            or not float(clip[0]) <= float(clip[1])):
+    """``clip`` resolved on the training ratings by :mod:`lsqmf.evaluate.scoring`'s rule,
+    refusing a pair that is not two numbers (with the same message) before it."""
+    if isinstance(clip, tuple | list) and not all(
+        isinstance(c, int | float | np.number) for c in clip
+    ):
         raise ValueError(f"`clip` must be 'auto', None or (low, high); got {describe(clip)}.")
-    return float(clip[0]), float(clip[1])
+    return resolve_clip(clip, ratings)

@@ -39,7 +39,7 @@ from ..kernels.registry import get_kernel
 from ..kernels.solvers import kernel_threads
 from ..model.result import FitResult
 from ._common import Setup, SolverSpec, prepare, run_iterations
-from .sgd import STEP_PARAMS
+from .sgd import STEP_PARAMS, visit_regs
 
 __all__ = ["SPEC", "bsgd"]
 
@@ -107,12 +107,7 @@ class _Epochs:
         self.values = np.ascontiguousarray(r.values, dtype=np.float64)
         self.weights = (np.ones(r.nnz) if r.weights is None
                         else np.ascontiguousarray(r.weights, dtype=np.float64))
-        n_u = np.maximum(r.row_counts(), 1).astype(float)
-        n_i = np.maximum(r.col_counts(), 1).astype(float)
-        self.reg_row = setup.reg_row / n_u
-        self.reg_col = setup.reg_col / n_i
-        self.reg_row_bias = setup.reg_row_bias / n_u
-        self.reg_col_bias = setup.reg_col_bias / n_i
+        self.reg_row, self.reg_col, self.reg_row_bias, self.reg_col_bias = visit_regs(setup)
         self.lr, self.decay, self.bias_rate = lr, decay, bias_rate
         self.cell_ptr: np.ndarray | None = None
         self.blocks = 0

@@ -48,7 +48,7 @@ from .._params import Param
 from ..model.result import FitResult
 from ._common import Setup, SolverSpec, prepare, run_iterations
 
-__all__ = ["SPEC", "STEP_PARAMS", "sgd", "sgd_epoch_kernel"]
+__all__ = ["SPEC", "STEP_PARAMS", "sgd", "sgd_epoch_kernel", "visit_regs"]
 
 
 def sgd_epoch_kernel(backend: str) -> Callable[..., float]:
@@ -57,6 +57,17 @@ def sgd_epoch_kernel(backend: str) -> Callable[..., float]:
     from ..kernels.core import sgd_epoch
 
     return functools.partial(sgd_epoch, backend=backend)
+
+
+def visit_regs(setup: Setup) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The regularization one SGD visit applies: ``reg_row, reg_col, reg_row_bias,
+    reg_col_bias`` divided by the visited row's / column's count of ratings (at least 1), so
+    that an epoch regularizes each row and column once in all."""
+    r = setup.ratings
+    n_u = np.maximum(r.row_counts(), 1).astype(float)
+    n_i = np.maximum(r.col_counts(), 1).astype(float)
+    return (setup.reg_row / n_u, setup.reg_col / n_i, setup.reg_row_bias / n_u,
+            setup.reg_col_bias / n_i)
 
 
 class EpochRunner:
@@ -71,12 +82,7 @@ class EpochRunner:
         self.cols = np.array(r.cols, dtype=np.int64)
         self.values = np.array(r.values, dtype=np.float64)
         self.weights = np.ones(r.nnz) if r.weights is None else np.array(r.weights)
-        n_u = np.maximum(r.row_counts(), 1).astype(float)
-        n_i = np.maximum(r.col_counts(), 1).astype(float)
-        self.reg_row = setup.reg_row / n_u
-        self.reg_col = setup.reg_col / n_i
-        self.reg_row_bias = setup.reg_row_bias / n_u
-        self.reg_col_bias = setup.reg_col_bias / n_i
+        self.reg_row, self.reg_col, self.reg_row_bias, self.reg_col_bias = visit_regs(setup)
         self.learning_rate = learning_rate
         self.decay = decay
 

@@ -56,6 +56,9 @@ GOLDEN_DIR = Path(__file__).resolve().parent
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 
+#: The reference's parameters after ``R, P, Q``, in its signature's order.
+PARAM_NAMES = ("K", "max_steps", "alpha", "beta", "epsilon")
+
 #: The standard tutorial example.
 STANDARD_R = (
     (5, 3, 0, 1),
@@ -103,13 +106,8 @@ class GoldenCase:
     density: float = 1.0
 
     def params(self) -> dict[str, int | float]:
-        return {
-            "K": self.K,
-            "max_steps": self.max_steps,
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "epsilon": self.epsilon,
-        }
+        """The reference's parameters (:data:`PARAM_NAMES`) as a dict."""
+        return {name: getattr(self, name) for name in PARAM_NAMES}
 
 
 _CASE_LIST = (
@@ -208,14 +206,8 @@ class GoldenData:
     n_steps: int
 
     def params(self) -> dict[str, int | float]:
-        """``K, max_steps, alpha, beta, epsilon`` as a dict."""
-        return {
-            "K": self.K,
-            "max_steps": self.max_steps,
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "epsilon": self.epsilon,
-        }
+        """The reference's parameters (:data:`PARAM_NAMES`) as a dict."""
+        return {name: getattr(self, name) for name in PARAM_NAMES}
 
 
 def make_inputs(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
