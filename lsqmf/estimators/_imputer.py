@@ -285,7 +285,8 @@ class MatrixCompletionImputer(TransformerMixin, BaseEstimator):
         n_cols = self.model_.shape[1]
         r = np.repeat(rows, n_cols)
         c = np.tile(np.arange(n_cols), len(rows))
-        out = model.predict(r, c, allow_unknown=True).reshape(len(rows), n_cols)
+        # the columns are features, not ratings: no clipping to the training range
+        out = model.predict(r, c, allow_unknown=True, clip=None).reshape(len(rows), n_cols)
         if ratings is not None:
             out[ratings.rows, ratings.cols] = ratings.values
         return out
