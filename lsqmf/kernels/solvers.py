@@ -380,7 +380,6 @@ def _sgd_epoch(
     so the processor overlaps their cache misses, where a load inside the update loop waits for
     the previous visit. The visits and their arithmetic are those of a plain loop over ``order``.
     """
-    k = P.shape[1]
     loss = 0.0
     n_visits = order.shape[0]
     us = np.empty(GATHER, dtype=np.int64)
@@ -390,27 +389,50 @@ def _sgd_epoch(
     for s0 in range(0, n_visits, GATHER):
         n = gather_entries(order, s0, rows, cols, values, weights, us, its, vs, ws)
         for j in range(n):
-            u = us[j]
-            i = its[j]
-            pred = mu
-            if fit_biases:
-                pred += b[u] + c[i]
-            for p in range(k):
-                pred += P[u, p] * Qt[i, p]
-            e = vs[j] - pred
-            we = ws[j] * e
-            loss += we * e
-            if fit_biases:
-                b[u] += lr_bias * (we - reg_row_bias[u] * b[u])
-                c[i] += lr_bias * (we - reg_col_bias[i] * c[i])
-            ru = reg_row[u]
-            ri = reg_col[i]
-            for p in range(k):
-                pu = P[u, p]
-                qi = Qt[i, p]
-                P[u, p] = pu + lr * (we * qi - ru * pu)
-                Qt[i, p] = qi + lr * (we * pu - ri * qi)
+            loss += _sgd_visit(us[j], its[j], vs[j], ws[j], P, Qt, b, c, mu, lr, lr_bias,
+                               reg_row, reg_col, reg_row_bias, reg_col_bias, fit_biases)
     return loss
+
+
+def _sgd_visit(
+    u: int,
+    i: int,
+    v: float,
+    w: float,
+    P: np.ndarray,
+    Qt: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    mu: float,
+    lr: float,
+    lr_bias: float,
+    reg_row: np.ndarray,
+    reg_col: np.ndarray,
+    reg_row_bias: np.ndarray,
+    reg_col_bias: np.ndarray,
+    fit_biases: bool,
+) -> float:
+    """One biased SGD step on the rating ``v`` (weight ``w``) of row ``u``, column ``i``;
+    returns its weighted squared error before the step."""
+    k = P.shape[1]
+    pred = mu
+    if fit_biases:
+        pred += b[u] + c[i]
+    for p in range(k):
+        pred += P[u, p] * Qt[i, p]
+    e = v - pred
+    we = w * e
+    if fit_biases:
+        b[u] += lr_bias * (we - reg_row_bias[u] * b[u])
+        c[i] += lr_bias * (we - reg_col_bias[i] * c[i])
+    ru = reg_row[u]
+    ri = reg_col[i]
+    for p in range(k):
+        pu = P[u, p]
+        qi = Qt[i, p]
+        P[u, p] = pu + lr * (we * qi - ru * pu)
+        Qt[i, p] = qi + lr * (we * pu - ri * qi)
+    return we * e
 
 
 def sgd_epoch_numpy(
@@ -508,29 +530,10 @@ def _sgd_range(
     fit_biases: bool,
 ) -> float:
     """The visits of ``bsgd_epoch`` to the entries ``start:stop`` in stored order."""
-    k = P.shape[1]
     loss = 0.0
     for t in range(start, stop):
-        u = rows[t]
-        i = cols[t]
-        pred = mu
-        if fit_biases:
-            pred += b[u] + c[i]
-        for p in range(k):
-            pred += P[u, p] * Qt[i, p]
-        e = values[t] - pred
-        we = weights[t] * e
-        loss += we * e
-        if fit_biases:
-            b[u] += lr_bias * (we - reg_row_bias[u] * b[u])
-            c[i] += lr_bias * (we - reg_col_bias[i] * c[i])
-        ru = reg_row[u]
-        ri = reg_col[i]
-        for p in range(k):
-            pu = P[u, p]
-            qi = Qt[i, p]
-            P[u, p] = pu + lr * (we * qi - ru * pu)
-            Qt[i, p] = qi + lr * (we * pu - ri * qi)
+        loss += _sgd_visit(rows[t], cols[t], values[t], weights[t], P, Qt, b, c, mu, lr,
+                           lr_bias, reg_row, reg_col, reg_row_bias, reg_col_bias, fit_biases)
     return loss
 
 
@@ -613,6 +616,7 @@ def predict_pairs_numpy(
 #: which rebinds each name here to its numba version (:func:`lsqmf.kernels.jit.jit_helpers`).
 _HELPERS = (
     "gather_entries",
+    "_sgd_visit",
     "_sgd_range",
     "_cg_residual",
     "_cg_steps",
