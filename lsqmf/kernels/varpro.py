@@ -68,6 +68,27 @@ def _gram_py(col_ptr, ent, rows, w, y, P, biases, lam, G, h):  # type: ignore[no
                 G[i, q, p] = G[i, p, q]
 
 
+def _apply_inverse(Ginv, i, g, s):  # type: ignore[no-untyped-def]
+    """s = Ginv[i] @ g (sums in index order)."""
+    k1 = s.shape[0]
+    for p in range(k1):
+        acc = 0.0
+        for q in range(k1):
+            acc += Ginv[i, p, q] * g[q]
+        s[p] = acc
+
+
+def _feature_dot(P, u, s, biases):  # type: ignore[no-untyped-def]
+    """a_u . s with a_u = [P[u]; 1] (the 1 only with ``biases``)."""
+    k = P.shape[1]
+    acc = 0.0
+    for p in range(k):
+        acc += P[u, p] * s[p]
+    if biases:
+        acc += s[k]
+    return acc
+
+
 def _matvec_py(  # type: ignore[no-untyped-def]
     col_ptr, ent, rows, d, e, P, Qt, Ginv, lsq, dP, db, biases, full, out, out_z
 ):
@@ -99,20 +120,10 @@ def _matvec_py(  # type: ignore[no-untyped-def]
                 de = d[t] * e[t]
                 for p in range(k):
                     hv[p] += de * dP[u, p]
-        for p in range(k1):
-            acc = 0.0
-            for q in range(k1):
-                acc += Ginv[i, p, q] * hv[q]
-            s[p] = acc
+        _apply_inverse(Ginv, i, hv, s)
         for j in range(col_ptr[i], col_ptr[i + 1]):
             t = ent[j]
-            u = rows[t]
-            acc = 0.0
-            for p in range(k):
-                acc += P[u, p] * s[p]
-            if biases:
-                acc += s[k]
-            out[t] -= d[t] * acc
+            out[t] -= d[t] * _feature_dot(P, rows[t], s, biases)
         for p in range(k1):
             out_z[i, p] = -lsq[i, p] * s[p]
 
@@ -137,20 +148,11 @@ def _rmatvec_py(  # type: ignore[no-untyped-def]
                 g[p] += dy * P[u, p]
             if biases:
                 g[k] += dy
-        for p in range(k1):
-            acc = 0.0
-            for q in range(k1):
-                acc += Ginv[i, p, q] * g[q]
-            s[p] = acc
+        _apply_inverse(Ginv, i, g, s)
         for j in range(col_ptr[i], col_ptr[i + 1]):
             t = ent[j]
             u = rows[t]
-            acc = 0.0
-            for p in range(k):
-                acc += P[u, p] * s[p]
-            if biases:
-                acc += s[k]
-            c = d[t] * (y[t] - d[t] * acc)
+            c = d[t] * (y[t] - d[t] * _feature_dot(P, u, s, biases))
             for p in range(k):
                 gP[u, p] += c * Qt[i, p]
             if biases:
@@ -246,10 +248,15 @@ def _scatter_example(kernel: Callable[..., Any]) -> None:
     kernel(np.zeros((3, 3)), np.ones((n, k1, k1)), perm, n, k1, np.empty((n * k1, n * k1)))
 
 
+#: The stages the Jacobian products share: plain Python until a kernel here is first compiled,
+#: which rebinds each name here to its numba version (:func:`lsqmf.kernels.jit.jit_helpers`,
+#: inlined into the kernel: the same operations in the same order).
+_HELPERS = ("_apply_inverse", "_feature_dot")
+
 KERNELS = (
     Kernel("varpro_gram", _gram_py, example=_gram_example),
-    Kernel("varpro_matvec", _matvec_py, example=_matvec_example),
-    Kernel("varpro_rmatvec", _rmatvec_py, example=_rmatvec_example),
+    Kernel("varpro_matvec", _matvec_py, helpers=_HELPERS, example=_matvec_example),
+    Kernel("varpro_rmatvec", _rmatvec_py, helpers=_HELPERS, example=_rmatvec_example),
     Kernel("normal_tri_pairs", _tri_pairs_py, example=_tri_pairs_example),
     Kernel("normal_scatter", _scatter_py, example=_scatter_example),
 )
