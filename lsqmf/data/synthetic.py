@@ -12,6 +12,7 @@ the ground truth, so a solver's answer can be checked against it. Every draw tak
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -524,45 +525,68 @@ def make_affine_sfm(
         min_frames=min_frames, random_state=random_state if not isinstance(
             random_state, np.random.Generator) else "Generator",
     )
-    n_frames = check_int("n_frames", n_frames, min_value=3)
-    n_points = check_int("n_points", n_points, min_value=8)
-    motion = check_choice("motion", motion, ("tumble", "turntable"))
-    if rotation is not None:
-        rotation = check_float("rotation", rotation, min_value=0.0, max_value=3600.0)
-    for name, flag in (("translation", translation), ("facing", facing)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"`{name}` must be True or False; got {describe(flag)}.")
-    if lifetime is not None:
-        lifetime = check_float("lifetime", lifetime, min_value=1.0)
-    occluder = float(check_float("occluder", occluder, min_value=0.0, max_value=0.5))  # type: ignore[arg-type]
-    dropout = float(check_float("dropout", dropout, min_value=0.0, max_value=0.5))  # type: ignore[arg-type]
-    noise = float(check_float("noise", noise, min_value=0.0))  # type: ignore[arg-type]
-    outliers = float(check_float("outliers", outliers, min_value=0.0, max_value=0.5))  # type: ignore[arg-type]
-    affine_jitter = float(check_float("affine_jitter", affine_jitter, min_value=0.0,  # type: ignore[arg-type]
-                                      max_value=0.5))
-    min_frames = check_int("min_frames", min_frames, min_value=2, max_value=n_frames)
+    opts = _check_sfm_settings(settings)
     rng = check_random_state(random_state)
-    rank = 4 if translation else 3
+    rank = 4 if opts["translation"] else 3
+    R, P = _sfm_cameras(rng, opts)
+    X, vis = _sfm_points(rng, opts, R, P)
+    Q = np.vstack([X, np.ones((1, X.shape[1]))]) if opts["translation"] else X
+    clean = P @ Q
+    _ensure_coverage(vis, rng, opts["min_frames"], min(rank + 2, opts["n_points"]))
+    mask = np.repeat(vis, 2, axis=0)
+    M, outlier_mask = _sfm_observe(rng, opts, clean, vis)
+    M[~mask] = np.nan
+    return AffineSequence(M=M, mask=mask, clean=clean, P=P, Q=Q, outliers=outlier_mask,
+                          rank=rank, settings=settings)
 
-    # the motion and the cameras
+
+def _check_sfm_settings(s: dict[str, Any]) -> dict[str, Any]:
+    """:func:`make_affine_sfm`'s arguments, checked and converted."""
+    o = dict(s)
+    o["n_frames"] = check_int("n_frames", s["n_frames"], min_value=3)
+    o["n_points"] = check_int("n_points", s["n_points"], min_value=8)
+    o["motion"] = check_choice("motion", s["motion"], ("tumble", "turntable"))
+    if s["rotation"] is not None:
+        o["rotation"] = check_float("rotation", s["rotation"], min_value=0.0, max_value=3600.0)
+    for name in ("translation", "facing"):
+        if not isinstance(s[name], bool):
+            raise TypeError(f"`{name}` must be True or False; got {describe(s[name])}.")
+    if s["lifetime"] is not None:
+        o["lifetime"] = check_float("lifetime", s["lifetime"], min_value=1.0)
+    for name, high in (("occluder", 0.5), ("dropout", 0.5), ("noise", None),
+                       ("outliers", 0.5), ("affine_jitter", 0.5)):
+        o[name] = float(check_float(name, s[name], min_value=0.0, max_value=high))  # type: ignore[arg-type]
+    o["min_frames"] = check_int("min_frames", s["min_frames"], min_value=2,
+                                max_value=o["n_frames"])
+    return o
+
+
+def _sfm_cameras(rng: np.random.Generator, o: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The object's rotations ``(F, 3, 3)`` and the affine cameras ``P`` ``(2F, rank)``."""
+    n_frames, translation = o["n_frames"], o["translation"]
+    rotation = o["rotation"]
     if rotation is None:
-        low, high = (180.0, 360.0) if motion == "turntable" else (90.0, 240.0)
+        low, high = (180.0, 360.0) if o["motion"] == "turntable" else (90.0, 240.0)
         rotation = float(rng.uniform(low, high))
-    R = _rotations(rng, n_frames, motion, np.radians(rotation))
+    R = _rotations(rng, n_frames, o["motion"], np.radians(rotation))
     width, height = IMAGE_SIZE
     base = rng.uniform(60.0, 150.0)  # pixels per object unit
     scale = base * (1.0 + 0.25 * _smooth_path(rng, n_frames, 1)[:, 0])
-    E = affine_jitter * rng.standard_normal((n_frames, 2, 2))
+    E = o["affine_jitter"] * rng.standard_normal((n_frames, 2, 2))
     A = scale[:, None, None] * ((np.eye(2) + E) @ R[:, :2, :])  # (F, 2, 3)
     t = np.array([width / 2, height / 2]) + np.array([width, height]) * 0.18 * _smooth_path(
         rng, n_frames, 2)
     if not translation:
-        t = np.zeros_like(t)
-    P = np.concatenate([A, t[:, :, None]], axis=2) if translation else A  # (F, 2, rank)
-    P = P.reshape(2 * n_frames, rank)
+        return R, A.reshape(2 * n_frames, 3)
+    return R, np.concatenate([A, t[:, :, None]], axis=2).reshape(2 * n_frames, 4)
 
-    # the object: points on an ellipsoid; a tracker keeps only the points it followed for
-    # min_frames frames or more, so candidates seen less are redrawn
+
+def _sfm_points(rng: np.random.Generator, o: dict[str, Any], R: np.ndarray,
+                P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``X`` (3 x N) on an ellipsoid and their visibility (F x N); a tracker keeps
+    only the points it followed for ``min_frames`` frames or more, so candidates seen less
+    are redrawn."""
+    n_points, min_frames = o["n_points"], o["min_frames"]
     semi = rng.uniform(0.6, 1.2, size=3)
     X_parts, vis_parts, kept = [], [], 0
     for _ in range(200):
@@ -570,8 +594,8 @@ def make_affine_sfm(
         u = rng.standard_normal((3, batch))
         u /= np.linalg.norm(u, axis=0, keepdims=True)
         X_b = semi[:, None] * u
-        vis_b = _visibility(rng, X_b, u / semi[:, None], R, P, translation, facing, lifetime,
-                            occluder, dropout)
+        vis_b = _visibility(rng, X_b, u / semi[:, None], R, P, o["translation"], o["facing"],
+                            o["lifetime"], o["occluder"], o["dropout"])
         ok = vis_b.sum(axis=0) >= min_frames
         X_parts.append(X_b[:, ok])
         vis_parts.append(vis_b[:, ok])
@@ -581,18 +605,20 @@ def make_affine_sfm(
     else:
         raise ValueError(
             f"fewer than 1 in 200 points is visible in `min_frames`={min_frames} frames with "
-            f"these settings (lifetime={lifetime}, occluder={occluder}, dropout={dropout}); "
-            "raise `lifetime` or lower `min_frames`."
+            f"these settings (lifetime={o['lifetime']}, occluder={o['occluder']}, "
+            f"dropout={o['dropout']}); raise `lifetime` or lower `min_frames`."
         )
-    X = np.concatenate(X_parts, axis=1)[:, :n_points]
-    vis = np.concatenate(vis_parts, axis=1)[:, :n_points]
-    Q = np.vstack([X, np.ones((1, n_points))]) if translation else X
-    clean = P @ Q
-    _ensure_coverage(vis, rng, min_frames, min(rank + 2, n_points))
-    mask = np.repeat(vis, 2, axis=0)
+    return (np.concatenate(X_parts, axis=1)[:, :n_points],
+            np.concatenate(vis_parts, axis=1)[:, :n_points])
 
+
+def _sfm_observe(rng: np.random.Generator, o: dict[str, Any], clean: np.ndarray,
+                 vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The observed coordinates (pixel noise, gross outliers) and the outlier mask."""
+    width, height = IMAGE_SIZE
+    noise, outliers = o["noise"], o["outliers"]
     M = clean + noise * rng.standard_normal(clean.shape) if noise > 0.0 else clean.copy()
-    out = np.zeros((n_frames, n_points), dtype=bool)
+    out = np.zeros(vis.shape, dtype=bool)
     if outliers > 0.0:
         f_vis, j_vis = np.nonzero(vis)
         n_out = round(outliers * f_vis.size)
@@ -603,6 +629,4 @@ def make_affine_sfm(
         rows, cols = np.nonzero(outlier_mask)
         M[rows, cols] = np.where(rows % 2 == 0, rng.uniform(0.0, width, rows.size),
                                  rng.uniform(0.0, height, rows.size))
-    M[~mask] = np.nan
-    return AffineSequence(M=M, mask=mask, clean=clean, P=P, Q=Q, outliers=outlier_mask,
-                          rank=rank, settings=settings)
+    return M, outlier_mask
