@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 
+# duplicates: the verify child must not import lsqmf, so it copies this
 def describe(value: Any) -> str:
     """Short, safe description of a received value for error messages."""
     if isinstance(value, np.ndarray):
@@ -52,6 +53,7 @@ def check_int(
     return value
 
 
+# duplicates: every check_* has one calling convention (name, value, *, limits)
 def check_float(
     name: str,
     value: Any,
@@ -103,6 +105,7 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     return value
 
 
+# duplicates: every check_* has one calling convention (name, value, *, limits)
 def check_array(
     name: str,
     value: Any,

@@ -36,6 +36,7 @@ def register(subparsers: Any) -> None:
     _register_report(subparsers)
 
 
+# duplicates: argparse subcommands are declared in one shape, one function each
 def _register_bench(subparsers: Any) -> None:
     """The ``bench`` subcommand: the grid, how its cells run, what is drawn after."""
     b = subparsers.add_parser(
@@ -107,6 +108,7 @@ def _add_after_run_options(b: argparse.ArgumentParser) -> None:
                    "time, n=200, m=160, rank 10, 10%% observed)")
 
 
+# duplicates: argparse subcommands are declared in one shape, one function each
 def _register_plot(subparsers: Any) -> None:
     """The ``plot`` subcommand: the results CSV, the figures' layout, the convergence figure."""
     from ..runtime.progress import PROGRESS_HELP
@@ -132,6 +134,7 @@ def _register_plot(subparsers: Any) -> None:
     p.set_defaults(func=run_plot)
 
 
+# duplicates: argparse subcommands are declared in one shape, one function each
 def _register_report(subparsers: Any) -> None:
     """The ``report`` subcommand: the results CSV and the Markdown file."""
     r = subparsers.add_parser(

@@ -37,6 +37,7 @@ def register(subparsers: Any) -> None:
     _register_golden(subparsers)
 
 
+# duplicates: argparse subcommands are declared in one shape, one function each
 def _register_verify(subparsers: Any) -> None:
     """The ``verify`` subcommand: the candidate and its options."""
     p = subparsers.add_parser(
@@ -101,6 +102,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+# duplicates: argparse subcommands are declared in one shape, one function each
 def _register_golden(subparsers: Any) -> None:
     """The ``golden`` subcommand: where to write, whether to overwrite."""
     g = subparsers.add_parser(

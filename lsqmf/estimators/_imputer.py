@@ -113,6 +113,7 @@ class MatrixCompletionImputer(TransformerMixin, BaseEstimator):
     (2, 6)
     """
 
+    # duplicates: scikit-learn reads each estimator's params from its own __init__
     def __init__(
         self,
         solver: str = "als",

@@ -130,6 +130,7 @@ class RatingRegressor(RegressorMixin, BaseEstimator):
     (True, (3, 3))
     """
 
+    # duplicates: scikit-learn reads each estimator's params from its own __init__
     def __init__(
         self,
         solver: str = "bmf",
@@ -231,6 +232,7 @@ class RatingRegressor(RegressorMixin, BaseEstimator):
         return (check_id_column(columns[0], "user"), check_id_column(columns[1], "item"))
 
     @staticmethod
+    # duplicates: ratings._check_weights' checks, named `sample_weight` for sklearn
     def _weights(sample_weight: Any, n: int) -> np.ndarray | None:
         if sample_weight is None:
             return None

@@ -231,6 +231,7 @@ def _sum_block_stats(block_stats: np.ndarray, stats: np.ndarray) -> None:
             stats[1 + q, p] = stats[1 + p, q]
 
 
+# duplicates: kernel and numpy oracle share arguments; the oracle is independent on purpose
 def gibbs_side_numpy(
     indptr: np.ndarray,
     other: np.ndarray,
@@ -294,6 +295,7 @@ def _sse_pairs(
     return sse
 
 
+# duplicates: kernel and numpy oracle share arguments; the oracle is independent on purpose
 def sse_pairs_numpy(
     rows: np.ndarray,
     cols: np.ndarray,
@@ -325,6 +327,7 @@ _HELPERS = (
 )
 
 
+# duplicates: each kernel module keeps its warm-up problem and argument lists
 def _side_problem() -> tuple[np.ndarray, ...]:
     """Two rows over two other rows (entries 0, 1 in row 0, entry 2 in row 1)."""
     indptr = np.array([0, 2, 3], dtype=np.int64)

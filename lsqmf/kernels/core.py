@@ -171,6 +171,7 @@ def _tutorial_mf(
 #: are 8 kB, in L1 cache. Same visits, same arithmetic, same numbers.
 GATHER = 256
 
+# duplicates: Funk's and biased SGD epochs read ahead alike but update differently
 def _sgd_epoch(
     rows: np.ndarray,
     cols: np.ndarray,
@@ -528,6 +529,7 @@ def _als_rows(
 # jac_matvec, jac_rmatvec
 
 
+# duplicates: block partials summed in block order; kernels share argument order
 def _jac_matvec(
     rows: np.ndarray,
     cols: np.ndarray,
@@ -736,6 +738,7 @@ def _residual_sse(
     return total
 
 
+# duplicates: kernel and numpy oracle share arguments; the oracle is independent on purpose
 def residual_sse_numpy(
     rows: np.ndarray,
     cols: np.ndarray,

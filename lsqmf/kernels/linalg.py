@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 
+# duplicates: varpro's gram reads via ent; sharing would copy entries each call
 def ridge_normal_equations(
     start: int,
     end: int,

@@ -122,6 +122,7 @@ def _cg_rows(
                 Z[r, p] = z[p]
 
 
+# duplicates: row stages share linalg's calling convention (start, end, other, y, ...)
 def _cg_residual(
     start: int,
     end: int,
@@ -225,6 +226,7 @@ def _add_feature(F: np.ndarray, j: int, with_bias: bool, coef: float, out: np.nd
         out[k] += coef
 
 
+# duplicates: kernel and numpy oracle share arguments; the oracle is independent on purpose
 def cg_rows_numpy(
     indptr: np.ndarray,
     other: np.ndarray,
@@ -324,6 +326,7 @@ def _gibbs_rows(
             back_substitution(G, v, Z, r)
 
 
+# duplicates: kernel and numpy oracle share arguments; the oracle is independent on purpose
 def gibbs_rows_numpy(
     indptr: np.ndarray,
     other: np.ndarray,
@@ -354,6 +357,7 @@ def gibbs_rows_numpy(
         Z[r] = mean + np.linalg.solve(L.T, eps[r])
 
 
+# duplicates: Funk's and biased SGD epochs read ahead alike but update differently
 def _sgd_epoch(
     rows: np.ndarray,
     cols: np.ndarray,
@@ -394,6 +398,7 @@ def _sgd_epoch(
     return loss
 
 
+# duplicates: numba stages take arrays and scalars, not records: argument lists repeat
 def _sgd_visit(
     u: int,
     i: int,
@@ -435,6 +440,7 @@ def _sgd_visit(
     return we * e
 
 
+# duplicates: kernel and numpy oracle share arguments; the oracle is independent on purpose
 def sgd_epoch_numpy(
     rows: np.ndarray,
     cols: np.ndarray,
@@ -509,6 +515,7 @@ def _bsgd_cells(
                 mu, lr, lr_bias, reg_row, reg_col, reg_row_bias, reg_col_bias, fit_biases)
 
 
+# duplicates: numba stages take arrays and scalars, not records: argument lists repeat
 def _sgd_range(
     rows: np.ndarray,
     cols: np.ndarray,
@@ -537,6 +544,7 @@ def _sgd_range(
     return loss
 
 
+# duplicates: kernel and numpy oracle share arguments; the oracle is independent on purpose
 def bsgd_cells_numpy(
     rows: np.ndarray,
     cols: np.ndarray,
@@ -593,6 +601,7 @@ def _predict_pairs(
         out[t] = s
 
 
+# duplicates: kernel and numpy oracle share arguments; the oracle is independent on purpose
 def predict_pairs_numpy(
     rows: np.ndarray,
     cols: np.ndarray,
@@ -630,6 +639,7 @@ _HELPERS = (
 
 
 # ---------------------------------------------------------------------- warm-up calls
+# duplicates: each kernel module keeps its warm-up problem and argument lists
 def _row_problem() -> tuple[np.ndarray, ...]:
     """Two rows over two fixed rows (entries 0, 1 in row 0, entry 2 in row 1)."""
     indptr = np.array([0, 2, 3], dtype=np.int64)

@@ -37,6 +37,7 @@ from .jit import Kernel
 __all__ = ["KERNELS"]
 
 
+# duplicates: linalg.ridge_normal_equations' sums, read via the column index ent
 def _gram_py(col_ptr, ent, rows, w, y, P, biases, lam, G, h):  # type: ignore[no-untyped-def]
     """G[i] = sum_t w_t a a^T + diag(lam[i]), h[i] = sum_t w_t y_t a for every column i."""
     m = col_ptr.shape[0] - 1
@@ -128,6 +129,7 @@ def _matvec_py(  # type: ignore[no-untyped-def]
             out_z[i, p] = -lsq[i, p] * s[p]
 
 
+# duplicates: J v and J^T y share their column set-up; bodies differ
 def _rmatvec_py(  # type: ignore[no-untyped-def]
     col_ptr, ent, rows, d, e, P, Qt, Ginv, lsq, y, y_z, biases, full, gP, gb
 ):

@@ -20,6 +20,7 @@ from .problem import Problem
 __all__ = ["JacobianCheck", "JacobianCheckError", "check_jacobian"]
 
 
+# duplicates: error class + numpydoc'd frozen result record (boilerplate)
 class JacobianCheckError(ValueError):
     """The analytic Jacobian disagrees with finite differences beyond the tolerance."""
 

@@ -38,6 +38,7 @@ __all__ = ["load_candidate", "main"]
 _CHILD_DONE = 0
 
 
+# duplicates: the verify child must not import lsqmf (copy of describe)
 def describe(value: Any) -> str:
     """Short, safe description of a received value (as ``lsqmf._validation.describe``)."""
     if isinstance(value, np.ndarray):

@@ -80,6 +80,7 @@ OUTCOMES = ("completed", "load_error", "crashed", "timeout", "tampered")
 logger = logging.getLogger(__name__)
 
 
+# duplicates: numpydoc Attributes header of a frozen result record (boilerplate)
 @dataclass(frozen=True)
 class CaseResult:
     """The outcome of one golden case.

@@ -254,6 +254,7 @@ def _solve_batch(G: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return np.einsum("nij,nj->ni", np.linalg.pinv(G), rhs)
 
 
+# duplicates: each solver's numpydoc and doctest example share one shape
 def als(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by alternating exact ridge solves (ALS; ALS-WR with
     ``count_scaled=True``).

@@ -93,6 +93,7 @@ class RowData:
         return self.values - mu - other_bias[self.other]
 
 
+# duplicates: each solver's numpydoc and doctest example share one shape
 def als_cg(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by ALS with ``cg_steps`` conjugate-gradient steps per row.
 

@@ -78,7 +78,7 @@ from .._validation import describe, resolve_seed
 from ..data.ratings import Ratings, as_ratings
 from ..kernels.backend import resolve_backend
 from ..kernels.registry import warm_up
-from ..model.result import (
+from ..model.result import (  # duplicates: _common.py's import list of the same names
     STATUS_MESSAGES,
     FitResult,
     History,
@@ -141,6 +141,7 @@ def _any(value: Any) -> Any:
     return value  # `scheduler`: checked when connecting (runtime.parallel.plan_backend)
 
 
+# duplicates: declared Param rows, like nls/options.py's: one shape by design
 PARAMS = (
     Param("scheduler", "custom", None, check=_any, cli=False,
           help="Dask scheduler address, Client or cluster (None: the blocks run here)"),

@@ -44,6 +44,7 @@ from .sgd import STEP_PARAMS, visit_regs
 __all__ = ["SPEC", "bsgd"]
 
 
+# duplicates: each solver's numpydoc and doctest example share one shape
 def bsgd(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by biased SGD with an exponentially decaying step.
 

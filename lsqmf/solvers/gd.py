@@ -36,6 +36,7 @@ __all__ = [
 OPTIMIZERS = ("adam", "fixed")
 
 
+# duplicates: each solver's numpydoc and doctest example share one shape
 def gd(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by full-batch gradient descent.
 

@@ -107,6 +107,7 @@ class EpochRunner:
         return problem.pack(P, Qt.T)
 
 
+# duplicates: each solver's numpydoc and doctest example share one shape
 def sgd(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     r"""Fit the ``'l2'`` objective by Funk SGD over the observed entries.
 

@@ -110,6 +110,7 @@ class GoldenCase:
         return {name: getattr(self, name) for name in PARAM_NAMES}
 
 
+# duplicates: a table of golden cases, one entry each
 _CASE_LIST = (
     GoldenCase(
         "standard",
