@@ -417,12 +417,13 @@ def _sendable(fn: Callable[[Any, Any], Any], shared: Any, index: int, task: Any)
 _WATCHING: list[int] = []
 
 
-def _exit_with_parent() -> None:
+def _exit_with_parent(parent: int | None = None) -> None:
     """In a local worker process: start (once) a thread that ends the process when its parent
-    dies (``kill -9`` of the caller), instead of living on idle for minutes."""
+    (``parent``, by default the current parent process) dies (``kill -9`` of the caller),
+    instead of living on idle for minutes. A parent already gone ends it at once."""
     if _WATCHING or multiprocessing.parent_process() is None:
         return
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else parent
     _WATCHING.append(parent)
 
     def watch() -> None:
@@ -435,6 +436,19 @@ def _exit_with_parent() -> None:
 
 #: Seconds between a worker's checks that its parent is alive.
 _PARENT_POLL = 0.5
+
+
+def _watched_backend() -> Any:
+    """joblib's loky backend whose workers watch their parent from the moment they start
+    (an idle worker, waiting for its first task, ends with its parent too); None (the
+    enclosing ``joblib.parallel_config``'s backend) when another backend is configured."""
+    from joblib._parallel_backends import LokyBackend
+    from joblib.parallel import get_active_backend
+
+    active, _ = get_active_backend()
+    if type(active) is not LokyBackend:
+        return None
+    return LokyBackend(initializer=_exit_with_parent, initargs=(os.getpid(),))
 
 
 class _Box:
@@ -678,9 +692,8 @@ def _processes(fn: Callable[[Any, Any], Any], tasks: Iterable[Any], shared: Any,
             yield delayed(_call)(fn, shared, i, task)
 
     while True:
-        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)(
-            feed()
-        )
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1,
+                           backend=_watched_backend())(feed())
         try:
             for i, value in results:
                 yield Outcome(i, started.pop(i), value)
@@ -700,7 +713,8 @@ def _processes(fn: Callable[[Any, Any], Any], tasks: Iterable[Any], shared: Any,
                        reason, len(suspects))
         for i, task in suspects:
             try:
-                ((_, value),) = Parallel(n_jobs=n_jobs, batch_size=1)(
+                ((_, value),) = Parallel(n_jobs=n_jobs, batch_size=1,
+                                         backend=_watched_backend())(
                     [delayed(_call)(fn, shared, i, task)]
                 )
             except Exception as err:
