@@ -251,17 +251,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._signals import install
 
         install()
+    from ..runtime.interrupts import propagate_interrupts
+
     try:
         prepare = getattr(args, "prepare", None)
         if prepare is not None:  # the command's own start-up (its kernels)
             with startup_gc(program):
                 prepare(args)
-        if threads is None:
-            return int(args.func(args))
-        from threadpoolctl import threadpool_limits
+        # a command is a job: Ctrl-C stops it (a solver does not return its iterate as if
+        # finished; `fit` defers the first signal to the solver's callback instead)
+        with propagate_interrupts():
+            if threads is None:
+                return int(args.func(args))
+            from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=threads, user_api="blas"):
-            return int(args.func(args))
+            with threadpool_limits(limits=threads, user_api="blas"):
+                return int(args.func(args))
     except BaseException as err:  # every failure becomes one line and an exit code
         if isinstance(err, SystemExit):
             raise

@@ -99,6 +99,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._validation import check_int, describe
+from .interrupts import propagate_interrupts
 
 __all__ = [
     "Backend",
@@ -401,7 +402,8 @@ def _sendable(fn: Callable[[Any, Any], Any], shared: Any, index: int, task: Any)
     import cloudpickle
 
     try:
-        return fn(shared, task)
+        with propagate_interrupts():  # an interrupted fit is not a finished task
+            return fn(shared, task)
     except Exception as err:
         try:
             cloudpickle.loads(cloudpickle.dumps(err))
@@ -653,7 +655,9 @@ def map_tasks(
     try:
         if plan.kind == "serial":
             for i, task in enumerate(tasks):
-                yield Outcome(i, task, fn(shared, task))
+                with propagate_interrupts():  # an interrupted fit is not a finished task
+                    value = fn(shared, task)
+                yield Outcome(i, task, value)
         elif plan.kind == "processes":
             yield from _processes(fn, tasks, shared, plan.n_jobs)
         else:

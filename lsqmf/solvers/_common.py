@@ -111,6 +111,7 @@ from ..model.result import (
 )
 from ..model.start import random_start
 from ..nls.result import NonFiniteResidualError
+from ..runtime.interrupts import interrupts_propagate
 from ..runtime.memory import check_budget, fit_bytes
 from ..runtime.threads import blas_single_thread, numba_available
 from ._holdout import Validation, check_validation, split_validation
@@ -751,6 +752,8 @@ def run_iterations(
                     status = stop
                     break
         except KeyboardInterrupt:  # Ctrl-C: the best iterate so far, marked, not lost
+            if interrupts_propagate():  # inside a job (cv, grid, bench): the job stops
+                raise
             status = Status.INTERRUPTED
     result = tracker.result(status, *tracker.result_x(status))
     log_result(setup.logger, tracker.verbose, result)
