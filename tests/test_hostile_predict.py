@@ -102,14 +102,18 @@ def test_shapes_must_match(model: FitResult) -> None:
         model.predict_ids([10, 20], ["a"])
 
 
+#: The start of the message for a ``clip`` that is not 'auto', None or a pair.
+_PAIR = "`clip` must be 'auto', None or a pair (low, high); got"
+
+
 @pytest.mark.parametrize(
     ("clip", "error", "message"),
     [
         ((5.0, 1.0), ValueError, "`clip` must be (low, high) with low <= high; got (5, 1)."),
         ((np.nan, 5.0), ValueError, "`clip` must not contain NaN; got (nan, 5.0)."),
-        ((1.0,), TypeError, "`clip` must be None or a pair (low, high); got (1.0,) (tuple)."),
-        ("auto", TypeError, "`clip` must be None or a pair (low, high); got 'auto' (str)."),
-        (3.0, TypeError, "`clip` must be None or a pair (low, high); got 3.0 (float)."),
+        ((1.0,), TypeError, f"{_PAIR} (1.0,) (tuple)."),
+        ("nope", TypeError, f"{_PAIR} 'nope' (str)."),
+        (3.0, TypeError, f"{_PAIR} 3.0 (float)."),
         (("a", "b"), TypeError, "`clip` must be a pair of numbers (low, high); got ('a', 'b') "
                                 "(tuple)."),
     ],
@@ -190,8 +194,8 @@ def test_masked_zeros_do_not_trigger_the_zero_convention_warning() -> None:
         (np.ma.array([[1.0, 2.0]], mask=[[True, True]]), {}, ValueError,
          "`R` has no observed entry (all entries are missing)."),
         (MASKED, {"mask": np.ones((2, 3))}, TypeError,
-         "`mask` must be a boolean array (True = observed); got array of shape (2, 3) and "
-         "dtype float64."),
+         "`mask` must be a boolean array, or integers holding only 0 and 1 (1 = observed); got "
+         "array of shape (2, 3) and dtype float64."),
         (np.ma.array([[1 + 1j, 2.0]], mask=[[False, True]]), {}, TypeError,
          "`R` must hold real numbers; got a complex array."),
     ],

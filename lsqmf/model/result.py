@@ -575,7 +575,7 @@ def check_clip(clip: Any) -> tuple[float, float] | None:
     if clip is None:
         return None
     if isinstance(clip, str) or not hasattr(clip, "__len__") or len(clip) != 2:
-        raise TypeError(f"`clip` must be None or a pair (low, high); got {describe(clip)}.")
+        raise TypeError(f"`clip` must be 'auto', None or a pair (low, high); got {describe(clip)}.")
     try:
         lo, hi = float(clip[0]), float(clip[1])
     except (TypeError, ValueError) as err:
