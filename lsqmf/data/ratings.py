@@ -37,14 +37,33 @@ if TYPE_CHECKING:
 __all__ = ["Ratings", "as_mask", "as_ratings", "lookup_ids"]
 
 
+#: The largest index an int64 holds.
+_MAX_INDEX = np.iinfo(np.int64).max
+
+
 def _as_index_array(name: str, values: Any) -> np.ndarray:
-    arr = np.asarray(values)
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise TypeError(f"`{name}` must be a 1-d array of integer indices; got "
+                        f"{describe(values)} ({err}).") from None
     if arr.ndim != 1:
         raise ValueError(f"`{name}` must be 1-dimensional; got shape {arr.shape}.")
+    if arr.dtype == object and arr.size and all(isinstance(v, int) for v in arr.tolist()):
+        big = [v for v in arr.tolist() if not -_MAX_INDEX <= v <= _MAX_INDEX]
+        if big:  # Python ints beyond int64: numpy would wrap them
+            raise ValueError(f"`{name}` indices must be < 2**63; got {big[0]}.")
+        arr = arr.astype(np.int64)
+    if arr.size and arr.dtype == np.uint64 and int(arr.max()) > _MAX_INDEX:
+        raise ValueError(f"`{name}` indices must be < 2**63; got {int(arr.max())}.")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(
             arr == np.round(arr)
         ):
+            if np.abs(arr).max() >= 2.0**63:  # the cast would wrap
+                raise ValueError(
+                    f"`{name}` indices must be < 2**63; got {arr.flat[np.abs(arr).argmax()]:g}."
+                )
             arr = arr.astype(np.int64)
         else:
             raise TypeError(
@@ -88,6 +107,11 @@ def _check_shape(shape: Any) -> tuple[int, int]:
     return n_rows, n_cols
 
 
+#: The largest rating magnitude accepted: squared and summed over up to 10^8 ratings, it
+#: stays far below float64's limit.
+MAX_RATING = 1e150
+
+
 def _check_entries(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_rows: int,
                    n_cols: int) -> None:
     """At least one entry, finite values, every index inside the shape."""
@@ -99,6 +123,14 @@ def _check_entries(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_row
         raise ValueError(
             f"rating values must be finite; {int(bad.sum())} are NaN or infinite "
             f"(first at row {rows[t]}, column {cols[t]}: {values[t]})."
+        )
+    top = float(np.abs(values).max())
+    if top > MAX_RATING:  # their squares (the cost) would overflow float64
+        t = int(np.abs(values).argmax())
+        raise ValueError(
+            f"rating values must be at most {MAX_RATING:g} in magnitude (the cost sums their "
+            f"squares in float64, whose largest value is 1.8e308); got {values[t]:g} at row "
+            f"{rows[t]}, column {cols[t]}. Divide the ratings by a power of ten first."
         )
     for name, idx, size in (("row", rows, n_rows), ("column", cols, n_cols)):
         lo, hi = int(idx.min()), int(idx.max())
@@ -330,25 +362,21 @@ class Ratings:
     def from_sparse(cls, matrix: Any, *, weights: Any = None) -> Ratings:
         """Build from a ``scipy.sparse`` matrix or array; stored entries are observed.
 
-        Explicit zeros are observed entries. ``weights``, if given, is a 1-D array aligned with
-        the matrix's COO entries (``matrix.tocoo()`` order) or a sparse matrix with the same
-        sparsity pattern.
+        Explicit zeros are observed entries, except in BSR and DIA matrices, whose blocks and
+        diagonals are padded with zeros: there only nonzeros are ratings. Every format is
+        accepted (csr, csc, coo, bsr, dia, lil, dok; matrices and arrays). ``weights``, if
+        given, is a 1-D array aligned with the matrix's COO entries (``matrix.tocoo()`` order)
+        or a sparse matrix storing a weight at every stored entry of the matrix (a
+        ``ValueError`` names the first one without; weights stored elsewhere are unused).
         """
         if not sp.issparse(matrix):
             raise TypeError(f"`R` must be a scipy.sparse matrix; got {describe(matrix)}.")
         if matrix.ndim != 2:
             raise ValueError(f"`R` must be 2-dimensional; got shape {matrix.shape}.")
-        if np.iscomplexobj(matrix.data):
-            raise TypeError("`R` must hold real numbers; got a complex sparse matrix.")
-        coo = matrix.tocoo()
+        coo = _sparse_entries(matrix)
         w = None
         if weights is not None:
-            if sp.issparse(weights):
-                wc = weights.tocoo()
-                wmap = sp.csr_array((wc.data, (wc.row, wc.col)), shape=matrix.shape)
-                w = np.asarray(wmap[coo.row, coo.col]).ravel()
-            else:
-                w = weights
+            w = _sparse_weights(weights, coo) if sp.issparse(weights) else weights
         if coo.nnz == 0:
             raise ValueError("`R` has no stored entry: there is no observed rating to fit.")
         return cls(coo.row, coo.col, coo.data, tuple(coo.shape), weights=w)  # type: ignore[arg-type]
@@ -389,6 +417,11 @@ class Ratings:
                     f"`{arg}` column {col!r} is not in the DataFrame; columns are "
                     f"{list(frame.columns)}."
                 )
+        used = [c for c in (user, item, rating, weight) if c is not None]
+        repeated = sorted({str(c) for c in used if int((frame.columns == c).sum()) > 1})
+        if repeated:
+            raise ValueError(f"the DataFrame has more than one column named {repeated}; "
+                             "rename or drop the duplicates.")
         if len(frame) == 0:
             raise ValueError("the DataFrame is empty: there is no observed rating to fit.")
         rows, row_ids = _encode(frame[user], row_ids, "user")
@@ -397,7 +430,11 @@ class Ratings:
             values = pd.to_numeric(frame[rating], errors="raise").to_numpy(dtype=np.float64)
         except (TypeError, ValueError) as err:
             raise TypeError(f"the `rating` column {rating!r} must be numeric.") from err
-        w = None if weight is None else frame[weight].to_numpy(dtype=np.float64)
+        try:
+            w = (None if weight is None else
+                 pd.to_numeric(frame[weight], errors="raise").to_numpy(dtype=np.float64))
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"the `weights` column {weight!r} must be numeric.") from err
         return cls(
             rows, cols, values, (len(row_ids), len(col_ids)), weights=w,
             row_ids=row_ids, col_ids=col_ids,
@@ -558,12 +595,44 @@ def as_mask(mask: Any, name: str = "mask") -> np.ndarray:
 
 def _as_float_array(array: Any) -> np.ndarray:
     """A dense ``R`` as float64; TypeError for complex or non-numeric input."""
-    if np.iscomplexobj(array):
-        raise TypeError("`R` must hold real numbers; got a complex array.")
     try:
-        return np.asarray(array, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`R` must be a numeric array; got {describe(array)}.") from err
+        complex_ = np.iscomplexobj(array)
+        if not complex_:
+            return np.asarray(array, dtype=np.float64)
+    except (TypeError, ValueError) as err:  # also ragged nested lists
+        raise TypeError(f"`R` must be a numeric array; got {describe(array)} "
+                        f"({' '.join(str(err).split())[:120]}).") from err
+    raise TypeError("`R` must hold real numbers; got a complex array.")
+
+
+def _sparse_entries(matrix: Any) -> Any:
+    """The stored entries of a sparse ``R`` as COO. BSR blocks and DIA
+    diagonals store padding zeros: there, only nonzeros are ratings."""
+    coo = matrix.tocoo()  # dok, lil, ... have no .data of their own
+    if np.iscomplexobj(coo.data):
+        raise TypeError("`R` must hold real numbers; got a complex sparse matrix.")
+    if matrix.format in ("bsr", "dia"):
+        coo.eliminate_zeros()
+    return coo
+
+
+def _sparse_weights(weights: Any, coo: Any) -> np.ndarray:
+    """A sparse ``weights`` at the entries of ``coo``: each observed rating needs one (a
+    weight stored elsewhere is not used)."""
+    if weights.shape != coo.shape:
+        raise ValueError(f"`weights` must have the shape of `R` {coo.shape}; got "
+                         f"{weights.shape}.")
+    wc = weights.tocsr()
+    stored = sp.csr_array((np.ones(wc.nnz), wc.indices, wc.indptr), shape=wc.shape)
+    has = np.asarray(stored[coo.row, coo.col]).ravel() > 0
+    if not has.all():
+        t = int(np.flatnonzero(~has)[0])
+        raise ValueError(
+            f"`weights` as a sparse matrix must store a weight at every stored entry of `R`; "
+            f"{int((~has).sum())} have none (first at row {coo.row[t]}, column {coo.col[t]})."
+            " Store explicit zeros for ratings to ignore."
+        )
+    return np.asarray(sp.csr_array(wc)[coo.row, coo.col], dtype=np.float64).ravel()
 
 
 def _observed_weights(weights: Any, shape: tuple[int, ...], rows: np.ndarray,
@@ -571,7 +640,10 @@ def _observed_weights(weights: Any, shape: tuple[int, ...], rows: np.ndarray,
     """The dense ``weights`` (shape of ``R``) at the observed entries; None without."""
     if weights is None:
         return None
-    w_arr = np.asarray(weights, dtype=np.float64)
+    try:
+        w_arr = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`weights` must be real numbers; got {describe(weights)}.") from err
     if w_arr.shape != shape:
         raise ValueError(f"`weights` must have the shape of `R` {shape}; got {w_arr.shape}.")
     return w_arr[rows, cols]
