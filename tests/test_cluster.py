@@ -71,7 +71,10 @@ def ratings() -> Ratings:
 
 
 def _untimed(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop(columns=[c for c in TIMES if c in frame.columns])
+    """The frame without its timings; a missing value is NaN whether it is None in memory or
+    came back from a checkpoint CSV (``out=``) as NaN."""
+    frame = frame.drop(columns=[c for c in TIMES if c in frame.columns])
+    return frame.astype(object).where(frame.notna(), np.nan)
 
 
 def test_grid_search_on_the_cluster_equals_serial(ratings: Ratings, cluster: Any) -> None:
