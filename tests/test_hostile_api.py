@@ -202,3 +202,48 @@ def test_indices_beyond_int64_are_reported_as_given(case: str) -> None:
 def test_non_integer_indices_are_a_type_error(rows: Any) -> None:
     with pytest.raises(TypeError, match="`rows` must hold integer indices"):
         Ratings.from_triplets(rows, np.array([0, 1]), np.ones(2))
+
+
+# ------------------------------------------------------------------ FitResult by hand
+_P, _Q = np.ones((3, 2)), np.ones((2, 4))
+
+BAD_PARTS = {
+    "P-None": ({"P": None}, TypeError, r"`P` must be a real 2-d array; got None"),
+    "P-string": ({"P": "abc"}, TypeError, r"`P` must be a real 2-d array; got 'abc'"),
+    "P-1d": ({"P": np.ones(3)}, ValueError, r"`P` must be 2-dimensional; got shape \(3,\)"),
+    "P-complex": ({"P": _P + 1j}, TypeError, r"`P` must be a real 2-d array"),
+    "Q-rank": ({"Q": np.ones((3, 4))}, ValueError,
+               r"`P` \(n_rows, rank\) and `Q` \(rank, n_cols\) must share the rank; got "
+               r"shapes \(3, 2\) and \(3, 4\)"),
+    "row_bias-length": ({"row_bias": np.ones(5)}, ValueError,
+                        r"`row_bias` must have one entry per row of P \(3\); got 5"),
+    "col_bias-length": ({"col_bias": np.ones(2)}, ValueError,
+                        r"`col_bias` must have one entry per column of Q \(4\); got 2"),
+    "col_bias-strings": ({"col_bias": ["a"] * 4}, TypeError, r"`col_bias` must be a real"),
+    "row_ids-length": ({"row_ids": np.arange(7)}, ValueError,
+                       r"`row_ids` must have one entry per row of P \(3\); got 7"),
+    "col_counts-length": ({"col_counts": np.arange(2)}, ValueError,
+                          r"`col_counts` must have one entry per column of Q \(4\); got 2"),
+    "mu-string": ({"mu": "x"}, TypeError, r"`mu` must be a real number; got 'x'"),
+    "status-string": ({"status": "x"}, TypeError, r"`status` must be an int; got 'x'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PARTS))
+def test_fit_result_from_bad_parts_is_a_named_error(case: str) -> None:
+    from lsqmf.model.result import FitResult
+
+    parts, error, match = BAD_PARTS[case]
+    with pytest.raises(error, match=rf"^FitResult: {match}"):
+        FitResult(**{"P": _P, "Q": _Q, **parts})
+
+
+def test_fit_result_from_lists_is_converted() -> None:
+    from lsqmf.model.result import FitResult
+
+    fit = FitResult(P=[[1, 2], [3, 4]], Q=[[1, 0, 1], [0, 1, 1]], mu=np.float32(1.5),
+                    row_bias=[0, 1])
+    assert fit.P.dtype == np.float64 and fit.shape == (2, 3) and fit.mu == 1.5
+    assert isinstance(fit.row_bias, np.ndarray)
+    np.testing.assert_allclose(fit.predict(np.array([1]), np.array([2]), clip=None),
+                               [1.5 + 1 + 7])

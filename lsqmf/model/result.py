@@ -254,6 +254,9 @@ class FitResult:
     rms: float | None = None
     train_mean: float | None = None
 
+    def __post_init__(self) -> None:
+        _check_parts(self)
+
     @property
     def rank(self) -> int:
         """Number of latent factors."""
@@ -596,6 +599,53 @@ def _lookup_ids(universe: np.ndarray | None, ids: Any, size: int) -> np.ndarray:
             "row and column indices."
         )
     return lookup_ids(universe, ids, size)
+
+
+def _as_real(name: str, value: Any, ndim: int) -> np.ndarray:
+    """``value`` as a float64 array of ``ndim`` dimensions, or a named TypeError/ValueError."""
+    if value is None or isinstance(value, str | bytes) or np.iscomplexobj(value):
+        raise TypeError(f"FitResult: `{name}` must be a real {ndim}-d array; got "
+                        f"{describe(value)}.")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"FitResult: `{name}` must be a real {ndim}-d array; got "
+                        f"{describe(value)}.") from err
+    if arr.ndim != ndim:
+        raise ValueError(f"FitResult: `{name}` must be {ndim}-dimensional; got shape "
+                         f"{arr.shape}.")
+    return arr
+
+
+def _check_parts(fit: FitResult) -> None:
+    """A FitResult built by hand: factors, biases, ids and counts that fit together (else a
+    ValueError/TypeError naming the part), converted to float64 arrays."""
+    P, Q = _as_real("P", fit.P, 2), _as_real("Q", fit.Q, 2)
+    if P.shape[1] != Q.shape[0]:
+        raise ValueError(f"FitResult: `P` (n_rows, rank) and `Q` (rank, n_cols) must share "
+                         f"the rank; got shapes {P.shape} and {Q.shape}.")
+    object.__setattr__(fit, "P", P)
+    object.__setattr__(fit, "Q", Q)
+    try:
+        mu = float(fit.mu)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"FitResult: `mu` must be a real number; got {describe(fit.mu)}.") \
+            from err
+    object.__setattr__(fit, "mu", mu)
+    sizes = {"row": P.shape[0], "col": Q.shape[1]}
+    for side, size in sizes.items():
+        for part in (f"{side}_bias", f"{side}_ids", f"{side}_counts"):
+            value = getattr(fit, part)
+            if value is None:
+                continue
+            if part.endswith("bias"):
+                object.__setattr__(fit, part, value := _as_real(part, value, 1))
+            if len(value) != size:
+                raise ValueError(f"FitResult: `{part}` must have one entry per "
+                                 f"{'row of P' if side == 'row' else 'column of Q'} ({size}); "
+                                 f"got {len(value)}.")
+    if not isinstance(fit.status, int | np.integer) or isinstance(fit.status, bool):
+        raise TypeError(f"FitResult: `status` must be an int; got {describe(fit.status)}.")
 
 
 def warn_not_converged(message: str, stacklevel: int = 3) -> None:
