@@ -305,3 +305,21 @@ def test_text_loaders_refuse_binary(tmp_path: Path, loader: Callable, content: b
     path.write_bytes(content)
     with pytest.raises(ValueError, match=match):
         loader(path)
+
+
+# ------------------------------------------------------------------ quoted CSV fields
+@pytest.mark.parametrize(("text", "rows"), [
+    pytest.param('"1","1","3.5"\n"1","2","4"\n"2","1","2"\n', 3, id="quoted-data-first-line"),
+    pytest.param('"user","item","rating"\n"1","1","3.5"\n"1","2","4"\n', 2, id="quoted-header"),
+    pytest.param('1,"1",3.5\n"2",1,"4"\n', 2, id="some-fields-quoted"),
+    pytest.param('"u ""x""",1,3\n"v",2,4\n', 2, id="escaped-quotes"),
+])
+def test_quoted_csv_fields_are_read_unquoted(tmp_path: Path, text: str, rows: int) -> None:
+    from lsqmf.data import read_input
+
+    path = tmp_path / "r.csv"
+    path.write_text(text)
+    r = read_input(path)
+    assert r.nnz == rows
+    assert r.values[0] == 3.5 or r.values[0] == 3.0
+    assert all('"' not in str(i) or i == 'u "x"' for i in r.row_ids.tolist())

@@ -350,6 +350,7 @@ def _detect(lines: list[str], path: Path) -> str:
 def _looks_like_header(fields: list[str]) -> bool:
     """A first line is a header when its rating field is not a number and its ids are not
     both numbers (a line ``1,2,x`` is a malformed data line)."""
+    fields = [_unquote(f) for f in fields]  # "1","1","3.5" is data, not a header
     if len(fields) < 3:
         return not any(_is_number(f) for f in fields)
     rating = fields[2].strip()
@@ -358,6 +359,14 @@ def _looks_like_header(fields: list[str]) -> bool:
     except ValueError:
         return not (_is_number(fields[0]) and _is_number(fields[1]))
     return False
+
+
+def _unquote(field: str) -> str:
+    """A CSV field without the double quotes around it (``"1"`` -> ``1``)."""
+    field = field.strip()
+    if len(field) >= 2 and field[0] == field[-1] == '"':
+        return field[1:-1].replace('""', '"').strip()
+    return field
 
 
 def _bad(path: Path, lineno: int, message: str) -> ValueError:
@@ -484,6 +493,8 @@ def _parse_data_lines(
                 f"got {len(parts)} in {_quote(line)}.",
             )
         user, item, text = parts[0].strip(), parts[1].strip(), parts[2].strip()
+        if '"' in line:  # quoted CSV fields
+            user, item, text = _unquote(user), _unquote(item), _unquote(text)
         if not user or not item:
             raise _bad(path, lineno, f"empty user or item id in {_quote(line)}.")
         try:
