@@ -103,8 +103,9 @@ def test_reported_cost_is_problem_cost(name: str, count_scaled: bool, biases: bo
     R = _low_rank() + 0.05 * np.random.default_rng(1).standard_normal((12, 10))
     R[np.random.default_rng(2).random(R.shape) < 0.3] = np.nan
     w = np.where(np.isnan(R), 0.0, 1.0 + np.arange(R.size).reshape(R.shape) % 3)
-    kw = dict(reg=0.05, reg_bias=0.02, count_scaled=count_scaled, biases=biases, max_iter=5,
-              random_state=0)
+    kw = dict(reg=0.05, count_scaled=count_scaled, biases=biases, max_iter=5, random_state=0)
+    if biases:  # a bias weight without biases is refused (an option is used or refused)
+        kw["reg_bias"] = 0.02
     if name == "bmf":  # bmf refuses the regularization options (its priors are learned): its
         # cost is the objective at their defaults, as recorded in its options
         if not count_scaled:
@@ -353,7 +354,8 @@ def test_als_half_steps_zero_the_block_gradient(
     R[0, 0] = 1.0  # at least one observed entry
     w = rng.random((n, m)) + 0.5 if weighted else None
     setup = prepare(
-        ALS, R, rank, {"reg": 0.3, "reg_bias": 0.2, "count_scaled": count_scaled,
+        ALS, R, rank, {"reg": 0.3, "reg_bias": 0.2 if biases else None,
+                       "count_scaled": count_scaled,
                          "biases": biases, "weights": w, "random_state": seed, "max_iter": 1,
                          "tol": 0.0, "init_scale": 0.5},
     )
@@ -381,7 +383,8 @@ def test_als_single_rating_rows_closed_form(biases: bool) -> None:
     R[:, 6] = rng.random(6)  # item 6: six ratings
     w = np.where(np.isnan(R), 0.0, rng.random(R.shape) + 0.5)
     setup = prepare(
-        ALS, R, 2, {"reg": 0.2, "reg_bias": 0.05, "biases": biases, "weights": w,
+        ALS, R, 2, {"reg": 0.2, "reg_bias": 0.05 if biases else None, "biases": biases,
+                    "weights": w,
                       "random_state": 0, "max_iter": 1, "tol": 0.0, "init_scale": 0.5},
     )
     problem = setup.problem
