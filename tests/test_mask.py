@@ -77,8 +77,11 @@ def test_solve_takes_mask_for_joint_and_eliminated_runs() -> None:
 
     M, W = _matrix()
     filled = np.where(W, M, 123.0)
-    joint = lsqmf.solve(filled, 2, mask=W, formulation="l2", reg=1e-3, random_state=0)
-    ref = lsqmf.solve(np.where(W, M, np.nan), 2, formulation="l2", reg=1e-3, random_state=0)
+    # eliminate=None: the joint problem (with mask=, 'auto' would choose variable projection)
+    joint = lsqmf.solve(filled, 2, mask=W, formulation="l2", reg=1e-3, random_state=0,
+                        eliminate=None)
+    ref = lsqmf.solve(np.where(W, M, np.nan), 2, formulation="l2", reg=1e-3, random_state=0,
+                      eliminate=None)
     np.testing.assert_array_equal(joint.P, ref.P)
     assert joint.rms == ref.rms
     vp = lsqmf.solve(filled, 2, mask=W, eliminate="Q", formulation="none", init_scale=1.0,
