@@ -252,7 +252,10 @@ def test_robust_loss_exact_for_the_reduced_residual_not_the_joint_objective() ->
     rng = np.random.default_rng(5)
     M = rng.standard_normal((15, 2)) @ rng.standard_normal((2, 12))
     M[rng.random(M.shape) < 0.5] += 5.0  # half the entries are outliers
-    fit = solve_varpro(M, 2, loss="soft_l1", init_scale=1.0, random_state=0, max_nfev=100)
+    # method='trf': scipy's least_squares keeps least-squares inner solves (lm-normal, the
+    # auto choice, solves the robust inner problem: tests/test_varpro_robust.py)
+    fit = solve_varpro(M, 2, loss="soft_l1", init_scale=1.0, random_state=0, max_nfev=100,
+                       method="trf")
     R = Ratings.from_dense(M)
     red = build_reduced(R, 2)
     theta = red.pack(fit.P)

@@ -141,7 +141,7 @@ def test_callback_stops() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"loss": "huber"}, "loss='linear'"),
+        ({"loss": "huber", "formulation": "l2", "reg": 0.1}, "needs formulation='none'"),
         ({"bounds": (-1.0, 1.0)}, "bounds"),
         ({"tr_solver": "lsmr"}, "tr_solver"),
         ({"tr_options": {"damp": 1.0}}, "tr_options"),

@@ -19,8 +19,10 @@ every machine:
 ``method='auto'``
     ``'lm-normal'`` with variable projection when the optimized factor has at most
     :data:`~lsqmf.nls.tables.MAX_NORMAL_PARAMS` unknowns (its dense reduced normal matrix
-    fits), the loss is any row of the loss table and there are no bounds; otherwise ``'trf'``
-    (with variable projection: the matrix-free reduced operator with LSMR).
+    fits), there are no bounds and the loss is linear or (under ``'none'``) any row of the
+    loss table (robust VarPro: the eliminated factor by IRLS, :mod:`lsqmf.nls.varpro`);
+    otherwise ``'trf'`` (with variable projection: the matrix-free reduced operator with
+    LSMR, least-squares inner solves).
 ``x_scale=None``
     ``1.0`` (Levenberg's damping on the orthonormalized factor) for lm-normal, ``'jac'``
     for scipy's methods (what they had).
@@ -75,12 +77,13 @@ def choose_eliminate(requested: str | None, *, formulation: str, ratings: Rating
 
 def choose_method(requested: str, *, eliminate: str | None, shape: tuple[int, int],
                   rank: int, biases: bool, bounds: object, loss: object,
-                  explicit: bool = False) -> str:
+                  explicit: bool = False, unregularized: bool = True) -> str:
     """``method`` as run (see the module docstring); ``explicit``: the caller chose what
-    only scipy's methods take (a ``tr_solver``, the full VarPro Jacobian)."""
+    only scipy's methods take (a ``tr_solver``, the full VarPro Jacobian);
+    ``unregularized``: formulation ``'none'`` (lm-normal's robust inner solve needs it)."""
     if requested != AUTO:
         return requested
-    robust_ok = loss == "linear" or METHODS["lm-normal"].robust_loss
+    robust_ok = loss == "linear" or (METHODS["lm-normal"].robust_loss and unregularized)
     if eliminate is None or bounds is not None or not robust_ok or explicit:
         return "trf"
     n = shape[0] if eliminate == "Q" else shape[1]

@@ -110,7 +110,13 @@ assembly per trial). On the giraffe benchmark it reached the optimum from 5 of 2
 against 20 of 20 without it (``benchmarks/bench_varpro_damping.py``), so it is not offered
 as an option.
 
-Only the linear loss and no bounds; Kaufman's Jacobian only (the full Golub-Pereyra matrix
+*Robust losses* (formulation ``'none'``): the reduced problem's inner solve is the robust
+one, by IRLS (:mod:`lsqmf.nls.varpro`); the cost is the loss's, the gradient
+:math:`J_\theta^\top(\omega \odot r)` is exact, and :math:`A` is Kaufman's normal matrix of
+the least-squares problem with the data weights times the IRLS weights :math:`\omega =
+\rho'(r^2/f^2)` at the iterate (IRLS's Gauss-Newton model; :func:`_model`).
+
+No bounds; Kaufman's Jacobian only (the full Golub-Pereyra matrix
 :math:`J_{GP}^\top J_{GP}` is not implemented here).
 """
 
@@ -258,6 +264,17 @@ def _matrix(red: ReducedProblem, lay: _Layout, pc: _Pieces, Ginv: np.ndarray) ->
 def _normal(red: ReducedProblem, lay: _Layout, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pc = _pieces(red, lay, theta)
     return _matrix(red, lay, pc, pc.sol.Ginv), _gradient(red, lay, theta, pc.E[red.cols])
+
+
+def _model(red: ReducedProblem, lay: _Layout, theta: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The normal matrix and gradient at ``theta``; with a robust inner solve, those of the
+    least-squares problem weighted by the IRLS weights there (:meth:`ReducedProblem.weighted`:
+    the exact gradient of the robust reduced cost, IRLS's Gauss-Newton matrix)."""
+    if red.loss is None:
+        return _normal(red, lay, theta)
+    weighted = red.weighted(theta)
+    return _normal(weighted, _layout(weighted), theta)
 
 
 def _damped_inner(red: ReducedProblem, theta: np.ndarray, lam: float) -> np.ndarray:
@@ -427,6 +444,10 @@ def _raise_damping(st: _State) -> None:
     st.nu *= 2.0
 
 
+def _half_squares(r: np.ndarray) -> float:
+    return 0.5 * float(r @ r)
+
+
 @dataclass
 class _State:
     """The iterate of :func:`lm_normal` and its counters."""
@@ -449,6 +470,7 @@ class _State:
     # the last accepted steps (columns, in x's coordinates) and the gradient changes over them
     steps: np.ndarray | None = None
     dgs: np.ndarray | None = None
+    cost_of: Callable[[np.ndarray], float] = _half_squares  # the loss's cost of a residual
 
 
 @dataclass(frozen=True)
@@ -505,7 +527,7 @@ def lm_normal(
     x = np.array(theta0, dtype=np.float64, copy=True)
     r = fun(x)
     run.linearized(x)
-    st = _State(x, r, 0.5 * float(r @ r), *_normal(red, run.lay, x))
+    st = _State(x, r, red.cost_of(r), *_model(red, run.lay, x), cost_of=red.cost_of)
     st.cost0 = data_cost(red.problem)
     if _INNER_DAMPING:
         st.pieces = _pieces(red, run.lay, x)
@@ -579,7 +601,7 @@ def _evaluate(fun: Callable[[np.ndarray], np.ndarray], st: _State, x: np.ndarray
     """The reduced residual and cost at ``x`` (one evaluation)."""
     r = fun(x)
     st.nfev += 1
-    return x, r, 0.5 * float(r @ r)
+    return x, r, st.cost_of(r)
 
 
 def _longer_step(
@@ -713,7 +735,7 @@ def _accept(run: _Run, st: _State, trial: _Point, rho: float, small_step: bool
         if st.steps is not None and st.dgs is not None:
             st.steps, st.dgs = _to_retracted(red, R, st.steps, st.dgs)
     run.linearized(st.x)
-    st.A, st.g = _normal(red, run.lay, st.x)
+    st.A, st.g = _model(red, run.lay, st.x)
     if _INNER_DAMPING:
         st.pieces = _pieces(red, run.lay, st.x)
     st.njev += 1
@@ -803,7 +825,8 @@ def _result(run: _Run, st: _State, status: Status) -> OptimizeResult:
     status = Status(status)
     success, message = _verdict(run, st, status)
     # the gradient at the returned point (cheap; A is not needed there)
-    g = st.g if status in (Status.GTOL, Status.MAX_ITER) else _gradient(red, lay, st.x)
+    g = st.g if status in (Status.GTOL, Status.MAX_ITER) or red.loss is not None else (
+        _gradient(red, lay, st.x))
     logger.debug("lm-normal: status %d after %d evaluations, cost %.6g", status, st.nfev, st.cost)
     return OptimizeResult(
         x=st.x,

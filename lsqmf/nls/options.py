@@ -259,6 +259,11 @@ def _check_eliminate(a: Mapping[str, Any]) -> None:
             f"{a['varpro_jacobian']!r}. Use varpro_jacobian='kaufman', or method='trf' for "
             "'full'."
         )
+    if spec.own_jac is not None and a["loss"] != "linear" and formulation != "none":
+        raise ValueError(
+            f"method={method!r} with a robust loss (loss={a['loss']!r}) solves the eliminated "
+            "factor by reweighted least squares and needs formulation='none'; got "
+            f"formulation={formulation!r}. Use method='trf' (least-squares inner solves).")
     if eliminate is None:
         return
     if formulation not in ("l2", "none"):
@@ -311,7 +316,7 @@ def _resolve_auto(a: dict[str, Any], ratings: Ratings, rank: int) -> None:
         a["method"], eliminate=a["eliminate"], shape=ratings.shape, rank=rank,
         biases=a["biases"], bounds=a["bounds"], loss=a["loss"],
         explicit=(a["tr_solver"] is not None or a["varpro_jacobian"] != "kaufman"
-                  or a["jac"] != "auto"))
+                  or a["jac"] != "auto"), unregularized=a["formulation"] == "none")
     a["init_scale"] = start_scale(a["init_scale"], a["formulation"], ratings, rank)
     if a["x_scale"] is None:
         a["x_scale"] = LM_NORMAL_X_SCALE if a["method"] == "lm-normal" else "jac"

@@ -35,7 +35,7 @@ from .options import SolveOptions
 
 if TYPE_CHECKING:
     from .varpro import ReducedProblem
-from .tables import METHODS, REDUCED_KERNELS, JacKind, choose_jac, needs_dense
+from .tables import METHODS, REDUCED_KERNELS, JacKind, choose_jac, loss_row, needs_dense
 
 __all__ = ["MAX_DENSE_JACOBIAN_BYTES", "Plan", "plan"]
 
@@ -259,10 +259,13 @@ def build_reduced_start(
     from .varpro import build_reduced, transpose_ratings
 
     work = transpose_ratings(ratings) if options.eliminate == "P" else ratings
+    # lm-normal solves the robust inner problem (IRLS); scipy's methods keep least squares
+    robust = METHODS[options.method].own_jac is not None and options.loss_name != "linear"
     red = build_reduced(
         work, options.rank, formulation=options.formulation, reg=options.reg,
         reg_bias=options.reg_bias, count_scaled=options.count_scaled, biases=options.biases,
-        backend=backend,
+        backend=backend, loss=loss_row(options.loss) if robust else None,
+        f_scale=options.f_scale,
     )
     P, Q = _start(ratings, options)
     return red, red.pack(P if options.eliminate == "Q" else Q.T)

@@ -186,8 +186,8 @@ def solve(
         scipy's methods, or (with ``eliminate`` only) ``'lm-normal'``: lsqmf's own
         Levenberg-Marquardt on the dense reduced normal equations (Kaufman's Jacobian,
         Cholesky; :mod:`lsqmf.nls.lm_normal`), for small optimized factors (``n * rank`` up
-        to 8000); linear loss, no bounds, no ``tr_solver``; ``x_scale='jac'`` is Marquardt's
-        ``diag(J^T J)`` damping.
+        to 8000); any loss (a robust one under ``formulation='none'``), no bounds, no
+        ``tr_solver``; ``x_scale='jac'`` is Marquardt's ``diag(J^T J)`` damping.
     tr_solver : {None, 'exact', 'lsmr'}, default=None
         As in ``least_squares``; ``'lm'`` ignores it.
     tr_options : dict, optional
@@ -195,7 +195,9 @@ def solve(
     loss : {'linear', 'soft_l1', 'huber', 'cauchy', 'arctan'} or callable, default='linear'
         A row of :data:`~lsqmf.nls.tables.LOSSES` (rho with its derivatives), or a callable
         with scipy's contract (``loss(z)`` returns the ``(3, m)`` array). With ``eliminate``
-        the inner solve stays least squares.
+        and ``method='lm-normal'`` (what ``'auto'`` picks under ``formulation='none'``) the
+        eliminated factor solves the robust inner problem (IRLS): robust VarPro, the joint
+        robust cost's minimizers; with scipy's methods the inner solve stays least squares.
     f_scale : float, default=1.0
         Soft margin between inlier and outlier residuals of a robust loss.
     bounds : (lb, ub), optional

@@ -181,7 +181,7 @@ METHODS: Mapping[str, Method] = MappingProxyType({
                      overdetermined=False, positive_tolerances=False),
     "lm": Method("lm", dense=True, bounds=False, robust_loss=False, uses_tr_solver=False,
                  overdetermined=True, positive_tolerances=True),
-    "lm-normal": Method("lm-normal", dense=False, bounds=False, robust_loss=False,
+    "lm-normal": Method("lm-normal", dense=False, bounds=False, robust_loss=True,
                         uses_tr_solver=False, overdetermined=False, positive_tolerances=False,
                         runner="lm_normal", eliminate_only=True, own_jac="normal",
                         single_thread=True, kernels=("normal_tri_pairs", "normal_scatter")),

@@ -95,12 +95,23 @@ Defined treatments
   minimizer of its ridge, if any; with ``count_scaled`` its ridge is 0 too).
 - A :math:`G_i` that is singular for the current ``P`` (rank-deficient features) is inverted
   by the pseudo-inverse.
-- Robust losses: the inner solve stays least squares, so ``least_squares`` minimizes
-  :math:`\tfrac12\sum\rho(r_j(\theta)^2)` over the *least-squares* :math:`z^*(\theta)`. Both
-  Jacobians are exact for that reduced residual, and for the linear loss the reduced problem
-  is exactly the joint one; with a robust loss the result is not in general a stationary
-  point of the joint robust objective (the joint robust optimum would reweight the inner
-  problem). ``tests/test_varpro.py`` checks both statements.
+- Robust losses, two treatments. (a) With ``scipy``'s methods the inner solve stays least
+  squares, so ``least_squares`` minimizes :math:`\tfrac12\sum\rho(r_j(\theta)^2)` over the
+  *least-squares* :math:`z^*(\theta)`. Both Jacobians are exact for that reduced residual,
+  and for the linear loss the reduced problem is exactly the joint one; with a robust loss
+  the result is not in general a stationary point of the joint robust objective.
+  ``tests/test_varpro.py`` checks both statements. (b) With a ``loss`` row given to
+  :func:`build_reduced` (what ``method='lm-normal'`` does, formulation ``'none'``) the inner
+  problem is the robust one, :math:`z^*(\theta) = \arg\min_z \tfrac12 f^2\sum_t
+  \rho(F_t(\theta, z)^2 / f^2)`, solved per column by iteratively reweighted least squares
+  (weights :math:`\omega_t = \rho'(F_t^2/f^2)` on the closed-form solves, from the
+  least-squares solution, until :math:`z` changes by less than :data:`IRLS_TOL` relative).
+  The reduced cost is then the joint robust cost at the eliminated optimum, its gradient is
+  :math:`J_\theta^\top(\omega \odot F)` (the inner problem is stationary: envelope
+  theorem), and lm-normal's normal matrix is Kaufman's for the least-squares problem with
+  the fixed weights :math:`\omega` (:meth:`ReducedProblem.weighted`: the IRLS
+  Gauss-Newton model, exact in the gradient). ``tests/test_varpro_robust.py`` checks the
+  gradient against finite differences.
 - Bounds apply to the optimized factor (and its biases); the eliminated factor cannot be
   bounded (its closed form is unconstrained): bounds with more entries are an error.
 
@@ -115,6 +126,7 @@ factors).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -127,15 +139,24 @@ from .._validation import check_choice
 from ..data.ratings import Ratings
 from ..kernels.registry import select_kernels
 from ..model.problem import Problem, build_problem
-from .tables import VARPRO_JACOBIANS
+from .tables import VARPRO_JACOBIANS, Loss
 
 __all__ = [
+    "IRLS_MAX_ITER",
+    "IRLS_TOL",
     "InnerSolution",
     "ReducedProblem",
     "build_reduced",
     "transpose_ratings",
 ]
 
+
+#: The robust inner solve's IRLS stops when the eliminated factor changes by less than this
+#: (relative to its largest entry), or after :data:`IRLS_MAX_ITER` reweightings.
+IRLS_TOL = 1e-9
+IRLS_MAX_ITER = 50
+#: The Newton weights of the robust inner solve are at least this fraction of ``rho'``.
+_NEWTON_FLOOR = 1e-2
 
 # ---------------------------------------------------------------------- compiled kernels
 #: The products' compiled kernels (lsqmf.kernels.varpro), by the name the code below uses.
@@ -160,6 +181,7 @@ class InnerSolution:
     Ginv: np.ndarray  # (m, k1, k1)
     x: np.ndarray  # joint decision vector at (theta, z*)
     residual: np.ndarray  # joint residual there
+    omega: np.ndarray | None = None  # robust inner solve: rho'(F_t^2 / f^2) of the data rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,6 +217,8 @@ class ReducedProblem:
     w: np.ndarray
     lsq: np.ndarray  # (m, k1) square roots of Lambda_i's diagonal
     kernels: dict[str, Callable[..., Any]] | None
+    loss: Loss | None = None  # a robust inner solve (IRLS) with this loss, or least squares
+    f_scale: float = 1.0
 
     @property
     def n_rows(self) -> int:
@@ -235,10 +259,13 @@ class ReducedProblem:
         return np.concatenate(parts).astype(np.float64, copy=False)
 
     # ------------------------------------------------------------------ inner solve
-    def gram(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``G`` (m, k1, k1) and ``h`` (m, k1) of every column's normal equations."""
+    def gram(self, theta: np.ndarray, omega: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """``G`` (m, k1, k1) and ``h`` (m, k1) of every column's normal equations (the data
+        weights times ``omega``, the IRLS weights, when given)."""
         P, b = self.split(np.asarray(theta, dtype=np.float64))
         pr = self.problem
+        w = self.w if omega is None else self.w * omega
         y = pr.ratings.values - (pr.mu + b[self.rows] if b is not None else 0.0)
         m, k1 = self.n_cols, self.k1
         lam = self.lsq**2
@@ -246,16 +273,17 @@ class ReducedProblem:
             G = np.empty((m, k1, k1))
             h = np.empty((m, k1))
             self.kernels["gram"](
-                self.col_ptr, self.ent, self.rows, self.w, np.ascontiguousarray(y),
+                self.col_ptr, self.ent, self.rows, w, np.ascontiguousarray(y),
                 np.ascontiguousarray(P), pr.biases, lam, G, h,
             )
             return G, h
         A = self._features(P)  # (n, k1)
-        Wt = self._incidence_w()
+        Wt = self._incidence_w() if omega is None else sp.csr_matrix(
+            (w, (self.cols, self.rows)), shape=(m, self.n_rows))
         O = (A[:, :, None] * A[:, None, :]).reshape(self.n_rows, k1 * k1)
         G = np.asarray(Wt @ O).reshape(m, k1, k1)
         G[:, np.arange(k1), np.arange(k1)] += lam
-        wy = self.w * y
+        wy = w * y
         h = np.asarray(
             sp.csr_matrix((wy, (self.cols, self.rows)), shape=(m, self.n_rows)) @ A
         )
@@ -276,14 +304,20 @@ class ReducedProblem:
         return cached
 
     def inner(self, theta: np.ndarray) -> InnerSolution:
-        """Solve every column's normal equations at ``theta`` (cached for the last theta)."""
+        """Solve every column's normal equations at ``theta`` (cached for the last theta);
+        with a ``loss``, the robust inner problem by IRLS (:meth:`_irls`)."""
         theta = np.asarray(theta, dtype=np.float64)
         last = self.__dict__.get("_inner_cache")
         if last is not None and last.theta.shape == theta.shape and np.array_equal(
             last.theta, theta
         ):
             return last
-        G, h = self.gram(theta)
+        sol = self._solve(theta, None) if self.loss is None else self._irls(theta)
+        object.__setattr__(self, "_inner_cache", sol)
+        return sol
+
+    def _inverse(self, G: np.ndarray) -> np.ndarray:
+        """``G_i^{-1}`` of every column (pseudo-inverse if one is singular; 0 without data)."""
         empty = np.diff(self.col_ptr) == 0
         G[empty] = np.eye(self.k1)  # no data: z_i = 0 (Ginv_i = 0 below)
         try:
@@ -293,24 +327,102 @@ class ReducedProblem:
         except np.linalg.LinAlgError:
             Ginv = np.linalg.pinv(G, hermitian=True)
         Ginv[empty] = 0.0
-        Z = np.einsum("mij,mj->mi", Ginv, h)
+        return Ginv
+
+    def _solution(self, theta: np.ndarray, Z: np.ndarray, Ginv: np.ndarray,
+                  omega: np.ndarray | None) -> InnerSolution:
         P, b = self.split(theta)
         k = self.rank
         x = self.problem.pack(P, Z[:, :k].T, b, Z[:, k] if self.problem.biases else None)
-        sol = InnerSolution(
+        return InnerSolution(
             theta=np.array(theta, copy=True), P=np.array(P), b=None if b is None else np.array(b),
-            Z=Z, Ginv=Ginv, x=x, residual=self.problem.residual(x),
+            Z=Z, Ginv=Ginv, x=x, residual=self.problem.residual(x), omega=omega,
         )
-        object.__setattr__(self, "_inner_cache", sol)
-        return sol
+
+    def _solve(self, theta: np.ndarray, omega: np.ndarray | None) -> InnerSolution:
+        """The (weighted) least-squares inner solution at ``theta``."""
+        G, h = self.gram(theta, omega)
+        Ginv = self._inverse(G)
+        return self._solution(theta, np.einsum("mij,mj->mi", Ginv, h), Ginv, omega)
+
+    def _robust_terms(self, theta: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, ...]:
+        """At ``(theta, Z)``: every column's robust cost, the IRLS weights ``rho'`` and the
+        Newton weights ``rho' + 2 z rho''`` (floored at :data:`_NEWTON_FLOOR` ``rho'``, so
+        that a column with few inliers keeps a regular Newton matrix) of the data rows."""
+        assert self.loss is not None
+        P, b = self.split(theta)
+        pr = self.problem
+        y = pr.ratings.values - (pr.mu + b[self.rows] if b is not None else 0.0)
+        e = self.d * (np.einsum("tk,tk->t", self._features(P)[self.rows], Z[self.cols]) - y)
+        z = e**2 / self.f_scale**2
+        rho = np.asarray(self.loss.rho(z))
+        col_cost = np.bincount(self.cols, weights=rho[0], minlength=self.n_cols)
+        omega = np.maximum(rho[1], 0.0)
+        return col_cost, omega, np.maximum(rho[1] + 2.0 * z * rho[2], _NEWTON_FLOOR * omega)
+
+    def _irls(self, theta: np.ndarray) -> InnerSolution:
+        """The robust inner solution: from least squares, per column the best of the IRLS
+        step (``G_omega^{-1} h_omega``: monotone for a concave ``rho``) and the Newton step
+        (weights ``rho' + 2 z rho''``) times 1, 1/2, 1/4, 1/8, until ``Z`` moves by less
+        than :data:`IRLS_TOL` (relative). Its ``omega`` are the weights at the returned
+        ``Z``. Each column starts from the better of its least-squares solution and the
+        last inner solution's (a warm start: the same minimizer for a convex ``rho``)."""
+        Z = self._solve(theta, None).Z
+        last = self.__dict__.get("_inner_cache")
+        if last is not None and last.Z.shape == Z.shape:
+            warm = self._robust_terms(theta, last.Z)[0] < self._robust_terms(theta, Z)[0]
+            Z[warm] = last.Z[warm]
+        _, omega, hess = self._robust_terms(theta, Z)
+        for _ in range(IRLS_MAX_ITER):
+            G, h = self.gram(theta, omega)
+            grad = np.einsum("mij,mj->mi", G, Z) - h
+            Z_new = np.einsum("mij,mj->mi", self._inverse(G), h)
+            best = self._robust_terms(theta, Z_new)[0]
+            newton = np.einsum("mij,mj->mi", self._inverse(self.gram(theta, hess)[0]), grad)
+            for step in (1.0, 0.5, 0.25, 0.125):
+                trial = Z - step * newton
+                cost = self._robust_terms(theta, trial)[0]
+                better = np.isfinite(cost) & (cost < best)
+                Z_new[better], best[better] = trial[better], cost[better]
+            change = float(np.max(np.abs(Z_new - Z), initial=0.0))
+            Z = Z_new
+            _, omega, hess = self._robust_terms(theta, Z)
+            if change <= IRLS_TOL * max(float(np.max(np.abs(Z), initial=0.0)), 1e-300):
+                break
+        return self._solution(theta, Z, self._inverse(self.gram(theta, omega)[0]), omega)
+
+    def cost_of(self, r: np.ndarray) -> float:
+        """The cost of a residual vector: ``0.5 ||r||^2``, or the loss's (scipy's cost)."""
+        if self.loss is None:
+            return 0.5 * float(r @ r)
+        return self.loss.cost(r, self.f_scale)
+
+    def weighted(self, theta: np.ndarray) -> ReducedProblem:
+        """The least-squares reduced problem with the data weights times the IRLS weights
+        ``omega`` at ``theta`` (robust inner solve), its inner solution at ``theta`` set: the
+        residual scaled by ``sqrt(omega)``, so its gradient ``J_theta^T r`` is the robust
+        reduced cost's and its Kaufman normal matrix the IRLS Gauss-Newton model."""
+        sol = self.inner(theta)
+        if sol.omega is None:
+            return self
+        N = self.problem.ratings.nnz
+        root = np.sqrt(sol.omega)
+        out = dataclasses.replace(self, d=self.d * root, w=self.w * sol.omega, loss=None)
+        residual = sol.residual.copy()
+        residual[:N] *= root
+        object.__setattr__(out, "_inner_cache", dataclasses.replace(sol, residual=residual))
+        for key in ("_col_inc", "_row_inc"):
+            if key in self.__dict__:
+                object.__setattr__(out, key, self.__dict__[key])
+        return out
 
     def residual(self, theta: np.ndarray) -> np.ndarray:
         """The reduced residual ``r(theta) = F(theta, z*(theta))``, shape (n_residuals,)."""
         return self.inner(theta).residual.copy()
 
     def cost(self, theta: np.ndarray) -> float:
-        r = self.inner(theta).residual
-        return 0.5 * float(r @ r)
+        """The reduced cost at ``theta`` (the loss's, with a robust inner solve)."""
+        return self.cost_of(self.inner(theta).residual)
 
     def joint_x(self, theta: np.ndarray) -> np.ndarray:
         """The joint decision vector ``x`` at ``(theta, z*(theta))``."""
@@ -602,8 +714,11 @@ def build_reduced(
     count_scaled: bool = False,
     biases: bool = False,
     backend: str = "auto",
+    loss: Loss | None = None,
+    f_scale: float = 1.0,
 ) -> ReducedProblem:
-    """The reduced problem eliminating ``Q`` (and the column biases) of ``ratings``.
+    """The reduced problem eliminating ``Q`` (and the column biases) of ``ratings``; with a
+    ``loss`` row (not the linear one), its inner problem is the robust one (IRLS).
 
     Raises
     ------
@@ -617,6 +732,11 @@ def build_reduced(
         ratings, rank, formulation=formulation, reg=reg, reg_bias=reg_bias,
         count_scaled=count_scaled, biases=biases,
     )
+    if loss is not None and loss.name != "linear" and problem.has_reg:
+        raise ValueError(
+            f"a robust inner solve (loss={loss.name!r}) needs formulation='none' (or reg=0): "
+            "the regularization rows would be reweighted too; got formulation="
+            f"{formulation!r}, reg={reg!r}. Use method='trf' (least-squares inner solves).")
     k, m = problem.rank, problem.n_cols
     k1 = k + (1 if biases else 0)
     lsq = np.zeros((m, k1))
@@ -647,4 +767,5 @@ def build_reduced(
     return ReducedProblem(
         problem=problem, col_ptr=col_ptr, ent=ent, rows=rows, cols=cols, d=d, w=d * d,
         lsq=lsq, kernels=_resolve_backend(backend),
+        loss=None if loss is None or loss.name == "linear" else loss, f_scale=float(f_scale),
     )
