@@ -119,11 +119,14 @@ def _interrupted_line(stderr: str, command: str) -> str:
 
 
 # ------------------------------------------------------------------------------ fit
+# The default selection uses bmf, which runs all its sweeps: als with tol 0 can reach an exact
+# fixed point (a cost change of exactly 0) on this small file before a signal sent on a loaded
+# machine arrives, and then rightly saves its converged model (seen in a CI run at load 15).
 FIT_CASES = [
-    pytest.param("als", "SIGTERM", id="als-SIGTERM"),
+    pytest.param("bmf", "SIGTERM", id="bmf-SIGTERM"),
     pytest.param("bmf", "SIGHUP", id="bmf-SIGHUP"),
     pytest.param("als", "SIGINT", id="als-SIGINT", marks=pytest.mark.slow),
-    pytest.param("bmf", "SIGTERM", id="bmf-SIGTERM", marks=pytest.mark.slow),
+    pytest.param("als", "SIGTERM", id="als-SIGTERM", marks=pytest.mark.slow),
     pytest.param("gd", "SIGHUP", id="gd-SIGHUP", marks=pytest.mark.slow),
     pytest.param("lsq", "SIGTERM", id="lsq-SIGTERM", marks=pytest.mark.slow),
 ]
