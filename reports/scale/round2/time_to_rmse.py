@@ -9,9 +9,8 @@ for size in sorted({int(r["size"]) for r in rows}):
     R = [r for r in rows if int(r["size"]) == size]
     lib = {int(r["repeat"]): r for r in R if r["system"] == "libmf"}
     target = st.median(float(r["rmse"]) for r in lib.values())
-    print(
-        f"size {size}: LIBMF rmse {target:.4f} fit median {st.median(float(r['fit_s']) for r in lib.values()):.2f}"
-    )
+    lib_fit = st.median(float(r["fit_s"]) for r in lib.values())
+    print(f"size {size}: LIBMF rmse {target:.4f} fit median {lib_fit:.2f}")
     systems = sorted({r["system"] for r in R})
     for s in systems:
         cells = [r for r in R if r["system"] == s]
@@ -28,9 +27,13 @@ for size in sorted({int(r["size"]) for r in rows}):
                 hit = [t for t, e in c if e <= target]
                 if hit and int(r["repeat"]) in lib:
                     ttr.append(hit[0] / float(lib[int(r["repeat"])]["fit_s"]))
-        line = f"  {s:16s} fit {st.median(fit):7.2f} ({min(fit):.2f}-{max(fit):.2f}) rmse {st.median(float(r['rmse']) for r in cells):.4f} fit/LIBMF {st.median(ratio):.2f} ({min(ratio):.2f}-{max(ratio):.2f})"
+        rmse = st.median(float(r["rmse"]) for r in cells)
+        line = (f"  {s:16s} fit {st.median(fit):7.2f} ({min(fit):.2f}-{max(fit):.2f}) "
+                f"rmse {rmse:.4f} fit/LIBMF {st.median(ratio):.2f} "
+                f"({min(ratio):.2f}-{max(ratio):.2f})")
         if ttr:
-            line += f"  time-to-LIBMF-RMSE / LIBMF fit {st.median(ttr):.2f} ({min(ttr):.2f}-{max(ttr):.2f}) n={len(ttr)}"
+            line += (f"  time-to-LIBMF-RMSE / LIBMF fit {st.median(ttr):.2f} "
+                     f"({min(ttr):.2f}-{max(ttr):.2f}) n={len(ttr)}")
         print(line)
     for s in systems:
         if s.startswith("after:"):
@@ -42,6 +45,5 @@ for size in sorted({int(r["size"]) for r in rows}):
                 if r["system"] == s and int(r["repeat"]) in bt
             ]
             if sp:
-                print(
-                    f"  speed-up {s[6:]}: {st.median(sp):.2f} ({min(sp):.2f}-{max(sp):.2f}) n={len(sp)}"
-                )
+                spread = f"({min(sp):.2f}-{max(sp):.2f})"
+                print(f"  speed-up {s[6:]}: {st.median(sp):.2f} {spread} n={len(sp)}")
