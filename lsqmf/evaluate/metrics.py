@@ -141,7 +141,7 @@ def top_n(
         else model.col_counts >= min_count
     )
     if exclude is not None:
-        ex = np.asarray(exclude, dtype=np.int64)
+        ex = _column_indices("exclude", exclude)
         allowed[ex[(ex >= 0) & (ex < n_cols)]] = False
     cand = np.flatnonzero(allowed)
     k = min(n, len(cand))
@@ -341,3 +341,17 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     order = np.argsort(-top_scores, axis=1, kind="stable")
     out: np.ndarray = np.take_along_axis(top, order, axis=1)
     return out
+
+
+def _column_indices(name: str, value: Any) -> np.ndarray:
+    """``value`` as an int64 array of column indices: integers only (``[0.7]`` is not column 0
+    and ``[True]`` not column 1), a TypeError naming ``name`` otherwise."""
+    arr = np.asarray(value)
+    if arr.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(
+            f"`{name}` must hold integer column indices; got {describe(value)} (map raw item "
+            "ids to indices with the model's col_ids, e.g. lsqmf.data.ratings.lookup_ids)."
+        )
+    return arr.astype(np.int64).ravel()

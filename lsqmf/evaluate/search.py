@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -363,6 +364,7 @@ def cross_validate(
     ([0, 1, 2], True)
     """
     ratings = _check_ratings(ratings)
+    _check_solver(solver)
     check_choice("cold_start", cold_start, COLD_START_POLICIES)
     data = _CellData(ratings, _kfold_parts(ratings, n_splits, random_state), solver,
                      cold_start, clip)
@@ -405,7 +407,22 @@ class GridSearchResult:
     best_model: FitResult | None
 
 
-def _expand_grid(param_grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+#: The most cells (configurations x folds) one search runs; a larger grid is refused before any
+#: cell is built (each cell is a fit: a grid this size would run for days).
+MAX_CELLS = 100_000
+
+
+def _check_solver(solver: Any) -> None:
+    """A registry name or a callable; a typo is refused before any cell runs (the message
+    lists the names)."""
+    if not callable(solver):
+        from ..solvers import get_spec
+
+        get_spec(solver)
+
+
+def _expand_grid(param_grid: Mapping[str, Sequence[Any]], n_splits: Any = 1
+                 ) -> list[dict[str, Any]]:
     if not isinstance(param_grid, Mapping) or not param_grid:
         raise TypeError(
             f"`param_grid` must be a non-empty dict of parameter -> list of values; got "
@@ -420,6 +437,12 @@ def _expand_grid(param_grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]
                 f"`param_grid[{k!r}]` must be a non-empty list of values; got {describe(v)}."
             )
         values.append(list(v))
+    n_cells = math.prod(len(v) for v in values) * (n_splits if isinstance(n_splits, int) else 1)
+    if n_cells > MAX_CELLS:
+        raise ValueError(
+            f"`param_grid` x `n_splits` makes {n_cells:,} cells (fits), more than the "
+            f"{MAX_CELLS:,} one search runs; search a coarser grid first."
+        )
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
@@ -515,7 +538,8 @@ def grid_search(
         ``out``).
     """
     ratings = _check_ratings(ratings)
-    configs = _expand_grid(param_grid if param_grid is not None else {})
+    _check_solver(solver)
+    configs = _expand_grid(param_grid if param_grid is not None else {}, n_splits)
     check_choice("cold_start", cold_start, COLD_START_POLICIES)
     data = _CellData(ratings, _kfold_parts(ratings, n_splits, random_state), solver,
                      cold_start, clip)
