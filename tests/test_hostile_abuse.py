@@ -160,3 +160,21 @@ def test_a_million_jobs_start_at_most_the_cores_or_the_tasks() -> None:
     got = in_order(map_tasks(_pid, [0, 1, 2], n_jobs=10**6))
     assert len({o.value for o in got}) <= min(3, os.cpu_count() or 1)
     assert _n_workers(10**6, [0, 1, 2]) == min(3, os.cpu_count() or 1)
+
+
+def test_bmf_ctrl_c_returns_the_mean_of_the_samples_so_far() -> None:
+    from lsqmf.data.synthetic import make_low_rank
+    from lsqmf.model.result import ConvergenceWarning, Status
+    from lsqmf.solvers import bmf
+
+    ratings, _ = make_low_rank(30, 20, 2, density=0.5, random_state=0)
+
+    def ctrl_c_at_sweep_6(info: object) -> None:
+        if getattr(info, "step", 0) == 6:
+            raise KeyboardInterrupt
+
+    with pytest.warns(ConvergenceWarning, match="interrupted after 6 sweep"):
+        fit = bmf(ratings, 2, max_iter=10**12, burn_in=2, callback=ctrl_c_at_sweep_6,
+                  random_state=0)
+    assert fit.status == Status.INTERRUPTED and not fit.success
+    assert np.all(np.isfinite(fit.P)) and np.all(np.isfinite(fit.Q))

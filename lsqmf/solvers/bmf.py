@@ -59,7 +59,15 @@ import numpy as np
 from .._params import Param
 from ..kernels.registry import get_kernel
 from ..kernels.solvers import kernel_threads
-from ..model.result import STATUS_MESSAGES, FitResult, History, IterationInfo, Status
+from ..model.result import (
+    STATUS_MESSAGES,
+    FitResult,
+    History,
+    IterationInfo,
+    Status,
+    warn_not_converged,
+)
+from ..runtime.interrupts import interrupts_propagate
 from ..runtime.threads import blas_single_thread
 from ._common import Setup, SolverOptions, SolverSpec, log_result, prepare
 from .als_cg import RowData, cg_step_factory
@@ -484,24 +492,32 @@ def _sample(
         setup.logger.info("bmf: iteration 0 cost %.6g", costs[0])
     status = Status.FTOL
     j = 0
-    for j in range(1, setup.max_iter + 1):
-        sse, alpha = _sweep(rng, gibbs, users, items, errors, k=k, with_bias=with_bias, mu=mu,
-                            alpha=alpha, alpha_opt=alpha_opt, beta0=beta0)
-        alphas.append(alpha)
-        cost = _sample_cost(setup, sse, Zu, Zi, k, with_bias, j)
-        if j > burn_in:
-            avg.add(predict, _split_blocks(Zu, Zi, k, with_bias), mu, with_bias)
-        elapsed = time.perf_counter() - setup.t_start
-        steps.append(j)
-        costs.append(cost)
-        times.append(elapsed)
-        if verbose >= 2:
-            setup.logger.info("bmf: iteration %d cost %.6g (sample) alpha %.4g time %.3f s", j,
-                              cost, alpha, elapsed)
-        stop = _stop_status(setup, avg, j, cost, elapsed)
-        if stop is not None:
-            status = stop
-            break
+    try:
+        for j in range(1, setup.max_iter + 1):
+            sse, alpha = _sweep(rng, gibbs, users, items, errors, k=k, with_bias=with_bias,
+                                mu=mu, alpha=alpha, alpha_opt=alpha_opt, beta0=beta0)
+            alphas.append(alpha)
+            cost = _sample_cost(setup, sse, Zu, Zi, k, with_bias, j)
+            if j > burn_in:
+                avg.add(predict, _split_blocks(Zu, Zi, k, with_bias), mu, with_bias)
+            elapsed = time.perf_counter() - setup.t_start
+            steps.append(j)
+            costs.append(cost)
+            times.append(elapsed)
+            if verbose >= 2:
+                setup.logger.info("bmf: iteration %d cost %.6g (sample) alpha %.4g time %.3f s",
+                                  j, cost, alpha, elapsed)
+            stop = _stop_status(setup, avg, j, cost, elapsed)
+            if stop is not None:
+                status = stop
+                break
+    except KeyboardInterrupt:  # Ctrl-C: the mean of the samples drawn so far, marked
+        if interrupts_propagate():  # inside a job (cv, grid, bench): the job stops
+            raise
+        status = Status.INTERRUPTED
+        j = steps[-1]  # the last completed sweep
+        warn_not_converged(f"lsqmf.solvers.bmf: interrupted after {j} sweep(s); returning the "
+                           "mean of the samples drawn so far.", stacklevel=4)
     return _bmf_result(setup, errors, avg.means(k, _split_blocks(Zu, Zi, k, with_bias)),
                        status, j, alphas, avg, History.from_lists(steps, costs, times))
 
