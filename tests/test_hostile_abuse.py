@@ -178,3 +178,14 @@ def test_bmf_ctrl_c_returns_the_mean_of_the_samples_so_far() -> None:
                   random_state=0)
     assert fit.status == Status.INTERRUPTED and not fit.success
     assert np.all(np.isfinite(fit.P)) and np.all(np.isfinite(fit.Q))
+
+
+@pytest.mark.parametrize("eliminate", [None, "Q"], ids=["joint", "varpro"])
+def test_solve_refuses_a_rank_that_cannot_fit_in_memory(eliminate: object) -> None:
+    import lsqmf
+    from lsqmf.runtime.memory import MemoryBudgetError
+
+    R = np.array([[5.0, 3.0], [4.0, 1.0]])
+    with pytest.raises(MemoryBudgetError, match=r"lsqmf.solve: a fit of `rank`=1000000 on 2 x 2 "
+                       r"entries \(4 observed\) would need at least .* of memory"):
+        lsqmf.solve(R, 10**6, formulation="none", eliminate=eliminate)

@@ -30,6 +30,7 @@ from ..kernels.backend import resolve_backend
 from ..model import gradcheck
 from ..model.problem import Problem, build_problem
 from ..model.start import random_start
+from ..runtime.memory import check_budget, fit_bytes
 from ..runtime.threads import blas_threads_for
 from .options import SolveOptions
 
@@ -290,6 +291,11 @@ def _scale(x_scale: str | np.ndarray, jac: JacKind, target: Any, x0: np.ndarray,
 
 def plan(ratings: Ratings, options: SolveOptions) -> Plan:
     """Decide how the run goes; see the module docstring."""
+    n_rows, n_cols = ratings.shape
+    check_budget(  # before the start or the problem is allocated (a rank of 10^6, ids of 10^11)
+        fit_bytes(n_rows, n_cols, ratings.nnz, options.rank),
+        f"lsqmf.solve: a fit of `rank`={options.rank} on {n_rows} x {n_cols} entries "
+        f"({ratings.nnz} observed)", "Use a smaller `rank`.")
     backend = resolve_backend(options.backend)
     spec = METHODS[options.method]
     red: ReducedProblem | None = None
