@@ -157,7 +157,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="limit BLAS/LAPACK threads. 'bench' and 'demo' default to 1 for comparable "
         "timings: every BLAS copy, OpenMP and numba pool is limited in the process that times "
         "the cells, measured there and recorded in run.json. Other commands apply the limit "
-        "with threadpoolctl when they start; without it they keep the library default",
+        "with threadpoolctl to every BLAS copy (numpy's and scipy's) when they start; without "
+        "it they keep the library default",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = (COMMANDS[command],) if command in COMMANDS else _COMMAND_MODULES
@@ -263,9 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with propagate_interrupts():
             if threads is None:
                 return int(args.func(args))
-            from threadpoolctl import threadpool_limits
+            from ..runtime.threads import blas_limit, load_thread_pools
 
-            with threadpool_limits(limits=threads, user_api="blas"):
+            # every BLAS copy: scipy's own OpenBLAS is loaded by scipy.linalg, and a limit
+            # applied before that load would not reach it
+            load_thread_pools(numba=False)
+            with blas_limit(threads):
                 return int(args.func(args))
     except BaseException as err:  # every failure becomes one line and an exit code
         if isinstance(err, SystemExit):

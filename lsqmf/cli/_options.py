@@ -14,9 +14,12 @@ parameters; flags given on the command line win). ``--seed`` defaults to the lib
 ``random_state=None``: a seed is drawn and recorded in the result's options, so any run can be
 replayed with ``--seed``.
 
-Progress (``solve``, ``fit``, ``evaluate``, ``cv``): ``-v`` gives the solvers ``verbose=2``,
-a line per iteration on stderr (through ``logging``); without ``-v`` a tqdm bar on stderr when
-stderr is a terminal. ``--progress`` forces the bar, ``--no-progress`` turns it off.
+Progress (``solve``, ``fit``, ``evaluate``, ``cv``, ``tune``) follows the one policy of
+:mod:`lsqmf.runtime.progress`: on a terminal a bar on stderr; off a terminal a status line
+(iteration, cost, elapsed) every 30 s; ``--progress`` also prints a last line,
+``--no-progress`` nothing. ``-v`` gives the solvers ``verbose=2``, a line per iteration on
+stderr (through ``logging``), which then replaces the default progress (``--progress`` keeps
+both).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -321,11 +323,16 @@ def solver_params(args: argparse.Namespace, *, grid: bool = False) -> dict[str, 
     return params
 
 
-def add_progress_options(p: argparse.ArgumentParser, *, default: bool | None = None) -> None:
-    """``--progress/--no-progress`` (default None: a bar when stderr is a terminal)."""
+def add_progress_options(p: argparse.ArgumentParser, *, default: bool | None = None,
+                         solver_log: bool = False) -> None:
+    """``--progress/--no-progress`` (default None: the policy's default, see
+    :mod:`lsqmf.runtime.progress`); ``solver_log``: the command's ``-v`` logs every solver
+    iteration, which replaces the default progress (:func:`progress_setting`)."""
+    from ..runtime.progress import PROGRESS_HELP
+
+    note = "; -v (a line per iteration) replaces the default" if solver_log else ""
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=default,
-                   help="a progress bar on stderr (default: when stderr is a terminal and -v "
-                   "is not given; -v prints a line per iteration instead)")
+                   help=PROGRESS_HELP + note)
 
 
 def verbose_level(args: argparse.Namespace) -> int:
@@ -333,29 +340,31 @@ def verbose_level(args: argparse.Namespace) -> int:
     return 2 if getattr(args, "verbose", 0) else 0
 
 
-def show_bar(args: argparse.Namespace) -> bool:
-    """Whether to draw the tqdm bar (``--progress`` wins; else a terminal without ``-v``)."""
+def progress_setting(args: argparse.Namespace) -> bool | None:
+    """The policy's tri-state for a solver run: ``--progress/--no-progress`` as given; by
+    default None, or False under ``-v`` (its line per iteration is the progress)."""
     if args.progress is not None:
         return bool(args.progress)
-    return sys.stderr.isatty() and not getattr(args, "verbose", 0)
+    return False if getattr(args, "verbose", 0) else None
 
 
 @contextlib.contextmanager
 def progress_callback(
     args: argparse.Namespace, total: int | None, desc: str
 ) -> Iterator[Callable[[Any], None] | None]:
-    """A solver ``callback`` that advances a tqdm bar on stderr, or None when off."""
-    if not show_bar(args):
+    """A solver ``callback`` that reports its iteration and cost by the progress policy of
+    :mod:`lsqmf.runtime.progress` (a bar on a terminal, else a status line every 30 s), or
+    None when progress is off."""
+    from ..runtime.progress import Progress
+
+    bar = Progress(desc, total, progress=progress_setting(args), unit="iterations",
+                   estimate=False)
+    if not bar.enabled:
         yield None
         return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="it", file=sys.stderr, leave=False)
 
     def callback(info: Any) -> None:
-        bar.n = int(info.step)
-        bar.set_postfix(cost=f"{info.cost:.4g}", refresh=False)
-        bar.refresh()
+        bar.update(int(info.step), f"cost {info.cost:.4g}")
 
     try:
         yield callback

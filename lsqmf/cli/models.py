@@ -141,7 +141,7 @@ def _add_fit(subparsers: Any) -> None:
     f.add_argument("--out", type=Path, required=True, metavar="MODEL", help="output .npz")
     f.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     add_input_options(f)
-    add_progress_options(f)
+    add_progress_options(f, solver_log=True)
     f.set_defaults(func=run_fit, prepare=prepare_solver)
 
 
@@ -182,7 +182,7 @@ def _add_evaluate(subparsers: Any) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     _add_ranking_options(e)
     add_input_options(e)
-    add_progress_options(e)
+    add_progress_options(e, solver_log=True)
     e.set_defaults(func=run_evaluate, prepare=prepare_solver)
 
 

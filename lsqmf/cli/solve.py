@@ -64,7 +64,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, default=None, metavar="MODEL",
                    help="save the model (.npz, as 'lsqmf fit' does)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
-    add_progress_options(p)
+    add_progress_options(p, solver_log=True)
     p.set_defaults(func=_run)
 
 
@@ -102,7 +102,7 @@ def _fit(args: argparse.Namespace, ratings: Any) -> tuple[Any, list[warnings.War
     options["verbose"] = verbose_level(args)
     with (
         warnings.catch_warnings(record=True) as caught,
-        progress_callback(args, args.max_nfev, "lsqmf solve") as callback,
+        progress_callback(args, None, "lsqmf solve") as callback,  # max_nfev counts evaluations
     ):
         warnings.simplefilter("always", ConvergenceWarning)
         if args.multistart is None:

@@ -68,9 +68,10 @@ def register(subparsers: Any) -> None:
                    help="finished fits, appended as they finish and reused by a rerun "
                    "(default: OUT with the suffix .rows.csv when --out is given)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar on stderr")
     from . import add_input_options
+    from ._options import add_progress_options
+
+    add_progress_options(p)
 
     add_input_options(p)
     p.set_defaults(func=run_tune)
@@ -97,7 +98,7 @@ def run_tune(args: argparse.Namespace) -> int:
         res = tune(train, space=space, n_splits=args.folds, test_size=args.test_size,
                    random_state=args.seed, n_jobs=args.jobs, scheduler=args.scheduler,
                    max_time=args.max_time, rule=args.rule, checkpoint=checkpoint,
-                   progress=args.progress and sys.stderr.isatty())
+                   progress=args.progress)
     except KeyboardInterrupt:
         kept = (f"finished fits are in {checkpoint}; run the same command to resume"
                 if checkpoint is not None else "use --out or --checkpoint to keep finished fits")

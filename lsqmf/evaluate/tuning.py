@@ -199,7 +199,7 @@ def tune(
     max_time: float | None = None,
     rule: str = "cheapest",
     checkpoint: str | Path | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> TuneResult:
     """Pick the solver and parameters on inner splits: the cheapest within noise of the best.
 
@@ -227,8 +227,10 @@ def tune(
     checkpoint : path, optional
         A CSV file: every finished (configuration, split) is appended at once, and the rows
         of an earlier run of the same search are reused (resume after an interrupt).
-    progress : bool, default=False
-        A progress bar on stderr (tqdm).
+    progress : bool or None, default=None
+        Progress on stderr by :mod:`lsqmf.runtime.progress`'s policy: None a bar on a
+        terminal, else a status line every 30 s (fits done, elapsed, time left estimated per
+        solver); True also a last line off a terminal; False nothing.
 
     Returns
     -------
@@ -268,8 +270,9 @@ def tune(
              if (t[0], t[1]) not in store.done)
     outcomes = map_tasks(_score, tasks, shared=splits, n_jobs=n_jobs, scheduler=scheduler,
                          label="lsqmf-tune", warm_up=warm_up_solvers)
-    total = len(configs) * len(splits) - len(store.done)
-    finished = _consume(outcomes, total, progress, store)
+    expected = [(solver, 1.0) for c, (solver, _) in enumerate(configs)
+                for s in range(len(splits)) if (c, s) not in store.done]
+    finished = _consume(outcomes, expected, progress, store)
     rows = sorted([*store.done.values(),
                    *(o.value if o.ok else _failed_row(o.task, o.error)
                      for o in in_order(finished))],
@@ -336,29 +339,26 @@ def _tasks(configs: list[tuple[str, dict]], n_splits: int, random_state: int | N
             yield (c, s, solver, params, random_state)
 
 
-def _consume(outcomes: Iterable[Any], total: int, progress: bool,
-             store: _Checkpoint) -> list[Any]:
+def _consume(outcomes: Iterable[Any], expected: list[tuple[str, float]],
+             progress: bool | None, store: _Checkpoint) -> list[Any]:
     """Every outcome as it finishes (each scored row written to the checkpoint at once), with
-    a progress bar (tqdm, on stderr) if ``progress``."""
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    progress by :mod:`lsqmf.runtime.progress`'s policy (``expected``: the solver of every fit
+    to run, which prices the time left)."""
+    from ..runtime.progress import Progress
 
-        bar = tqdm(total=total, desc="lsqmf tune", unit="fit", leave=False)
+    bar = Progress("lsqmf tune", len(expected), progress=progress, unit="fits",
+                   expected=expected)
     finished = []
     try:
         for o in outcomes:
             finished.append(o)
-            if o.ok and o.value["error"] is None:
+            scored = o.ok and o.value["error"] is None
+            if scored:
                 store.write(o.value)
-            if bar is not None:
-                bar.update(1)
-                if o.ok and o.value["error"] is None:
-                    bar.set_postfix_str(f"{o.value['solver']} rmse {o.value['rmse']:.4f}")
+            bar.advance(o.task[2], 1.0, seconds=o.value["fit_s"] if scored else None)
     finally:
         store.close()
-        if bar is not None:
-            bar.close()
+        bar.close()
     return finished
 
 

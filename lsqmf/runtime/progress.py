@@ -21,6 +21,14 @@ carries a ``key`` (its kind, e.g. ``trf-exact``) and a ``weight`` (its expected 
 arbitrary units, e.g. from the problem size), and the seconds per unit of weight measured on
 the finished items of the same key (else of all keys) price the remaining weight.
 
+A solver's iterations (``lsqmf fit``, ``evaluate``, ``solve``) are items too, set from its
+callback with :meth:`Progress.update`: ``lsqmf fit als: 12/100 iterations, 0:41 elapsed; now
+cost 3.214``. A solver stops when it converges, usually long before its iteration limit, so
+these lines give no time left (``estimate=False``): an estimate from the limit would lie.
+
+Tests shorten the interval by setting :data:`STATUS_INTERVAL` (read when a :class:`Progress`
+is made without ``interval``), e.g. ``monkeypatch.setattr(progress, "STATUS_INTERVAL", 0)``.
+
 Ctrl-C
 ------
 :func:`call_interruptibly` runs one long call (a solve that sits in LAPACK for a minute) in a
@@ -94,8 +102,9 @@ class Progress:
     ----------
     desc : str
         What runs, e.g. ``"bench seed"``.
-    total : int
-        Items to run (not counting those reused from an earlier run).
+    total : int or None
+        Items to run (not counting those reused from an earlier run); None: unknown (no bar
+        is filled, no time left is estimated).
     progress : bool or None, default=None
         The policy's tri-state.
     unit : str, default='item'
@@ -105,21 +114,28 @@ class Progress:
         item weighs 1.
     stream : file, optional
         Default ``sys.stderr`` (read when the object is made).
-    interval : float, default=:data:`STATUS_INTERVAL`
-        Seconds between status lines off a terminal.
+    interval : float, optional
+        Seconds between status lines off a terminal (default :data:`STATUS_INTERVAL`, read
+        when the object is made).
+    estimate : bool, default=True
+        Show the estimated time left (False for a solver's iterations, see the module
+        docstring).
     clock : callable, default=time.monotonic
     """
 
-    def __init__(self, desc: str, total: int, *, progress: bool | None = None,
+    def __init__(self, desc: str, total: int | None, *, progress: bool | None = None,
                  unit: str = "items", expected: list[tuple[Any, float]] | None = None,
-                 stream: IO[str] | None = None, interval: float = STATUS_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.desc, self.total, self.unit = desc, int(total), unit
+                 stream: IO[str] | None = None, interval: float | None = None,
+                 estimate: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+        self.desc, self.unit = desc, unit
+        self.total: int | None = None if total is None else int(total)
+        self.estimate = estimate and self.total is not None
         self.stream = sys.stderr if stream is None else stream
         self.terminal = is_terminal(self.stream)
         self.enabled = progress is not False
         self.final_line = progress is True
-        self.interval, self.clock = float(interval), clock
+        self.interval = float(STATUS_INTERVAL if interval is None else interval)
+        self.clock = clock
         self.start = clock()
         self.done = 0
         self.current: str | None = None
@@ -155,14 +171,25 @@ class Progress:
         self.current = self.current_since = None
         self._show()
 
+    def update(self, done: int, what: str | None = None) -> None:
+        """Set the count of finished items (a solver's iteration) and what is shown after
+        "now" (e.g. its cost), without timing an item."""
+        self.done = int(done)
+        self.current = what
+        self._show()
+
     def fraction(self) -> float:
         """The fraction of the expected work done (by weight; by count without weights)."""
         if self._total_weight > 0:
             return min(1.0, sum(self._done_weight.values()) / self._total_weight)
-        return self.done / self.total if self.total else 1.0
+        if self.total is None:
+            return 0.0
+        return min(1.0, self.done / self.total) if self.total else 1.0
 
     def seconds_left(self) -> float:
-        """Expected seconds left (NaN before the first item finishes)."""
+        """Expected seconds left (NaN before the first item finishes or when unknown)."""
+        if self.total is None:
+            return math.nan
         if self.done >= self.total:
             return 0.0
         spent = sum(self._done_seconds.values())
@@ -185,11 +212,12 @@ class Progress:
         """The one-line status."""
         elapsed = self.clock() - self.start
         left = self.seconds_left()
-        line = (f"{self.desc}: {self.done}/{self.total} {self.unit}")
+        of = "" if self.total is None else f"/{self.total}"
+        line = f"{self.desc}: {self.done}{of} {self.unit}"
         if self._total_weight > 0:
             line += f" ({self.fraction():.0%} of the expected work)"
         line += f", {format_seconds(elapsed)} elapsed"
-        if self.done < self.total:
+        if self.estimate and self.total is not None and self.done < self.total:
             line += f", ~{format_seconds(left)} left" if math.isfinite(left) else \
                 ", time left: estimating"
         if self.current is not None:
@@ -222,8 +250,10 @@ class Progress:
             self._printed = True
 
     def _draw(self, now: float) -> None:
-        filled = round(20 * self.fraction())
-        text = f"[{'#' * filled}{'.' * (20 - filled)}] {self.status()}"
+        text = self.status()
+        if self.total is not None:
+            filled = round(20 * self.fraction())
+            text = f"[{'#' * filled}{'.' * (20 - filled)}] {text}"
         text = text[:159]
         pad = max(0, self._width - len(text))
         self.stream.write("\r" + text + " " * pad)
