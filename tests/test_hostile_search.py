@@ -49,3 +49,18 @@ def test_top_n_exclude_with_indices_excludes_them(ratings) -> None:
     assert int(best[0]) not in again.tolist()
     empty, _ = top_n(model, 0, n=3, exclude=[])
     np.testing.assert_array_equal(empty, best)
+
+
+def test_a_checkpoint_in_use_by_another_run_is_refused(ratings, tmp_path) -> None:
+    import os
+    import socket
+
+    out = tmp_path / "cv.csv"
+    lock = tmp_path / "cv.csv.lock"
+    lock.write_text(f"{os.getppid()} {socket.gethostname()}\n")  # a live process holds it
+    with pytest.raises(ValueError, match=r"`out` file .*cv\.csv' is in use by another run"):
+        cross_validate(ratings, solver="als", n_splits=2, rank=1, out=out)
+    assert not out.exists()
+    lock.write_text(f"{2**22 + 12345} {socket.gethostname()}\n")  # a pid that is not running
+    cv = cross_validate(ratings, solver="als", n_splits=2, rank=1, max_iter=200, out=out)
+    assert len(cv) == 2 and out.exists() and not lock.exists()  # a stale lock is taken over

@@ -265,11 +265,33 @@ def _run_cells(
     With ``out``, the finished cells of an earlier run with the same data, folds, solver and
     parameters are kept (failed ones run again) and every new row is appended at once.
     """
+    path = None if out is None else Path(out)
+    with _out_lock(path):  # two runs never append to the same checkpoint
+        return _run_cells_locked(data, cells, head_of, columns, n_jobs=n_jobs,
+                                 scheduler=scheduler, path=path, progress=progress, desc=desc)
+
+
+def _out_lock(path: Path | None) -> Any:
+    """The lock of ``out`` (``<out>.lock``, holding the owner's pid), or no lock."""
+    import contextlib
+
+    from ..runtime.checkpoint import FileLock
+
+    if path is None:
+        return contextlib.nullcontext()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path.with_name(path.name + ".lock"), f"`out` file {str(path)!r}")
+
+
+def _run_cells_locked(
+    data: _CellData, cells: list[_Cell], head_of: Callable[[_Cell], dict[str, Any]],
+    columns: list[str], *, n_jobs: int, scheduler: Any, path: Path | None,
+    progress: bool | None, desc: str,
+) -> pd.DataFrame:
     from ..runtime.checkpoint import RowWriter, sort_rows
     from ..runtime.parallel import map_tasks, plan_backend
     from ..solvers import warm_up_solvers
 
-    path = None if out is None else Path(out)
     by_id = {c.cell_id: c for c in cells}
     done = _done_cells(path, cells, by_id, columns, desc)
     todo = [c for c in cells if c.cell_id not in done]
