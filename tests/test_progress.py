@@ -132,3 +132,35 @@ def test_ctrl_c_reaches_the_caller_while_the_call_runs() -> None:
         call_interruptibly(long_call, tick=tick, step=0.01)
     release.set()  # let the abandoned thread end
     time.sleep(0)
+
+
+def test_iterations_of_an_unknown_count_and_no_estimate() -> None:
+    """A solver's iterations: set with update(), no time left; an unknown total has no bar."""
+    clock, stream = Clock(), io.StringIO()
+    bar = Progress("lsqmf solve", None, progress=True, unit="iterations", stream=stream,
+                   clock=clock, interval=30.0, estimate=False)
+    for step in range(4):
+        clock.now += 20.0
+        bar.update(step, f"cost {10 - step}")
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "lsqmf solve: 1 iterations, 0:40 elapsed; now cost 9"
+    assert lines[-1] == "lsqmf solve: 3 iterations, 1:20 elapsed; now cost 7"
+    term = Terminal()
+    bar = Progress("fit", 10, unit="iterations", stream=term, clock=clock, estimate=False)
+    bar.update(5, "cost 1")
+    bar.close()
+    assert "[##########..........] fit: 5/10 iterations, 0:00 elapsed; now cost 1" in \
+        term.getvalue() and " left" not in term.getvalue()
+
+
+def test_status_interval_is_read_when_a_progress_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lsqmf.runtime import progress
+
+    monkeypatch.setattr(progress, "STATUS_INTERVAL", 0.0)
+    stream = io.StringIO()
+    bar = Progress("work", 2, stream=stream, clock=Clock())
+    bar.update(1)
+    bar.update(2)
+    assert stream.getvalue().splitlines() == ["work: 1/2 items, 0:00 elapsed, time left: "
+                                              "estimating", "work: 2/2 items, 0:00 elapsed"]
