@@ -59,17 +59,10 @@ import numpy as np
 from .._params import Param
 from ..kernels.registry import get_kernel
 from ..kernels.solvers import kernel_threads
-from ..model.result import (
-    STATUS_MESSAGES,
-    FitResult,
-    History,
-    IterationInfo,
-    Status,
-    warn_not_converged,
-)
+from ..model.result import STATUS_MESSAGES, FitResult, History, IterationInfo, Status
 from ..runtime.interrupts import interrupts_propagate
 from ..runtime.threads import blas_single_thread
-from ._common import Setup, SolverOptions, SolverSpec, log_result, prepare
+from ._common import Setup, SolverOptions, SolverSpec, log_result, prepare, warn_not_converged
 from .als_cg import RowData, cg_step_factory
 
 __all__ = ["SPEC", "MeanFactors", "bmf", "gauss_wishart_from_stats", "sample_gauss_wishart"]
