@@ -78,14 +78,7 @@ from .._validation import describe, resolve_seed
 from ..data.ratings import Ratings, as_ratings
 from ..kernels.backend import resolve_backend
 from ..kernels.registry import warm_up
-from ..model.result import (  # duplicates: _common.py's import list of the same names
-    STATUS_MESSAGES,
-    FitResult,
-    History,
-    IterationInfo,
-    Status,
-    warn_not_converged,
-)
+from ..model.result import STATUS_MESSAGES, FitResult, History, IterationInfo, Status
 from ..model.start import random_start
 from ..nls.result import NonFiniteResidualError
 from ..runtime.checkpoint import FileLock, RowWriter, parse_float, parse_int, read_checkpoint
@@ -108,7 +101,14 @@ from ._als_blocks import (
     solve_block,
     split_triplets,
 )
-from ._common import DIVERGENCE_FACTOR, SolverOptions, SolverSpec, log_result, split_options
+from ._common import (
+    DIVERGENCE_FACTOR,
+    SolverOptions,
+    SolverSpec,
+    log_result,
+    split_options,
+    warn_not_converged,
+)
 
 __all__ = ["SPEC", "als_dask", "plan_traffic"]
 
