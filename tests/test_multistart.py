@@ -75,3 +75,15 @@ def test_cluster_within_rtol() -> None:
 def test_invalid_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises((ValueError, TypeError), match=match):
         multistart(_problem(), 2, **kwargs)
+
+
+def test_multistart_follows_the_progress_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    M = rng.standard_normal((8, 2)) @ rng.standard_normal((2, 6))
+    M[rng.random(M.shape) < 0.2] = np.nan
+    options = dict(random_state=0, eliminate="Q", formulation="none", init_scale=1.0)
+    multistart(M, 2, progress=False, **options)
+    assert capsys.readouterr().err == ""
+    res = multistart(M, 2, progress=True, **options)  # off a terminal: the last line
+    err = capsys.readouterr().err
+    assert f"lsqmf.multistart: {res.n_starts}" in err and "starts" in err

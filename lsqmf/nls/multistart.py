@@ -35,6 +35,7 @@ import numpy as np
 
 from .._validation import check_float, check_int, describe
 from ..model.result import FitResult, Status
+from ..runtime.progress import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -194,6 +195,7 @@ def multistart(
     n_jobs: int = 1,
     scheduler: Any = None,
     random_state: int | np.random.Generator | None = None,
+    progress: bool | None = None,
     **solve_options: Any,
 ) -> MultistartResult:
     r"""Run seeded starts of :func:`lsqmf.solve` until the best cost is seen ``until_seen`` times.
@@ -221,6 +223,9 @@ def multistart(
     random_state : int, Generator or None
         Seeds the :class:`~numpy.random.SeedSequence` that spawns every start's seed (None:
         fresh entropy, recorded in the result).
+    progress : bool or None, default=None
+        The progress policy of :mod:`lsqmf.runtime.progress`, counting starts: a bar on a
+        terminal, a status line every 30 s off one; True adds a last line, False prints nothing.
     **solve_options
         Passed to :func:`lsqmf.solve` (e.g. ``eliminate='Q'``, ``formulation='none'``,
         ``init_scale=1``). ``random_state`` is the start's own.
@@ -255,9 +260,24 @@ def multistart(
         int(child.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
         for child in root.spawn(max_starts)
     ]
-    in_order = _runs_in_order(R, rank, seeds, solve_options, n_jobs, scheduler)
-    runs, converged = _until_seen(in_order, until_seen, rtol, atol)
+    bar = Progress("lsqmf.multistart", max_starts, progress=progress, unit="starts",
+                   estimate=False)  # the run usually stops long before max_starts
+    in_order = _counted(_runs_in_order(R, rank, seeds, solve_options, n_jobs, scheduler), bar)
+    try:
+        runs, converged = _until_seen(in_order, until_seen, rtol, atol)
+    finally:
+        bar.close()
     return _result(runs, converged, until_seen, rtol, atol, recorded)
+
+
+def _counted(runs: Generator[_Run, None, None], bar: Progress) -> Generator[_Run, None, None]:
+    """``runs``, advancing the progress policy's bar or status line at each start."""
+    try:
+        for run in runs:
+            bar.advance()
+            yield run
+    finally:
+        runs.close()  # cancels the starts still queued
 
 
 def _seed_root(
