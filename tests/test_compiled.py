@@ -431,8 +431,10 @@ def test_read_only_install_caches_in_the_user_cache(tmp_path):
     tree = tmp_path / "site"
     shutil.copytree(Path(lsqmf.__file__).parent, tree / "lsqmf",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    # read-only bits do not stop root: a file where the cache directory would go does
-    (tree / "lsqmf" / "__pycache__").write_text("")
+    # read-only bits do not stop root: a file where each package's cache directory would go
+    # does (the kernels live in lsqmf/kernels/)
+    for package in [p.parent for p in (tree / "lsqmf").rglob("__init__.py")]:
+        (package / "__pycache__").write_text("")
     for path in [tree, *tree.rglob("*")]:
         path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
