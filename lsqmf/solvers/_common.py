@@ -498,10 +498,8 @@ class Setup:
 
     @property
     def rating_scale(self) -> list[float] | None:
-        """``[min, max]`` of the training values: what ``FitResult.predict`` clips to by
-        default (recorded in ``result.options['rating_scale']``)."""
-        v = self.ratings.values
-        return [float(v.min()), float(v.max())] if v.size else None
+        """See :func:`rating_scale`."""
+        return rating_scale(self.ratings)
 
     @property
     def reg_row(self) -> np.ndarray:
@@ -565,6 +563,13 @@ def prepare(
     return Setup(name=name, ratings=ratings, problem=problem, x0=problem.pack(P, Q), rng=rng,
                  opts=opts, seed=seed, t_start=t_start, own=own,
                  validation=validation, backend=backend)
+
+
+def rating_scale(ratings: Ratings) -> list[float] | None:
+    """``[min, max]`` of the training values: what ``FitResult.predict`` clips to by default
+    (recorded in ``result.options['rating_scale']``); None without ratings."""
+    v = ratings.values
+    return [float(v.min()), float(v.max())] if v.size else None
 
 
 def check_fit_budget(name: str, ratings: Ratings, rank: int) -> None:

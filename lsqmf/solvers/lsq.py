@@ -36,6 +36,7 @@ from ._common import (
     SolverSpec,
     data_scaled_options,
     log_result,
+    rating_scale,
     split_options,
 )
 
@@ -73,20 +74,7 @@ def lsq(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     from ..nls.solve import solve  # here, so that importing the solver table stays cheap
 
     t_start = time.perf_counter()
-    for name in _TRANSLATED:
-        if name in options:
-            raise TypeError(
-                f"`{name}` is set by the 'lsq' adapter (formulation='l2', max_iter -> "
-                f"max_nfev, tol -> ftol); got {name}={options[name]!r}."
-            )
-    opts, own = split_options(SPEC, rank, options)
-    if opts.validation is not None:
-        raise ValueError(
-            "`validation` is not supported by the 'lsq' solver (scipy's least_squares has no "
-            "per-iteration hook to score and keep the best iterate); hold out ratings with "
-            "lsqmf.evaluate.holdout_split, or use a solver of the iteration loop (als, gd, ...); "
-            f"got {describe(opts.validation)}."
-        )
+    opts, own = _checked_options(rank, options)
     backend = resolve_backend(opts.backend)
     t_warm = time.perf_counter()
     warm_up(SPEC.kernels, backend)  # as solve() does: compile time is not fit time
@@ -99,15 +87,7 @@ def lsq(R: Any, rank: int | None = None, **options: Any) -> FitResult:
                         Q0=opts.Q0)
     method = own.pop("method")
     tr_solver = own.pop("tr_solver")
-    callback = opts.callback
-    if opts.verbose >= 2:
-        user_callback = callback
-
-        def callback(info: IterationInfo) -> Any:
-            logger.info("lsq: evaluation %d cost %.6g time %.3f s", info.step, info.cost,
-                        info.time)
-            return None if user_callback is None else user_callback(info)
-
+    callback = _logging(opts.callback) if opts.verbose >= 2 else opts.callback
     fit = solve(
         ratings, opts.rank, P0=P, Q0=Q, formulation="l2", reg=opts.reg,
         reg_bias=opts.reg_bias, count_scaled=opts.count_scaled, biases=opts.biases,
@@ -125,13 +105,42 @@ def lsq(R: Any, rank: int | None = None, **options: Any) -> FitResult:
     recorded = {**fit.options, "rank": opts.rank, "max_iter": opts.max_iter,
                 "tol": opts.tol, "init_scale": opts.init_scale, "random_state": seed,
                 "verbose": opts.verbose, "weights": ratings.weights is not None,
-                "rating_scale": ([float(ratings.values.min()), float(ratings.values.max())]
-                                 if ratings.nnz else None)}
+                "rating_scale": rating_scale(ratings)}
     train_mean = ratings.mean() if fit.train_mean is None else fit.train_mean
     fit = dataclasses.replace(fit, options=recorded, rms=rms, train_mean=train_mean,
                               wall_time=time.perf_counter() - t_start)
     log_result(logger, opts.verbose, fit)
     return fit
+
+
+def _checked_options(rank: Any, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The validated shared record and lsq's own options; what the adapter sets, and
+    ``validation``, are refused."""
+    for name in _TRANSLATED:
+        if name in options:
+            raise TypeError(
+                f"`{name}` is set by the 'lsq' adapter (formulation='l2', max_iter -> "
+                f"max_nfev, tol -> ftol); got {name}={options[name]!r}."
+            )
+    opts, own = split_options(SPEC, rank, options)
+    if opts.validation is not None:
+        raise ValueError(
+            "`validation` is not supported by the 'lsq' solver (scipy's least_squares has no "
+            "per-iteration hook to score and keep the best iterate); hold out ratings with "
+            "lsqmf.evaluate.holdout_split, or use a solver of the iteration loop (als, gd, ...); "
+            f"got {describe(opts.validation)}."
+        )
+    return opts, own
+
+
+def _logging(user_callback: Any) -> Any:
+    """``verbose=2``: a line per residual evaluation, then the caller's callback."""
+    def callback(info: IterationInfo) -> Any:
+        logger.info("lsq: evaluation %d cost %.6g time %.3f s", info.step, info.cost,
+                    info.time)
+        return None if user_callback is None else user_callback(info)
+
+    return callback
 
 
 #: The solver's registry entry (collected by :data:`lsqmf.solvers.SOLVER_SPECS`).
