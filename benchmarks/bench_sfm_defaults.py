@@ -44,17 +44,18 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
+from bench_sfm_family import (  # noqa: E402  (the family benchmark's setup, run beside it)
+    GIRAFFE,
+    OUT,
+    RECIPE,
+    SUCCESS_RTOL,
+    write_csv,
+)
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import lsqmf  # noqa: E402
 from lsqmf.data.synthetic import SFM_FAMILIES, make_affine_sfm  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "reports" / "sfm"
-GIRAFFE = Path("/work/shared/data/giraffe/giraffe.M.txt")
-SUCCESS_RTOL = 1e-6
-RECIPE = dict(formulation="none", method="lm-normal", x_scale=1.0, init_scale=1.0,
-              ftol=1e-10, xtol=1e-10, gtol=1e-10, max_nfev=300)
 FIELDS = ["family", "sequence", "shape", "call", "eliminate", "seed", "cpu_s", "nfev", "rms",
           "success_flag", "status"]
 
@@ -183,10 +184,7 @@ def plot(summary: list[dict[str, Any]]) -> None:
 
 def report() -> None:
     summary = summarize(load())
-    with open(OUT / "defaults_summary.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, list(summary[0]))
-        w.writeheader()
-        w.writerows(summary)
+    write_csv(OUT / "defaults_summary.csv", summary)
     plot(summary)
     for s in summary:
         print(s)

@@ -3,8 +3,8 @@
 Issue #19, phase 1. Every sequence comes from :func:`lsqmf.data.synthetic.make_affine_sfm`
 with one of the :data:`~lsqmf.data.synthetic.SFM_FAMILIES` settings and ``random_state`` =
 the sequence number (0, 1, ...), or is Buchanan's giraffe (240 x 166, rank 6, read from
-``/work/shared/data/giraffe/giraffe.M.txt``). On each sequence these calls run, each from its
-own seeded start (seed = the start number), interleaved start by start:
+``../shared/data/giraffe/giraffe.M.txt`` beside the repository). On each sequence these
+calls run, each from its own seeded start (seed = the start number), interleaved start by start:
 
 ``obvious``
     ``lsqmf.solve(M, rank, mask=W, formulation='none', random_state=s)``: nothing else.
@@ -69,7 +69,8 @@ from lsqmf.data.synthetic import SFM_FAMILIES, make_affine_sfm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports" / "sfm"
-GIRAFFE = Path("/work/shared/data/giraffe/giraffe.M.txt")
+# the shared data sit beside the repository (not vendored)
+GIRAFFE = ROOT.parent / "shared" / "data" / "giraffe" / "giraffe.M.txt"
 SUCCESS_RTOL = 1e-6
 RIDGE = 1e-7  # the ridge call's stage-1 reg, times the mean square of the data
 RECIPE = dict(formulation="none", method="lm-normal", x_scale=1.0, init_scale=1.0,
